@@ -1,0 +1,30 @@
+# The two commands a newcomer needs (see README.md): `make demo` and `make test`.
+# Each installs what it needs first, so both work on a fresh clone.
+.PHONY: demo test lint typecheck unit setup postgres clean
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+setup:
+	@scripts/bootstrap
+
+postgres:
+	@scripts/ensure-postgres
+
+## The main job on the embedded default (SQLite under ./var, no server to run).
+demo: setup
+	$(BIN)/clerk demo
+
+## The whole test suite: lint, types, then every test on SQLite and PostgreSQL.
+test: setup postgres lint typecheck
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

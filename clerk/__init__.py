@@ -1,0 +1,1 @@
+"""query-clerk: the application layer (settings, database, use cases, audit trail, CLI)."""

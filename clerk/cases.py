@@ -1,0 +1,212 @@
+"""Use cases on the case book: what a case owes, recording payments, listing cases.
+
+Each takes a session (the caller owns the transaction) and returns plain values for the CLI or a flow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from clerk import audit
+from models import rules
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Payment, Registry
+from models.values import CaseNumber, DebtorKind, InvalidValue, mask_account, mask_id, mask_name
+
+DEFAULT_EXCEPTIONS = Path(__file__).parent / "data" / "credit_code_exceptions.txt"
+
+
+class CaseNotFound(LookupError):
+    def __init__(self, case_number: str) -> None:
+        super().__init__(case_number)
+        self.case_number = case_number
+
+    def __str__(self) -> str:
+        return f"case_number: no case {self.case_number} in the case book"
+
+
+def load_credit_code_exceptions(path: Path | None = None) -> frozenset[str]:
+    """The reviewed list of legal pilot codes: the first word of each line that is not a comment."""
+    text = (path or DEFAULT_EXCEPTIONS).read_text(encoding="utf-8")
+    return frozenset(
+        line.split()[0].upper() for line in text.splitlines() if line.strip() and not line.startswith("#")
+    )
+
+
+def get_case(session: Session, case_number: str, *, for_update: bool = False) -> Case:
+    number = str(CaseNumber.parse(case_number))
+    stmt = select(Case).where(Case.case_number == number).options(selectinload(Case.payments))
+    if for_update:
+        stmt = stmt.with_for_update()
+    case = session.scalars(stmt).one_or_none()
+    if case is None:
+        raise CaseNotFound(number)
+    return case
+
+
+def debt_of(case: Case) -> rules.Debt:
+    return rules.Debt(
+        principal=case.principal_fen,
+        judgment_interest=case.judgment_interest_fen,
+        costs=case.costs_fen,
+        performance_due_on=case.performance_due_on,
+    )
+
+
+def owed(case: Case, on: dt.date) -> rules.Owed:
+    payments = [rules.Payment(p.paid_on, p.amount_fen) for p in case.payments]
+    return rules.owed_on(debt_of(case), payments, on)
+
+
+def owed_as_dict(value: rules.Owed) -> dict[str, Any]:
+    fields = ("principal", "judgment_interest", "delayed_interest", "fee", "costs", "paid", "remaining")
+    data = asdict(value)
+    return {"on": value.on.isoformat(), "days_late": value.days_late} | {f: data[f] for f in fields}
+
+
+@dataclass(frozen=True, slots=True)
+class CaseView:
+    """What an operator may see of a case: personal data masked."""
+
+    case: dict[str, Any]
+    owed: dict[str, Any]
+    debtors: list[dict[str, Any]]
+    payments: list[dict[str, Any]]
+    hits: list[dict[str, Any]]
+    measures: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
+    case = get_case(session, case_number)
+    links = session.scalars(
+        select(CaseDebtor).where(CaseDebtor.case_id == case.id).options(selectinload(CaseDebtor.debtor))
+    ).all()
+    debtors = sorted((link.debtor for link in links), key=lambda d: d.id)
+    debtor_ids = [d.id for d in debtors]
+    hits = session.execute(
+        select(Asset, Registry.code)
+        .join(Registry, Registry.id == Asset.registry_id)
+        .where(Asset.debtor_id.in_(debtor_ids))
+        .order_by(Asset.id)
+    ).all()
+    measures = session.execute(
+        select(ControlMeasure, Registry.code)
+        .join(Registry, Registry.id == ControlMeasure.registry_id)
+        .where(ControlMeasure.case_id == case.id)
+        .order_by(ControlMeasure.id)
+    ).all()
+    masked_debtor = {d.id: mask_id(d.id_number) for d in debtors}
+    return CaseView(
+        case={
+            "case_number": case.case_number,
+            "court_code": case.court_code,
+            "filed_on": case.filed_on.isoformat(),
+            "judge": case.judge,
+            "applicant": mask_name(case.applicant),
+            "status": case.status,
+            "track": case.track,
+            "performance_due_on": case.performance_due_on.isoformat(),
+        },
+        owed=owed_as_dict(owed(case, on)),
+        debtors=[
+            {
+                "kind": d.kind,
+                "id": masked_debtor[d.id],
+                "name": mask_name(d.name, DebtorKind(d.kind)),
+            }
+            for d in debtors
+        ],
+        payments=[{"paid_on": p.paid_on.isoformat(), "amount": p.amount_fen} for p in case.payments],
+        hits=[
+            {
+                "debtor": masked_debtor[a.debtor_id],
+                "registry": code,
+                "kind": a.kind,
+                "identifier": mask_account(a.identifier),
+                "balance": a.balance_fen,
+                "last_seen_at": a.last_seen_at.isoformat(),
+            }
+            for a, code in hits
+        ],
+        measures=[
+            {
+                "registry": code,
+                "kind": m.kind,
+                "status": m.status,
+                "requested": m.requested_amount_fen,
+                "actual": m.actual_amount_fen,
+                "started_on": m.started_on.isoformat() if m.started_on else None,
+                "expires_on": m.expires_on.isoformat() if m.expires_on else None,
+                "queue_position": m.queue_position,
+            }
+            for m, code in measures
+        ],
+    )
+
+
+def record_payment(
+    session: Session, case_number: str, amount_fen: int, paid_on: dt.date, *, actor: str, today: dt.date
+) -> rules.Owed:
+    """Record a payment and return what is owed on its date afterwards."""
+    if amount_fen <= 0:
+        raise InvalidValue("amount", "a payment must be more than 0")
+    if paid_on > today:
+        raise InvalidValue("on", f"{paid_on} is in the future")
+    case = get_case(session, case_number, for_update=True)
+    if paid_on < case.filed_on - dt.timedelta(days=3650):
+        raise InvalidValue("on", f"{paid_on} is long before the case was filed ({case.filed_on})")
+    if case.status in ("withdrawn", "closed"):
+        raise InvalidValue("case_number", f"{case.case_number} is {case.status}: no payment can be recorded")
+    before = owed(case, paid_on)
+    case.payments.append(Payment(paid_on=paid_on, amount_fen=amount_fen))
+    case.version += 1
+    session.flush()
+    after = owed(case, paid_on)
+    audit.append(
+        session,
+        "payment.recorded",
+        actor=actor,
+        case_number=case.case_number,
+        payload={
+            "amount_fen": amount_fen,
+            "paid_on": paid_on.isoformat(),
+            "remaining_before_fen": before.remaining,
+            "remaining_after_fen": after.remaining,
+            "overpaid_fen": max(amount_fen - before.remaining, 0),
+        },
+    )
+    return after
+
+
+@dataclass(frozen=True, slots=True)
+class CaseLine:
+    case_number: str
+    judge: str
+    status: str
+    debtors: int
+    remaining: int
+
+
+def list_cases(session: Session, on: dt.date, status: str | None = None, limit: int = 100) -> list[CaseLine]:
+    debtor_count = select(CaseDebtor.case_id, func.count().label("n")).group_by(CaseDebtor.case_id).subquery()
+    stmt = (
+        select(Case, debtor_count.c.n)
+        .join(debtor_count, debtor_count.c.case_id == Case.id)
+        .options(selectinload(Case.payments))
+        .order_by(Case.case_number)
+        .limit(limit)
+    )
+    if status:
+        stmt = stmt.where(Case.status == status)
+    return [
+        CaseLine(c.case_number, c.judge, c.status, n, owed(c, on).remaining)
+        for c, n in session.execute(stmt).tuples()
+    ]

@@ -1,0 +1,79 @@
+"""Configuration, read once from the environment (prefix `CLERK_`) and an optional `.env` file.
+
+Defaults run the embedded demo: a SQLite file under `./var`. A wrong value stops the start with the
+variable's name (`SettingsError`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.rules import MIN_RENEWAL_LEAD_DAYS
+
+ENV_PREFIX = "CLERK_"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("var"), description="Where the embedded database and files live.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/clerk.db. "
+        "PostgreSQL: postgresql+psycopg://user:password@host/dbname",
+    )
+    renewal_lead_days: int = Field(
+        30, description=f"Renew a measure this many days before it lapses (at least {MIN_RENEWAL_LEAD_DAYS})."
+    )
+    credit_code_exceptions_file: Path | None = Field(
+        None,
+        description="A reviewed list of legal pilot credit codes that fail the GB 32100 check; "
+        "default: the list shipped in clerk/data.",
+    )
+    import_max_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Largest case file accepted.")
+    actor: str | None = Field(None, description="Who is at the keyboard, for the audit trail; default $USER.")
+
+    @field_validator("renewal_lead_days")
+    @classmethod
+    def _lead_days(cls, value: int) -> int:
+        if value < MIN_RENEWAL_LEAD_DAYS:
+            raise ValueError(f"must be at least {MIN_RENEWAL_LEAD_DAYS} days")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'clerk.db'}"
+
+
+def load_settings() -> Settings:
+    """Read the settings now, turning pydantic's error into one that names the variables."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{ENV_PREFIX}{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise SettingsError(f"bad setting: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,271 @@
+"""The case book's tables (SQLAlchemy 2, typed). Money is integer fen; times are timezone-aware UTC;
+registries' dates are dates. Constraints live here, in the schema, so the database enforces them.
+
+The schema itself is created by Alembic migrations (`clerk/migrations`), which also install the
+triggers that make `audit_events` append-only; `tests/integration/test_migrations.py` checks that the
+migrations and these models agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every database (SQLite keeps no zone: store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Fen = BigInteger
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+CASE_STATUSES = ("active", "terminated", "paid", "withdrawn", "closed")
+DEBTOR_KINDS = ("person", "organisation")
+REGISTRY_KINDS = ("bank", "real_estate", "vehicle")
+ASSET_KINDS = ("deposit", "real_estate", "vehicle")
+MEASURE_KINDS = ("freeze", "seizure")
+MEASURE_STATUSES = ("requested", "effective", "queued", "renewed", "released", "expired", "failed")
+QUERY_STATUSES = ("sent", "pending", "answered", "failed")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", CASE_STATUSES), name="status"),
+        CheckConstraint("principal_fen > 0", name="principal_positive"),
+        CheckConstraint("judgment_interest_fen >= 0", name="judgment_interest_nonneg"),
+        CheckConstraint("costs_fen >= 0", name="costs_nonneg"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_number: Mapped[str] = mapped_column(String(64), unique=True)
+    court_code: Mapped[str] = mapped_column(String(16), index=True)
+    filed_on: Mapped[dt.date] = mapped_column(Date)
+    judge: Mapped[str] = mapped_column(String(100))
+    applicant: Mapped[str] = mapped_column(String(200))
+    principal_fen: Mapped[int] = mapped_column(Fen)
+    judgment_interest_fen: Mapped[int] = mapped_column(Fen, default=0)
+    costs_fen: Mapped[int] = mapped_column(Fen, default=0)
+    performance_due_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    track: Mapped[str | None] = mapped_column(String(16))
+    terminated_on: Mapped[dt.date | None] = mapped_column(Date)
+    resumed_from_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Bumped by every change that affects the cap, so that two writers cannot both pass it
+    # (see clerk.cases; PostgreSQL also takes a row lock).
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    debtors: Mapped[list[CaseDebtor]] = relationship(back_populates="case", cascade="all, delete-orphan")
+    payments: Mapped[list[Payment]] = relationship(
+        back_populates="case", order_by="Payment.paid_on", cascade="all, delete-orphan"
+    )
+
+
+class Debtor(Base):
+    __tablename__ = "debtors"
+    __table_args__ = (CheckConstraint(_one_of("kind", DEBTOR_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    id_number: Mapped[str] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_queried_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class CaseDebtor(Base):
+    __tablename__ = "case_debtors"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), primary_key=True, index=True)
+
+    case: Mapped[Case] = relationship(back_populates="debtors")
+    debtor: Mapped[Debtor] = relationship()
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (CheckConstraint("amount_fen > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    paid_on: Mapped[dt.date] = mapped_column(Date)
+    amount_fen: Mapped[int] = mapped_column(Fen)
+    source: Mapped[str] = mapped_column(String(32), default="manual")
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="payments")
+
+
+class Registry(Base):
+    __tablename__ = "registries"
+    __table_args__ = (CheckConstraint(_one_of("kind", REGISTRY_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class QueryRun(Base):
+    """One sweep or one on-demand case query."""
+
+    __tablename__ = "query_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(32))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    summary: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class Query(Base):
+    """One subject asked of one registry in one run."""
+
+    __tablename__ = "queries"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", QUERY_STATUSES), name="status"),
+        UniqueConstraint("run_id", "registry_id", "debtor_id", name="uq_queries_run_registry_debtor"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("query_runs.id"), index=True)
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id"))
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="sent")
+    registry_reference: Mapped[str | None] = mapped_column(String(128))
+    sent_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class Asset(Base):
+    """A hit: something a registry reported a debtor holds. One row per (registry, identifier)."""
+
+    __tablename__ = "assets"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ASSET_KINDS), name="kind"),
+        CheckConstraint("balance_fen IS NULL OR balance_fen >= 0", name="balance_nonneg"),
+        UniqueConstraint("registry_id", "identifier", name="uq_assets_registry_identifier"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), index=True)
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    # Account number, property certificate number or plate: personal data, masked wherever shown.
+    identifier: Mapped[str] = mapped_column(String(64))
+    balance_fen: Mapped[int | None] = mapped_column(Fen)
+    description: Mapped[str | None] = mapped_column(Text)
+    # Other authorities' measures on it, as the registry reported them (authority, amount, expiry).
+    other_measures: Mapped[dict[str, Any] | None] = mapped_column()
+    first_query_id: Mapped[int | None] = mapped_column(ForeignKey("queries.id"))
+    first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ControlMeasure(Base):
+    """A freeze or seizure, written down (status `requested`, with its idempotency key) before the
+    request leaves, and updated from the registry's reply."""
+
+    __tablename__ = "control_measures"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", MEASURE_KINDS), name="kind"),
+        CheckConstraint(_one_of("status", MEASURE_STATUSES), name="status"),
+        CheckConstraint("requested_amount_fen >= 0", name="requested_nonneg"),
+        CheckConstraint("actual_amount_fen IS NULL OR actual_amount_fen >= 0", name="actual_nonneg"),
+        CheckConstraint(
+            "expires_on IS NULL OR started_on IS NULL OR expires_on >= started_on", name="expiry_after_start"
+        ),
+        CheckConstraint("queue_position IS NULL OR queue_position >= 1", name="queue_position_positive"),
+        Index("ix_control_measures_case_status", "case_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"), index=True)
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    requested_amount_fen: Mapped[int] = mapped_column(Fen)
+    actual_amount_fen: Mapped[int | None] = mapped_column(Fen)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    registry_reference: Mapped[str | None] = mapped_column(String(128))
+    started_on: Mapped[dt.date | None] = mapped_column(Date)
+    expires_on: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    queue_position: Mapped[int | None] = mapped_column(Integer)
+    renews_measure_id: Mapped[int | None] = mapped_column(ForeignKey("control_measures.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AuditEvent(Base):
+    """One link of the hash-chained, append-only audit trail (see clerk.audit)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[dt.datetime] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    case_number: Mapped[str | None] = mapped_column(String(64), index=True)
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON, personal data masked
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
