@@ -159,10 +159,10 @@ def record_payment(
     if amount_fen <= 0:
         raise InvalidValue("amount", "a payment must be more than 0")
     if paid_on > today:
-        raise InvalidValue("on", f"{paid_on} is in the future")
+        raise InvalidValue("paid_on", f"{paid_on} is in the future")
     case = get_case(session, case_number, for_update=True)
     if paid_on < case.filed_on - dt.timedelta(days=3650):
-        raise InvalidValue("on", f"{paid_on} is long before the case was filed ({case.filed_on})")
+        raise InvalidValue("paid_on", f"{paid_on} is long before the case was filed ({case.filed_on})")
     if case.status in ("withdrawn", "closed"):
         raise InvalidValue("case_number", f"{case.case_number} is {case.status}: no payment can be recorded")
     before = owed(case, paid_on)
@@ -207,6 +207,5 @@ def list_cases(session: Session, on: dt.date, status: str | None = None, limit: 
     if status:
         stmt = stmt.where(Case.status == status)
     return [
-        CaseLine(c.case_number, c.judge, c.status, n, owed(c, on).remaining)
-        for c, n in session.execute(stmt).tuples()
+        CaseLine(c.case_number, c.judge, c.status, n, owed(c, on).remaining) for c, n in session.execute(stmt)
     ]

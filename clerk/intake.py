@@ -400,7 +400,7 @@ def import_cases(session: Session, rows: list[CaseRow], *, actor: str, source: s
         links.update(
             session.execute(
                 select(CaseDebtor.case_id, CaseDebtor.debtor_id).where(CaseDebtor.case_id.in_(chunk_ids))
-            ).tuples()
+            )
         )
 
     errors = _conflicts_with_stored(rows, cases, debtors)

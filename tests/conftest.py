@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import db
+from clerk.settings import get_settings
+from tests.pgserver import PostgresServer, postgres_server
+
+TODAY = dt.date(2026, 11, 23)
+_db_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'clerk.db'}"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    return server.create_database(f"clerk_test_{next(_db_names)}")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return db.session_factory(engine)
+
+
+@pytest.fixture
+def clerk_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """Settings for CLI tests: this test's database, data under tmp_path, a named actor."""
+    monkeypatch.setenv("CLERK_DATABASE_URL", database_url)
+    monkeypatch.setenv("CLERK_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("CLERK_ACTOR", "tester")
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()
+    db.engine_for.cache_clear()

@@ -1,0 +1,153 @@
+"""The `clerk` command line, end to end, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clerk.cli import SAMPLE_CASES, app
+from clerk.intake import FIELDS
+
+runner = CliRunner()
+CASE = "(2024)豫0185执1234号"
+ROW = (
+    "(2024)豫0185执1234号,2024-03-01,李法官,王五,100000,,,2024-01-01,person,11010519491231002X,张三\n"
+    "(2024)豫0185执1234号,2024-03-01,李法官,王五,100000,,,2024-01-01,organisation,91350100M000100Y43,某某公司\n"
+)
+HEADER = ",".join(FIELDS) + "\n"
+
+
+def clerk(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), (
+        result.exception
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def case_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cases.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + ROW).encode())
+    return path
+
+
+def test_import_show_pay_verify_export(clerk_env: str, case_file: Path, tmp_path: Path) -> None:
+    code, out, _ = clerk("cases", "import", str(case_file))
+    assert code == 0
+    assert "1 case(s) added" in out and "2 case-debtor link(s) added" in out
+    code, out, _ = clerk("cases", "import", str(case_file))
+    assert (code, "0 case(s) added, 1 already known" in out) == (0, True)
+
+    code, out, _ = clerk("cases", "show", CASE, "--on", "2024-06-29", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["owed"] == {
+        "on": "2024-06-29",
+        "days_late": 180,
+        "principal": 10_000_000,
+        "judgment_interest": 0,
+        "delayed_interest": 315_000,
+        "fee": 140_000,
+        "costs": 0,
+        "paid": 0,
+        "remaining": 10_455_000,
+    }
+    assert "11010519491231002X" not in out and "张三" not in out
+
+    code, out, _ = clerk("cases", "show", "（2024）豫0185执1234号", "--on", "2024-06-29")
+    assert (
+        code == 0 and "104,550.00" in out and "1101**********002X" in out and "11010519491231002X" not in out
+    )
+
+    code, out, _ = clerk("cases", "pay", CASE, "4550", "--on", "2024-06-29")
+    assert code == 0 and "remaining on 2024-06-29: 100,000.00" in out
+
+    code, out, _ = clerk("audit", "verify")
+    assert code == 0 and "intact: 3 event(s)" in out  # import, file, payment
+
+    export = tmp_path / "trail.csv"
+    code, _, err = clerk("audit", "export", "--case", CASE, "--format", "csv", "--output", str(export))
+    assert code == 0 and "2 event(s) exported" in err
+    lines = export.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("seq,occurred_at,actor,action")
+    assert "payment.recorded" in lines[2] and "user:tester" in lines[2]
+    code, out, _ = clerk("audit", "export", "--case", CASE)
+    assert [json.loads(line)["action"] for line in out.splitlines()] == ["case.imported", "payment.recorded"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["cases", "show", "(2024)豫0185执12A4号"],
+            "case_number: '(2024)豫0185执12A4号' is not a case number: the sequence must be digits",
+        ),
+        (["cases", "show", "(2024)豫0185执9号"], "case_number: no case （2024）豫0185执9号 in the case book"),
+        (["cases", "show", CASE, "--on", "2024-02-30"], "--on: '2024-02-30' is not a real date"),
+        (["cases", "pay", CASE, "--on", "2024-06-29", "--", "-3"], "amount: '-3' is negative"),
+        (["cases", "pay", CASE, "3", "--on", "2999-01-01"], "paid_on: 2999-01-01 is in the future"),
+        (["audit", "export", "--case", CASE, "--format", "xlsx"], "--format: 'xlsx' is not a format"),
+    ],
+)
+def test_bad_input_gets_one_clear_line_and_exit_2(
+    clerk_env: str, case_file: Path, args: list[str], message: str
+) -> None:
+    clerk("cases", "import", str(case_file))
+    code, out, err = clerk(*args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in out + err
+
+
+def test_bad_file_lists_problems_and_writes_nothing(clerk_env: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + ROW.replace("100000", "abc", 1), encoding="utf-8")
+    code, _, err = clerk("cases", "import", str(bad))
+    assert code == 2
+    assert "nothing was written" in err
+    assert "line 2, principal: 'abc' is not an amount" in err
+    assert "line 3, principal: differs from line 2 for the same case number" not in err  # line 2 failed alone
+    code, out, _ = clerk("audit", "verify")
+    assert "intact: 0 event(s)" in out
+
+
+def test_wrong_setting_names_the_variable(clerk_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clerk.settings import get_settings
+
+    monkeypatch.setenv("CLERK_RENEWAL_LEAD_DAYS", "3")
+    get_settings.cache_clear()
+    code, _, err = clerk("cases", "list")
+    assert code == 2
+    assert "CLERK_RENEWAL_LEAD_DAYS: must be at least 7 days" in err
+
+
+def test_demo_imports_the_samples_and_reports(clerk_env: str) -> None:
+    code, out, _ = clerk("demo")
+    assert code == 0, out
+    cases = {line.split(",")[0] for line in SAMPLE_CASES.read_text(encoding="utf-8").splitlines()[1:]}
+    assert f"{len(cases)} new case(s)" in out
+    assert f"{len(cases)} case(s)," in out and "yuan owed in all" in out
+    assert "audit trail intact" in out
+    code, out, _ = clerk("demo")
+    assert code == 0 and f"0 new case(s), {len(cases)} already known" in out
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_file_edited_underneath_is_caught(clerk_env: str, case_file: Path) -> None:
+    clerk("cases", "import", str(case_file))
+    clerk("cases", "pay", CASE, "10", "--on", "2024-06-29")
+    raw = sqlite3.connect(clerk_env.removeprefix("sqlite:///"))
+    raw.execute("DROP TRIGGER audit_events_no_update")
+    raw.execute(
+        "UPDATE audit_events SET payload = replace(payload, '1000', '9000') WHERE action = 'payment.recorded'"
+    )
+    raw.commit()
+    raw.close()
+    code, _, err = clerk("audit", "verify")
+    assert code == 1
+    assert "BROKEN at event 3" in err and "edited" in err
