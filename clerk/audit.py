@@ -69,6 +69,16 @@ def event_hash(
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event to append: what happened, to which case, with what (masked) details."""
+
+    action: str
+    actor: str
+    case_number: str | None = None
+    payload: Mapping[str, Any] | None = None
+
+
 def append(
     session: Session,
     action: str,
@@ -76,31 +86,42 @@ def append(
     actor: str,
     case_number: str | None = None,
     payload: Mapping[str, Any] | None = None,
-    occurred_at: dt.datetime | None = None,
 ) -> AuditEvent:
     """Append one event inside the caller's transaction: it commits or rolls back with the change it
     records."""
+    return append_many(session, [Entry(action, actor, case_number, payload)])[0]
+
+
+def append_many(session: Session, entries: Iterable[Entry]) -> list[AuditEvent]:
+    """Append events in order, reading the chain's head once and inserting them in bulk."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
     last = session.execute(
         select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
-    seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
-    when = occurred_at or utcnow()
-    body = _canonical_payload(payload or {})
-    event = AuditEvent(
-        seq=seq,
-        occurred_at=when,
-        actor=actor,
-        action=action,
-        case_number=case_number,
-        payload=body,
-        prev_hash=prev,
-        hash=event_hash(prev, seq, when, actor, action, case_number, body),
-    )
-    session.add(event)
+    seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+    events: list[AuditEvent] = []
+    for entry in entries:
+        seq += 1
+        when = utcnow()
+        body = _canonical_payload(entry.payload or {})
+        digest = event_hash(prev, seq, when, entry.actor, entry.action, entry.case_number, body)
+        events.append(
+            AuditEvent(
+                seq=seq,
+                occurred_at=when,
+                actor=entry.actor,
+                action=entry.action,
+                case_number=entry.case_number,
+                payload=body,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        prev = digest
+    session.add_all(events)
     session.flush()
-    return event
+    return events
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,8 +151,9 @@ def cases_import(
 def _import(file: Path, actor: str) -> intake.ImportReport:
     conf = settings()
     exceptions = cases.load_credit_code_exceptions(conf.credit_code_exceptions_file)
-    rows, digest = intake.read_case_file(file, max_bytes=conf.import_max_bytes, exceptions=exceptions)
-    with unit_of_work() as session:
+    with err.status(f"checking {file.name}…"):
+        rows, digest = intake.read_case_file(file, max_bytes=conf.import_max_bytes, exceptions=exceptions)
+    with err.status(f"{len(rows):,} row(s) are good; writing…"), unit_of_work() as session:
         report = intake.import_cases(session, rows, actor=actor, source=file.name)
         if report.cases_added or report.links_added:
             audit.append(
@@ -326,7 +327,7 @@ def demo(
     today, then check the audit trail."""
     started = time.perf_counter()
     conf = settings()
-    out.print(f"database: {conf.effective_database_url}")
+    out.print(f"database: {conf.database_display}")
     report = _import(file, audit.Actor.SYSTEM)
     out.print(
         f"imported {file.name}: {report.cases_added} new case(s), {report.cases_unchanged} already known"

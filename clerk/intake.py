@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from clerk import audit
@@ -382,14 +382,14 @@ def import_cases(session: Session, rows: list[CaseRow], *, actor: str, source: s
     with other amounts, a debtor with another name) raise `IntakeError` before anything is written."""
     report = ImportReport(rows=len(rows))
     case_numbers = sorted({r.case_number for r in rows})
-    debtor_ids = sorted({r.debtor_id for r in rows})
+    wanted_ids = sorted({r.debtor_id for r in rows})
     cases: dict[str, Case] = {}
     for chunk in _chunks(case_numbers):
         cases.update(
             (c.case_number, c) for c in session.scalars(select(Case).where(Case.case_number.in_(chunk)))
         )
     debtors: dict[str, Debtor] = {}
-    for chunk in _chunks(debtor_ids):
+    for chunk in _chunks(wanted_ids):
         debtors.update(
             (d.id_number, d) for d in session.scalars(select(Debtor).where(Debtor.id_number.in_(chunk)))
         )
@@ -397,78 +397,86 @@ def import_cases(session: Session, rows: list[CaseRow], *, actor: str, source: s
     known_case_ids = [c.id for c in cases.values()]
     for i in range(0, len(known_case_ids), _CHUNK):
         chunk_ids = known_case_ids[i : i + _CHUNK]
-        links.update(
-            session.execute(
-                select(CaseDebtor.case_id, CaseDebtor.debtor_id).where(CaseDebtor.case_id.in_(chunk_ids))
-            )
-        )
+        stored = select(CaseDebtor.case_id, CaseDebtor.debtor_id).where(CaseDebtor.case_id.in_(chunk_ids))
+        links.update((link.case_id, link.debtor_id) for link in session.execute(stored))
 
     errors = _conflicts_with_stored(rows, cases, debtors)
     if errors:
         raise IntakeError(errors)
 
-    new_cases: dict[str, Case] = {}
-    for row in rows:
-        if row.case_number not in cases:
-            case = Case(
-                case_number=row.case_number,
-                court_code=row.court_code,
-                filed_on=row.filed_on,
-                judge=row.judge,
-                applicant=row.applicant,
-                principal_fen=row.principal,
-                judgment_interest_fen=row.judgment_interest,
-                costs_fen=row.costs,
-                performance_due_on=row.performance_due_on,
-            )
-            session.add(case)
-            cases[row.case_number] = new_cases[row.case_number] = case
-        if row.debtor_id not in debtors:
-            debtor = Debtor(kind=row.debtor_kind.value, id_number=row.debtor_id, name=row.debtor_name)
-            session.add(debtor)
-            debtors[row.debtor_id] = debtor
-            report.debtors_added += 1
-    session.flush()
+    case_ids = {number: case.id for number, case in cases.items()}
+    debtor_ids = {id_number: debtor.id for id_number, debtor in debtors.items()}
+    new_case_rows = {r.case_number: r for r in rows if r.case_number not in case_ids}
+    new_debtor_rows = {r.debtor_id: r for r in rows if r.debtor_id not in debtor_ids}
+    if new_case_rows:
+        inserted = session.execute(
+            insert(Case).returning(Case.id, Case.case_number, sort_by_parameter_order=True),
+            [_case_values(r) for r in new_case_rows.values()],
+        )
+        case_ids.update((number, case_id) for case_id, number in inserted)
+    if new_debtor_rows:
+        inserted = session.execute(
+            insert(Debtor).returning(Debtor.id, Debtor.id_number, sort_by_parameter_order=True),
+            [
+                {"kind": r.debtor_kind.value, "id_number": r.debtor_id, "name": r.debtor_name}
+                for r in new_debtor_rows.values()
+            ],
+        )
+        debtor_ids.update((id_number, debtor_id) for debtor_id, id_number in inserted)
 
     added_links: dict[str, list[str]] = {}
+    new_links: list[dict[str, int]] = []
     for row in rows:
-        case, debtor = cases[row.case_number], debtors[row.debtor_id]
-        if (case.id, debtor.id) in links:
+        key = (case_ids[row.case_number], debtor_ids[row.debtor_id])
+        if key in links:
             continue
-        session.add(CaseDebtor(case_id=case.id, debtor_id=debtor.id))
-        links.add((case.id, debtor.id))
+        links.add(key)
+        new_links.append({"case_id": key[0], "debtor_id": key[1]})
         added_links.setdefault(row.case_number, []).append(mask_id(row.debtor_id))
-        report.links_added += 1
-    session.flush()
+    if new_links:
+        session.execute(insert(CaseDebtor), new_links)
 
-    for number, case in new_cases.items():
-        audit.append(
-            session,
-            "case.imported",
-            actor=actor,
-            case_number=number,
-            payload={
-                "principal_fen": case.principal_fen,
-                "judgment_interest_fen": case.judgment_interest_fen,
-                "costs_fen": case.costs_fen,
-                "filed_on": case.filed_on.isoformat(),
-                "performance_due_on": case.performance_due_on.isoformat(),
-                "debtors": added_links.pop(number, []),
-                "source": source,
-            },
-        )
-    for number, masked in added_links.items():
-        audit.append(
-            session,
-            "case.debtors_added",
-            actor=actor,
-            case_number=number,
-            payload={"debtors": masked, "source": source},
-        )
-    report.cases_added = len(new_cases)
-    report.cases_unchanged = len(case_numbers) - len(new_cases)
-    report.added_case_numbers = sorted(new_cases)
+    entries = [
+        audit.Entry("case.imported", actor, number, _case_payload(row, added_links.pop(number, []), source))
+        for number, row in new_case_rows.items()
+    ]
+    entries += [
+        audit.Entry("case.debtors_added", actor, number, {"debtors": masked, "source": source})
+        for number, masked in added_links.items()
+    ]
+    audit.append_many(session, entries)
+    report.cases_added = len(new_case_rows)
+    report.cases_unchanged = len(case_numbers) - len(new_case_rows)
+    report.debtors_added = len(new_debtor_rows)
+    report.links_added = len(new_links)
+    report.added_case_numbers = sorted(new_case_rows)
     return report
+
+
+def _case_values(row: CaseRow) -> dict[str, Any]:
+    return {
+        "case_number": row.case_number,
+        "court_code": row.court_code,
+        "filed_on": row.filed_on,
+        "judge": row.judge,
+        "applicant": row.applicant,
+        "principal_fen": row.principal,
+        "judgment_interest_fen": row.judgment_interest,
+        "costs_fen": row.costs,
+        "performance_due_on": row.performance_due_on,
+    }
+
+
+def _case_payload(row: CaseRow, debtors: list[str], source: str) -> dict[str, Any]:
+    return {
+        "principal_fen": row.principal,
+        "judgment_interest_fen": row.judgment_interest,
+        "costs_fen": row.costs,
+        "filed_on": row.filed_on.isoformat(),
+        "performance_due_on": row.performance_due_on.isoformat(),
+        "debtors": debtors,
+        "source": source,
+    }
 
 
 def _conflicts_with_stored(

@@ -9,8 +9,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from models.rules import MIN_RENEWAL_LEAD_DAYS
 
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("var"), description="Where the embedded database and files live.")
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         None,
         description="SQLAlchemy URL; default sqlite:///<data_dir>/clerk.db. "
         "PostgreSQL: postgresql+psycopg://user:password@host/dbname",
@@ -52,14 +53,21 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite", "postgresql")):
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
         return value
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'clerk.db'}"
+        """The URL to connect with. It may hold a password: show `database_display` instead."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'clerk.db'}"
+
+    @property
+    def database_display(self) -> str:
+        return make_url(self.effective_database_url).render_as_string(hide_password=True)
 
 
 def load_settings() -> Settings:

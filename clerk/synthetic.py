@@ -64,6 +64,7 @@ def sample_case_rows(seed: int, cases: int, today: dt.date) -> list[dict[str, st
     """Rows in the intake format: `cases` cases over the sample courts, one to three debtors each."""
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
+    used: set[str] = set()
     sequences = {c.code: rng.randrange(100, 900) for c in COURTS}
     for _ in range(cases):
         court = rng.choice(COURTS)
@@ -83,17 +84,13 @@ def sample_case_rows(seed: int, cases: int, today: dt.date) -> list[dict[str, st
             "performance_due_on": due.isoformat(),
         }
         for _ in range(rng.choice((1, 1, 2, 3))):
-            if rng.random() < 0.7:
-                debtor = {
-                    "debtor_kind": "person",
-                    "debtor_id": resident_id(rng, court.region),
-                    "debtor_name": person_name(rng),
-                }
-            else:
-                debtor = {
-                    "debtor_kind": "organisation",
-                    "debtor_id": credit_code(rng, court.region),
-                    "debtor_name": firm_name(rng, court),
-                }
-            rows.append(case | debtor)
+            person = rng.random() < 0.7
+            make_id = resident_id if person else credit_code
+            debtor_id = make_id(rng, court.region)
+            while debtor_id in used:  # one ID, one debtor: redraw the rare collision
+                debtor_id = make_id(rng, court.region)
+            used.add(debtor_id)
+            name = person_name(rng) if person else firm_name(rng, court)
+            kind = "person" if person else "organisation"
+            rows.append(case | {"debtor_kind": kind, "debtor_id": debtor_id, "debtor_name": name})
     return rows

@@ -151,3 +151,19 @@ def test_sqlite_file_edited_underneath_is_caught(clerk_env: str, case_file: Path
     code, _, err = clerk("audit", "verify")
     assert code == 1
     assert "BROKEN at event 3" in err and "edited" in err
+
+
+def test_database_password_is_never_printed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from clerk.settings import get_settings
+
+    monkeypatch.setenv("CLERK_DATABASE_URL", "postgresql+psycopg://clerk:s3cret-pw@127.0.0.1:1/none")
+    get_settings.cache_clear()
+    try:
+        assert "s3cret-pw" not in repr(get_settings())
+        assert get_settings().database_display == "postgresql+psycopg://clerk:***@127.0.0.1:1/none"
+        code, out, err = clerk("demo")
+    finally:
+        get_settings.cache_clear()
+    assert code == 1
+    assert "the database cannot be reached" in err
+    assert "s3cret-pw" not in out + err

@@ -141,3 +141,64 @@ def test_payments_lower_what_is_owed_and_are_audited(sessions: sessionmaker[Sess
     with sessions() as s:
         last = s.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
     assert last is not None and last.action == "payment.recorded" and last.case_number == number
+
+
+def test_show_lists_hits_and_measures_masked(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    from models.tables import Asset, ControlMeasure, Registry
+
+    rows = sample_case_rows(seed=5, cases=1, today=TODAY)[:1]
+    run_import(sessions, write(tmp_path, rows))
+    with sessions.begin() as s:
+        case = s.scalars(select(Case)).one()
+        debtor = s.scalars(select(Debtor)).one()
+        bank = Registry(code="icbc-zz", name="工商银行郑州分行", kind="bank")
+        s.add(bank)
+        s.flush()
+        asset = Asset(
+            debtor_id=debtor.id,
+            registry_id=bank.id,
+            kind="deposit",
+            identifier="6222021234567890123",
+            balance_fen=500_000,
+        )
+        s.add(asset)
+        s.flush()
+        s.add(
+            ControlMeasure(
+                case_id=case.id,
+                asset_id=asset.id,
+                registry_id=bank.id,
+                kind="freeze",
+                status="effective",
+                requested_amount_fen=500_000,
+                actual_amount_fen=300_000,
+                idempotency_key="k-1",
+                started_on=dt.date(2026, 11, 1),
+                expires_on=dt.date(2027, 10, 31),
+            )
+        )
+    with sessions() as s:
+        view = cases.case_view(s, rows[0]["case_number"], TODAY)
+    assert view.hits == [
+        {
+            "debtor": view.debtors[0]["id"],
+            "registry": "icbc-zz",
+            "kind": "deposit",
+            "identifier": "***************0123",
+            "balance": 500_000,
+            "last_seen_at": view.hits[0]["last_seen_at"],
+        }
+    ]
+    assert view.measures == [
+        {
+            "registry": "icbc-zz",
+            "kind": "freeze",
+            "status": "effective",
+            "requested": 500_000,
+            "actual": 300_000,
+            "started_on": "2026-11-01",
+            "expires_on": "2027-10-31",
+            "queue_position": None,
+        }
+    ]
+    assert "6222021234567890123" not in str(view.as_dict())
