@@ -1,0 +1,308 @@
+"""The bank adapter: a JSON API for queries, freezes, renewals, releases, status by key and deductions.
+
+Wire format (what `connectors/simulator/bank.py` serves):
+    POST /v1/queries                      {request_ref, subjects: [{ref, type: P|O, id_no, name}]}
+    GET  /v1/queries/{request_ref}        the answer to a query that was "accepted"
+    POST /v1/freezes                      {key, case_no, ref, account_no, amount, term_years}
+    POST /v1/freezes/{freeze_no}/renewals {key, term_years}
+    POST /v1/freezes/{freeze_no}/releases {key, amount | null}
+    GET  /v1/requests/{key}               the answer to any control request, or 404 unknown_key
+    POST /v1/deductions                   {key, freeze_no, amount, court_account}
+    GET  /v1/health
+Amounts travel as yuan strings ("1234.56") and leave this module as integer fen, validated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.base import (
+    AssetReport,
+    ControlOutcome,
+    ControlReply,
+    ControlRequest,
+    DeductReply,
+    DeductRequest,
+    Health,
+    InvalidReply,
+    MeasureKind,
+    OtherMeasure,
+    QueryReply,
+    QueryRequest,
+    RegistryError,
+    RegistryKind,
+    RejectedError,
+    ReleaseRequest,
+    RenewRequest,
+    SubjectResult,
+    SubjectStatus,
+    UnknownOutcome,
+)
+from connectors.http import RegistryClient, parse_json
+from models.rules import AssetKind
+from models.values import DebtorKind, InvalidValue, format_yuan, parse_yuan
+
+# --- the wire -----------------------------------------------------------------------------------------
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class WireRestriction(Wire):
+    authority: str = Field(min_length=1, max_length=200)
+    amount: str | None = None
+    until: dt.date | None = Field(None, strict=False)
+
+
+class WireAccount(Wire):
+    account_no: str = Field(min_length=4, max_length=40, pattern=r"^[0-9]+$")
+    balance: str
+    currency: Literal["CNY"] = "CNY"
+    restrictions: list[WireRestriction] = []
+
+
+class WireResult(Wire):
+    ref: str
+    accounts: list[WireAccount] = []
+
+
+class WireQueryReply(Wire):
+    request_ref: str
+    status: Literal["done", "accepted"]
+    results: list[WireResult] = []
+
+
+class WireControlReply(Wire):
+    key: str
+    result: Literal["FROZEN", "PARTIAL", "QUEUED", "ACCEPTED", "REJECTED", "RELEASED"]
+    freeze_no: str | None = None
+    frozen_amount: str | None = None
+    start: dt.date | None = Field(None, strict=False)
+    end: dt.date | None = Field(None, strict=False)
+    queue_no: int | None = Field(None, ge=1)
+    ahead: WireRestriction | None = None
+    reason: str | None = Field(None, max_length=64)
+
+
+class WireDeductReply(Wire):
+    key: str
+    freeze_no: str
+    amount: str
+    date: dt.date = Field(strict=False)
+
+
+_OUTCOMES = {
+    "FROZEN": ControlOutcome.EFFECTIVE,
+    "PARTIAL": ControlOutcome.PARTIAL,
+    "QUEUED": ControlOutcome.QUEUED,
+    "ACCEPTED": ControlOutcome.PENDING,
+    "REJECTED": ControlOutcome.REFUSED,
+    "RELEASED": ControlOutcome.RELEASED,
+}
+
+
+class BankConnector:
+    """Speaks one bank's JSON API through a `RegistryClient`."""
+
+    kind = RegistryKind.BANK
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+        self.code = client.code
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    # --- queries ---
+
+    async def query(self, request: QueryRequest) -> QueryReply:
+        body = {
+            "request_ref": request.request_ref,
+            "subjects": [
+                {
+                    "ref": s.ref,
+                    "type": "P" if s.kind is DebtorKind.PERSON else "O",
+                    "id_no": s.id_number,
+                    "name": s.name,
+                }
+                for s in request.subjects
+            ],
+        }
+        response = await self.client.call(
+            "POST", "/v1/queries", reference=request.request_ref, safe=True, json_body=body
+        )
+        return self._query_reply(response, request.request_ref, {s.ref for s in request.subjects})
+
+    async def collect(self, request_ref: str) -> QueryReply:
+        response = await self.client.call(
+            "GET", f"/v1/queries/{request_ref}", reference=request_ref, safe=True
+        )
+        return self._query_reply(response, request_ref, None)
+
+    def _query_reply(self, response: httpx.Response, request_ref: str, asked: set[str] | None) -> QueryReply:
+        wire = parse_json(response, WireQueryReply, self.code, request_ref)
+        if wire.request_ref != request_ref:
+            raise InvalidReply(self.code, "reply names another request", request_ref)
+        if wire.status == "accepted":
+            refs = asked if asked is not None else {r.ref for r in wire.results}
+            pending = tuple(SubjectResult(subject_ref=r, status=SubjectStatus.PENDING) for r in sorted(refs))
+            return QueryReply(request_ref=request_ref, results=pending)
+        seen = [r.ref for r in wire.results]
+        if len(seen) != len(set(seen)):
+            raise InvalidReply(self.code, "reply lists a subject twice", request_ref)
+        if asked is not None and set(seen) != asked:
+            raise InvalidReply(self.code, "reply does not answer exactly the subjects asked", request_ref)
+        results = []
+        for result in wire.results:
+            assets = tuple(self._asset(a, request_ref) for a in result.accounts)
+            status = SubjectStatus.FOUND if assets else SubjectStatus.NONE
+            results.append(SubjectResult(subject_ref=result.ref, status=status, assets=assets))
+        return QueryReply(request_ref=request_ref, results=tuple(results))
+
+    def _asset(self, account: WireAccount, reference: str) -> AssetReport:
+        return AssetReport(
+            asset_kind=AssetKind.DEPOSIT,
+            identifier=account.account_no,
+            balance_fen=self._fen(account.balance, "balance", reference),
+            other_measures=tuple(self._other(r, reference) for r in account.restrictions),
+        )
+
+    def _other(self, wire: WireRestriction, reference: str) -> OtherMeasure:
+        amount = None if wire.amount is None else self._fen(wire.amount, "restriction amount", reference)
+        return OtherMeasure(authority=wire.authority, amount_fen=amount, expires_on=wire.until)
+
+    def _fen(self, text: str, what: str, reference: str) -> int:
+        try:
+            return parse_yuan(text, what)
+        except InvalidValue as exc:
+            raise InvalidReply(self.code, f"invalid reply: {exc}", reference) from None
+
+    # --- control ---
+
+    async def control(self, request: ControlRequest) -> ControlReply:
+        if request.kind is not MeasureKind.FREEZE or request.amount_fen is None:
+            raise RejectedError(
+                self.code, "a bank takes freezes with an amount only", request.idempotency_key
+            )
+        body = {
+            "key": request.idempotency_key,
+            "case_no": request.case_number,
+            "ref": request.subject_ref,
+            "account_no": request.asset_identifier,
+            "amount": _yuan(request.amount_fen),
+            "term_years": request.years,
+        }
+        return await self._control("/v1/freezes", body, request.idempotency_key)
+
+    async def renew(self, request: RenewRequest) -> ControlReply:
+        path = f"/v1/freezes/{request.registry_reference}/renewals"
+        body = {"key": request.idempotency_key, "term_years": request.years}
+        return await self._control(path, body, request.idempotency_key)
+
+    async def release(self, request: ReleaseRequest) -> ControlReply:
+        path = f"/v1/freezes/{request.registry_reference}/releases"
+        amount = None if request.amount_fen is None else _yuan(request.amount_fen)
+        return await self._control(
+            path, {"key": request.idempotency_key, "amount": amount}, request.idempotency_key
+        )
+
+    async def status(self, idempotency_key: str) -> ControlReply | None:
+        try:
+            response = await self.client.call(
+                "GET", f"/v1/requests/{idempotency_key}", reference=idempotency_key, safe=True
+            )
+        except RejectedError as exc:
+            if "unknown_key" in exc.reason:
+                return None
+            raise
+        return self._control_reply(response, idempotency_key)
+
+    async def _control(self, path: str, body: dict[str, object], key: str) -> ControlReply:
+        """Send once; if the reply is lost, the status of the key tells what happened. A key the bank never
+        saw is sent again (the same key: the bank would answer a duplicate with its first answer)."""
+        try:
+            response = await self.client.call("POST", path, reference=key, safe=False, json_body=body)
+        except UnknownOutcome:
+            known = await self.status(key)
+            if known is not None:
+                return known
+            response = await self.client.call("POST", path, reference=key, safe=False, json_body=body)
+        return self._control_reply(response, key)
+
+    def _control_reply(self, response: httpx.Response, key: str) -> ControlReply:
+        wire = parse_json(response, WireControlReply, self.code, key)
+        if wire.key != key:
+            raise InvalidReply(self.code, "reply names another request", key)
+        outcome = _OUTCOMES[wire.result]
+        in_force = outcome in (ControlOutcome.EFFECTIVE, ControlOutcome.PARTIAL, ControlOutcome.QUEUED)
+        if in_force and (wire.freeze_no is None or wire.start is None or wire.end is None):
+            raise InvalidReply(
+                self.code, "invalid reply: a freeze in force needs freeze_no, start and end", key
+            )
+        if wire.start and wire.end and wire.end < wire.start:
+            raise InvalidReply(self.code, "invalid reply: the freeze ends before it starts", key)
+        if outcome is ControlOutcome.QUEUED and wire.queue_no is None:
+            raise InvalidReply(self.code, "invalid reply: a queued freeze needs its queue_no", key)
+        amount = None if wire.frozen_amount is None else self._fen(wire.frozen_amount, "frozen_amount", key)
+        return ControlReply(
+            idempotency_key=key,
+            outcome=outcome,
+            registry_reference=wire.freeze_no,
+            amount_fen=amount,
+            started_on=wire.start,
+            expires_on=wire.end,
+            queue_position=wire.queue_no,
+            ahead=None if wire.ahead is None else self._other(wire.ahead, key),
+            reason=wire.reason,
+        )
+
+    # --- deduction ---
+
+    async def deduct(self, request: DeductRequest) -> DeductReply:
+        key = request.idempotency_key
+        body = {
+            "key": key,
+            "freeze_no": request.registry_reference,
+            "amount": _yuan(request.amount_fen),
+            "court_account": request.court_account,
+        }
+        try:
+            response = await self.client.call(
+                "POST", "/v1/deductions", reference=key, safe=False, json_body=body
+            )
+        except UnknownOutcome:
+            response = await self.client.call("GET", f"/v1/requests/{key}", reference=key, safe=True)
+        wire = parse_json(response, WireDeductReply, self.code, key)
+        amount = self._fen(wire.amount, "amount", key)
+        if amount > request.amount_fen:
+            raise InvalidReply(self.code, "invalid reply: more was deducted than asked", key)
+        return DeductReply(
+            idempotency_key=key,
+            registry_reference=wire.freeze_no,
+            amount_fen=amount,
+            transferred_on=wire.date,
+        )
+
+    # --- health ---
+
+    async def health(self) -> Health:
+        started = time.perf_counter()
+        try:
+            await self.client.call("GET", "/v1/health", reference="health", safe=True)
+        except RegistryError as exc:
+            return Health(registry=self.code, ok=False, latency_ms=_ms(started), detail=exc.reason)
+        return Health(registry=self.code, ok=True, latency_ms=_ms(started))
+
+
+def _yuan(fen: int) -> str:
+    return format_yuan(fen).replace(",", "")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -1,0 +1,300 @@
+"""The HTTP layer every adapter shares: one `httpx.AsyncClient` per registry, with limits, bounded bodies,
+retries in one place, a circuit breaker, and the rule that a control request is never sent twice blindly.
+
+Retries (tenacity, exponential backoff with jitter, honouring Retry-After) apply to:
+- every *safe* request (queries, status, health): any `TransientError`;
+- a *control* request (freeze, seize, renew, release, deduct) only when it surely never reached the
+  registry: a connection that could not be opened, or a 429. A timeout or a 5xx after the request went out
+  leaves its outcome unknown: `UnknownOutcome` is raised and the adapter asks `status(idempotency_key)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
+
+from connectors.base import (
+    InvalidReply,
+    RegistryError,
+    RegistryUnavailable,
+    RejectedError,
+    TransientError,
+    UnknownOutcome,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    timeout_s: float = 10.0
+    max_connections: int = 20
+    requests_per_second: float = 50.0
+    max_attempts: int = 4
+    max_retry_delay_s: float = 30.0
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+class NotSent(TransientError):
+    """The request surely never reached the registry (no connection, or 429): safe to send again."""
+
+
+class CircuitBreaker:
+    """Opens after `threshold` failures in a row; after `cooldown` it lets one request through to test."""
+
+    def __init__(self, threshold: int, cooldown_s: float) -> None:
+        self.threshold, self.cooldown_s = threshold, cooldown_s
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    def check(self, registry: str) -> None:
+        if self.opened_at is None:
+            return
+        waited = time.monotonic() - self.opened_at
+        if waited < self.cooldown_s:
+            raise RegistryUnavailable(
+                registry, f"skipped for {self.cooldown_s - waited:.0f} s more after repeated failures"
+            )
+        self.opened_at = time.monotonic()  # half-open: this request is the test; others keep waiting
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None
+
+
+class RateLimiter:
+    """At most `rate` request starts per second, spread evenly (a leaky bucket of one)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class RegistryClient:
+    """HTTP to one registry. Adapters build requests and parse replies; this class moves them."""
+
+    def __init__(
+        self,
+        code: str,
+        base_url: str,
+        credential: SecretStr,
+        limits: ClientLimits | None = None,
+        verify: bool | str = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.code = code
+        self.limits = limits or ClientLimits()
+        self._credential = credential
+        self._breaker = CircuitBreaker(self.limits.breaker_failures, self.limits.breaker_cooldown_s)
+        self._rate = RateLimiter(self.limits.requests_per_second)
+        self._slots = asyncio.Semaphore(self.limits.max_connections)
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=self.limits.timeout_s,
+            limits=httpx.Limits(
+                max_connections=self.limits.max_connections,
+                max_keepalive_connections=self.limits.max_connections,
+            ),
+            verify=verify,
+            follow_redirects=False,  # a redirect to another host is a fault, not a hint
+            transport=transport,
+        )
+
+    @property
+    def breaker_open(self) -> bool:
+        return self._breaker.is_open
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        reference: str,
+        safe: bool,
+        json_body: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send with retries as the module docstring says; returns a 2xx response with its body read."""
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, RegistryUnavailable):
+                return False
+            return isinstance(exc, NotSent) or (safe and isinstance(exc, TransientError))
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(retryable),
+            stop=stop_after_attempt(self.limits.max_attempts)
+            | stop_after_delay(self.limits.max_retry_delay_s),
+            wait=self._wait,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._once(method, path, reference, json_body, content, headers)
+        except TransientError as exc:
+            if not safe and not isinstance(exc, NotSent | RegistryUnavailable):
+                raise UnknownOutcome(self.code, f"reply lost ({exc.reason})", reference) from None
+            raise
+        raise AssertionError("tenacity returns or raises")  # pragma: no cover
+
+    def _wait(self, retry_state: Any) -> float:
+        """Exponential backoff with full jitter, or the registry's Retry-After when it is longer."""
+        attempt = retry_state.attempt_number
+        ceiling = min(self.limits.backoff_max_s, self.limits.backoff_initial_s * 2 ** (attempt - 1))
+        delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after:
+            delay = max(delay, min(exc.retry_after, self.limits.max_retry_delay_s))
+        return delay
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        reference: str,
+        json_body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        self._breaker.check(self.code)
+        await self._rate.acquire()
+        request_headers = {
+            "Authorization": f"Bearer {self._credential.get_secret_value()}",
+            "X-Request-Ref": reference,
+            **(headers or {}),
+        }
+        try:
+            async with self._slots:
+                request = self._client.build_request(
+                    method, path, json=json_body, content=content, headers=request_headers
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    body = await self._read_bounded(response, reference)
+                finally:
+                    await response.aclose()
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            self._breaker.failure()
+            raise NotSent(self.code, f"cannot connect ({type(exc).__name__})", reference) from None
+        except httpx.TimeoutException as exc:
+            self._breaker.failure()
+            raise TransientError(self.code, f"timed out ({type(exc).__name__})", reference) from None
+        except httpx.TransportError as exc:
+            self._breaker.failure()
+            raise TransientError(self.code, f"connection failed ({type(exc).__name__})", reference) from None
+        response._content = body
+        return self._classify(response, reference)
+
+    async def _read_bounded(self, response: httpx.Response, reference: str) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+            raise InvalidReply(
+                self.code, f"reply of {int(declared):,} bytes is over the size limit", reference
+            )
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():  # decoded: the bound also stops compression bombs
+            size += len(chunk)
+            if size > self.limits.max_body_bytes:
+                raise InvalidReply(self.code, "reply is over the size limit", reference)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _classify(self, response: httpx.Response, reference: str) -> httpx.Response:
+        status = response.status_code
+        if status == 429:
+            self._breaker.failure()
+            raise NotSent(self.code, "rate limited (429)", reference, _retry_after(response))
+        if status >= 500:
+            self._breaker.failure()
+            raise TransientError(self.code, f"registry error ({status})", reference, _retry_after(response))
+        self._breaker.success()
+        if 300 <= status < 400:
+            raise RejectedError(self.code, f"unexpected redirect ({status})", reference)
+        if status >= 400:
+            raise RejectedError(self.code, f"refused ({status}): {_short_reason(response)}", reference)
+        return response
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def _short_reason(response: httpx.Response) -> str:
+    """The registry's error code, if its body has one; never its free text (it may echo personal data)."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return "no reason given"
+    code = data.get("error") if isinstance(data, dict) else None
+    return str(code)[:64] if isinstance(code, str) else "no reason given"
+
+
+def parse_json(response: httpx.Response, model: type[M], registry: str, reference: str) -> M:
+    """Validate a JSON reply into `model`; the error says what was wrong, never what the value was."""
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("application/json"):
+        raise InvalidReply(registry, f"expected JSON, got {content_type or 'no content type'!r}", reference)
+    try:
+        data = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidReply(registry, "reply is not valid JSON", reference) from None
+    return validate(data, model, registry, reference)
+
+
+def validate(data: Any, model: type[M], registry: str, reference: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidReply(registry, "invalid reply: " + describe(exc), reference) from None
+
+
+def describe(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+        for e in exc.errors(include_input=False, include_url=False)[:3]
+    ]
+    return "; ".join(parts)
+
+
+__all__ = ["ClientLimits", "NotSent", "RegistryClient", "RegistryError", "parse_json", "validate"]

@@ -1,0 +1,55 @@
+"""Seeded fault injection shared by the simulators."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Fault(StrEnum):
+    NONE = "none"
+    SLOW = "slow"  # answer after `slow_s` (longer than a client's timeout: a timeout)
+    ERROR = "error"  # 503 before doing anything
+    THROTTLE = "throttle"  # 429 with Retry-After before doing anything
+    GARBAGE = "garbage"  # 200 with a body that is not what the API promises
+    LATER = "later"  # "accepted": the answer is collected by a later call
+    LOST = "lost"  # the request is applied, then the reply is lost (502)
+
+
+@dataclass
+class FaultPlan:
+    """Rates (0-1) of each fault per request, drawn from a seeded generator: the same seed and the same
+    order of requests give the same faults."""
+
+    seed: int = 0
+    slow: float = 0.0
+    error: float = 0.0
+    throttle: float = 0.0
+    garbage: float = 0.0
+    later: float = 0.0
+    lost: float = 0.0
+    slow_s: float = 2.0
+    retry_after_s: float = 0.05
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rates = (self.slow, self.error, self.throttle, self.garbage, self.later, self.lost)
+        if any(not 0 <= r <= 1 for r in rates) or sum(rates) > 1:
+            raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
+        self._rng = random.Random(self.seed)
+
+    def draw(self, allowed: frozenset[Fault]) -> Fault:
+        roll = self._rng.random()
+        for fault, rate in (
+            (Fault.SLOW, self.slow),
+            (Fault.ERROR, self.error),
+            (Fault.THROTTLE, self.throttle),
+            (Fault.GARBAGE, self.garbage),
+            (Fault.LATER, self.later),
+            (Fault.LOST, self.lost),
+        ):
+            if roll < rate:
+                return fault if fault in allowed else Fault.NONE
+            roll -= rate
+        return Fault.NONE

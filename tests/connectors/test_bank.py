@@ -1,0 +1,413 @@
+"""The bank adapter against mocked HTTP (respx): exact requests, every reply shape, retries, lost replies."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import pickle
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+from pydantic import SecretStr
+
+from connectors.bank import BankConnector
+from connectors.base import (
+    ControlOutcome,
+    ControlRequest,
+    InvalidReply,
+    MeasureKind,
+    QueryRequest,
+    RegistryUnavailable,
+    RejectedError,
+    ReleaseRequest,
+    Subject,
+    SubjectStatus,
+    TransientError,
+    UnknownOutcome,
+)
+from connectors.http import ClientLimits, RegistryClient
+from models.values import DebtorKind
+
+BASE = "https://bank.test"
+ID = "11010519491231002X"
+FAST = ClientLimits(
+    backoff_initial_s=0.001,
+    backoff_max_s=0.002,
+    max_attempts=3,
+    breaker_failures=3,
+    breaker_cooldown_s=60,
+    requests_per_second=0,
+    max_body_bytes=4096,
+)
+
+
+@pytest.fixture
+async def bank() -> AsyncIterator[BankConnector]:
+    connector = BankConnector(RegistryClient("bank-a", BASE, SecretStr("tok-123"), FAST))
+    yield connector
+    await connector.aclose()
+
+
+def query() -> QueryRequest:
+    return QueryRequest(
+        request_ref="q-1", subjects=(Subject(ref="d1", kind=DebtorKind.PERSON, id_number=ID, name="张三"),)
+    )
+
+
+def freeze(amount: int = 100_00) -> ControlRequest:
+    return ControlRequest(
+        idempotency_key="key-00000001",
+        case_number="（2024）豫0185执1号",
+        subject_ref="d1",
+        asset_identifier="6222020000001234",
+        kind=MeasureKind.FREEZE,
+        amount_fen=amount,
+    )
+
+
+FOUND = {
+    "request_ref": "q-1",
+    "status": "done",
+    "results": [
+        {
+            "ref": "d1",
+            "accounts": [
+                {
+                    "account_no": "6222020000001234",
+                    "balance": "1234.56",
+                    "currency": "CNY",
+                    "restrictions": [
+                        {"authority": "（2023）京0105执9号", "amount": "1000.00", "until": "2025-06-30"}
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+@respx.mock
+async def test_query_sends_the_exact_request_and_parses_hits(bank: BankConnector) -> None:
+    route = respx.post(f"{BASE}/v1/queries").respond(json=FOUND)
+    reply = await bank.query(query())
+    sent = route.calls.last.request
+    assert sent.headers["authorization"] == "Bearer tok-123"
+    assert sent.headers["x-request-ref"] == "q-1"
+    assert json.loads(sent.content) == {
+        "request_ref": "q-1",
+        "subjects": [{"ref": "d1", "type": "P", "id_no": ID, "name": "张三"}],
+    }
+    (result,) = reply.results
+    assert result.status is SubjectStatus.FOUND
+    (asset,) = result.assets
+    assert (asset.identifier, asset.balance_fen) == ("6222020000001234", 123_456)
+    assert asset.other_measures[0].amount_fen == 100_000
+    assert asset.other_measures[0].expires_on == dt.date(2025, 6, 30)
+    assert "6222020000001234" not in repr(asset) and ID not in repr(query())
+
+
+@respx.mock
+async def test_no_account_and_answer_later(bank: BankConnector) -> None:
+    respx.post(f"{BASE}/v1/queries").respond(json={"request_ref": "q-1", "status": "accepted"})
+    reply = await bank.query(query())
+    assert [r.status for r in reply.results] == [SubjectStatus.PENDING]
+    respx.get(f"{BASE}/v1/queries/q-1").respond(
+        json={"request_ref": "q-1", "status": "done", "results": [{"ref": "d1", "accounts": []}]}
+    )
+    collected = await bank.collect("q-1")
+    assert [r.status for r in collected.results] == [SubjectStatus.NONE]
+
+
+BAD_REPLIES = [
+    (
+        {
+            "request_ref": "q-1",
+            "status": "done",
+            "results": [{"ref": "d1", "accounts": [{"account_no": "6222020000001234", "balance": "-5.00"}]}],
+        },
+        "balance: '-5.00' is negative",
+    ),
+    (
+        {
+            "request_ref": "q-1",
+            "status": "done",
+            "results": [{"ref": "d1", "accounts": [{"account_no": "6222020000001234", "balance": 12.5}]}],
+        },
+        "invalid reply",
+    ),
+    (
+        {
+            "request_ref": "q-1",
+            "status": "done",
+            "results": [{"ref": "d1", "accounts": [{"account_no": "6222020000001234", "balance": "1e99"}]}],
+        },
+        "not an amount",
+    ),
+    (
+        {
+            "request_ref": "q-1",
+            "status": "done",
+            "results": [
+                {
+                    "ref": "d1",
+                    "accounts": [{"account_no": "6222020000001234", "balance": "999999999999999.00"}],
+                }
+            ],
+        },
+        "largest amount",
+    ),
+    (
+        {
+            "request_ref": "q-1",
+            "status": "done",
+            "results": [
+                {
+                    "ref": "d1",
+                    "accounts": [{"account_no": "6222020000001234", "balance": "1.00", "currency": "USD"}],
+                }
+            ],
+        },
+        "invalid reply",
+    ),
+    ({"request_ref": "q-1", "status": "done", "results": []}, "exactly the subjects asked"),
+    ({"request_ref": "q-1", "status": "done", "results": [{"ref": "d1"}, {"ref": "d1"}]}, "twice"),
+    ({"request_ref": "q-9", "status": "done", "results": [{"ref": "d1"}]}, "another request"),
+    ({"status": "done"}, "request_ref: Field required"),
+    ([1, 2, 3], "invalid reply"),
+]
+
+
+@respx.mock
+@pytest.mark.parametrize(("body", "reason"), BAD_REPLIES)
+async def test_bad_replies_are_rejected_with_a_reason(bank: BankConnector, body: object, reason: str) -> None:
+    respx.post(f"{BASE}/v1/queries").respond(json=body)
+    with pytest.raises(InvalidReply) as caught:
+        await bank.query(query())
+    assert reason in str(caught.value)
+    assert ID not in str(caught.value) and "6222020000001234" not in str(caught.value)
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        (
+            httpx.Response(200, content=b"{not json", headers={"content-type": "application/json"}),
+            "not valid JSON",
+        ),
+        (httpx.Response(200, text="<html>ok</html>"), "expected JSON"),
+        (
+            httpx.Response(200, content=b"x" * 5000, headers={"content-type": "application/json"}),
+            "size limit",
+        ),
+        (httpx.Response(302, headers={"location": "https://evil.test/"}), "unexpected redirect"),
+        (httpx.Response(403, json={"error": "forbidden", "detail": f"id {ID}"}), "refused (403): forbidden"),
+    ],
+)
+async def test_bad_transport_shapes(bank: BankConnector, response: httpx.Response, reason: str) -> None:
+    respx.post(f"{BASE}/v1/queries").mock(return_value=response)
+    with pytest.raises(RejectedError) as caught:
+        await bank.query(query())
+    assert reason in str(caught.value)
+    assert ID not in str(caught.value)
+
+
+@respx.mock
+async def test_transient_errors_are_retried_then_succeed(bank: BankConnector) -> None:
+    route = respx.post(f"{BASE}/v1/queries")
+    route.side_effect = [
+        httpx.Response(503),
+        httpx.Response(429, headers={"Retry-After": "0.01"}),
+        httpx.Response(200, json=FOUND),
+    ]
+    reply = await bank.query(query())
+    assert route.call_count == 3
+    assert reply.results[0].status is SubjectStatus.FOUND
+
+
+@respx.mock
+async def test_retries_are_bounded_and_the_breaker_opens(bank: BankConnector) -> None:
+    route = respx.post(f"{BASE}/v1/queries").mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(TransientError, match="timed out"):
+        await bank.query(query())
+    assert route.call_count == 3
+    with pytest.raises(RegistryUnavailable, match="skipped"):
+        await bank.query(query())
+    assert route.call_count == 3, "an open breaker sends nothing"
+
+
+@respx.mock
+async def test_freeze_request_and_partial_reply(bank: BankConnector) -> None:
+    route = respx.post(f"{BASE}/v1/freezes").respond(
+        json={
+            "key": "key-00000001",
+            "result": "PARTIAL",
+            "freeze_no": "F1",
+            "frozen_amount": "40.00",
+            "start": "2026-11-23",
+            "end": "2027-11-22",
+        }
+    )
+    reply = await bank.control(freeze())
+    assert json.loads(route.calls.last.request.content) == {
+        "key": "key-00000001",
+        "case_no": "（2024）豫0185执1号",
+        "ref": "d1",
+        "account_no": "6222020000001234",
+        "amount": "100.00",
+        "term_years": 1,
+    }
+    assert (reply.outcome, reply.amount_fen, reply.registry_reference) == (ControlOutcome.PARTIAL, 4000, "F1")
+    assert reply.expires_on == dt.date(2027, 11, 22)
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (
+            {"key": "key-00000001", "result": "FROZEN", "frozen_amount": "1.00"},
+            "needs freeze_no, start and end",
+        ),
+        (
+            {
+                "key": "key-00000001",
+                "result": "FROZEN",
+                "freeze_no": "F",
+                "start": "2026-11-23",
+                "end": "2025-01-01",
+            },
+            "ends before it starts",
+        ),
+        (
+            {
+                "key": "key-00000001",
+                "result": "QUEUED",
+                "freeze_no": "F",
+                "start": "2026-11-23",
+                "end": "2027-11-22",
+            },
+            "needs its queue_no",
+        ),
+        ({"key": "other-key", "result": "REJECTED"}, "another request"),
+        ({"key": "key-00000001", "result": "MAYBE"}, "invalid reply"),
+    ],
+)
+async def test_bad_control_replies(bank: BankConnector, body: dict[str, object], reason: str) -> None:
+    respx.post(f"{BASE}/v1/freezes").respond(json=body)
+    with pytest.raises(InvalidReply, match=reason):
+        await bank.control(freeze())
+
+
+@respx.mock
+async def test_a_lost_freeze_reply_is_resolved_by_status_never_resent(bank: BankConnector) -> None:
+    sent = respx.post(f"{BASE}/v1/freezes").respond(502)
+    status = respx.get(f"{BASE}/v1/requests/key-00000001").respond(
+        json={
+            "key": "key-00000001",
+            "result": "FROZEN",
+            "freeze_no": "F1",
+            "frozen_amount": "100.00",
+            "start": "2026-11-23",
+            "end": "2027-11-22",
+        }
+    )
+    reply = await bank.control(freeze())
+    assert sent.call_count == 1, "a freeze whose reply was lost is never sent again"
+    assert status.call_count == 1
+    assert reply.outcome is ControlOutcome.EFFECTIVE
+
+
+@respx.mock
+async def test_a_freeze_the_bank_never_saw_is_sent_again_with_the_same_key(bank: BankConnector) -> None:
+    sent = respx.post(f"{BASE}/v1/freezes")
+    sent.side_effect = [
+        httpx.Response(502),
+        httpx.Response(200, json={"key": "key-00000001", "result": "REJECTED", "reason": "no_such_account"}),
+    ]
+    respx.get(f"{BASE}/v1/requests/key-00000001").respond(404, json={"error": "unknown_key"})
+    reply = await bank.control(freeze())
+    assert sent.call_count == 2
+    assert {json.loads(c.request.content)["key"] for c in sent.calls} == {"key-00000001"}
+    assert (reply.outcome, reply.reason) == (ControlOutcome.REFUSED, "no_such_account")
+
+
+@respx.mock
+async def test_unknown_outcome_when_status_cannot_be_had_either(bank: BankConnector) -> None:
+    respx.post(f"{BASE}/v1/freezes").mock(side_effect=httpx.ReadTimeout("slow"))
+    respx.get(f"{BASE}/v1/requests/key-00000001").respond(503)
+    with pytest.raises(TransientError):
+        await bank.control(freeze())
+
+
+@respx.mock
+async def test_connect_errors_and_429_on_a_freeze_are_retried(bank: BankConnector) -> None:
+    sent = respx.post(f"{BASE}/v1/freezes")
+    sent.side_effect = [
+        httpx.ConnectError("refused"),
+        httpx.Response(429),
+        httpx.Response(
+            200,
+            json={
+                "key": "key-00000001",
+                "result": "FROZEN",
+                "freeze_no": "F1",
+                "frozen_amount": "100.00",
+                "start": "2026-11-23",
+                "end": "2027-11-22",
+            },
+        ),
+    ]
+    reply = await bank.control(freeze())
+    assert sent.call_count == 3 and reply.outcome is ControlOutcome.EFFECTIVE
+
+
+@respx.mock
+async def test_partial_release_quotes_the_reference(bank: BankConnector) -> None:
+    route = respx.post(f"{BASE}/v1/freezes/F1/releases").respond(
+        json={
+            "key": "rel-00000001",
+            "result": "FROZEN",
+            "freeze_no": "F1",
+            "frozen_amount": "60.00",
+            "start": "2026-11-23",
+            "end": "2027-11-22",
+        }
+    )
+    reply = await bank.release(
+        ReleaseRequest(idempotency_key="rel-00000001", registry_reference="F1", amount_fen=4000)
+    )
+    assert json.loads(route.calls.last.request.content) == {"key": "rel-00000001", "amount": "40.00"}
+    assert reply.amount_fen == 6000
+
+
+def test_errors_pickle_and_carry_no_personal_data() -> None:
+    for error in (
+        TransientError("bank-a", "timed out", "q-1", retry_after=2.0),
+        UnknownOutcome("bank-a", "lost", "k"),
+        InvalidReply("bank-a", "invalid reply: balance", "q-1"),
+    ):
+        copy = pickle.loads(pickle.dumps(error))
+        assert (type(copy), str(copy)) == (type(error), str(error))
+    assert pickle.loads(pickle.dumps(TransientError("b", "r", None, 2.0))).retry_after == 2.0
+
+
+async def test_concurrency_is_capped_per_registry() -> None:
+    limits = ClientLimits(max_connections=2, requests_per_second=0)
+    in_flight = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json={"status": "ok"})
+
+    client = RegistryClient("bank-a", BASE, SecretStr("t"), limits, transport=httpx.MockTransport(handler))
+    await asyncio.gather(*(client.call("GET", "/v1/health", reference="h", safe=True) for _ in range(10)))
+    await client.aclose()
+    assert peak == 2
