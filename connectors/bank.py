@@ -224,15 +224,17 @@ class BankConnector:
         return self._control_reply(response, idempotency_key)
 
     async def _control(self, path: str, body: dict[str, object], key: str) -> ControlReply:
-        """Send once; if the reply is lost, the status of the key tells what happened. A key the bank never
-        saw is sent again (the same key: the bank would answer a duplicate with its first answer)."""
+        """Send once. If the reply is lost or unreadable, the bank may still have applied the request: the
+        status of the key tells what happened. A key the bank never saw is sent again (the same key: the bank
+        answers a duplicate with its first answer, so this can never freeze twice)."""
         try:
             response = await self.client.call("POST", path, reference=key, safe=False, json_body=body)
-        except UnknownOutcome:
+            return self._control_reply(response, key)
+        except (UnknownOutcome, InvalidReply):
             known = await self.status(key)
             if known is not None:
                 return known
-            response = await self.client.call("POST", path, reference=key, safe=False, json_body=body)
+        response = await self.client.call("POST", path, reference=key, safe=False, json_body=body)
         return self._control_reply(response, key)
 
     def _control_reply(self, response: httpx.Response, key: str) -> ControlReply:

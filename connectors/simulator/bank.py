@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -132,6 +132,8 @@ class BankSimulator:
     async def _body(request: Request) -> dict[str, Any] | Response:
         try:
             body = await request.json()
+        except ClientDisconnect:  # the client gave up (a timeout): nobody reads this answer
+            return Response(status_code=499)
         except ValueError:
             return JSONResponse({"error": "bad_json"}, status_code=400)
         return body if isinstance(body, dict) else JSONResponse({"error": "bad_json"}, status_code=400)

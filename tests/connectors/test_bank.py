@@ -297,9 +297,13 @@ async def test_freeze_request_and_partial_reply(bank: BankConnector) -> None:
     ],
 )
 async def test_bad_control_replies(bank: BankConnector, body: dict[str, object], reason: str) -> None:
-    respx.post(f"{BASE}/v1/freezes").respond(json=body)
+    sent = respx.post(f"{BASE}/v1/freezes").respond(json=body)
+    status = respx.get(f"{BASE}/v1/requests/key-00000001").respond(404, json={"error": "unknown_key"})
     with pytest.raises(InvalidReply, match=reason):
         await bank.control(freeze())
+    assert (sent.call_count, status.call_count) == (2, 1), (
+        "unreadable: ask the status, then resend the same key"
+    )
 
 
 @respx.mock
@@ -411,3 +415,23 @@ async def test_concurrency_is_capped_per_registry() -> None:
     await asyncio.gather(*(client.call("GET", "/v1/health", reference="h", safe=True) for _ in range(10)))
     await client.aclose()
     assert peak == 2
+
+
+@respx.mock
+async def test_garbage_in_reply_to_a_freeze_is_resolved_by_status(bank: BankConnector) -> None:
+    sent = respx.post(f"{BASE}/v1/freezes").respond(
+        200, content=b'{"key": 1', headers={"content-type": "application/json"}
+    )
+    respx.get(f"{BASE}/v1/requests/key-00000001").respond(
+        json={
+            "key": "key-00000001",
+            "result": "FROZEN",
+            "freeze_no": "F1",
+            "frozen_amount": "100.00",
+            "start": "2026-11-23",
+            "end": "2027-11-22",
+        }
+    )
+    reply = await bank.control(freeze())
+    assert sent.call_count == 1
+    assert reply.registry_reference == "F1"
