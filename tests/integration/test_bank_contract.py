@@ -107,7 +107,7 @@ async def test_every_operation(bank: BankConnector, sim: BankSimulator) -> None:
     assert (queued.outcome, queued.queue_position) == (ControlOutcome.QUEUED, 2)
     assert queued.ahead is not None and queued.ahead.expires_on == dt.date(2027, 6, 30)
     refused = await bank.control(freeze("key-none-0001", "6222029999999999", 10_000))
-    assert (refused.outcome, refused.reason) == (ControlOutcome.REFUSED, "no_such_account")
+    assert (refused.outcome, refused.reason) == (ControlOutcome.REFUSED, "no_such_asset")
 
     again = await bank.control(freeze("key-full-0001", "6222020000000001", 200_000))
     assert again == full, "a repeated key gets the first answer"
@@ -140,9 +140,9 @@ async def test_every_operation(bank: BankConnector, sim: BankSimulator) -> None:
     )
     assert gone.outcome is ControlOutcome.RELEASED
 
-    freezes = {f.freeze_no: f for f in sim.ledger.freezes.values()}
-    assert freezes[full.registry_reference].frozen_fen == 50_000
-    assert sim.ledger.accounts["6222020000000001"].balance_fen == 400_000
+    freezes = sim.ledger.measures
+    assert freezes[full.registry_reference].held_fen == 50_000
+    assert sim.ledger.holdings["6222020000000001"].balance_fen == 400_000
     assert freezes[partial.registry_reference].status == "released"
     health = await bank.health()
     assert health.ok
@@ -188,15 +188,16 @@ async def test_with_faults_nothing_is_frozen_twice_and_replies_match_the_ledger(
         except RegistryError:
             failures += 1  # the measure stays "requested"; a later run resolves it by its key
 
-    frozen = {f.key: f for f in sim.ledger.freezes.values()}
-    assert len(frozen) == len({f.account_no for f in frozen.values()}), "one freeze per account: none twice"
+    frozen = {m.key: m for m in sim.ledger.measures.values()}
+    assert len(frozen) == len({m.identifier for m in frozen.values()}), "one freeze per account: none twice"
     for key, reply in replies.items():
         assert reply.outcome is ControlOutcome.EFFECTIVE
-        assert frozen[key].frozen_fen == reply.amount_fen
-        assert frozen[key].freeze_no == reply.registry_reference
+        assert frozen[key].held_fen == reply.amount_fen
+        assert frozen[key].number == reply.registry_reference
     assert failures <= 3, "nearly every fault is retried or resolved by the key's status at once"
     async with httpx.AsyncClient(base_url=url) as control:
         (await control.put("/_sim/faults", json={"seed": 0})).raise_for_status()
     for key in set(frozen) - set(replies):  # what failed is found by its key once the faults stop
         resolved = await bank.status(key)
-        assert resolved is not None and resolved.amount_fen == frozen[key].frozen_fen
+        assert resolved is not None
+        assert resolved.amount_fen == frozen[key].held_fen

@@ -1,0 +1,128 @@
+"""What every simulated registry shares: credentials, seeded faults, the ledger, and the `/_sim/` test and
+control endpoints (ledger dump, faults, clock). Subclasses add their wire format's routes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.simulator.faults import Fault, FaultPlan
+from connectors.simulator.ledger import Ledger
+
+Handler = Callable[[Request], Awaitable[Response]]
+#: Faults that can meet a control request (a "later" answer is for queries only).
+CONTROL_FAULTS = frozenset(Fault) - {Fault.LATER}
+READ_FAULTS = frozenset({Fault.SLOW, Fault.ERROR, Fault.THROTTLE})
+
+
+class Refusal(Exception):
+    """A request the simulator refuses: becomes `status` with the wire format's error body."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status, self.error = status, error
+
+
+class RegistrySimulator:
+    kind = "registry"
+
+    def __init__(
+        self, code: str, credential: str, *, today: dt.date | None = None, faults: FaultPlan | None = None
+    ) -> None:
+        self.code = code
+        self.credential = credential
+        self.faults = faults or FaultPlan()
+        self.ledger = Ledger(code, today or dt.date.today())
+        self.pending_queries: dict[str, Any] = {}
+        self.requests_seen = 0
+        self.lock = asyncio.Lock()
+        self.app = Starlette(
+            routes=[
+                *self.routes(),
+                Route("/_sim/ledger", self._dump),
+                Route("/_sim/faults", self._set_faults, methods=["PUT"]),
+                Route("/_sim/clock", self._advance, methods=["POST"]),
+            ]
+        )
+
+    def routes(self) -> list[Route]:
+        raise NotImplementedError
+
+    def error(self, status: int, error: str) -> Response:
+        """The wire format's error body; JSON unless a subclass says otherwise."""
+        return JSONResponse({"error": error}, status_code=status)
+
+    def garbage(self) -> Response:
+        return Response(b'{"results": [{"ref": 1, "balance": -5', media_type="application/json")
+
+    def endpoint(
+        self, faults: frozenset[Fault], handler: Callable[[Request, Fault], Awaitable[Response]]
+    ) -> Handler:
+        """Wrap a handler with the credential check, the fault draw and the refusal mapping."""
+
+        async def run(request: Request) -> Response:
+            self.requests_seen += 1
+            if request.headers.get("authorization") != f"Bearer {self.credential}":
+                return self.error(401, "unauthorized")
+            fault = self.faults.draw(faults)
+            if fault is Fault.SLOW:
+                await asyncio.sleep(self.faults.slow_s)
+            elif fault is Fault.ERROR:
+                return self.error(503, "unavailable")
+            elif fault is Fault.THROTTLE:
+                response = self.error(429, "too_many_requests")
+                response.headers["Retry-After"] = f"{self.faults.retry_after_s}"
+                return response
+            elif fault is Fault.GARBAGE:
+                return self.garbage()
+            try:
+                response = await handler(request, fault)
+            except ClientDisconnect:  # the client gave up (a timeout): nobody reads this answer
+                return Response(status_code=499)
+            except Refusal as refusal:
+                return self.error(refusal.status, refusal.error)
+            except (ValueError, KeyError, TypeError):
+                return self.error(400, "bad_request")
+            if fault is Fault.LOST:  # applied, then the answer is lost on its way
+                return self.error(502, "bad_gateway")
+            return response
+
+        return run
+
+    # --- /_sim/ ---
+
+    async def _dump(self, request: Request) -> Response:
+        measures = [
+            asdict(m) | {"start": m.start.isoformat(), "end": m.end.isoformat()}
+            for m in self.ledger.measures.values()
+        ]
+        return JSONResponse(
+            {
+                "code": self.code,
+                "today": self.ledger.today.isoformat(),
+                "measures": measures,
+                "deducted": self.ledger.deducted,
+                "requests_seen": self.requests_seen,
+            }
+        )
+
+    async def _set_faults(self, request: Request) -> Response:
+        try:
+            self.faults = FaultPlan(**(await request.json()))
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"faults": repr(self.faults)})
+
+    async def _advance(self, request: Request) -> Response:
+        body = await request.json()
+        async with self.lock:
+            self.ledger.advance(dt.datetime.fromisoformat(body["now"]))
+        return JSONResponse({"today": self.ledger.today.isoformat()})

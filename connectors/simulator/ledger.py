@@ -1,0 +1,278 @@
+"""The ledger every simulated registry keeps: what each subject holds, what others and we have placed on
+it, and the first answer to every idempotency key. Wire formats live in the simulators; the rules of the
+registry live here, once.
+
+- A deposit freeze takes what other authorities' measures and our own earlier freezes leave of the balance:
+  all of the amount asked (effective), part of it (partial), or nothing while another authority holds it
+  (queued behind the earliest such measure).
+- A seizure of real estate or a vehicle holds the whole item; another authority's seizure queues it.
+- When another authority's measure is lifted (its term ends on the simulated clock), queued measures take
+  effect in order; when a deposit lands, a partial freeze on that account tops up to what it asked.
+- A repeated idempotency key gets the first answer, whatever the request says the second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal
+
+from models.rules import AssetKind, measure_expiry, renewal_expiry
+
+Result = Literal["effective", "partial", "queued", "refused", "released"]
+
+
+@dataclass
+class Restriction:
+    """Another authority's measure."""
+
+    authority: str
+    amount_fen: int | None
+    until: dt.date
+
+
+@dataclass
+class Holding:
+    identifier: str
+    owner_id: str
+    kind: AssetKind
+    balance_fen: int | None = None  # deposits
+    description: str = ""  # real estate: location and area; vehicles: make and plate type
+    restrictions: list[Restriction] = field(default_factory=list)
+
+
+@dataclass
+class Measure:
+    number: str
+    key: str
+    case_no: str
+    identifier: str
+    requested_fen: int | None
+    held_fen: int | None
+    status: Literal["effective", "queued", "released"]
+    start: dt.date
+    end: dt.date
+    years: int = 1
+    queue_no: int | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    result: Result
+    measure: Measure | None = None
+    ahead: Restriction | None = None
+    reason: str | None = None
+    deducted_fen: int | None = None  # set on the answer to a deduction
+
+
+@dataclass
+class Deposit:
+    at: dt.datetime
+    identifier: str
+    amount_fen: int
+
+
+class Ledger:
+    def __init__(self, code: str, today: dt.date) -> None:
+        self.code = code
+        self.today = today
+        self.holdings: dict[str, Holding] = {}
+        self.by_owner: dict[str, list[Holding]] = {}
+        self.measures: dict[str, Measure] = {}
+        self.answers: dict[str, Outcome] = {}
+        self.deducted: list[tuple[str, int]] = []
+        self.scheduled_deposits: list[Deposit] = []
+        self._numbers = itertools.count(1)
+
+    # --- set-up ---
+
+    def add(self, holding: Holding) -> Holding:
+        self.holdings[holding.identifier] = holding
+        self.by_owner.setdefault(holding.owner_id, []).append(holding)
+        return holding
+
+    def holdings_of(self, owner_id: str) -> list[Holding]:
+        return self.by_owner.get(owner_id, [])
+
+    # --- control ---
+
+    def answer(self, key: str) -> Outcome | None:
+        return self.answers.get(key)
+
+    def _remember(self, outcome: Outcome) -> Outcome:
+        """Keep the first answer to a key as it was then: later changes to the measure do not alter it."""
+        if outcome.measure is not None:
+            outcome = dataclasses.replace(outcome, measure=dataclasses.replace(outcome.measure))
+        return self.answers.setdefault(outcome.key, outcome)
+
+    def place(self, key: str, case_no: str, identifier: str, amount_fen: int | None, years: int) -> Outcome:
+        if key in self.answers:
+            return self.answers[key]
+        holding = self.holdings.get(identifier)
+        if holding is None:
+            return self._remember(Outcome(key, "refused", reason="no_such_asset"))
+        if (holding.kind is AssetKind.DEPOSIT) != (amount_fen is not None):
+            return self._remember(Outcome(key, "refused", reason="wrong_measure_kind"))
+        number = f"{self.code}-{next(self._numbers):07d}"
+        end = measure_expiry(holding.kind, self.today, years)
+        others = self._others_in_force(holding)
+        if holding.kind is AssetKind.DEPOSIT:
+            assert amount_fen is not None
+            assert holding.balance_fen is not None
+            taken = sum(r.amount_fen or holding.balance_fen for r in others)
+            free = max(holding.balance_fen - taken - self._ours(identifier), 0)
+            if free > 0 or not others:
+                held = min(amount_fen, free)
+                measure = Measure(
+                    number, key, case_no, identifier, amount_fen, held, "effective", self.today, end, years
+                )
+                self.measures[number] = measure
+                return self._remember(Outcome(key, "effective" if held == amount_fen else "partial", measure))
+        elif not others:
+            measure = Measure(
+                number, key, case_no, identifier, None, None, "effective", self.today, end, years
+            )
+            self.measures[number] = measure
+            return self._remember(Outcome(key, "effective", measure))
+        waiting = sum(
+            1 for m in self.measures.values() if m.identifier == identifier and m.status == "queued"
+        )
+        held_zero = 0 if amount_fen is not None else None
+        measure = Measure(
+            number,
+            key,
+            case_no,
+            identifier,
+            amount_fen,
+            held_zero,
+            "queued",
+            self.today,
+            end,
+            years,
+            queue_no=len(others) + waiting + 1,
+        )
+        self.measures[number] = measure
+        ahead = min(others, key=lambda r: r.until)
+        return self._remember(Outcome(key, "queued", measure, ahead=ahead))
+
+    def renew(self, key: str, number: str, years: int) -> Outcome | None:
+        """None when there is no such measure in force (the simulator answers 404)."""
+        if key in self.answers:
+            return self.answers[key]
+        measure = self.measures.get(number)
+        if measure is None or measure.status == "released" or measure.end < self.today:
+            return None
+        kind = self.holdings[measure.identifier].kind
+        measure.end, measure.years = renewal_expiry(kind, measure.end, years), years
+        return self._remember(Outcome(key, _state(measure), measure))
+
+    def release(self, key: str, number: str, amount_fen: int | None) -> Outcome | None:
+        if key in self.answers:
+            return self.answers[key]
+        measure = self.measures.get(number)
+        if measure is None or measure.status == "released":
+            return None
+        if amount_fen is None or measure.held_fen is None or amount_fen >= measure.held_fen:
+            measure.status = "released"
+            measure.held_fen = 0 if measure.held_fen is not None else None
+            self._promote(measure.identifier)
+        else:
+            measure.held_fen -= amount_fen
+        return self._remember(Outcome(key, _state(measure), measure))
+
+    def deduct(self, key: str, number: str, amount_fen: int) -> Outcome | None:
+        if key in self.answers:
+            return self.answers[key]
+        measure = self.measures.get(number)
+        if measure is None or measure.status != "effective" or measure.held_fen is None:
+            return None
+        if amount_fen > measure.held_fen:
+            return None
+        holding = self.holdings[measure.identifier]
+        assert holding.balance_fen is not None
+        measure.held_fen -= amount_fen
+        holding.balance_fen -= amount_fen
+        self.deducted.append((number, amount_fen))
+        return self._remember(Outcome(key, "effective", measure, deducted_fen=amount_fen))
+
+    # --- the clock ---
+
+    def schedule_deposit(self, at: dt.datetime, identifier: str, amount_fen: int) -> None:
+        self.scheduled_deposits.append(Deposit(at, identifier, amount_fen))
+        self.scheduled_deposits.sort(key=lambda d: d.at)
+
+    def advance(self, now: dt.datetime) -> None:
+        """Move the clock: deposits due land, other authorities' lapsed measures are lifted."""
+        while self.scheduled_deposits and self.scheduled_deposits[0].at <= now:
+            deposit = self.scheduled_deposits.pop(0)
+            holding = self.holdings.get(deposit.identifier)
+            if holding is not None and holding.balance_fen is not None:
+                holding.balance_fen += deposit.amount_fen
+                self._top_up(holding)
+        self.today = max(self.today, now.date())
+        for holding in self.holdings.values():
+            before = len(holding.restrictions)
+            holding.restrictions = [r for r in holding.restrictions if r.until >= self.today]
+            if len(holding.restrictions) != before:
+                self._promote(holding.identifier)
+
+    # --- inside ---
+
+    def _others_in_force(self, holding: Holding) -> list[Restriction]:
+        return [r for r in holding.restrictions if r.until >= self.today]
+
+    def _ours(self, identifier: str) -> int:
+        return sum(
+            m.held_fen or 0
+            for m in self.measures.values()
+            if m.identifier == identifier and m.status == "effective"
+        )
+
+    def _promote(self, identifier: str) -> None:
+        """Queued measures move up; the first takes effect once nothing of another authority is ahead."""
+        holding = self.holdings[identifier]
+        queued = sorted(
+            (m for m in self.measures.values() if m.identifier == identifier and m.status == "queued"),
+            key=lambda m: m.queue_no or 0,
+        )
+        others = len(self._others_in_force(holding))
+        for position, measure in enumerate(queued, start=others + 1):
+            measure.queue_no = position
+        if others == 0 and queued:
+            first = queued[0]
+            first.status, first.queue_no, first.start = "effective", None, self.today
+            first.end = measure_expiry(holding.kind, self.today, first.years)
+            if holding.kind is AssetKind.DEPOSIT:
+                first.held_fen = 0
+                self._top_up(holding)
+            for position, measure in enumerate(queued[1:], start=1):
+                measure.queue_no = position
+
+    def _top_up(self, holding: Holding) -> None:
+        """New money on an account goes first to our freezes that hold less than they asked."""
+        if holding.balance_fen is None or self._others_in_force(holding):
+            return
+        free = holding.balance_fen - self._ours(holding.identifier)
+        for measure in sorted(self.measures.values(), key=lambda m: m.number):
+            if free <= 0:
+                break
+            if measure.identifier != holding.identifier or measure.status != "effective":
+                continue
+            short = (measure.requested_fen or 0) - (measure.held_fen or 0)
+            if short > 0:
+                add = min(short, free)
+                measure.held_fen = (measure.held_fen or 0) + add
+                free -= add
+
+
+def _state(measure: Measure) -> Result:
+    return (
+        "released"
+        if measure.status == "released"
+        else "queued"
+        if measure.status == "queued"
+        else "effective"
+    )
