@@ -153,11 +153,12 @@ class BankSimulator(RegistrySimulator):
         return JSONResponse(self._reply(outcome))
 
     def _deduct_reply(self, outcome: Outcome) -> dict[str, Any]:
-        assert outcome.measure is not None and outcome.reason is not None
+        assert outcome.measure is not None
+        assert outcome.deducted_fen is not None
         return {
             "key": outcome.key,
             "freeze_no": outcome.measure.number,
-            "amount": yuan(int(outcome.reason)),
+            "amount": yuan(outcome.deducted_fen),
             "date": self.ledger.today.isoformat(),
         }
 
