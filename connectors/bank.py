@@ -15,12 +15,12 @@ Amounts travel as yuan strings ("1234.56") and leave this module as integer fen,
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.adapter import HttpConnector, yuan
 from connectors.base import (
     AssetReport,
     ControlOutcome,
@@ -28,13 +28,11 @@ from connectors.base import (
     ControlRequest,
     DeductReply,
     DeductRequest,
-    Health,
     InvalidReply,
     MeasureKind,
     OtherMeasure,
     QueryReply,
     QueryRequest,
-    RegistryError,
     RegistryKind,
     RejectedError,
     ReleaseRequest,
@@ -43,9 +41,9 @@ from connectors.base import (
     SubjectStatus,
     UnknownOutcome,
 )
-from connectors.http import RegistryClient, parse_json
+from connectors.http import parse_json
 from models.rules import AssetKind
-from models.values import DebtorKind, InvalidValue, format_yuan, parse_yuan
+from models.values import DebtorKind
 
 # --- the wire -----------------------------------------------------------------------------------------
 
@@ -107,17 +105,11 @@ _OUTCOMES = {
 }
 
 
-class BankConnector:
+class BankConnector(HttpConnector):
     """Speaks one bank's JSON API through a `RegistryClient`."""
 
     kind = RegistryKind.BANK
-
-    def __init__(self, client: RegistryClient) -> None:
-        self.client = client
-        self.code = client.code
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+    health_path = "/v1/health"
 
     # --- queries ---
 
@@ -169,19 +161,13 @@ class BankConnector:
         return AssetReport(
             asset_kind=AssetKind.DEPOSIT,
             identifier=account.account_no,
-            balance_fen=self._fen(account.balance, "balance", reference),
+            balance_fen=self.fen(account.balance, "balance", reference),
             other_measures=tuple(self._other(r, reference) for r in account.restrictions),
         )
 
     def _other(self, wire: WireRestriction, reference: str) -> OtherMeasure:
-        amount = None if wire.amount is None else self._fen(wire.amount, "restriction amount", reference)
+        amount = None if wire.amount is None else self.fen(wire.amount, "restriction amount", reference)
         return OtherMeasure(authority=wire.authority, amount_fen=amount, expires_on=wire.until)
-
-    def _fen(self, text: str, what: str, reference: str) -> int:
-        try:
-            return parse_yuan(text, what)
-        except InvalidValue as exc:
-            raise InvalidReply(self.code, f"invalid reply: {exc}", reference) from None
 
     # --- control ---
 
@@ -195,66 +181,31 @@ class BankConnector:
             "case_no": request.case_number,
             "ref": request.subject_ref,
             "account_no": request.asset_identifier,
-            "amount": _yuan(request.amount_fen),
+            "amount": yuan(request.amount_fen),
             "term_years": request.years,
         }
-        return await self._control("/v1/freezes", body, request.idempotency_key)
+        return await self.send_control("/v1/freezes", request.idempotency_key, json_body=body)
 
     async def renew(self, request: RenewRequest) -> ControlReply:
         path = f"/v1/freezes/{request.registry_reference}/renewals"
         body = {"key": request.idempotency_key, "term_years": request.years}
-        return await self._control(path, body, request.idempotency_key)
+        return await self.send_control(path, request.idempotency_key, json_body=body)
 
     async def release(self, request: ReleaseRequest) -> ControlReply:
         path = f"/v1/freezes/{request.registry_reference}/releases"
-        amount = None if request.amount_fen is None else _yuan(request.amount_fen)
-        return await self._control(
-            path, {"key": request.idempotency_key, "amount": amount}, request.idempotency_key
-        )
+        amount = None if request.amount_fen is None else yuan(request.amount_fen)
+        body = {"key": request.idempotency_key, "amount": amount}
+        return await self.send_control(path, request.idempotency_key, json_body=body)
 
-    async def status(self, idempotency_key: str) -> ControlReply | None:
-        try:
-            response = await self.client.call(
-                "GET", f"/v1/requests/{idempotency_key}", reference=idempotency_key, safe=True
-            )
-        except RejectedError as exc:
-            if "unknown_key" in exc.reason:
-                return None
-            raise
-        return self._control_reply(response, idempotency_key)
+    def status_path(self, idempotency_key: str) -> str:
+        return f"/v1/requests/{idempotency_key}"
 
-    async def _control(self, path: str, body: dict[str, object], key: str) -> ControlReply:
-        """Send once. If the reply is lost or unreadable, the bank may still have applied the request: the
-        status of the key tells what happened. A key the bank never saw is sent again (the same key: the bank
-        answers a duplicate with its first answer, so this can never freeze twice)."""
-        try:
-            response = await self.client.call("POST", path, reference=key, safe=False, json_body=body)
-            return self._control_reply(response, key)
-        except (UnknownOutcome, InvalidReply):
-            known = await self.status(key)
-            if known is not None:
-                return known
-        response = await self.client.call("POST", path, reference=key, safe=False, json_body=body)
-        return self._control_reply(response, key)
-
-    def _control_reply(self, response: httpx.Response, key: str) -> ControlReply:
+    def control_reply(self, response: httpx.Response, key: str) -> ControlReply:
         wire = parse_json(response, WireControlReply, self.code, key)
-        if wire.key != key:
-            raise InvalidReply(self.code, "reply names another request", key)
-        outcome = _OUTCOMES[wire.result]
-        in_force = outcome in (ControlOutcome.EFFECTIVE, ControlOutcome.PARTIAL, ControlOutcome.QUEUED)
-        if in_force and (wire.freeze_no is None or wire.start is None or wire.end is None):
-            raise InvalidReply(
-                self.code, "invalid reply: a freeze in force needs freeze_no, start and end", key
-            )
-        if wire.start and wire.end and wire.end < wire.start:
-            raise InvalidReply(self.code, "invalid reply: the freeze ends before it starts", key)
-        if outcome is ControlOutcome.QUEUED and wire.queue_no is None:
-            raise InvalidReply(self.code, "invalid reply: a queued freeze needs its queue_no", key)
-        amount = None if wire.frozen_amount is None else self._fen(wire.frozen_amount, "frozen_amount", key)
-        return ControlReply(
+        amount = None if wire.frozen_amount is None else self.fen(wire.frozen_amount, "frozen_amount", key)
+        reply = ControlReply(
             idempotency_key=key,
-            outcome=outcome,
+            outcome=_OUTCOMES[wire.result],
             registry_reference=wire.freeze_no,
             amount_fen=amount,
             started_on=wire.start,
@@ -263,6 +214,7 @@ class BankConnector:
             ahead=None if wire.ahead is None else self._other(wire.ahead, key),
             reason=wire.reason,
         )
+        return self.checked(reply, wire.key)
 
     # --- deduction ---
 
@@ -271,17 +223,17 @@ class BankConnector:
         body = {
             "key": key,
             "freeze_no": request.registry_reference,
-            "amount": _yuan(request.amount_fen),
+            "amount": yuan(request.amount_fen),
             "court_account": request.court_account,
         }
         try:
             response = await self.client.call(
                 "POST", "/v1/deductions", reference=key, safe=False, json_body=body
             )
-        except UnknownOutcome:
-            response = await self.client.call("GET", f"/v1/requests/{key}", reference=key, safe=True)
+        except UnknownOutcome:  # the key's status holds the deduction's first answer
+            response = await self.client.call("GET", self.status_path(key), reference=key, safe=True)
         wire = parse_json(response, WireDeductReply, self.code, key)
-        amount = self._fen(wire.amount, "amount", key)
+        amount = self.fen(wire.amount, "amount", key)
         if amount > request.amount_fen:
             raise InvalidReply(self.code, "invalid reply: more was deducted than asked", key)
         return DeductReply(
@@ -290,21 +242,3 @@ class BankConnector:
             amount_fen=amount,
             transferred_on=wire.date,
         )
-
-    # --- health ---
-
-    async def health(self) -> Health:
-        started = time.perf_counter()
-        try:
-            await self.client.call("GET", "/v1/health", reference="health", safe=True)
-        except RegistryError as exc:
-            return Health(registry=self.code, ok=False, latency_ms=_ms(started), detail=exc.reason)
-        return Health(registry=self.code, ok=True, latency_ms=_ms(started))
-
-
-def _yuan(fen: int) -> str:
-    return format_yuan(fen).replace(",", "")
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)

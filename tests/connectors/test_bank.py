@@ -270,7 +270,7 @@ async def test_freeze_request_and_partial_reply(bank: BankConnector) -> None:
     [
         (
             {"key": "key-00000001", "result": "FROZEN", "frozen_amount": "1.00"},
-            "needs freeze_no, start and end",
+            "needs its reference, start and end",
         ),
         (
             {
@@ -280,7 +280,7 @@ async def test_freeze_request_and_partial_reply(bank: BankConnector) -> None:
                 "start": "2026-11-23",
                 "end": "2025-01-01",
             },
-            "ends before it starts",
+            "the measure ends before it starts",
         ),
         (
             {
@@ -290,7 +290,7 @@ async def test_freeze_request_and_partial_reply(bank: BankConnector) -> None:
                 "start": "2026-11-23",
                 "end": "2027-11-22",
             },
-            "needs its queue_no",
+            "needs its queue position",
         ),
         ({"key": "other-key", "result": "REJECTED"}, "another request"),
         ({"key": "key-00000001", "result": "MAYBE"}, "invalid reply"),

@@ -1,0 +1,115 @@
+"""What the HTTP adapters share: health, status by key, and the rule for control requests.
+
+A control request (freeze, seizure, renewal, release) is sent once. If its reply is lost or unreadable,
+the registry may still have applied it: the status of its idempotency key says what happened. Only a key
+the registry never saw is sent again, with the same key, which the registry answers with its first answer
+if the two crossed: so nothing is ever placed twice.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+import httpx
+
+from connectors.base import (
+    ControlOutcome,
+    ControlReply,
+    Health,
+    InvalidReply,
+    RegistryError,
+    RegistryKind,
+    RejectedError,
+    UnknownOutcome,
+)
+from connectors.http import RegistryClient
+from models.values import InvalidValue, format_yuan, parse_yuan
+
+IN_FORCE = (ControlOutcome.EFFECTIVE, ControlOutcome.PARTIAL, ControlOutcome.QUEUED)
+
+
+class HttpConnector(ABC):
+    kind: RegistryKind
+    health_path: str
+
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+        self.code = client.code
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def health(self) -> Health:
+        started = time.perf_counter()
+        try:
+            await self.client.call("GET", self.health_path, reference="health", safe=True)
+        except RegistryError as exc:
+            return Health(registry=self.code, ok=False, latency_ms=_ms(started), detail=exc.reason)
+        return Health(registry=self.code, ok=True, latency_ms=_ms(started))
+
+    @abstractmethod
+    def status_path(self, idempotency_key: str) -> str: ...
+
+    @abstractmethod
+    def control_reply(self, response: httpx.Response, key: str) -> ControlReply:
+        """Parse a reply to a control request (or to a status request) into a checked `ControlReply`."""
+
+    async def status(self, idempotency_key: str) -> ControlReply | None:
+        """The registry's first answer to this key, or None when it never received it."""
+        try:
+            response = await self.client.call(
+                "GET", self.status_path(idempotency_key), reference=idempotency_key, safe=True
+            )
+        except RejectedError as exc:
+            if "unknown_key" in exc.reason:
+                return None
+            raise
+        return self.control_reply(response, idempotency_key)
+
+    async def send_control(self, path: str, key: str, **body: Any) -> ControlReply:
+        """POST a control request by the rule in the module docstring; `body` is `json_body=` or
+        `content=` with `headers=`."""
+        try:
+            response = await self.client.call("POST", path, reference=key, safe=False, **body)
+            return self.control_reply(response, key)
+        except (UnknownOutcome, InvalidReply):
+            known = await self.status(key)
+            if known is not None:
+                return known
+        response = await self.client.call("POST", path, reference=key, safe=False, **body)
+        return self.control_reply(response, key)
+
+    def checked(self, reply: ControlReply, wire_key: str) -> ControlReply:
+        """What any registry's control reply must satisfy, whatever its wire format."""
+        key = reply.idempotency_key
+        if wire_key != key:
+            raise InvalidReply(self.code, "reply names another request", key)
+        if reply.outcome in IN_FORCE and (
+            reply.registry_reference is None or reply.started_on is None or reply.expires_on is None
+        ):
+            raise InvalidReply(
+                self.code, "invalid reply: a measure in force needs its reference, start and end", key
+            )
+        if reply.started_on and reply.expires_on and reply.expires_on < reply.started_on:
+            raise InvalidReply(self.code, "invalid reply: the measure ends before it starts", key)
+        if reply.outcome is ControlOutcome.QUEUED and reply.queue_position is None:
+            raise InvalidReply(self.code, "invalid reply: a queued measure needs its queue position", key)
+        return reply
+
+    def fen(self, text: str, what: str, reference: str) -> int:
+        """A registry's yuan string as fen; a bad one is an invalid reply."""
+        try:
+            return parse_yuan(text, what)
+        except InvalidValue as exc:
+            raise InvalidReply(self.code, f"invalid reply: {exc}", reference) from None
+
+
+def yuan(fen: int) -> str:
+    """Fen as the yuan string registries expect: '1234.50'."""
+    return format_yuan(fen).replace(",", "")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
