@@ -14,11 +14,14 @@ import asyncio
 import json
 import random
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as defused_fromstring
 from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
@@ -261,13 +264,33 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _short_reason(response: httpx.Response) -> str:
-    """The registry's error code, if its body has one; never its free text (it may echo personal data)."""
-    try:
-        data = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return "no reason given"
-    code = data.get("error") if isinstance(data, dict) else None
-    return str(code)[:64] if isinstance(code, str) else "no reason given"
+    """The registry's error code from a JSON `{"error": …}` or XML `<Error code="…"/>` body; never its free
+    text (it may echo personal data)."""
+    code: object = None
+    if "xml" in response.headers.get("content-type", ""):
+        try:
+            root = defused_fromstring(
+                response.content, forbid_dtd=True, forbid_entities=True, forbid_external=True
+            )
+            code = root.get("code")
+        except (DefusedXmlException, ET.ParseError):
+            pass
+    else:
+        try:
+            data = response.json()
+            code = data.get("error") if isinstance(data, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            pass
+    return str(code)[:64] if isinstance(code, str) and code else "no reason given"
+
+
+def safe_xml(content: bytes) -> ET.Element:
+    """Parse XML with no DTD, no entity declarations and no external entities (defusedxml); the size was
+    bounded when the body was read. Raises `DefusedXmlException` or `ET.ParseError`."""
+    root: ET.Element = defused_fromstring(
+        content, forbid_dtd=True, forbid_entities=True, forbid_external=True
+    )
+    return root
 
 
 def parse_json(response: httpx.Response, model: type[M], registry: str, reference: str) -> M:
