@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from connectors.config import RegistryConfig, simulated_registries
 from models.rules import MIN_RENEWAL_LEAD_DAYS
 
 ENV_PREFIX = "CLERK_"
@@ -43,6 +44,22 @@ class Settings(BaseSettings):
     )
     import_max_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Largest case file accepted.")
     actor: str | None = Field(None, description="Who is at the keyboard, for the audit trail; default $USER.")
+    registries: list[RegistryConfig] = Field(
+        default_factory=simulated_registries,
+        description="The registries in use, as a JSON list; default: the five simulators of `clerk sim`.",
+    )
+    allowed_adapters: list[str] = Field(
+        ["bank-json", "real-estate-xml", "vehicle-json"],
+        description="Connector entry points that may be loaded; anything else stops the start.",
+    )
+
+    @field_validator("registries")
+    @classmethod
+    def _unique_codes(cls, value: list[RegistryConfig]) -> list[RegistryConfig]:
+        codes = [r.code for r in value]
+        if len(codes) != len(set(codes)):
+            raise ValueError("registry codes must be unique")
+        return value
 
     @field_validator("renewal_lead_days")
     @classmethod
