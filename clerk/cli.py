@@ -7,6 +7,8 @@ when a command fails.
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import datetime as dt
 import getpass
 import json
@@ -24,8 +26,13 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clerk import audit, cases, db, intake
+from clerk import audit, cases, db, intake, synthetic
 from clerk.settings import Settings, SettingsError, get_settings
+from connectors import loader
+from connectors.base import Health
+from connectors.loader import ConnectorLoadError
+from connectors.simulator import serve as simulator_serve
+from connectors.simulator.serve import SimulatorError
 from models.values import InvalidValue, format_yuan, parse_date, parse_yuan
 
 app = typer.Typer(
@@ -39,7 +46,11 @@ cases_app = typer.Typer(
 )
 audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+registries_app = typer.Typer(
+    help="The registries in use: list them and check their health.", no_args_is_help=True
+)
 app.add_typer(cases_app, name="cases")
+app.add_typer(registries_app, name="registries")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 
@@ -67,7 +78,7 @@ def friendly_errors(func: F) -> F:
             if len(exc.errors) > 200:
                 err.print(f"  … and {len(exc.errors) - 200} more")
             raise typer.Exit(2) from None
-        except (InvalidValue, cases.CaseNotFound, SettingsError) as exc:
+        except (InvalidValue, cases.CaseNotFound, SettingsError, ConnectorLoadError, SimulatorError) as exc:
             err.print(f"error: {exc}")
             raise typer.Exit(2) from None
         except OperationalError as exc:
@@ -313,6 +324,102 @@ def audit_export(
             with output.open("w", encoding="utf-8", newline="") as handle:
                 count = audit.export(events, handle, fmt)
     err.print(f"{count} event(s) exported for {number}")
+
+
+# --- registries and simulators -----------------------------------------------------------------------
+
+
+@registries_app.command("list")
+@friendly_errors
+def registries_list() -> None:
+    """The registries the settings name (CLERK_REGISTRIES), with their adapters and limits."""
+    table = Table("code", "name", "kind", "adapter", "URL", "batch", "conn", "req/s")
+    for r in settings().registries:
+        table.add_row(
+            r.code,
+            r.name,
+            r.kind.value,
+            r.adapter,
+            r.base_url,
+            str(r.batch_size),
+            str(r.max_connections),
+            f"{r.requests_per_second:g}",
+        )
+    out.print(table)
+
+
+@registries_app.command("check")
+@friendly_errors
+def registries_check() -> None:
+    """Load every registry's adapter and ask each for its health; exit 1 if any is down."""
+    conf = settings()
+    results = asyncio.run(_health(conf))
+    table = Table("code", "kind", "adapter", "health", "ms", "detail")
+    for config, health in zip(conf.registries, results, strict=True):
+        table.add_row(
+            config.code,
+            config.kind.value,
+            config.adapter,
+            "ok" if health.ok else "DOWN",
+            f"{health.latency_ms:.0f}",
+            health.detail,
+        )
+    out.print(table)
+    down = [h.registry for h in results if not h.ok]
+    if down:
+        err.print(f"{len(down)} of {len(results)} registries are down: {', '.join(down)}")
+        raise typer.Exit(1)
+    out.print(f"all {len(results)} registries answer")
+
+
+async def _health(conf: Settings) -> list[Health]:
+    connectors = loader.build(conf.registries, conf.allowed_adapters)
+    try:
+        return list(await asyncio.gather(*(c.health() for c in connectors.values())))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+
+@app.command("sim")
+@friendly_errors
+def sim(
+    debtors: Annotated[
+        int, typer.Option(min=1, max=5_000_000, help="How many debtors the world holds.")
+    ] = 1_000,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
+    write_cases: Annotated[
+        Path | None, typer.Option(help="Also write a case file (CSV) that puts these debtors into cases.")
+    ] = None,
+) -> None:
+    """Serve a simulator for every registry in the settings (on 127.0.0.1), with a seeded world of debtors.
+
+    Banks, the real-estate registry and the vehicle registry answer over their real wire formats, keep a
+    ledger, honour idempotency keys and credentials, and inject faults when asked (PUT /_sim/faults).
+    Stop with Ctrl-C.
+    """
+    conf = settings()
+    now = dt.datetime.now(dt.UTC)
+    with err.status(f"generating {debtors:,} debtors…"):
+        world = simulator_serve.build_world(conf.registries, debtors, seed, now)
+    held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
+    out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")
+    if write_cases is not None:
+        rows = synthetic.case_rows_for(
+            [(d.kind.value, d.id_number, d.name, d.court) for d in world.debtors], seed, now.date()
+        )
+        with write_cases.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=intake.FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        out.print(f"case file for these debtors: {write_cases} ({len(rows):,} rows)")
+
+    def ready() -> None:
+        for simulator, host, port in world.simulators:
+            out.print(f"  {simulator.code:<12} {simulator.kind:<12} http://{host}:{port}")
+        out.print("serving; Ctrl-C to stop")
+
+    asyncio.run(simulator_serve.serve(world, ready))
+    out.print("simulators stopped")
 
 
 # --- demo -------------------------------------------------------------------------------------------------

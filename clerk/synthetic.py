@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.values import CREDIT_CODE_ALPHABET, credit_code_check_char, resident_id_check_digit
@@ -60,6 +61,24 @@ def firm_name(rng: random.Random, court: Court) -> str:
     return f"{city}{rng.choice(_FIRM_WORDS)}{rng.choice(_FIRM_TRADES)}有限公司"
 
 
+def _case_fields(rng: random.Random, court: Court, sequence: int, today: dt.date) -> dict[str, str]:
+    """The case columns of an intake row: a case filed in the last 400 days at `court`."""
+    filed = today - dt.timedelta(days=rng.randrange(1, 400))
+    due = filed - dt.timedelta(days=rng.randrange(15, 120))
+    principal = rng.choice((rng.randrange(3_000, 100_000), rng.randrange(100_000, 3_000_000)))
+    interest = rng.choice((0, 0, principal * rng.randrange(1, 12) // 100))
+    return {
+        "case_number": f"({filed.year}){court.code}执{sequence}号",
+        "filed_on": filed.isoformat(),
+        "judge": rng.choice(_JUDGES),
+        "applicant": person_name(rng) if rng.random() < 0.6 else firm_name(rng, court),
+        "principal": f"{principal}.{rng.choice(('00', '50', str(rng.randrange(10, 100))))}",
+        "judgment_interest": str(interest) if interest else "",
+        "costs": str(rng.choice((0, 120, 860, 2_350))),
+        "performance_due_on": due.isoformat(),
+    }
+
+
 def sample_case_rows(seed: int, cases: int, today: dt.date) -> list[dict[str, str]]:
     """Rows in the intake format: `cases` cases over the sample courts, one to three debtors each."""
     rng = random.Random(seed)
@@ -69,20 +88,7 @@ def sample_case_rows(seed: int, cases: int, today: dt.date) -> list[dict[str, st
     for _ in range(cases):
         court = rng.choice(COURTS)
         sequences[court.code] += rng.randrange(1, 40)
-        filed = today - dt.timedelta(days=rng.randrange(1, 400))
-        due = filed - dt.timedelta(days=rng.randrange(15, 120))
-        principal = rng.choice((rng.randrange(3_000, 100_000), rng.randrange(100_000, 3_000_000)))
-        interest = rng.choice((0, 0, principal * rng.randrange(1, 12) // 100))
-        case = {
-            "case_number": f"({filed.year}){court.code}执{sequences[court.code]}号",
-            "filed_on": filed.isoformat(),
-            "judge": rng.choice(_JUDGES),
-            "applicant": person_name(rng) if rng.random() < 0.6 else firm_name(rng, court),
-            "principal": f"{principal}.{rng.choice(('00', '50', str(rng.randrange(10, 100))))}",
-            "judgment_interest": str(interest) if interest else "",
-            "costs": str(rng.choice((0, 120, 860, 2_350))),
-            "performance_due_on": due.isoformat(),
-        }
+        case = _case_fields(rng, court, sequences[court.code], today)
         for _ in range(rng.choice((1, 1, 2, 3))):
             person = rng.random() < 0.7
             make_id = resident_id if person else credit_code
@@ -93,4 +99,27 @@ def sample_case_rows(seed: int, cases: int, today: dt.date) -> list[dict[str, st
             name = person_name(rng) if person else firm_name(rng, court)
             kind = "person" if person else "organisation"
             rows.append(case | {"debtor_kind": kind, "debtor_id": debtor_id, "debtor_name": name})
+    return rows
+
+
+def case_rows_for(
+    debtors: Sequence[tuple[str, str, str, str]], seed: int, today: dt.date
+) -> list[dict[str, str]]:
+    """Intake rows that put the given (kind, id, name, court code) debtors into cases, one to three per case
+    at their court: the case file that matches a simulated world."""
+    rng = random.Random(seed)
+    courts = {c.code: c for c in COURTS}
+    by_court: dict[str, list[tuple[str, str, str, str]]] = {}
+    for debtor in debtors:
+        by_court.setdefault(debtor[3], []).append(debtor)
+    rows: list[dict[str, str]] = []
+    for code, group in sorted(by_court.items()):
+        sequence, i = 0, 0
+        while i < len(group):
+            size = rng.choice((1, 1, 1, 2, 3))
+            sequence += 1
+            case = _case_fields(rng, courts[code], sequence, today)
+            for kind, id_number, name, _ in group[i : i + size]:
+                rows.append(case | {"debtor_kind": kind, "debtor_id": id_number, "debtor_name": name})
+            i += size
     return rows

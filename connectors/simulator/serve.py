@@ -1,0 +1,104 @@
+"""Serve every simulated registry named in the settings, each on its own port on loopback, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from connectors.base import RegistryKind
+from connectors.config import RegistryConfig
+from connectors.simulator.bank import BankSimulator
+from connectors.simulator.base import RegistrySimulator
+from connectors.simulator.property import PropertySimulator
+from connectors.simulator.vehicle import VehicleSimulator
+from connectors.simulator.world import SimDebtor, make_debtors, populate
+
+SIMULATORS: dict[RegistryKind, type[RegistrySimulator]] = {
+    RegistryKind.BANK: BankSimulator,
+    RegistryKind.REAL_ESTATE: PropertySimulator,
+    RegistryKind.VEHICLE: VehicleSimulator,
+}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class SimulatorError(Exception):
+    pass
+
+
+@dataclass
+class SimulatedWorld:
+    simulators: list[tuple[RegistrySimulator, str, int]]  # (simulator, host, port)
+    debtors: list[SimDebtor]
+    holdings: dict[str, int]
+    seconds: float
+
+
+def build_world(
+    configs: Sequence[RegistryConfig], debtors: int, seed: int, now: dt.datetime
+) -> SimulatedWorld:
+    """A simulator for every registry whose URL is on loopback, holding a seeded world of `debtors`."""
+    started = time.perf_counter()
+    sims: list[tuple[RegistrySimulator, str, int]] = []
+    for config in configs:
+        url = urlsplit(config.base_url)
+        if url.hostname not in LOOPBACK:
+            raise SimulatorError(
+                f"registry {config.code}: {config.base_url} is not on loopback; "
+                "simulators serve 127.0.0.1 only"
+            )
+        if url.scheme != "http" or url.port is None:
+            raise SimulatorError(f"registry {config.code}: a simulator needs http://127.0.0.1:PORT")
+        simulator = SIMULATORS[config.kind](
+            config.code, config.credential.get_secret_value(), today=now.date()
+        )
+        sims.append((simulator, url.hostname, url.port))
+    people = make_debtors(random.Random(seed), debtors)
+    holdings = populate([s for s, _, _ in sims], people, seed, now)
+    return SimulatedWorld(sims, people, holdings, time.perf_counter() - started)
+
+
+class _Server(uvicorn.Server):
+    """One of several servers in a process: signals are handled once, for all of them, by `serve`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(world: SimulatedWorld, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop every server cleanly."""
+    servers = [
+        _Server(
+            uvicorn.Config(
+                sim.app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+            )
+        )
+        for sim, host, port in world.simulators
+    ]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    while not all(server.started for server in servers):
+        if any(task.done() for task in tasks):
+            stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise SimulatorError("a simulator could not start: is its port already in use?")
+        await asyncio.sleep(0.05)
+    if on_ready:
+        on_ready()
+    await asyncio.gather(*tasks)
