@@ -1,6 +1,6 @@
 # The two commands a newcomer needs (see README.md): `make demo` and `make test`.
 # Each installs what it needs first, so both work on a fresh clone.
-.PHONY: demo test lint typecheck unit setup postgres clean
+.PHONY: demo test bench lint typecheck setup postgres clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,9 +15,15 @@ postgres:
 demo: setup
 	$(BIN)/clerk demo
 
-## The whole test suite: lint, types, then every test on SQLite and PostgreSQL.
+## The whole test suite: lint, types, the benchmarks at small size (so none rots), then every test on
+## SQLite and PostgreSQL.
 test: setup postgres lint typecheck
+	$(BIN)/python -m bench --quick
 	$(BIN)/pytest
+
+## The benchmarks at full size; figures go to bench/results/results.jsonl.
+bench: setup
+	$(BIN)/python -m bench
 
 lint: setup
 	$(BIN)/ruff check .
