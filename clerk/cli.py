@@ -32,6 +32,7 @@ from connectors import loader
 from connectors.base import Health
 from connectors.loader import ConnectorLoadError
 from connectors.simulator import serve as simulator_serve
+from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import SimulatorError
 from models.values import InvalidValue, format_yuan, parse_date, parse_yuan
 
@@ -390,6 +391,13 @@ def sim(
     write_cases: Annotated[
         Path | None, typer.Option(help="Also write a case file (CSV) that puts these debtors into cases.")
     ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help='Fault rates as JSON, e.g. \'{"error": 0.1, "lost": 0.05, "seed": 7}\' '
+            "(slow, error, throttle, garbage, later, lost; change them later with PUT /_sim/faults)."
+        ),
+    ] = None,
 ) -> None:
     """Serve a simulator for every registry in the settings (on 127.0.0.1), with a seeded world of debtors.
 
@@ -399,8 +407,9 @@ def sim(
     """
     conf = settings()
     now = dt.datetime.now(dt.UTC)
+    plan = _fault_plan(faults)
     with err.status(f"generating {debtors:,} debtors…"):
-        world = simulator_serve.build_world(conf.registries, debtors, seed, now)
+        world = simulator_serve.build_world(conf.registries, debtors, seed, now, plan)
     held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
     out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")
     if write_cases is not None:
@@ -420,6 +429,19 @@ def sim(
 
     asyncio.run(simulator_serve.serve(world, ready))
     out.print("simulators stopped")
+
+
+def _fault_plan(text: str | None) -> FaultPlan | None:
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise TypeError("a JSON object is needed")
+        return FaultPlan(**values)
+    except (ValueError, TypeError) as exc:
+        reason = str(exc).replace("FaultPlan.__init__() got an ", "")
+        raise InvalidValue("--faults", f'{reason}; e.g. \'{{"error": 0.1, "seed": 7}}\'') from None
 
 
 # --- demo -------------------------------------------------------------------------------------------------

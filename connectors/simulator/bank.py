@@ -37,7 +37,9 @@ class BankSimulator(RegistrySimulator):
                 "/v1/freezes/{number}/releases", self.endpoint(CONTROL_FAULTS, self.release), methods=["POST"]
             ),
             Route("/v1/requests/{key}", self.endpoint(READ_FAULTS, self.status)),
-            Route("/v1/deductions", self.endpoint(CONTROL_FAULTS, self.deduct), methods=["POST"]),
+            Route(
+                "/v1/deductions", self.endpoint(CONTROL_FAULTS - {Fault.LATER}, self.deduct), methods=["POST"]
+            ),
         ]
 
     def add_account(
@@ -85,10 +87,13 @@ class BankSimulator(RegistrySimulator):
             raise Refusal(404, "unknown_request")
         return JSONResponse(reply)
 
-    def _reply(self, outcome: Outcome) -> dict[str, Any]:
+    def pending_reply(self, key: str) -> Response:
+        return JSONResponse({"key": key, "result": "ACCEPTED"})
+
+    def reply(self, outcome: Outcome) -> Response:
         m = outcome.measure
         if outcome.result == "refused" or m is None:
-            return {"key": outcome.key, "result": "REJECTED", "reason": outcome.reason}
+            return JSONResponse({"key": outcome.key, "result": "REJECTED", "reason": outcome.reason})
         result = {"effective": "FROZEN", "partial": "PARTIAL", "queued": "QUEUED", "released": "RELEASED"}
         reply: dict[str, Any] = {
             "key": outcome.key,
@@ -106,7 +111,7 @@ class BankSimulator(RegistrySimulator):
                 "amount": None if a.amount_fen is None else yuan(a.amount_fen),
                 "until": a.until.isoformat(),
             }
-        return reply
+        return JSONResponse(reply)
 
     async def freeze(self, request: Request, fault: Fault) -> Response:
         body = await request.json()
@@ -119,7 +124,7 @@ class BankSimulator(RegistrySimulator):
                 amount,
                 int(body.get("term_years", 1)),
             )
-        return JSONResponse(self._reply(outcome))
+        return self.answer(outcome, fault)
 
     async def renew(self, request: Request, fault: Fault) -> Response:
         body = await request.json()
@@ -129,7 +134,7 @@ class BankSimulator(RegistrySimulator):
             )
         if outcome is None:
             raise Refusal(404, "unknown_reference")
-        return JSONResponse(self._reply(outcome))
+        return self.answer(outcome, fault)
 
     async def release(self, request: Request, fault: Fault) -> Response:
         body = await request.json()
@@ -142,7 +147,7 @@ class BankSimulator(RegistrySimulator):
             outcome = self.ledger.release(str(body["key"]), request.path_params["number"], amount)
         if outcome is None:
             raise Refusal(404, "unknown_reference")
-        return JSONResponse(self._reply(outcome))
+        return self.answer(outcome, fault)
 
     async def status(self, request: Request, fault: Fault) -> Response:
         outcome = self.ledger.answer(request.path_params["key"])
@@ -150,7 +155,7 @@ class BankSimulator(RegistrySimulator):
             raise Refusal(404, "unknown_key")
         if outcome.deducted_fen is not None:
             return JSONResponse(self._deduct_reply(outcome))
-        return JSONResponse(self._reply(outcome))
+        return self.reply(outcome)
 
     def _deduct_reply(self, outcome: Outcome) -> dict[str, Any]:
         assert outcome.measure is not None

@@ -15,11 +15,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.simulator.faults import Fault, FaultPlan
-from connectors.simulator.ledger import Ledger
+from connectors.simulator.ledger import Ledger, Outcome
 
 Handler = Callable[[Request], Awaitable[Response]]
-#: Faults that can meet a control request (a "later" answer is for queries only).
-CONTROL_FAULTS = frozenset(Fault) - {Fault.LATER}
+#: Faults that can meet a control request: "later" applies it and answers "accepted, answer pending";
+#: the answer is then collected by the status of its key.
+CONTROL_FAULTS = frozenset(Fault)
 READ_FAULTS = frozenset({Fault.SLOW, Fault.ERROR, Fault.THROTTLE})
 
 
@@ -59,6 +60,17 @@ class RegistrySimulator:
     def error(self, status: int, error: str) -> Response:
         """The wire format's error body; JSON unless a subclass says otherwise."""
         return JSONResponse({"error": error}, status_code=status)
+
+    def reply(self, outcome: Outcome) -> Response:
+        """The wire format's answer to a control request."""
+        raise NotImplementedError
+
+    def pending_reply(self, key: str) -> Response:
+        """The wire format's "accepted, answer pending"."""
+        raise NotImplementedError
+
+    def answer(self, outcome: Outcome, fault: Fault) -> Response:
+        return self.pending_reply(outcome.key) if fault is Fault.LATER else self.reply(outcome)
 
     def garbage(self) -> Response:
         return Response(b'{"results": [{"ref": 1, "balance": -5', media_type="application/json")

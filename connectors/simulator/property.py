@@ -107,7 +107,10 @@ class PropertySimulator(RegistrySimulator):
             raise Refusal(404, "unknown_request")
         return xml(done)
 
-    def _reply(self, outcome: Outcome) -> Response:
+    def pending_reply(self, key: str) -> Response:
+        return xml(ET.Element("SeizureResponse", {"key": key, "result": "ACCEPTED"}))
+
+    def reply(self, outcome: Outcome) -> Response:
         root = ET.Element("SeizureResponse", {"key": outcome.key, "result": _RESULTS[outcome.result]})
         m = outcome.measure
         if m is not None:
@@ -134,7 +137,7 @@ class PropertySimulator(RegistrySimulator):
                 None,
                 int(body.get("years", "3")),
             )
-        return self._reply(outcome)
+        return self.answer(outcome, fault)
 
     async def renew(self, request: Request, fault: Fault) -> Response:
         body = await self._body(request, "RenewRequest")
@@ -144,7 +147,7 @@ class PropertySimulator(RegistrySimulator):
             )
         if outcome is None:
             raise Refusal(404, "unknown_reference")
-        return self._reply(outcome)
+        return self.answer(outcome, fault)
 
     async def release(self, request: Request, fault: Fault) -> Response:
         body = await self._body(request, "ReleaseRequest")
@@ -152,10 +155,10 @@ class PropertySimulator(RegistrySimulator):
             outcome = self.ledger.release(body.get("key", ""), request.path_params["number"], None)
         if outcome is None:
             raise Refusal(404, "unknown_reference")
-        return self._reply(outcome)
+        return self.answer(outcome, fault)
 
     async def status(self, request: Request, fault: Fault) -> Response:
         outcome = self.ledger.answer(request.path_params["key"])
         if outcome is None:
             raise Refusal(404, "unknown_key")
-        return self._reply(outcome)
+        return self.reply(outcome)

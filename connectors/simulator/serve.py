@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import random
 import signal
@@ -18,6 +19,7 @@ from connectors.base import RegistryKind
 from connectors.config import RegistryConfig
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import RegistrySimulator
+from connectors.simulator.faults import FaultPlan
 from connectors.simulator.property import PropertySimulator
 from connectors.simulator.vehicle import VehicleSimulator
 from connectors.simulator.world import SimDebtor, make_debtors, populate
@@ -43,9 +45,14 @@ class SimulatedWorld:
 
 
 def build_world(
-    configs: Sequence[RegistryConfig], debtors: int, seed: int, now: dt.datetime
+    configs: Sequence[RegistryConfig],
+    debtors: int,
+    seed: int,
+    now: dt.datetime,
+    faults: FaultPlan | None = None,
 ) -> SimulatedWorld:
-    """A simulator for every registry whose URL is on loopback, holding a seeded world of `debtors`."""
+    """A simulator for every registry whose URL is on loopback, holding a seeded world of `debtors`; each
+    injects `faults`, from a generator seeded apart."""
     started = time.perf_counter()
     sims: list[tuple[RegistrySimulator, str, int]] = []
     for config in configs:
@@ -57,9 +64,9 @@ def build_world(
             )
         if url.scheme != "http" or url.port is None:
             raise SimulatorError(f"registry {config.code}: a simulator needs http://127.0.0.1:PORT")
-        simulator = SIMULATORS[config.kind](
-            config.code, config.credential.get_secret_value(), today=now.date()
-        )
+        plan = None if faults is None else dataclasses.replace(faults, seed=faults.seed + len(sims))
+        secret = config.credential.get_secret_value()
+        simulator = SIMULATORS[config.kind](config.code, secret, today=now.date(), faults=plan)
         sims.append((simulator, url.hostname, url.port))
     people = make_debtors(random.Random(seed), debtors)
     holdings = populate([s for s, _, _ in sims], people, seed, now)
@@ -93,12 +100,26 @@ async def serve(world: SimulatedWorld, on_ready: Callable[[], None] | None = Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
-    while not all(server.started for server in servers):
-        if any(task.done() for task in tasks):
-            stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise SimulatorError("a simulator could not start: is its port already in use?")
-        await asyncio.sleep(0.05)
-    if on_ready:
-        on_ready()
-    await asyncio.gather(*tasks)
+    ticker = asyncio.create_task(_tick([sim for sim, _, _ in world.simulators]))  # noqa: RUF006 - held here, cancelled in finally
+    try:
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                stop()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise SimulatorError("a simulator could not start: is its port already in use?")
+            await asyncio.sleep(0.05)
+        if on_ready:
+            on_ready()
+        await asyncio.gather(*tasks)
+    finally:
+        ticker.cancel()
+
+
+async def _tick(simulators: list[RegistrySimulator], every_s: float = 1.0) -> None:
+    """Move every simulator's clock with the wall clock: scheduled deposits land, others' measures lapse."""
+    while True:
+        now = dt.datetime.now(dt.UTC)
+        for simulator in simulators:
+            async with simulator.lock:
+                simulator.ledger.advance(now)
+        await asyncio.sleep(every_s)

@@ -84,7 +84,10 @@ class VehicleSimulator(RegistrySimulator):
             raise Refusal(404, "unknown_request")
         return JSONResponse(reply)
 
-    def _reply(self, outcome: Outcome) -> Response:
+    def pending_reply(self, key: str) -> Response:
+        return JSONResponse({"lsh": key, "jg": "SL"})
+
+    def reply(self, outcome: Outcome) -> Response:
         reply: dict[str, Any] = {"lsh": outcome.key, "jg": _RESULTS[outcome.result], "yy": outcome.reason}
         m = outcome.measure
         if m is not None:
@@ -104,7 +107,7 @@ class VehicleSimulator(RegistrySimulator):
             outcome = self.ledger.place(
                 str(body["lsh"]), str(body["ah"]), str(body["hphm"]), None, int(body["nx"])
             )
-        return self._reply(outcome)
+        return self.answer(outcome, fault)
 
     async def renew(self, request: Request, fault: Fault) -> Response:
         body = await request.json()
@@ -112,7 +115,7 @@ class VehicleSimulator(RegistrySimulator):
             outcome = self.ledger.renew(str(body["lsh"]), request.path_params["number"], int(body["nx"]))
         if outcome is None:
             raise Refusal(404, "unknown_reference")
-        return self._reply(outcome)
+        return self.answer(outcome, fault)
 
     async def release(self, request: Request, fault: Fault) -> Response:
         body = await request.json()
@@ -120,10 +123,10 @@ class VehicleSimulator(RegistrySimulator):
             outcome = self.ledger.release(str(body["lsh"]), request.path_params["number"], None)
         if outcome is None:
             raise Refusal(404, "unknown_reference")
-        return self._reply(outcome)
+        return self.answer(outcome, fault)
 
     async def status(self, request: Request, fault: Fault) -> Response:
         outcome = self.ledger.answer(request.path_params["key"])
         if outcome is None:
             raise Refusal(404, "unknown_key")
-        return self._reply(outcome)
+        return self.reply(outcome)

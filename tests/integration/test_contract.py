@@ -223,6 +223,17 @@ async def test_a_lost_reply_is_resolved_by_status_and_never_placed_twice(
     assert [m.key for m in sim.ledger.measures.values()] == ["key-lost-00001"]
 
 
+async def test_a_control_answer_that_comes_later_is_collected_by_its_key(
+    kit: Kit, conn: HttpConnector, sim: RegistrySimulator, url: str
+) -> None:
+    await set_faults(url, later=1.0)
+    reply = await conn.control(control(kit, "key-later-0001", kit.asset(1)))  # type: ignore[attr-defined]
+    assert (reply.outcome, reply.registry_reference) == (ControlOutcome.PENDING, None)
+    collected = await conn.status("key-later-0001")
+    assert collected is not None and collected.outcome is ControlOutcome.EFFECTIVE
+    assert collected.registry_reference == next(iter(sim.ledger.measures))
+
+
 async def test_answers_that_come_later_are_collected(conn: HttpConnector, url: str) -> None:
     await set_faults(url, later=1.0)
     reply = await conn.query(QueryRequest(request_ref="q-late", subjects=(person(1),)))  # type: ignore[attr-defined]
@@ -250,7 +261,7 @@ async def test_with_faults_the_ledger_and_the_replies_agree(
     assets = [kit.asset(1000 + i) for i in range(30)]
     for i, asset in enumerate(assets):
         kit.add(sim, person(100 + i).id_number, asset, [])
-    # Fault draws of 30 %: timeouts, 503, 429, garbage, lost replies (late answers do not apply to control).
+    # Fault draws of 30 %: timeouts, 503, 429, garbage, late answers, lost replies.
     await set_faults(
         url,
         seed=seed,
@@ -267,7 +278,10 @@ async def test_with_faults_the_ledger_and_the_replies_agree(
     for i, asset in enumerate(assets):
         key = f"key-fault-{seed}-{i:04d}"
         try:
-            replies[key] = await conn.control(control(kit, key, asset))  # type: ignore[attr-defined]
+            reply = await conn.control(control(kit, key, asset))  # type: ignore[attr-defined]
+            if reply.outcome is ControlOutcome.PENDING:  # "accepted, answer later": collected by its key
+                reply = await conn.status(key) or reply
+            replies[key] = reply
         except RegistryError:
             failures += 1  # stays "requested" in the case book; resolved later by its key
     placed = {m.key: m for m in sim.ledger.measures.values()}

@@ -70,6 +70,8 @@ def test_sim_serves_every_registry_and_its_case_file_imports(
             "3000",
             "--seed",
             "9",
+            "--faults",
+            '{"throttle": 0.2, "seed": 3}',  # health and queries are retried through 429s
             "--write-cases",
             str(cases),
         ],
