@@ -39,6 +39,7 @@ class Holding:
     owner_id: str
     kind: AssetKind
     balance_fen: int | None = None  # deposits
+    _: dataclasses.KW_ONLY
     description: str = ""  # real estate: location and area; vehicles: make and plate type
     restrictions: list[Restriction] = field(default_factory=list)
 

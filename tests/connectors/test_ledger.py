@@ -18,7 +18,13 @@ def ledger() -> Ledger:
     book = Ledger("bank-a", TODAY)
     book.add(Holding("A1", "owner", AssetKind.DEPOSIT, 1_000))
     book.add(
-        Holding("A2", "owner", AssetKind.DEPOSIT, 1_000, [Restriction("other", 600, dt.date(2027, 1, 31))])
+        Holding(
+            "A2",
+            "owner",
+            AssetKind.DEPOSIT,
+            1_000,
+            restrictions=[Restriction("other", 600, dt.date(2027, 1, 31))],
+        )
     )
     book.add(Holding("H1", "owner", AssetKind.REAL_ESTATE, description="x|1"))
     return book
