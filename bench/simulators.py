@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,20 +27,10 @@ from connectors.adapter import HttpConnector
 from connectors.base import QueryRequest, Subject, SubjectStatus
 from connectors.config import RegistryConfig, simulated_registries
 from connectors.loader import build
-from connectors.simulator.serve import build_world
+from connectors.simulator.serve import build_world, free_loopback_ports
 from models.values import DebtorKind
 
 BATCH, IN_FLIGHT = 200, 4
-
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _configs() -> list[RegistryConfig]:
@@ -61,7 +50,7 @@ def _configs() -> list[RegistryConfig]:
             requests_per_second=0,
             max_connections=IN_FLIGHT,
         )
-        for (code, kind, adapter), port in zip(kinds, _ports(len(kinds)), strict=True)
+        for (code, kind, adapter), port in zip(kinds, free_loopback_ports(len(kinds)), strict=True)
     ]
 
 

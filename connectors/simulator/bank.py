@@ -28,7 +28,7 @@ class BankSimulator(RegistrySimulator):
             Route(
                 "/v1/queries", self.endpoint(frozenset(Fault) - {Fault.LOST}, self.query), methods=["POST"]
             ),
-            Route("/v1/queries/{request_ref}", self.endpoint(READ_FAULTS, self.collect)),
+            Route("/v1/queries/{ref}", self.endpoint(READ_FAULTS, self.collect)),
             Route("/v1/freezes", self.endpoint(CONTROL_FAULTS, self.freeze), methods=["POST"]),
             Route(
                 "/v1/freezes/{number}/renewals", self.endpoint(CONTROL_FAULTS, self.renew), methods=["POST"]
@@ -75,22 +75,13 @@ class BankSimulator(RegistrySimulator):
             {"ref": s["ref"], "accounts": [self._account(h) for h in self.ledger.holdings_of(s["id_no"])]}
             for s in body["subjects"]
         ]
-        reply = {"request_ref": ref, "status": "done", "results": results}
-        if fault is Fault.LATER:
-            self.pending_queries[ref] = reply
-            return JSONResponse({"request_ref": ref, "status": "accepted"})
-        return JSONResponse(reply)
-
-    async def collect(self, request: Request, fault: Fault) -> Response:
-        reply = self.pending_queries.get(request.path_params["request_ref"])
-        if reply is None:
-            raise Refusal(404, "unknown_request")
-        return JSONResponse(reply)
+        done = JSONResponse({"request_ref": ref, "status": "done", "results": results})
+        return self.query_answer(ref, done, JSONResponse({"request_ref": ref, "status": "accepted"}), fault)
 
     def pending_reply(self, key: str) -> Response:
         return JSONResponse({"key": key, "result": "ACCEPTED"})
 
-    def reply(self, outcome: Outcome) -> Response:
+    def _control_reply(self, outcome: Outcome) -> Response:
         m = outcome.measure
         if outcome.result == "refused" or m is None:
             return JSONResponse({"key": outcome.key, "result": "REJECTED", "reason": outcome.reason})
@@ -132,8 +123,6 @@ class BankSimulator(RegistrySimulator):
             outcome = self.ledger.renew(
                 str(body["key"]), request.path_params["number"], int(body.get("term_years", 1))
             )
-        if outcome is None:
-            raise Refusal(404, "unknown_reference")
         return self.answer(outcome, fault)
 
     async def release(self, request: Request, fault: Fault) -> Response:
@@ -145,17 +134,12 @@ class BankSimulator(RegistrySimulator):
         )
         async with self.lock:
             outcome = self.ledger.release(str(body["key"]), request.path_params["number"], amount)
-        if outcome is None:
-            raise Refusal(404, "unknown_reference")
         return self.answer(outcome, fault)
 
-    async def status(self, request: Request, fault: Fault) -> Response:
-        outcome = self.ledger.answer(request.path_params["key"])
-        if outcome is None:
-            raise Refusal(404, "unknown_key")
+    def reply(self, outcome: Outcome) -> Response:
         if outcome.deducted_fen is not None:
             return JSONResponse(self._deduct_reply(outcome))
-        return self.reply(outcome)
+        return self._control_reply(outcome)
 
     def _deduct_reply(self, outcome: Outcome) -> dict[str, Any]:
         assert outcome.measure is not None

@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -42,7 +41,7 @@ class RegistrySimulator:
         self.credential = credential
         self.faults = faults or FaultPlan()
         self.ledger = Ledger(code, today or dt.date.today())
-        self.pending_queries: dict[str, Any] = {}
+        self.pending_queries: dict[str, Response] = {}
         self.requests_seen = 0
         self.lock = asyncio.Lock()
         self.app = Starlette(
@@ -69,8 +68,32 @@ class RegistrySimulator:
         """The wire format's "accepted, answer pending"."""
         raise NotImplementedError
 
-    def answer(self, outcome: Outcome, fault: Fault) -> Response:
+    def answer(self, outcome: Outcome | None, fault: Fault) -> Response:
+        """The answer to a control request; None from the ledger means no such measure in force (404)."""
+        if outcome is None:
+            raise Refusal(404, "unknown_reference")
         return self.pending_reply(outcome.key) if fault is Fault.LATER else self.reply(outcome)
+
+    def query_answer(self, ref: str, done: Response, accepted: Response, fault: Fault) -> Response:
+        """The answer to a query: `done`, or with a "later" fault `accepted`, keeping `done` for `collect`."""
+        if fault is Fault.LATER:
+            self.pending_queries[ref] = done
+            return accepted
+        return done
+
+    async def status(self, request: Request, fault: Fault) -> Response:
+        """The first answer to an idempotency key (routes name it {key}), or 404 unknown_key."""
+        outcome = self.ledger.answer(request.path_params["key"])
+        if outcome is None:
+            raise Refusal(404, "unknown_key")
+        return self.reply(outcome)
+
+    async def collect(self, request: Request, fault: Fault) -> Response:
+        """The kept answer to a query that was accepted earlier (routes name it {ref})."""
+        done = self.pending_queries.get(request.path_params["ref"])
+        if done is None:
+            raise Refusal(404, "unknown_request")
+        return Response(done.body, media_type=done.media_type)
 
     def garbage(self) -> Response:
         return Response(b'{"results": [{"ref": 1, "balance": -5', media_type="application/json")

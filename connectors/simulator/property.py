@@ -96,16 +96,8 @@ class PropertySimulator(RegistrySimulator):
                     ET.SubElement(
                         item, "Restriction", {"authority": r.authority, "until": r.until.isoformat()}
                     )
-        if fault is Fault.LATER:
-            self.pending_queries[ref] = done
-            return xml(ET.Element("QueryResponse", {"ref": ref, "state": "ACCEPTED"}))
-        return xml(done)
-
-    async def collect(self, request: Request, fault: Fault) -> Response:
-        done = self.pending_queries.get(request.path_params["ref"])
-        if done is None:
-            raise Refusal(404, "unknown_request")
-        return xml(done)
+        accepted = xml(ET.Element("QueryResponse", {"ref": ref, "state": "ACCEPTED"}))
+        return self.query_answer(ref, xml(done), accepted, fault)
 
     def pending_reply(self, key: str) -> Response:
         return xml(ET.Element("SeizureResponse", {"key": key, "result": "ACCEPTED"}))
@@ -145,20 +137,10 @@ class PropertySimulator(RegistrySimulator):
             outcome = self.ledger.renew(
                 body.get("key", ""), request.path_params["number"], int(body.get("years", "3"))
             )
-        if outcome is None:
-            raise Refusal(404, "unknown_reference")
         return self.answer(outcome, fault)
 
     async def release(self, request: Request, fault: Fault) -> Response:
         body = await self._body(request, "ReleaseRequest")
         async with self.lock:
             outcome = self.ledger.release(body.get("key", ""), request.path_params["number"], None)
-        if outcome is None:
-            raise Refusal(404, "unknown_reference")
         return self.answer(outcome, fault)
-
-    async def status(self, request: Request, fault: Fault) -> Response:
-        outcome = self.ledger.answer(request.path_params["key"])
-        if outcome is None:
-            raise Refusal(404, "unknown_key")
-        return self.reply(outcome)

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import random
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,18 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 class SimulatorError(Exception):
     pass
+
+
+def free_loopback_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1 right now (for tests and benchmarks that start simulators)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @dataclass

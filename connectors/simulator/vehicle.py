@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.simulator.base import CONTROL_FAULTS, READ_FAULTS, Refusal, RegistrySimulator
+from connectors.simulator.base import CONTROL_FAULTS, READ_FAULTS, RegistrySimulator
 from connectors.simulator.faults import Fault
 from connectors.simulator.ledger import Holding, Outcome, Restriction
 from models.rules import AssetKind
@@ -72,17 +72,8 @@ class VehicleSimulator(RegistrySimulator):
             {"seq": p["seq"], "vehicles": [self._vehicle(h) for h in self.ledger.holdings_of(p["zjhm"])]}
             for p in body["persons"]
         ]
-        reply = {"reqNo": ref, "code": "0000", "data": data}
-        if fault is Fault.LATER:
-            self.pending_queries[ref] = reply
-            return JSONResponse({"reqNo": ref, "code": "0001", "data": []})
-        return JSONResponse(reply)
-
-    async def collect(self, request: Request, fault: Fault) -> Response:
-        reply = self.pending_queries.get(request.path_params["ref"])
-        if reply is None:
-            raise Refusal(404, "unknown_request")
-        return JSONResponse(reply)
+        done = JSONResponse({"reqNo": ref, "code": "0000", "data": data})
+        return self.query_answer(ref, done, JSONResponse({"reqNo": ref, "code": "0001", "data": []}), fault)
 
     def pending_reply(self, key: str) -> Response:
         return JSONResponse({"lsh": key, "jg": "SL"})
@@ -113,20 +104,10 @@ class VehicleSimulator(RegistrySimulator):
         body = await request.json()
         async with self.lock:
             outcome = self.ledger.renew(str(body["lsh"]), request.path_params["number"], int(body["nx"]))
-        if outcome is None:
-            raise Refusal(404, "unknown_reference")
         return self.answer(outcome, fault)
 
     async def release(self, request: Request, fault: Fault) -> Response:
         body = await request.json()
         async with self.lock:
             outcome = self.ledger.release(str(body["lsh"]), request.path_params["number"], None)
-        if outcome is None:
-            raise Refusal(404, "unknown_reference")
         return self.answer(outcome, fault)
-
-    async def status(self, request: Request, fault: Fault) -> Response:
-        outcome = self.ledger.answer(request.path_params["key"])
-        if outcome is None:
-            raise Refusal(404, "unknown_key")
-        return self.reply(outcome)

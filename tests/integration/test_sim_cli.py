@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,9 @@ from typer.testing import CliRunner
 
 from clerk.cli import app
 from clerk.settings import get_settings
+from connectors.simulator.serve import free_loopback_ports
 
 runner = CliRunner()
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def registries(ports: list[int]) -> str:
@@ -56,7 +46,7 @@ def registries(ports: list[int]) -> str:
 def test_sim_serves_every_registry_and_its_case_file_imports(
     clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLERK_REGISTRIES", registries(free_ports(4)))
+    monkeypatch.setenv("CLERK_REGISTRIES", registries(free_loopback_ports(4)))
     get_settings.cache_clear()
     cases = tmp_path / "sim-cases.csv"
     env = dict(os.environ)
