@@ -68,7 +68,7 @@ async def _ask(
         while time.perf_counter() < deadline:
             batch = rng.choice(batches)
             request = QueryRequest(request_ref=f"b-{rng.getrandbits(48)}", subjects=tuple(batch))
-            reply = await connector.query(request)  # type: ignore[attr-defined]
+            reply = await connector.query(request)
             done += len(batch)
             hits += sum(1 for r in reply.results if r.status is SubjectStatus.FOUND)
 

@@ -17,11 +17,16 @@ import httpx
 from connectors.base import (
     ControlOutcome,
     ControlReply,
+    ControlRequest,
     Health,
     InvalidReply,
+    QueryReply,
+    QueryRequest,
     RegistryError,
     RegistryKind,
     RejectedError,
+    ReleaseRequest,
+    RenewRequest,
     UnknownOutcome,
 )
 from connectors.http import RegistryClient
@@ -48,6 +53,23 @@ class HttpConnector(ABC):
         except RegistryError as exc:
             return Health(registry=self.code, ok=False, latency_ms=_ms(started), detail=exc.reason)
         return Health(registry=self.code, ok=True, latency_ms=_ms(started))
+
+    # The ports every registry adapter serves (connectors/base.py: QueryPort and ControlPort).
+
+    @abstractmethod
+    async def query(self, request: QueryRequest) -> QueryReply: ...
+
+    @abstractmethod
+    async def collect(self, request_ref: str) -> QueryReply: ...
+
+    @abstractmethod
+    async def control(self, request: ControlRequest) -> ControlReply: ...
+
+    @abstractmethod
+    async def renew(self, request: RenewRequest) -> ControlReply: ...
+
+    @abstractmethod
+    async def release(self, request: ReleaseRequest) -> ControlReply: ...
 
     @abstractmethod
     def status_path(self, idempotency_key: str) -> str: ...

@@ -156,7 +156,7 @@ def control(kit: Kit, key: str, asset: str, ref: str = "d1", amount: int | None 
 
 
 async def test_query_reports_hits_none_and_others_measures(conn: HttpConnector) -> None:
-    reply = await conn.query(QueryRequest(request_ref="q-1", subjects=(person(1), person(2), person(3))))  # type: ignore[attr-defined]
+    reply = await conn.query(QueryRequest(request_ref="q-1", subjects=(person(1), person(2), person(3))))
     by_ref = {r.subject_ref: r for r in reply.results}
     assert len(by_ref["d1"].assets) == 2
     assert by_ref["d2"].assets[0].other_measures[0].expires_on == OTHER.until
@@ -166,25 +166,25 @@ async def test_query_reports_hits_none_and_others_measures(conn: HttpConnector) 
 async def test_control_queue_repeat_status_renew_release(
     kit: Kit, conn: HttpConnector, sim: RegistrySimulator
 ) -> None:
-    placed = await conn.control(control(kit, "key-place-0001", kit.asset(1)))  # type: ignore[attr-defined]
+    placed = await conn.control(control(kit, "key-place-0001", kit.asset(1)))
     assert placed.outcome is ControlOutcome.EFFECTIVE
     assert placed.started_on == TODAY
     assert placed.expires_on == dt.date(TODAY.year + kit.term_years, 11, 22)
-    assert await conn.control(control(kit, "key-place-0001", kit.asset(1))) == placed  # type: ignore[attr-defined]
+    assert await conn.control(control(kit, "key-place-0001", kit.asset(1))) == placed
     assert await conn.status("key-place-0001") == placed
     assert await conn.status("key-never-sent") is None
 
-    queued = await conn.control(control(kit, "key-queue-0001", kit.asset(3), ref="d2"))  # type: ignore[attr-defined]
+    queued = await conn.control(control(kit, "key-queue-0001", kit.asset(3), ref="d2"))
     assert (queued.outcome, queued.queue_position) == (ControlOutcome.QUEUED, 2)
     assert queued.ahead is not None and queued.ahead.authority == OTHER.authority
 
-    refused = await conn.control(control(kit, "key-nothing-01", kit.asset(99)))  # type: ignore[attr-defined]
+    refused = await conn.control(control(kit, "key-nothing-01", kit.asset(99)))
     assert refused.outcome is ControlOutcome.REFUSED
 
     assert placed.registry_reference is not None
     renewed = await conn.renew(
         RenewRequest(
-            idempotency_key="key-renew-0001",  # type: ignore[attr-defined]
+            idempotency_key="key-renew-0001",
             registry_reference=placed.registry_reference,
             years=kit.term_years,
         )
@@ -192,7 +192,7 @@ async def test_control_queue_repeat_status_renew_release(
     assert renewed.expires_on == dt.date(TODAY.year + 2 * kit.term_years, 11, 22)
     released = await conn.release(
         ReleaseRequest(
-            idempotency_key="key-release-01",  # type: ignore[attr-defined]
+            idempotency_key="key-release-01",
             registry_reference=placed.registry_reference,
         )
     )
@@ -204,13 +204,13 @@ async def test_control_queue_repeat_status_renew_release(
 async def test_a_queued_measure_takes_effect_when_the_earlier_one_lapses(
     kit: Kit, conn: HttpConnector, sim: RegistrySimulator, url: str
 ) -> None:
-    queued = await conn.control(control(kit, "key-queue-0002", kit.asset(3), ref="d2"))  # type: ignore[attr-defined]
+    queued = await conn.control(control(kit, "key-queue-0002", kit.asset(3), ref="d2"))
     assert queued.outcome is ControlOutcome.QUEUED
     async with httpx.AsyncClient(base_url=url) as clock:
         (await clock.post("/_sim/clock", json={"now": "2027-07-01T09:00:00+08:00"})).raise_for_status()
     (measure,) = sim.ledger.measures.values()
     assert (measure.status, measure.start, measure.queue_no) == ("effective", dt.date(2027, 7, 1), None)
-    reply = await conn.query(QueryRequest(request_ref="q-2", subjects=(person(2),)))  # type: ignore[attr-defined]
+    reply = await conn.query(QueryRequest(request_ref="q-2", subjects=(person(2),)))
     assert reply.results[0].assets[0].other_measures == ()
 
 
@@ -218,7 +218,7 @@ async def test_a_lost_reply_is_resolved_by_status_and_never_placed_twice(
     kit: Kit, conn: HttpConnector, sim: RegistrySimulator, url: str
 ) -> None:
     await set_faults(url, lost=1.0)
-    reply = await conn.control(control(kit, "key-lost-00001", kit.asset(1)))  # type: ignore[attr-defined]
+    reply = await conn.control(control(kit, "key-lost-00001", kit.asset(1)))
     assert reply.outcome is ControlOutcome.EFFECTIVE
     assert [m.key for m in sim.ledger.measures.values()] == ["key-lost-00001"]
 
@@ -227,7 +227,7 @@ async def test_a_control_answer_that_comes_later_is_collected_by_its_key(
     kit: Kit, conn: HttpConnector, sim: RegistrySimulator, url: str
 ) -> None:
     await set_faults(url, later=1.0)
-    reply = await conn.control(control(kit, "key-later-0001", kit.asset(1)))  # type: ignore[attr-defined]
+    reply = await conn.control(control(kit, "key-later-0001", kit.asset(1)))
     assert (reply.outcome, reply.registry_reference) == (ControlOutcome.PENDING, None)
     collected = await conn.status("key-later-0001")
     assert collected is not None and collected.outcome is ControlOutcome.EFFECTIVE
@@ -236,9 +236,9 @@ async def test_a_control_answer_that_comes_later_is_collected_by_its_key(
 
 async def test_answers_that_come_later_are_collected(conn: HttpConnector, url: str) -> None:
     await set_faults(url, later=1.0)
-    reply = await conn.query(QueryRequest(request_ref="q-late", subjects=(person(1),)))  # type: ignore[attr-defined]
+    reply = await conn.query(QueryRequest(request_ref="q-late", subjects=(person(1),)))
     assert [r.status for r in reply.results] == [SubjectStatus.PENDING]
-    collected = await conn.collect("q-late")  # type: ignore[attr-defined]
+    collected = await conn.collect("q-late")
     assert [(r.subject_ref, len(r.assets)) for r in collected.results] == [("d1", 2)]
 
 
@@ -249,7 +249,7 @@ async def test_health_and_credentials(kit: Kit, conn: HttpConnector, url: str) -
         health = await wrong.health()
         assert (health.ok, health.detail) == (False, "refused (401): unauthorized")
         with pytest.raises(RegistryError, match="401"):
-            await wrong.query(QueryRequest(request_ref="q-x", subjects=(person(1),)))  # type: ignore[attr-defined]
+            await wrong.query(QueryRequest(request_ref="q-x", subjects=(person(1),)))
     finally:
         await wrong.aclose()
 
@@ -278,7 +278,7 @@ async def test_with_faults_the_ledger_and_the_replies_agree(
     for i, asset in enumerate(assets):
         key = f"key-fault-{seed}-{i:04d}"
         try:
-            reply = await conn.control(control(kit, key, asset))  # type: ignore[attr-defined]
+            reply = await conn.control(control(kit, key, asset))
             if reply.outcome is ControlOutcome.PENDING:  # "accepted, answer later": collected by its key
                 reply = await conn.status(key) or reply
             replies[key] = reply

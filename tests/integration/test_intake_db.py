@@ -48,13 +48,13 @@ def test_sample_file_imports_and_twice_changes_nothing(sessions: sessionmaker[Se
     with SAMPLES.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     numbers = {r["case_number"] for r in rows}
-    assert report.cases_added == len(numbers)  # type: ignore[attr-defined]
-    assert report.links_added == len(rows)  # type: ignore[attr-defined]
+    assert report.cases_added == len(numbers)
+    assert report.links_added == len(rows)
     after_first = counts(sessions)
     assert after_first[:3] == (len(numbers), len({r["debtor_id"] for r in rows}), len(rows))
     assert after_first[3] == len(numbers)  # one audit event per case
     again = run_import(sessions, SAMPLES)
-    assert (again.cases_added, again.links_added, again.cases_unchanged) == (0, 0, len(numbers))  # type: ignore[attr-defined]
+    assert (again.cases_added, again.links_added, again.cases_unchanged) == (0, 0, len(numbers))
     assert counts(sessions) == after_first
     with sessions() as s:
         assert audit.verify(s).ok
@@ -123,7 +123,7 @@ def test_a_new_debtor_joins_an_existing_case(sessions: sessionmaker[Session], tm
         "debtor_name": "某公司",
     }
     report = run_import(sessions, write(tmp_path, [*rows, extra], "more.csv"))
-    assert (report.cases_added, report.links_added, report.debtors_added) == (0, 1, 1)  # type: ignore[attr-defined]
+    assert (report.cases_added, report.links_added, report.debtors_added) == (0, 1, 1)
     with sessions() as s:
         actions = s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)).all()
     assert actions == ["case.imported", "case.debtors_added"]

@@ -1,0 +1,290 @@
+"""Use cases of control: plan freezes and seizures within the cap, write them down before they are sent,
+build the requests, and record what the registries answered.
+
+Exactly once: `plan` writes each measure (status `requested`, with its idempotency key) in the transaction
+that checks the cap; only then is it sent; the reply is recorded after. A crash anywhere leaves a
+`requested` row that the next run resolves with the same key (`unresolved`), never a second request.
+
+The cap holds under concurrency because `plan` begins by bumping the case's version: on PostgreSQL that
+locks the case row until the transaction ends, on SQLite it takes the database's write lock. Two runs
+planning the same case are serialised, and the second sees the first one's measures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from clerk import audit, cases
+from connectors.base import (
+    ControlOutcome,
+    ControlReply,
+    ControlRequest,
+    MeasureKind,
+    RegistryError,
+    RejectedError,
+)
+from models import rules
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Registry
+from models.values import mask_account
+
+LIVE = ("requested", "effective", "queued", "renewed")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the clerk may do without a judge (settings)."""
+
+    auto_freeze: bool = True
+    auto_seize: frozenset[str] = frozenset({"real_estate", "vehicle"})
+
+
+@dataclass
+class Plan:
+    case_number: str
+    remaining_fen: int
+    covered_before_fen: int
+    measure_ids: list[int] = field(default_factory=list)
+    freeze_fen: int = 0
+    seizures: int = 0
+
+
+def covered_by(measure: ControlMeasure) -> int:
+    """What a live freeze counts against the cap: what it holds once in force, what it asked while the
+    answer is pending or it is queued (it may still take effect)."""
+    if measure.kind != "freeze" or measure.status not in LIVE:
+        return 0
+    if measure.status in ("effective", "renewed") and measure.actual_amount_fen is not None:
+        return measure.actual_amount_fen
+    return measure.requested_amount_fen
+
+
+def plan(session: Session, case_id: int, today: dt.date, policy: Policy, actor: str) -> Plan:
+    """Decide and write down the measures a case needs today, in the caller's transaction."""
+    session.execute(update(Case).where(Case.id == case_id).values(version=Case.version + 1))
+    case = session.get(Case, case_id, populate_existing=True)
+    assert case is not None
+    owed = cases.owed(case, today)
+    live = list(
+        session.scalars(
+            select(ControlMeasure).where(ControlMeasure.case_id == case_id, ControlMeasure.status.in_(LIVE))
+        )
+    )
+    covered = sum(covered_by(m) for m in live)
+    result = Plan(case.case_number, owed.remaining, covered)
+    if case.status != "active" or owed.remaining <= covered:
+        return result
+    debtor_ids = select(CaseDebtor.debtor_id).where(CaseDebtor.case_id == case_id)
+    assets = list(session.scalars(select(Asset).where(Asset.debtor_id.in_(debtor_ids)).order_by(Asset.id)))
+    held_on = _held_on_assets(session, [a.id for a in assets])
+    registries = {r.id: r.code for r in session.scalars(select(Registry))}
+    entries: list[audit.Entry] = []
+
+    if policy.auto_freeze:
+        holdings = [
+            rules.Holding(a.id, _available(a, held_on.get(a.id, 0))) for a in assets if a.kind == "deposit"
+        ]
+        holdings.sort(key=lambda h: -h.available)  # largest first: touch as few banks as possible
+        by_id = {a.id: a for a in assets}
+        for allocation in rules.allocate_freezes(owed.remaining, covered, holdings):
+            asset = by_id[allocation.key]
+            measure = _write(session, case, asset, "freeze", allocation.amount)
+            result.measure_ids.append(measure.id)
+            result.freeze_fen += allocation.amount
+            entries.append(_requested(case, asset, measure, registries[asset.registry_id], actor))
+
+    if covered + result.freeze_fen < owed.remaining:
+        seized = {m.asset_id for m in live if m.kind == "seizure"}
+        for asset in assets:
+            if asset.kind in policy.auto_seize and asset.id not in seized:
+                measure = _write(session, case, asset, "seizure", None)
+                result.measure_ids.append(measure.id)
+                result.seizures += 1
+                entries.append(_requested(case, asset, measure, registries[asset.registry_id], actor))
+    audit.append_many(session, entries)
+    return result
+
+
+def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int]:
+    """What our own live freezes (for any case) hold on each asset."""
+    held: dict[int, int] = {}
+    if not asset_ids:
+        return held
+    for measure in session.scalars(
+        select(ControlMeasure).where(ControlMeasure.asset_id.in_(asset_ids), ControlMeasure.status.in_(LIVE))
+    ):
+        held[measure.asset_id] = held.get(measure.asset_id, 0) + covered_by(measure)
+    return held
+
+
+def _available(asset: Asset, ours: int) -> int:
+    """What can still be frozen on a deposit: its balance less other authorities' measures and ours."""
+    balance = asset.balance_fen or 0
+    others = 0
+    for measure in (asset.other_measures or {}).get("measures", []):
+        amount = measure.get("amount_fen")
+        others += balance if amount is None else int(amount)
+    return max(balance - others - ours, 0)
+
+
+def _write(session: Session, case: Case, asset: Asset, kind: str, amount: int | None) -> ControlMeasure:
+    measure = ControlMeasure(
+        case_id=case.id,
+        asset_id=asset.id,
+        registry_id=asset.registry_id,
+        kind=kind,
+        requested_amount_fen=amount or 0,
+        idempotency_key=uuid.uuid4().hex,
+    )
+    session.add(measure)
+    session.flush()
+    return measure
+
+
+def _requested(case: Case, asset: Asset, measure: ControlMeasure, registry: str, actor: str) -> audit.Entry:
+    return audit.Entry(
+        "measure.requested",
+        actor,
+        case.case_number,
+        {
+            "measure": measure.id,
+            "kind": measure.kind,
+            "registry": registry,
+            "asset": mask_account(asset.identifier),
+            "amount_fen": measure.requested_amount_fen or None,
+            "key": measure.idempotency_key,
+        },
+    )
+
+
+# --- sending and recording ----------------------------------------------------------------------------
+
+_TERM = {
+    "deposit": rules.AssetKind.DEPOSIT,
+    "vehicle": rules.AssetKind.VEHICLE,
+    "real_estate": rules.AssetKind.REAL_ESTATE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A measure ready to send: which registry, and the request (it holds personal data: keep it in memory,
+    never in a task's arguments or results)."""
+
+    measure_id: int
+    registry: str
+    request: ControlRequest
+
+
+def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
+    rows = session.execute(
+        select(ControlMeasure, Asset, Case.case_number, Registry.code)
+        .join(Asset, Asset.id == ControlMeasure.asset_id)
+        .join(Case, Case.id == ControlMeasure.case_id)
+        .join(Registry, Registry.id == ControlMeasure.registry_id)
+        .where(ControlMeasure.id.in_(measure_ids), ControlMeasure.status == "requested")
+        .order_by(ControlMeasure.id)
+    )
+    result = []
+    for measure, asset, case_number, registry in rows:
+        request = ControlRequest(
+            idempotency_key=measure.idempotency_key,
+            case_number=case_number,
+            subject_ref=str(asset.debtor_id),
+            asset_identifier=asset.identifier,
+            kind=MeasureKind(measure.kind),
+            amount_fen=measure.requested_amount_fen if measure.kind == "freeze" else None,
+            years=rules.TERM_YEARS[_TERM[asset.kind]],
+        )
+        result.append(Outgoing(measure.id, registry, request))
+    return result
+
+
+_STATUS = {
+    ControlOutcome.EFFECTIVE: "effective",
+    ControlOutcome.PARTIAL: "effective",
+    ControlOutcome.QUEUED: "queued",
+    ControlOutcome.REFUSED: "failed",
+    ControlOutcome.RELEASED: "released",
+}
+
+
+def record_reply(session: Session, measure_id: int, reply: ControlReply, actor: str) -> str:
+    """Record a registry's answer to a control request; returns the measure's status. Recording the same
+    answer twice changes nothing."""
+    measure = session.get(ControlMeasure, measure_id, with_for_update=True)
+    assert measure is not None
+    case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
+    if reply.outcome is ControlOutcome.PENDING or measure.status not in ("requested", "queued"):
+        return measure.status
+    status = _STATUS[reply.outcome]
+    if (measure.status, measure.registry_reference) == (status, reply.registry_reference):
+        return measure.status
+    measure.status = status
+    measure.registry_reference = reply.registry_reference
+    measure.actual_amount_fen = reply.amount_fen if measure.kind == "freeze" else None
+    measure.started_on, measure.expires_on = reply.started_on, reply.expires_on
+    measure.queue_position = reply.queue_position
+    action = "measure.partial" if reply.outcome is ControlOutcome.PARTIAL else f"measure.{status}"
+    audit.append(
+        session,
+        action,
+        actor=actor,
+        case_number=case_number,
+        payload={
+            "measure": measure.id,
+            "kind": measure.kind,
+            "requested_fen": measure.requested_amount_fen or None,
+            "actual_fen": measure.actual_amount_fen,
+            "reference": reply.registry_reference,
+            "started_on": _iso(reply.started_on),
+            "expires_on": _iso(reply.expires_on),
+            "queue_position": reply.queue_position,
+            "reason": reply.reason,
+            "ahead": reply.ahead.authority if reply.ahead else None,
+        },
+    )
+    return status
+
+
+def record_error(session: Session, measure_id: int, error: RegistryError, actor: str) -> str:
+    """A request that failed: refused for good (`RejectedError`: the measure failed), or not confirmed (it
+    stays `requested`, to be resolved by its key's status on the next run)."""
+    measure = session.get(ControlMeasure, measure_id, with_for_update=True)
+    assert measure is not None
+    if measure.status != "requested":
+        return measure.status
+    case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
+    if isinstance(error, RejectedError):
+        measure.status = "failed"
+        action = "measure.failed"
+    else:
+        action = "measure.unconfirmed"
+    audit.append(
+        session,
+        action,
+        actor=actor,
+        case_number=case_number,
+        payload={"measure": measure.id, "reason": error.reason},
+    )
+    return measure.status
+
+
+def unresolved(session: Session, older_than: dt.datetime) -> list[int]:
+    """Measures written down but not confirmed before `older_than`: ask their keys' status."""
+    return list(
+        session.scalars(
+            select(ControlMeasure.id)
+            .where(ControlMeasure.status == "requested", ControlMeasure.created_at < older_than)
+            .order_by(ControlMeasure.id)
+        )
+    )
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None

@@ -1,0 +1,309 @@
+"""Use cases of querying: which debtors are due, what to ask, and recording what registries answered.
+
+Each hit is recorded once: an asset is one row per (registry, identifier); a later reply updates its
+balance and other authorities' measures and says what changed, in the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session
+
+from clerk import audit
+from connectors.base import AssetReport, QueryReply, Subject, SubjectStatus
+from connectors.config import RegistryConfig
+from models.tables import Asset, Case, CaseDebtor, Debtor, Query, QueryRun, Registry, utcnow
+from models.values import DebtorKind, mask_account
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When debtors are due for a query (settings)."""
+
+    requery_days: int = 30  # active cases
+    terminated_requery_days: int = 182  # terminated for now: every 6 months …
+    terminated_years: int = 5  # … for 5 years after termination
+
+
+def ensure_registries(session: Session, configs: Iterable[RegistryConfig]) -> dict[str, int]:
+    """The registries of the settings as rows; returns code -> id."""
+    configs = list(configs)
+    rows = {
+        r.code: r
+        for r in session.scalars(select(Registry).where(Registry.code.in_([c.code for c in configs])))
+    }
+    for config in configs:
+        if config.code not in rows:
+            rows[config.code] = Registry(code=config.code, name=config.name, kind=config.kind.value)
+            session.add(rows[config.code])
+    session.flush()
+    return {code: row.id for code, row in rows.items()}
+
+
+def due_debtor_ids(
+    session: Session, now: dt.datetime, schedule: Schedule, page_size: int = 1000
+) -> Iterator[list[int]]:
+    """Debtor ids due for a query, in pages (keyset on id, so memory stays flat however many there are):
+    debtors of active cases never queried or last queried `requery_days` ago, and debtors of cases
+    terminated for now within `terminated_years`, last queried `terminated_requery_days` ago."""
+    active_due = or_(
+        Debtor.last_queried_at.is_(None), Debtor.last_queried_at < now - dt.timedelta(schedule.requery_days)
+    )
+    terminated_due = and_(
+        Case.status == "terminated",
+        Case.terminated_on >= (now - dt.timedelta(days=365 * schedule.terminated_years)).date(),
+        or_(
+            Debtor.last_queried_at.is_(None),
+            Debtor.last_queried_at < now - dt.timedelta(schedule.terminated_requery_days),
+        ),
+    )
+    due = exists().where(
+        CaseDebtor.debtor_id == Debtor.id,
+        Case.id == CaseDebtor.case_id,
+        or_(and_(Case.status == "active", active_due), terminated_due),
+    )
+    last = 0
+    while True:
+        page = list(
+            session.scalars(
+                select(Debtor.id).where(Debtor.id > last, due).order_by(Debtor.id).limit(page_size)
+            )
+        )
+        if not page:
+            return
+        yield page
+        last = page[-1]
+
+
+def debtor_ids_of_case(session: Session, case_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(CaseDebtor.debtor_id).where(CaseDebtor.case_id == case_id).order_by(CaseDebtor.debtor_id)
+        )
+    )
+
+
+def subjects(session: Session, debtor_ids: Sequence[int]) -> list[Subject]:
+    """What a registry is asked about each debtor; `ref` is the debtor's id, never personal data."""
+    rows = session.execute(
+        select(Debtor.id, Debtor.kind, Debtor.id_number, Debtor.name)
+        .where(Debtor.id.in_(debtor_ids))
+        .order_by(Debtor.id)
+    )
+    return [Subject(ref=str(i), kind=DebtorKind(k), id_number=n, name=name) for i, k, n, name in rows]
+
+
+def start_run(session: Session, trigger: str, flow_run_id: str | None = None) -> int:
+    run = QueryRun(trigger=trigger, flow_run_id=flow_run_id)
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def finish_run(session: Session, run_id: int, status: str, summary: dict[str, object]) -> None:
+    run = session.get(QueryRun, run_id)
+    assert run is not None
+    run.status, run.finished_at, run.summary = status, utcnow(), summary
+
+
+def new_request_ref(run_id: int, registry: str) -> str:
+    return f"r{run_id}-{registry}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class Recorded:
+    """What one reply changed, in counts (never personal data)."""
+
+    queried: int = 0
+    hits: int = 0
+    new_assets: int = 0
+    changed: int = 0
+    pending: int = 0
+    none: int = 0
+    cases_with_new_hits: set[int] = field(default_factory=set)
+
+    def add(self, other: Recorded) -> None:
+        self.queried += other.queried
+        self.hits += other.hits
+        self.new_assets += other.new_assets
+        self.changed += other.changed
+        self.pending += other.pending
+        self.none += other.none
+        self.cases_with_new_hits |= other.cases_with_new_hits
+
+
+def record_reply(
+    session: Session, *, run_id: int, registry_id: int, registry_code: str, reply: QueryReply, actor: str
+) -> Recorded:
+    """Record the queries and hits of one reply in the caller's transaction; safe to call again with the
+    same reply (a retried batch, a collected answer): nothing is recorded twice."""
+    result = Recorded()
+    now = utcnow()
+    debtor_ids = [int(r.subject_ref) for r in reply.results]
+    queries = {
+        q.debtor_id: q
+        for q in session.scalars(
+            select(Query).where(
+                Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(debtor_ids)
+            )
+        )
+    }
+    identifiers = [a.identifier for r in reply.results for a in r.assets]
+    known = (
+        {
+            a.identifier: a
+            for a in session.scalars(
+                select(Asset).where(Asset.registry_id == registry_id, Asset.identifier.in_(identifiers))
+            )
+        }
+        if identifiers
+        else {}
+    )
+    cases_of = _cases_of(session, debtor_ids)
+    events: list[audit.Entry] = []
+    for subject in reply.results:
+        debtor_id = int(subject.subject_ref)
+        query = queries.get(debtor_id)
+        if query is None:
+            query = Query(run_id=run_id, registry_id=registry_id, debtor_id=debtor_id, sent_at=now)
+            session.add(query)
+            queries[debtor_id] = query
+        query.registry_reference = reply.request_ref
+        result.queried += 1
+        if subject.status is SubjectStatus.PENDING:
+            query.status = "pending"
+            result.pending += 1
+            continue
+        query.status, query.answered_at = "answered", now
+        if subject.status is SubjectStatus.NONE:
+            result.none += 1
+        session.flush()
+        for report in subject.assets:
+            result.hits += 1
+            asset = known.get(report.identifier)
+            if asset is None:
+                asset = _new_asset(session, debtor_id, registry_id, query.id, report, now)
+                known[report.identifier] = asset
+                result.new_assets += 1
+                action = "hit.recorded"
+            elif _update_asset(asset, report, now):
+                result.changed += 1
+                action = "hit.changed"
+            else:
+                continue
+            cases = cases_of.get(debtor_id, {})
+            result.cases_with_new_hits |= set(cases)
+            payload = _hit_payload(registry_code, asset)
+            events.extend(audit.Entry(action, actor, number, payload) for number in cases.values())
+    if debtor_ids:
+        answered = [d for d in debtor_ids if queries[d].status == "answered"]
+        for debtor in session.scalars(select(Debtor).where(Debtor.id.in_(answered))):
+            debtor.last_queried_at = now
+    audit.append_many(session, events)
+    return result
+
+
+def record_failure(
+    session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], reason: str
+) -> None:
+    """A batch the registry did not answer: its queries are recorded as failed (the reason has no personal
+    data), and the debtors stay due for the next run."""
+    now = utcnow()
+    existing = {
+        q.debtor_id: q
+        for q in session.scalars(
+            select(Query).where(
+                Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(debtor_ids)
+            )
+        )
+    }
+    for debtor_id in debtor_ids:
+        query = existing.get(debtor_id) or Query(
+            run_id=run_id, registry_id=registry_id, debtor_id=debtor_id, sent_at=now
+        )
+        query.status, query.error = "failed", reason[:500]
+        session.add(query)
+    session.flush()
+
+
+def pending_requests(session: Session) -> list[tuple[int, int, str]]:
+    """(run id, registry id, request reference) of queries whose answers are still to be collected."""
+    rows = session.execute(
+        select(Query.run_id, Query.registry_id, Query.registry_reference)
+        .where(Query.status == "pending", Query.registry_reference.is_not(None))
+        .distinct()
+    )
+    return [(run, registry, ref) for run, registry, ref in rows if ref]
+
+
+def _cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[int, dict[int, str]]:
+    """debtor id -> {case id: case number} of the debtor's active cases."""
+    rows = session.execute(
+        select(CaseDebtor.debtor_id, Case.id, Case.case_number)
+        .join(Case)
+        .where(CaseDebtor.debtor_id.in_(debtor_ids), Case.status == "active")
+    )
+    cases: dict[int, dict[int, str]] = {}
+    for debtor_id, case_id, number in rows:
+        cases.setdefault(debtor_id, {})[case_id] = number
+    return cases
+
+
+def _others(report: AssetReport) -> dict[str, object] | None:
+    if not report.other_measures:
+        return None
+    return {
+        "measures": [
+            {
+                "authority": m.authority,
+                "amount_fen": m.amount_fen,
+                "expires_on": m.expires_on.isoformat() if m.expires_on else None,
+            }
+            for m in report.other_measures
+        ]
+    }
+
+
+def _new_asset(
+    session: Session, debtor_id: int, registry_id: int, query_id: int, report: AssetReport, now: dt.datetime
+) -> Asset:
+    asset = Asset(
+        debtor_id=debtor_id,
+        registry_id=registry_id,
+        kind=report.asset_kind.value,
+        identifier=report.identifier,
+        balance_fen=report.balance_fen,
+        description=report.description,
+        other_measures=_others(report),
+        first_query_id=query_id,
+        first_seen_at=now,
+        last_seen_at=now,
+    )
+    session.add(asset)
+    session.flush()
+    return asset
+
+
+def _update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
+    """Bring a known asset up to date; True when its balance or others' measures changed."""
+    others = _others(report)
+    changed = asset.balance_fen != report.balance_fen or asset.other_measures != others
+    asset.balance_fen, asset.other_measures, asset.last_seen_at = report.balance_fen, others, now
+    if report.description:
+        asset.description = report.description
+    return changed
+
+
+def _hit_payload(registry_code: str, asset: Asset) -> dict[str, object]:
+    return {
+        "registry": registry_code,
+        "kind": asset.kind,
+        "asset": mask_account(asset.identifier),
+        "balance_fen": asset.balance_fen,
+        "others": len((asset.other_measures or {}).get("measures", [])),
+    }

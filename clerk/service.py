@@ -1,0 +1,289 @@
+"""The clerk's work, one step at a time, for the flows (and the tests) to call: query a batch of debtors
+at one registry, plan and place controls for cases, resolve unconfirmed measures, collect late answers.
+
+Each step takes a sessionmaker and connectors and returns counts only: no personal data leaves here, so
+flows can pass ids in and counts out. Database work runs in a worker thread, off the event loop that
+carries the registries' HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import control, querying
+from connectors.adapter import HttpConnector
+from connectors.base import (
+    ControlOutcome,
+    ControlReply,
+    QueryReply,
+    QueryRequest,
+    RegistryError,
+    RegistryUnavailable,
+    SubjectStatus,
+)
+
+
+@dataclass
+class BatchResult:
+    registry: str
+    recorded: querying.Recorded = field(default_factory=querying.Recorded)
+    failed: int = 0
+    error: str | None = None
+    skipped: bool = False  # the registry's circuit breaker was open
+
+
+async def query_batch(
+    sessions: sessionmaker[Session],
+    connector: HttpConnector,
+    registry_id: int,
+    run_id: int,
+    debtor_ids: Sequence[int],
+    actor: str,
+) -> BatchResult:
+    """Ask one registry about a batch of debtors and record the answer; a failure is recorded, not raised."""
+    result = BatchResult(connector.code)
+
+    def load() -> QueryRequest:
+        with sessions() as session:
+            subjects = querying.subjects(session, debtor_ids)
+        return QueryRequest(
+            request_ref=querying.new_request_ref(run_id, connector.code), subjects=tuple(subjects)
+        )
+
+    request = await asyncio.to_thread(load)
+    try:
+        reply = await connector.query(request)
+    except RegistryError as exc:
+        result.failed, result.error = len(debtor_ids), exc.reason
+        result.skipped = isinstance(exc, RegistryUnavailable)
+        reason = str(exc)
+
+        def fail() -> None:
+            with sessions.begin() as session:
+                querying.record_failure(
+                    session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, reason=reason
+                )
+
+        await asyncio.to_thread(fail)
+        return result
+
+    def record() -> querying.Recorded:
+        with sessions.begin() as session:
+            return querying.record_reply(
+                session,
+                run_id=run_id,
+                registry_id=registry_id,
+                registry_code=connector.code,
+                reply=reply,
+                actor=actor,
+            )
+
+    result.recorded = await asyncio.to_thread(record)
+    return result
+
+
+@dataclass
+class ControlResult:
+    cases: int = 0
+    requested: int = 0
+    freeze_requested_fen: int = 0
+    effective: int = 0
+    frozen_fen: int = 0
+    partial: int = 0
+    queued: int = 0
+    refused: int = 0
+    pending: int = 0
+    unconfirmed: int = 0
+    seized: int = 0
+    planned: list[control.Plan] = field(default_factory=list)
+
+    def add(self, other: ControlResult) -> None:
+        for name in (
+            "cases",
+            "requested",
+            "freeze_requested_fen",
+            "effective",
+            "frozen_fen",
+            "partial",
+            "queued",
+            "refused",
+            "pending",
+            "unconfirmed",
+            "seized",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.planned.extend(other.planned)
+
+
+async def control_cases(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    case_ids: Sequence[int],
+    today: dt.date,
+    policy: control.Policy,
+    actor: str,
+    dry_run: bool = False,
+) -> ControlResult:
+    """Plan each case's measures (written down first), then send them and record the answers. A dry run
+    plans in a transaction that is rolled back, and sends nothing."""
+    result = ControlResult(cases=len(case_ids))
+
+    def plan_all() -> list[int]:
+        ids: list[int] = []
+        session = sessions()
+        try:
+            for case_id in case_ids:
+                with session.begin():
+                    planned = control.plan(session, case_id, today, policy, actor)
+                    result.planned.append(planned)
+                    result.freeze_requested_fen += planned.freeze_fen
+                    ids.extend(planned.measure_ids)
+                    if dry_run:
+                        session.rollback()
+        finally:
+            session.close()
+        return ids
+
+    measure_ids = await asyncio.to_thread(plan_all)
+    result.requested = len(measure_ids)
+    if dry_run or not measure_ids:
+        return result
+    result.add(await send(sessions, connectors, measure_ids, actor))
+    return result
+
+
+async def send(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    measure_ids: Sequence[int],
+    actor: str,
+) -> ControlResult:
+    """Send written-down measures (concurrently; each registry's client keeps its own limits) and record
+    each answer as it comes."""
+    result = ControlResult()
+
+    def load() -> list[control.Outgoing]:
+        with sessions() as session:
+            return control.outgoing(session, measure_ids)
+
+    async def one(item: control.Outgoing) -> None:
+        connector = connectors.get(item.registry)
+        if connector is None:
+            result.unconfirmed += 1
+            return
+        try:
+            reply = await connector.control(item.request)
+        except RegistryError as exc:
+            await asyncio.to_thread(_record_error, sessions, item.measure_id, exc, actor)
+            result.unconfirmed += 1
+            return
+        status = await asyncio.to_thread(_record_reply, sessions, item.measure_id, reply, actor)
+        if reply.outcome is ControlOutcome.PENDING:
+            result.pending += 1
+        elif status == "effective":
+            result.effective += 1
+            result.frozen_fen += reply.amount_fen or 0
+            result.partial += reply.outcome is ControlOutcome.PARTIAL
+            result.seized += item.request.amount_fen is None
+        elif status == "queued":
+            result.queued += 1
+        elif status == "failed":
+            result.refused += 1
+
+    await asyncio.gather(*(one(item) for item in await asyncio.to_thread(load)))
+    return result
+
+
+def _record_reply(sessions: sessionmaker[Session], measure_id: int, reply: ControlReply, actor: str) -> str:
+    with sessions.begin() as session:
+        return control.record_reply(session, measure_id, reply, actor)
+
+
+def _record_error(sessions: sessionmaker[Session], measure_id: int, error: RegistryError, actor: str) -> str:
+    with sessions.begin() as session:
+        return control.record_error(session, measure_id, error, actor)
+
+
+async def resolve_unconfirmed(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    older_than: dt.datetime,
+    actor: str,
+) -> ControlResult:
+    """Measures written down but never confirmed (a crash, a lost reply, an answer "later"): ask the status
+    of each key; a key the registry never saw is sent again, with the same key."""
+
+    def load() -> list[control.Outgoing]:
+        with sessions() as session:
+            return control.outgoing(session, control.unresolved(session, older_than))
+
+    result = ControlResult()
+    pending = await asyncio.to_thread(load)
+    unseen: list[int] = []
+    for item in pending:
+        connector = connectors.get(item.registry)
+        if connector is None:
+            continue
+        try:
+            reply = await connector.status(item.request.idempotency_key)
+        except RegistryError:
+            result.unconfirmed += 1
+            continue
+        if reply is None:
+            unseen.append(item.measure_id)
+        else:
+            status = await asyncio.to_thread(_record_reply, sessions, item.measure_id, reply, actor)
+            result.effective += status == "effective"
+            result.queued += status == "queued"
+            result.refused += status == "failed"
+            result.pending += status == "requested"
+    if unseen:
+        result.add(await send(sessions, connectors, unseen, actor))
+    return result
+
+
+async def collect_queries(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    registry_ids: Mapping[str, int],
+    actor: str,
+) -> querying.Recorded:
+    """Answers to queries that registries accepted "for later"."""
+    codes = {v: k for k, v in registry_ids.items()}
+
+    def load() -> list[tuple[int, int, str]]:
+        with sessions() as session:
+            return querying.pending_requests(session)
+
+    total = querying.Recorded()
+    for run_id, registry_id, ref in await asyncio.to_thread(load):
+        code = codes.get(registry_id)
+        if code is None or code not in connectors:
+            continue
+        try:
+            reply = await connectors[code].collect(ref)
+        except RegistryError:
+            continue
+        if any(r.status is SubjectStatus.PENDING for r in reply.results):
+            continue
+
+        def record(
+            reply: QueryReply = reply, run_id: int = run_id, registry_id: int = registry_id, code: str = code
+        ) -> querying.Recorded:
+            with sessions.begin() as session:
+                return querying.record_reply(
+                    session,
+                    run_id=run_id,
+                    registry_id=registry_id,
+                    registry_code=code,
+                    reply=reply,
+                    actor=actor,
+                )
+
+        total.add(await asyncio.to_thread(record))
+    return total
