@@ -1,0 +1,88 @@
+"""A seeded world served over real HTTP for integration tests: simulators on free loopback ports, their
+settings, and the matching case file."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from clerk.intake import FIELDS
+from clerk.synthetic import case_rows_for
+from connectors.base import RegistryKind
+from connectors.config import RegistryConfig
+from connectors.simulator.base import RegistrySimulator
+from connectors.simulator.serve import build_world, free_loopback_ports
+from tests.simserver import serve
+
+KINDS = [
+    ("bank-a", RegistryKind.BANK, "bank-json"),
+    ("bank-b", RegistryKind.BANK, "bank-json"),
+    ("realestate", RegistryKind.REAL_ESTATE, "real-estate-xml"),
+    ("vehicles", RegistryKind.VEHICLE, "vehicle-json"),
+]
+
+
+@dataclass
+class World:
+    configs: list[RegistryConfig]
+    simulators: dict[str, RegistrySimulator]
+    case_file: Path
+    debtor_ids: set[str]
+
+    def ledger_measures(self) -> dict[str, object]:
+        """Every measure every simulator holds, by idempotency key."""
+        return {m.key: m for sim in self.simulators.values() for m in sim.ledger.measures.values()}
+
+    def holdings_of_debtors(self) -> int:
+        return sum(
+            1
+            for sim in self.simulators.values()
+            for h in sim.ledger.holdings.values()
+            if h.owner_id in self.debtor_ids
+        )
+
+
+@contextlib.contextmanager
+def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits: object) -> Iterator[World]:
+    ports = free_loopback_ports(len(KINDS))
+    configs = [
+        RegistryConfig(
+            code=code,
+            name=code,
+            kind=kind,
+            adapter=adapter,
+            base_url=f"http://127.0.0.1:{port}",
+            credential=SecretStr("sim-token"),
+            requests_per_second=0,
+            batch_size=50,
+            **limits,
+        )  # type: ignore[arg-type]
+        for (code, kind, adapter), port in zip(KINDS, ports, strict=True)
+    ]
+    world = build_world(configs, debtors, seed, now)
+    rows = case_rows_for(
+        [(d.kind.value, d.id_number, d.name, d.court) for d in world.debtors], seed, now.date()
+    )
+    case_file = tmp / "world-cases.csv"
+    with case_file.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with contextlib.ExitStack() as stack:
+        for sim, _, port in world.simulators:
+            # serve() picks its own port: rebuild the config's URL from it
+            url = stack.enter_context(serve(sim.app))
+            configs = [c.model_copy(update={"base_url": url}) if c.code == sim.code else c for c in configs]
+            del port
+        yield World(
+            configs,
+            {s.code: s for s, _, _ in world.simulators},
+            case_file,
+            {d.id_number for d in world.debtors},
+        )
