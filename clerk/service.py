@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying
@@ -26,6 +27,7 @@ from connectors.base import (
     RegistryUnavailable,
     SubjectStatus,
 )
+from models.tables import Registry
 
 
 @dataclass
@@ -127,10 +129,8 @@ async def control_cases(
     today: dt.date,
     policy: control.Policy,
     actor: str,
-    dry_run: bool = False,
 ) -> ControlResult:
-    """Plan each case's measures (written down first), then send them and record the answers. A dry run
-    plans in a transaction that is rolled back, and sends nothing."""
+    """Plan each case's measures (written down first), then send them and record the answers."""
     result = ControlResult(cases=len(case_ids))
 
     def plan_all() -> list[int]:
@@ -143,15 +143,13 @@ async def control_cases(
                     result.planned.append(planned)
                     result.freeze_requested_fen += planned.freeze_fen
                     ids.extend(planned.measure_ids)
-                    if dry_run:
-                        session.rollback()
         finally:
             session.close()
         return ids
 
     measure_ids = await asyncio.to_thread(plan_all)
     result.requested = len(measure_ids)
-    if dry_run or not measure_ids:
+    if not measure_ids:
         return result
     result.add(await send(sessions, connectors, measure_ids, actor))
     return result
@@ -287,3 +285,62 @@ async def collect_queries(
 
         total.add(await asyncio.to_thread(record))
     return total
+
+
+async def dry_run_case(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    case_id: int,
+    today: dt.date,
+    policy: control.Policy,
+    actor: str,
+) -> tuple[list[BatchResult], ControlResult]:
+    """What a case query would record and place, computed in one transaction that is rolled back: the
+    registries are asked, nothing is written and no control request is sent."""
+    session = sessions()
+    session.begin()
+    try:
+        run_id, registry_ids, debtor_ids = await asyncio.to_thread(_dry_start, session, connectors, case_id)
+        batches = []
+        for code, connector in connectors.items():
+            request = QueryRequest(
+                request_ref=querying.new_request_ref(run_id, code),
+                subjects=tuple(await asyncio.to_thread(querying.subjects, session, debtor_ids)),
+            )
+            batch = BatchResult(code)
+            try:
+                reply = await connector.query(request)
+            except RegistryError as exc:
+                batch.failed, batch.error = len(debtor_ids), exc.reason
+            else:
+                batch.recorded = await asyncio.to_thread(
+                    querying.record_reply,
+                    session,
+                    run_id=run_id,
+                    registry_id=registry_ids[code],
+                    registry_code=code,
+                    reply=reply,
+                    actor=actor,
+                )
+            batches.append(batch)
+        planned = await asyncio.to_thread(control.plan, session, case_id, today, policy, actor)
+        result = ControlResult(
+            cases=1,
+            requested=len(planned.measure_ids),
+            freeze_requested_fen=planned.freeze_fen,
+            planned=[planned],
+        )
+        return batches, result
+    finally:
+        await asyncio.to_thread(session.rollback)
+        session.close()
+
+
+def _dry_start(
+    session: Session, connectors: Mapping[str, HttpConnector], case_id: int
+) -> tuple[int, dict[str, int], list[int]]:
+    run_id = querying.start_run(session, "case-query (dry run)")
+    registry_ids = {
+        r.code: r.id for r in session.scalars(select(Registry).where(Registry.code.in_(list(connectors))))
+    }
+    return run_id, registry_ids, querying.debtor_ids_of_case(session, case_id)

@@ -53,6 +53,33 @@ class Settings(BaseSettings):
         description="Connector entry points that may be loaded; anything else stops the start.",
     )
 
+    requery_days: int = Field(30, ge=1, le=365, description="Re-query debtors of active cases this often.")
+    terminated_requery_days: int = Field(
+        182,
+        ge=30,
+        le=365,
+        description="Re-query terminated-for-now cases this often (the rule: every 6 months) …",
+    )
+    terminated_years: int = Field(5, ge=1, le=10, description="… for this many years after termination.")
+    auto_freeze: bool = Field(
+        True, description="Freeze deposits up to what is owed without waiting for a judge."
+    )
+    auto_seize: list[str] = Field(
+        ["real_estate", "vehicle"],
+        description="Asset kinds seized without a judge while deposits fall short (others wait for a judge).",
+    )
+    unconfirmed_after_s: int = Field(
+        60, ge=0, description="Ask the status of a measure unconfirmed this long."
+    )
+
+    @field_validator("auto_seize")
+    @classmethod
+    def _seizable(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - {"real_estate", "vehicle"}
+        if unknown:
+            raise ValueError(f"unknown asset kind(s) {sorted(unknown)}: use real_estate, vehicle")
+        return value
+
     @field_validator("registries")
     @classmethod
     def _unique_codes(cls, value: list[RegistryConfig]) -> list[RegistryConfig]:

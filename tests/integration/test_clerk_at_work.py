@@ -128,31 +128,36 @@ def test_a_dry_run_plans_but_writes_and_sends_nothing(
     with served_world(tmp_path, debtors=60, seed=6, now=NOW) as world:
         import_world(sessions, world)
         connectors = build(world.configs, ALLOWED)
-
-        async def go() -> service.ControlResult:
-            with sessions.begin() as session:
-                registry_ids = querying.ensure_registries(session, world.configs)
-                run_id = querying.start_run(session, "test")
-            with sessions() as session:
-                debtors = [
-                    d for page in querying.due_debtor_ids(session, NOW, querying.Schedule()) for d in page
-                ]
-            for c in world.configs:
-                await service.query_batch(
-                    sessions, connectors[c.code], registry_ids[c.code], run_id, debtors, ACTOR
-                )
-            with sessions() as session:
-                case_ids = list(session.scalars(select(Case.id)))
-            result = await service.control_cases(
-                sessions, connectors, case_ids, TODAY, control.Policy(), ACTOR, dry_run=True
-            )
-            await asyncio.gather(*(c.aclose() for c in connectors.values()))
-            return result
-
-        result = asyncio.run(go())
-        assert result.freeze_requested_fen > 0 and result.requested > 0
+        with sessions.begin() as session:
+            querying.ensure_registries(session, world.configs)
         with sessions() as session:
-            assert session.scalar(select(func.count()).select_from(ControlMeasure)) == 0
+            before = [
+                session.scalar(select(func.count()).select_from(t)) for t in (Asset, Query, ControlMeasure)
+            ]
+            case_ids = list(session.scalars(select(Case.id)))
+            trail = audit.verify(session).events
+
+        async def go() -> list[service.ControlResult]:
+            try:
+                return [
+                    (
+                        await service.dry_run_case(
+                            sessions, connectors, case_id, TODAY, control.Policy(), ACTOR
+                        )
+                    )[1]
+                    for case_id in case_ids
+                ]
+            finally:
+                await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+        results = asyncio.run(go())
+        assert sum(r.freeze_requested_fen for r in results) > 0 and sum(r.requested for r in results) > 0
+        with sessions() as session:
+            after = [
+                session.scalar(select(func.count()).select_from(t)) for t in (Asset, Query, ControlMeasure)
+            ]
+            assert after == before == [0, 0, 0]
+            assert audit.verify(session).events == trail
         assert world.ledger_measures() == {}
 
 

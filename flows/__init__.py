@@ -1,0 +1,2 @@
+"""Prefect flows: what runs when. Each is thin: it batches, schedules and reports, and calls the use
+cases in `clerk.service` for how."""

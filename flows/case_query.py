@@ -1,0 +1,82 @@
+"""A judge's on-demand query of one case: every registry, now, with or without controls."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
+
+from clerk import cases, querying, service
+from flows import report, runtime
+from flows.sweep import control_batch, query_batch
+from models.values import CaseNumber, InvalidValue
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+async def dry_run_case(case_id: int) -> tuple[list[service.BatchResult], service.ControlResult]:
+    """Ask, record and plan in a transaction that is rolled back: what would happen, with nothing changed."""
+    rt = runtime.current()
+    return await service.dry_run_case(
+        rt.sessions, rt.connectors, case_id, runtime.today(), rt.policy, rt.actor
+    )
+
+
+@flow(name="case-query")
+async def case_query(
+    case_number: str,
+    registries: list[str] | None = None,
+    auto_control: bool = True,
+    dry_run: bool = False,
+    requested_by: str | None = None,
+) -> State:
+    """Query every registry about the debtors of one case now, record the hits, and (unless told not to)
+    freeze and seize within what the case owes today.
+
+    Args:
+        case_number: The case, e.g. (2024)豫0185执1234号; full- or half-width brackets.
+        registries: Registry codes to ask (default: every registry in the settings).
+        auto_control: Place freezes and seizures after the query (default true).
+        dry_run: Report what would be frozen and seized, and change nothing: nothing is recorded, no control
+            request is sent (the registries are still asked).
+        requested_by: Who asked for this query, for the audit trail.
+    """
+    log = get_run_logger()
+    try:
+        number = str(CaseNumber.parse(case_number))
+    except InvalidValue as exc:
+        return Failed(message=str(exc))
+    async with runtime.opened(registries, requested_by) as rt:
+
+        def start() -> tuple[int, int, list[int]] | str:
+            with rt.sessions.begin() as session:
+                try:
+                    case = cases.get_case(session, number)
+                except cases.CaseNotFound as exc:
+                    return str(exc)
+                # A dry run records nothing, not even its run.
+                run_id = 0 if dry_run else querying.start_run(session, "case-query", runtime.flow_run_id())
+                return run_id, case.id, querying.debtor_ids_of_case(session, case.id)
+
+        started = await asyncio.to_thread(start)
+        if isinstance(started, str):
+            return Failed(message=started)
+        run_id, case_id, debtor_ids = started
+        log.info(
+            "case query of %s: %d debtor(s) at %d registries", number, len(debtor_ids), len(rt.connectors)
+        )
+        if dry_run:
+            batches, result = await dry_run_case(case_id)
+        else:
+            batches = list(
+                await asyncio.gather(*(query_batch(code, run_id, debtor_ids) for code in rt.connectors))
+            )
+            result = await control_batch([case_id]) if auto_control else service.ControlResult()
+        title = f"Case query {number}" + (" (dry run: nothing changed)" if dry_run else "")
+        notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
+        summary = await report.publish(title, "case-query", batches, result, notes)
+        if all(b.error for b in batches):
+            return Failed(message=f"no registry answered for {number}", data=summary)
+        return Completed(message=f"{number}: {result.effective} measure(s) effective", data=summary)

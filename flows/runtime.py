@@ -1,0 +1,103 @@
+"""What a flow run needs, opened once per run: settings, the database, the registries' connectors.
+
+Tasks take ids and return counts: personal data never becomes a task argument or result (it would be
+hashed into cache keys and could be persisted). They reach the run's connectors and database here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from prefect.runtime import flow_run
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import audit, control, db, querying
+from clerk.settings import Settings, get_settings
+from connectors.adapter import HttpConnector
+from connectors.loader import build
+from models.values import InvalidValue
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    connectors: dict[str, HttpConnector]
+    registry_ids: dict[str, int]
+    actor: str
+
+    @property
+    def policy(self) -> control.Policy:
+        return control.Policy(
+            auto_freeze=self.settings.auto_freeze, auto_seize=frozenset(self.settings.auto_seize)
+        )
+
+    @property
+    def schedule(self) -> querying.Schedule:
+        s = self.settings
+        return querying.Schedule(s.requery_days, s.terminated_requery_days, s.terminated_years)
+
+
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no clerk runtime is open: tasks run inside a clerk flow")
+    return _current
+
+
+def flow_run_id() -> str | None:
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else None
+
+
+def actor(requested_by: str | None = None) -> str:
+    if requested_by:
+        return audit.Actor.user(requested_by)
+    run_id = flow_run.get_id()
+    return audit.Actor.flow_run(str(run_id)) if run_id else audit.Actor.SYSTEM
+
+
+@contextlib.asynccontextmanager
+async def opened(
+    registries: list[str] | None = None, requested_by: str | None = None
+) -> AsyncIterator[Runtime]:
+    """Open the run's runtime; `registries` narrows the settings' registries to those codes."""
+    global _current
+    settings = get_settings()
+    configs = settings.registries
+    if registries:
+        unknown = sorted(set(registries) - {c.code for c in configs})
+        if unknown:
+            known = ", ".join(c.code for c in configs)
+            raise InvalidValue(
+                "registries", f"unknown registry {', '.join(unknown)}: the settings have {known}"
+            )
+        configs = [c for c in configs if c.code in registries]
+    engine = await asyncio.to_thread(db.engine_for, settings.effective_database_url)
+    sessions = db.session_factory(engine)
+    connectors = build(configs, settings.allowed_adapters)
+
+    def registry_rows() -> dict[str, int]:
+        with sessions.begin() as session:
+            return querying.ensure_registries(session, configs)
+
+    try:
+        runtime = Runtime(
+            settings, sessions, connectors, await asyncio.to_thread(registry_rows), actor(requested_by)
+        )
+        _current = runtime
+        yield runtime
+    finally:
+        _current = None
+        await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+
+def today() -> dt.date:
+    """The day in the bureau's time zone (what is owed is computed per calendar day in China)."""
+    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
