@@ -1,0 +1,143 @@
+"""The flows under Prefect's test harness, against the simulators over real HTTP (SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from clerk import audit, cases, control, db
+from clerk.cli import app
+from clerk.settings import get_settings
+from flows.case_query import case_query
+from flows.collect import collect
+from flows.sweep import sweep
+from models.tables import Asset, Case, ControlMeasure, Query
+from tests.world import World, served_world
+
+NOW = dt.datetime.now(dt.UTC)
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness() -> Iterator[None]:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def registries_env(world: World) -> str:
+    return json.dumps(
+        [c.model_dump(mode="json") | {"credential": c.credential.get_secret_value()} for c in world.configs]
+    )
+
+
+@pytest.fixture
+def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with served_world(tmp_path, debtors=120, seed=11, now=NOW) as served:
+        monkeypatch.setenv("CLERK_REGISTRIES", registries_env(served))
+        monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
+        get_settings.cache_clear()
+        result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])
+        assert result.exit_code == 0, result.output
+        yield served
+
+
+def sessions():  # type: ignore[no-untyped-def]
+    return db.session_factory(db.engine_for(get_settings().effective_database_url))
+
+
+async def artifacts_of(flow_run_id: object) -> dict[str, object]:
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in found if a.key}
+
+
+def test_sweep_records_hits_once_freezes_within_the_cap_and_reports(world: World) -> None:
+    state = asyncio.run(sweep(return_state=True))
+    assert state.is_completed(), state.message
+    with sessions()() as session:
+        assert session.scalar(select(func.count()).select_from(Asset)) == world.holdings_of_debtors()
+        assert session.scalar(select(func.count()).select_from(Query)) == 120 * len(world.configs)
+        ledger = world.ledger_measures()
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        for case in session.scalars(select(Case)):
+            keys = session.scalars(
+                select(ControlMeasure.idempotency_key).where(ControlMeasure.case_id == case.id)
+            )
+            held = sum(getattr(ledger.get(k), "held_fen", 0) or 0 for k in keys)
+            assert held <= cases.owed(case, today).remaining
+        assert session.scalar(select(func.count()).select_from(ControlMeasure)) == len(ledger) > 0
+        assert audit.verify(session).ok
+    found = asyncio.run(artifacts_of(state.state_details.flow_run_id))
+    assert {"sweep-registries", "sweep-control", "sweep-summary", "sweep-progress"} <= set(found)
+    summary = str(found["sweep-summary"].data)  # type: ignore[attr-defined]
+    assert "# Sweep" in summary and "bank-a: 120 queried" in summary
+    for debtor in world.debtor_ids:
+        assert debtor not in summary
+
+    again = asyncio.run(sweep(return_state=True))
+    assert again.is_completed()
+    assert "0 debtors swept" in (again.message or "")
+
+
+def test_case_query_validates_the_case_number(world: World) -> None:
+    state = asyncio.run(case_query(case_number="(2024)豫0185执12A4号", return_state=True))
+    assert state.is_failed()
+    assert (
+        state.message
+        == "case_number: '(2024)豫0185执12A4号' is not a case number: the sequence must be digits"
+    )
+    state = asyncio.run(case_query(case_number="(2024)豫0185执99999号", return_state=True))
+    assert state.is_failed() and "no case （2024）豫0185执99999号" in (state.message or "")
+
+
+def test_case_query_dry_run_changes_nothing_and_a_real_one_controls(world: World) -> None:
+    with sessions()() as session:
+        number = session.scalars(select(Case.case_number).order_by(Case.id)).first()
+    assert number is not None
+    dry = asyncio.run(case_query(case_number=number, dry_run=True, return_state=True))
+    assert dry.is_completed(), dry.message
+    with sessions()() as session:
+        assert session.scalar(select(func.count()).select_from(Asset)) == 0
+        assert session.scalar(select(func.count()).select_from(ControlMeasure)) == 0
+    assert world.ledger_measures() == {}
+    real = asyncio.run(case_query(case_number=number, requested_by="李法官", return_state=True))
+    assert real.is_completed(), real.message
+    with sessions()() as session:
+        actors = set(
+            session.scalars(select(audit.AuditEvent.actor).where(audit.AuditEvent.case_number == number))
+        )
+    assert "user:李法官" in actors
+
+
+def test_collect_resolves_a_measure_whose_sending_was_interrupted(world: World) -> None:
+    asyncio.run(sweep(auto_control=False, return_state=True))
+    with sessions().begin() as session:
+        case_id = session.scalar(select(ControlMeasure.case_id)) or 0
+        planned = [
+            control.plan(session, cid, dt.date.today(), control.Policy(), "test")
+            for cid in session.scalars(select(Case.id))
+        ]
+    written = [m for p in planned for m in p.measure_ids]
+    assert written and case_id == 0
+    # A crash right after writing them down: nothing was sent.
+    assert world.ledger_measures() == {}
+    state = asyncio.run(collect(return_state=True))
+    assert state.is_completed(), state.message
+    with sessions()() as session:
+        statuses = set(session.scalars(select(ControlMeasure.status)))
+    assert "requested" not in statuses
+    assert len(world.ledger_measures()) == len(written), "each sent once, with its own key"
