@@ -17,8 +17,7 @@ from clerk.synthetic import case_rows_for
 from connectors.base import RegistryKind
 from connectors.config import RegistryConfig
 from connectors.simulator.base import RegistrySimulator
-from connectors.simulator.serve import build_world, free_loopback_ports
-from tests.simserver import serve
+from connectors.simulator.serve import build_world, world_in_background
 
 KINDS = [
     ("bank-a", RegistryKind.BANK, "bank-json"),
@@ -50,22 +49,21 @@ class World:
 
 @contextlib.contextmanager
 def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits: object) -> Iterator[World]:
-    ports = free_loopback_ports(len(KINDS))
-    configs = [
+    placeholders = [
         RegistryConfig(
             code=code,
             name=code,
             kind=kind,
             adapter=adapter,
-            base_url=f"http://127.0.0.1:{port}",
+            base_url="http://127.0.0.1:9",
             credential=SecretStr("sim-token"),
             requests_per_second=0,
             batch_size=50,
             **limits,
         )  # type: ignore[arg-type]
-        for (code, kind, adapter), port in zip(KINDS, ports, strict=True)
+        for code, kind, adapter in KINDS
     ]
-    world = build_world(configs, debtors, seed, now)
+    world = build_world(placeholders, debtors, seed, now)
     rows = case_rows_for(
         [(d.kind.value, d.id_number, d.name, d.court) for d in world.debtors], seed, now.date()
     )
@@ -74,12 +72,7 @@ def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    with contextlib.ExitStack() as stack:
-        for sim, _, port in world.simulators:
-            # serve() picks its own port: rebuild the config's URL from it
-            url = stack.enter_context(serve(sim.app))
-            configs = [c.model_copy(update={"base_url": url}) if c.code == sim.code else c for c in configs]
-            del port
+    with world_in_background(world) as configs:
         yield World(
             configs,
             {s.code: s for s, _, _ in world.simulators},

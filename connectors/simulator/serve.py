@@ -9,9 +9,11 @@ import datetime as dt
 import random
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -52,6 +54,7 @@ def free_loopback_ports(count: int) -> list[int]:
 @dataclass
 class SimulatedWorld:
     simulators: list[tuple[RegistrySimulator, str, int]]  # (simulator, host, port)
+    configs: list[RegistryConfig]
     debtors: list[SimDebtor]
     holdings: dict[str, int]
     seconds: float
@@ -83,7 +86,41 @@ def build_world(
         sims.append((simulator, url.hostname, url.port))
     people = make_debtors(random.Random(seed), debtors)
     holdings = populate([s for s, _, _ in sims], people, seed, now)
-    return SimulatedWorld(sims, people, holdings, time.perf_counter() - started)
+    return SimulatedWorld(sims, list(configs), people, holdings, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def serving_in_background(app: Any) -> Iterator[str]:
+    """Serve one ASGI app on a free loopback port in a daemon thread; yields its base URL."""
+    port = free_loopback_ports(1)[0]
+    server = _Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+        )
+    )
+    thread = threading.Thread(target=server.run, name=f"simulator-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise SimulatorError(f"a simulator could not start on 127.0.0.1:{port}")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def world_in_background(world: SimulatedWorld) -> Iterator[list[RegistryConfig]]:
+    """Serve every simulator of `world` in the background; yields registry settings that point at them."""
+    with contextlib.ExitStack() as stack:
+        configs = []
+        for simulator, config in zip((s for s, _, _ in world.simulators), world.configs, strict=True):
+            url = stack.enter_context(serving_in_background(simulator.app))
+            configs.append(config.model_copy(update={"base_url": url}))
+        yield configs
 
 
 class _Server(uvicorn.Server):
