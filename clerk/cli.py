@@ -8,12 +8,12 @@ when a command fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import getpass
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
@@ -34,7 +34,7 @@ from connectors.loader import ConnectorLoadError
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import SimulatorError
-from models.values import InvalidValue, format_yuan, parse_date, parse_yuan
+from models.values import CaseNumber, InvalidValue, format_yuan, parse_date, parse_yuan
 
 app = typer.Typer(
     help="query-clerk: asset query and control for court enforcement bureaus.",
@@ -450,34 +450,113 @@ def _fault_plan(text: str | None) -> FaultPlan | None:
 @app.command("demo")
 @friendly_errors
 def demo(
-    file: Annotated[Path, typer.Option(help="The case file to import.")] = SAMPLE_CASES,
+    debtors: Annotated[
+        int, typer.Option(min=10, max=200_000, help="Debtors in the simulated world.")
+    ] = 2_000,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
+    file: Annotated[Path, typer.Option(help="Sample cases imported as well.")] = SAMPLE_CASES,
 ) -> None:
-    """The main job on the embedded default: import the sample cases and report what each debtor owes
-    today, then check the audit trail."""
-    started = time.perf_counter()
+    """The main job on the embedded default: simulators for every registry, the sample cases and a seeded
+    world of debtors imported, one sweep (query, record, freeze and seize within the cap), and a report."""
+    from deployments import embedded
+
     conf = settings()
     out.print(f"database: {conf.database_display}")
-    report = _import(file, audit.Actor.SYSTEM)
-    out.print(
-        f"imported {file.name}: {report.cases_added} new case(s), {report.cases_unchanged} already known"
-    )
-    today = dt.date.today()
-    with unit_of_work() as session:
-        lines = cases.list_cases(session, today, limit=10_000)
-        verification = audit.verify(session)
-    table = Table("case number", "judge", "debtors", f"owed on {today}")
-    for line in lines:
-        table.add_row(line.case_number, line.judge, str(line.debtors), format_yuan(line.remaining))
+
+    def import_file(path: Path) -> None:
+        report = _import(path, audit.Actor.SYSTEM)
+        out.print(
+            f"imported {path.name}: {report.cases_added:,} new case(s), {report.cases_unchanged:,} known"
+        )
+
+    r = embedded.run_demo(file, debtors, seed, out.print, import_file)
+    table = Table("", "", title="after the sweep", show_header=False)
+    for label, value in (
+        ("cases in the case book", f"{r.cases:,}"),
+        ("debtors queried", f"{r.cases_queried:,}"),
+        ("registry lookups", f"{r.lookups:,} ({r.failed_lookups:,} failed, retried next run)"),
+        ("hits (assets found)", f"{r.hits:,}"),
+        (
+            "measures in force",
+            f"{r.measures_effective:,} ({r.partial:,} partial freezes, {r.seizures:,} seizures)",
+        ),
+        ("frozen", f"{format_yuan(r.frozen_fen)} yuan"),
+        ("queued behind other courts", f"{r.queued:,}"),
+        ("awaiting a registry's answer", f"{r.unconfirmed:,}"),
+    ):
+        table.add_row(label, value)
     out.print(table)
-    total = sum(line.remaining for line in lines)
-    out.print(f"{len(lines)} case(s), {format_yuan(total)} yuan owed in all")
-    state = "intact" if verification.ok else f"BROKEN at event {verification.broken_at}"
-    out.print(f"audit trail {state}: {verification.events} event(s)")
+    out.print(f"sweep: {r.sweep_message}; demo done in {r.seconds:.1f} s")
     out.print(
-        f"done in {time.perf_counter() - started:.1f} s. Next: clerk cases show '{lines[0].case_number}'"
-        if lines
-        else "done"
+        "next: `clerk serve` starts the Prefect UI (http://127.0.0.1:4200) with the scheduled deployments;"
     )
+    with unit_of_work() as session:
+        first = cases.list_cases(session, dt.date.today(), limit=1)
+    if first:
+        out.print(
+            f"      `clerk query '{first[0].case_number}' --dry-run` asks every registry about one case."
+        )
+
+
+@app.command("query")
+@friendly_errors
+def query(
+    case_number: Annotated[str, typer.Argument(help="e.g. '(2024)豫0185执1234号'.")],
+    registry: Annotated[
+        list[str] | None, typer.Option("--registry", "-r", help="Ask only this registry (repeatable).")
+    ] = None,
+    auto_control: Annotated[bool, typer.Option(help="Freeze and seize after the query.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Report what would be frozen; change nothing.")] = False,
+    requested_by: Annotated[
+        str | None, typer.Option(help="Who asks, for the audit trail; default $USER.")
+    ] = None,
+) -> None:
+    """Query every registry about one case now (the case-query flow) and print what happened."""
+    number = str(CaseNumber.parse(case_number))
+    with unit_of_work() as session:
+        cases.get_case(session, number)
+    from flows import runtime
+    from flows.case_query import case_query
+
+    state = runtime.run(
+        case_query(
+            case_number=number,
+            registries=registry or None,
+            auto_control=auto_control,
+            dry_run=dry_run,
+            requested_by=requested_by or getpass.getuser(),
+            return_state=True,
+        )
+    )
+    if not state.is_completed():
+        err.print(f"error: the case query failed: {state.message}")
+        raise typer.Exit(1)
+    out.print(state.result())
+    with unit_of_work() as session:
+        view = cases.case_view(session, number, dt.date.today())
+    _print_case(view)
+
+
+@app.command("serve")
+@friendly_errors
+def serve_command(
+    port: Annotated[
+        int | None, typer.Option(help="Port of the Prefect server to start (CLERK_PREFECT_PORT).")
+    ] = None,
+) -> None:
+    """Run the clerk on this machine: a Prefect server with its UI on 127.0.0.1 (unless PREFECT_API_URL
+    names one), and the sweep, collect and case-query deployments with their schedules. Ctrl-C stops all."""
+    from deployments import embedded
+
+    conf = settings()
+    with embedded.prefect_server(port or conf.prefect_port, out.print) as api_url:
+        out.print(
+            f"Prefect UI: {api_url.removesuffix('/api')}  (runs, schedules, artifacts; start a case query "
+            "from the case-query deployment's Run button)"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            embedded.serve_all(conf, out.print)
+    out.print("stopped")
 
 
 def main() -> None:

@@ -68,9 +68,23 @@ class Settings(BaseSettings):
         ["real_estate", "vehicle"],
         description="Asset kinds seized without a judge while deposits fall short (others wait for a judge).",
     )
+    sweep_cron: str = Field("0 * * * *", description="When the sweep runs (cron, Asia/Shanghai time).")
+    collect_cron: str = Field(
+        "*/5 * * * *", description="When late answers are collected (cron, Asia/Shanghai)."
+    )
+    prefect_port: int = Field(
+        4200, ge=1024, le=65535, description="Port of the Prefect server `clerk serve` starts."
+    )
     unconfirmed_after_s: int = Field(
         60, ge=0, description="Ask the status of a measure unconfirmed this long."
     )
+
+    @field_validator("sweep_cron", "collect_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("must be a cron expression of 5 fields, e.g. '0 * * * *'")
+        return value
 
     @field_validator("auto_seize")
     @classmethod

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import Any, cast
 
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,6 +98,15 @@ async def opened(
     finally:
         _current = None
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+
+def run(flow_call: Awaitable[Any]) -> State:
+    """Run an async flow called with `return_state=True` to its end, from synchronous code (the CLI)."""
+
+    async def main() -> State:
+        return cast(State, await flow_call)
+
+    return asyncio.run(main())
 
 
 def today() -> dt.date:

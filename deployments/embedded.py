@@ -1,0 +1,233 @@
+"""The clerk on one machine: the demo, and `clerk serve` (a local Prefect server and every deployment).
+
+`clerk serve` starts `prefect server start` on 127.0.0.1 unless PREFECT_API_URL names a server (Prefect's
+temporary in-process server runs no scheduler), serves the deployments with their schedules, prints where
+the UI is, and stops everything on Ctrl-C or SIGTERM. Production runs the same flows from `prefect.yaml` on a
+process work pool instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from sqlalchemy import func, select
+
+from clerk import db, intake
+from clerk.settings import Settings, get_settings
+from clerk.synthetic import case_rows_for
+from connectors.config import RegistryConfig, simulated_registries
+from connectors.simulator.serve import build_world, world_in_background
+from flows import runtime
+from models.tables import Asset, Case, ControlMeasure, Query
+
+TIMEZONE = "Asia/Shanghai"
+
+
+@dataclass
+class DemoReport:
+    cases: int
+    cases_queried: int
+    lookups: int
+    failed_lookups: int
+    hits: int
+    measures_effective: int
+    frozen_fen: int
+    partial: int
+    queued: int
+    seizures: int
+    unconfirmed: int
+    seconds: float
+    sweep_message: str
+
+
+def _registries_env(configs: list[RegistryConfig]) -> str:
+    return json.dumps(
+        [c.model_dump(mode="json") | {"credential": c.credential.get_secret_value()} for c in configs]
+    )
+
+
+@contextlib.contextmanager
+def _settings_env(**values: str) -> Iterator[Settings]:
+    """Settings with these CLERK_ variables set, for the duration of the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+def run_demo(
+    sample_file: Path,
+    debtors: int,
+    seed: int,
+    say: Callable[[str], None],
+    import_cases: Callable[[Path], object],
+) -> DemoReport:
+    """Start the simulators with a seeded world, import the sample cases and the world's cases, sweep, and
+    report from the case book."""
+    started = time.perf_counter()
+    now = dt.datetime.now(dt.UTC)
+    world = build_world(simulated_registries(), debtors, seed, now)
+    say(f"simulators: {len(world.simulators)} registries, {debtors:,} debtors (seed {seed})")
+    case_file = get_settings().data_dir / f"demo-cases-{seed}.csv"
+    case_file.parent.mkdir(parents=True, exist_ok=True)
+    rows = case_rows_for(
+        [(d.kind.value, d.id_number, d.name, d.court) for d in world.debtors], seed, now.date()
+    )
+    with case_file.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=intake.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with (
+        world_in_background(world) as configs,
+        _settings_env(CLERK_REGISTRIES=_registries_env(configs)) as conf,
+    ):
+        for path in (sample_file, case_file):
+            import_cases(path)
+        say("sweeping every registry for every due debtor (Prefect flow 'sweep')…")
+        from flows.sweep import sweep  # Prefect is imported only when a flow runs
+
+        state = runtime.run(sweep(return_state=True))
+        report = _report(conf, started, state.message or state.name or "")
+    return report
+
+
+def _report(conf: Settings, started: float, message: str) -> DemoReport:
+    sessions = db.session_factory(db.engine_for(conf.effective_database_url))
+    with sessions() as session:
+
+        def count(stmt: object) -> int:
+            return int(session.scalar(stmt) or 0)  # type: ignore[call-overload]
+
+        measures = select(func.count()).select_from(ControlMeasure)
+        return DemoReport(
+            cases=count(select(func.count()).select_from(Case)),
+            cases_queried=count(select(func.count(func.distinct(Query.debtor_id)))),
+            lookups=count(select(func.count()).select_from(Query)),
+            failed_lookups=count(select(func.count()).select_from(Query).where(Query.status == "failed")),
+            hits=count(select(func.count()).select_from(Asset)),
+            measures_effective=count(measures.where(ControlMeasure.status == "effective")),
+            frozen_fen=count(
+                select(func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0)).where(
+                    ControlMeasure.status == "effective", ControlMeasure.kind == "freeze"
+                )
+            ),
+            partial=count(
+                measures.where(
+                    ControlMeasure.status == "effective",
+                    ControlMeasure.kind == "freeze",
+                    ControlMeasure.actual_amount_fen < ControlMeasure.requested_amount_fen,
+                )
+            ),
+            queued=count(measures.where(ControlMeasure.status == "queued")),
+            seizures=count(
+                measures.where(ControlMeasure.status == "effective", ControlMeasure.kind == "seizure")
+            ),
+            unconfirmed=count(measures.where(ControlMeasure.status == "requested")),
+            seconds=time.perf_counter() - started,
+            sweep_message=message,
+        )
+
+
+# --- clerk serve --------------------------------------------------------------------------------------
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310 - loopback URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120) -> Iterator[str]:
+    """A Prefect server on 127.0.0.1 (SQLite under PREFECT_HOME), unless PREFECT_API_URL names one already."""
+    named = os.environ.get("PREFECT_API_URL")
+    if named:
+        say(f"using the Prefect server at {named}")
+        yield named
+        return
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": api_url}
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        say(f"starting a Prefect server on 127.0.0.1:{port} (about 20 s)…")
+        deadline = time.monotonic() + timeout_s
+        while not _healthy(api_url):
+            if server.poll() is not None:
+                raise RuntimeError(
+                    f"the Prefect server stopped: {(server.stderr.read() if server.stderr else '')[-500:]}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s")
+            time.sleep(0.5)
+        os.environ["PREFECT_API_URL"] = api_url
+        yield api_url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None) if not named else None
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def serve_all(conf: Settings, say: Callable[[str], None]) -> None:
+    """Serve every deployment, with its schedule, until interrupted."""
+    from prefect import serve
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Cron
+
+    from flows.case_query import case_query
+    from flows.collect import collect
+    from flows.sweep import sweep
+
+    # to_deployment() answers synchronously when called from synchronous code, as here.
+    deployments = [
+        cast(RunnerDeployment, d)
+        for d in (
+            sweep.to_deployment(
+                name="sweep",
+                schedules=[Cron(conf.sweep_cron, timezone=TIMEZONE)],
+                description="Query every due debtor at every registry; record hits; control.",
+            ),
+            collect.to_deployment(
+                name="collect",
+                schedules=[Cron(conf.collect_cron, timezone=TIMEZONE)],
+                description="Collect late answers; resolve unconfirmed measures by key.",
+            ),
+            case_query.to_deployment(name="case-query", description="A judge's on-demand query of one case."),
+        )
+    ]
+    say(
+        f"serving deployments sweep ({conf.sweep_cron}), collect ({conf.collect_cron}) and case-query "
+        f"({TIMEZONE}); Ctrl-C to stop"
+    )
+    serve(*deployments, pause_on_shutdown=False, print_starting_message=False)
