@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -235,10 +236,10 @@ def _print_case(view: cases.CaseView) -> None:
     out.print(hits if view.hits else "hits: none yet")
     measures = Table("registry", "kind", "status", "requested", "actual", "expires", title="measures")
     for m in view.measures:
-        actual = "" if m["actual"] is None else format_yuan(m["actual"])
-        measures.add_row(
-            m["registry"], m["kind"], m["status"], format_yuan(m["requested"]), actual, m["expires_on"] or ""
-        )
+        freeze = m["kind"] == "freeze"
+        requested = format_yuan(m["requested"]) if freeze else "whole item"
+        actual = format_yuan(m["actual"]) if freeze and m["actual"] is not None else ""
+        measures.add_row(m["registry"], m["kind"], m["status"], requested, actual, m["expires_on"] or "")
     out.print(measures if view.measures else "measures: none yet")
 
 
@@ -555,11 +556,13 @@ def serve_command(
             "from the case-query deployment's Run button)"
         )
         with contextlib.suppress(KeyboardInterrupt):
-            embedded.serve_all(conf, out.print)
+            embedded.serve_all(conf, api_url, out.print)
     out.print("stopped")
 
 
 def main() -> None:
+    # No internet here, and no reason to tell anyone: Prefect's telemetry only logs an error.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()
 
 

@@ -30,7 +30,6 @@ from clerk.settings import Settings, get_settings
 from clerk.synthetic import case_rows_for
 from connectors.config import RegistryConfig, simulated_registries
 from connectors.simulator.serve import build_world, world_in_background
-from flows import runtime
 from models.tables import Asset, Case, ControlMeasure, Query
 
 TIMEZONE = "Asia/Shanghai"
@@ -105,7 +104,8 @@ def run_demo(
         for path in (sample_file, case_file):
             import_cases(path)
         say("sweeping every registry for every due debtor (Prefect flow 'sweep')…")
-        from flows.sweep import sweep  # Prefect is imported only when a flow runs
+        from flows import runtime  # Prefect is imported only when a flow runs
+        from flows.sweep import sweep
 
         state = runtime.run(sweep(return_state=True))
         report = _report(conf, started, state.message or state.name or "")
@@ -199,35 +199,39 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
             server.kill()
 
 
-def serve_all(conf: Settings, say: Callable[[str], None]) -> None:
-    """Serve every deployment, with its schedule, until interrupted."""
+def serve_all(conf: Settings, api_url: str, say: Callable[[str], None]) -> None:
+    """Serve every deployment, with its schedule, against the server at `api_url`, until interrupted."""
     from prefect import serve
     from prefect.deployments.runner import RunnerDeployment
     from prefect.schedules import Cron
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.case_query import case_query
     from flows.collect import collect
     from flows.sweep import sweep
 
-    # to_deployment() answers synchronously when called from synchronous code, as here.
-    deployments = [
-        cast(RunnerDeployment, d)
-        for d in (
-            sweep.to_deployment(
-                name="sweep",
-                schedules=[Cron(conf.sweep_cron, timezone=TIMEZONE)],
-                description="Query every due debtor at every registry; record hits; control.",
-            ),
-            collect.to_deployment(
-                name="collect",
-                schedules=[Cron(conf.collect_cron, timezone=TIMEZONE)],
-                description="Collect late answers; resolve unconfirmed measures by key.",
-            ),
-            case_query.to_deployment(name="case-query", description="A judge's on-demand query of one case."),
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        # to_deployment() answers synchronously when called from synchronous code, as here.
+        deployments = [
+            cast(RunnerDeployment, d)
+            for d in (
+                sweep.to_deployment(
+                    name="sweep",
+                    schedules=[Cron(conf.sweep_cron, timezone=TIMEZONE)],
+                    description="Query every due debtor at every registry; record hits; control.",
+                ),
+                collect.to_deployment(
+                    name="collect",
+                    schedules=[Cron(conf.collect_cron, timezone=TIMEZONE)],
+                    description="Collect late answers; resolve unconfirmed measures by key.",
+                ),
+                case_query.to_deployment(
+                    name="case-query", description="A judge's on-demand query of one case."
+                ),
+            )
+        ]
+        say(
+            f"serving deployments sweep ({conf.sweep_cron}), collect ({conf.collect_cron}) and case-query "
+            f"({TIMEZONE}); Ctrl-C to stop"
         )
-    ]
-    say(
-        f"serving deployments sweep ({conf.sweep_cron}), collect ({conf.collect_cron}) and case-query "
-        f"({TIMEZONE}); Ctrl-C to stop"
-    )
-    serve(*deployments, pause_on_shutdown=False, print_starting_message=False)
+        serve(*deployments, pause_on_shutdown=False, print_starting_message=False)

@@ -78,5 +78,6 @@ async def case_query(
         notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
         summary = await report.publish(title, "case-query", batches, result, notes)
         if all(b.error for b in batches):
-            return Failed(message=f"no registry answered for {number}", data=summary)
+            reasons = "; ".join(f"{b.registry}: {b.error}" for b in batches)
+            return Failed(message=f"no registry answered for {number} ({reasons})", data=summary)
         return Completed(message=f"{number}: {result.effective} measure(s) effective", data=summary)

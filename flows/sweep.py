@@ -106,7 +106,8 @@ async def sweep(
         await asyncio.to_thread(_finish, rt, run_id, "failed" if nothing else "completed", summary)
         log.info("sweep %s done: %s", run_id, summary)
         if nothing:
-            return Failed(message=f"no registry answered: {failed} lookups failed", data=summary)
+            reasons = "; ".join(sorted({f"{b.registry}: {b.error}" for b in batches}))
+            return Failed(message=f"no registry answered: {failed} lookups failed ({reasons})", data=summary)
         return Completed(message=f"{total} debtors swept, {failed} lookups failed", data=summary)
 
 
