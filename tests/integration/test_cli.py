@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clerk.cli import SAMPLE_CASES, app
+from clerk.cli import app
 from clerk.intake import FIELDS
 
 runner = CliRunner()
@@ -124,17 +124,6 @@ def test_wrong_setting_names_the_variable(clerk_env: str, monkeypatch: pytest.Mo
     code, _, err = clerk("cases", "list")
     assert code == 2
     assert "CLERK_RENEWAL_LEAD_DAYS: must be at least 7 days" in err
-
-
-def test_demo_imports_the_samples_and_reports(clerk_env: str) -> None:
-    code, out, _ = clerk("demo")
-    assert code == 0, out
-    cases = {line.split(",")[0] for line in SAMPLE_CASES.read_text(encoding="utf-8").splitlines()[1:]}
-    assert f"{len(cases)} new case(s)" in out
-    assert f"{len(cases)} case(s)," in out and "yuan owed in all" in out
-    assert "audit trail intact" in out
-    code, out, _ = clerk("demo")
-    assert code == 0 and f"0 new case(s), {len(cases)} already known" in out
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -141,3 +141,26 @@ def test_collect_resolves_a_measure_whose_sending_was_interrupted(world: World) 
         statuses = set(session.scalars(select(ControlMeasure.status)))
     assert "requested" not in statuses
     assert len(world.ledger_measures()) == len(written), "each sent once, with its own key"
+
+
+def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None:
+    from clerk.cli import SAMPLE_CASES
+
+    result = CliRunner().invoke(app, ["demo", "--debtors", "200", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    samples = {line.split(",")[0] for line in SAMPLE_CASES.read_text(encoding="utf-8").splitlines()[1:]}
+    assert f"imported cases.csv: {len(samples)} new case(s)" in out
+    assert "simulators: 5 registries, 200 debtors (seed 4)" in out
+    assert "debtors swept, 0 lookups failed" in out
+    with sessions()() as session:
+        hits = session.scalar(select(func.count()).select_from(Asset)) or 0
+        effective = (
+            session.scalar(
+                select(func.count()).select_from(ControlMeasure).where(ControlMeasure.status == "effective")
+            )
+            or 0
+        )
+        assert audit.verify(session).ok
+    assert hits > 0 and effective > 0
+    assert f"│ hits (assets found)          │ {hits:,}" in out
