@@ -11,7 +11,7 @@ setup:
 postgres:
 	@scripts/ensure-postgres
 
-## The main job on the embedded default (SQLite under ./var, no server to run).
+## The main job on the embedded default: SQLite under ./var, simulators, Prefect in-process.
 demo: setup
 	$(BIN)/clerk demo
 
