@@ -495,7 +495,8 @@ def demo(
         first = cases.list_cases(session, dt.date.today(), limit=1)
     if first:
         out.print(
-            f"      `clerk query '{first[0].case_number}' --dry-run` asks every registry about one case."
+            f"      with `clerk sim` running, `clerk query '{first[0].case_number}' --dry-run` asks every "
+            "registry about one case."
         )
 
 
