@@ -114,7 +114,8 @@ def case_rows_for(
         by_court.setdefault(debtor[3], []).append(debtor)
     rows: list[dict[str, str]] = []
     for code, group in sorted(by_court.items()):
-        sequence, i = 0, 0
+        # Numbered apart from the sample cases (sequences below 10,000), so both files import together.
+        sequence, i = 10_000, 0
         while i < len(group):
             size = rng.choice((1, 1, 1, 2, 3))
             sequence += 1

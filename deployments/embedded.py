@@ -217,12 +217,12 @@ def serve_all(conf: Settings, api_url: str, say: Callable[[str], None]) -> None:
             for d in (
                 sweep.to_deployment(
                     name="sweep",
-                    schedules=[Cron(conf.sweep_cron, timezone=TIMEZONE)],
+                    schedules=[Cron(conf.sweep_cron, timezone=TIMEZONE, slug="sweep")],
                     description="Query every due debtor at every registry; record hits; control.",
                 ),
                 collect.to_deployment(
                     name="collect",
-                    schedules=[Cron(conf.collect_cron, timezone=TIMEZONE)],
+                    schedules=[Cron(conf.collect_cron, timezone=TIMEZONE, slug="collect")],
                     description="Collect late answers; resolve unconfirmed measures by key.",
                 ),
                 case_query.to_deployment(

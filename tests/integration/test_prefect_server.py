@@ -1,0 +1,173 @@
+"""A real Prefect server on 127.0.0.1 (SQLite): deployments from prefect.yaml run by a process worker with
+parameters from the CLI, and `clerk serve` whose schedule fires and completes a sweep.
+
+Slow (a server, a worker and a runner start here: about two minutes); marked `server`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clerk.cli import app
+from clerk.settings import get_settings
+from connectors.simulator.serve import free_loopback_ports
+from tests.world import World, served_world
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+NOW = dt.datetime.now(dt.UTC)
+pytestmark = [pytest.mark.server, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+
+
+def healthy(api: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_for(check, seconds: float, what: str, log: Path | None = None) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    tail = log.read_text(errors="replace")[-3000:] if log else ""
+    raise AssertionError(f"{what} did not happen within {seconds:.0f} s\n{tail}")
+
+
+def completed_runs(env: dict[str, str], deployment: str) -> list[tuple[str, str, bool]]:
+    code = f"""
+import asyncio, json
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+async def main():
+    async with get_client() as c:
+        runs = await c.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[{deployment!r}])))
+        print(json.dumps([[str(r.id), r.state.type.value if r.state else "", r.auto_scheduled] for r in runs]))
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return [tuple(run) for run in json.loads(out.stdout.strip().splitlines()[-1])]
+
+
+@pytest.fixture
+def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with served_world(tmp_path, debtors=80, seed=21, now=NOW) as served:
+        registries = json.dumps(
+            [
+                c.model_dump(mode="json") | {"credential": c.credential.get_secret_value()}
+                for c in served.configs
+            ]
+        )
+        monkeypatch.setenv("CLERK_REGISTRIES", registries)
+        get_settings.cache_clear()
+        assert CliRunner().invoke(app, ["cases", "import", str(served.case_file)]).exit_code == 0
+        yield served
+
+
+def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
+    world: World, clerk_env: str, tmp_path: Path
+) -> None:
+    port = free_loopback_ports(1)[0]
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ) | {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "QUERY_CLERK_HOME": str(ROOT),
+        "CLERK_DATABASE_URL": clerk_env,
+        "CLERK_SWEEP_CRON": "* * * * *",
+    }
+    server_log = tmp_path / "server.log"
+    with process(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, server_log
+    ):
+        wait_for(lambda: healthy(api), 120, "the Prefect server answering", server_log)
+
+        # prefect.yaml: a process work pool, every deployment, a worker that runs a case query from the CLI.
+        prefect = str(BIN / "prefect")
+        subprocess.run(
+            [prefect, "work-pool", "create", "clerk-process", "--type", "process"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        deployed = subprocess.run(
+            [prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        for name in ("sweep/sweep", "collect/collect", "case-query/case-query"):
+            assert f"Deployment '{name}' successfully created" in deployed.stdout
+        number = world.case_file.read_text(encoding="utf-8").splitlines()[1].split(",")[0]
+        worker_log = tmp_path / "worker.log"
+        with process([prefect, "worker", "start", "--pool", "clerk-process"], env, worker_log):
+            ran = subprocess.run(
+                [
+                    prefect,
+                    "deployment",
+                    "run",
+                    "case-query/case-query",
+                    "-p",
+                    f"case_number={number}",
+                    "-p",
+                    "dry_run=true",
+                    "--watch",
+                    "--watch-timeout",
+                    "180",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert ran.returncode == 0, (
+                ran.stdout + ran.stderr + worker_log.read_text(errors="replace")[-3000:]
+            )
+            assert "Flow run finished successfully in 'Completed'" in ran.stdout
+
+        # The two shapes do not mix on one server (served deployments would inherit prefect.yaml's pull
+        # steps): clear them, then clerk serve, whose every-minute sweep schedule fires and completes.
+        for name in ("sweep/sweep", "collect/collect", "case-query/case-query"):
+            subprocess.run([prefect, "deployment", "delete", name], env=env, check=True, capture_output=True)
+        serve_log = tmp_path / "serve.log"
+        with process([str(BIN / "clerk"), "serve"], env, serve_log):
+            wait_for(
+                lambda: any(state == "COMPLETED" and auto for _, state, auto in completed_runs(env, "sweep")),
+                180,
+                "a scheduled sweep completing",
+                serve_log,
+            )
+    assert world.holdings_of_debtors() > 0
+    assert len(world.ledger_measures()) > 0, "the scheduled sweep placed measures at the simulators"
