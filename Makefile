@@ -1,6 +1,6 @@
 # The two commands a newcomer needs (see README.md): `make demo` and `make test`.
 # Each installs what it needs first, so both work on a fresh clone.
-.PHONY: demo test bench lint typecheck setup postgres clean
+.PHONY: demo test bench lint typecheck setup postgres chromium clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,13 +11,16 @@ setup:
 postgres:
 	@scripts/ensure-postgres
 
+chromium:
+	@scripts/ensure-chromium
+
 ## The main job on the embedded default: SQLite under ./var, simulators, Prefect in-process.
 demo: setup
 	$(BIN)/clerk demo
 
 ## The whole test suite: lint, types, the benchmarks at small size (so none rots), then every test on
 ## SQLite and PostgreSQL.
-test: setup postgres lint typecheck
+test: setup postgres chromium lint typecheck
 	$(BIN)/python -m bench --quick
 	$(BIN)/pytest
 

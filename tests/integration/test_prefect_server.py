@@ -80,6 +80,60 @@ asyncio.run(main())
     return [tuple(run) for run in json.loads(out.stdout.strip().splitlines()[-1])]
 
 
+CHROMIUM = [
+    "chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=20000",
+]
+
+
+def rendered(url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran, in Debian's headless Chromium (scripts/ensure-chromium)."""
+    done = subprocess.run(
+        [*CHROMIUM, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout
+
+
+def api_json(url: str, body: dict[str, object] | None = None) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def check_the_ui_in_a_browser(api: str, tmp_path: Path) -> None:
+    """The case-query run form shows its parameters with their descriptions, and a finished sweep's summary
+    artifact renders."""
+    ui = api.removesuffix("/api")
+    deployment = api_json(f"{api}/deployments/name/case-query/case-query")
+    form = rendered(f"{ui}/deployments/deployment/{deployment['id']}/run", tmp_path / "chromium")  # type: ignore[index]
+    for text in (
+        "case_number",
+        "The case, e.g. (2024)豫0185执1234号",
+        "dry_run",
+        "Report what would be frozen and seized, and change nothing",
+        "requested_by",
+    ):
+        assert text in form, text
+    artifacts = api_json(
+        f"{api}/artifacts/filter", {"artifacts": {"key": {"any_": ["sweep-summary"]}}, "limit": 1}
+    )
+    page = rendered(f"{ui}/artifacts/artifact/{artifacts[0]['id']}", tmp_path / "chromium")  # type: ignore[index]
+    assert "<h1" in page and "Sweep</h1>" in page
+    assert "bank-a: 80 queried" in page
+
+
 @pytest.fixture
 def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with served_world(tmp_path, debtors=80, seed=21, now=NOW) as served:
@@ -169,5 +223,6 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
                 "a scheduled sweep completing",
                 serve_log,
             )
+            check_the_ui_in_a_browser(api, tmp_path)
     assert world.holdings_of_debtors() > 0
     assert len(world.ledger_measures()) > 0, "the scheduled sweep placed measures at the simulators"
