@@ -32,6 +32,14 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.close()
+            dbapi_conn.isolation_level = None  # transactions begin below, not in pysqlite
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Any) -> None:
+            # A deferred transaction reads a snapshot and may write later: two of them can read the same
+            # audit head, or fail to upgrade ("database is locked"). IMMEDIATE takes the write lock first,
+            # so writers on SQLite run one after another (PostgreSQL uses row and advisory locks instead).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

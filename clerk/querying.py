@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from clerk import audit
 from connectors.base import AssetReport, QueryReply, Subject, SubjectStatus
@@ -49,8 +49,9 @@ def due_debtor_ids(
     session: Session, now: dt.datetime, schedule: Schedule, page_size: int = 1000
 ) -> Iterator[list[int]]:
     """Debtor ids due for a query, in pages (keyset on id, so memory stays flat however many there are):
-    debtors of active cases never queried or last queried `requery_days` ago, and debtors of cases
-    terminated for now within `terminated_years`, last queried `terminated_requery_days` ago."""
+    debtors of active cases never queried, last queried `requery_days` ago, or whose last lookup at some
+    registry failed; and debtors of cases terminated for now within `terminated_years`, last queried
+    `terminated_requery_days` ago."""
     active_due = or_(
         Debtor.last_queried_at.is_(None), Debtor.last_queried_at < now - dt.timedelta(schedule.requery_days)
     )
@@ -62,10 +63,22 @@ def due_debtor_ids(
             Debtor.last_queried_at < now - dt.timedelta(schedule.terminated_requery_days),
         ),
     )
+    # A lookup that failed at one registry is asked again on the next run, whatever the others answered.
+    later = aliased(Query)
+    failed_lookup = exists().where(
+        Query.debtor_id == Debtor.id,
+        Query.status == "failed",
+        ~exists().where(
+            later.debtor_id == Query.debtor_id,
+            later.registry_id == Query.registry_id,
+            later.id > Query.id,
+            later.status != "failed",
+        ),
+    )
     due = exists().where(
         CaseDebtor.debtor_id == Debtor.id,
         Case.id == CaseDebtor.case_id,
-        or_(and_(Case.status == "active", active_due), terminated_due),
+        or_(and_(Case.status == "active", or_(active_due, failed_lookup)), terminated_due),
     )
     last = 0
     while True:

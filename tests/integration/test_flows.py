@@ -164,3 +164,44 @@ def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None
         assert audit.verify(session).ok
     assert hits > 0 and effective > 0
     assert f"│ hits (assets found)          │ {hits:,}" in out
+
+
+def test_with_faults_nothing_is_lost_sent_twice_or_over_frozen(world: World) -> None:
+    from connectors.simulator.faults import FaultPlan
+
+    for i, sim in enumerate(world.simulators.values()):
+        sim.faults = FaultPlan(
+            seed=i,
+            slow=0.02,
+            error=0.06,
+            throttle=0.04,
+            garbage=0.03,
+            later=0.03,
+            lost=0.02,
+            slow_s=11.0,
+            retry_after_s=0.01,
+        )
+    faulty = asyncio.run(sweep(return_state=True))
+    assert faulty.is_completed(), faulty.message
+    for sim in world.simulators.values():
+        sim.faults = FaultPlan()
+    # What failed stays due, what was answered "later" is collected, what was unconfirmed is resolved by key.
+    assert asyncio.run(sweep(return_state=True)).is_completed()
+    assert asyncio.run(collect(return_state=True)).is_completed()
+    assert asyncio.run(sweep(return_state=True)).is_completed()
+    assert asyncio.run(collect(return_state=True)).is_completed()
+    ledger = world.ledger_measures()
+    with sessions()() as session:
+        assert session.scalar(select(func.count()).select_from(Asset)) == world.holdings_of_debtors()
+        ours = {m.idempotency_key: m for m in session.scalars(select(ControlMeasure))}
+        assert set(ledger) <= set(ours), "every measure a registry holds is in our records"
+        assert not [k for k, m in ours.items() if m.status == "requested"], "every measure is resolved"
+        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        for case in session.scalars(select(Case)):
+            keys = [m.idempotency_key for m in ours.values() if m.case_id == case.id]
+            assert (
+                sum(getattr(ledger.get(k), "held_fen", 0) or 0 for k in keys)
+                <= cases.owed(case, today).remaining
+            )
+        assert audit.verify(session).ok
+    assert len({m.identifier for m in ledger.values()}) == len(ledger), "no asset holds two of our measures"
