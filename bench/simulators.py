@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
-import json
 import os
 import random
 import signal
@@ -25,7 +24,7 @@ from pydantic import SecretStr
 from bench.common import record, table
 from connectors.adapter import HttpConnector
 from connectors.base import QueryRequest, Subject, SubjectStatus
-from connectors.config import RegistryConfig, simulated_registries
+from connectors.config import RegistryConfig, registries_json, simulated_registries
 from connectors.loader import build
 from connectors.simulator.serve import build_world, free_loopback_ports
 from models.values import DebtorKind
@@ -118,11 +117,7 @@ def run(quick: bool = False) -> None:
     configs = _configs()
     with tempfile.TemporaryDirectory() as tmp:
         cases = Path(tmp) / "cases.csv"
-        env = os.environ | {
-            "CLERK_REGISTRIES": json.dumps(
-                [c.model_dump(mode="json") | {"credential": "sim-token"} for c in configs]
-            )
-        }
+        env = os.environ | {"CLERK_REGISTRIES": registries_json(configs)}
         sim = subprocess.Popen(
             [
                 sys.executable,

@@ -6,6 +6,7 @@ balance and other authorities' measures and says what changed, in the audit trai
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -128,6 +129,13 @@ def new_request_ref(run_id: int, registry: str) -> str:
     return f"r{run_id}-{registry}-{uuid.uuid4().hex[:12]}"
 
 
+def add_counts(total: object, other: object) -> None:
+    """Add every integer field of the dataclass `other` to the same field of `total`."""
+    for f in dataclasses.fields(other):  # type: ignore[arg-type]
+        if f.type in ("int", int):
+            setattr(total, f.name, getattr(total, f.name) + getattr(other, f.name))
+
+
 @dataclass
 class Recorded:
     """What one reply changed, in counts (never personal data)."""
@@ -141,12 +149,7 @@ class Recorded:
     cases_with_new_hits: set[int] = field(default_factory=set)
 
     def add(self, other: Recorded) -> None:
-        self.queried += other.queried
-        self.hits += other.hits
-        self.new_assets += other.new_assets
-        self.changed += other.changed
-        self.pending += other.pending
-        self.none += other.none
+        add_counts(self, other)
         self.cases_with_new_hits |= other.cases_with_new_hits
 
 

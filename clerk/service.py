@@ -105,20 +105,7 @@ class ControlResult:
     planned: list[control.Plan] = field(default_factory=list)
 
     def add(self, other: ControlResult) -> None:
-        for name in (
-            "cases",
-            "requested",
-            "freeze_requested_fen",
-            "effective",
-            "frozen_fen",
-            "partial",
-            "queued",
-            "refused",
-            "pending",
-            "unconfirmed",
-            "seized",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        querying.add_counts(self, other)
         self.planned.extend(other.planned)
 
 

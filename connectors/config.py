@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -43,6 +44,14 @@ class RegistryConfig(BaseModel):
             max_connections=self.max_connections,
             requests_per_second=self.requests_per_second,
         )
+
+
+def registries_json(configs: list[RegistryConfig]) -> str:
+    """The value of CLERK_REGISTRIES for these registries, credentials included: for handing settings to a
+    child process (a runner, a worker, a benchmark's `clerk sim`), never for printing."""
+    return json.dumps(
+        [c.model_dump(mode="json") | {"credential": c.credential.get_secret_value()} for c in configs]
+    )
 
 
 def simulated_registries(host: str = "127.0.0.1") -> list[RegistryConfig]:

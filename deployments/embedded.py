@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from sqlalchemy import func, select
 from clerk import db, intake
 from clerk.settings import Settings, get_settings
 from clerk.synthetic import case_rows_for
-from connectors.config import RegistryConfig, simulated_registries
+from connectors.config import registries_json, simulated_registries
 from connectors.simulator.serve import build_world, world_in_background
 from models.tables import Asset, Case, ControlMeasure, Query
 
@@ -50,12 +49,6 @@ class DemoReport:
     unconfirmed: int
     seconds: float
     sweep_message: str
-
-
-def _registries_env(configs: list[RegistryConfig]) -> str:
-    return json.dumps(
-        [c.model_dump(mode="json") | {"credential": c.credential.get_secret_value()} for c in configs]
-    )
 
 
 @contextlib.contextmanager
@@ -99,7 +92,7 @@ def run_demo(
         writer.writerows(rows)
     with (
         world_in_background(world) as configs,
-        _settings_env(CLERK_REGISTRIES=_registries_env(configs)) as conf,
+        _settings_env(CLERK_REGISTRIES=registries_json(configs)) as conf,
     ):
         for path in (sample_file, case_file):
             import_cases(path)

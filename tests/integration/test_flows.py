@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from clerk import audit, cases, control, db
 from clerk.cli import app
 from clerk.settings import get_settings
+from connectors.config import registries_json
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.sweep import sweep
@@ -36,16 +36,10 @@ def harness() -> Iterator[None]:
         yield
 
 
-def registries_env(world: World) -> str:
-    return json.dumps(
-        [c.model_dump(mode="json") | {"credential": c.credential.get_secret_value()} for c in world.configs]
-    )
-
-
 @pytest.fixture
 def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with served_world(tmp_path, debtors=120, seed=11, now=NOW) as served:
-        monkeypatch.setenv("CLERK_REGISTRIES", registries_env(served))
+        monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))
         monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
         get_settings.cache_clear()
         result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])

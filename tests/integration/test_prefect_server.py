@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from clerk.cli import app
 from clerk.settings import get_settings
+from connectors.config import registries_json
 from connectors.simulator.serve import free_loopback_ports
 from tests.world import World, served_world
 
@@ -137,12 +138,7 @@ def check_the_ui_in_a_browser(api: str, tmp_path: Path) -> None:
 @pytest.fixture
 def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with served_world(tmp_path, debtors=80, seed=21, now=NOW) as served:
-        registries = json.dumps(
-            [
-                c.model_dump(mode="json") | {"credential": c.credential.get_secret_value()}
-                for c in served.configs
-            ]
-        )
+        registries = registries_json(served.configs)
         monkeypatch.setenv("CLERK_REGISTRIES", registries)
         get_settings.cache_clear()
         assert CliRunner().invoke(app, ["cases", "import", str(served.case_file)]).exit_code == 0
