@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -201,9 +200,3 @@ def export(events: Iterable[AuditEvent], out: TextIO, fmt: str) -> int:
         writer.writerow({k: spreadsheet_safe(str(v)) if v is not None else "" for k, v in row.items()})
         count += 1
     return count
-
-
-def export_text(events: Iterable[AuditEvent], fmt: str) -> str:
-    buffer = io.StringIO()
-    export(events, buffer, fmt)
-    return buffer.getvalue()

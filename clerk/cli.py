@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import datetime as dt
 import getpass
 import json
@@ -27,7 +26,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clerk import audit, cases, db, intake, synthetic
+from clerk import audit, cases, db, intake
 from clerk.settings import Settings, SettingsError, get_settings
 from connectors import loader
 from connectors.base import Health
@@ -35,6 +34,7 @@ from connectors.loader import ConnectorLoadError
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import SimulatorError
+from connectors.simulator.world import write_case_file as write_world_cases
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_date, parse_yuan
 
 app = typer.Typer(
@@ -414,14 +414,8 @@ def sim(
     held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
     out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")
     if write_cases is not None:
-        rows = synthetic.case_rows_for(
-            [(d.kind.value, d.id_number, d.name, d.court) for d in world.debtors], seed, now.date()
-        )
-        with write_cases.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=intake.FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        out.print(f"case file for these debtors: {write_cases} ({len(rows):,} rows)")
+        rows = write_world_cases(write_cases, world.debtors, seed, now.date())
+        out.print(f"case file for these debtors: {write_cases} ({rows:,} rows)")
 
     def ready() -> None:
         for simulator, host, port in world.simulators:

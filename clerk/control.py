@@ -164,12 +164,6 @@ def _requested(case: Case, asset: Asset, measure: ControlMeasure, registry: str,
 
 # --- sending and recording ----------------------------------------------------------------------------
 
-_TERM = {
-    "deposit": rules.AssetKind.DEPOSIT,
-    "vehicle": rules.AssetKind.VEHICLE,
-    "real_estate": rules.AssetKind.REAL_ESTATE,
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -199,7 +193,7 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
             asset_identifier=asset.identifier,
             kind=MeasureKind(measure.kind),
             amount_fen=measure.requested_amount_fen if measure.kind == "freeze" else None,
-            years=rules.TERM_YEARS[_TERM[asset.kind]],
+            years=rules.TERM_YEARS[rules.AssetKind(asset.kind)],
         )
         result.append(Outgoing(measure.id, registry, request))
     return result
@@ -219,12 +213,12 @@ def record_reply(session: Session, measure_id: int, reply: ControlReply, actor: 
     answer twice changes nothing."""
     measure = session.get(ControlMeasure, measure_id, with_for_update=True)
     assert measure is not None
-    case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
     if reply.outcome is ControlOutcome.PENDING or measure.status not in ("requested", "queued"):
         return measure.status
     status = _STATUS[reply.outcome]
     if (measure.status, measure.registry_reference) == (status, reply.registry_reference):
         return measure.status
+    case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
     measure.status = status
     measure.registry_reference = reply.registry_reference
     measure.actual_amount_fen = reply.amount_fen if measure.kind == "freeze" else None

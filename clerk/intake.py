@@ -226,6 +226,18 @@ def _jsonl_records(text: str) -> Records:
     return records
 
 
+def write_case_file(path: Path, rows: Iterable[Mapping[str, str]]) -> int:
+    """Write rows as a case file this module reads back (UTF-8 CSV, header `FIELDS`); returns the count."""
+    count = 0
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
+
+
 # --- checking -----------------------------------------------------------------------------------------
 
 

@@ -161,14 +161,7 @@ def record_reply(
     result = Recorded()
     now = utcnow()
     debtor_ids = [int(r.subject_ref) for r in reply.results]
-    queries = {
-        q.debtor_id: q
-        for q in session.scalars(
-            select(Query).where(
-                Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(debtor_ids)
-            )
-        )
-    }
+    queries = _run_queries(session, run_id, registry_id, debtor_ids)
     identifiers = [a.identifier for r in reply.results for a in r.assets]
     known = (
         {
@@ -230,14 +223,7 @@ def record_failure(
     """A batch the registry did not answer: its queries are recorded as failed (the reason has no personal
     data), and the debtors stay due for the next run."""
     now = utcnow()
-    existing = {
-        q.debtor_id: q
-        for q in session.scalars(
-            select(Query).where(
-                Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(debtor_ids)
-            )
-        )
-    }
+    existing = _run_queries(session, run_id, registry_id, debtor_ids)
     for debtor_id in debtor_ids:
         query = existing.get(debtor_id) or Query(
             run_id=run_id, registry_id=registry_id, debtor_id=debtor_id, sent_at=now
@@ -255,6 +241,16 @@ def pending_requests(session: Session) -> list[tuple[int, int, str]]:
         .distinct()
     )
     return [(run, registry, ref) for run, registry, ref in rows if ref]
+
+
+def _run_queries(
+    session: Session, run_id: int, registry_id: int, debtor_ids: Sequence[int]
+) -> dict[int, Query]:
+    """This run's queries at one registry about these debtors, by debtor id."""
+    stmt = select(Query).where(
+        Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(debtor_ids)
+    )
+    return {q.debtor_id: q for q in session.scalars(stmt)}
 
 
 def _cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[int, dict[int, str]]:

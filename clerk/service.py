@@ -108,6 +108,20 @@ class ControlResult:
         querying.add_counts(self, other)
         self.planned.extend(other.planned)
 
+    def count(self, status: str, reply: ControlReply, seizure: bool) -> None:
+        """Count one recorded answer by the status `control.record_reply` returned."""
+        if status == "requested":  # answered "later": collected by its key
+            self.pending += 1
+        elif status == "effective":
+            self.effective += 1
+            self.frozen_fen += reply.amount_fen or 0
+            self.partial += reply.outcome is ControlOutcome.PARTIAL
+            self.seized += seizure
+        elif status == "queued":
+            self.queued += 1
+        elif status == "failed":
+            self.refused += 1
+
 
 async def control_cases(
     sessions: sessionmaker[Session],
@@ -168,17 +182,7 @@ async def send(
             result.unconfirmed += 1
             return
         status = await asyncio.to_thread(_record_reply, sessions, item.measure_id, reply, actor)
-        if reply.outcome is ControlOutcome.PENDING:
-            result.pending += 1
-        elif status == "effective":
-            result.effective += 1
-            result.frozen_fen += reply.amount_fen or 0
-            result.partial += reply.outcome is ControlOutcome.PARTIAL
-            result.seized += item.request.amount_fen is None
-        elif status == "queued":
-            result.queued += 1
-        elif status == "failed":
-            result.refused += 1
+        result.count(status, reply, seizure=item.request.amount_fen is None)
 
     await asyncio.gather(*(one(item) for item in await asyncio.to_thread(load)))
     return result
@@ -223,10 +227,7 @@ async def resolve_unconfirmed(
             unseen.append(item.measure_id)
         else:
             status = await asyncio.to_thread(_record_reply, sessions, item.measure_id, reply, actor)
-            result.effective += status == "effective"
-            result.queued += status == "queued"
-            result.refused += status == "failed"
-            result.pending += status == "requested"
+            result.count(status, reply, seizure=item.request.amount_fen is None)
     if unseen:
         result.add(await send(sessions, connectors, unseen, actor))
     return result
@@ -288,12 +289,10 @@ async def dry_run_case(
     session.begin()
     try:
         run_id, registry_ids, debtor_ids = await asyncio.to_thread(_dry_start, session, connectors, case_id)
+        subjects = tuple(await asyncio.to_thread(querying.subjects, session, debtor_ids))
         batches = []
         for code, connector in connectors.items():
-            request = QueryRequest(
-                request_ref=querying.new_request_ref(run_id, code),
-                subjects=tuple(await asyncio.to_thread(querying.subjects, session, debtor_ids)),
-            )
+            request = QueryRequest(request_ref=querying.new_request_ref(run_id, code), subjects=subjects)
             batch = BatchResult(code)
             try:
                 reply = await connector.query(request)

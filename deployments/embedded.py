@@ -9,7 +9,6 @@ process work pool instead.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 import os
 import signal
@@ -24,11 +23,11 @@ from typing import cast
 
 from sqlalchemy import func, select
 
-from clerk import db, intake
+from clerk import db
 from clerk.settings import Settings, get_settings
-from clerk.synthetic import case_rows_for
 from connectors.config import registries_json, simulated_registries
 from connectors.simulator.serve import build_world, world_in_background
+from connectors.simulator.world import write_case_file
 from models.tables import Asset, Case, ControlMeasure, Query
 
 TIMEZONE = "Asia/Shanghai"
@@ -83,13 +82,7 @@ def run_demo(
     say(f"simulators: {len(world.simulators)} registries, {debtors:,} debtors (seed {seed})")
     case_file = get_settings().data_dir / f"demo-cases-{seed}.csv"
     case_file.parent.mkdir(parents=True, exist_ok=True)
-    rows = case_rows_for(
-        [(d.kind.value, d.id_number, d.name, d.court) for d in world.debtors], seed, now.date()
-    )
-    with case_file.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=intake.FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_case_file(case_file, world.debtors, seed, now.date())
     with (
         world_in_background(world) as configs,
         _settings_env(CLERK_REGISTRIES=registries_json(configs)) as conf,
@@ -145,7 +138,8 @@ def _report(conf: Settings, started: float, message: str) -> DemoReport:
 # --- clerk serve --------------------------------------------------------------------------------------
 
 
-def _healthy(api_url: str) -> bool:
+def prefect_healthy(api_url: str) -> bool:
+    """Whether the Prefect API at `api_url` answers its health check."""
     try:
         with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310 - loopback URL
             return bool(response.status == 200)
@@ -173,7 +167,7 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
     try:
         say(f"starting a Prefect server on 127.0.0.1:{port} (about 20 s)…")
         deadline = time.monotonic() + timeout_s
-        while not _healthy(api_url):
+        while not prefect_healthy(api_url):
             if server.poll() is not None:
                 raise RuntimeError(
                     f"the Prefect server stopped: {(server.stderr.read() if server.stderr else '')[-500:]}"

@@ -45,7 +45,15 @@ def control_row(result: service.ControlResult) -> dict[str, object]:
     }
 
 
-def needs_a_person(plans: Iterable[control.Plan], result: service.ControlResult) -> list[str]:
+def unanswered(batches: Iterable[service.BatchResult]) -> str | None:
+    """Each registry's reason, when there were lookups and none of them was answered; else None."""
+    batches = list(batches)
+    if not batches or not all(b.error for b in batches):
+        return None
+    return "; ".join(sorted({f"{b.registry}: {b.error}" for b in batches}))
+
+
+def needs_a_person(plans: Iterable[control.Plan]) -> list[str]:
     """Cases still short of what they owe after this run's measures: a judge decides what comes next."""
     lines = []
     for plan in plans:
@@ -68,7 +76,7 @@ async def publish(
         [control_row(result)], key=f"{key}-control", description=f"{title}: measures"
     )
     failing = [r["registry"] for r in registries if r["failed"]]
-    person = needs_a_person(result.planned, result)
+    person = needs_a_person(result.planned)
     lines = [f"# {title}", ""]
     lines += [
         f"- {r['registry']}: {r['queried']} queried, {r['hits']} hits ({r['new assets']} new), "

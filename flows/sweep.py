@@ -102,11 +102,10 @@ async def sweep(
             "frozen_fen": result.frozen_fen,
         }
         await report.publish("Sweep", "sweep", batches, result, [])
-        nothing = bool(batches) and all(b.error for b in batches)
-        await asyncio.to_thread(_finish, rt, run_id, "failed" if nothing else "completed", summary)
+        reasons = report.unanswered(batches)
+        await asyncio.to_thread(_finish, rt, run_id, "completed" if reasons is None else "failed", summary)
         log.info("sweep %s done: %s", run_id, summary)
-        if nothing:
-            reasons = "; ".join(sorted({f"{b.registry}: {b.error}" for b in batches}))
+        if reasons is not None:
             return Failed(message=f"no registry answered: {failed} lookups failed ({reasons})", data=summary)
         return Completed(message=f"{total} debtors swept, {failed} lookups failed", data=summary)
 

@@ -4,7 +4,6 @@ settings, and the matching case file."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,12 +11,11 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from clerk.intake import FIELDS
-from clerk.synthetic import case_rows_for
 from connectors.base import RegistryKind
 from connectors.config import RegistryConfig
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.serve import build_world, world_in_background
+from connectors.simulator.world import write_case_file
 
 KINDS = [
     ("bank-a", RegistryKind.BANK, "bank-json"),
@@ -64,14 +62,8 @@ def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits:
         for code, kind, adapter in KINDS
     ]
     world = build_world(placeholders, debtors, seed, now)
-    rows = case_rows_for(
-        [(d.kind.value, d.id_number, d.name, d.court) for d in world.debtors], seed, now.date()
-    )
     case_file = tmp / "world-cases.csv"
-    with case_file.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_case_file(case_file, world.debtors, seed, now.date())
     with world_in_background(world) as configs:
         yield World(
             configs,

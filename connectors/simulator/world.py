@@ -12,8 +12,10 @@ import datetime as dt
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from clerk.synthetic import COURTS, credit_code, firm_name, person_name, resident_id
+from clerk import intake
+from clerk.synthetic import COURTS, case_rows_for, credit_code, firm_name, person_name, resident_id
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.ledger import Holding, Restriction
@@ -50,6 +52,13 @@ def make_debtors(rng: random.Random, count: int) -> list[SimDebtor]:
         kind = DebtorKind.PERSON if person else DebtorKind.ORGANISATION
         debtors.append(SimDebtor(kind, id_number, name, court.code))
     return debtors
+
+
+def write_case_file(path: Path, debtors: Sequence[SimDebtor], seed: int, today: dt.date) -> int:
+    """A case file that puts these debtors into cases (one to three per case, at their court); returns
+    its rows."""
+    rows = case_rows_for([(d.kind.value, d.id_number, d.name, d.court) for d in debtors], seed, today)
+    return intake.write_case_file(path, rows)
 
 
 def populate(

@@ -19,6 +19,7 @@ from clerk import audit, cases, control, db
 from clerk.cli import app
 from clerk.settings import get_settings
 from connectors.config import registries_json
+from flows import runtime
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.sweep import sweep
@@ -66,7 +67,7 @@ def test_sweep_records_hits_once_freezes_within_the_cap_and_reports(world: World
         assert session.scalar(select(func.count()).select_from(Asset)) == world.holdings_of_debtors()
         assert session.scalar(select(func.count()).select_from(Query)) == 120 * len(world.configs)
         ledger = world.ledger_measures()
-        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        today = runtime.today()
         for case in session.scalars(select(Case)):
             keys = session.scalars(
                 select(ControlMeasure.idempotency_key).where(ControlMeasure.case_id == case.id)
@@ -190,7 +191,7 @@ def test_with_faults_nothing_is_lost_sent_twice_or_over_frozen(world: World) -> 
         ours = {m.idempotency_key: m for m in session.scalars(select(ControlMeasure))}
         assert set(ledger) <= set(ours), "every measure a registry holds is in our records"
         assert not [k for k, m in ours.items() if m.status == "requested"], "every measure is resolved"
-        today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        today = runtime.today()
         for case in session.scalars(select(Case)):
             keys = [m.idempotency_key for m in ours.values() if m.case_id == case.id]
             assert (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import audit, cases
-from clerk.intake import FIELDS, IntakeError, import_cases, read_case_file
+from clerk.intake import IntakeError, import_cases, read_case_file, write_case_file
 from clerk.synthetic import sample_case_rows
 from models.tables import AuditEvent, Case, CaseDebtor, Debtor
 
@@ -34,13 +33,8 @@ def run_import(sessions: sessionmaker[Session], path: Path) -> object:
 
 
 def write(tmp_path: Path, rows: list[dict[str, str]], name: str = "cases.csv") -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    path = tmp_path / name
-    path.write_text(buffer.getvalue(), encoding="utf-8")
-    return path
+    write_case_file(tmp_path / name, rows)
+    return tmp_path / name
 
 
 def test_sample_file_imports_and_twice_changes_nothing(sessions: sessionmaker[Session]) -> None:

@@ -25,20 +25,13 @@ from clerk.cli import app
 from clerk.settings import get_settings
 from connectors.config import registries_json
 from connectors.simulator.serve import free_loopback_ports
+from deployments.embedded import prefect_healthy
 from tests.world import World, served_world
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NOW = dt.datetime.now(dt.UTC)
 pytestmark = [pytest.mark.server, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
-
-
-def healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -164,7 +157,7 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
     with process(
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, server_log
     ):
-        wait_for(lambda: healthy(api), 120, "the Prefect server answering", server_log)
+        wait_for(lambda: prefect_healthy(api), 120, "the Prefect server answering", server_log)
 
         # prefect.yaml: a process work pool, every deployment, a worker that runs a case query from the CLI.
         prefect = str(BIN / "prefect")
