@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -194,17 +194,39 @@ class Covered:
     placed_on: dt.date
 
 
-def excess_releases(remaining_owed: int, measures: Sequence[Covered]) -> list[Allocation]:
+class ReleaseOrder(StrEnum):
+    """Which measures an excess is taken from first (a setting)."""
+
+    NEWEST = "newest"  # the last placed were the last needed (the default)
+    OLDEST = "oldest"
+    LARGEST = "largest"  # as few measures touched as possible
+    SMALLEST = "smallest"  # as many measures released whole as possible
+
+
+def _release_sort_key(order: ReleaseOrder) -> tuple[Callable[[Covered], tuple[object, ...]], bool]:
+    return {
+        ReleaseOrder.NEWEST: (lambda m: (m.placed_on, m.key), True),
+        ReleaseOrder.OLDEST: (lambda m: (m.placed_on, m.key), False),
+        ReleaseOrder.LARGEST: (lambda m: (m.amount, m.key), True),
+        ReleaseOrder.SMALLEST: (lambda m: (m.amount, m.key), False),
+    }[order]
+
+
+def excess_releases(
+    remaining_owed: int, measures: Sequence[Covered], order: ReleaseOrder = ReleaseOrder.NEWEST
+) -> list[Allocation]:
     """Which measures to cut back, and by how much, so that what they cover is no more than what is owed.
 
-    The most recently placed measures are cut first (they are the last to have been needed); a measure cut
-    to zero is released whole. Returns (key, amount to release) pairs; empty when nothing is over the cap.
+    By default the most recently placed measures are cut first (they are the last to have been needed); a
+    measure cut to zero is released whole. Returns (key, amount to release) pairs; empty when nothing is
+    over the cap.
     """
     if remaining_owed < 0:
         raise ValueError("remaining owed must be non-negative")
     excess = sum(m.amount for m in measures) - remaining_owed
     releases: list[Allocation] = []
-    for measure in sorted(measures, key=lambda m: (m.placed_on, m.key), reverse=True):
+    key, reverse = _release_sort_key(order)
+    for measure in sorted(measures, key=key, reverse=reverse):
         if excess <= 0:
             break
         cut = min(excess, measure.amount)
@@ -212,6 +234,45 @@ def excess_releases(remaining_owed: int, measures: Sequence[Covered]) -> list[Al
             releases.append(Allocation(measure.key, cut))
             excess -= cut
     return releases
+
+
+# --- deduction ---------------------------------------------------------------------------------------
+
+
+def propose_deduction(remaining_owed: int, frozen: Sequence[Covered]) -> list[Allocation]:
+    """What to move from frozen deposits to the court's case account: what they hold, up to what is owed,
+    taken from the oldest freezes first (the first placed were the first to secure the debt)."""
+    if remaining_owed < 0:
+        raise ValueError("remaining owed must be non-negative")
+    need = remaining_owed
+    result: list[Allocation] = []
+    for measure in sorted(frozen, key=lambda m: (m.placed_on, m.key)):
+        if need <= 0:
+            break
+        amount = min(need, measure.amount)
+        if amount > 0:
+            result.append(Allocation(measure.key, amount))
+            need -= amount
+    return result
+
+
+def split_approved(approved: int, proposal: Sequence[Allocation]) -> list[Allocation]:
+    """A judge's approved amount spread over the proposal in its order. The judge may approve less than
+    proposed, never more: more would take money the case is not owed or that is not frozen."""
+    proposed = sum(a.amount for a in proposal)
+    if approved <= 0:
+        raise ValueError("the approved amount must be more than 0")
+    if approved > proposed:
+        raise ValueError(f"the approved amount may not exceed the {proposed} fen proposed")
+    result: list[Allocation] = []
+    left = approved
+    for allocation in proposal:
+        if left <= 0:
+            break
+        take = min(left, allocation.amount)
+        result.append(Allocation(allocation.key, take))
+        left -= take
+    return result
 
 
 # --- measure terms and renewal ------------------------------------------------------------------------

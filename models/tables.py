@@ -69,13 +69,20 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
-CASE_STATUSES = ("active", "terminated", "paid", "withdrawn", "closed")
+#: `resumed`: a terminated-for-now case whose re-query found assets; it lives on as a new 执恢 case.
+CASE_STATUSES = ("active", "terminated", "resumed", "paid", "withdrawn", "closed")
+TRACKS = ("fast", "simple", "normal", "special")
 DEBTOR_KINDS = ("person", "organisation")
 REGISTRY_KINDS = ("bank", "real_estate", "vehicle")
 ASSET_KINDS = ("deposit", "real_estate", "vehicle")
 MEASURE_KINDS = ("freeze", "seizure")
 MEASURE_STATUSES = ("requested", "effective", "queued", "renewed", "released", "expired", "failed")
 QUERY_STATUSES = ("sent", "pending", "answered", "failed")
+ACTION_KINDS = ("renew", "release", "deduct")
+ACTION_STATUSES = ("requested", "done", "failed")
+NOTIFICATION_STATUSES = ("pending", "sent", "failed")
+NODES = ("query", "control", "renewal", "supervision")
+NOTICE_LEVELS = ("warning", "overdue")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -89,6 +96,8 @@ class Case(Base):
         CheckConstraint("principal_fen > 0", name="principal_positive"),
         CheckConstraint("judgment_interest_fen >= 0", name="judgment_interest_nonneg"),
         CheckConstraint("costs_fen >= 0", name="costs_nonneg"),
+        CheckConstraint(f"track IS NULL OR {_one_of('track', TRACKS)}", name="track"),
+        CheckConstraint("track_source IS NULL OR track_source IN ('auto', 'judge')", name="track_source"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -103,6 +112,8 @@ class Case(Base):
     performance_due_on: Mapped[dt.date] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
     track: Mapped[str | None] = mapped_column(String(16))
+    # Who set the track: the triage rules ("auto") or a judge ("judge", never overwritten by triage).
+    track_source: Mapped[str | None] = mapped_column(String(16))
     terminated_on: Mapped[dt.date | None] = mapped_column(Date)
     resumed_from_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -269,3 +280,80 @@ class AuditEvent(Base):
     payload: Mapped[str] = mapped_column(Text)  # canonical JSON, personal data masked
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class MeasureAction(Base):
+    """A renewal, release or deduction of a measure: written down (status `requested`, with its own
+    idempotency key) before it is sent, like the measure itself, so that a crash never sends it twice."""
+
+    __tablename__ = "measure_actions"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ACTION_KINDS), name="kind"),
+        CheckConstraint(_one_of("status", ACTION_STATUSES), name="status"),
+        CheckConstraint("amount_fen IS NULL OR amount_fen > 0", name="amount_positive"),
+        Index("ix_measure_actions_measure_kind_status", "measure_id", "kind", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    measure_id: Mapped[int] = mapped_column(ForeignKey("control_measures.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    amount_fen: Mapped[int | None] = mapped_column(Fen)  # release: part of the measure; deduct: what moves
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was decided (no personal data)
+    result: Mapped[dict[str, Any] | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class FeedCursor(Base):
+    """How far the clerk has read a registry's push feed (deposits): resumes there after a restart."""
+
+    __tablename__ = "feed_cursors"
+
+    registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Notification(Base):
+    """A message to a judge or an applicant (like the 12368 notices), written down before it is sent: its
+    key makes the gateway deliver it once. `params` hold case numbers and amounts, never personal data."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", NOTIFICATION_STATUSES), name="status"),
+        CheckConstraint("recipient IN ('judge', 'applicant')", name="recipient"),
+        Index("ix_notifications_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class NodeNotice(Base):
+    """A node-deadline warning or alert, once per (case, node, subject, level): the scheduled check may run
+    every few minutes without repeating itself."""
+
+    __tablename__ = "node_notices"
+    __table_args__ = (
+        CheckConstraint(_one_of("node", NODES), name="node"),
+        CheckConstraint(_one_of("level", NOTICE_LEVELS), name="level"),
+        UniqueConstraint("case_id", "node", "subject", "level", name="uq_node_notices_once"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    node: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(64))  # which hit, measure or filing the deadline is about
+    level: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[dt.datetime] = mapped_column()
+    noticed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
