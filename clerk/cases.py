@@ -183,7 +183,78 @@ def record_payment(
             "overpaid_fen": max(amount_fen - before.remaining, 0),
         },
     )
+    if after.remaining == 0 and case.status in ("active", "terminated"):
+        mark_paid(session, case, actor)
     return after
+
+
+def mark_paid(session: Session, case: Case, actor: str) -> None:
+    """Nothing is owed any more: the case is paid, and the release step lifts all its measures."""
+    audit.append(
+        session,
+        "case.paid",
+        actor=actor,
+        case_number=case.case_number,
+        payload={"status_before": case.status},
+    )
+    case.status = "paid"
+    case.version += 1
+
+
+#: Status changes a person may make, from -> to.
+_CHANGES = {
+    "terminated": ("active",),  # 终本: no assets found for now
+    "withdrawn": ("active", "terminated"),
+    "closed": ("active", "terminated", "paid"),
+    "active": ("terminated",),  # a judge resumes it by hand (a re-query hit resumes it as a new case)
+}
+
+
+def change_status(
+    session: Session, case_number: str, status: str, *, actor: str, reason: str, today: dt.date
+) -> Case:
+    """A judge's change of a case's status, audited with the reason. Ending a case (withdrawn, closed)
+    makes the release step lift its measures; terminating it starts the 6-monthly re-query."""
+    if status not in _CHANGES:
+        raise InvalidValue("status", f"{status!r} cannot be set by hand: use one of {', '.join(_CHANGES)}")
+    if not reason.strip():
+        raise InvalidValue("reason", "a status change needs a reason for the audit trail")
+    case = get_case(session, case_number, for_update=True)
+    if case.status not in _CHANGES[status]:
+        raise InvalidValue("status", f"{case.case_number} is {case.status}: it cannot become {status}")
+    before = case.status
+    case.status = status
+    case.terminated_on = today if status == "terminated" else case.terminated_on
+    case.version += 1
+    audit.append(
+        session,
+        f"case.{status}",
+        actor=actor,
+        case_number=case.case_number,
+        payload={"status_before": before, "reason": reason.strip()[:500]},
+    )
+    return case
+
+
+TRACKS = ("fast", "simple", "normal", "special")
+
+
+def set_track(session: Session, case_number: str, track: str, *, actor: str, reason: str) -> Case:
+    """A judge's choice of track (e.g. special, 特执); triage never overwrites it. Audited."""
+    if track not in TRACKS:
+        raise InvalidValue("track", f"{track!r} is not a track: use one of {', '.join(TRACKS)}")
+    if not reason.strip():
+        raise InvalidValue("reason", "a track override needs a reason for the audit trail")
+    case = get_case(session, case_number, for_update=True)
+    audit.append(
+        session,
+        "case.track_set",
+        actor=actor,
+        case_number=case.case_number,
+        payload={"track_before": case.track, "track": track, "reason": reason.strip()[:500]},
+    )
+    case.track, case.track_source = track, "judge"
+    return case
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,13 +55,12 @@ class Plan:
 
 
 def covered_by(measure: ControlMeasure) -> int:
-    """What a live freeze counts against the cap: what it holds once in force, what it asked while the
-    answer is pending or it is queued (it may still take effect)."""
+    """What a live freeze counts against the cap: its claim, the amount it asks for. A pending or queued
+    freeze may still take effect, and a partial one keeps catching deposits on its account until it holds
+    its claim (banks top it up), so each counts in full; a partial release or a deduction lowers the claim."""
     if measure.kind != "freeze" or measure.status not in LIVE:
         return 0
-    if measure.status in ("effective", "renewed") and measure.actual_amount_fen is not None:
-        return measure.actual_amount_fen
-    return measure.requested_amount_fen
+    return max(measure.requested_amount_fen, measure.actual_amount_fen or 0)
 
 
 def plan(session: Session, case_id: int, today: dt.date, policy: Policy, actor: str) -> Plan:

@@ -200,7 +200,7 @@ def record_reply(
                 known[report.identifier] = asset
                 result.new_assets += 1
                 action = "hit.recorded"
-            elif _update_asset(asset, report, now):
+            elif update_asset(asset, report, now):
                 result.changed += 1
                 action = "hit.changed"
             else:
@@ -301,7 +301,7 @@ def _new_asset(
     return asset
 
 
-def _update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
+def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
     """Bring a known asset up to date; True when its balance or others' measures changed."""
     others = _others(report)
     changed = asset.balance_fen != report.balance_fen or asset.other_measures != others

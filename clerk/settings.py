@@ -6,6 +6,7 @@ variable's name (`SettingsError`).
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from connectors.config import RegistryConfig, simulated_registries
-from models.rules import MIN_RENEWAL_LEAD_DAYS
+from connectors.config import SIM_CREDENTIAL, RegistryConfig, simulated_registries
+from models.rules import MIN_RENEWAL_LEAD_DAYS, ReleaseOrder
+from models.supervision import NodeRules, Track, TriageRules
 
 ENV_PREFIX = "CLERK_"
 
@@ -79,7 +81,107 @@ class Settings(BaseSettings):
         60, ge=0, description="Ask the status of a measure unconfirmed this long."
     )
 
-    @field_validator("sweep_cron", "collect_cron")
+    release_order: ReleaseOrder = Field(
+        ReleaseOrder.NEWEST,
+        description="Which freezes an excess over what is owed is released from first: newest, oldest, "
+        "largest or smallest.",
+    )
+    watch_listen_s: float = Field(
+        50, ge=1, le=3600, description="How long one watch run follows the banks (it runs every minute)."
+    )
+    watch_poll_s: float = Field(
+        20, ge=1, le=600, description="How often the watch asks banks without a push feed for balances."
+    )
+    watch_feed_wait_s: float = Field(
+        5, ge=0, le=25, description="Long-poll wait on a bank's deposit feed (below the registry timeout)."
+    )
+    triage_simple_below_yuan: int = Field(
+        100_000, ge=0, description="Cases owing less than this go to the simple track (简执)."
+    )
+    query_within_hours: int = Field(24, ge=1, le=240, description="Node: query within this of filing.")
+    control_within_hours: int = Field(24, ge=1, le=240, description="Node: control within this of a hit.")
+    node_warn_hours: int = Field(4, ge=0, le=72, description="Warn this long before a query or control node.")
+    supervision_days: dict[str, int] = Field(
+        default_factory=lambda: {"fast": 10, "simple": 20, "normal": 30, "special": 60, "none": 30},
+        description="Days without progress before a supervision alert, by track (and 'none' for untriaged).",
+    )
+    supervision_warn_days: int = Field(5, ge=0, le=60, description="Warn this many days before supervision.")
+    approval_timeout_s: int = Field(
+        72 * 3600, ge=10, description="A deduction waits this long for a judge's decision, then times out."
+    )
+    approval_reminder_s: int = Field(
+        24 * 3600, ge=5, description="The judge is reminded of an undecided deduction after this long."
+    )
+    approval_poll_s: int = Field(
+        5, ge=1, le=60, description="How often a paused deduction checks for a decision."
+    )
+    court_account: str = Field(
+        "95588000000000000001",
+        pattern=r"^[0-9]{8,32}$",
+        description="The court's case account (一案一账户) deductions are transferred to.",
+    )
+    notifier_url: str | None = Field(
+        "http://127.0.0.1:18401",
+        description="The SMS gateway for notices to judges and applicants; empty: notices stay pending.",
+    )
+    notifier_credential: SecretStr = Field(
+        SecretStr(SIM_CREDENTIAL), description="The SMS gateway's credential."
+    )
+    watch_cron: str = Field("* * * * *", description="When the deposit watch runs (cron, Asia/Shanghai).")
+    renewal_cron: str = Field("0 1 * * *", description="When measures due are renewed (cron, Asia/Shanghai).")
+    release_cron: str = Field(
+        "*/5 * * * *", description="When excess and ended cases' measures are released."
+    )
+    deadlines_cron: str = Field(
+        "*/15 * * * *", description="When node deadlines are checked and notices sent."
+    )
+    report_cron: str = Field("0 8 * * *", description="When the daily report is made (cron, Asia/Shanghai).")
+
+    @field_validator("supervision_days")
+    @classmethod
+    def _supervision_days(cls, value: dict[str, int]) -> dict[str, int]:
+        needed = {"fast", "simple", "normal", "special", "none"}
+        if set(value) != needed:
+            raise ValueError(f"must name exactly the tracks {sorted(needed)}")
+        if any(not 1 <= days <= 365 for days in value.values()):
+            raise ValueError("each must be 1 to 365 days")
+        return value
+
+    @field_validator("notifier_url")
+    @classmethod
+    def _notifier_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def node_rules(self) -> NodeRules:
+        days = {(None if k == "none" else Track(k)): v for k, v in self.supervision_days.items()}
+        return NodeRules(
+            query_within=dt.timedelta(hours=self.query_within_hours),
+            control_within=dt.timedelta(hours=self.control_within_hours),
+            warn_before=dt.timedelta(hours=self.node_warn_hours),
+            renewal_lead_days=self.renewal_lead_days,
+            supervision_days=days,
+            supervision_warn_days=self.supervision_warn_days,
+        )
+
+    @property
+    def triage_rules(self) -> TriageRules:
+        return TriageRules(simple_below_fen=self.triage_simple_below_yuan * 100)
+
+    @field_validator(
+        "sweep_cron",
+        "collect_cron",
+        "watch_cron",
+        "renewal_cron",
+        "release_cron",
+        "deadlines_cron",
+        "report_cron",
+    )
     @classmethod
     def _cron(cls, value: str) -> str:
         if len(value.split()) != 5:

@@ -75,6 +75,9 @@ class HttpConnector(ABC):
     def status_path(self, idempotency_key: str) -> str: ...
 
     @abstractmethod
+    def measure_path(self, registry_reference: str) -> str: ...
+
+    @abstractmethod
     def control_reply(self, response: httpx.Response, key: str) -> ControlReply:
         """Parse a reply to a control request (or to a status request) into a checked `ControlReply`."""
 
@@ -88,6 +91,14 @@ class HttpConnector(ABC):
             if "unknown_key" in exc.reason:
                 return None
             raise
+        return self.control_reply(response, idempotency_key)
+
+    async def measure_state(self, registry_reference: str, idempotency_key: str) -> ControlReply:
+        """A measure's state now (a queued one may have taken effect, a partial one topped up); the
+        registry answers with the key the measure was placed with."""
+        response = await self.client.call(
+            "GET", self.measure_path(registry_reference), reference=idempotency_key, safe=True
+        )
         return self.control_reply(response, idempotency_key)
 
     async def send_control(self, path: str, key: str, **body: Any) -> ControlReply:

@@ -7,6 +7,9 @@ Wire format (what `connectors/simulator/bank.py` serves):
     POST /v1/freezes/{freeze_no}/renewals {key, term_years}
     POST /v1/freezes/{freeze_no}/releases {key, amount | null}
     GET  /v1/requests/{key}               the answer to any control request, or 404 unknown_key
+    GET  /v1/freezes/{freeze_no}          a freeze's state now
+    POST /v1/balances                     {request_ref, accounts: [account_no]}: balances now
+    GET  /v1/deposits?after=N&wait=S      the push feed: deposits after N, long-polled up to S seconds
     POST /v1/deductions                   {key, freeze_no, amount, court_account}
     GET  /v1/health
 Amounts travel as yuan strings ("1234.56") and leave this module as integer fen, validated.
@@ -28,6 +31,8 @@ from connectors.base import (
     ControlRequest,
     DeductReply,
     DeductRequest,
+    DepositEvent,
+    DepositFeed,
     InvalidReply,
     MeasureKind,
     OtherMeasure,
@@ -86,6 +91,24 @@ class WireControlReply(Wire):
     queue_no: int | None = Field(None, ge=1)
     ahead: WireRestriction | None = None
     reason: str | None = Field(None, max_length=64)
+
+
+class WireBalances(Wire):
+    request_ref: str
+    accounts: list[WireAccount] = []
+
+
+class WireDeposit(Wire):
+    seq: int = Field(ge=1)
+    account_no: str = Field(min_length=4, max_length=40, pattern=r"^[0-9]+$")
+    amount: str
+    balance: str
+    at: dt.datetime = Field(strict=False)
+
+
+class WireDeposits(Wire):
+    events: list[WireDeposit] = Field(max_length=1000)
+    last: int = Field(ge=0)
 
 
 class WireDeductReply(Wire):
@@ -199,6 +222,47 @@ class BankConnector(HttpConnector):
 
     def status_path(self, idempotency_key: str) -> str:
         return f"/v1/requests/{idempotency_key}"
+
+    def measure_path(self, registry_reference: str) -> str:
+        return f"/v1/freezes/{registry_reference}"
+
+    # --- the deposit watch ---
+
+    async def balances(self, request_ref: str, identifiers: list[str]) -> tuple[AssetReport, ...]:
+        """Balances of accounts found earlier; an account the bank no longer knows is left out."""
+        body = {"request_ref": request_ref, "accounts": identifiers}
+        response = await self.client.call(
+            "POST", "/v1/balances", reference=request_ref, safe=True, json_body=body
+        )
+        wire = parse_json(response, WireBalances, self.code, request_ref)
+        if wire.request_ref != request_ref:
+            raise InvalidReply(self.code, "reply names another request", request_ref)
+        asked = set(identifiers)
+        if any(a.account_no not in asked for a in wire.accounts):
+            raise InvalidReply(self.code, "reply names an account that was not asked about", request_ref)
+        return tuple(self._asset(a, request_ref) for a in wire.accounts)
+
+    async def deposits(self, after: int, wait_s: float) -> DepositFeed:
+        """Deposits after the cursor `after`, waiting up to `wait_s` seconds for the first (long poll)."""
+        reference = f"deposits-after-{after}"
+        response = await self.client.call(
+            "GET", f"/v1/deposits?after={after}&wait={wait_s:g}", reference=reference, safe=True
+        )
+        wire = parse_json(response, WireDeposits, self.code, reference)
+        seqs = [e.seq for e in wire.events]
+        if seqs != sorted(set(seqs)) or any(q <= after for q in seqs) or (seqs and wire.last != seqs[-1]):
+            raise InvalidReply(self.code, "invalid reply: deposit events out of order", reference)
+        events = tuple(
+            DepositEvent(
+                seq=e.seq,
+                identifier=e.account_no,
+                amount_fen=self.fen(e.amount, "amount", reference),
+                balance_fen=self.fen(e.balance, "balance", reference),
+                at=e.at,
+            )
+            for e in wire.events
+        )
+        return DepositFeed(events=events, last=max(wire.last, after))
 
     def control_reply(self, response: httpx.Response, key: str) -> ControlReply:
         wire = parse_json(response, WireControlReply, self.code, key)

@@ -208,6 +208,27 @@ class DeductReply(Message):
     transferred_on: dt.date
 
 
+class DepositEvent(Message):
+    """A deposit that landed on an account, from a bank's push feed."""
+
+    seq: int = Field(ge=1)
+    identifier: str = Field(min_length=1, max_length=64, repr=False)
+    amount_fen: int = Field(gt=0)
+    balance_fen: int = Field(ge=0)
+    at: dt.datetime
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        yield from super().__repr_args__()
+        yield "identifier", mask_account(self.identifier)
+
+
+class DepositFeed(Message):
+    """Events after a cursor, and the cursor to ask from next time."""
+
+    events: tuple[DepositEvent, ...]
+    last: int = Field(ge=0)
+
+
 class Health(Message):
     registry: str
     ok: bool
@@ -248,7 +269,23 @@ class ControlPort(Protocol):
 
     async def status(self, idempotency_key: str) -> ControlReply | None: ...
 
+    async def measure_state(self, registry_reference: str, idempotency_key: str) -> ControlReply: ...
+
 
 @runtime_checkable
 class DeductPort(Protocol):
     async def deduct(self, request: DeductRequest) -> DeductReply: ...
+
+
+@runtime_checkable
+class BalancePort(Protocol):
+    """Registries that answer the balance of known accounts (the deposit watch polls them)."""
+
+    async def balances(self, request_ref: str, identifiers: list[str]) -> tuple[AssetReport, ...]: ...
+
+
+@runtime_checkable
+class FeedPort(Protocol):
+    """Registries that push deposits: a long poll of events after a cursor."""
+
+    async def deposits(self, after: int, wait_s: float) -> DepositFeed: ...

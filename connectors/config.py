@@ -11,6 +11,7 @@ from connectors.base import RegistryKind
 from connectors.http import ClientLimits
 
 SIM_CREDENTIAL = "sim-token"  # the simulators' credential; a real registry's comes from its settings
+SIM_SMS_PORT = 18401  # the simulated SMS gateway of `clerk sim`
 
 
 class RegistryConfig(BaseModel):
@@ -30,6 +31,7 @@ class RegistryConfig(BaseModel):
         True, description="Turning it off needs this explicit setting and logs a warning"
     )
     ca_file: Path | None = Field(None, description="CA bundle for registries with a private CA")
+    push_feed: bool = Field(False, description="The bank pushes deposits (a long-polled feed) to watch")
 
     @field_validator("base_url")
     @classmethod
@@ -72,6 +74,7 @@ def simulated_registries(host: str = "127.0.0.1") -> list[RegistryConfig]:
             adapter=adapter,
             base_url=f"http://{host}:{port}",
             credential=token,
+            push_feed=kind is RegistryKind.BANK,
         )
         for code, name, kind, adapter, port in rows
     ]

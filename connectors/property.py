@@ -90,6 +90,9 @@ class PropertyConnector(HttpConnector):
     def status_path(self, idempotency_key: str) -> str:
         return f"/rest/requests/{idempotency_key}"
 
+    def measure_path(self, registry_reference: str) -> str:
+        return f"/rest/seizures/{registry_reference}"
+
     # --- queries ---
 
     async def query(self, request: QueryRequest) -> QueryReply:

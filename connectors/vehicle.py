@@ -110,6 +110,9 @@ class VehicleConnector(HttpConnector):
     def status_path(self, idempotency_key: str) -> str:
         return f"/api/vehicle/request/{idempotency_key}"
 
+    def measure_path(self, registry_reference: str) -> str:
+        return f"/api/vehicle/seize/{registry_reference}"
+
     async def query(self, request: QueryRequest) -> QueryReply:
         body = {
             "reqNo": request.request_ref,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -37,6 +39,9 @@ class BankSimulator(RegistrySimulator):
                 "/v1/freezes/{number}/releases", self.endpoint(CONTROL_FAULTS, self.release), methods=["POST"]
             ),
             Route("/v1/requests/{key}", self.endpoint(READ_FAULTS, self.status)),
+            Route("/v1/freezes/{number}", self.endpoint(READ_FAULTS, self.measure)),
+            Route("/v1/balances", self.endpoint(READ_FAULTS, self.balances), methods=["POST"]),
+            Route("/v1/deposits", self.endpoint(READ_FAULTS, self.deposits)),
             Route(
                 "/v1/deductions", self.endpoint(CONTROL_FAULTS - {Fault.LATER}, self.deduct), methods=["POST"]
             ),
@@ -77,6 +82,49 @@ class BankSimulator(RegistrySimulator):
         ]
         done = JSONResponse({"request_ref": ref, "status": "done", "results": results})
         return self.query_answer(ref, done, JSONResponse({"request_ref": ref, "status": "accepted"}), fault)
+
+    async def balances(self, request: Request, fault: Fault) -> Response:
+        """Balances of known accounts now (the deposit watch polls this)."""
+        body = await request.json()
+        accounts = [str(a) for a in body["accounts"]]
+        if len(accounts) > 1000:
+            raise Refusal(413, "too_many_accounts")
+        found = [self.ledger.holdings.get(a) for a in accounts]
+        return JSONResponse(
+            {
+                "request_ref": str(body["request_ref"]),
+                "accounts": [self._account(h) for h in found if h is not None],
+            }
+        )
+
+    async def deposits(self, request: Request, fault: Fault) -> Response:
+        """The push feed of deposits: events after `after`, waiting up to `wait` seconds for one (a long
+        poll)."""
+        after = int(request.query_params.get("after", "0"))
+        wait = min(float(request.query_params.get("wait", "0")), 30.0)
+        if after < 0:
+            raise Refusal(400, "bad_cursor")
+        deadline = time.monotonic() + wait
+        while True:
+            events = self.ledger.deposits_after(after)
+            if events or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        return JSONResponse(
+            {
+                "events": [
+                    {
+                        "seq": e.seq,
+                        "account_no": e.identifier,
+                        "amount": yuan(e.amount_fen),
+                        "balance": yuan(e.balance_fen),
+                        "at": e.at.isoformat(),
+                    }
+                    for e in events
+                ],
+                "last": events[-1].seq if events else after,
+            }
+        )
 
     def pending_reply(self, key: str) -> Response:
         return JSONResponse({"key": key, "result": "ACCEPTED"})

@@ -50,6 +50,7 @@ class RegistrySimulator:
                 Route("/_sim/ledger", self._dump),
                 Route("/_sim/faults", self._set_faults, methods=["PUT"]),
                 Route("/_sim/clock", self._advance, methods=["POST"]),
+                Route("/_sim/deposits", self._deposit, methods=["POST"]),
             ]
         )
 
@@ -86,6 +87,14 @@ class RegistrySimulator:
         outcome = self.ledger.answer(request.path_params["key"])
         if outcome is None:
             raise Refusal(404, "unknown_key")
+        return self.reply(outcome)
+
+    async def measure(self, request: Request, fault: Fault) -> Response:
+        """A measure's state now, by its registry reference (routes name it {number})."""
+        async with self.lock:
+            outcome = self.ledger.current(request.path_params["number"])
+        if outcome is None:
+            raise Refusal(404, "unknown_reference")
         return self.reply(outcome)
 
     async def collect(self, request: Request, fault: Fault) -> Response:
@@ -161,3 +170,14 @@ class RegistrySimulator:
         async with self.lock:
             self.ledger.advance(dt.datetime.fromisoformat(body["now"]))
         return JSONResponse({"today": self.ledger.today.isoformat()})
+
+    async def _deposit(self, request: Request) -> Response:
+        """A deposit lands now: {"account_no": ..., "amount_fen": ...} (tests and benchmarks)."""
+        body = await request.json()
+        async with self.lock:
+            event = self.ledger.deposit(
+                str(body["account_no"]), int(body["amount_fen"]), dt.datetime.now(dt.UTC)
+            )
+        if event is None:
+            return JSONResponse({"error": "unknown_account"}, status_code=404)
+        return JSONResponse({"seq": event.seq, "balance_fen": event.balance_fen})

@@ -8,6 +8,9 @@ registry live here, once.
 - A seizure of real estate or a vehicle holds the whole item; another authority's seizure queues it.
 - When another authority's measure is lifted (its term ends on the simulated clock), queued measures take
   effect in order; when a deposit lands, a partial freeze on that account tops up to what it asked.
+- A partial release lowers what a freeze asks for (its claim): the bank no longer tops it up beyond that.
+  A deduction moves held money out and lowers the claim alike; a claim cut to nothing is released.
+- Every deposit that lands is an event in the bank's deposit feed (`deposits_after`), in order.
 - A repeated idempotency key gets the first answer, whatever the request says the second time.
 """
 
@@ -76,6 +79,17 @@ class Deposit:
     amount_fen: int
 
 
+@dataclass(frozen=True)
+class DepositEvent:
+    """A deposit that landed, as the bank's push feed reports it."""
+
+    seq: int
+    identifier: str
+    amount_fen: int
+    balance_fen: int
+    at: dt.datetime
+
+
 class Ledger:
     def __init__(self, code: str, today: dt.date) -> None:
         self.code = code
@@ -86,6 +100,7 @@ class Ledger:
         self.answers: dict[str, Outcome] = {}
         self.deducted: list[tuple[str, int]] = []
         self.scheduled_deposits: list[Deposit] = []
+        self.deposit_events: list[DepositEvent] = []
         self._numbers = itertools.count(1)
 
     # --- set-up ---
@@ -176,12 +191,14 @@ class Ledger:
         measure = self.measures.get(number)
         if measure is None or measure.status == "released":
             return None
-        if amount_fen is None or measure.held_fen is None or amount_fen >= measure.held_fen:
+        claim = measure.requested_fen
+        if amount_fen is None or claim is None or amount_fen >= claim:
             measure.status = "released"
             measure.held_fen = 0 if measure.held_fen is not None else None
             self._promote(measure.identifier)
         else:
-            measure.held_fen -= amount_fen
+            measure.requested_fen = claim - amount_fen
+            measure.held_fen = min(measure.held_fen or 0, measure.requested_fen)
         return self._remember(Outcome(key, _state(measure), measure))
 
     def deduct(self, key: str, number: str, amount_fen: int) -> Outcome | None:
@@ -195,6 +212,9 @@ class Ledger:
         holding = self.holdings[measure.identifier]
         assert holding.balance_fen is not None
         measure.held_fen -= amount_fen
+        measure.requested_fen = max((measure.requested_fen or 0) - amount_fen, 0)
+        if measure.requested_fen == 0:
+            measure.status = "released"
         holding.balance_fen -= amount_fen
         self.deducted.append((number, amount_fen))
         return self._remember(Outcome(key, "effective", measure, deducted_fen=amount_fen))
@@ -209,16 +229,35 @@ class Ledger:
         """Move the clock: deposits due land, other authorities' lapsed measures are lifted."""
         while self.scheduled_deposits and self.scheduled_deposits[0].at <= now:
             deposit = self.scheduled_deposits.pop(0)
-            holding = self.holdings.get(deposit.identifier)
-            if holding is not None and holding.balance_fen is not None:
-                holding.balance_fen += deposit.amount_fen
-                self._top_up(holding)
+            self.deposit(deposit.identifier, deposit.amount_fen, deposit.at)
         self.today = max(self.today, now.date())
         for holding in self.holdings.values():
             before = len(holding.restrictions)
             holding.restrictions = [r for r in holding.restrictions if r.until >= self.today]
             if len(holding.restrictions) != before:
                 self._promote(holding.identifier)
+
+    def deposit(self, identifier: str, amount_fen: int, at: dt.datetime) -> DepositEvent | None:
+        """Money lands on an account now: partial freezes top up, and the feed reports it."""
+        holding = self.holdings.get(identifier)
+        if holding is None or holding.balance_fen is None or amount_fen <= 0:
+            return None
+        holding.balance_fen += amount_fen
+        self._top_up(holding)
+        event = DepositEvent(len(self.deposit_events) + 1, identifier, amount_fen, holding.balance_fen, at)
+        self.deposit_events.append(event)
+        return event
+
+    def deposits_after(self, seq: int, limit: int = 500) -> list[DepositEvent]:
+        return self.deposit_events[seq : seq + limit]
+
+    def current(self, number: str) -> Outcome | None:
+        """The measure's state now (not the first answer to its key): queued ones may have taken effect,
+        partial ones topped up."""
+        measure = self.measures.get(number)
+        if measure is None:
+            return None
+        return Outcome(measure.key, _state(measure), dataclasses.replace(measure))
 
     # --- inside ---
 

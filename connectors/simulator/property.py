@@ -45,6 +45,7 @@ class PropertySimulator(RegistrySimulator):
                 methods=["POST"],
             ),
             Route("/rest/requests/{key}", self.endpoint(READ_FAULTS, self.status)),
+            Route("/rest/seizures/{number}", self.endpoint(READ_FAULTS, self.measure)),
         ]
 
     def error(self, status: int, error: str) -> Response:

@@ -33,6 +33,7 @@ class VehicleSimulator(RegistrySimulator):
             Route("/api/vehicle/seize/{number}/renew", self.endpoint(control, self.renew), methods=post),
             Route("/api/vehicle/seize/{number}/release", self.endpoint(control, self.release), methods=post),
             Route("/api/vehicle/request/{key}", self.endpoint(read, self.status)),
+            Route("/api/vehicle/seize/{number}", self.endpoint(read, self.measure)),
         ]
 
     def add_vehicle(

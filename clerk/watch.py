@@ -1,0 +1,274 @@
+"""Use cases of the deposit watch: for cases not yet covered, watch the accounts already found, and freeze
+new deposits up to what is still owed, within minutes (polling) or seconds (a bank's push feed).
+
+A deposit is recorded as the account's new balance (audited per case as `deposit.arrived`); the cases
+whose accounts rose are then planned and controlled by `service.control_cases`, under the same case lock
+and cap as every other freeze. The feed's cursor is stored after the events are recorded: after a crash the
+same events are read again, which records nothing twice (a balance is set, not added).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import audit, cases, control, querying, service
+from connectors.adapter import HttpConnector
+from connectors.base import AssetReport, BalancePort, DepositFeed, FeedPort, OtherMeasure, RegistryError
+from models.rules import AssetKind
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, FeedCursor, utcnow
+from models.values import mask_account
+
+
+@dataclass
+class WatchResult:
+    polled_accounts: int = 0
+    feed_events: int = 0
+    deposits: int = 0  # balances that rose
+    failed_calls: int = 0
+    control: service.ControlResult = field(default_factory=service.ControlResult)
+
+    def add(self, other: WatchResult) -> None:
+        self.polled_accounts += other.polled_accounts
+        self.feed_events += other.feed_events
+        self.deposits += other.deposits
+        self.failed_calls += other.failed_calls
+        self.control.add(other.control)
+
+
+def uncovered_accounts(session: Session, today: dt.date) -> dict[int, list[str]]:
+    """registry id -> account numbers of deposits held by debtors of active cases whose freezes do not yet
+    cover what they owe."""
+    live: dict[int, int] = {}
+    for measure in session.scalars(select(ControlMeasure).where(ControlMeasure.status.in_(control.LIVE))):
+        live[measure.case_id] = live.get(measure.case_id, 0) + control.covered_by(measure)
+    short = [
+        case.id
+        for case in session.scalars(select(Case).where(Case.status == "active"))
+        if live.get(case.id, 0) < cases.owed(case, today).remaining
+    ]
+    accounts: dict[int, list[str]] = {}
+    for start in range(0, len(short), 500):
+        debtors = select(CaseDebtor.debtor_id).where(CaseDebtor.case_id.in_(short[start : start + 500]))
+        for registry_id, identifier in session.execute(
+            select(Asset.registry_id, Asset.identifier)
+            .where(Asset.kind == "deposit", Asset.debtor_id.in_(debtors))
+            .distinct()
+        ):
+            accounts.setdefault(registry_id, []).append(identifier)
+    return accounts
+
+
+def record_balances(
+    session: Session, registry_id: int, registry_code: str, reports: Iterable[AssetReport], actor: str
+) -> set[int]:
+    """New balances of known accounts; returns the active cases whose debtors' balances rose."""
+    by_account = {r.identifier: r for r in reports}
+    if not by_account:
+        return set()
+    now = utcnow()
+    assets = session.scalars(
+        select(Asset).where(Asset.registry_id == registry_id, Asset.identifier.in_(list(by_account)))
+    ).all()
+    risen: dict[int, list[tuple[Asset, int]]] = {}
+    for asset in assets:
+        before = asset.balance_fen or 0
+        if (
+            querying.update_asset(asset, by_account[asset.identifier], now)
+            and (asset.balance_fen or 0) > before
+        ):
+            risen.setdefault(asset.debtor_id, []).append((asset, before))
+    if not risen:
+        return set()
+    touched: set[int] = set()
+    entries = []
+    for debtor_id, case_map in _active_cases_of(session, list(risen)).items():
+        for case_id, number in case_map.items():
+            touched.add(case_id)
+            for asset, before in risen[debtor_id]:
+                entries.append(
+                    audit.Entry(
+                        "deposit.arrived",
+                        actor,
+                        number,
+                        {
+                            "registry": registry_code,
+                            "asset": mask_account(asset.identifier),
+                            "balance_before_fen": before,
+                            "balance_fen": asset.balance_fen,
+                        },
+                    )
+                )
+    audit.append_many(session, entries)
+    return touched
+
+
+def _active_cases_of(session: Session, debtor_ids: list[int]) -> dict[int, dict[int, str]]:
+    result: dict[int, dict[int, str]] = {}
+    for debtor_id, case_id, number in session.execute(
+        select(CaseDebtor.debtor_id, Case.id, Case.case_number)
+        .join(Case)
+        .where(CaseDebtor.debtor_id.in_(debtor_ids), Case.status == "active")
+    ):
+        result.setdefault(debtor_id, {})[case_id] = number
+    return result
+
+
+def feed_position(session: Session, registry_id: int) -> int:
+    cursor = session.get(FeedCursor, registry_id)
+    return cursor.position if cursor else 0
+
+
+def record_feed(
+    session: Session, registry_id: int, registry_code: str, feed: DepositFeed, actor: str
+) -> set[int]:
+    """Record a page of the deposit feed and move the cursor past it, in one transaction."""
+    latest: dict[str, AssetReport] = {}
+    known = {
+        a.identifier: a
+        for a in session.scalars(
+            select(Asset).where(
+                Asset.registry_id == registry_id, Asset.identifier.in_([e.identifier for e in feed.events])
+            )
+        )
+    }
+    for event in feed.events:
+        asset = known.get(event.identifier)
+        if asset is None:
+            continue  # not a debtor of ours
+        latest[event.identifier] = AssetReport(
+            asset_kind=AssetKind(asset.kind),
+            identifier=event.identifier,
+            balance_fen=event.balance_fen,
+            description=asset.description,
+            other_measures=(),
+        )
+    touched = (
+        record_balances(session, registry_id, registry_code, _keep_others(known, latest), actor)
+        if latest
+        else set()
+    )
+    cursor = session.get(FeedCursor, registry_id, with_for_update=True)
+    if cursor is None:
+        session.add(FeedCursor(registry_id=registry_id, position=feed.last))
+    elif feed.last > cursor.position:
+        cursor.position = feed.last
+    return touched
+
+
+def _keep_others(known: dict[str, Asset], latest: dict[str, AssetReport]) -> list[AssetReport]:
+    """A feed event carries the balance only: keep the other authorities' measures the last query saw."""
+    result = []
+    for identifier, report in latest.items():
+        others = (known[identifier].other_measures or {}).get("measures", [])
+        kept = tuple(
+            OtherMeasure(
+                authority=m["authority"],
+                amount_fen=m.get("amount_fen"),
+                expires_on=dt.date.fromisoformat(m["expires_on"]) if m.get("expires_on") else None,
+            )
+            for m in others
+        )
+        result.append(report.model_copy(update={"other_measures": kept}))
+    return result
+
+
+# --- the watch, with HTTP -----------------------------------------------------------------------------
+
+
+async def poll_once(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    registry_ids: Mapping[str, int],
+    today: dt.date,
+    policy: control.Policy,
+    actor: str,
+    skip: Iterable[str] = (),
+) -> WatchResult:
+    """Ask every bank (but those in `skip`) for the balances of the uncovered cases' accounts, then freeze
+    what rose."""
+    result = WatchResult()
+    with sessions() as session:
+        accounts = await asyncio.to_thread(uncovered_accounts, session, today)
+    codes = {v: k for k, v in registry_ids.items()}
+    touched: set[int] = set()
+    for registry_id, identifiers in accounts.items():
+        code = codes.get(registry_id)
+        connector = connectors.get(code or "")
+        if code is None or code in skip or not isinstance(connector, BalancePort):
+            continue
+        for start in range(0, len(identifiers), 500):
+            page = identifiers[start : start + 500]
+            try:
+                reports = await connector.balances(f"w-{uuid.uuid4().hex[:12]}", page)
+            except RegistryError:
+                result.failed_calls += 1
+                continue
+            result.polled_accounts += len(page)
+
+            def record(
+                reports: tuple[AssetReport, ...] = reports, registry_id: int = registry_id, code: str = code
+            ) -> set[int]:
+                with sessions.begin() as session:
+                    return record_balances(session, registry_id, code, reports, actor)
+
+            touched |= await asyncio.to_thread(record)
+    result.deposits = len(touched)
+    if touched:
+        result.control = await service.control_cases(
+            sessions, connectors, sorted(touched), today, policy, actor
+        )
+    return result
+
+
+async def listen(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    code: str,
+    registry_id: int,
+    seconds: float,
+    wait_s: float,
+    today: dt.date,
+    policy: control.Policy,
+    actor: str,
+) -> WatchResult:
+    """Follow one bank's push feed for `seconds`, freezing each deposit as it lands."""
+    result = WatchResult()
+    connector = connectors[code]
+    assert isinstance(connector, FeedPort)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        position = await asyncio.to_thread(_read_position, sessions, registry_id)
+        try:
+            feed = await connector.deposits(position, min(wait_s, max(left, 0.0)))
+        except RegistryError:
+            result.failed_calls += 1
+            await asyncio.sleep(min(1.0, max(left, 0.0)))
+            continue
+        if not feed.events and feed.last == position:
+            continue
+
+        def record(feed: DepositFeed = feed) -> set[int]:
+            with sessions.begin() as session:
+                return record_feed(session, registry_id, code, feed, actor)
+
+        touched = await asyncio.to_thread(record)
+        result.feed_events += len(feed.events)
+        result.deposits += len(touched)
+        if touched:
+            result.control.add(
+                await service.control_cases(sessions, connectors, sorted(touched), today, policy, actor)
+            )
+    return result
+
+
+def _read_position(sessions: sessionmaker[Session], registry_id: int) -> int:
+    with sessions() as session:
+        return feed_position(session, registry_id)
