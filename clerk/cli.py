@@ -410,7 +410,7 @@ def sim(
     now = dt.datetime.now(dt.UTC)
     plan = _fault_plan(faults)
     with err.status(f"generating {debtors:,} debtors…"):
-        world = simulator_serve.build_world(conf.registries, debtors, seed, now, plan)
+        world = simulator_serve.build_world(conf.registries, debtors, seed, now, plan, conf.notifier_url)
     held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
     out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")
     if write_cases is not None:
@@ -420,6 +420,8 @@ def sim(
     def ready() -> None:
         for simulator, host, port in world.simulators:
             out.print(f"  {simulator.code:<12} {simulator.kind:<12} http://{host}:{port}")
+        if world.sms_at is not None:
+            out.print(f"  {'sms-gateway':<12} {'notices':<12} http://{world.sms_at[0]}:{world.sms_at[1]}")
         out.print("serving; Ctrl-C to stop")
 
     asyncio.run(simulator_serve.serve(world, ready))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from clerk import audit, cases
+from clerk import audit, cases, notices
 from connectors.base import (
     ControlOutcome,
     ControlReply,
@@ -223,6 +223,16 @@ def record_reply(session: Session, measure_id: int, reply: ControlReply, actor: 
     measure.actual_amount_fen = reply.amount_fen if measure.kind == "freeze" else None
     measure.started_on, measure.expires_on = reply.started_on, reply.expires_on
     measure.queue_position = reply.queue_position
+    if status in ("effective", "queued"):
+        case = session.get(Case, measure.case_id)
+        assert case is not None
+        notices.notify(
+            session,
+            case,
+            "applicant",
+            f"measure.{status}",
+            {"case": case_number, "kind": measure.kind, "amount_fen": measure.actual_amount_fen},
+        )
     action = "measure.partial" if reply.outcome is ControlOutcome.PARTIAL else f"measure.{status}"
     audit.append(
         session,

@@ -147,10 +147,14 @@ class Recorded:
     pending: int = 0
     none: int = 0
     cases_with_new_hits: set[int] = field(default_factory=set)
+    terminated_with_new_hits: set[int] = field(default_factory=set)  # to resume (执恢)
+    terminated_queried: set[int] = field(default_factory=set)  # their applicants are told
 
     def add(self, other: Recorded) -> None:
         add_counts(self, other)
         self.cases_with_new_hits |= other.cases_with_new_hits
+        self.terminated_with_new_hits |= other.terminated_with_new_hits
+        self.terminated_queried |= other.terminated_queried
 
 
 def record_reply(
@@ -174,6 +178,7 @@ def record_reply(
         else {}
     )
     cases_of = _cases_of(session, debtor_ids)
+    terminated_of = _cases_of(session, debtor_ids, "terminated")
     events: list[audit.Entry] = []
     for subject in reply.results:
         debtor_id = int(subject.subject_ref)
@@ -189,6 +194,7 @@ def record_reply(
             result.pending += 1
             continue
         query.status, query.answered_at = "answered", now
+        result.terminated_queried |= set(terminated_of.get(debtor_id, {}))
         if subject.status is SubjectStatus.NONE:
             result.none += 1
         session.flush()
@@ -207,8 +213,10 @@ def record_reply(
                 continue
             cases = cases_of.get(debtor_id, {})
             result.cases_with_new_hits |= set(cases)
+            result.terminated_with_new_hits |= set(terminated_of.get(debtor_id, {}))
             payload = _hit_payload(registry_code, asset)
-            events.extend(audit.Entry(action, actor, number, payload) for number in cases.values())
+            numbers = [*cases.values(), *terminated_of.get(debtor_id, {}).values()]
+            events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
     if debtor_ids:
         answered = [d for d in debtor_ids if queries[d].status == "answered"]
         for debtor in session.scalars(select(Debtor).where(Debtor.id.in_(answered))):
@@ -253,12 +261,14 @@ def _run_queries(
     return {q.debtor_id: q for q in session.scalars(stmt)}
 
 
-def _cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[int, dict[int, str]]:
-    """debtor id -> {case id: case number} of the debtor's active cases."""
+def _cases_of(
+    session: Session, debtor_ids: Sequence[int], status: str = "active"
+) -> dict[int, dict[int, str]]:
+    """debtor id -> {case id: case number} of the debtor's cases in `status`."""
     rows = session.execute(
         select(CaseDebtor.debtor_id, Case.id, Case.case_number)
         .join(Case)
-        .where(CaseDebtor.debtor_id.in_(debtor_ids), Case.status == "active")
+        .where(CaseDebtor.debtor_id.in_(debtor_ids), Case.status == status)
     )
     cases: dict[int, dict[int, str]] = {}
     for debtor_id, case_id, number in rows:

@@ -1,26 +1,21 @@
-"""Use cases of supervision: triage after the first full query, resuming terminated cases on a hit, node
-deadlines with their warnings and alerts, and the notices that tell judges and applicants.
+"""Use cases of supervision: triage after the first full query, resuming terminated cases on a hit, and
+node deadlines with their warnings and alerts (told to judges through `clerk.notices`).
 
-Notices are written down (table `notifications`, with a key) in the transaction that decided them, and
-sent after; a notice is delivered once whatever crashes in between (the gateway keys on it). Node notices
-are recorded once per (case, node, subject, level), so a check may run as often as it likes.
+Node notices are recorded once per (case, node, subject, level), so a check may run as often as it likes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
-import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from clerk import audit, cases, control
-from connectors.base import RegistryError
-from connectors.notify import Notice, NotifierPort
+from clerk.notices import notify
 from models import supervision as rules
 from models.tables import (
     Asset,
@@ -30,82 +25,11 @@ from models.tables import (
     ControlMeasure,
     Debtor,
     NodeNotice,
-    Notification,
     Payment,
-    utcnow,
 )
 from models.values import CaseNumber
 
 RESUMED_WORD = "执恢"
-
-
-# --- notices ------------------------------------------------------------------------------------------
-
-
-def notify(
-    session: Session, case: Case, to: str, template: str, params: Mapping[str, object]
-) -> Notification:
-    """Write a notice down; `send_notifications` delivers it. Params: case numbers, amounts, dates only."""
-    notification = Notification(
-        idempotency_key=uuid.uuid4().hex,
-        case_id=case.id,
-        recipient=to,
-        template=template,
-        params=dict(params),
-    )
-    session.add(notification)
-    return notification
-
-
-async def send_notifications(
-    sessions: sessionmaker[Session], notifier: NotifierPort, limit: int = 1000
-) -> int:
-    """Deliver pending notices; a gateway failure leaves them pending for the next run. Returns how many
-    were delivered."""
-
-    def load() -> list[tuple[int, Notice]]:
-        with sessions() as session:
-            rows = session.execute(
-                select(Notification, Case.case_number)
-                .join(Case, Case.id == Notification.case_id)
-                .where(Notification.status == "pending")
-                .order_by(Notification.id)
-                .limit(limit)
-            ).all()
-            return [
-                (
-                    n.id,
-                    Notice(
-                        key=n.idempotency_key,
-                        case_number=number,
-                        to=n.recipient,
-                        template=n.template,
-                        params=n.params,
-                    ),
-                )
-                for n, number in rows
-            ]
-
-    sent = 0
-    for notification_id, notice in await asyncio.to_thread(load):
-        try:
-            await notifier.send(notice)
-        except RegistryError as exc:
-            await asyncio.to_thread(_mark, sessions, notification_id, exc.reason)
-            continue
-        await asyncio.to_thread(_mark, sessions, notification_id, None)
-        sent += 1
-    return sent
-
-
-def _mark(sessions: sessionmaker[Session], notification_id: int, error: str | None) -> None:
-    with sessions.begin() as session:
-        notification = session.get(Notification, notification_id)
-        assert notification is not None
-        if error is None:
-            notification.status, notification.sent_at, notification.error = "sent", utcnow(), None
-        else:
-            notification.error = error[:500]
 
 
 # --- triage -------------------------------------------------------------------------------------------

@@ -8,16 +8,17 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from clerk import service
+from clerk import lifecycle, notices, service
 from flows import report, runtime
 from models.tables import utcnow
 
 
 @flow(name="collect")
 async def collect(registries: list[str] | None = None) -> State:
-    """Collect answers that registries promised for later (queries and control requests), and resolve
-    measures written down but never confirmed by asking the status of their idempotency keys: a measure is
-    never sent twice.
+    """Collect answers that registries promised for later (queries and control requests); resolve measures,
+    renewals, releases and deductions written down but never confirmed by asking the status of their
+    idempotency keys (nothing is ever sent twice); ask the state of queued and partial measures (a queued
+    one takes effect when the earlier authority's measure is lifted); send pending notices.
 
     Args:
         registries: Registry codes to collect from (default: every registry in the settings).
@@ -27,11 +28,18 @@ async def collect(registries: list[str] | None = None) -> State:
         recorded = await service.collect_queries(rt.sessions, rt.connectors, rt.registry_ids, rt.actor)
         older = utcnow() - dt.timedelta(seconds=rt.settings.unconfirmed_after_s)
         resolved = await service.resolve_unconfirmed(rt.sessions, rt.connectors, older, rt.actor)
+        actions = await lifecycle.resolve_actions(
+            rt.sessions, rt.connectors, older, rt.actor, runtime.today(), rt.settings.court_account
+        )
+        states = await lifecycle.refresh_measures(rt.sessions, rt.connectors, rt.actor)
+        sent = await notices.send_notifications(rt.sessions, rt.notifier) if rt.notifier else 0
         batch = service.BatchResult("(collected)", recorded=recorded)
         await report.publish("Collect", "collect", [batch] if recorded.queried else [], resolved, [])
         message = (
             f"{recorded.queried} late answers collected ({recorded.new_assets} new hits); "
-            f"{resolved.effective} measures confirmed, {resolved.unconfirmed} still unconfirmed"
+            f"{resolved.effective} measures confirmed, {resolved.unconfirmed} still unconfirmed; "
+            f"{actions.done} renewals/releases/deductions confirmed; "
+            f"{states.done} of {states.planned} queued or partial measures changed; {sent} notices sent"
         )
         log.info(message)
         return Completed(message=message)

@@ -11,6 +11,10 @@ from clerk import control, service
 from models.values import format_yuan
 
 
+def yuan(fen: int) -> str:
+    return format_yuan(fen)
+
+
 def registry_rows(batches: Iterable[service.BatchResult]) -> list[dict[str, object]]:
     rows: dict[str, dict[str, int]] = {}
     for b in batches:

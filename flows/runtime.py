@@ -21,6 +21,7 @@ from clerk import audit, control, db, querying
 from clerk.settings import Settings, get_settings
 from connectors.adapter import HttpConnector
 from connectors.loader import build
+from connectors.notify import SmsGateway
 from models.values import InvalidValue
 
 
@@ -31,6 +32,7 @@ class Runtime:
     connectors: dict[str, HttpConnector]
     registry_ids: dict[str, int]
     actor: str
+    notifier: SmsGateway | None = None
 
     @property
     def policy(self) -> control.Policy:
@@ -89,15 +91,25 @@ async def opened(
         with sessions.begin() as session:
             return querying.ensure_registries(session, configs)
 
+    notifier = (
+        SmsGateway(settings.notifier_url, settings.notifier_credential) if settings.notifier_url else None
+    )
     try:
         runtime = Runtime(
-            settings, sessions, connectors, await asyncio.to_thread(registry_rows), actor(requested_by)
+            settings,
+            sessions,
+            connectors,
+            await asyncio.to_thread(registry_rows),
+            actor(requested_by),
+            notifier,
         )
         _current = runtime
         yield runtime
     finally:
         _current = None
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
+        if notifier is not None:
+            await notifier.aclose()
 
 
 def run(flow_call: Awaitable[Any]) -> State:

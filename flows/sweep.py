@@ -11,10 +11,11 @@ from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifa
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
+from sqlalchemy import select
 
-from clerk import querying, service
+from clerk import notices, querying, service, supervision
 from flows import report, runtime
-from models.tables import utcnow
+from models.tables import Case, utcnow
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=0)
@@ -88,6 +89,8 @@ async def sweep(
         )
         batches = await query_pages(rt, run_id, pages, progress, total)
         touched = sorted(set().union(*(b.recorded.cases_with_new_hits for b in batches))) if batches else []
+        resumed = await asyncio.to_thread(_terminated_cases, rt, batches, touched)
+        touched = sorted({*touched, *resumed})
         result = service.ControlResult()
         if auto_control:
             for i in range(0, len(touched), 100):
@@ -98,6 +101,7 @@ async def sweep(
             "batches": len(batches),
             "failed_lookups": failed,
             "cases_controlled": result.cases,
+            "cases_resumed": len(resumed),
             "effective": result.effective,
             "frozen_fen": result.frozen_fen,
         }
@@ -113,3 +117,21 @@ async def sweep(
 def _finish(rt: runtime.Runtime, run_id: int, status: str, summary: Mapping[str, object]) -> None:
     with rt.sessions.begin() as session:
         querying.finish_run(session, run_id, status, dict(summary))
+
+
+def _terminated_cases(
+    rt: runtime.Runtime, batches: list[service.BatchResult], touched: list[int]
+) -> list[int]:
+    """After the queries: terminated cases with hits resume as new 执恢 cases (returned, for control);
+    the applicants of the other re-queried terminated cases are told, and those of cases with new hits."""
+    found: set[int] = set()
+    queried: set[int] = set()
+    for batch in batches:
+        found |= batch.recorded.terminated_with_new_hits
+        queried |= batch.recorded.terminated_queried
+    with rt.sessions.begin() as session:
+        resumed = supervision.resume(session, sorted(found), runtime.today(), rt.actor)
+        supervision.tell_applicants_of_requery(session, sorted(queried - found), rt.actor)
+        for case in session.scalars(select(Case).where(Case.id.in_(touched))):
+            notices.notify(session, case, "applicant", "hits.found", {"case": case.case_number})
+    return resumed

@@ -12,18 +12,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import uvicorn
 
 from connectors.base import RegistryKind
-from connectors.config import RegistryConfig
+from connectors.config import SIM_CREDENTIAL, RegistryConfig
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.property import PropertySimulator
+from connectors.simulator.sms import SmsGatewaySimulator
 from connectors.simulator.vehicle import VehicleSimulator
 from connectors.simulator.world import SimDebtor, make_debtors, populate
 
@@ -58,6 +59,9 @@ class SimulatedWorld:
     debtors: list[SimDebtor]
     holdings: dict[str, int]
     seconds: float
+    sms: SmsGatewaySimulator = field(default_factory=lambda: SmsGatewaySimulator(SIM_CREDENTIAL))
+    sms_at: tuple[str, int] | None = None  # where `serve` serves the SMS gateway
+    sms_url: str | None = None  # where `world_in_background` served it
 
 
 def build_world(
@@ -66,9 +70,11 @@ def build_world(
     seed: int,
     now: dt.datetime,
     faults: FaultPlan | None = None,
+    sms_url: str | None = None,
 ) -> SimulatedWorld:
     """A simulator for every registry whose URL is on loopback, holding a seeded world of `debtors`; each
-    injects `faults`, from a generator seeded apart."""
+    injects `faults`, from a generator seeded apart. With `sms_url` on loopback, `serve` serves a simulated
+    SMS gateway there too."""
     started = time.perf_counter()
     sims: list[tuple[RegistrySimulator, str, int]] = []
     for config in configs:
@@ -86,7 +92,12 @@ def build_world(
         sims.append((simulator, url.hostname, url.port))
     people = make_debtors(random.Random(seed), debtors)
     holdings = populate([s for s, _, _ in sims], people, seed, now)
-    return SimulatedWorld(sims, list(configs), people, holdings, time.perf_counter() - started)
+    world = SimulatedWorld(sims, list(configs), people, holdings, time.perf_counter() - started)
+    if sms_url:
+        url = urlsplit(sms_url)
+        if url.hostname in LOOPBACK and url.port is not None:
+            world.sms_at = (url.hostname, url.port)
+    return world
 
 
 @contextlib.contextmanager
@@ -120,6 +131,7 @@ def world_in_background(world: SimulatedWorld) -> Iterator[list[RegistryConfig]]
         for simulator, config in zip((s for s, _, _ in world.simulators), world.configs, strict=True):
             url = stack.enter_context(serving_in_background(simulator.app))
             configs.append(config.model_copy(update={"base_url": url}))
+        world.sms_url = stack.enter_context(serving_in_background(world.sms.app))
         yield configs
 
 
@@ -133,13 +145,14 @@ class _Server(uvicorn.Server):
 
 async def serve(world: SimulatedWorld, on_ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then stop every server cleanly."""
+    apps = [(sim.app, host, port) for sim, host, port in world.simulators]
+    if world.sms_at is not None:
+        apps.append((world.sms.app, *world.sms_at))
     servers = [
         _Server(
-            uvicorn.Config(
-                sim.app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
-            )
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
         )
-        for sim, host, port in world.simulators
+        for app, host, port in apps
     ]
     loop = asyncio.get_running_loop()
 

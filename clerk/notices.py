@@ -1,0 +1,83 @@
+"""Notices to judges and applicants (like the courts' 12368 messages): written down in the transaction
+that decided them (table `notifications`, with a key), sent after. A notice is delivered once whatever
+crashes in between: the gateway keys on it. Params hold case numbers, amounts and dates only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from connectors.base import RegistryError
+from connectors.notify import Notice, NotifierPort
+from models.tables import Case, Notification, utcnow
+
+
+def notify(
+    session: Session, case: Case, to: str, template: str, params: Mapping[str, object]
+) -> Notification:
+    """Write a notice down; `send_notifications` delivers it. Params: case numbers, amounts, dates only."""
+    notification = Notification(
+        idempotency_key=uuid.uuid4().hex,
+        case_id=case.id,
+        recipient=to,
+        template=template,
+        params=dict(params),
+    )
+    session.add(notification)
+    return notification
+
+
+async def send_notifications(
+    sessions: sessionmaker[Session], notifier: NotifierPort, limit: int = 1000
+) -> int:
+    """Deliver pending notices; a gateway failure leaves them pending for the next run. Returns how many
+    were delivered."""
+
+    def load() -> list[tuple[int, Notice]]:
+        with sessions() as session:
+            rows = session.execute(
+                select(Notification, Case.case_number)
+                .join(Case, Case.id == Notification.case_id)
+                .where(Notification.status == "pending")
+                .order_by(Notification.id)
+                .limit(limit)
+            ).all()
+            return [
+                (
+                    n.id,
+                    Notice(
+                        key=n.idempotency_key,
+                        case_number=number,
+                        to=n.recipient,
+                        template=n.template,
+                        params=n.params,
+                    ),
+                )
+                for n, number in rows
+            ]
+
+    sent = 0
+    for notification_id, notice in await asyncio.to_thread(load):
+        try:
+            await notifier.send(notice)
+        except RegistryError as exc:
+            await asyncio.to_thread(_mark, sessions, notification_id, exc.reason)
+            continue
+        await asyncio.to_thread(_mark, sessions, notification_id, None)
+        sent += 1
+    return sent
+
+
+def _mark(sessions: sessionmaker[Session], notification_id: int, error: str | None) -> None:
+    with sessions.begin() as session:
+        notification = session.get(Notification, notification_id)
+        assert notification is not None
+        if error is None:
+            notification.status, notification.sent_at, notification.error = "sent", utcnow(), None
+        else:
+            notification.error = error[:500]

@@ -1,0 +1,61 @@
+"""The daily report (08:00 Asia/Shanghai): per court and judge, what the clerk did yesterday."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.client.schemas.objects import State
+from prefect.states import Completed, Failed
+
+from clerk import reports
+from flows import runtime
+from models.tables import utcnow
+from models.values import format_yuan
+
+
+@flow(name="daily-report")
+async def daily_report(day: str | None = None) -> State:
+    """Queries, hits, frozen and seized, renewed, released, deductions and overdue nodes per court and judge
+    for one day, as a table and a markdown artifact and a CSV file under the data directory.
+
+    Args:
+        day: The day, YYYY-MM-DD (default: yesterday, Beijing time).
+    """
+    log = get_run_logger()
+    try:
+        on = dt.date.fromisoformat(day) if day else reports.yesterday(utcnow())
+    except ValueError:
+        return Failed(message=f"day: {day!r} is not a date (YYYY-MM-DD)")
+    async with runtime.opened() as rt:
+
+        def build() -> list[dict[str, object]]:
+            with rt.sessions() as session:
+                return reports.daily(session, on)
+
+        rows = await asyncio.to_thread(build)
+        path = rt.settings.data_dir / "reports" / f"daily-{on.isoformat()}.csv"
+        await asyncio.to_thread(reports.write_csv, path, rows)
+        sums = reports.totals(rows)
+        if rows:
+            await acreate_table_artifact(rows, key="daily-report-table", description=f"Daily report {on}")
+        lines = [
+            f"# Daily report {on}",
+            "",
+            f"{len(rows)} court/judge rows; CSV: `{path}`",
+            "",
+            f"- queries {sums.get('queries', 0)}, hits {sums.get('hits', 0)}",
+            f"- frozen {sums.get('frozen', 0)} ({format_yuan(sums.get('frozen_fen', 0))} yuan), "
+            f"seized {sums.get('seized', 0)}",
+            f"- renewed {sums.get('renewed', 0)}, released {sums.get('released', 0)}, "
+            f"lapsed {sums.get('lapsed', 0)}",
+            f"- deductions {sums.get('deductions', 0)} ({format_yuan(sums.get('deducted_fen', 0))} yuan)",
+            f"- overdue nodes {sums.get('overdue_nodes', 0)}",
+        ]
+        await acreate_markdown_artifact(
+            "\n".join(lines), key="daily-report", description=f"Daily report {on}"
+        )
+        log.info("daily report %s: %d rows, %s", on, len(rows), path)
+        return Completed(message=f"daily report {on}: {len(rows)} rows")

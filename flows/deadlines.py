@@ -1,0 +1,60 @@
+"""Supervision (every 15 minutes): triage newly queried cases, check every node deadline, emit a Prefect
+event for each warning and alert (automations can act on them), and send the notices."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_table_artifact
+from prefect.client.schemas.objects import State
+from prefect.events import emit_event
+from prefect.states import Completed
+
+from clerk import notices, supervision
+from flows import runtime
+from models.tables import utcnow
+
+
+@flow(name="deadlines")
+async def deadlines() -> State:
+    """Route cases whose first full query is done to a track, check the node deadlines (query within 24 h
+    of filing, control within 24 h of a hit, renewal before expiry, supervision after days without
+    progress), and tell judges: a warning before each deadline and an alert after, each once."""
+    log = get_run_logger()
+    async with runtime.opened() as rt:
+        now = utcnow()
+
+        def check() -> tuple[dict[str, int], list[supervision.Reached]]:
+            with rt.sessions.begin() as session:
+                tracks = supervision.triage_new(session, runtime.today(), rt.settings.triage_rules, rt.actor)
+            with rt.sessions.begin() as session:
+                return tracks, supervision.check_deadlines(session, now, rt.settings.node_rules)
+
+        tracks, reached = await asyncio.to_thread(check)
+        for r in reached:
+            emit_event(
+                event=f"clerk.node.{r.level.value}",
+                resource={
+                    "prefect.resource.id": f"query-clerk.case.{r.case_id}",
+                    "prefect.resource.name": r.case_number,
+                    "query-clerk.node": r.deadline.node.value,
+                    "query-clerk.track": r.track or "none",
+                },
+                payload={"subject": r.deadline.subject, "due_at": r.deadline.due_at.isoformat()},
+            )
+        sent = await notices.send_notifications(rt.sessions, rt.notifier) if rt.notifier else 0
+        counts: dict[str, int] = {}
+        for r in reached:
+            key = f"{r.deadline.node.value} {r.level.value}"
+            counts[key] = counts.get(key, 0) + 1
+        rows = [{"node": k, "cases": v} for k, v in sorted(counts.items())] or [
+            {"node": "none reached", "cases": 0}
+        ]
+        await acreate_table_artifact(rows, key="deadlines", description="Node deadlines reached")
+        message = (
+            f"triaged {sum(tracks.values())} case(s) {tracks or ''}; {len(reached)} node notice(s); "
+            f"{sent} message(s) sent"
+        )
+        log.info(message)
+        return Completed(message=message)

@@ -1,0 +1,216 @@
+"""Deduction (扣划) of frozen deposits to the court's case account, with a judge's approval.
+
+The flow proposes an amount (what is frozen, up to what is owed), tells the judge, and pauses for the
+decision with Prefect's pause-with-input: the judge approves an amount or rejects with a reason in the
+Prefect UI (the Resume form) or with `clerk approve RUN_ID`. The decision, the judge's name and time go
+into the audit trail; the transfer is recorded as a payment. An unanswered approval reminds the judge,
+then times out cleanly: nothing moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from decimal import Decimal
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.events import emit_event
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.states import Cancelled, Completed, Failed
+from pydantic import Field, model_validator
+
+from clerk import audit, cases, lifecycle, notices
+from flows import runtime
+from models.tables import Case, utcnow
+from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
+
+
+class DeductionDecision(RunInput):
+    """The judge's decision on a proposed deduction."""
+
+    approve: bool = Field(description="Approve the deduction (true) or reject it (false).")
+    amount_yuan: Decimal | None = Field(
+        None, ge=0, description="Amount approved, in yuan; at most the amount proposed. Empty: all of it."
+    )
+    judge: str = Field(min_length=1, max_length=100, description="Your name, for the audit trail.")
+    reason: str | None = Field(None, max_length=500, description="Why (required when rejecting).")
+
+    @model_validator(mode="after")
+    def _reason_for_rejection(self) -> DeductionDecision:
+        if not self.approve and not (self.reason or "").strip():
+            raise ValueError("reason: a rejection needs a reason")
+        return self
+
+
+def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
+    lines = [
+        f"# Deduction proposed for {proposal.case_number}",
+        "",
+        f"Owed today: {format_yuan(proposal.remaining_fen)} yuan. "
+        f"Proposed: **{format_yuan(proposal.total_fen)} yuan**, to the court's case account.",
+        "",
+        "| registry | account | amount (yuan) |",
+        "|---|---|---|",
+        *(
+            f"| {line.registry} | {line.account} | {format_yuan(line.amount_fen)} |"
+            for line in proposal.lines
+        ),
+        "",
+        "Resume this run to decide: approve (an amount up to the proposal) or reject with a reason.",
+    ]
+    return "\n".join(lines)
+
+
+@flow(name="deduction")
+async def deduction(case_number: str, requested_by: str | None = None) -> State:
+    """Propose moving a case's frozen deposits to the court's case account, and wait for the judge.
+
+    Args:
+        case_number: The case, e.g. (2024)豫0185执1234号.
+        requested_by: Who started the deduction, for the audit trail.
+    """
+    log = get_run_logger()
+    try:
+        number = str(CaseNumber.parse(case_number))
+    except InvalidValue as exc:
+        return Failed(message=str(exc))
+    async with runtime.opened(requested_by=requested_by) as rt:
+        settings = rt.settings
+
+        def propose() -> lifecycle.DeductionProposal | str:
+            with rt.sessions.begin() as session:
+                try:
+                    proposal = lifecycle.propose_deduction(session, number, runtime.today())
+                except cases.CaseNotFound as exc:
+                    return str(exc)
+                if proposal.lines:
+                    case = session.get(Case, proposal.case_id)
+                    assert case is not None
+                    notices.notify(
+                        session,
+                        case,
+                        "judge",
+                        "deduction.awaiting",
+                        {"case": number, "amount_fen": proposal.total_fen, "flow_run": runtime.flow_run_id()},
+                    )
+            return proposal
+
+        proposal = await asyncio.to_thread(propose)
+        if isinstance(proposal, str):
+            return Failed(message=proposal)
+        if not proposal.lines:
+            return Completed(message=f"{number}: nothing frozen to deduct (or nothing owed)")
+        await acreate_markdown_artifact(
+            proposal_markdown(proposal),
+            key="deduction-proposal",
+            description=f"Deduction proposed for {number}",
+        )
+        resource = {
+            "prefect.resource.id": f"query-clerk.case.{proposal.case_id}",
+            "prefect.resource.name": number,
+        }
+        emit_event(
+            event="clerk.deduction.awaiting-approval",
+            resource=resource,
+            payload={"amount_fen": proposal.total_fen},
+        )
+        if rt.notifier is not None:
+            await notices.send_notifications(rt.sessions, rt.notifier)
+        log.info("%s: %s yuan proposed; waiting for the judge", number, format_yuan(proposal.total_fen))
+
+        reminder = asyncio.create_task(_remind(rt, proposal, settings.approval_reminder_s))
+        try:
+            decision = await pause_flow_run(  # type: ignore[misc]  # async in a flow
+                wait_for_input=DeductionDecision.with_initial_data(
+                    approve=True, amount_yuan=Decimal(proposal.total_fen) / 100, judge=""
+                ),
+                timeout=settings.approval_timeout_s,
+                poll_interval=settings.approval_poll_s,
+                key="deduction-decision",
+            )
+        except FlowPauseTimeout:
+            await asyncio.to_thread(_audit_timeout, rt, proposal)
+            emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
+            return Cancelled(
+                message=f"{number}: no decision within {settings.approval_timeout_s} s; nothing moved"
+            )
+        finally:
+            reminder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reminder
+        decided_at = utcnow()
+        if not decision.approve:
+            reason = (decision.reason or "").strip()
+            await asyncio.to_thread(
+                _in_tx, rt, lifecycle.reject_deduction, proposal, decision.judge, reason, rt.actor, decided_at
+            )
+            return Completed(message=f"{number}: deduction rejected by the judge")
+        try:
+            approved = (
+                proposal.total_fen
+                if decision.amount_yuan is None
+                else parse_yuan(str(decision.amount_yuan), "amount_yuan")
+            )
+            action_ids = await asyncio.to_thread(
+                _in_tx,
+                rt,
+                lifecycle.approve_deduction,
+                proposal,
+                approved,
+                decision.judge,
+                rt.actor,
+                decided_at,
+            )
+        except (ValueError, InvalidValue) as exc:
+            return Failed(message=f"{number}: the decision could not be applied: {exc}")
+        tally = await lifecycle.send_actions(
+            rt.sessions, rt.connectors, action_ids, rt.actor, runtime.today(), settings.court_account
+        )
+        message = (
+            f"{number}: {format_yuan(tally.amount_fen)} of {format_yuan(approved)} yuan approved moved "
+            f"to the case account ({tally.unconfirmed} transfer(s) unconfirmed, resolved by the collect flow)"
+        )
+        log.info(message)
+        if tally.refused:
+            return Failed(message=message + f"; {tally.refused} refused by the bank")
+        return Completed(message=message)
+
+
+async def _remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, after_s: int) -> None:
+    await asyncio.sleep(after_s)
+
+    def write() -> None:
+        with rt.sessions.begin() as session:
+            case = session.get(Case, proposal.case_id)
+            assert case is not None
+            notices.notify(
+                session,
+                case,
+                "judge",
+                "deduction.reminder",
+                {"case": proposal.case_number, "amount_fen": proposal.total_fen},
+            )
+
+    await asyncio.to_thread(write)
+    if rt.notifier is not None:
+        await notices.send_notifications(rt.sessions, rt.notifier)
+
+
+def _audit_timeout(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> None:
+    with rt.sessions.begin() as session:
+        audit.append(
+            session,
+            "deduction.timed_out",
+            actor=rt.actor,
+            case_number=proposal.case_number,
+            payload={"proposed_fen": proposal.total_fen},
+        )
+
+
+def _in_tx(rt: runtime.Runtime, func, *args):  # type: ignore[no-untyped-def]
+    with rt.sessions.begin() as session:
+        return func(session, *args)
