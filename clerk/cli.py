@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -48,6 +48,7 @@ cases_app = typer.Typer(
 )
 audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports for the bureau.", no_args_is_help=True)
 registries_app = typer.Typer(
     help="The registries in use: list them and check their health.", no_args_is_help=True
 )
@@ -55,6 +56,7 @@ app.add_typer(cases_app, name="cases")
 app.add_typer(registries_app, name="registries")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
+app.add_typer(report_app, name="report")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -282,6 +284,59 @@ def cases_pay(
     )
 
 
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the audit trail (required).")]
+
+
+@cases_app.command("terminate")
+@friendly_errors
+def cases_terminate(
+    case_number: Annotated[str, typer.Argument(help="The case to terminate for now (终本).")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+) -> None:
+    """Terminate a case for now (终本): no assets to enforce. Its debtors are re-queried every 6 months for 5
+    years (settings); a hit resumes it as a new 执恢 case, linked to this one, and tells the judge and the
+    applicant. Its measures stay in force and are renewed."""
+    with unit_of_work() as session:
+        case = cases.change_status(
+            session, case_number, "terminated", actor=actor_name(actor), reason=reason, today=dt.date.today()
+        )
+        out.print(f"{case.case_number} terminated for now on {case.terminated_on}; re-queried every 6 months")
+
+
+@cases_app.command("close")
+@friendly_errors
+def cases_close(
+    case_number: Annotated[str, typer.Argument(help="The case to close.")],
+    reason: ReasonOption,
+    withdrawn: Annotated[bool, typer.Option(help="The applicant withdrew the application.")] = False,
+    actor: ActorOption = None,
+) -> None:
+    """Close a case (or mark it withdrawn): the release flow then lifts all of its measures."""
+    status = "withdrawn" if withdrawn else "closed"
+    with unit_of_work() as session:
+        case = cases.change_status(
+            session, case_number, status, actor=actor_name(actor), reason=reason, today=dt.date.today()
+        )
+        out.print(f"{case.case_number} is {status}; its measures are released by the next release run")
+
+
+@cases_app.command("track")
+@friendly_errors
+def cases_track(
+    case_number: Annotated[str, typer.Argument(help="The case.")],
+    track: Annotated[
+        str, typer.Argument(help="fast (速执), simple (简执), normal (普执) or special (特执).")
+    ],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+) -> None:
+    """A judge's choice of track, overriding triage (audited); it sets the case's supervision deadline."""
+    with unit_of_work() as session:
+        case = cases.set_track(session, case_number, track, actor=actor_name(actor), reason=reason)
+        out.print(f"{case.case_number} is on the {case.track} track (set by a judge)")
+
+
 # --- audit ------------------------------------------------------------------------------------------------
 
 
@@ -329,6 +384,29 @@ def audit_export(
 
 
 # --- registries and simulators -----------------------------------------------------------------------
+
+
+@report_app.command("daily")
+@friendly_errors
+def report_daily(
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default yesterday (Beijing time).")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the report as CSV here.")] = None,
+) -> None:
+    """Per court and judge: queries, hits, frozen and seized, renewed, released, deductions, overdue nodes."""
+    from clerk import reports
+
+    on = parse_date(day, "--day") if day else reports.yesterday(dt.datetime.now(dt.UTC))
+    with unit_of_work() as session:
+        rows = reports.daily(session, on)
+    table = Table(title=f"Daily report {on}")
+    for column in reports.COLUMNS:
+        table.add_column(column, justify="left" if column in ("court", "judge") else "right")
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in reports.COLUMNS))
+    out.print(table)
+    if csv_file is not None:
+        reports.write_csv(csv_file, rows)
+        out.print(f"written: {csv_file} ({len(rows)} rows)")
 
 
 @registries_app.command("list")
@@ -533,6 +611,113 @@ def query(
     with unit_of_work() as session:
         view = cases.case_view(session, number, dt.date.today())
     _print_case(view)
+
+
+FLOWS = ("sweep", "collect", "watch", "renewal", "release", "deadlines", "daily-report")
+
+
+@app.command("run")
+@friendly_errors
+def run_flow(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(FLOWS)}.")],
+) -> None:
+    """Run one of the scheduled flows once, now, in this process (without a server: Prefect starts a
+    temporary one, about 10 s). `clerk serve` runs them all on their schedules."""
+    if name not in FLOWS:
+        raise InvalidValue("name", f"{name!r} is not a flow: use one of {', '.join(FLOWS)}")
+    from deployments.embedded import scheduled_flows
+    from flows import runtime
+
+    flow = scheduled_flows()[name]
+    state = runtime.run(flow(return_state=True))
+    (out if state.is_completed() else err).print(f"{name}: {state.name}: {state.message or ''}")
+    if not state.is_completed():
+        raise typer.Exit(1)
+
+
+def _api_url() -> str:
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        from prefect.settings import PREFECT_API_URL
+
+        url = PREFECT_API_URL.value()
+    if not url:
+        raise InvalidValue(
+            "PREFECT_API_URL",
+            "a deduction waits for a judge on a Prefect server: start `clerk serve` (or name a server in "
+            "PREFECT_API_URL) first",
+        )
+    return str(url)
+
+
+@app.command("deduct")
+@friendly_errors
+def deduct(
+    case_number: Annotated[str, typer.Argument(help="The case whose frozen deposits are to be deducted.")],
+    requested_by: Annotated[
+        str | None, typer.Option(help="Who asks, for the audit trail; default $USER.")
+    ] = None,
+) -> None:
+    """Start a deduction (扣划) on the served `deduction` deployment: it proposes an amount and waits for the
+    judge's decision (`clerk approve RUN_ID` or the Resume button in the Prefect UI)."""
+    number = str(CaseNumber.parse(case_number))
+    with unit_of_work() as session:
+        cases.get_case(session, number)
+    api = _api_url()
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.deployments import run_deployment
+
+    run = cast(
+        FlowRun,
+        run_deployment(
+            "deduction/deduction",
+            parameters={"case_number": number, "requested_by": requested_by or getpass.getuser()},
+            timeout=0,
+        ),
+    )
+    out.print(f"deduction started for {number}: flow run {run.id}")
+    out.print(f"decide with: clerk approve {run.id} --judge NAME [--amount YUAN | --reject --reason TEXT]")
+    out.print(f"or in the UI: {api.removesuffix('/api')}/runs/flow-run/{run.id}")
+
+
+@app.command("approve")
+@friendly_errors
+def approve(
+    flow_run_id: Annotated[str, typer.Argument(help="The paused deduction run (printed by `clerk deduct`).")],
+    judge: Annotated[str, typer.Option(help="Your name, for the audit trail.")],
+    amount: Annotated[
+        str | None, typer.Option(help="Yuan to approve, at most the amount proposed; default all of it.")
+    ] = None,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject the deduction (needs --reason).")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --reject).")] = None,
+) -> None:
+    """A judge's decision on a paused deduction: approve an amount, or reject with a reason."""
+    import uuid
+
+    try:
+        run_id = uuid.UUID(flow_run_id)
+    except ValueError:
+        raise InvalidValue("flow_run_id", f"{flow_run_id!r} is not a flow run id (a UUID)") from None
+    if reject and not (reason or "").strip():
+        raise InvalidValue("--reason", "a rejection needs a reason")
+    if reject and amount is not None:
+        raise InvalidValue("--amount", "give an amount to approve, or --reject, not both")
+    decision: dict[str, object] = {"approve": not reject, "judge": judge, "reason": reason}
+    if amount is not None:
+        decision["amount_yuan"] = format_yuan(parse_yuan(amount, "--amount", allow_zero=False)).replace(
+            ",", ""
+        )
+    _api_url()
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(run_id, run_input=decision)
+    except ObjectNotFound:
+        raise InvalidValue("flow_run_id", f"no flow run {run_id} on the Prefect server") from None
+    except RuntimeError as exc:  # not paused, or the server refused the input
+        raise InvalidValue("flow_run_id", f"the run cannot be resumed: {exc}") from None
+    out.print(f"decision sent to {run_id}: {'rejected' if reject else 'approved'} by {judge}")
 
 
 @app.command("serve")

@@ -69,7 +69,8 @@ def uncovered_accounts(session: Session, today: dt.date) -> dict[int, list[str]]
 def record_balances(
     session: Session, registry_id: int, registry_code: str, reports: Iterable[AssetReport], actor: str
 ) -> set[int]:
-    """New balances of known accounts; returns the active cases whose debtors' balances rose."""
+    """New balances of known accounts; returns the active cases whose debtors' balances rose or whose
+    accounts another authority's measure no longer holds."""
     by_account = {r.identifier: r for r in reports}
     if not by_account:
         return set()
@@ -79,11 +80,10 @@ def record_balances(
     ).all()
     risen: dict[int, list[tuple[Asset, int]]] = {}
     for asset in assets:
-        before = asset.balance_fen or 0
-        if (
-            querying.update_asset(asset, by_account[asset.identifier], now)
-            and (asset.balance_fen or 0) > before
-        ):
+        before, others_before = asset.balance_fen or 0, asset.other_measures
+        if querying.update_asset(asset, by_account[asset.identifier], now) and (
+            (asset.balance_fen or 0) > before or asset.other_measures != others_before
+        ):  # more money, or another authority's measure lifted
             risen.setdefault(asset.debtor_id, []).append((asset, before))
     if not risen:
         return set()

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import func, select
 
@@ -186,6 +186,42 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
             server.kill()
 
 
+def scheduled_flows() -> dict[str, Any]:
+    """The flows that run on schedules, by deployment name."""
+    from flows.collect import collect
+    from flows.daily_report import daily_report
+    from flows.deadlines import deadlines
+    from flows.release import release
+    from flows.renewal import renewal
+    from flows.sweep import sweep
+    from flows.watch import watch
+
+    return {
+        "sweep": sweep,
+        "collect": collect,
+        "watch": watch,
+        "renewal": renewal,
+        "release": release,
+        "deadlines": deadlines,
+        "daily-report": daily_report,
+    }
+
+
+#: Deployment name -> (settings field with its cron, description). The slugs keep schedules' identity.
+SCHEDULES = {
+    "sweep": (
+        "sweep_cron",
+        "Query every due debtor at every registry; record hits; control; resume 终本 hits.",
+    ),
+    "collect": ("collect_cron", "Collect late answers; settle unconfirmed requests by key; queued measures."),
+    "watch": ("watch_cron", "Freeze new deposits of cases not yet covered (push feeds and polling)."),
+    "renewal": ("renewal_cron", "Renew measures before they lapse; alert those that lapsed."),
+    "release": ("release_cron", "Release measures of ended cases and any excess over what is owed."),
+    "deadlines": ("deadlines_cron", "Triage; node-deadline warnings and alerts; notices."),
+    "daily-report": ("report_cron", "Per court and judge: yesterday's work, as artifacts and CSV."),
+}
+
+
 def serve_all(conf: Settings, api_url: str, say: Callable[[str], None]) -> None:
     """Serve every deployment, with its schedule, against the server at `api_url`, until interrupted."""
     from prefect import serve
@@ -194,31 +230,36 @@ def serve_all(conf: Settings, api_url: str, say: Callable[[str], None]) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.case_query import case_query
-    from flows.collect import collect
-    from flows.sweep import sweep
+    from flows.deduction import deduction
 
+    flows = scheduled_flows()
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         # to_deployment() answers synchronously when called from synchronous code, as here.
         deployments = [
-            cast(RunnerDeployment, d)
-            for d in (
-                sweep.to_deployment(
-                    name="sweep",
-                    schedules=[Cron(conf.sweep_cron, timezone=TIMEZONE, slug="sweep")],
-                    description="Query every due debtor at every registry; record hits; control.",
+            cast(
+                RunnerDeployment,
+                flows[name].to_deployment(
+                    name=name,
+                    schedules=[Cron(getattr(conf, field), timezone=TIMEZONE, slug=name)],
+                    description=description,
                 ),
-                collect.to_deployment(
-                    name="collect",
-                    schedules=[Cron(conf.collect_cron, timezone=TIMEZONE, slug="collect")],
-                    description="Collect late answers; resolve unconfirmed measures by key.",
-                ),
+            )
+            for name, (field, description) in SCHEDULES.items()
+        ]
+        deployments += [
+            cast(
+                RunnerDeployment,
                 case_query.to_deployment(
                     name="case-query", description="A judge's on-demand query of one case."
                 ),
-            )
+            ),
+            cast(
+                RunnerDeployment,
+                deduction.to_deployment(
+                    name="deduction", description="Deduct frozen deposits after a judge's approval."
+                ),
+            ),
         ]
-        say(
-            f"serving deployments sweep ({conf.sweep_cron}), collect ({conf.collect_cron}) and case-query "
-            f"({TIMEZONE}); Ctrl-C to stop"
-        )
+        crons = ", ".join(f"{name} ({getattr(conf, field)})" for name, (field, _) in SCHEDULES.items())
+        say(f"serving deployments {crons}, case-query and deduction ({TIMEZONE}); Ctrl-C to stop")
         serve(*deployments, pause_on_shutdown=False, print_starting_message=False)

@@ -45,7 +45,9 @@ class TestReleaseOrder:
             (ReleaseOrder.SMALLEST, [Allocation(2, 300), Allocation(1, 100)]),
         ],
     )
-    def test_each_order_cuts_exactly_the_excess(self, order: ReleaseOrder, expected: list[Allocation]) -> None:
+    def test_each_order_cuts_exactly_the_excess(
+        self, order: ReleaseOrder, expected: list[Allocation]
+    ) -> None:
         assert excess_releases(1300, MEASURES, order) == expected
 
     @given(st.integers(0, 3000), st.sampled_from(list(ReleaseOrder)))
