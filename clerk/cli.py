@@ -35,6 +35,7 @@ from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import SimulatorError
 from connectors.simulator.world import write_case_file as write_world_cases
+from models.supervision import bureau_today
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_date, parse_yuan
 
 app = typer.Typer(
@@ -112,7 +113,7 @@ def actor_name(explicit: str | None) -> str:
 
 
 def day(value: str | None, field: str) -> dt.date:
-    return dt.date.today() if value is None else parse_date(value, field)
+    return bureau_today() if value is None else parse_date(value, field)
 
 
 OnOption = Annotated[
@@ -277,7 +278,7 @@ def cases_pay(
     paid_on = parse_date(on, "--on")
     with unit_of_work() as session:
         after = cases.record_payment(
-            session, case_number, fen, paid_on, actor=actor_name(actor), today=dt.date.today()
+            session, case_number, fen, paid_on, actor=actor_name(actor), today=bureau_today()
         )
     out.print(
         f"payment of {format_yuan(fen)} recorded; remaining on {paid_on}: {format_yuan(after.remaining)}"
@@ -299,7 +300,7 @@ def cases_terminate(
     applicant. Its measures stay in force and are renewed."""
     with unit_of_work() as session:
         case = cases.change_status(
-            session, case_number, "terminated", actor=actor_name(actor), reason=reason, today=dt.date.today()
+            session, case_number, "terminated", actor=actor_name(actor), reason=reason, today=bureau_today()
         )
         out.print(f"{case.case_number} terminated for now on {case.terminated_on}; re-queried every 6 months")
 
@@ -316,7 +317,7 @@ def cases_close(
     status = "withdrawn" if withdrawn else "closed"
     with unit_of_work() as session:
         case = cases.change_status(
-            session, case_number, status, actor=actor_name(actor), reason=reason, today=dt.date.today()
+            session, case_number, status, actor=actor_name(actor), reason=reason, today=bureau_today()
         )
         out.print(f"{case.case_number} is {status}; its measures are released by the next release run")
 
@@ -566,7 +567,7 @@ def demo(
         "next: `clerk serve` starts the Prefect UI (http://127.0.0.1:4200) with the scheduled deployments;"
     )
     with unit_of_work() as session:
-        first = cases.list_cases(session, dt.date.today(), limit=1)
+        first = cases.list_cases(session, bureau_today(), limit=1)
     if first:
         out.print(
             f"      with `clerk sim` running, `clerk query '{first[0].case_number}' --dry-run` asks every "
@@ -609,7 +610,7 @@ def query(
         raise typer.Exit(1)
     out.print(state.result())
     with unit_of_work() as session:
-        view = cases.case_view(session, number, dt.date.today())
+        view = cases.case_view(session, number, bureau_today())
     _print_case(view)
 
 

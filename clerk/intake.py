@@ -23,6 +23,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from clerk import audit
+from models.supervision import bureau_today
 from models.tables import Case, CaseDebtor, Debtor
 from models.values import (
     CaseNumber,
@@ -334,7 +335,7 @@ def check_records(
     records: Records, *, exceptions: Iterable[str] = frozenset(), today: dt.date | None = None
 ) -> list[CaseRow]:
     """Check every record and the rows against each other; raise `IntakeError` listing every problem."""
-    today = today or dt.date.today()
+    today = today or bureau_today()
     exceptions = frozenset(exceptions)
     rows: list[CaseRow] = []
     errors = list(records.errors)

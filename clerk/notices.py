@@ -35,8 +35,8 @@ def notify(
 async def send_notifications(
     sessions: sessionmaker[Session], notifier: NotifierPort, limit: int = 1000
 ) -> int:
-    """Deliver pending notices; a gateway failure leaves them pending for the next run. Returns how many
-    were delivered."""
+    """Deliver pending notices, oldest first; at the first failure the rest stay pending for the next run.
+    Returns how many were delivered."""
 
     def load() -> list[tuple[int, Notice]]:
         with sessions() as session:
@@ -65,9 +65,9 @@ async def send_notifications(
     for notification_id, notice in await asyncio.to_thread(load):
         try:
             await notifier.send(notice)
-        except RegistryError as exc:
+        except RegistryError as exc:  # the gateway is down or refuses: try again next run, in order
             await asyncio.to_thread(_mark, sessions, notification_id, exc.reason)
-            continue
+            break
         await asyncio.to_thread(_mark, sessions, notification_id, None)
         sent += 1
     return sent

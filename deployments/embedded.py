@@ -85,7 +85,9 @@ def run_demo(
     write_case_file(case_file, world.debtors, seed, now.date())
     with (
         world_in_background(world) as configs,
-        _settings_env(CLERK_REGISTRIES=registries_json(configs)) as conf,
+        _settings_env(
+            CLERK_REGISTRIES=registries_json(configs), CLERK_NOTIFIER_URL=world.sms_url or ""
+        ) as conf,
     ):
         for path in (sample_file, case_file):
             import_cases(path)

@@ -77,6 +77,8 @@ async def case_query(
         title = f"Case query {number}" + (" (dry run: nothing changed)" if dry_run else "")
         notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
         summary = await report.publish(title, "case-query", batches, result, notes)
+        if not dry_run:
+            await runtime.send_notices(rt)
         reasons = report.unanswered(batches) if batches else "no registry in the settings"
         if reasons is not None:
             return Failed(message=f"no registry answered for {number} ({reasons})", data=summary)

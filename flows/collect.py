@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from clerk import lifecycle, notices, service
+from clerk import lifecycle, service
 from flows import report, runtime
 from models.tables import utcnow
 
@@ -32,7 +32,7 @@ async def collect(registries: list[str] | None = None) -> State:
             rt.sessions, rt.connectors, older, rt.actor, runtime.today(), rt.settings.court_account
         )
         states = await lifecycle.refresh_measures(rt.sessions, rt.connectors, rt.actor)
-        sent = await notices.send_notifications(rt.sessions, rt.notifier) if rt.notifier else 0
+        sent = await runtime.send_notices(rt)
         batch = service.BatchResult("(collected)", recorded=recorded)
         await report.publish("Collect", "collect", [batch] if recorded.queried else [], resolved, [])
         message = (

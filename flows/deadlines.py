@@ -11,7 +11,7 @@ from prefect.client.schemas.objects import State
 from prefect.events import emit_event
 from prefect.states import Completed
 
-from clerk import notices, supervision
+from clerk import supervision
 from flows import runtime
 from models.tables import utcnow
 
@@ -43,7 +43,7 @@ async def deadlines() -> State:
                 },
                 payload={"subject": r.deadline.subject, "due_at": r.deadline.due_at.isoformat()},
             )
-        sent = await notices.send_notifications(rt.sessions, rt.notifier) if rt.notifier else 0
+        sent = await runtime.send_notices(rt)
         counts: dict[str, int] = {}
         for r in reached:
             key = f"{r.deadline.node.value} {r.level.value}"

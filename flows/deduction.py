@@ -28,6 +28,8 @@ from flows import runtime
 from models.tables import Case, utcnow
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
+PAUSE_MARGIN_S = 120
+
 
 class DeductionDecision(RunInput):
     """The judge's decision on a proposed deduction."""
@@ -118,21 +120,25 @@ async def deduction(case_number: str, requested_by: str | None = None) -> State:
             resource=resource,
             payload={"amount_fen": proposal.total_fen},
         )
-        if rt.notifier is not None:
-            await notices.send_notifications(rt.sessions, rt.notifier)
+        await runtime.send_notices(rt)
         log.info("%s: %s yuan proposed; waiting for the judge", number, format_yuan(proposal.total_fen))
 
         reminder = asyncio.create_task(_remind(rt, proposal, settings.approval_reminder_s))
         try:
-            decision = await pause_flow_run(  # type: ignore[misc]  # async in a flow
-                wait_for_input=DeductionDecision.with_initial_data(
-                    approve=True, amount_yuan=Decimal(proposal.total_fen) / 100, judge=""
+            # Our own deadline ends the wait while the run can still leave its paused state cleanly: past the
+            # server's pause deadline, any new state is turned into "Failed: never resumed".
+            decision: DeductionDecision = await asyncio.wait_for(
+                pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
+                    wait_for_input=DeductionDecision.with_initial_data(
+                        approve=True, amount_yuan=Decimal(proposal.total_fen) / 100, judge=""
+                    ),
+                    timeout=settings.approval_timeout_s + PAUSE_MARGIN_S,
+                    poll_interval=settings.approval_poll_s,
+                    key="deduction-decision",
                 ),
-                timeout=settings.approval_timeout_s,
-                poll_interval=settings.approval_poll_s,
-                key="deduction-decision",
+                settings.approval_timeout_s,
             )
-        except FlowPauseTimeout:
+        except (TimeoutError, FlowPauseTimeout):
             await asyncio.to_thread(_audit_timeout, rt, proposal)
             emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
             return Cancelled(
@@ -196,8 +202,7 @@ async def _remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, af
             )
 
     await asyncio.to_thread(write)
-    if rt.notifier is not None:
-        await notices.send_notifications(rt.sessions, rt.notifier)
+    await runtime.send_notices(rt)
 
 
 def _audit_timeout(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> None:

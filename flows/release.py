@@ -48,5 +48,6 @@ async def release() -> State:
         }
         await acreate_table_artifact([row], key="release", description="Releases")
         message = f"{tally.done} of {len(action_ids)} release(s) done for {cases} case(s)"
+        await runtime.send_notices(rt)
         log.info(message)
         return Completed(message=message)

@@ -60,5 +60,6 @@ async def renewal() -> State:
         }
         await acreate_table_artifact([row], key="renewal", description="Renewals")
         message = f"{tally.done} of {len(action_ids)} measure(s) renewed; {len(lapsed)} lapsed (alerted)"
+        await runtime.send_notices(rt)
         log.info(message)
         return Completed(message=message)

@@ -22,6 +22,7 @@ from clerk.settings import Settings, get_settings
 from connectors.adapter import HttpConnector
 from connectors.loader import build
 from connectors.notify import SmsGateway
+from models.supervision import bureau_today
 from models.values import InvalidValue
 
 
@@ -123,4 +124,11 @@ def run(flow_call: Awaitable[Any]) -> State:
 
 def today() -> dt.date:
     """The day in the bureau's time zone (what is owed is computed per calendar day in China)."""
-    return dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    return bureau_today()
+
+
+async def send_notices(rt: Runtime) -> int:
+    """Deliver the notices written down so far (none when no SMS gateway is set)."""
+    from clerk import notices
+
+    return await notices.send_notifications(rt.sessions, rt.notifier) if rt.notifier else 0

@@ -106,6 +106,7 @@ async def sweep(
             "frozen_fen": result.frozen_fen,
         }
         await report.publish("Sweep", "sweep", batches, result, [])
+        await runtime.send_notices(rt)
         reasons = report.unanswered(batches)
         await asyncio.to_thread(_finish, rt, run_id, "completed" if reasons is None else "failed", summary)
         log.info("sweep %s done: %s", run_id, summary)

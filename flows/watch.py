@@ -92,5 +92,6 @@ async def watch(listen_s: float | None = None, poll_s: float | None = None) -> S
             f"{total.deposits} case(s) with new deposits; {total.control.effective} freeze(s) effective, "
             f"{report.yuan(total.control.frozen_fen)} yuan"
         )
+        await runtime.send_notices(rt)
         log.info(message)
         return Completed(message=message)

@@ -20,6 +20,12 @@ from models.rules import renewal_due_on
 CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 
+def bureau_today(now: dt.datetime | None = None) -> dt.date:
+    """The calendar day in Beijing: what is owed, filing dates and expiries are counted in it, whatever the
+    machine's own time zone."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(CHINA).date()
+
+
 class Track(StrEnum):
     FAST = "fast"  # 速执: what was found covers what is owed
     SIMPLE = "simple"  # 简执: a small amount owed

@@ -15,6 +15,7 @@ from connectors.base import RegistryKind
 from connectors.config import RegistryConfig
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.serve import build_world, world_in_background
+from connectors.simulator.sms import SmsGatewaySimulator
 from connectors.simulator.world import write_case_file
 
 KINDS = [
@@ -31,6 +32,8 @@ class World:
     simulators: dict[str, RegistrySimulator]
     case_file: Path
     debtor_ids: set[str]
+    sms: SmsGatewaySimulator
+    sms_url: str
 
     def ledger_measures(self) -> dict[str, object]:
         """Every measure every simulator holds, by idempotency key."""
@@ -70,4 +73,6 @@ def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits:
             {s.code: s for s, _, _ in world.simulators},
             case_file,
             {d.id_number for d in world.debtors},
+            world.sms,
+            world.sms_url or "",
         )

@@ -42,6 +42,7 @@ def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     with served_world(tmp_path, debtors=120, seed=11, now=NOW) as served:
         monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))
         monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
+        monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
         get_settings.cache_clear()
         result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])
         assert result.exit_code == 0, result.output

@@ -133,6 +133,7 @@ def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     with served_world(tmp_path, debtors=80, seed=21, now=NOW) as served:
         registries = registries_json(served.configs)
         monkeypatch.setenv("CLERK_REGISTRIES", registries)
+        monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
         get_settings.cache_clear()
         assert CliRunner().invoke(app, ["cases", "import", str(served.case_file)]).exit_code == 0
         yield served

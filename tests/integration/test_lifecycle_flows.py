@@ -1,0 +1,427 @@
+"""The lifecycle flows under Prefect's test harness (a real server subprocess), against the simulators over
+real HTTP: the deposit watch with a push feed, the judge's approval of a deduction through a real pause and
+resume with input (and its timeout), renewal and release, node deadlines with events and SMS notices,
+termination and resumption, and the daily report."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.testing.utilities import prefect_test_harness
+from sqlalchemy import func, select, update
+from typer.testing import CliRunner
+
+from clerk import audit, cases, db, querying
+from clerk.cli import app
+from clerk.settings import get_settings
+from connectors.config import registries_json
+from flows import runtime
+from flows.collect import collect
+from flows.daily_report import daily_report
+from flows.deadlines import deadlines
+from flows.deduction import deduction
+from flows.release import release
+from flows.renewal import renewal
+from flows.sweep import sweep
+from flows.watch import watch
+from models.tables import (
+    Asset,
+    AuditEvent,
+    Case,
+    ControlMeasure,
+    Debtor,
+    NodeNotice,
+    Notification,
+    Payment,
+    Registry,
+)
+from tests.world import World, served_world
+
+NOW = dt.datetime.now(dt.UTC)
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def harness() -> Iterator[None]:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    with served_world(tmp_path, debtors=80, seed=13, now=NOW, push_feed=True) as served:
+        monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))
+        monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
+        monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
+        monkeypatch.setenv("CLERK_APPROVAL_POLL_S", "1")
+        get_settings.cache_clear()
+        result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])
+        assert result.exit_code == 0, result.output
+        state = asyncio.run(sweep(return_state=True))
+        assert state.is_completed(), state.message
+        yield served
+
+
+def sessions():  # type: ignore[no-untyped-def]
+    return db.session_factory(db.engine_for(get_settings().effective_database_url))
+
+
+def short_case_account() -> tuple[str, str, str]:
+    """(case number, bank code, account) of an active case short of what it owes, with an account that no
+    other authority holds."""
+    today = runtime.today()
+    with sessions()() as session:
+        for case in session.scalars(select(Case).where(Case.status == "active").order_by(Case.id)):
+            claims = sum(
+                m.requested_amount_fen
+                for m in session.scalars(
+                    select(ControlMeasure).where(
+                        ControlMeasure.case_id == case.id, ControlMeasure.status == "effective"
+                    )
+                )
+            )
+            if claims >= cases.owed(case, today).remaining:
+                continue
+            debtors = querying.debtor_ids_of_case(session, case.id)
+            for asset, code in session.execute(
+                select(Asset, Registry.code)
+                .join(Registry, Registry.id == Asset.registry_id)
+                .where(Asset.kind == "deposit", Asset.debtor_id.in_(debtors))
+            ):
+                if not asset.other_measures:
+                    return case.case_number, code, asset.identifier
+    raise AssertionError("no case short of what it owes with a plain account")
+
+
+def frozen_on(world: World, code: str, account: str) -> int:
+    ledger = world.simulators[code].ledger
+    return sum(
+        m.held_fen or 0
+        for m in ledger.measures.values()
+        if m.identifier == account and m.status == "effective"
+    )
+
+
+def sms_messages(world: World, template: str | None = None) -> list[dict[str, Any]]:
+    return [m for m in world.sms.messages.values() if template is None or m["template"] == template]
+
+
+async def paused_run(name: str, timeout_s: float = 90) -> Any:
+    deadline = time.monotonic() + timeout_s
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            for run in await client.read_flow_runs(limit=50):
+                if (
+                    run.state
+                    and run.state.type is StateType.PAUSED
+                    and run.parameters.get("case_number") == name
+                ):
+                    return run
+            await asyncio.sleep(0.5)
+    raise AssertionError("the deduction never paused for the judge")
+
+
+def test_watch_freezes_a_deposit_from_the_push_feed(world: World) -> None:
+    number, code, account = short_case_account()
+    before = frozen_on(world, code, account)
+    latency: list[float] = []
+
+    async def scenario() -> Any:
+        flow = asyncio.create_task(watch(listen_s=12, poll_s=600, return_state=True))
+        await asyncio.sleep(3)  # the watch is listening
+        landed = time.monotonic()
+        base = {c.code: c.base_url for c in world.configs}[code]
+        httpx.post(
+            f"{base}/_sim/deposits", json={"account_no": account, "amount_fen": 3_000_00}
+        ).raise_for_status()
+        while frozen_on(world, code, account) == before and time.monotonic() - landed < 9:
+            await asyncio.sleep(0.05)
+        latency.append(time.monotonic() - landed)
+        return await flow
+
+    state = asyncio.run(scenario())
+    assert state.is_completed(), state.message
+    assert frozen_on(world, code, account) > before, "the deposit was frozen while the watch listened"
+    with sessions()() as session:
+        arrived = session.scalars(
+            select(AuditEvent.payload).where(
+                AuditEvent.action == "deposit.arrived", AuditEvent.case_number == number
+            )
+        ).all()
+        assert arrived and account not in arrived[0]  # masked
+        assert audit.verify(session).ok
+    assert latency[0] < 9
+
+
+def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> None:
+    with sessions()() as session:
+        number = session.scalars(
+            select(Case.case_number)
+            .join(ControlMeasure, ControlMeasure.case_id == Case.id)
+            .where(ControlMeasure.status == "effective", ControlMeasure.actual_amount_fen > 100_00)
+            .order_by(Case.id)
+        ).first()
+    assert number is not None
+    runner = CliRunner()
+
+    async def scenario() -> tuple[Any, list[Any]]:
+        flow = asyncio.create_task(deduction(case_number=number, requested_by="书记员", return_state=True))
+        run = await paused_run(number)
+        results = [
+            await asyncio.to_thread(runner.invoke, app, ["approve", "not-a-run", "--judge", "王法官"]),
+            await asyncio.to_thread(
+                runner.invoke, app, ["approve", str(run.id), "--judge", "王法官", "--reject"]
+            ),
+            await asyncio.to_thread(
+                runner.invoke, app, ["approve", str(run.id), "--judge", "王法官", "--amount", "100.00"]
+            ),
+        ]
+        return await flow, results
+
+    state, (bad_id, no_reason, approved) = asyncio.run(scenario())
+    assert bad_id.exit_code == 2 and "is not a flow run id" in bad_id.output
+    assert no_reason.exit_code == 2 and "a rejection needs a reason" in no_reason.output
+    assert approved.exit_code == 0, approved.output
+    assert state.is_completed(), state.message
+    assert "100.00 of 100.00 yuan approved moved" in (state.message or "")
+    with sessions()() as session:
+        decision = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "deduction.approved", AuditEvent.case_number == number
+            )
+        ).one()
+        assert '"judge": "王法官"' in decision.payload and '"approved_fen": 10000' in decision.payload
+        paid = session.scalar(
+            select(func.sum(Payment.amount_fen))
+            .join(Case)
+            .where(Case.case_number == number, Payment.source == "deduction")
+        )
+        assert paid == 100_00
+    assert sum(amount for sim in world.simulators.values() for _, amount in sim.ledger.deducted) == 100_00
+    assert sms_messages(world, "deduction.awaiting")
+
+
+def test_an_unanswered_deduction_reminds_the_judge_then_times_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLERK_APPROVAL_TIMEOUT_S", "10")
+    monkeypatch.setenv("CLERK_APPROVAL_REMINDER_S", "5")
+    get_settings.cache_clear()
+    with sessions()() as session:
+        number = session.scalars(
+            select(Case.case_number)
+            .join(ControlMeasure, ControlMeasure.case_id == Case.id)
+            .where(ControlMeasure.status == "effective", ControlMeasure.actual_amount_fen > 0)
+        ).first()
+    assert number is not None
+    state = asyncio.run(deduction(case_number=number, return_state=True))
+    assert state.type is StateType.CANCELLED, state
+    assert "no decision within 10 s; nothing moved" in (state.message or "")
+    assert [m for m in sms_messages(world, "deduction.reminder") if m["case_no"] == number]
+    with sessions()() as session:
+        assert (
+            session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "deduction.timed_out")
+            )
+            == 1
+        )
+    assert all(not sim.ledger.deducted for sim in world.simulators.values())
+
+
+def test_renewal_renews_what_is_due_and_alerts_what_lapsed(world: World) -> None:
+    today = runtime.today()
+    with sessions().begin() as session:
+        due, lapsed = session.scalars(
+            select(ControlMeasure)
+            .where(ControlMeasure.status == "effective")
+            .order_by(ControlMeasure.id)
+            .limit(2)
+        ).all()
+        due.expires_on = today + dt.timedelta(days=10)  # inside the 30-day lead
+        lapsed.expires_on = today - dt.timedelta(days=1)
+        due_id, lapsed_id, due_key = due.id, lapsed.id, due.idempotency_key
+    state = asyncio.run(renewal(return_state=True))
+    assert state.is_completed(), state.message
+    assert state.message == "1 of 1 measure(s) renewed; 1 lapsed (alerted)"
+    ledger = world.ledger_measures()
+    with sessions()() as session:
+        renewed = session.get(ControlMeasure, due_id)
+        assert renewed is not None and renewed.expires_on == ledger[due_key].end  # type: ignore[attr-defined]
+        assert renewed.expires_on > today + dt.timedelta(days=300)
+        gone = session.get(ControlMeasure, lapsed_id)
+        assert gone is not None and gone.status == "expired"
+        actions = set(session.scalars(select(AuditEvent.action)))
+        assert {"measure.renewed", "measure.expired"} <= actions
+    assert sms_messages(world, "measure.lapsed")
+    again = asyncio.run(renewal(return_state=True))
+    assert again.message == "0 of 0 measure(s) renewed; 0 lapsed (alerted)"
+
+
+def test_release_lifts_a_paid_case_and_the_excess_after_a_part_payment(world: World) -> None:
+    today = runtime.today()
+    with sessions()() as session:
+        frozen = session.execute(
+            select(Case.case_number, func.sum(ControlMeasure.actual_amount_fen))
+            .join(ControlMeasure, ControlMeasure.case_id == Case.id)
+            .where(ControlMeasure.status == "effective", ControlMeasure.kind == "freeze")
+            .group_by(Case.case_number)
+            .having(func.sum(ControlMeasure.actual_amount_fen) > 1_000_00)
+            .order_by(Case.case_number)
+        ).all()
+        owed = {n: cases.owed(cases.get_case(session, n), today).remaining for n, _ in frozen[:2]}
+    (paid_off, _), (part_paid, part_frozen) = frozen[0], frozen[1]
+    runner = CliRunner()
+    pay_all = runner.invoke(
+        app, ["cases", "pay", paid_off, f"{owed[paid_off] / 100:.2f}", "--on", today.isoformat()]
+    )
+    assert pay_all.exit_code == 0, pay_all.output
+    # Pay so much of the other that what is frozen now exceeds what it owes by 500 yuan.
+    part = owed[part_paid] - part_frozen + 500_00
+    pay_part = runner.invoke(app, ["cases", "pay", part_paid, f"{part / 100:.2f}", "--on", today.isoformat()])
+    assert pay_part.exit_code == 0, pay_part.output
+    state = asyncio.run(release(return_state=True))
+    assert state.is_completed(), state.message
+    ledger = world.ledger_measures()
+    with sessions()() as session:
+        for number in (paid_off, part_paid):
+            case = cases.get_case(session, number)
+            keys = session.scalars(
+                select(ControlMeasure.idempotency_key).where(ControlMeasure.case_id == case.id)
+            )
+            held = sum(getattr(ledger[k], "held_fen", 0) or 0 for k in keys)
+            remaining = cases.owed(case, today).remaining
+            if number == paid_off:
+                assert case.status == "paid" and held == 0
+            else:
+                assert held == remaining, (held, remaining)
+        actions = set(session.scalars(select(AuditEvent.action)))
+        assert {"case.paid", "measure.released"} <= actions
+    assert asyncio.run(release(return_state=True)).message == "0 of 0 release(s) done for 0 case(s)"
+
+
+def test_deadlines_triage_warn_alert_once_and_notify(world: World) -> None:
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+    with sessions().begin() as session:
+        case = session.scalars(select(Case).where(Case.status == "active").order_by(Case.id)).first()
+        assert case is not None
+        number = case.case_number
+        debtors = querying.debtor_ids_of_case(session, case.id)
+        session.execute(update(Debtor).where(Debtor.id.in_(debtors)).values(last_queried_at=None))
+        session.execute(
+            update(Case).where(Case.id == case.id).values(created_at=long_ago, filed_on=long_ago.date())
+        )
+    state = asyncio.run(deadlines(return_state=True))
+    assert state.is_completed(), state.message
+    with sessions()() as session:
+        tracks = set(session.scalars(select(Case.track).where(Case.track.is_not(None))))
+        assert tracks and tracks <= {"fast", "simple", "normal"}
+        notices = session.execute(
+            select(NodeNotice.node, NodeNotice.level).join(Case).where(Case.case_number == number)
+        ).all()
+        assert ("query", "overdue") in notices
+        sent = session.scalar(
+            select(func.count()).select_from(Notification).where(Notification.status == "sent")
+        )
+    assert [
+        m
+        for m in sms_messages(world, "node.overdue")
+        if m["case_no"] == number and m["params"]["node"] == "query"
+    ]
+    again = asyncio.run(deadlines(return_state=True))
+    assert "0 node notice(s)" in (again.message or "")
+    with sessions()() as session:
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Notification).where(Notification.status == "sent")
+            )
+            == sent
+        )
+
+    async def overdue_event() -> bool:
+        """Events reach the server's database in batches: look for a while."""
+        async with get_client() as client:
+            for _ in range(60):
+                response = await client._client.post(
+                    "/events/filter", json={"filter": {"event": {"prefix": ["clerk.node."]}}, "limit": 50}
+                )
+                response.raise_for_status()
+                found = response.json()["events"]
+                if any(
+                    e["event"] == "clerk.node.overdue" and e["resource"]["prefect.resource.name"] == number
+                    for e in found
+                ):
+                    return True
+                await asyncio.sleep(0.5)
+        print(response.status_code, str(found)[:2000])
+        return False
+
+    assert asyncio.run(overdue_event()), "the alert reached Prefect as an event (automations can act on it)"
+
+
+def test_a_terminated_case_with_a_new_hit_resumes_as_a_new_case(world: World) -> None:
+    with sessions()() as session:
+        case = session.scalars(select(Case).where(Case.status == "active").order_by(Case.id.desc())).first()
+        assert case is not None
+        number, court = case.case_number, case.court_code
+        debtor = session.get(Debtor, querying.debtor_ids_of_case(session, case.id)[0])
+        assert debtor is not None
+        owner = debtor.id_number
+    runner = CliRunner()
+    no_reason = runner.invoke(app, ["cases", "terminate", number, "--reason", " "])
+    assert no_reason.exit_code == 2 and "needs a reason" in no_reason.output
+    done = runner.invoke(app, ["cases", "terminate", number, "--reason", "无可供执行财产"])
+    assert done.exit_code == 0, done.output
+    bank = next(sim for sim in world.simulators.values() if sim.kind == "bank")
+    bank.add_account(owner, "6222999900000000001", 80_000_00)  # type: ignore[attr-defined]
+    with sessions().begin() as session:  # six months on: due for the re-query
+        session.execute(
+            update(Debtor)
+            .where(Debtor.id_number == owner)
+            .values(last_queried_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=200))
+        )
+    state = asyncio.run(sweep(return_state=True))
+    assert state.is_completed(), state.message
+    with sessions()() as session:
+        original = cases.get_case(session, number)
+        assert original.status == "resumed"
+        resumed = session.scalars(select(Case).where(Case.resumed_from_id == original.id)).one()
+        assert (
+            resumed.case_number.startswith(f"（{dt.date.today().year}）{court}执恢")
+            and resumed.status == "active"
+        )
+        measures = session.scalars(select(ControlMeasure).where(ControlMeasure.case_id == resumed.id)).all()
+        assert any(m.status == "effective" for m in measures)
+        actions = set(session.scalars(select(AuditEvent.action).where(AuditEvent.case_number == number)))
+        assert {"case.terminated", "case.resumed"} <= actions
+    told = {m["to"] for m in sms_messages(world, "case.resumed") if m["params"]["original"] == number}
+    assert told == {"judge", "applicant"}
+    assert asyncio.run(collect(return_state=True)).is_completed()
+
+
+def test_daily_report_per_court_and_judge(world: World, tmp_path: Path) -> None:
+    today = runtime.today()
+    state = asyncio.run(daily_report(day=today.isoformat(), return_state=True))
+    assert state.is_completed(), state.message
+    csv_file = get_settings().data_dir / "reports" / f"daily-{today.isoformat()}.csv"
+    text = csv_file.read_text(encoding="utf-8-sig")
+    assert text.startswith("court,judge,queries,hits,frozen")
+    rows = text.strip().splitlines()[1:]
+    assert rows and sum(int(r.split(",")[3]) for r in rows) > 0  # hits
+    bad = asyncio.run(daily_report(day="2026-13-01", return_state=True))
+    assert bad.is_failed() and "is not a date" in (bad.message or "")
+    shown = CliRunner().invoke(
+        app, ["report", "daily", "--day", today.isoformat(), "--csv", str(tmp_path / "r.csv")]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Daily report" in shown.output and (tmp_path / "r.csv").exists()
