@@ -1,13 +1,13 @@
-"""Run the benchmarks: `python -m bench` (all), `python -m bench simulators`, `--quick` for a small size."""
+"""Run the benchmarks: `python -m bench` (all), `python -m bench watch`, `--quick` for small sizes."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from bench import simulators
+from bench import simulators, watch
 
-BENCHMARKS = {"simulators": simulators.run}
+BENCHMARKS = {"simulators": simulators.run, "watch": watch.run}
 
 
 def main() -> int:

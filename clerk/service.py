@@ -27,6 +27,7 @@ from connectors.base import (
     RegistryUnavailable,
     SubjectStatus,
 )
+from models.supervision import bureau_today
 from models.tables import Registry
 
 
@@ -330,3 +331,44 @@ def _dry_start(
         r.code: r.id for r in session.scalars(select(Registry).where(Registry.code.in_(list(connectors))))
     }
     return run_id, registry_ids, querying.debtor_ids_of_case(session, case_id)
+
+
+async def sweep_due(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    batch_sizes: Mapping[str, int],
+    registry_ids: Mapping[str, int],
+    now: dt.datetime,
+    schedule: querying.Schedule,
+    policy: control.Policy,
+    actor: str,
+) -> tuple[list[BatchResult], ControlResult]:
+    """The sweep's steps without Prefect (for benchmarks and simulated clocks): every due debtor asked of
+    every registry in batches, then the cases with new hits controlled. The flow does the same with one
+    task per batch, progress and artifacts."""
+
+    def start() -> tuple[int, list[list[int]]]:
+        with sessions.begin() as session:
+            run_id = querying.start_run(session, "sweep (plain)")
+        with sessions() as session:
+            return run_id, list(querying.due_debtor_ids(session, now, schedule))
+
+    run_id, pages = await asyncio.to_thread(start)
+    batches: list[BatchResult] = []
+    for page in pages:
+        batches += await asyncio.gather(
+            *(
+                query_batch(
+                    sessions, connector, registry_ids[code], run_id, page[i : i + batch_sizes[code]], actor
+                )
+                for code, connector in connectors.items()
+                for i in range(0, len(page), batch_sizes[code])
+            )
+        )
+    touched = sorted(set().union(*(b.recorded.cases_with_new_hits for b in batches))) if batches else []
+    result = ControlResult()
+    for i in range(0, len(touched), 100):
+        result.add(
+            await control_cases(sessions, connectors, touched[i : i + 100], bureau_today(now), policy, actor)
+        )
+    return batches, result

@@ -435,3 +435,106 @@ async def test_garbage_in_reply_to_a_freeze_is_resolved_by_status(bank: BankConn
     reply = await bank.control(freeze())
     assert sent.call_count == 1
     assert reply.registry_reference == "F1"
+
+
+# --- the deposit watch and a measure's state ----------------------------------------------------------
+
+
+@respx.mock
+async def test_balances_of_known_accounts(bank: BankConnector) -> None:
+    route = respx.post(f"{BASE}/v1/balances").respond(
+        json={
+            "request_ref": "w-1",
+            "accounts": [{"account_no": "62220001", "balance": "1500.25", "restrictions": []}],
+        }
+    )
+    reports = await bank.balances("w-1", ["62220001", "62220002"])
+    assert json.loads(route.calls.last.request.content) == {
+        "request_ref": "w-1",
+        "accounts": ["62220001", "62220002"],
+    }
+    assert [(r.identifier, r.balance_fen) for r in reports] == [("62220001", 150025)]
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"request_ref": "other", "accounts": []}, "reply names another request"),
+        (
+            {"request_ref": "w-1", "accounts": [{"account_no": "99990000", "balance": "1.00"}]},
+            "an account that was not asked about",
+        ),
+        ({"request_ref": "w-1", "accounts": [{"account_no": "62220001", "balance": "-1"}]}, "balance"),
+    ],
+)
+async def test_balances_reject_replies_that_do_not_fit(
+    bank: BankConnector, body: dict[str, object], reason: str
+) -> None:
+    respx.post(f"{BASE}/v1/balances").respond(json=body)
+    with pytest.raises(InvalidReply, match=reason):
+        await bank.balances("w-1", ["62220001"])
+
+
+def deposit_event(seq: int, amount: str = "300.00") -> dict[str, object]:
+    return {
+        "seq": seq,
+        "account_no": "62220001",
+        "amount": amount,
+        "balance": "800.00",
+        "at": "2026-11-23T08:00:00Z",
+    }
+
+
+@respx.mock
+async def test_deposit_feed_is_read_after_the_cursor_with_a_long_poll(bank: BankConnector) -> None:
+    route = respx.get(f"{BASE}/v1/deposits").respond(
+        json={"events": [deposit_event(8), deposit_event(9)], "last": 9}
+    )
+    feed = await bank.deposits(7, 5)
+    assert route.calls.last.request.url.params["after"] == "7"
+    assert route.calls.last.request.url.params["wait"] == "5"
+    assert [(e.seq, e.amount_fen, e.balance_fen) for e in feed.events] == [
+        (8, 300_00, 800_00),
+        (9, 300_00, 800_00),
+    ]
+    assert feed.last == 9
+    assert "62220001" not in repr(feed)  # the account is masked in logs
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"events": [deposit_event(9), deposit_event(8)], "last": 9},  # out of order
+        {"events": [deposit_event(7)], "last": 7},  # not after the cursor
+        {"events": [deposit_event(8)], "last": 12},  # cursor beyond the last event
+    ],
+)
+async def test_deposit_feed_out_of_order_is_invalid(bank: BankConnector, body: dict[str, object]) -> None:
+    respx.get(f"{BASE}/v1/deposits").respond(json=body)
+    with pytest.raises(InvalidReply, match="out of order"):
+        await bank.deposits(7, 0)
+
+
+@respx.mock
+async def test_a_measure_state_now_by_its_reference(bank: BankConnector) -> None:
+    respx.get(f"{BASE}/v1/freezes/F-9").respond(
+        json={
+            "key": "k" * 16,
+            "result": "FROZEN",
+            "freeze_no": "F-9",
+            "frozen_amount": "80.00",
+            "start": "2026-11-23",
+            "end": "2027-11-22",
+        }
+    )
+    reply = await bank.measure_state("F-9", "k" * 16)
+    assert (reply.outcome, reply.amount_fen, reply.expires_on) == (
+        ControlOutcome.EFFECTIVE,
+        80_00,
+        dt.date(2027, 11, 22),
+    )
+    respx.get(f"{BASE}/v1/freezes/F-9").respond(json={"key": "x" * 16, "result": "FROZEN"})
+    with pytest.raises(InvalidReply, match="another request"):
+        await bank.measure_state("F-9", "k" * 16)

@@ -90,3 +90,31 @@ async def test_the_ticker_lands_scheduled_deposits_by_the_wall_clock() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert bank.ledger.holdings["A1"].balance_fen == 1_000
+
+
+def test_a_partial_release_lowers_the_claim_so_deposits_no_longer_top_it_up() -> None:
+    ledger = Ledger("bank", dt.date(2026, 1, 5))
+    ledger.add(Holding("A1", "owner", AssetKind.DEPOSIT, 100_00))
+    placed = ledger.place("k1", "case", "A1", 300_00, 1)
+    assert placed.result == "partial" and placed.measure is not None
+    number = placed.measure.number
+    released = ledger.release("k2", number, 150_00)  # the claim falls from 300 to 150
+    assert released is not None and released.measure is not None
+    assert (released.measure.requested_fen, released.measure.held_fen) == (150_00, 100_00)
+    ledger.deposit("A1", 500_00, dt.datetime(2026, 1, 6, tzinfo=dt.UTC))
+    assert ledger.measures[number].held_fen == 150_00  # topped up to the new claim, no further
+    assert [(e.seq, e.amount_fen, e.balance_fen) for e in ledger.deposits_after(0)] == [(1, 500_00, 600_00)]
+    assert ledger.deposits_after(1) == []
+
+
+def test_a_deduction_moves_money_and_a_claim_deducted_whole_is_released() -> None:
+    ledger = Ledger("bank", dt.date(2026, 1, 5))
+    ledger.add(Holding("A1", "owner", AssetKind.DEPOSIT, 100_00))
+    placed = ledger.place("k1", "case", "A1", 100_00, 1)
+    assert placed.measure is not None
+    number = placed.measure.number
+    assert ledger.deduct("k2", number, 100_00) is not None
+    assert ledger.measures[number].status == "released"
+    assert ledger.holdings["A1"].balance_fen == 0
+    state = ledger.current(number)
+    assert state is not None and state.result == "released" and state.key == "k1"

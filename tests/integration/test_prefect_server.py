@@ -139,6 +139,23 @@ def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         yield served
 
 
+#: Every deployment of prefect.yaml (flow name/deployment name); `clerk serve` serves the same set.
+DEPLOYMENTS = [
+    f"{name}/{name}"
+    for name in (
+        "sweep",
+        "collect",
+        "case-query",
+        "watch",
+        "renewal",
+        "release",
+        "deadlines",
+        "daily-report",
+        "deduction",
+    )
+]
+
+
 def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
     world: World, clerk_env: str, tmp_path: Path
 ) -> None:
@@ -172,7 +189,7 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
             [prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=ROOT, capture_output=True, text=True
         )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        for name in ("sweep/sweep", "collect/collect", "case-query/case-query"):
+        for name in DEPLOYMENTS:
             assert f"Deployment '{name}' successfully created" in deployed.stdout
         number = world.case_file.read_text(encoding="utf-8").splitlines()[1].split(",")[0]
         worker_log = tmp_path / "worker.log"
@@ -203,7 +220,7 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
 
         # The two shapes do not mix on one server (served deployments would inherit prefect.yaml's pull
         # steps): clear them, then clerk serve, whose every-minute sweep schedule fires and completes.
-        for name in ("sweep/sweep", "collect/collect", "case-query/case-query"):
+        for name in DEPLOYMENTS:
             subprocess.run([prefect, "deployment", "delete", name], env=env, check=True, capture_output=True)
         serve_log = tmp_path / "serve.log"
         with process([str(BIN / "clerk"), "serve"], env, serve_log):

@@ -57,25 +57,16 @@ class Year:
             httpx.post(f"{config.base_url}/_sim/clock", json={"now": now.isoformat()}).raise_for_status()
 
     async def sweep(self, now: dt.datetime) -> None:
-        today = now.date()
-        with self.sessions.begin() as session:
-            run_id = querying.start_run(session, "year")
-        with self.sessions() as session:
-            pages = list(querying.due_debtor_ids(session, now, querying.Schedule(), page_size=500))
-        touched: set[int] = set()
-        for page in pages:
-            for config in self.world.configs:
-                result = await service.query_batch(
-                    self.sessions,
-                    self.connectors[config.code],
-                    self.registry_ids[config.code],
-                    run_id,
-                    page,
-                    ACTOR,
-                )
-                touched |= result.recorded.cases_with_new_hits
-        await service.control_cases(
-            self.sessions, self.connectors, sorted(touched), today, self.policy, ACTOR
+        sizes = {c.code: c.batch_size for c in self.world.configs}
+        await service.sweep_due(
+            self.sessions,
+            self.connectors,
+            sizes,
+            self.registry_ids,
+            now,
+            querying.Schedule(),
+            self.policy,
+            ACTOR,
         )
 
     async def day(self, now: dt.datetime, rng: random.Random) -> None:

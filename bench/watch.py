@@ -1,0 +1,231 @@
+"""Deposit to freeze: from a deposit landing at a simulated bank to our freeze being effective there, p50
+and p95, with the bank's push feed and with balance polling (the watch flow's two ways), side by side.
+
+Set-up: a seeded world served on loopback (two banks with a push feed, a real-estate and a vehicle
+registry), its cases imported into a fresh SQLite case book and swept once. Then, for each mode, deposits
+land one after another on accounts of cases still short of what they owe (each on a different case, each
+less than its shortfall), while the watch's use cases run as the flow runs them; the latency of each is
+taken from the deposit's POST to the moment the bank's ledger shows our freeze holding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench.common import record, table
+from clerk import cases, control, db, querying, service, watch
+from clerk.intake import import_cases, read_case_file
+from connectors.base import RegistryKind
+from connectors.config import RegistryConfig
+from connectors.loader import build
+from connectors.simulator.bank import BankSimulator
+from connectors.simulator.serve import build_world, world_in_background
+from connectors.simulator.world import write_case_file
+from models.supervision import bureau_today
+from models.tables import Asset, Case, ControlMeasure, Registry
+
+ACTOR = "bench:watch"
+ALLOWED = ["bank-json", "real-estate-xml", "vehicle-json"]
+POLL_S = 20.0  # the setting watch_poll_s
+
+
+def _configs() -> list[RegistryConfig]:
+    kinds = [
+        ("bank-a", RegistryKind.BANK, "bank-json"),
+        ("bank-b", RegistryKind.BANK, "bank-json"),
+        ("realestate", RegistryKind.REAL_ESTATE, "real-estate-xml"),
+        ("vehicles", RegistryKind.VEHICLE, "vehicle-json"),
+    ]
+    return [
+        RegistryConfig(
+            code=code,
+            name=code,
+            kind=kind,
+            adapter=adapter,
+            base_url="http://127.0.0.1:9",
+            credential=SecretStr("sim-token"),
+            requests_per_second=0,
+            push_feed=kind is RegistryKind.BANK,
+        )
+        for code, kind, adapter in kinds
+    ]
+
+
+def _targets(
+    sessions: sessionmaker[Session], banks: dict[str, BankSimulator], count: int, used: set[int]
+) -> list[tuple[str, str, int]]:
+    """(bank, account, amount) on accounts of short cases that nobody else holds, one per case."""
+    today = bureau_today()
+    found: list[tuple[str, str, int]] = []
+    with sessions() as session:
+        codes = {rid: code for rid, code in session.execute(select(Registry.id, Registry.code))}
+        for case in session.scalars(select(Case).where(Case.status == "active").order_by(Case.id)):
+            if case.id in used:
+                continue
+            claims = sum(
+                control.covered_by(m)
+                for m in session.scalars(
+                    select(ControlMeasure).where(
+                        ControlMeasure.case_id == case.id, ControlMeasure.status.in_(control.LIVE)
+                    )
+                )
+            )
+            short = cases.owed(case, today).remaining - claims
+            if short < 2_000_00:
+                continue
+            debtors = querying.debtor_ids_of_case(session, case.id)
+            for asset in session.scalars(
+                select(Asset).where(Asset.kind == "deposit", Asset.debtor_id.in_(debtors))
+            ):
+                bank = banks.get(codes[asset.registry_id])
+                holding = bank.ledger.holdings.get(asset.identifier) if bank else None
+                if bank is None or holding is None or holding.restrictions or asset.other_measures:
+                    continue
+                used.add(case.id)
+                found.append((bank.code, asset.identifier, short // 2))
+                break
+            if len(found) == count:
+                break
+    return found
+
+
+def _held(bank: BankSimulator, account: str) -> int:
+    return sum(
+        m.held_fen or 0
+        for m in bank.ledger.measures.values()
+        if m.identifier == account and m.status == "effective"
+    )
+
+
+async def _measure(
+    mode: str,
+    sessions: sessionmaker[Session],
+    configs: list[RegistryConfig],
+    banks: dict[str, BankSimulator],
+    targets: list[tuple[str, str, int]],
+    gap_s: float,
+    poll_s: float,
+) -> list[float]:
+    connectors = build(configs, ALLOWED)
+    with sessions.begin() as session:
+        registry_ids = querying.ensure_registries(session, configs)
+    policy = control.Policy()
+    urls = {c.code: c.base_url for c in configs}
+    seconds = len(targets) * gap_s + poll_s + 10
+    stop = asyncio.Event()
+
+    async def poller() -> None:
+        while not stop.is_set():
+            await watch.poll_once(sessions, connectors, registry_ids, bureau_today(), policy, ACTOR)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+
+    async def listener(code: str) -> None:
+        await watch.listen(
+            sessions, connectors, code, registry_ids[code], seconds, 5.0, bureau_today(), policy, ACTOR
+        )
+
+    watchers = (
+        [asyncio.create_task(listener(code)) for code in banks]
+        if mode == "push"
+        else [asyncio.create_task(poller())]
+    )
+    latencies: list[float] = []
+    rng = random.Random(5)
+    try:
+        await asyncio.sleep(1.0)  # the watch is running
+        async with httpx.AsyncClient() as client:
+            for code, account, amount in targets:
+                before = _held(banks[code], account)
+                started = time.perf_counter()
+                response = await client.post(
+                    f"{urls[code]}/_sim/deposits", json={"account_no": account, "amount_fen": amount}
+                )
+                response.raise_for_status()
+                while _held(banks[code], account) <= before:
+                    if time.perf_counter() - started > poll_s + 30:
+                        raise RuntimeError(f"{mode}: a deposit was not frozen within {poll_s + 30:.0f} s")
+                    await asyncio.sleep(0.01)
+                latencies.append(time.perf_counter() - started)
+                # land the next one at a random moment of the poll cycle, not right after a poll
+                await asyncio.sleep(gap_s + rng.uniform(0, poll_s if mode == "poll" else gap_s))
+    finally:
+        stop.set()
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(*(c.aclose() for c in connectors.values()))
+    return latencies
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    debtors, deposits = (400, 6) if quick else (3000, 20)
+    poll_s = 2.0 if quick else POLL_S
+    gap_s = 0.5 if quick else 2.0
+    now = dt.datetime.now(dt.UTC)
+    world = build_world(_configs(), debtors, seed=17, now=now)
+    banks = {s.code: s for s, _, _ in world.simulators if isinstance(s, BankSimulator)}
+    with tempfile.TemporaryDirectory() as tmp, world_in_background(world) as configs:
+        engine = db.make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        db.upgrade(engine)
+        sessions = db.session_factory(engine)
+        case_file = Path(tmp) / "cases.csv"
+        write_case_file(case_file, world.debtors, 17, now.date())
+        rows, _ = read_case_file(case_file, max_bytes=10**9, today=now.date())
+        with sessions.begin() as session:
+            import_cases(session, rows, actor=ACTOR)
+
+        async def sweep() -> None:
+            connectors = build(configs, ALLOWED)
+            with sessions.begin() as session:
+                ids = querying.ensure_registries(session, configs)
+            sizes = {c.code: c.batch_size for c in configs}
+            await service.sweep_due(
+                sessions, connectors, sizes, ids, now, querying.Schedule(), control.Policy(), ACTOR
+            )
+            await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+        asyncio.run(sweep())
+        used: set[int] = set()
+        results = []
+        for mode in ("push", "poll"):
+            targets = _targets(sessions, banks, deposits, used)
+            if len(targets) < deposits:
+                raise RuntimeError(f"only {len(targets)} accounts of short cases to deposit on")
+            latencies = asyncio.run(_measure(mode, sessions, configs, banks, targets, gap_s, poll_s))
+            p95 = round(_percentile(latencies, 95), 3)
+            goal = 5.0 if mode == "push" else 60.0
+            results.append(
+                {
+                    "mode": mode,
+                    "poll every s": f"{poll_s:g}" if mode == "poll" else "-",
+                    "deposits": len(latencies),
+                    "p50 s": round(statistics.median(latencies), 3),
+                    "p95 s": p95,
+                    "max s": round(max(latencies), 3),
+                    "goal p95 s": goal,
+                    "met": "yes" if p95 < goal else "NO",
+                }
+            )
+        engine.dispose()
+    table(f"Deposit to freeze ({debtors:,} debtors; {'quick' if quick else 'full'})", results)
+    record("watch", [r | {"debtors": debtors, "quick": quick} for r in results])
+    return results
