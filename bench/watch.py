@@ -21,47 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import record, table
 from clerk import cases, control, db, querying, service, watch
 from clerk.intake import import_cases, read_case_file
-from connectors.base import RegistryKind
-from connectors.config import RegistryConfig
+from connectors.config import RegistryConfig, placeholder_configs
 from connectors.loader import build
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.world import write_case_file
 from models.supervision import bureau_today
-from models.tables import Asset, Case, ControlMeasure, Registry
+from models.tables import Asset, Case, Registry
 
 ACTOR = "bench:watch"
 ALLOWED = ["bank-json", "real-estate-xml", "vehicle-json"]
 POLL_S = 20.0  # the setting watch_poll_s
-
-
-def _configs() -> list[RegistryConfig]:
-    kinds = [
-        ("bank-a", RegistryKind.BANK, "bank-json"),
-        ("bank-b", RegistryKind.BANK, "bank-json"),
-        ("realestate", RegistryKind.REAL_ESTATE, "real-estate-xml"),
-        ("vehicles", RegistryKind.VEHICLE, "vehicle-json"),
-    ]
-    return [
-        RegistryConfig(
-            code=code,
-            name=code,
-            kind=kind,
-            adapter=adapter,
-            base_url="http://127.0.0.1:9",
-            credential=SecretStr("sim-token"),
-            requests_per_second=0,
-            push_feed=kind is RegistryKind.BANK,
-        )
-        for code, kind, adapter in kinds
-    ]
 
 
 def _targets(
@@ -75,14 +51,7 @@ def _targets(
         for case in session.scalars(select(Case).where(Case.status == "active").order_by(Case.id)):
             if case.id in used:
                 continue
-            claims = sum(
-                control.covered_by(m)
-                for m in session.scalars(
-                    select(ControlMeasure).where(
-                        ControlMeasure.case_id == case.id, ControlMeasure.status.in_(control.LIVE)
-                    )
-                )
-            )
+            claims = control.claims(session, case.id)
             short = cases.owed(case, today).remaining - claims
             if short < 2_000_00:
                 continue
@@ -181,7 +150,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     poll_s = 2.0 if quick else POLL_S
     gap_s = 0.5 if quick else 2.0
     now = dt.datetime.now(dt.UTC)
-    world = build_world(_configs(), debtors, seed=17, now=now)
+    world = build_world(placeholder_configs(push_feed=True), debtors, seed=17, now=now)
     banks = {s.code: s for s, _, _ in world.simulators if isinstance(s, BankSimulator)}
     with tempfile.TemporaryDirectory() as tmp, world_in_background(world) as configs:
         engine = db.make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")

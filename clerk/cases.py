@@ -264,6 +264,7 @@ class CaseLine:
     status: str
     debtors: int
     remaining: int
+    track: str | None = None
 
 
 def list_cases(session: Session, on: dt.date, status: str | None = None, limit: int = 100) -> list[CaseLine]:
@@ -278,5 +279,6 @@ def list_cases(session: Session, on: dt.date, status: str | None = None, limit: 
     if status:
         stmt = stmt.where(Case.status == status)
     return [
-        CaseLine(c.case_number, c.judge, c.status, n, owed(c, on).remaining) for c, n in session.execute(stmt)
+        CaseLine(c.case_number, c.judge, c.status, n, owed(c, on).remaining, c.track)
+        for c, n in session.execute(stmt)
     ]

@@ -257,10 +257,15 @@ def cases_list(
     when = day(on, "--on")
     with unit_of_work() as session:
         lines = cases.list_cases(session, when, status, limit)
-    table = Table("case number", "judge", "status", "debtors", f"remaining on {when}")
+    table = Table("case number", "judge", "status", "track", "debtors", f"remaining on {when}")
     for line in lines:
         table.add_row(
-            line.case_number, line.judge, line.status, str(line.debtors), format_yuan(line.remaining)
+            line.case_number,
+            line.judge,
+            line.status,
+            line.track or "-",
+            str(line.debtors),
+            format_yuan(line.remaining),
         )
     out.print(table)
 
@@ -729,7 +734,8 @@ def serve_command(
     ] = None,
 ) -> None:
     """Run the clerk on this machine: a Prefect server with its UI on 127.0.0.1 (unless PREFECT_API_URL
-    names one), and the sweep, collect and case-query deployments with their schedules. Ctrl-C stops all."""
+    names one), and every deployment with its schedule (sweep, collect, watch, renewal, release, deadlines,
+    daily-report; case-query and deduction on demand). Ctrl-C stops all."""
     from deployments import embedded
 
     conf = settings()

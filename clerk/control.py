@@ -63,6 +63,16 @@ def covered_by(measure: ControlMeasure) -> int:
     return max(measure.requested_amount_fen, measure.actual_amount_fen or 0)
 
 
+def claims(session: Session, case_id: int) -> int:
+    """What a case's live freezes claim against the cap (see `covered_by`)."""
+    return sum(
+        covered_by(m)
+        for m in session.scalars(
+            select(ControlMeasure).where(ControlMeasure.case_id == case_id, ControlMeasure.status.in_(LIVE))
+        )
+    )
+
+
 def plan(session: Session, case_id: int, today: dt.date, policy: Policy, actor: str) -> Plan:
     """Decide and write down the measures a case needs today, in the caller's transaction."""
     session.execute(update(Case).where(Case.id == case_id).values(version=Case.version + 1))

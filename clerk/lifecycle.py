@@ -184,14 +184,7 @@ def cases_to_release(session: Session, today: dt.date) -> list[int]:
         if case.status in ENDED:
             found.append(case.id)
             continue
-        claims = sum(
-            control.covered_by(m)
-            for m in session.scalars(
-                select(ControlMeasure).where(
-                    ControlMeasure.case_id == case.id, ControlMeasure.status.in_(control.LIVE)
-                )
-            )
-        )
+        claims = control.claims(session, case.id)
         if claims > cases.owed(case, today).remaining:
             found.append(case.id)
     return found

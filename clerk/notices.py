@@ -32,6 +32,14 @@ def notify(
     return notification
 
 
+def notify_case(
+    session: Session, case_id: int, to: str, template: str, params: Mapping[str, object]
+) -> Notification:
+    case = session.get(Case, case_id)
+    assert case is not None
+    return notify(session, case, to, template, params)
+
+
 async def send_notifications(
     sessions: sessionmaker[Session], notifier: NotifierPort, limit: int = 1000
 ) -> int:

@@ -71,14 +71,7 @@ def _found(session: Session, case_id: int) -> int:
     for asset in session.scalars(select(Asset).where(Asset.kind == "deposit", Asset.debtor_id.in_(debtors))):
         others = sum(int(m.get("amount_fen") or 0) for m in (asset.other_measures or {}).get("measures", []))
         found += max((asset.balance_fen or 0) - others, 0)
-    claimed = sum(
-        control.covered_by(m)
-        for m in session.scalars(
-            select(ControlMeasure).where(
-                ControlMeasure.case_id == case_id, ControlMeasure.status.in_(control.LIVE)
-            )
-        )
-    )
+    claimed = control.claims(session, case_id)
     return max(found, claimed)
 
 

@@ -78,3 +78,29 @@ def simulated_registries(host: str = "127.0.0.1") -> list[RegistryConfig]:
         )
         for code, name, kind, adapter, port in rows
     ]
+
+
+#: Two banks, a real-estate registry and a vehicle registry: the world tests and benchmarks simulate.
+TEST_KINDS = (
+    ("bank-a", RegistryKind.BANK, "bank-json"),
+    ("bank-b", RegistryKind.BANK, "bank-json"),
+    ("realestate", RegistryKind.REAL_ESTATE, "real-estate-xml"),
+    ("vehicles", RegistryKind.VEHICLE, "vehicle-json"),
+)
+
+
+def placeholder_configs(**overrides: object) -> list[RegistryConfig]:
+    """Settings for the four registries of `TEST_KINDS`, unlimited, before `world_in_background` gives
+    them their ports."""
+    return [
+        RegistryConfig(
+            code=code,
+            name=code,
+            kind=kind,
+            adapter=adapter,
+            base_url="http://127.0.0.1:9",
+            credential=SecretStr(SIM_CREDENTIAL),
+            **({"requests_per_second": 0} | overrides),
+        )
+        for code, kind, adapter in TEST_KINDS
+    ]

@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from clerk import audit, cases, lifecycle, notices
 from flows import runtime
-from models.tables import Case, utcnow
+from models.tables import utcnow
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
 PAUSE_MARGIN_S = 120
@@ -90,11 +90,9 @@ async def deduction(case_number: str, requested_by: str | None = None) -> State:
                 except cases.CaseNotFound as exc:
                     return str(exc)
                 if proposal.lines:
-                    case = session.get(Case, proposal.case_id)
-                    assert case is not None
-                    notices.notify(
+                    notices.notify_case(
                         session,
-                        case,
+                        proposal.case_id,
                         "judge",
                         "deduction.awaiting",
                         {"case": number, "amount_fen": proposal.total_fen, "flow_run": runtime.flow_run_id()},
@@ -191,11 +189,9 @@ async def _remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, af
 
     def write() -> None:
         with rt.sessions.begin() as session:
-            case = session.get(Case, proposal.case_id)
-            assert case is not None
-            notices.notify(
+            notices.notify_case(
                 session,
-                case,
+                proposal.case_id,
                 "judge",
                 "deduction.reminder",
                 {"case": proposal.case_number, "amount_fen": proposal.total_fen},

@@ -8,22 +8,13 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import SecretStr
-
-from connectors.base import RegistryKind
-from connectors.config import RegistryConfig
+from connectors.config import RegistryConfig, placeholder_configs, registries_json
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.sms import SmsGatewaySimulator
 from connectors.simulator.world import write_case_file
-
-KINDS = [
-    ("bank-a", RegistryKind.BANK, "bank-json"),
-    ("bank-b", RegistryKind.BANK, "bank-json"),
-    ("realestate", RegistryKind.REAL_ESTATE, "real-estate-xml"),
-    ("vehicles", RegistryKind.VEHICLE, "vehicle-json"),
-]
 
 
 @dataclass
@@ -50,20 +41,7 @@ class World:
 
 @contextlib.contextmanager
 def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits: object) -> Iterator[World]:
-    placeholders = [
-        RegistryConfig(
-            code=code,
-            name=code,
-            kind=kind,
-            adapter=adapter,
-            base_url="http://127.0.0.1:9",
-            credential=SecretStr("sim-token"),
-            requests_per_second=0,
-            batch_size=50,
-            **limits,
-        )  # type: ignore[arg-type]
-        for code, kind, adapter in KINDS
-    ]
+    placeholders = placeholder_configs(batch_size=50, **limits)
     world = build_world(placeholders, debtors, seed, now)
     case_file = tmp / "world-cases.csv"
     write_case_file(case_file, world.debtors, seed, now.date())
@@ -76,3 +54,24 @@ def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits:
             world.sms,
             world.sms_url or "",
         )
+
+
+@contextlib.contextmanager
+def flow_world(
+    tmp: Path, monkeypatch: Any, debtors: int, seed: int, now: dt.datetime, **limits: object
+) -> Iterator[World]:
+    """A served world whose settings the flows read (registries, SMS gateway) and whose cases are imported
+    through the CLI: what the flow tests start from."""
+    from typer.testing import CliRunner
+
+    from clerk.cli import app
+    from clerk.settings import get_settings
+
+    with served_world(tmp, debtors=debtors, seed=seed, now=now, **limits) as served:
+        monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))
+        monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
+        monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
+        get_settings.cache_clear()
+        result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])
+        assert result.exit_code == 0, result.output
+        yield served

@@ -156,3 +156,35 @@ def test_database_password_is_never_printed(monkeypatch: pytest.MonkeyPatch, tmp
     assert code == 1
     assert "the database cannot be reached" in err
     assert "s3cret-pw" not in out + err
+
+
+def test_status_changes_and_tracks_are_a_judges_audited_decisions(clerk_env: str, case_file: Path) -> None:
+    assert clerk("cases", "import", str(case_file))[0] == 0
+    code, _, err = clerk("cases", "track", CASE, "urgent", "--reason", "x")
+    assert code == 2 and "track: 'urgent' is not a track: use one of fast, simple, normal, special" in err
+    code, out, _ = clerk("cases", "track", CASE, "special", "--reason", "涉众案件")
+    assert code == 0 and "is on the special track (set by a judge)" in out
+    code, out, _ = clerk("cases", "list")
+    assert code == 0 and "special" in out
+    code, _, err = clerk("cases", "close", CASE, "--reason", "")
+    assert code == 2 and "reason: a status change needs a reason" in err
+    code, out, _ = clerk("cases", "close", CASE, "--withdrawn", "--reason", "申请人撤回")
+    assert code == 0 and "is withdrawn; its measures are released by the next release run" in out
+    code, _, err = clerk("cases", "terminate", CASE, "--reason", "无财产")
+    assert code == 2 and "is withdrawn: it cannot become terminated" in err
+    code, out, _ = clerk("audit", "export", "--case", CASE)
+    assert code == 0 and "case.track_set" in out and "case.withdrawn" in out and "申请人撤回" in out
+
+
+def test_run_and_deduct_explain_what_they_need(
+    clerk_env: str, case_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = clerk("run", "sweeep")
+    assert code == 2 and "name: 'sweeep' is not a flow: use one of sweep, collect, watch" in err
+    assert clerk("cases", "import", str(case_file))[0] == 0
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "")
+    code, _, err = clerk("deduct", CASE)
+    assert code == 2 and "a deduction waits for a judge on a Prefect server: start `clerk serve`" in err
+    code, _, err = clerk("approve", "0b7d3c4e-0000-4000-8000-000000000000", "--judge", "王", "--amount", "-5")
+    assert code == 2 and "--amount" in err

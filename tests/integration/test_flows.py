@@ -18,13 +18,12 @@ from typer.testing import CliRunner
 from clerk import audit, cases, control, db
 from clerk.cli import app
 from clerk.settings import get_settings
-from connectors.config import registries_json
 from flows import runtime
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.sweep import sweep
 from models.tables import Asset, Case, ControlMeasure, Query
-from tests.world import World, served_world
+from tests.world import World, flow_world
 
 NOW = dt.datetime.now(dt.UTC)
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -39,13 +38,7 @@ def harness() -> Iterator[None]:
 
 @pytest.fixture
 def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with served_world(tmp_path, debtors=120, seed=11, now=NOW) as served:
-        monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))
-        monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
-        monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
-        get_settings.cache_clear()
-        result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])
-        assert result.exit_code == 0, result.output
+    with flow_world(tmp_path, monkeypatch, debtors=120, seed=11, now=NOW) as served:
         yield served
 
 

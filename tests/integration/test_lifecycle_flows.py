@@ -21,10 +21,9 @@ from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
-from clerk import audit, cases, db, querying
+from clerk import audit, cases, control, db, querying
 from clerk.cli import app
 from clerk.settings import get_settings
-from connectors.config import registries_json
 from flows import runtime
 from flows.collect import collect
 from flows.daily_report import daily_report
@@ -45,7 +44,7 @@ from models.tables import (
     Payment,
     Registry,
 )
-from tests.world import World, served_world
+from tests.world import World, flow_world
 
 NOW = dt.datetime.now(dt.UTC)
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -60,14 +59,8 @@ def harness() -> Iterator[None]:
 
 @pytest.fixture
 def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    with served_world(tmp_path, debtors=80, seed=13, now=NOW, push_feed=True) as served:
-        monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))
-        monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
-        monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
-        monkeypatch.setenv("CLERK_APPROVAL_POLL_S", "1")
-        get_settings.cache_clear()
-        result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])
-        assert result.exit_code == 0, result.output
+    monkeypatch.setenv("CLERK_APPROVAL_POLL_S", "1")
+    with flow_world(tmp_path, monkeypatch, debtors=80, seed=13, now=NOW, push_feed=True) as served:
         state = asyncio.run(sweep(return_state=True))
         assert state.is_completed(), state.message
         yield served
@@ -83,14 +76,7 @@ def short_case_account() -> tuple[str, str, str]:
     today = runtime.today()
     with sessions()() as session:
         for case in session.scalars(select(Case).where(Case.status == "active").order_by(Case.id)):
-            claims = sum(
-                m.requested_amount_fen
-                for m in session.scalars(
-                    select(ControlMeasure).where(
-                        ControlMeasure.case_id == case.id, ControlMeasure.status == "effective"
-                    )
-                )
-            )
+            claims = control.claims(session, case.id)
             if claims >= cases.owed(case, today).remaining:
                 continue
             debtors = querying.debtor_ids_of_case(session, case.id)

@@ -106,14 +106,7 @@ class Year:
                         .join(CaseDebtor, CaseDebtor.case_id == Case.id)
                         .where(CaseDebtor.debtor_id == asset.debtor_id, Case.status == "active")
                     ):
-                        claims = sum(
-                            control.covered_by(m)
-                            for m in session.scalars(
-                                select(ControlMeasure).where(
-                                    ControlMeasure.case_id == case.id, ControlMeasure.status.in_(control.LIVE)
-                                )
-                            )
-                        )
+                        claims = control.claims(session, case.id)
                         assert claims >= cases.owed(case, today).remaining, (case.case_number, today)
 
     def pay(self, today: dt.date, rng: random.Random) -> None:
@@ -274,3 +267,9 @@ def test_a_simulated_year(sessions: sessionmaker[Session], tmp_path: Path) -> No
             assert counted["deposit.arrived"] > 0
             assert year.deposits_landed > 40
             assert audit.verify(session).ok
+            print(  # with -s: what the year held
+                f"\nsimulated year: {len(ours)} measures, {renewed} renewals, {became_effective} took effect "
+                f"(placed or from a queue), {counted['measure.released'] + counted['measure.partially_released']} "
+                f"releases, {year.deposits_landed} deposits, {len(year.payments)} payments, "
+                f"{year.approvals} deductions, {len(counted)} kinds of audit event"
+            )
