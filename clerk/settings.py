@@ -87,7 +87,11 @@ class Settings(BaseSettings):
         "largest or smallest.",
     )
     watch_listen_s: float = Field(
-        50, ge=1, le=3600, description="How long one watch run follows the banks (it runs every minute)."
+        65,
+        ge=1,
+        le=3600,
+        description="How long one watch run follows the banks. It runs every minute: a little longer than "
+        "that, so that runs overlap and no moment goes unwatched (overlapping runs are safe).",
     )
     watch_poll_s: float = Field(
         20, ge=1, le=600, description="How often the watch asks banks without a push feed for balances."

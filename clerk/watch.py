@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import audit, cases, control, querying, service
@@ -129,17 +131,21 @@ def feed_position(session: Session, registry_id: int) -> int:
 def record_feed(
     session: Session, registry_id: int, registry_code: str, feed: DepositFeed, actor: str
 ) -> set[int]:
-    """Record a page of the deposit feed and move the cursor past it, in one transaction."""
+    """Record a page of the deposit feed and move the cursor past it, in one transaction. The cursor row is
+    locked first: two watch runs that overlap (one starting as the other ends) each record an event once,
+    in order, and never write an older balance over a newer one."""
+    cursor = _locked_cursor(session, registry_id)
+    events = [e for e in feed.events if e.seq > cursor.position]
     latest: dict[str, AssetReport] = {}
     known = {
         a.identifier: a
         for a in session.scalars(
             select(Asset).where(
-                Asset.registry_id == registry_id, Asset.identifier.in_([e.identifier for e in feed.events])
+                Asset.registry_id == registry_id, Asset.identifier.in_([e.identifier for e in events])
             )
         )
     }
-    for event in feed.events:
+    for event in events:
         asset = known.get(event.identifier)
         if asset is None:
             continue  # not a debtor of ours
@@ -155,12 +161,20 @@ def record_feed(
         if latest
         else set()
     )
-    cursor = session.get(FeedCursor, registry_id, with_for_update=True)
-    if cursor is None:
-        session.add(FeedCursor(registry_id=registry_id, position=feed.last))
-    elif feed.last > cursor.position:
-        cursor.position = feed.last
+    cursor.position = max(cursor.position, feed.last)
     return touched
+
+
+def _locked_cursor(session: Session, registry_id: int) -> FeedCursor:
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
+    session.execute(
+        insert(FeedCursor)
+        .values(registry_id=registry_id, position=0, updated_at=utcnow())
+        .on_conflict_do_nothing()
+    )
+    cursor = session.get(FeedCursor, registry_id, with_for_update=True, populate_existing=True)
+    assert cursor is not None
+    return cursor
 
 
 def _keep_others(known: dict[str, Asset], latest: dict[str, AssetReport]) -> list[AssetReport]:

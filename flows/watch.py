@@ -21,11 +21,12 @@ async def watch(listen_s: float | None = None, poll_s: float | None = None) -> S
     """Watch the accounts already found for cases not yet covered, and freeze new deposits at once.
 
     Banks with a push feed are followed for `listen_s` seconds (each deposit frozen within seconds); the
-    others are asked for balances every `poll_s` seconds. Runs every minute, so one run's end meets the
-    next one's start; the feed's cursor is kept in the database, so no deposit is missed between runs.
+    others are asked for balances every `poll_s` seconds. Runs every minute and listens a little longer, so
+    runs overlap; the feed's cursor is kept in the database (locked while a page is recorded), so no deposit
+    is missed between runs nor recorded twice.
 
     Args:
-        listen_s: How long this run watches (default: the setting watch_listen_s, 50 s).
+        listen_s: How long this run watches (default: the setting watch_listen_s, 65 s).
         poll_s: How often banks without a feed are polled (default: the setting watch_poll_s, 20 s).
     """
     log = get_run_logger()
