@@ -1,5 +1,6 @@
 """The daily report: per court and judge, what the clerk did on one Beijing calendar day, read from the
-audit trail (the one record of every step) and the query log. No personal data: counts and amounts."""
+audit trail (the one record of every step) and the query log, beside the active caseload by track. No
+personal data: counts and amounts."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ COLUMNS = (
     "deducted_fen",
     "lapsed",
     "overdue_nodes",
+    "active_fast",
+    "active_simple",
+    "active_normal",
+    "active_special",
+    "active_untriaged",
 )
 
 _COUNTED = {
@@ -97,6 +103,13 @@ def daily(session: Session, day: dt.date) -> list[dict[str, object]]:
     )
     for court, judge, count in overdue:
         bump((court, judge), "overdue_nodes", count)
+    for court, judge, track, count in session.execute(
+        select(Case.court_code, Case.judge, Case.track, func.count())
+        .where(Case.status == "active", Case.court_code.in_({k[0] for k in rows} or {""}))
+        .group_by(Case.court_code, Case.judge, Case.track)
+    ):
+        if (court, judge) in rows:  # the caseload by track beside the day's work
+            bump((court, judge), f"active_{track or 'untriaged'}", count)
     return [rows[k] for k in sorted(rows)]
 
 

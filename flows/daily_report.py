@@ -53,6 +53,10 @@ async def daily_report(day: str | None = None) -> State:
             f"lapsed {sums.get('lapsed', 0)}",
             f"- deductions {sums.get('deductions', 0)} ({format_yuan(sums.get('deducted_fen', 0))} yuan)",
             f"- overdue nodes {sums.get('overdue_nodes', 0)}",
+            f"- active cases by track: fast {sums.get('active_fast', 0)}, "
+            f"simple {sums.get('active_simple', 0)}, normal {sums.get('active_normal', 0)}, "
+            f"special {sums.get('active_special', 0)}, "
+            f"not yet triaged {sums.get('active_untriaged', 0)}",
         ]
         await acreate_markdown_artifact(
             "\n".join(lines), key="daily-report", description=f"Daily report {on}"

@@ -128,7 +128,10 @@ async def deduction(case_number: str, requested_by: str | None = None) -> State:
             decision: DeductionDecision = await asyncio.wait_for(
                 pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
                     wait_for_input=DeductionDecision.with_initial_data(
-                        approve=True, amount_yuan=Decimal(proposal.total_fen) / 100, judge=""
+                        description=proposal_markdown(proposal),  # shown above the UI's Resume form
+                        approve=True,
+                        amount_yuan=Decimal(proposal.total_fen) / 100,
+                        judge="",
                     ),
                     timeout=settings.approval_timeout_s + PAUSE_MARGIN_S,
                     poll_interval=settings.approval_poll_s,

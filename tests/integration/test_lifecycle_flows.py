@@ -164,6 +164,11 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
     async def scenario() -> tuple[Any, list[Any]]:
         flow = asyncio.create_task(deduction(case_number=number, requested_by="书记员", return_state=True))
         run = await paused_run(number)
+        async with get_client() as client:  # what the UI shows above the Resume form
+            shown = await client.read_flow_run_input(run.id, "paused-deduction-decision-description")
+        assert (
+            f"Deduction proposed for {number}" in shown and "| registry | account | amount (yuan) |" in shown
+        )
         results = [
             await asyncio.to_thread(runner.invoke, app, ["approve", "not-a-run", "--judge", "王法官"]),
             await asyncio.to_thread(
@@ -404,6 +409,9 @@ def test_daily_report_per_court_and_judge(world: World, tmp_path: Path) -> None:
     assert text.startswith("court,judge,queries,hits,frozen")
     rows = text.strip().splitlines()[1:]
     assert rows and sum(int(r.split(",")[3]) for r in rows) > 0  # hits
+    header = text.splitlines()[0].split(",")
+    untriaged = header.index("active_untriaged")
+    assert sum(int(r.split(",")[untriaged]) for r in rows) > 0  # the caseload beside the day's work
     bad = asyncio.run(daily_report(day="2026-13-01", return_state=True))
     assert bad.is_failed() and "is not a date" in (bad.message or "")
     shown = CliRunner().invoke(
