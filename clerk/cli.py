@@ -26,7 +26,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clerk import audit, cases, db, intake
+from clerk import access, audit, cases, db, intake
 from clerk.settings import Settings, SettingsError, get_settings
 from connectors import loader
 from connectors.base import Health
@@ -35,6 +35,7 @@ from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import SimulatorError
 from connectors.simulator.world import write_case_file as write_world_cases
+from models.access import Action
 from models.supervision import bureau_today
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_date, parse_yuan
 
@@ -288,6 +289,33 @@ def cases_pay(
     out.print(
         f"payment of {format_yuan(fen)} recorded; remaining on {paid_on}: {format_yuan(after.remaining)}"
     )
+
+
+RequestedByOption = Annotated[
+    str,
+    typer.Option(
+        "--requested-by",
+        help="Who asks (required): the case's judge, or a person CLERK_PEOPLE allows at the case's court.",
+    ),
+]
+
+
+def check_access(number: str, who: str, action: Action) -> None:
+    """Refuse (audited) before anything is asked of a registry."""
+    conf = settings()
+    with unit_of_work() as session:
+        case = cases.get_case(session, number)
+    try:
+        access.authorize(
+            db.session_factory(db.engine_for(conf.effective_database_url)),
+            case,
+            who,
+            action,
+            conf.access,
+            actor_name(who),
+        )
+    except access.Refused as exc:
+        raise InvalidValue("requested_by", str(exc).removeprefix("requested_by: ")) from None
 
 
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the audit trail (required).")]
@@ -575,8 +603,8 @@ def demo(
         first = cases.list_cases(session, bureau_today(), limit=1)
     if first:
         out.print(
-            f"      with `clerk sim` running, `clerk query '{first[0].case_number}' --dry-run` asks every "
-            "registry about one case."
+            f"      with `clerk sim` running, `clerk query '{first[0].case_number}' --requested-by "
+            f"{first[0].judge} --dry-run` has the case's judge ask every registry about it."
         )
 
 
@@ -584,19 +612,18 @@ def demo(
 @friendly_errors
 def query(
     case_number: Annotated[str, typer.Argument(help="e.g. '(2024)豫0185执1234号'.")],
+    requested_by: RequestedByOption,
     registry: Annotated[
         list[str] | None, typer.Option("--registry", "-r", help="Ask only this registry (repeatable).")
     ] = None,
     auto_control: Annotated[bool, typer.Option(help="Freeze and seize after the query.")] = True,
     dry_run: Annotated[bool, typer.Option(help="Report what would be frozen; change nothing.")] = False,
-    requested_by: Annotated[
-        str | None, typer.Option(help="Who asks, for the audit trail; default $USER.")
-    ] = None,
 ) -> None:
-    """Query every registry about one case now (the case-query flow) and print what happened."""
+    """Query every registry about one case now (the case-query flow) and print what happened. Only the
+    case's judge, or a person the settings (CLERK_PEOPLE) allow at its court, may ask; refusals are
+    audited."""
     number = str(CaseNumber.parse(case_number))
-    with unit_of_work() as session:
-        cases.get_case(session, number)
+    check_access(number, requested_by, Action.QUERY)
     from flows import runtime
     from flows.case_query import case_query
 
@@ -606,7 +633,7 @@ def query(
             registries=registry or None,
             auto_control=auto_control,
             dry_run=dry_run,
-            requested_by=requested_by or getpass.getuser(),
+            requested_by=requested_by,
             return_state=True,
         )
     )
@@ -660,15 +687,12 @@ def _api_url() -> str:
 @friendly_errors
 def deduct(
     case_number: Annotated[str, typer.Argument(help="The case whose frozen deposits are to be deducted.")],
-    requested_by: Annotated[
-        str | None, typer.Option(help="Who asks, for the audit trail; default $USER.")
-    ] = None,
+    requested_by: RequestedByOption,
 ) -> None:
     """Start a deduction (扣划) on the served `deduction` deployment: it proposes an amount and waits for the
     judge's decision (`clerk approve RUN_ID` or the Resume button in the Prefect UI)."""
     number = str(CaseNumber.parse(case_number))
-    with unit_of_work() as session:
-        cases.get_case(session, number)
+    check_access(number, requested_by, Action.QUERY)
     api = _api_url()
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
@@ -677,7 +701,7 @@ def deduct(
         FlowRun,
         run_deployment(
             "deduction/deduction",
-            parameters={"case_number": number, "requested_by": requested_by or getpass.getuser()},
+            parameters={"case_number": number, "requested_by": requested_by},
             timeout=0,
         ),
     )

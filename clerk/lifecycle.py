@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import exists, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from clerk import audit, cases, control
 from connectors.adapter import HttpConnector
@@ -179,15 +179,13 @@ def cases_to_release(session: Session, today: dt.date) -> list[int]:
         .distinct()
         .scalar_subquery()
     )
-    found = []
-    for case in session.scalars(select(Case).where(Case.id.in_(live)).order_by(Case.id)):
-        if case.status in ENDED:
-            found.append(case.id)
-            continue
-        claims = control.claims(session, case.id)
-        if claims > cases.owed(case, today).remaining:
-            found.append(case.id)
-    return found
+    claims = control.claims_by_case(session)
+    stmt = select(Case).where(Case.id.in_(live)).order_by(Case.id).options(selectinload(Case.payments))
+    return [
+        case.id
+        for case in session.scalars(stmt)
+        if case.status in ENDED or claims.get(case.id, 0) > cases.owed(case, today).remaining
+    ]
 
 
 def plan_release(

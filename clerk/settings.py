@@ -10,11 +10,12 @@ import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from connectors.config import SIM_CREDENTIAL, RegistryConfig, simulated_registries
+from models.access import Person, Role
 from models.rules import MIN_RENEWAL_LEAD_DAYS, ReleaseOrder
 from models.supervision import NodeRules, Track, TriageRules
 
@@ -23,6 +24,13 @@ ENV_PREFIX = "CLERK_"
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names the environment variable."""
+
+
+class PersonSetting(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    courts: list[str] = Field(min_length=1)
+    roles: list[Role] = Field(min_length=1)
 
 
 class Settings(BaseSettings):
@@ -140,6 +148,17 @@ class Settings(BaseSettings):
         "*/15 * * * *", description="When node deadlines are checked and notices sent."
     )
     report_cron: str = Field("0 8 * * *", description="When the daily report is made (cron, Asia/Shanghai).")
+
+    people: dict[str, PersonSetting] = Field(
+        default_factory=dict,
+        description="Who may query cases and decide for them besides each case's own judge, as JSON: "
+        '{"赵执行": {"courts": ["豫0185"], "roles": ["officer"]}}; roles judge, officer, supervisor, clerk; '
+        'courts "*" for all.',
+    )
+
+    @property
+    def access(self) -> dict[str, Person]:
+        return {name: Person(frozenset(p.courts), frozenset(p.roles)) for name, p in self.people.items()}
 
     @field_validator("supervision_days")
     @classmethod

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from clerk import audit, cases, control
 from clerk.notices import notify
@@ -178,7 +178,11 @@ def check_deadlines(session: Session, now: dt.datetime, node_rules: rules.NodeRu
     """Every node deadline of every active case, checked now; records and returns the levels reached for
     the first time, and writes a notice to the judge for each."""
     candidates: list[tuple[Case, rules.Deadline]] = []
-    active = list(session.scalars(select(Case).where(Case.status == "active")))
+    active = list(
+        session.scalars(select(Case).where(Case.status == "active").options(selectinload(Case.payments)))
+    )
+    today = now.astimezone(rules.CHINA).date()
+    owed = {c.id: cases.owed(c, today).remaining for c in active}
     by_id = {c.id: c for c in active}
     unqueried = set(
         session.scalars(
@@ -194,7 +198,6 @@ def check_deadlines(session: Session, now: dt.datetime, node_rules: rules.NodeRu
     live: dict[int, list[ControlMeasure]] = {}
     for m in session.scalars(select(ControlMeasure).where(ControlMeasure.status.in_(control.LIVE))):
         live.setdefault(m.case_id, []).append(m)
-    today = now.astimezone(rules.CHINA).date()
     for case_id, asset in session.execute(
         select(CaseDebtor.case_id, Asset)
         .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
@@ -204,7 +207,7 @@ def check_deadlines(session: Session, now: dt.datetime, node_rules: rules.NodeRu
         measures = live.get(case_id, [])
         if any(m.asset_id == asset.id for m in measures):
             continue
-        if sum(control.covered_by(m) for m in measures) >= cases.owed(case, today).remaining:
+        if sum(control.covered_by(m) for m in measures) >= owed[case_id]:
             continue
         if asset.kind == "deposit" and (asset.balance_fen or 0) == 0:
             continue

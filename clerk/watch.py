@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from clerk import audit, cases, control, querying, service
 from connectors.adapter import HttpConnector
 from connectors.base import AssetReport, BalancePort, DepositFeed, FeedPort, OtherMeasure, RegistryError
 from models.rules import AssetKind
-from models.tables import Asset, Case, CaseDebtor, ControlMeasure, FeedCursor, utcnow
+from models.tables import Asset, Case, CaseDebtor, FeedCursor, utcnow
 from models.values import mask_account
 
 
@@ -48,12 +48,11 @@ class WatchResult:
 def uncovered_accounts(session: Session, today: dt.date) -> dict[int, list[str]]:
     """registry id -> account numbers of deposits held by debtors of active cases whose freezes do not yet
     cover what they owe."""
-    live: dict[int, int] = {}
-    for measure in session.scalars(select(ControlMeasure).where(ControlMeasure.status.in_(control.LIVE))):
-        live[measure.case_id] = live.get(measure.case_id, 0) + control.covered_by(measure)
+    live = control.claims_by_case(session)
+    active = select(Case).where(Case.status == "active").options(selectinload(Case.payments))
     short = [
         case.id
-        for case in session.scalars(select(Case).where(Case.status == "active"))
+        for case in session.scalars(active)
         if live.get(case.id, 0) < cases.owed(case, today).remaining
     ]
     accounts: dict[int, list[str]] = {}

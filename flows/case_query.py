@@ -9,9 +9,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from clerk import cases, querying, service
+from clerk import access, cases, querying, service
 from flows import report, runtime
 from flows.sweep import control_batch, query_batch
+from models.access import Action
 from models.values import CaseNumber, InvalidValue
 
 
@@ -27,21 +28,23 @@ async def dry_run_case(case_id: int) -> tuple[list[service.BatchResult], service
 @flow(name="case-query")
 async def case_query(
     case_number: str,
+    requested_by: str,
     registries: list[str] | None = None,
     auto_control: bool = True,
     dry_run: bool = False,
-    requested_by: str | None = None,
 ) -> State:
     """Query every registry about the debtors of one case now, record the hits, and (unless told not to)
     freeze and seize within what the case owes today.
 
     Args:
         case_number: The case, e.g. (2024)豫0185执1234号; full- or half-width brackets.
+        requested_by: Who asks (required): the case's judge, or a person the settings allow at its court.
+            Refusals are audited.
         registries: Registry codes to ask (default: every registry in the settings).
         auto_control: Place freezes and seizures after the query (default true).
         dry_run: Report what would be frozen and seized, and change nothing: nothing is recorded, no control
             request is sent (the registries are still asked).
-        requested_by: Who asked for this query, for the audit trail.
+
     """
     log = get_run_logger()
     try:
@@ -51,11 +54,16 @@ async def case_query(
     async with runtime.opened(registries, requested_by) as rt:
 
         def start() -> tuple[int, int, list[int]] | str:
-            with rt.sessions.begin() as session:
+            with rt.sessions() as session:
                 try:
                     case = cases.get_case(session, number)
                 except cases.CaseNotFound as exc:
                     return str(exc)
+            try:  # asking about a debtor is lawful only for the debtor's case, by its people
+                access.authorize(rt.sessions, case, requested_by, Action.QUERY, rt.settings.access, rt.actor)
+            except access.Refused as exc:
+                return str(exc)
+            with rt.sessions.begin() as session:
                 # A dry run records nothing, not even its run.
                 run_id = 0 if dry_run else querying.start_run(session, "case-query", runtime.flow_run_id())
                 return run_id, case.id, querying.debtor_ids_of_case(session, case.id)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import time
 from decimal import Decimal
 
 from prefect import flow, get_run_logger
@@ -23,9 +25,10 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, Completed, Failed
 from pydantic import Field, model_validator
 
-from clerk import audit, cases, lifecycle, notices
+from clerk import access, audit, cases, lifecycle, notices
 from flows import runtime
-from models.tables import utcnow
+from models.access import Action
+from models.tables import Case, utcnow
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
 PAUSE_MARGIN_S = 120
@@ -68,12 +71,14 @@ def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
 
 
 @flow(name="deduction")
-async def deduction(case_number: str, requested_by: str | None = None) -> State:
+async def deduction(case_number: str, requested_by: str) -> State:
     """Propose moving a case's frozen deposits to the court's case account, and wait for the judge.
 
     Args:
         case_number: The case, e.g. (2024)豫0185执1234号.
-        requested_by: Who started the deduction, for the audit trail.
+        requested_by: Who starts the deduction (required): the case's judge, or a person the settings allow
+            at its court. The decision itself must come from the case's judge or a judge or supervisor of
+            its court.
     """
     log = get_run_logger()
     try:
@@ -84,11 +89,17 @@ async def deduction(case_number: str, requested_by: str | None = None) -> State:
         settings = rt.settings
 
         def propose() -> lifecycle.DeductionProposal | str:
-            with rt.sessions.begin() as session:
+            with rt.sessions() as session:
                 try:
-                    proposal = lifecycle.propose_deduction(session, number, runtime.today())
+                    case = cases.get_case(session, number)
                 except cases.CaseNotFound as exc:
                     return str(exc)
+            try:
+                access.authorize(rt.sessions, case, requested_by, Action.QUERY, settings.access, rt.actor)
+            except access.Refused as exc:
+                return str(exc)
+            with rt.sessions.begin() as session:
+                proposal = lifecycle.propose_deduction(session, number, runtime.today())
                 if proposal.lines:
                     notices.notify_case(
                         session,
@@ -123,22 +134,7 @@ async def deduction(case_number: str, requested_by: str | None = None) -> State:
 
         reminder = asyncio.create_task(_remind(rt, proposal, settings.approval_reminder_s))
         try:
-            # Our own deadline ends the wait while the run can still leave its paused state cleanly: past the
-            # server's pause deadline, any new state is turned into "Failed: never resumed".
-            decision: DeductionDecision = await asyncio.wait_for(
-                pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
-                    wait_for_input=DeductionDecision.with_initial_data(
-                        description=proposal_markdown(proposal),  # shown above the UI's Resume form
-                        approve=True,
-                        amount_yuan=Decimal(proposal.total_fen) / 100,
-                        judge="",
-                    ),
-                    timeout=settings.approval_timeout_s + PAUSE_MARGIN_S,
-                    poll_interval=settings.approval_poll_s,
-                    key="deduction-decision",
-                ),
-                settings.approval_timeout_s,
-            )
+            decision = await _decision(rt, proposal)
         except (TimeoutError, FlowPauseTimeout):
             await asyncio.to_thread(_audit_timeout, rt, proposal)
             emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
@@ -185,6 +181,49 @@ async def deduction(case_number: str, requested_by: str | None = None) -> State:
         if tally.refused:
             return Failed(message=message + f"; {tally.refused} refused by the bank")
         return Completed(message=message)
+
+
+async def _decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> DeductionDecision:
+    """Pause until a person allowed to decide for the case decides; a decision by anyone else is refused
+    (audited) and the run pauses again. Our own deadline ends the wait while the run can still leave its
+    paused state cleanly: past the server's pause deadline, any new state becomes "Failed: never resumed"."""
+    settings = rt.settings
+    deadline = time.monotonic() + settings.approval_timeout_s
+    for attempt in itertools.count(1):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        decision: DeductionDecision = await asyncio.wait_for(
+            pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
+                wait_for_input=DeductionDecision.with_initial_data(
+                    description=proposal_markdown(proposal),  # shown above the UI's Resume form
+                    approve=True,
+                    amount_yuan=Decimal(proposal.total_fen) / 100,
+                    judge="",
+                ),
+                timeout=int(left) + PAUSE_MARGIN_S,
+                poll_interval=settings.approval_poll_s,
+                key="deduction-decision" if attempt == 1 else f"deduction-decision-{attempt}",
+            ),
+            left,
+        )
+        case = await asyncio.to_thread(_case, rt, proposal.case_id)
+        try:
+            await asyncio.to_thread(
+                access.authorize, rt.sessions, case, decision.judge, Action.DECIDE, settings.access, rt.actor
+            )
+        except access.Refused as exc:
+            get_run_logger().warning("decision refused: %s; waiting again", exc)
+            continue
+        return decision
+    raise AssertionError("unreachable")
+
+
+def _case(rt: runtime.Runtime, case_id: int) -> Case:
+    with rt.sessions() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        return case
 
 
 async def _remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, after_s: int) -> None:

@@ -185,6 +185,12 @@ def test_run_and_deduct_explain_what_they_need(
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setenv("PREFECT_API_URL", "")
     code, _, err = clerk("deduct", CASE)
+    assert code == 2 and "Missing option '--requested-by'" in err
+    code, _, err = clerk("deduct", CASE, "--requested-by", "李法官")
     assert code == 2 and "a deduction waits for a judge on a Prefect server: start `clerk serve`" in err
+    code, _, err = clerk("query", CASE, "--requested-by", "王五")
+    assert code == 2 and "requested_by: 王五 may not query this case: neither the case's judge" in err
+    code, out, _ = clerk("audit", "export", "--case", CASE)
+    assert "access.refused" in out and "user:王五" in out
     code, _, err = clerk("approve", "0b7d3c4e-0000-4000-8000-000000000000", "--judge", "王", "--amount", "-5")
     assert code == 2 and "--amount" in err

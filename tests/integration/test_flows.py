@@ -83,33 +83,47 @@ def test_sweep_records_hits_once_freezes_within_the_cap_and_reports(world: World
 
 
 def test_case_query_validates_the_case_number(world: World) -> None:
-    state = asyncio.run(case_query(case_number="(2024)豫0185执12A4号", return_state=True))
+    state = asyncio.run(
+        case_query(case_number="(2024)豫0185执12A4号", requested_by="李法官", return_state=True)
+    )
     assert state.is_failed()
     assert (
         state.message
         == "case_number: '(2024)豫0185执12A4号' is not a case number: the sequence must be digits"
     )
-    state = asyncio.run(case_query(case_number="(2024)豫0185执99999号", return_state=True))
+    state = asyncio.run(
+        case_query(case_number="(2024)豫0185执99999号", requested_by="李法官", return_state=True)
+    )
     assert state.is_failed() and "no case （2024）豫0185执99999号" in (state.message or "")
 
 
 def test_case_query_dry_run_changes_nothing_and_a_real_one_controls(world: World) -> None:
     with sessions()() as session:
-        number = session.scalars(select(Case.case_number).order_by(Case.id)).first()
-    assert number is not None
-    dry = asyncio.run(case_query(case_number=number, dry_run=True, return_state=True))
+        row = session.execute(select(Case.case_number, Case.judge, Case.court_code).order_by(Case.id)).first()
+    assert row is not None
+    number, judge, court = row
+    refused = asyncio.run(case_query(case_number=number, requested_by="陌生人", return_state=True))
+    assert refused.is_failed()
+    assert refused.message == (
+        f"requested_by: 陌生人 may not query this case: neither the case's judge nor allowed at court "
+        f"{court} (settings CLERK_PEOPLE)"
+    )
+    dry = asyncio.run(case_query(case_number=number, requested_by=judge, dry_run=True, return_state=True))
     assert dry.is_completed(), dry.message
     with sessions()() as session:
         assert session.scalar(select(func.count()).select_from(Asset)) == 0
         assert session.scalar(select(func.count()).select_from(ControlMeasure)) == 0
     assert world.ledger_measures() == {}
-    real = asyncio.run(case_query(case_number=number, requested_by="李法官", return_state=True))
+    real = asyncio.run(case_query(case_number=number, requested_by=judge, return_state=True))
     assert real.is_completed(), real.message
     with sessions()() as session:
-        actors = set(
-            session.scalars(select(audit.AuditEvent.actor).where(audit.AuditEvent.case_number == number))
-        )
-    assert "user:李法官" in actors
+        events = session.execute(
+            select(audit.AuditEvent.actor, audit.AuditEvent.action).where(
+                audit.AuditEvent.case_number == number
+            )
+        ).all()
+    assert (f"user:{judge}", "hit.recorded") in events
+    assert ("user:陌生人", "access.refused") in events
 
 
 def test_collect_resolves_a_measure_whose_sending_was_interrupted(world: World) -> None:

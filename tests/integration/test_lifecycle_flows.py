@@ -152,17 +152,18 @@ def test_watch_freezes_a_deposit_from_the_push_feed(world: World) -> None:
 
 def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> None:
     with sessions()() as session:
-        number = session.scalars(
-            select(Case.case_number)
+        row = session.execute(
+            select(Case.case_number, Case.judge)
             .join(ControlMeasure, ControlMeasure.case_id == Case.id)
             .where(ControlMeasure.status == "effective", ControlMeasure.actual_amount_fen > 100_00)
             .order_by(Case.id)
         ).first()
-    assert number is not None
+    assert row is not None
+    number, judge = row
     runner = CliRunner()
 
     async def scenario() -> tuple[Any, list[Any]]:
-        flow = asyncio.create_task(deduction(case_number=number, requested_by="书记员", return_state=True))
+        flow = asyncio.create_task(deduction(case_number=number, requested_by=judge, return_state=True))
         run = await paused_run(number)
         async with get_client() as client:  # what the UI shows above the Resume form
             shown = await client.read_flow_run_input(run.id, "paused-deduction-decision-description")
@@ -170,17 +171,24 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
             f"Deduction proposed for {number}" in shown and "| registry | account | amount (yuan) |" in shown
         )
         results = [
-            await asyncio.to_thread(runner.invoke, app, ["approve", "not-a-run", "--judge", "王法官"]),
+            await asyncio.to_thread(runner.invoke, app, ["approve", "not-a-run", "--judge", judge]),
             await asyncio.to_thread(
-                runner.invoke, app, ["approve", str(run.id), "--judge", "王法官", "--reject"]
+                runner.invoke, app, ["approve", str(run.id), "--judge", judge, "--reject"]
             ),
-            await asyncio.to_thread(
-                runner.invoke, app, ["approve", str(run.id), "--judge", "王法官", "--amount", "100.00"]
-            ),
+            # someone who may not decide for this case: refused (audited), and the run waits again
+            await asyncio.to_thread(runner.invoke, app, ["approve", str(run.id), "--judge", "陌生人"]),
         ]
+        again = await paused_run(number)
+        assert again.id == run.id
+        results.append(
+            await asyncio.to_thread(
+                runner.invoke, app, ["approve", str(run.id), "--judge", judge, "--amount", "100.00"]
+            )
+        )
         return await flow, results
 
-    state, (bad_id, no_reason, approved) = asyncio.run(scenario())
+    state, (bad_id, no_reason, stranger, approved) = asyncio.run(scenario())
+    assert stranger.exit_code == 0  # the CLI cannot know; the flow refuses
     assert bad_id.exit_code == 2 and "is not a flow run id" in bad_id.output
     assert no_reason.exit_code == 2 and "a rejection needs a reason" in no_reason.output
     assert approved.exit_code == 0, approved.output
@@ -192,7 +200,13 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
                 AuditEvent.action == "deduction.approved", AuditEvent.case_number == number
             )
         ).one()
-        assert '"judge": "王法官"' in decision.payload and '"approved_fen": 10000' in decision.payload
+        assert f'"judge": "{judge}"' in decision.payload and '"approved_fen": 10000' in decision.payload
+        refusal = session.scalars(
+            select(AuditEvent.payload).where(
+                AuditEvent.action == "access.refused", AuditEvent.case_number == number
+            )
+        ).one()
+        assert '"who": "陌生人"' in refusal and '"action": "decide"' in refusal
         paid = session.scalar(
             select(func.sum(Payment.amount_fen))
             .join(Case)
@@ -210,13 +224,14 @@ def test_an_unanswered_deduction_reminds_the_judge_then_times_out(
     monkeypatch.setenv("CLERK_APPROVAL_REMINDER_S", "5")
     get_settings.cache_clear()
     with sessions()() as session:
-        number = session.scalars(
-            select(Case.case_number)
+        row = session.execute(
+            select(Case.case_number, Case.judge)
             .join(ControlMeasure, ControlMeasure.case_id == Case.id)
             .where(ControlMeasure.status == "effective", ControlMeasure.actual_amount_fen > 0)
         ).first()
-    assert number is not None
-    state = asyncio.run(deduction(case_number=number, return_state=True))
+    assert row is not None
+    number, judge = row
+    state = asyncio.run(deduction(case_number=number, requested_by=judge, return_state=True))
     assert state.type is StateType.CANCELLED, state
     assert "no decision within 10 s; nothing moved" in (state.message or "")
     assert [m for m in sms_messages(world, "deduction.reminder") if m["case_no"] == number]

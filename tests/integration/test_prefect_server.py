@@ -191,7 +191,8 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         for name in DEPLOYMENTS:
             assert f"Deployment '{name}' successfully created" in deployed.stdout
-        number = world.case_file.read_text(encoding="utf-8").splitlines()[1].split(",")[0]
+        first = world.case_file.read_text(encoding="utf-8").splitlines()[1].split(",")
+        number, judge = first[0], first[2]
         worker_log = tmp_path / "worker.log"
         with process([prefect, "worker", "start", "--pool", "clerk-process"], env, worker_log):
             ran = subprocess.run(
@@ -202,6 +203,8 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
                     "case-query/case-query",
                     "-p",
                     f"case_number={number}",
+                    "-p",
+                    f"requested_by={judge}",
                     "-p",
                     "dry_run=true",
                     "--watch",

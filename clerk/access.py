@@ -1,0 +1,42 @@
+"""Use case: check who asks before a case query or a decision, and audit every refusal.
+
+A refusal is written to the audit trail in a transaction of its own, so that it stays even though what was
+asked is not done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import audit
+from models.access import Action, Person, may
+from models.tables import Case
+
+
+class Refused(PermissionError):
+    """Who asked may not do this; the message names the field and the rule."""
+
+
+def authorize(
+    sessions: sessionmaker[Session],
+    case: Case,
+    who: str | None,
+    action: Action,
+    people: Mapping[str, Person],
+    actor: str,
+) -> str:
+    """Return why `who` may take `action` on `case`, or audit the refusal and raise `Refused`."""
+    verdict = may(who or "", action, case.judge, case.court_code, people)
+    if verdict.allowed:
+        return verdict.reason
+    with sessions.begin() as session:
+        audit.append(
+            session,
+            "access.refused",
+            actor=actor,
+            case_number=case.case_number,
+            payload={"who": who or "", "action": action.value, "reason": verdict.reason},
+        )
+    raise Refused(verdict.reason)
