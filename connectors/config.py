@@ -89,7 +89,7 @@ TEST_KINDS = (
 )
 
 
-def placeholder_configs(**overrides: object) -> list[RegistryConfig]:
+def placeholder_configs(credential: str = SIM_CREDENTIAL, **overrides: object) -> list[RegistryConfig]:
     """Settings for the four registries of `TEST_KINDS`, unlimited, before `world_in_background` gives
     them their ports."""
     return [
@@ -99,7 +99,7 @@ def placeholder_configs(**overrides: object) -> list[RegistryConfig]:
             kind=kind,
             adapter=adapter,
             base_url="http://127.0.0.1:9",
-            credential=SecretStr(SIM_CREDENTIAL),
+            credential=SecretStr(credential),
             **({"requests_per_second": 0} | overrides),
         )
         for code, kind, adapter in TEST_KINDS

@@ -12,6 +12,7 @@ from typing import Any
 
 from connectors.config import RegistryConfig, placeholder_configs, registries_json
 from connectors.simulator.base import RegistrySimulator
+from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.sms import SmsGatewaySimulator
 from connectors.simulator.world import write_case_file
@@ -23,6 +24,7 @@ class World:
     simulators: dict[str, RegistrySimulator]
     case_file: Path
     debtor_ids: set[str]
+    debtor_names: set[str]
     sms: SmsGatewaySimulator
     sms_url: str
 
@@ -40,9 +42,11 @@ class World:
 
 
 @contextlib.contextmanager
-def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits: object) -> Iterator[World]:
+def served_world(
+    tmp: Path, debtors: int, seed: int, now: dt.datetime, faults: FaultPlan | None = None, **limits: object
+) -> Iterator[World]:
     placeholders = placeholder_configs(batch_size=50, **limits)
-    world = build_world(placeholders, debtors, seed, now)
+    world = build_world(placeholders, debtors, seed, now, faults)
     case_file = tmp / "world-cases.csv"
     write_case_file(case_file, world.debtors, seed, now.date())
     with world_in_background(world) as configs:
@@ -51,6 +55,7 @@ def served_world(tmp: Path, debtors: int, seed: int, now: dt.datetime, **limits:
             {s.code: s for s, _, _ in world.simulators},
             case_file,
             {d.id_number for d in world.debtors},
+            {d.name for d in world.debtors},
             world.sms,
             world.sms_url or "",
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import StateType
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import func, select, update
@@ -25,6 +27,7 @@ from clerk import audit, cases, control, db, querying
 from clerk.cli import app
 from clerk.settings import get_settings
 from flows import runtime
+from flows.case_query import case_query
 from flows.collect import collect
 from flows.daily_report import daily_report
 from flows.deadlines import deadlines
@@ -434,3 +437,86 @@ def test_daily_report_per_court_and_judge(world: World, tmp_path: Path) -> None:
     )
     assert shown.exit_code == 0, shown.output
     assert "Daily report" in shown.output and (tmp_path / "r.csv").exists()
+
+
+# --- personal data and secrets ------------------------------------------------------------------------
+
+SECRET = "s3cr3t-registry-credential-9f27"
+
+
+def leaks(text: str, world: World, accounts: set[str]) -> list[str]:
+    """What of the credential, the debtors' IDs and names and their account numbers `text` shows in full."""
+    found = [SECRET] if SECRET in text else []
+    found += [i for i in world.debtor_ids if i in text]
+    found += [n for n in world.debtor_names if len(n) >= 2 and n in text]
+    found += [a for a in accounts if a in text]
+    return found
+
+
+def test_nothing_personal_or_secret_reaches_logs_artifacts_results_or_the_trail(
+    clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from connectors.simulator.faults import FaultPlan
+
+    caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
+    faults = FaultPlan(
+        seed=3, error=0.1, throttle=0.05, garbage=0.05, later=0.05, lost=0.05, retry_after_s=0.01
+    )
+    with flow_world(
+        tmp_path, monkeypatch, debtors=60, seed=29, now=NOW, faults=faults, credential=SECRET, push_feed=True
+    ) as world:
+        accounts = {h for sim in world.simulators.values() for h in sim.ledger.holdings}
+        assert "CLERK_REGISTRIES" in os.environ and SECRET in os.environ["CLERK_REGISTRIES"]
+        states = [asyncio.run(sweep(return_state=True))]
+        states.append(asyncio.run(collect(return_state=True)))
+        states.append(asyncio.run(watch(listen_s=2, poll_s=1, return_state=True)))
+        states.append(asyncio.run(deadlines(return_state=True)))
+        with sessions()() as session:
+            number, judge = session.execute(select(Case.case_number, Case.judge).order_by(Case.id)).first()  # type: ignore[misc]
+        states.append(asyncio.run(case_query(case_number=number, requested_by=judge, return_state=True)))
+        assert all(not s.is_crashed() for s in states)
+
+        async def from_prefect() -> list[str]:
+            texts: list[str] = []
+            async with get_client() as client:
+                runs = await client.read_flow_runs(limit=200)
+                for run in runs:
+                    texts.append(f"{run.name} {run.parameters} {run.state.message if run.state else ''}")
+                    for offset in range(0, 100_000, 200):
+                        page = await client.read_logs(
+                            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
+                            limit=200,
+                            offset=offset,
+                        )
+                        texts += [log.message for log in page]
+                        if len(page) < 200:
+                            break
+                artifacts = await client.read_artifacts(limit=200)
+                texts += [f"{a.key} {a.description} {a.data}" for a in artifacts]
+            return texts
+
+        prefect_texts = asyncio.run(from_prefect())
+        log_lines = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+        results = [str(s.data) + (s.message or "") for s in states]
+        with sessions()() as session:
+            trail = list(session.scalars(select(AuditEvent.payload)))
+            notices = [str(n.params) for n in session.scalars(select(Notification))]
+        stored = [
+            f.read_text(errors="replace")
+            for f in Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser().rglob("storage/*")
+            if f.is_file()
+        ]
+        corpus = {"prefect": prefect_texts, "logs": log_lines, "results": results, "audit": trail,
+                  "notices": notices, "stored results": stored}  # fmt: skip
+        assert len(prefect_texts) > 20 and len(log_lines) > 50 and len(trail) > 50
+        assert any("HTTP Request" in line for line in log_lines), "httpx logged at DEBUG/INFO"
+        for where, texts in corpus.items():
+            for text in texts:
+                assert not leaks(text, world, accounts), (where, leaks(text, world, accounts), text[:300])
+        # The scan itself can see a leak.
+        some_id, some_account = next(iter(world.debtor_ids)), next(iter(accounts))
+        assert leaks(f"x {some_id} {some_account} {SECRET}", world, accounts) == [
+            SECRET,
+            some_id,
+            some_account,
+        ]
