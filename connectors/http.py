@@ -49,6 +49,9 @@ class ClientLimits:
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
     max_body_bytes: int = 8 * 1024 * 1024
+    #: One attempt, from sending to the last byte of the reply: `timeout_s` bounds each read, so a reply
+    #: that drips a byte at a time would otherwise hold the call open for as long as the registry likes.
+    whole_reply_factor: float = 3.0
 
 
 class NotSent(TransientError):
@@ -203,8 +206,9 @@ class RegistryClient:
             "X-Request-Ref": reference,
             **(headers or {}),
         }
+        deadline = self.limits.timeout_s * self.limits.whole_reply_factor
         try:
-            async with self._slots:
+            async with self._slots, asyncio.timeout(deadline):
                 request = self._client.build_request(
                     method, path, json=json_body, content=content, headers=request_headers
                 )
@@ -213,6 +217,9 @@ class RegistryClient:
                     body = await self._read_bounded(response, reference)
                 finally:
                     await response.aclose()
+        except TimeoutError:
+            self._breaker.failure()
+            raise TransientError(self.code, f"reply not complete within {deadline:g} s", reference) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             self._breaker.failure()
             raise NotSent(self.code, f"cannot connect ({type(exc).__name__})", reference) from None

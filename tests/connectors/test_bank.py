@@ -538,3 +538,32 @@ async def test_a_measure_state_now_by_its_reference(bank: BankConnector) -> None
     respx.get(f"{BASE}/v1/freezes/F-9").respond(json={"key": "x" * 16, "result": "FROZEN"})
     with pytest.raises(InvalidReply, match="another request"):
         await bank.measure_state("F-9", "k" * 16)
+
+
+async def test_a_reply_that_drips_is_cut_off_at_the_whole_reply_deadline() -> None:
+    """Each byte comes within the read timeout, the whole reply never: the call ends, named, in bounded time."""
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from connectors.simulator.serve import serving_in_background
+
+    async def drip(request: object) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(100):
+                yield b" "
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    limits = ClientLimits(
+        timeout_s=0.5, whole_reply_factor=2, max_attempts=2, backoff_initial_s=0.01, requests_per_second=0
+    )
+    with serving_in_background(Starlette(routes=[Route("/v1/health", drip)])) as url:
+        bank = BankConnector(RegistryClient("bank-a", url, SecretStr("tok-123"), limits))
+        started = asyncio.get_running_loop().time()
+        health = await bank.health()
+        await bank.aclose()
+    elapsed = asyncio.get_running_loop().time() - started
+    assert not health.ok and health.detail == "reply not complete within 1 s"
+    assert elapsed < 5, "two attempts of at most 1 s each, not the registry's 10 s"
