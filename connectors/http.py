@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -117,7 +118,7 @@ class RegistryClient:
         base_url: str,
         credential: SecretStr,
         limits: ClientLimits | None = None,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.code = code
@@ -222,6 +223,9 @@ class RegistryClient:
             raise TransientError(self.code, f"reply not complete within {deadline:g} s", reference) from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             self._breaker.failure()
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                reason = "the registry's TLS certificate is not trusted (set its ca_file)"
+                raise NotSent(self.code, reason, reference) from None
             raise NotSent(self.code, f"cannot connect ({type(exc).__name__})", reference) from None
         except httpx.TimeoutException as exc:
             self._breaker.failure()

@@ -6,6 +6,7 @@ missing, or fails to import stops the start, with its name and the reason.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 
@@ -64,7 +65,9 @@ def build(configs: Iterable[RegistryConfig], allowed: Iterable[str]) -> dict[str
             )
     connectors: dict[str, HttpConnector] = {}
     for config in configs:
-        verify: bool | str = str(config.ca_file) if config.ca_file else config.verify_tls
+        verify: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=str(config.ca_file)) if config.ca_file else config.verify_tls
+        )
         if not config.verify_tls:
             log.warning("TLS verification is OFF for registry %s: only for a test network", config.code)
         client = RegistryClient(

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,12 +102,21 @@ def build_world(
 
 
 @contextlib.contextmanager
-def serving_in_background(app: Any) -> Iterator[str]:
-    """Serve one ASGI app on a free loopback port in a daemon thread; yields its base URL."""
+def serving_in_background(app: Any, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+    """Serve one ASGI app on a free loopback port in a daemon thread; yields its base URL. With `tls`
+    (certificate and key files) it serves HTTPS."""
     port = free_loopback_ports(1)[0]
+    cert, key = tls if tls else (None, None)
     server = _Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
         )
     )
     thread = threading.Thread(target=server.run, name=f"simulator-{port}", daemon=True)
@@ -117,7 +127,7 @@ def serving_in_background(app: Any) -> Iterator[str]:
             raise SimulatorError(f"a simulator could not start on 127.0.0.1:{port}")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
