@@ -50,7 +50,7 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> None:
+    def init(self) -> None:
         self._run(
             "initdb",
             "-D",
@@ -63,6 +63,9 @@ class PostgresServer:
             "--locale=C.UTF-8",
             "--no-sync",
         )
+
+    def start(self) -> None:
+        """Start (or start again after `stop`) the server on its data directory."""
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off"
         result = self._run(
             "pg_ctl",
@@ -113,6 +116,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.chown(base, user)
     server = PostgresServer(bindir, base, _free_port(), user)
     try:
+        server.init()
         server.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

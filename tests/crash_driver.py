@@ -1,0 +1,75 @@
+"""A clerk process for crash tests: `python -m tests.crash_driver POINT N` runs one cycle of the clerk's work
+(a sweep, then settling what is unconfirmed and collecting late answers) with the settings in the
+environment, and kills itself with SIGKILL the N-th time it reaches POINT:
+
+    mid-batch      before recording the N-th registry reply to a query batch (some batches recorded)
+    before-send    after measures were written down and committed, before any is sent
+    before-record  after a registry applied a freeze, before its reply is recorded
+    none           never: the run that resumes
+
+No Prefect here: the flows call these same steps; what is tested is what a kill leaves in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from clerk import control, db, querying, service
+from clerk.settings import get_settings
+from connectors.loader import build
+
+ACTOR = "flow-run:crash-driver"
+
+
+def die_on(n: int, func: Callable[..., Any]) -> Callable[..., Any]:
+    calls = 0
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return func(*args, **kwargs)
+
+    return wrapped
+
+
+async def cycle() -> None:
+    settings = get_settings()
+    sessions = db.session_factory(db.engine_for(settings.effective_database_url))
+    connectors = build(settings.registries, settings.allowed_adapters)
+    with sessions.begin() as session:
+        registry_ids = querying.ensure_registries(session, settings.registries)
+    sizes = {c.code: c.batch_size for c in settings.registries}
+    now = dt.datetime.now(dt.UTC)
+    try:
+        await service.sweep_due(
+            sessions, connectors, sizes, registry_ids, now, querying.Schedule(), control.Policy(), ACTOR
+        )
+        await service.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
+        await service.collect_queries(sessions, connectors, registry_ids, ACTOR)
+    finally:
+        await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+
+def main() -> None:
+    point, n = sys.argv[1], int(sys.argv[2])
+    if point == "mid-batch":
+        querying.record_reply = die_on(n, querying.record_reply)  # type: ignore[assignment]
+    elif point == "before-send":
+        control.outgoing = die_on(n, control.outgoing)  # type: ignore[assignment]
+    elif point == "before-record":
+        service._record_reply = die_on(n, service._record_reply)  # type: ignore[assignment]
+    elif point != "none":
+        raise SystemExit(f"unknown point {point}")
+    asyncio.run(cycle())
+
+
+if __name__ == "__main__":
+    main()
