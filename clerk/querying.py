@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from clerk import audit
+from clerk import audit, db
 from connectors.base import AssetReport, QueryReply, Subject, SubjectStatus
 from connectors.config import RegistryConfig
 from models.tables import Asset, Case, CaseDebtor, Debtor, Query, QueryRun, Registry, utcnow
@@ -34,16 +34,14 @@ class Schedule:
 def ensure_registries(session: Session, configs: Iterable[RegistryConfig]) -> dict[str, int]:
     """The registries of the settings as rows; returns code -> id."""
     configs = list(configs)
-    rows = {
-        r.code: r
-        for r in session.scalars(select(Registry).where(Registry.code.in_([c.code for c in configs])))
-    }
-    for config in configs:
-        if config.code not in rows:
-            rows[config.code] = Registry(code=config.code, name=config.name, kind=config.kind.value)
-            session.add(rows[config.code])
-    session.flush()
-    return {code: row.id for code, row in rows.items()}
+    # Several clerk processes may start at once: a registry another one added first is left as it is.
+    db.insert_missing(
+        session, Registry, [{"code": c.code, "name": c.name, "kind": c.kind.value} for c in configs]
+    )
+    rows = session.execute(
+        select(Registry.code, Registry.id).where(Registry.code.in_([c.code for c in configs]))
+    )
+    return {code: registry_id for code, registry_id in rows}
 
 
 def due_debtor_ids(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying
@@ -76,18 +77,33 @@ async def query_batch(
         return result
 
     def record() -> querying.Recorded:
-        with sessions.begin() as session:
-            return querying.record_reply(
-                session,
-                run_id=run_id,
-                registry_id=registry_id,
-                registry_code=connector.code,
-                reply=reply,
-                actor=actor,
-            )
+        return record_query_reply(sessions, run_id, registry_id, connector.code, reply, actor)
 
     result.recorded = await asyncio.to_thread(record)
     return result
+
+
+def record_query_reply(
+    sessions: sessionmaker[Session], run_id: int, registry_id: int, code: str, reply: QueryReply, actor: str
+) -> querying.Recorded:
+    """Record a reply in a transaction of its own. Two clerks recording the same new asset at once (two
+    sweeps, or a sweep and a case query, on PostgreSQL) collide on its unique key: the loser records again,
+    and now finds the asset (recording is idempotent)."""
+    for attempt in range(3):
+        try:
+            with sessions.begin() as session:
+                return querying.record_reply(
+                    session,
+                    run_id=run_id,
+                    registry_id=registry_id,
+                    registry_code=code,
+                    reply=reply,
+                    actor=actor,
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 @dataclass
@@ -259,20 +275,9 @@ async def collect_queries(
         if any(r.status is SubjectStatus.PENDING for r in reply.results):
             continue
 
-        def record(
-            reply: QueryReply = reply, run_id: int = run_id, registry_id: int = registry_id, code: str = code
-        ) -> querying.Recorded:
-            with sessions.begin() as session:
-                return querying.record_reply(
-                    session,
-                    run_id=run_id,
-                    registry_id=registry_id,
-                    registry_code=code,
-                    reply=reply,
-                    actor=actor,
-                )
-
-        total.add(await asyncio.to_thread(record))
+        total.add(
+            await asyncio.to_thread(record_query_reply, sessions, run_id, registry_id, code, reply, actor)
+        )
     return total
 
 

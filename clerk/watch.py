@@ -17,11 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from clerk import audit, cases, control, querying, service
+from clerk import audit, cases, control, db, querying, service
 from connectors.adapter import HttpConnector
 from connectors.base import AssetReport, BalancePort, DepositFeed, FeedPort, OtherMeasure, RegistryError
 from models.rules import AssetKind
@@ -165,11 +163,8 @@ def record_feed(
 
 
 def _locked_cursor(session: Session, registry_id: int) -> FeedCursor:
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else pg_insert
-    session.execute(
-        insert(FeedCursor)
-        .values(registry_id=registry_id, position=0, updated_at=utcnow())
-        .on_conflict_do_nothing()
+    db.insert_missing(
+        session, FeedCursor, [{"registry_id": registry_id, "position": 0, "updated_at": utcnow()}]
     )
     cursor = session.get(FeedCursor, registry_id, with_for_update=True, populate_existing=True)
     assert cursor is not None

@@ -115,3 +115,71 @@ def test_postgresql_stopped_under_a_running_clerk_then_started(
         run(world, database_url, "none")
         run(world, database_url, "none")
         check(sessions, world)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_sweeps_the_watch_and_case_queries_at_once(
+    sessions: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    """Everything at once on the same cases, on PostgreSQL: two clerk processes sweeping, the deposit watch
+    and on-demand case queries in this one, deposits landing. The case row lock serialises planning: the cap
+    holds, and every measure a registry holds is one of ours, each sent under its own key once."""
+    import asyncio
+
+    import httpx
+
+    from clerk import control, querying, service, watch
+    from connectors.loader import build
+
+    with served_world(tmp_path, debtors=150, seed=43, now=NOW, push_feed=True) as world:
+        import_world(sessions, world)
+        sweeps = [clerk_process(world, database_url, "none") for _ in range(2)]
+        urls = {c.code: c.base_url for c in world.configs}
+
+        async def here() -> None:
+            connectors = build(world.configs, ["bank-json", "real-estate-xml", "vehicle-json"])
+            with sessions.begin() as session:
+                registry_ids = querying.ensure_registries(session, world.configs)
+                run_id = querying.start_run(session, "case-query")
+            policy, today = control.Policy(), bureau_today()
+            with sessions() as session:
+                some = list(session.scalars(select(Case.id).order_by(Case.id).limit(12)))
+                debtors = {c: querying.debtor_ids_of_case(session, c) for c in some}
+
+            async def case_queries() -> None:
+                for case_id in some:
+                    for code, connector in connectors.items():
+                        await service.query_batch(
+                            sessions, connector, registry_ids[code], run_id, debtors[case_id], "user:judge"
+                        )
+                    await service.control_cases(sessions, connectors, [case_id], today, policy, "user:judge")
+
+            async def deposits() -> None:
+                bank = world.simulators["bank-a"]
+                async with httpx.AsyncClient() as client:
+                    for account in list(bank.ledger.holdings)[:10]:
+                        await client.post(
+                            f"{urls['bank-a']}/_sim/deposits",
+                            json={"account_no": account, "amount_fen": 5_000_00},
+                        )
+                        await asyncio.sleep(0.2)
+
+            listeners = [
+                watch.listen(
+                    sessions, connectors, code, registry_ids[code], 5, 1, today, policy, "flow-run:watch"
+                )
+                for code in ("bank-a", "bank-b")
+            ]
+            await asyncio.gather(case_queries(), deposits(), *listeners)
+            await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+        asyncio.run(here())
+        for process in sweeps:
+            output, _ = process.communicate(timeout=300)
+            assert process.returncode == 0, output[-3000:]
+        run(world, database_url, "none")  # settle anything a race left unconfirmed
+        check(sessions, world)
+        with sessions() as session:
+            keys = session.scalars(select(ControlMeasure.idempotency_key)).all()
+        assert len(keys) == len(set(keys)) and set(world.ledger_measures()) <= set(keys)
