@@ -1,0 +1,248 @@
+"""A hypothesis state machine of the measure lifecycle: deposits land, other authorities' measures lapse,
+the clerk queries and freezes (fully, partly, or queued), the debtor pays, judges approve deductions, time
+passes so that measures come up for renewal. After every step, and the clerk's routine that follows each
+(settle, release, refresh), the rules hold:
+
+- no case holds more at the bank than it owes that day;
+- every measure the bank holds is one of ours, and every one we hold in force the bank holds;
+- no measure in force has lapsed, and none is left unconfirmed;
+- what we record as held is what the bank holds; deductions recorded are deductions made;
+- the audit trail verifies.
+
+The bank is the simulator's own app, reached through httpx's ASGI transport (no sockets), and the case book
+is a SQLite file: each example starts from scratch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import tempfile
+from pathlib import Path
+
+import httpx
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from clerk import audit, cases, control, db, lifecycle, querying, service
+from clerk.intake import FIELDS, import_cases, read_case_file
+from clerk.synthetic import resident_id
+from connectors.bank import BankConnector
+from connectors.base import RegistryKind
+from connectors.config import RegistryConfig
+from connectors.http import ClientLimits, RegistryClient
+from connectors.simulator.bank import BankSimulator
+from connectors.simulator.ledger import Restriction
+from models.rules import ReleaseOrder
+from models.tables import Case, ControlMeasure, MeasureAction, Payment
+
+START = dt.date(2026, 3, 2)
+ACTOR = "flow-run:state-machine"
+COURT_ACCOUNT = "95588000000000000001"
+CODE = "bank-s"
+ACCOUNTS = ["62220000000000000001", "62220000000000000002", "62220000000000000003"]
+
+
+class Lifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.today = START
+        self.bank = BankSimulator(CODE, "tok", today=START)
+        owner = resident_id(random.Random(7), "410185")
+        for i, account in enumerate(ACCOUNTS):
+            restrictions = (
+                [Restriction("（2025）京0105执1号", 40_000_00, START + dt.timedelta(days=20))]
+                if i == 2
+                else []
+            )
+            self.bank.add_account(owner, account, [60_000_00, 15_000_00, 50_000_00][i], restrictions)
+        engine = db.make_engine(f"sqlite:///{Path(self.tmp.name) / 'clerk.db'}")
+        db.upgrade(engine)
+        self.sessions = db.session_factory(engine)
+        case_file = Path(self.tmp.name) / "case.csv"
+        filed, due = START - dt.timedelta(days=10), START - dt.timedelta(days=40)
+        case_file.write_text(
+            ",".join(FIELDS)
+            + "\n"
+            + f"(2026)豫0185执77号,{filed},李法官,某某公司,100000,,,{due},person,{owner},张三\n",
+            encoding="utf-8",
+        )
+        rows, _ = read_case_file(case_file, max_bytes=10**6, today=START)
+        with self.sessions.begin() as session:
+            import_cases(session, rows, actor=ACTOR)
+            self.registry_ids = querying.ensure_registries(session, [self.config()])
+            self.case_id = session.scalars(select(Case.id)).one()
+        self.deducted = 0
+
+    def config(self) -> RegistryConfig:
+        return RegistryConfig(
+            code=CODE,
+            name=CODE,
+            kind=RegistryKind.BANK,
+            adapter="bank-json",
+            base_url="http://bank.test",
+            credential=SecretStr("tok"),
+        )
+
+    def teardown(self) -> None:
+        self.sessions.kw["bind"].dispose()
+        self.tmp.cleanup()
+
+    def run(self, step: str, **args: int) -> None:
+        asyncio.run(self._run(step, **args))
+
+    async def _run(self, step: str, **args: int) -> None:
+        transport = httpx.ASGITransport(app=self.bank.app)
+        limits = ClientLimits(requests_per_second=0, backoff_initial_s=0.001, max_attempts=2)
+        connector = BankConnector(
+            RegistryClient(CODE, "http://bank.test", SecretStr("tok"), limits, transport=transport)
+        )
+        connectors = {CODE: connector}
+        try:
+            if step == "query":
+                with self.sessions.begin() as session:
+                    run_id = querying.start_run(session, "state-machine")
+                    debtors = querying.debtor_ids_of_case(session, self.case_id)
+                await service.query_batch(
+                    self.sessions, connector, self.registry_ids[CODE], run_id, debtors, ACTOR
+                )
+                await service.control_cases(
+                    self.sessions, connectors, [self.case_id], self.today, control.Policy(), ACTOR
+                )
+            elif step == "deduct":
+                with self.sessions.begin() as session:
+                    proposal = lifecycle.propose_deduction(session, "（2026）豫0185执77号", self.today)
+                    if not proposal.lines:
+                        return
+                    amount = max(proposal.total_fen * args["percent"] // 100, 1)
+                    ids = lifecycle.approve_deduction(
+                        session, proposal, amount, "李法官", ACTOR, dt.datetime.now(dt.UTC)
+                    )
+                tally = await lifecycle.send_actions(
+                    self.sessions, connectors, ids, ACTOR, self.today, COURT_ACCOUNT
+                )
+                self.deducted += tally.amount_fen
+            # The clerk's routine after every step: lapses and renewals, releases, queued and partial states.
+            with self.sessions.begin() as session:
+                lifecycle.expire_lapsed(session, self.today, ACTOR)
+                renewals = lifecycle.plan_renewals(session, self.today, 30, ACTOR)
+            await lifecycle.send_actions(
+                self.sessions, connectors, renewals, ACTOR, self.today, COURT_ACCOUNT
+            )
+            with self.sessions() as session:
+                to_release = lifecycle.cases_to_release(session, self.today)
+            for case_id in to_release:
+                with self.sessions.begin() as session:
+                    ids = lifecycle.plan_release(session, case_id, self.today, ReleaseOrder.NEWEST, ACTOR)
+                await lifecycle.send_actions(self.sessions, connectors, ids, ACTOR, self.today, COURT_ACCOUNT)
+            await lifecycle.refresh_measures(self.sessions, connectors, ACTOR)
+        finally:
+            await connector.aclose()
+
+    # --- what happens ---
+
+    @initialize()
+    def the_first_query(self) -> None:
+        self.run("query")
+
+    @rule()
+    def clerk_queries_and_controls(self) -> None:
+        self.run("query")
+
+    @rule(account=st.sampled_from(ACCOUNTS), yuan=st.integers(1, 80_000))
+    def a_deposit_lands(self, account: str, yuan: int) -> None:
+        self.bank.ledger.deposit(account, yuan * 100, dt.datetime.combine(self.today, dt.time(), dt.UTC))
+        self.run("routine")
+
+    @rule(days=st.sampled_from([1, 7, 25, 100, 200]))
+    def time_passes(self, days: int) -> None:
+        """Days pass; the clerk's daily routine runs at least every 25 days (it runs daily in production)."""
+        while days > 0:
+            hop = min(days, 25)
+            days -= hop
+            self.today += dt.timedelta(days=hop)
+            self.bank.ledger.advance(dt.datetime.combine(self.today, dt.time(12), dt.UTC))
+            self.run("routine")
+
+    @rule(percent=st.integers(5, 100))
+    def the_debtor_pays(self, percent: int) -> None:
+        with self.sessions.begin() as session:
+            case = session.get(Case, self.case_id)
+            assert case is not None
+            owed = cases.owed(case, self.today).remaining
+            if owed == 0 or case.status != "active":
+                return
+            amount = max(owed * percent // 100, 1)
+            cases.record_payment(
+                session, case.case_number, amount, self.today, actor="user:debtor", today=self.today
+            )
+        self.run("routine")
+
+    @rule(percent=st.integers(10, 100))
+    def a_judge_approves_a_deduction(self, percent: int) -> None:
+        self.run("deduct", percent=percent)
+
+    # --- what must hold ---
+
+    @invariant()
+    def the_cap_holds(self) -> None:
+        ours = self.our_keys()
+        held = sum(
+            m.held_fen or 0
+            for m in self.bank.ledger.measures.values()
+            if m.key in ours and m.status == "effective"
+        )
+        with self.sessions() as session:
+            case = session.get(Case, self.case_id)
+            assert case is not None
+            assert held <= cases.owed(case, self.today).remaining
+
+    @invariant()
+    def records_and_the_bank_agree(self) -> None:
+        ours = self.our_measures()
+        theirs = {m.key: m for m in self.bank.ledger.measures.values()}
+        assert set(theirs) <= set(ours)
+        for key, measure in ours.items():
+            assert measure.status != "requested", "nothing left unconfirmed"
+            assert measure.status != "expired", "a measure that should have been renewed lapsed"
+            if measure.status in ("effective", "queued"):
+                assert theirs[key].status == measure.status
+                assert measure.expires_on is None or measure.expires_on >= self.today, (
+                    "nothing in force lapsed"
+                )
+            if measure.status == "effective":
+                assert measure.actual_amount_fen == theirs[key].held_fen
+        assert self.deducted == sum(amount for _, amount in self.bank.ledger.deducted)
+        with self.sessions() as session:
+            deductions = session.scalar(
+                select(func.coalesce(func.sum(Payment.amount_fen), 0)).where(Payment.source == "deduction")
+            )
+            assert deductions == self.deducted
+            assert audit.verify(session).ok
+
+    @invariant()
+    def note_what_happened(self) -> None:
+        """For `pytest --hypothesis-show-statistics`: which states the examples reached."""
+        for measure in self.our_measures().values():
+            event(f"a measure {measure.status}")
+        with self.sessions() as session:
+            for action in session.scalars(select(MeasureAction)):
+                event(f"a {action.kind} {action.status}")
+
+    def our_measures(self) -> dict[str, ControlMeasure]:
+        with self.sessions() as session:
+            return {m.idempotency_key: m for m in session.scalars(select(ControlMeasure))}
+
+    def our_keys(self) -> set[str]:
+        return set(self.our_measures())
+
+
+Lifecycle.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestLifecycle = Lifecycle.TestCase
