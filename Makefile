@@ -1,6 +1,6 @@
 # The two commands a newcomer needs (see README.md): `make demo` and `make test`.
 # Each installs what it needs first, so both work on a fresh clone.
-.PHONY: demo test bench lint typecheck setup postgres chromium clean
+.PHONY: demo test test-long bench lint typecheck setup postgres chromium clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,6 +23,11 @@ demo: setup
 test: setup postgres chromium lint typecheck
 	$(BIN)/python -m bench --quick
 	$(BIN)/pytest
+
+## The long variants of the reliability tests: random kills, more debtors, more state-machine examples
+## (about ten minutes; not part of `make test`).
+test-long: setup postgres
+	$(BIN)/pytest -m long
 
 ## The benchmarks at full size; figures go to bench/results/results.jsonl.
 bench: setup

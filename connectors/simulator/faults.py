@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -32,6 +33,7 @@ class FaultPlan:
     slow_s: float = 2.0
     retry_after_s: float = 0.05
     _rng: random.Random = field(init=False, repr=False)
+    injected: Counter[Fault] = field(init=False, repr=False, default_factory=Counter)  # what was drawn
 
     def __post_init__(self) -> None:
         rates = (self.slow, self.error, self.throttle, self.garbage, self.later, self.lost)
@@ -50,6 +52,9 @@ class FaultPlan:
             (Fault.LOST, self.lost),
         ):
             if roll < rate:
-                return fault if fault in allowed else Fault.NONE
+                if fault not in allowed:
+                    return Fault.NONE
+                self.injected[fault] += 1
+                return fault
             roll -= rate
         return Fault.NONE

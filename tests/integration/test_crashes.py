@@ -183,3 +183,27 @@ def test_two_sweeps_the_watch_and_case_queries_at_once(
         with sessions() as session:
             keys = session.scalars(select(ControlMeasure.idempotency_key)).all()
         assert len(keys) == len(set(keys)) and set(world.ledger_measures()) <= set(keys)
+
+
+@pytest.mark.long
+def test_killed_at_random_moments_again_and_again(
+    sessions: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    """Ten clerk processes killed at random moments of their run (seeded), then one left to finish."""
+    import random
+
+    rng = random.Random(47)
+    with served_world(tmp_path, debtors=400, seed=47, now=NOW) as world:
+        import_world(sessions, world)
+        killed = 0
+        for _ in range(10):
+            process = clerk_process(world, database_url, "none")
+            time.sleep(rng.uniform(0.5, 4.0))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                killed += 1
+            process.communicate(timeout=300)
+        assert killed >= 5
+        run(world, database_url, "none")
+        run(world, database_url, "none")
+        check(sessions, world)

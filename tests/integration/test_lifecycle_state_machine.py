@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -246,3 +247,13 @@ Lifecycle.TestCase.settings = settings(
     max_examples=30, stateful_step_count=20, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestLifecycle = Lifecycle.TestCase
+
+
+class LongLifecycle(Lifecycle):
+    pass
+
+
+LongLifecycle.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestLifecycleLong = pytest.mark.long(LongLifecycle.TestCase)
