@@ -49,6 +49,7 @@ async def case_query(
     log = get_run_logger()
     try:
         number = str(CaseNumber.parse(case_number))
+        runtime.check_registries(registries)
     except InvalidValue as exc:
         return Failed(message=str(exc))
     async with runtime.opened(registries, requested_by) as rt:

@@ -68,6 +68,19 @@ def actor(requested_by: str | None = None) -> str:
     return audit.Actor.flow_run(str(run_id)) if run_id else audit.Actor.SYSTEM
 
 
+def check_registries(registries: list[str] | None) -> set[str]:
+    """The codes asked for (all of the settings' when none), or InvalidValue naming the unknown ones."""
+    known = [c.code for c in get_settings().registries]
+    if not registries:
+        return set(known)
+    unknown = sorted(set(registries) - set(known))
+    if unknown:
+        raise InvalidValue(
+            "registries", f"unknown registry {', '.join(unknown)}: the settings have {', '.join(known)}"
+        )
+    return set(registries)
+
+
 @contextlib.asynccontextmanager
 async def opened(
     registries: list[str] | None = None, requested_by: str | None = None
@@ -75,15 +88,7 @@ async def opened(
     """Open the run's runtime; `registries` narrows the settings' registries to those codes."""
     global _current
     settings = get_settings()
-    configs = settings.registries
-    if registries:
-        unknown = sorted(set(registries) - {c.code for c in configs})
-        if unknown:
-            known = ", ".join(c.code for c in configs)
-            raise InvalidValue(
-                "registries", f"unknown registry {', '.join(unknown)}: the settings have {known}"
-            )
-        configs = [c for c in configs if c.code in registries]
+    configs = [c for c in settings.registries if c.code in check_registries(registries)]
     engine = await asyncio.to_thread(db.engine_for, settings.effective_database_url)
     sessions = db.session_factory(engine)
     connectors = build(configs, settings.allowed_adapters)

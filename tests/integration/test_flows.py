@@ -95,6 +95,14 @@ def test_case_query_validates_the_case_number(world: World) -> None:
         case_query(case_number="(2024)豫0185执99999号", requested_by="李法官", return_state=True)
     )
     assert state.is_failed() and "no case （2024）豫0185执99999号" in (state.message or "")
+    state = asyncio.run(
+        case_query(
+            case_number="(2024)豫0185执1号", requested_by="李法官", registries=["bank-x"], return_state=True
+        )
+    )
+    assert state.is_failed() and state.message == (
+        "registries: unknown registry bank-x: the settings have bank-a, bank-b, realestate, vehicles"
+    )
 
 
 def test_case_query_dry_run_changes_nothing_and_a_real_one_controls(world: World) -> None:
