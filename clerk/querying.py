@@ -49,8 +49,8 @@ def due_debtor_ids(
 ) -> Iterator[list[int]]:
     """Debtor ids due for a query, in pages (keyset on id, so memory stays flat however many there are):
     debtors of active cases never queried, last queried `requery_days` ago, or whose last lookup at some
-    registry failed; and debtors of cases terminated for now within `terminated_years`, last queried
-    `terminated_requery_days` ago."""
+    registry failed or was never answered; and debtors of cases terminated for now within
+    `terminated_years`, last queried `terminated_requery_days` ago."""
     active_due = or_(
         Debtor.last_queried_at.is_(None), Debtor.last_queried_at < now - dt.timedelta(schedule.requery_days)
     )
@@ -62,16 +62,17 @@ def due_debtor_ids(
             Debtor.last_queried_at < now - dt.timedelta(schedule.terminated_requery_days),
         ),
     )
-    # A lookup that failed at one registry is asked again on the next run, whatever the others answered.
+    # A lookup that failed at one registry, or was sent and never answered (the clerk died), is asked again on
+    # the next run, whatever the other registries answered.
     later = aliased(Query)
     failed_lookup = exists().where(
         Query.debtor_id == Debtor.id,
-        Query.status == "failed",
+        Query.status.in_(UNANSWERED),
         ~exists().where(
             later.debtor_id == Query.debtor_id,
             later.registry_id == Query.registry_id,
             later.id > Query.id,
-            later.status != "failed",
+            later.status.not_in(UNANSWERED),
         ),
     )
     due = exists().where(
@@ -90,6 +91,24 @@ def due_debtor_ids(
             return
         yield page
         last = page[-1]
+
+
+#: Lookups whose answer never arrived: failed, or sent by a clerk that died before recording the reply.
+UNANSWERED = ("failed", "sent")
+
+
+def record_sent(
+    session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str
+) -> None:
+    """Write a batch's lookups down (status `sent`) before the request leaves."""
+    existing = set(_run_queries(session, run_id, registry_id, debtor_ids))
+    now = utcnow()
+    session.add_all(
+        Query(run_id=run_id, registry_id=registry_id, debtor_id=d, registry_reference=ref, sent_at=now)
+        for d in debtor_ids
+        if d not in existing
+    )
+    session.flush()
 
 
 def debtor_ids_of_case(session: Session, case_id: int) -> list[int]:

@@ -53,11 +53,15 @@ async def query_batch(
     result = BatchResult(connector.code)
 
     def load() -> QueryRequest:
-        with sessions() as session:
+        ref = querying.new_request_ref(run_id, connector.code)
+        with sessions.begin() as session:
             subjects = querying.subjects(session, debtor_ids)
-        return QueryRequest(
-            request_ref=querying.new_request_ref(run_id, connector.code), subjects=tuple(subjects)
-        )
+            # Written down before the request leaves: a crash before its answer is recorded leaves these
+            # lookups `sent`, and their debtors due again (see querying.due_debtor_ids).
+            querying.record_sent(
+                session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=ref
+            )
+        return QueryRequest(request_ref=ref, subjects=tuple(subjects))
 
     request = await asyncio.to_thread(load)
     try:

@@ -207,3 +207,46 @@ def test_killed_at_random_moments_again_and_again(
         run(world, database_url, "none")
         run(world, database_url, "none")
         check(sessions, world)
+
+
+def test_a_lookup_sent_but_never_answered_makes_the_debtor_due_again(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """What the random kill once showed in CI: registry A answered, the clerk died before registry B's answer
+    was recorded. B's lookups were written down as `sent`, so the debtors stay due until B answers."""
+    import asyncio
+
+    from clerk import querying, service
+    from connectors.loader import build
+
+    with served_world(tmp_path, debtors=20, seed=53, now=NOW) as world:
+        import_world(sessions, world)
+        with sessions.begin() as session:
+            registry_ids = querying.ensure_registries(session, world.configs)
+            run_id = querying.start_run(session, "sweep")
+        with sessions() as session:
+            (debtors,) = querying.due_debtor_ids(session, NOW, querying.Schedule())
+
+        async def answer(code: str) -> None:
+            connectors = build(world.configs, ["bank-json", "real-estate-xml", "vehicle-json"])
+            try:
+                await service.query_batch(
+                    sessions, connectors[code], registry_ids[code], run_id, debtors, "test"
+                )
+            finally:
+                await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+        for code in ("bank-a", "realestate", "vehicles"):
+            asyncio.run(answer(code))
+        with sessions.begin() as session:  # bank-b: written down, then the clerk died
+            querying.record_sent(
+                session, run_id=run_id, registry_id=registry_ids["bank-b"], debtor_ids=debtors, ref="r"
+            )
+        later = dt.datetime.now(dt.UTC)
+        with sessions() as session:
+            assert [
+                d for page in querying.due_debtor_ids(session, later, querying.Schedule()) for d in page
+            ] == debtors
+        asyncio.run(answer("bank-b"))
+        with sessions() as session:
+            assert list(querying.due_debtor_ids(session, later, querying.Schedule())) == []
