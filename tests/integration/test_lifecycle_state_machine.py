@@ -239,6 +239,7 @@ class Lifecycle(RuleBasedStateMachine):
             assert measure.status != "expired", "a measure that should have been renewed lapsed"
             if measure.status in ("effective", "queued"):
                 assert theirs[key].status == measure.status
+            if measure.status == "effective":  # a queued measure's term starts when it takes effect
                 assert measure.expires_on is None or measure.expires_on >= self.today, (
                     "nothing in force lapsed"
                 )
