@@ -25,7 +25,7 @@ test: setup postgres chromium lint typecheck
 	$(BIN)/pytest
 
 ## The long variants of the reliability tests: random kills, more debtors, more state-machine examples
-## (about ten minutes; not part of `make test`).
+## (about eleven minutes; not part of `make test`).
 test-long: setup postgres
 	$(BIN)/pytest -m long
 
