@@ -512,6 +512,11 @@ async def resolve_actions(
         connector = connectors.get(item.registry)
         if connector is None:
             continue
+        if item.kind == "deduct":
+            # A deduction's status is a transfer, not a measure: the bank answers a deduction sent again
+            # with its key by its first answer (connectors/bank.py), so it is simply sent again.
+            unseen.append(item.action_id)
+            continue
         try:
             reply = await connector.status(item.request.idempotency_key)
         except RegistryError:
@@ -519,13 +524,11 @@ async def resolve_actions(
             continue
         if reply is None:
             unseen.append(item.action_id)
-        elif item.kind != "deduct":  # a deduction's answer is re-read by sending it again with its key
+        else:
             status = await asyncio.to_thread(
                 _in_tx, sessions, record_action_reply, item.action_id, reply, actor, today
             )
             tally.done += status == "done"
-        else:
-            unseen.append(item.action_id)
     if unseen:
         tally.add(await send_actions(sessions, connectors, unseen, actor, today, court_account))
     return tally

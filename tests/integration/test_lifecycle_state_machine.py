@@ -289,3 +289,50 @@ LongLifecycle.TestCase.settings = settings(
     max_examples=300, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestLifecycleLong = pytest.mark.long(LongLifecycle.TestCase)
+
+
+def test_an_unconfirmed_deduction_is_settled_once_by_its_key() -> None:
+    """A deduction written down whose sending was interrupted, and one the bank applied but whose reply was
+    lost: the collect step's `resolve_actions` settles both, and no money moves twice."""
+    machine = Lifecycle()
+    try:
+        machine.the_first_query()
+        with machine.sessions.begin() as session:
+            proposal = lifecycle.propose_deduction(session, "（2026）豫0185执77号", machine.today)
+            ids = lifecycle.approve_deduction(
+                session, proposal, 2_000_00, "李法官", ACTOR, dt.datetime.now(dt.UTC)
+            )
+            applied = session.get(MeasureAction, ids[0])
+            assert applied is not None
+            measure = session.get(ControlMeasure, applied.measure_id)
+            assert measure is not None and measure.registry_reference
+            key, reference = applied.idempotency_key, measure.registry_reference
+        # The bank applied the first; its reply never came back.
+        assert machine.bank.ledger.deduct(key, reference, 2_000_00) is not None
+
+        async def resolve() -> lifecycle.Tally:
+            transport = httpx.ASGITransport(app=machine.bank.app)
+            client = RegistryClient(
+                CODE,
+                "http://bank.test",
+                SecretStr("tok"),
+                ClientLimits(requests_per_second=0),
+                transport=transport,
+            )
+            connector = BankConnector(client)
+            try:
+                later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+                return await lifecycle.resolve_actions(
+                    machine.sessions, {CODE: connector}, later, ACTOR, machine.today, COURT_ACCOUNT
+                )
+            finally:
+                await connector.aclose()
+
+        tally = asyncio.run(resolve())
+        assert tally.done == 1 and tally.amount_fen == 2_000_00
+        assert sum(amount for _, amount in machine.bank.ledger.deducted) == 2_000_00  # moved once
+        machine.deducted = 2_000_00
+        machine.records_and_the_bank_agree()
+        assert asyncio.run(resolve()).planned == 0  # nothing left to settle
+    finally:
+        machine.teardown()
