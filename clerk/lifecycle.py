@@ -557,15 +557,16 @@ def watched_measures(session: Session) -> list[tuple[int, str, str, str]]:
     return [(m.id, code, m.registry_reference, m.idempotency_key) for m, code in rows if m.registry_reference]
 
 
-def record_state(session: Session, measure_id: int, reply: ControlReply, actor: str) -> str:
+def record_state(session: Session, measure_id: int, reply: ControlReply, actor: str) -> bool:
     """A measure's state now, as the registry reports it: a queued measure that took effect (with its new
-    start and expiry), a partial freeze that holds more, or a measure the registry lifted."""
+    start and expiry), a partial freeze that holds more, or a measure the registry lifted. Returns whether
+    anything changed."""
     measure = session.get(ControlMeasure, measure_id, with_for_update=True)
     assert measure is not None
     if measure.status == "queued":
-        return control.record_reply(session, measure_id, reply, actor)
+        return control.record_reply(session, measure_id, reply, actor) != "queued"
     if measure.status != "effective":
-        return measure.status
+        return False
     case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
     if reply.outcome is ControlOutcome.RELEASED:
         measure.status = "released"
@@ -576,7 +577,8 @@ def record_state(session: Session, measure_id: int, reply: ControlReply, actor: 
             case_number=case_number,
             payload={"measure": measure.id, "reference": measure.registry_reference},
         )
-    elif reply.amount_fen is not None and reply.amount_fen != measure.actual_amount_fen:
+        return True
+    if reply.amount_fen is not None and reply.amount_fen != measure.actual_amount_fen:
         before = measure.actual_amount_fen
         measure.actual_amount_fen = min(reply.amount_fen, measure.requested_amount_fen)
         audit.append(
@@ -586,7 +588,8 @@ def record_state(session: Session, measure_id: int, reply: ControlReply, actor: 
             case_number=case_number,
             payload={"measure": measure.id, "held_before_fen": before, "held_fen": measure.actual_amount_fen},
         )
-    return measure.status
+        return True
+    return False
 
 
 async def refresh_measures(
@@ -604,8 +607,7 @@ async def refresh_measures(
         except RegistryError:
             tally.unconfirmed += 1
             continue
-        before_after = await asyncio.to_thread(_in_tx, sessions, record_state, measure_id, reply, actor)
-        tally.done += before_after == "effective" and reply.outcome is not ControlOutcome.QUEUED
+        tally.done += await asyncio.to_thread(_in_tx, sessions, record_state, measure_id, reply, actor)
     tally.planned = len(watched)
     return tally
 
