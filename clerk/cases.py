@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from clerk import audit
 from models import rules
-from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Payment, Registry
+from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Payment, Registry
 from models.values import CaseNumber, DebtorKind, InvalidValue, mask_account, mask_id, mask_name
 
 DEFAULT_EXCEPTIONS = Path(__file__).parent / "data" / "credit_code_exceptions.txt"
@@ -234,9 +234,6 @@ def change_status(
         payload={"status_before": before, "reason": reason.strip()[:500]},
     )
     return case
-
-
-TRACKS = ("fast", "simple", "normal", "special")
 
 
 def set_track(session: Session, case_number: str, track: str, *, actor: str, reason: str) -> Case:

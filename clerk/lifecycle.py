@@ -468,11 +468,11 @@ async def send_actions(
                 reply = await connector.deduct(item.request)
         except RegistryError as exc:
             status = await asyncio.to_thread(
-                _in_tx, sessions, record_action_error, item.action_id, exc, actor
+                in_transaction, sessions, record_action_error, item.action_id, exc, actor
             )
         else:
             status = await asyncio.to_thread(
-                _in_tx, sessions, record_action_reply, item.action_id, reply, actor, today
+                in_transaction, sessions, record_action_reply, item.action_id, reply, actor, today
             )
             if isinstance(reply, DeductReply):
                 tally.amount_fen += reply.amount_fen
@@ -486,7 +486,8 @@ async def send_actions(
     return tally
 
 
-def _in_tx(sessions: sessionmaker[Session], func, *args):  # type: ignore[no-untyped-def]
+def in_transaction(sessions: sessionmaker[Session], func, *args):  # type: ignore[no-untyped-def]
+    """`func(session, *args)` in a transaction of its own (for `asyncio.to_thread`)."""
     with sessions.begin() as session:
         return func(session, *args)
 
@@ -526,7 +527,7 @@ async def resolve_actions(
             unseen.append(item.action_id)
         else:
             status = await asyncio.to_thread(
-                _in_tx, sessions, record_action_reply, item.action_id, reply, actor, today
+                in_transaction, sessions, record_action_reply, item.action_id, reply, actor, today
             )
             tally.done += status == "done"
     if unseen:
@@ -607,7 +608,9 @@ async def refresh_measures(
         except RegistryError:
             tally.unconfirmed += 1
             continue
-        tally.done += await asyncio.to_thread(_in_tx, sessions, record_state, measure_id, reply, actor)
+        tally.done += await asyncio.to_thread(
+            in_transaction, sessions, record_state, measure_id, reply, actor
+        )
     tally.planned = len(watched)
     return tally
 

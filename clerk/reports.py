@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clerk import audit
-from models.supervision import CHINA, start_of
+from models.supervision import bureau_today, start_of
 from models.tables import AuditEvent, Case, CaseDebtor, NodeNotice, Query
 
 COLUMNS = (
@@ -135,4 +135,4 @@ def write_csv(path: Path, rows: Iterable[dict[str, object]]) -> int:
 
 
 def yesterday(now: dt.datetime) -> dt.date:
-    return now.astimezone(CHINA).date() - dt.timedelta(days=1)
+    return bureau_today(now) - dt.timedelta(days=1)

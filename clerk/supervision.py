@@ -181,7 +181,7 @@ def check_deadlines(session: Session, now: dt.datetime, node_rules: rules.NodeRu
     active = list(
         session.scalars(select(Case).where(Case.status == "active").options(selectinload(Case.payments)))
     )
-    today = now.astimezone(rules.CHINA).date()
+    today = rules.bureau_today(now)
     owed = {c.id: cases.owed(c, today).remaining for c in active}
     by_id = {c.id: c for c in active}
     unqueried = set(

@@ -149,7 +149,14 @@ async def deduction(case_number: str, requested_by: str) -> State:
         if not decision.approve:
             reason = (decision.reason or "").strip()
             await asyncio.to_thread(
-                _in_tx, rt, lifecycle.reject_deduction, proposal, decision.judge, reason, rt.actor, decided_at
+                lifecycle.in_transaction,
+                rt.sessions,
+                lifecycle.reject_deduction,
+                proposal,
+                decision.judge,
+                reason,
+                rt.actor,
+                decided_at,
             )
             return Completed(message=f"{number}: deduction rejected by the judge")
         try:
@@ -159,8 +166,8 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 else parse_yuan(str(decision.amount_yuan), "amount_yuan")
             )
             action_ids = await asyncio.to_thread(
-                _in_tx,
-                rt,
+                lifecycle.in_transaction,
+                rt.sessions,
                 lifecycle.approve_deduction,
                 proposal,
                 approved,
@@ -252,8 +259,3 @@ def _audit_timeout(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -
             case_number=proposal.case_number,
             payload={"proposed_fen": proposal.total_fen},
         )
-
-
-def _in_tx(rt: runtime.Runtime, func, *args):  # type: ignore[no-untyped-def]
-    with rt.sessions.begin() as session:
-        return func(session, *args)

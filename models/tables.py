@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from models.supervision import Track
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -71,7 +73,7 @@ class Base(DeclarativeBase):
 
 #: `resumed`: a terminated-for-now case whose re-query found assets; it lives on as a new 执恢 case.
 CASE_STATUSES = ("active", "terminated", "resumed", "paid", "withdrawn", "closed")
-TRACKS = ("fast", "simple", "normal", "special")
+TRACKS = tuple(t.value for t in Track)
 DEBTOR_KINDS = ("person", "organisation")
 REGISTRY_KINDS = ("bank", "real_estate", "vehicle")
 ASSET_KINDS = ("deposit", "real_estate", "vehicle")
