@@ -99,8 +99,9 @@ def plan(session: Session, case_id: int, today: dt.date, policy: Policy, actor: 
     debtor_ids = select(CaseDebtor.debtor_id).where(CaseDebtor.case_id == case_id)
     assets = list(session.scalars(select(Asset).where(Asset.debtor_id.in_(debtor_ids)).order_by(Asset.id)))
     held_on = _held_on_assets(session, [a.id for a in assets])
-    registries = {r.id: r.code for r in session.scalars(select(Registry))}
+    registries = _registry_codes(session)
     entries: list[audit.Entry] = []
+    written: list[tuple[Asset, ControlMeasure]] = []
 
     if policy.auto_freeze:
         holdings = [
@@ -110,21 +111,29 @@ def plan(session: Session, case_id: int, today: dt.date, policy: Policy, actor: 
         by_id = {a.id: a for a in assets}
         for allocation in rules.allocate_freezes(owed.remaining, covered, holdings):
             asset = by_id[allocation.key]
-            measure = _write(session, case, asset, "freeze", allocation.amount)
-            result.measure_ids.append(measure.id)
+            written.append((asset, _write(session, case, asset, "freeze", allocation.amount)))
             result.freeze_fen += allocation.amount
-            entries.append(_requested(case, asset, measure, registries[asset.registry_id], actor))
 
     if covered + result.freeze_fen < owed.remaining:
         seized = {m.asset_id for m in live if m.kind == "seizure"}
         for asset in assets:
             if asset.kind in policy.auto_seize and asset.id not in seized:
-                measure = _write(session, case, asset, "seizure", None)
-                result.measure_ids.append(measure.id)
+                written.append((asset, _write(session, case, asset, "seizure", None)))
                 result.seizures += 1
-                entries.append(_requested(case, asset, measure, registries[asset.registry_id], actor))
+    session.flush()  # every measure of the case in one INSERT
+    for asset, measure in written:
+        result.measure_ids.append(measure.id)
+        entries.append(_requested(case, asset, measure, registries[asset.registry_id], actor))
     audit.append_many(session, entries)
     return result
+
+
+def _registry_codes(session: Session) -> dict[int, str]:
+    """Registry id -> code; a handful of rows, read once per session."""
+    codes = session.info.get("registry_codes")
+    if codes is None:
+        codes = session.info["registry_codes"] = {r.id: r.code for r in session.scalars(select(Registry))}
+    return codes
 
 
 def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int]:
@@ -159,7 +168,6 @@ def _write(session: Session, case: Case, asset: Asset, kind: str, amount: int | 
         idempotency_key=uuid.uuid4().hex,
     )
     session.add(measure)
-    session.flush()
     return measure
 
 
@@ -228,47 +236,75 @@ _STATUS = {
 def record_reply(session: Session, measure_id: int, reply: ControlReply, actor: str) -> str:
     """Record a registry's answer to a control request; returns the measure's status. Recording the same
     answer twice changes nothing."""
-    measure = session.get(ControlMeasure, measure_id, with_for_update=True)
-    assert measure is not None
+    return record_replies(session, [(measure_id, reply)], actor)[0]
+
+
+def record_replies(session: Session, replies: Sequence[tuple[int, ControlReply]], actor: str) -> list[str]:
+    """Record many answers in the caller's transaction (reading their measures and cases once); returns
+    each measure's status, in order. See `record_reply`."""
+    if not replies:
+        return []
+    ids = [measure_id for measure_id, _ in replies]
+    measures = {
+        m.id: m
+        for m in session.scalars(select(ControlMeasure).where(ControlMeasure.id.in_(ids)).with_for_update())
+    }
+    case_ids = {m.case_id for m in measures.values()}
+    by_case = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids)))}
+    entries: list[audit.Entry] = []
+    statuses = []
+    for measure_id, reply in replies:
+        measure = measures[measure_id]
+        statuses.append(_apply(session, measure, by_case[measure.case_id], reply, actor, entries))
+    audit.append_many(session, entries)
+    return statuses
+
+
+def _apply(
+    session: Session,
+    measure: ControlMeasure,
+    case: Case,
+    reply: ControlReply,
+    actor: str,
+    entries: list[audit.Entry],
+) -> str:
     if reply.outcome is ControlOutcome.PENDING or measure.status not in ("requested", "queued"):
         return measure.status
     status = _STATUS[reply.outcome]
     if (measure.status, measure.registry_reference) == (status, reply.registry_reference):
         return measure.status
-    case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
     measure.status = status
     measure.registry_reference = reply.registry_reference
     measure.actual_amount_fen = reply.amount_fen if measure.kind == "freeze" else None
     measure.started_on, measure.expires_on = reply.started_on, reply.expires_on
     measure.queue_position = reply.queue_position
     if status in ("effective", "queued"):
-        case = session.get(Case, measure.case_id)
-        assert case is not None
         notices.notify(
             session,
             case,
             "applicant",
             f"measure.{status}",
-            {"case": case_number, "kind": measure.kind, "amount_fen": measure.actual_amount_fen},
+            {"case": case.case_number, "kind": measure.kind, "amount_fen": measure.actual_amount_fen},
         )
     action = "measure.partial" if reply.outcome is ControlOutcome.PARTIAL else f"measure.{status}"
-    audit.append(
-        session,
-        action,
-        actor=actor,
-        case_number=case_number,
-        payload={
-            "measure": measure.id,
-            "kind": measure.kind,
-            "requested_fen": measure.requested_amount_fen or None,
-            "actual_fen": measure.actual_amount_fen,
-            "reference": reply.registry_reference,
-            "started_on": _iso(reply.started_on),
-            "expires_on": _iso(reply.expires_on),
-            "queue_position": reply.queue_position,
-            "reason": reply.reason,
-            "ahead": reply.ahead.authority if reply.ahead else None,
-        },
+    entries.append(
+        audit.Entry(
+            action,
+            actor,
+            case.case_number,
+            {
+                "measure": measure.id,
+                "kind": measure.kind,
+                "requested_fen": measure.requested_amount_fen or None,
+                "actual_fen": measure.actual_amount_fen,
+                "reference": reply.registry_reference,
+                "started_on": _iso(reply.started_on),
+                "expires_on": _iso(reply.expires_on),
+                "queue_position": reply.queue_position,
+                "reason": reply.reason,
+                "ahead": reply.ahead.authority if reply.ahead else None,
+            },
+        )
     )
     return status
 

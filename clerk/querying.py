@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from clerk import audit, db
@@ -98,17 +98,24 @@ UNANSWERED = ("failed", "sent")
 
 
 def record_sent(
-    session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str
+    session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str | None
 ) -> None:
-    """Write a batch's lookups down (status `sent`) before the request leaves."""
-    existing = set(_run_queries(session, run_id, registry_id, debtor_ids))
+    """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert."""
+    existing = _run_queries(session, run_id, registry_id, debtor_ids)
     now = utcnow()
-    session.add_all(
-        Query(run_id=run_id, registry_id=registry_id, debtor_id=d, registry_reference=ref, sent_at=now)
+    rows = [
+        {
+            "run_id": run_id,
+            "registry_id": registry_id,
+            "debtor_id": d,
+            "registry_reference": ref,
+            "sent_at": now,
+        }
         for d in debtor_ids
         if d not in existing
-    )
-    session.flush()
+    ]
+    if rows:
+        session.execute(insert(Query), rows)
 
 
 def debtor_ids_of_case(session: Session, case_id: int) -> list[int]:
@@ -178,11 +185,14 @@ def record_reply(
     session: Session, *, run_id: int, registry_id: int, registry_code: str, reply: QueryReply, actor: str
 ) -> Recorded:
     """Record the queries and hits of one reply in the caller's transaction; safe to call again with the
-    same reply (a retried batch, a collected answer): nothing is recorded twice."""
+    same reply (a retried batch, a collected answer): nothing is recorded twice.
+
+    The lookups are written in bulk (a reply answers hundreds of debtors, most with nothing); only hits
+    go through the ORM, one asset each."""
     result = Recorded()
     now = utcnow()
     debtor_ids = [int(r.subject_ref) for r in reply.results]
-    queries = _run_queries(session, run_id, registry_id, debtor_ids)
+    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, reply.request_ref, now)
     identifiers = [a.identifier for r in reply.results for a in r.assets]
     known = (
         {
@@ -197,29 +207,24 @@ def record_reply(
     cases_of = _cases_of(session, debtor_ids)
     terminated_of = _cases_of(session, debtor_ids, "terminated")
     events: list[audit.Entry] = []
+    pending: list[int] = []
+    answered: list[int] = []
     for subject in reply.results:
         debtor_id = int(subject.subject_ref)
-        query = queries.get(debtor_id)
-        if query is None:
-            query = Query(run_id=run_id, registry_id=registry_id, debtor_id=debtor_id, sent_at=now)
-            session.add(query)
-            queries[debtor_id] = query
-        query.registry_reference = reply.request_ref
         result.queried += 1
         if subject.status is SubjectStatus.PENDING:
-            query.status = "pending"
+            pending.append(queries[debtor_id])
             result.pending += 1
             continue
-        query.status, query.answered_at = "answered", now
+        answered.append(debtor_id)
         result.terminated_queried |= set(terminated_of.get(debtor_id, {}))
         if subject.status is SubjectStatus.NONE:
             result.none += 1
-        session.flush()
         for report in subject.assets:
             result.hits += 1
             asset = known.get(report.identifier)
             if asset is None:
-                asset = _new_asset(session, debtor_id, registry_id, query.id, report, now)
+                asset = _new_asset(session, debtor_id, registry_id, queries[debtor_id], report, now)
                 known[report.identifier] = asset
                 result.new_assets += 1
                 action = "hit.recorded"
@@ -234,10 +239,20 @@ def record_reply(
             payload = _hit_payload(registry_code, asset)
             numbers = [*cases.values(), *terminated_of.get(debtor_id, {}).values()]
             events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
-    if debtor_ids:
-        answered = [d for d in debtor_ids if queries[d].status == "answered"]
-        for debtor in session.scalars(select(Debtor).where(Debtor.id.in_(answered))):
-            debtor.last_queried_at = now
+    for chunk in _chunks(pending):
+        session.execute(
+            update(Query)
+            .where(Query.id.in_(chunk))
+            .values(status="pending", registry_reference=reply.request_ref)
+        )
+    for chunk in _chunks(answered):
+        session.execute(
+            update(Query)
+            .where(Query.id.in_([queries[d] for d in chunk]))
+            .values(status="answered", answered_at=now, registry_reference=reply.request_ref)
+        )
+        session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
+    session.flush()
     audit.append_many(session, events)
     return result
 
@@ -247,15 +262,9 @@ def record_failure(
 ) -> None:
     """A batch the registry did not answer: its queries are recorded as failed (the reason has no personal
     data), and the debtors stay due for the next run."""
-    now = utcnow()
-    existing = _run_queries(session, run_id, registry_id, debtor_ids)
-    for debtor_id in debtor_ids:
-        query = existing.get(debtor_id) or Query(
-            run_id=run_id, registry_id=registry_id, debtor_id=debtor_id, sent_at=now
-        )
-        query.status, query.error = "failed", reason[:500]
-        session.add(query)
-    session.flush()
+    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, None, utcnow())
+    for chunk in _chunks(list(queries.values())):
+        session.execute(update(Query).where(Query.id.in_(chunk)).values(status="failed", error=reason[:500]))
 
 
 def pending_requests(session: Session) -> list[tuple[int, int, str]]:
@@ -270,12 +279,41 @@ def pending_requests(session: Session) -> list[tuple[int, int, str]]:
 
 def _run_queries(
     session: Session, run_id: int, registry_id: int, debtor_ids: Sequence[int]
-) -> dict[int, Query]:
-    """This run's queries at one registry about these debtors, by debtor id."""
-    stmt = select(Query).where(
-        Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(debtor_ids)
-    )
-    return {q.debtor_id: q for q in session.scalars(stmt)}
+) -> dict[int, int]:
+    """This run's lookups at one registry about these debtors: debtor id -> query id."""
+    found: dict[int, int] = {}
+    for chunk in _chunks(debtor_ids):
+        rows = session.execute(
+            select(Query.debtor_id, Query.id).where(
+                Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(chunk)
+            )
+        )
+        found.update((debtor_id, query_id) for debtor_id, query_id in rows)
+    return found
+
+
+def _ensure_queries(
+    session: Session,
+    run_id: int,
+    registry_id: int,
+    debtor_ids: Sequence[int],
+    ref: str | None,
+    now: dt.datetime,
+) -> dict[int, int]:
+    """The run's lookups of these debtors at the registry, written now if they were not before (an answer
+    collected or recorded without `record_sent`): debtor id -> query id."""
+    queries = _run_queries(session, run_id, registry_id, debtor_ids)
+    missing = [d for d in debtor_ids if d not in queries]
+    if missing:
+        record_sent(session, run_id=run_id, registry_id=registry_id, debtor_ids=missing, ref=ref)
+        queries.update(_run_queries(session, run_id, registry_id, missing))
+    return queries
+
+
+def _chunks(ids: Sequence[int], size: int = 900) -> Iterator[list[int]]:
+    """Ids in lists short enough for one IN (…) on any database."""
+    for i in range(0, len(ids), size):
+        yield list(ids[i : i + size])
 
 
 def _cases_of(
@@ -323,8 +361,7 @@ def _new_asset(
         first_seen_at=now,
         last_seen_at=now,
     )
-    session.add(asset)
-    session.flush()
+    session.add(asset)  # inserted with the reply's other new assets, in one flush
     return asset
 
 

@@ -184,39 +184,66 @@ async def send(
     actor: str,
 ) -> ControlResult:
     """Send written-down measures (concurrently; each registry's client keeps its own limits) and record
-    each answer as it comes."""
+    the answers as they come: those that arrived while the last ones were being written go together, in
+    one transaction (a crash before they are written leaves their measures `requested`, settled by key)."""
     result = ControlResult()
 
     def load() -> list[control.Outgoing]:
         with sessions() as session:
             return control.outgoing(session, measure_ids)
 
-    async def one(item: control.Outgoing) -> None:
-        connector = connectors.get(item.registry)
-        if connector is None:
-            result.unconfirmed += 1
-            return
-        try:
-            reply = await connector.control(item.request)
-        except RegistryError as exc:
-            await asyncio.to_thread(_record_error, sessions, item.measure_id, exc, actor)
-            result.unconfirmed += 1
-            return
-        status = await asyncio.to_thread(_record_reply, sessions, item.measure_id, reply, actor)
-        result.count(status, reply, seizure=item.request.amount_fen is None)
+    items = await asyncio.to_thread(load)
+    answers: asyncio.Queue[tuple[control.Outgoing, ControlReply | RegistryError | None]] = asyncio.Queue()
 
-    await asyncio.gather(*(one(item) for item in await asyncio.to_thread(load)))
+    async def one(item: control.Outgoing) -> None:
+        answer: ControlReply | RegistryError | None = None
+        try:
+            answer = await connectors[item.registry].control(item.request)
+        except RegistryError as exc:
+            answer = exc
+        finally:
+            answers.put_nowait((item, answer))  # None: an unexpected error, raised by gather below
+
+    async def recorder(expected: int) -> None:
+        while expected:
+            group = [await answers.get()]
+            while not answers.empty():
+                group.append(answers.get_nowait())
+            expected -= len(group)
+            answered = [(item, answer) for item, answer in group if answer is not None]
+            statuses = await asyncio.to_thread(_record_answers, sessions, answered, actor)
+            for (item, answer), status in zip(answered, statuses, strict=True):
+                if isinstance(answer, ControlReply):
+                    result.count(status, answer, seizure=item.request.amount_fen is None)
+                else:
+                    result.unconfirmed += 1
+
+    sendable = [item for item in items if item.registry in connectors]
+    result.unconfirmed += len(items) - len(sendable)
+    await asyncio.gather(recorder(len(sendable)), *(one(item) for item in sendable))
     return result
+
+
+def _record_answers(
+    sessions: sessionmaker[Session],
+    answers: Sequence[tuple[control.Outgoing, ControlReply | RegistryError]],
+    actor: str,
+) -> list[str]:
+    """Record replies and errors in one transaction; each measure's status, in order."""
+    with sessions.begin() as session:
+        replies = [(item.measure_id, a) for item, a in answers if isinstance(a, ControlReply)]
+        recorded = iter(control.record_replies(session, replies, actor))
+        return [
+            next(recorded)
+            if isinstance(answer, ControlReply)
+            else control.record_error(session, item.measure_id, answer, actor)
+            for item, answer in answers
+        ]
 
 
 def _record_reply(sessions: sessionmaker[Session], measure_id: int, reply: ControlReply, actor: str) -> str:
     with sessions.begin() as session:
         return control.record_reply(session, measure_id, reply, actor)
-
-
-def _record_error(sessions: sessionmaker[Session], measure_id: int, error: RegistryError, actor: str) -> str:
-    with sessions.begin() as session:
-        return control.record_error(session, measure_id, error, actor)
 
 
 async def resolve_unconfirmed(

@@ -65,7 +65,7 @@ def main() -> None:
     elif point == "before-send":
         control.outgoing = die_on(n, control.outgoing)  # type: ignore[assignment]
     elif point == "before-record":
-        service._record_reply = die_on(n, service._record_reply)  # type: ignore[assignment]
+        service._record_answers = die_on(n, service._record_answers)  # type: ignore[assignment]
     elif point != "none":
         raise SystemExit(f"unknown point {point}")
     asyncio.run(cycle())
