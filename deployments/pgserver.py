@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL server for the tests: a fresh cluster in a temporary directory, listening on
-127.0.0.1 on a free port, stopped and deleted afterwards.
+"""A throwaway PostgreSQL server for the tests and benchmarks: a fresh cluster in a temporary directory,
+listening on 127.0.0.1 on a free port, stopped and deleted afterwards.
 
 Debian's binaries are used (scripts/ensure-postgres installs them when missing). PostgreSQL refuses to run
 as root, so under root the cluster is owned by, and run as, the `postgres` system user.
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _bindir() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if not found:
-        subprocess.run([str(ROOT / "scripts" / "ensure-postgres")], check=True)
+        subprocess.run([str(ROOT / "scripts" / "ensure-postgres")], check=True)  # noqa: S603 - our own script
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     return Path(found[-1]).parent
 
@@ -45,7 +45,7 @@ class PostgresServer:
         cmd = [str(self.bindir / args[0]), *args[1:]]
         if self._user:
             cmd = ["runuser", "-u", self._user, "--", *cmd]
-        return subprocess.run(cmd, check=check, capture_output=True, text=True, cwd=self.base)
+        return subprocess.run(cmd, check=check, capture_output=True, text=True, cwd=self.base)  # noqa: S603 - PostgreSQL binaries
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import db
 from clerk.settings import get_settings
-from tests.pgserver import PostgresServer, postgres_server
+from deployments.pgserver import PostgresServer, postgres_server
 
 TODAY = dt.date(2026, 11, 23)
 _db_names = itertools.count(1)
