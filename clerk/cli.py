@@ -756,12 +756,24 @@ def serve_command(
     port: Annotated[
         int | None, typer.Option(help="Port of the Prefect server to start (CLERK_PREFECT_PORT).")
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Serve only this deployment (repeatable), e.g. --only case-query on a machine for judges' "
+            "queries.",
+        ),
+    ] = None,
 ) -> None:
     """Run the clerk on this machine: a Prefect server with its UI on 127.0.0.1 (unless PREFECT_API_URL
     names one), and every deployment with its schedule (sweep, collect, watch, renewal, release, deadlines,
     daily-report; case-query and deduction on demand). Ctrl-C stops all."""
     from deployments import embedded
 
+    names = [*embedded.SCHEDULES, *embedded.ON_DEMAND]
+    unknown = [name for name in only or [] if name not in names]
+    if unknown:
+        raise InvalidValue("--only", f"{unknown[0]!r} is not a deployment: use one of {', '.join(names)}")
     conf = settings()
     with embedded.prefect_server(port or conf.prefect_port, out.print) as api_url:
         out.print(
@@ -769,7 +781,7 @@ def serve_command(
             "from the case-query deployment's Run button)"
         )
         with contextlib.suppress(KeyboardInterrupt):
-            embedded.serve_all(conf, api_url, out.print)
+            embedded.serve_all(conf, api_url, out.print, only)
     out.print("stopped")
 
 

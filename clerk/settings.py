@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     prefect_port: int = Field(
         4200, ge=1024, le=65535, description="Port of the Prefect server `clerk serve` starts."
     )
+    runner_poll_s: float = Field(
+        1.0,
+        ge=0.2,
+        le=60,
+        description="How often `clerk serve` asks the server for runs to start: a judge's case query "
+        "waits up to this long before it starts (Prefect's default is 10 s).",
+    )
     unconfirmed_after_s: int = Field(
         60, ge=0, description="Ask the status of a measure unconfirmed this long."
     )

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -224,8 +224,15 @@ SCHEDULES = {
 }
 
 
-def serve_all(conf: Settings, api_url: str, say: Callable[[str], None]) -> None:
-    """Serve every deployment, with its schedule, against the server at `api_url`, until interrupted."""
+#: The deployments served on demand only (a judge or an operator starts them).
+ON_DEMAND = ("case-query", "deduction")
+
+
+def serve_all(
+    conf: Settings, api_url: str, say: Callable[[str], None], only: Sequence[str] | None = None
+) -> None:
+    """Serve every deployment (or those named in `only`), with its schedule, against the server at
+    `api_url`, until interrupted."""
     from prefect import serve
     from prefect.deployments.runner import RunnerDeployment
     from prefect.schedules import Cron
@@ -262,6 +269,19 @@ def serve_all(conf: Settings, api_url: str, say: Callable[[str], None]) -> None:
                 ),
             ),
         ]
-        crons = ", ".join(f"{name} ({getattr(conf, field)})" for name, (field, _) in SCHEDULES.items())
-        say(f"serving deployments {crons}, case-query and deduction ({TIMEZONE}); Ctrl-C to stop")
-        serve(*deployments, pause_on_shutdown=False, print_starting_message=False)
+        if only:
+            deployments = [d for d in deployments if d.name in only]
+        crons = [
+            f"{d.name} ({getattr(conf, SCHEDULES[d.name][0])})" for d in deployments if d.name in SCHEDULES
+        ]
+        on_demand = [d.name for d in deployments if d.name not in SCHEDULES]
+        say(
+            f"serving deployments {', '.join(crons + on_demand)} ({TIMEZONE}), looking for runs every "
+            f"{conf.runner_poll_s:g} s; Ctrl-C to stop"
+        )
+        serve(
+            *deployments,
+            pause_on_shutdown=False,
+            print_starting_message=False,
+            query_seconds=conf.runner_poll_s,
+        )
