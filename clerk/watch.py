@@ -88,7 +88,7 @@ def record_balances(
         return set()
     touched: set[int] = set()
     entries = []
-    for debtor_id, case_map in _active_cases_of(session, list(risen)).items():
+    for debtor_id, case_map in querying.cases_of(session, list(risen)).get("active", {}).items():
         for case_id, number in case_map.items():
             touched.add(case_id)
             for asset, before in risen[debtor_id]:
@@ -107,17 +107,6 @@ def record_balances(
                 )
     audit.append_many(session, entries)
     return touched
-
-
-def _active_cases_of(session: Session, debtor_ids: list[int]) -> dict[int, dict[int, str]]:
-    result: dict[int, dict[int, str]] = {}
-    for debtor_id, case_id, number in session.execute(
-        select(CaseDebtor.debtor_id, Case.id, Case.case_number)
-        .join(Case)
-        .where(CaseDebtor.debtor_id.in_(debtor_ids), Case.status == "active")
-    ):
-        result.setdefault(debtor_id, {})[case_id] = number
-    return result
 
 
 def feed_position(session: Session, registry_id: int) -> int:
