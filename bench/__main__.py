@@ -1,22 +1,48 @@
-"""Run the benchmarks: `python -m bench` (all), `python -m bench watch`, `--quick` for small sizes."""
+"""Run the benchmarks: `python -m bench` (all), `python -m bench sweep latency`, `--quick` for small sizes
+(what CI runs, so that none rots). Figures are printed as tables and appended to bench/results/results.jsonl;
+bench/README.md says what each measures and what we found."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
-from bench import simulators, watch
-
-BENCHMARKS = {"simulators": simulators.run, "watch": watch.run}
+from bench import latency, prefect_cost, simulators, sweep, watch
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], help="which benchmarks (default: all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI: checks that nothing rots")
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(n.replace("_", "")) for n in text.split(",")],
+        help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,2000)",
+    )
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql", "both"],
+        default="both",
+        help="case book for `scale` (default both; PostgreSQL is a throwaway server)",
+    )
+    benchmarks: dict[str, Callable[[argparse.Namespace], object]] = {
+        "simulators": lambda a: simulators.run(quick=a.quick),
+        "sweep": lambda a: sweep.run(quick=a.quick),
+        "scale": lambda a: sweep.scale(
+            quick=a.quick,
+            sizes=a.sizes,
+            databases=("sqlite", "postgresql") if a.database == "both" else (a.database,),
+        ),
+        "prefect": lambda a: prefect_cost.run(quick=a.quick),
+        "latency": lambda a: latency.run(quick=a.quick),
+        "watch": lambda a: watch.run(quick=a.quick),
+    }
+    parser.add_argument(
+        "names", nargs="*", choices=[*benchmarks, []], help=f"which (default: all): {', '.join(benchmarks)}"
+    )
     args = parser.parse_args()
-    for name in args.names or list(BENCHMARKS):
-        BENCHMARKS[name](quick=args.quick)
+    for name in args.names or list(benchmarks):
+        benchmarks[name](args)
     return 0
 
 

@@ -1,0 +1,165 @@
+"""On-demand latency: how long a judge waits for a case query, p50 and p95, three ways side by side:
+
+- `clerk query CASE --requested-by JUDGE` on the command line against the bureau's Prefect server (a
+  process each time: Python, Prefect and the clerk start, then the flow runs in that process);
+- `prefect deployment run case-query/case-query -p … --watch` against a served deployment (`clerk serve
+  --only case-query`): the CLI asks the server for a run, the runner starts it in a process of its own, the
+  CLI watches it to its end;
+- the same run started through Prefect's API (`arun_deployment`, what the UI's Run button does), timed from
+  the call to the finished run.
+
+Set-up: five simulated registries (`clerk sim`), a fresh SQLite case book with the world's cases, a Prefect
+server on 127.0.0.1 (SQLite, as `clerk serve` starts it). Each query is of a different case, asked by its
+judge, with controls on (freezes placed where a debtor has money).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bench.common import record, table
+from bench.sweep import clerk_env, configs, import_cases, simulators
+from clerk import db
+from connectors.simulator.serve import free_loopback_ports
+from deployments.embedded import prefect_server
+from models.tables import Case
+
+DEPLOYMENT = "case-query/case-query"
+
+
+def _cases(database_url: str, count: int) -> list[tuple[str, str]]:
+    """(case number, judge) of `count` active cases."""
+    sessions = db.session_factory(db.engine_for(database_url))
+    with sessions() as session:
+        rows = session.execute(
+            select(Case.case_number, Case.judge).where(Case.status == "active").order_by(Case.id).limit(count)
+        )
+        return [(number, judge) for number, judge in rows]
+
+
+def _timed(args: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False, timeout=300)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])}… failed ({done.returncode}): {done.stderr[-1500:]}")
+    return seconds
+
+
+async def _via_api(cases: list[tuple[str, str]]) -> list[float]:
+    from prefect.deployments.flow_runs import arun_deployment
+
+    times = []
+    for number, judge in cases:
+        started = time.perf_counter()
+        run = await arun_deployment(
+            DEPLOYMENT, parameters={"case_number": number, "requested_by": judge}, timeout=300
+        )
+        times.append(time.perf_counter() - started)
+        if run.state is None or not run.state.is_completed():
+            raise RuntimeError(f"a case query ended {run.state.name if run.state else 'without a state'}")
+    return times
+
+
+def _row(how: str, times: list[float], goal: float | None) -> dict[str, Any]:
+    ordered = sorted(times)
+    p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
+    return {
+        "how": how,
+        "runs": len(times),
+        "p50 s": round(statistics.median(ordered), 2),
+        "p95 s": round(p95, 2),
+        "max s": round(ordered[-1], 2),
+        "goal s": goal if goal is not None else "-",
+        "met": "-" if goal is None else ("yes" if p95 < goal else "no"),
+    }
+
+
+def run(quick: bool = False) -> None:
+    runs = 2 if quick else 20
+    regs = configs()
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        url = f"sqlite:///{tmp}/clerk.db"
+        env = clerk_env(url, regs) | {"PREFECT_HOME": f"{tmp}/prefect", "CLERK_DATA_DIR": f"{tmp}/var"}
+        with simulators(300, Path(tmp), regs) as served:
+            import_cases(env, served.case_file)
+            picked = _cases(url, 3 * runs)
+            saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_API_URL")}
+            os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]
+            try:
+                with prefect_server(free_loopback_ports(1)[0], lambda _: None) as api_url:
+                    env["PREFECT_API_URL"] = api_url
+                    rows = _measure(env, picked, runs)
+            finally:
+                for key, value in saved.items():
+                    os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    table(
+        f"on-demand case query, from the command to the printed result ({runs} runs each, "
+        "each of a different case; goal: p95 under 3 s from a served deployment)",
+        rows,
+    )
+    record("latency", [r | {"quick": quick} for r in rows])
+
+
+def _measure(env: dict[str, str], picked: list[tuple[str, str]], runs: int) -> list[dict[str, Any]]:
+    cli = [
+        _timed([sys.executable, "-m", "clerk.cli", "query", number, "--requested-by", judge], env)
+        for number, judge in picked[:runs]
+    ]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "clerk.cli", "serve", "--only", "case-query"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if "serving deployments" in line:
+                break
+        else:
+            raise RuntimeError(f"clerk serve stopped ({server.wait()})")
+        time.sleep(2)  # the runner's first look at the server
+        watched = [
+            _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "deployment",
+                    "run",
+                    DEPLOYMENT,
+                    "-p",
+                    f"case_number={number}",
+                    "-p",
+                    f"requested_by={judge}",
+                    "--watch",
+                ],
+                env,
+            )
+            for number, judge in picked[runs : 2 * runs]
+        ]
+        api = asyncio.run(_via_api(picked[2 * runs :]))
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return [
+        _row("clerk query (a process per query)", cli, None),
+        _row("prefect deployment run --watch (served)", watched, 3.0),
+        _row("arun_deployment, Prefect's API (served)", api, 3.0),
+    ]

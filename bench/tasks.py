@@ -1,0 +1,87 @@
+"""What Prefect costs, in a process of its own, for `bench/prefect_cost.py`:
+`python -m bench.tasks MODE BATCH` with the settings in the environment.
+
+The work is the sweep's first step: ask one registry about every debtor of the case book, in requests of
+BATCH debtors, and record the answers. MODE `tasks` runs each request as a Prefect task inside a flow
+(BATCH 1: one task per debtor); MODE `plain` runs the same coroutines with no Prefect at all. Prints one
+JSON line: seconds of the work, wall seconds of the process, lookups, peak memory, CPU seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from clerk import db, querying, service
+from clerk.settings import get_settings
+from connectors.loader import build
+from models.tables import Debtor
+
+STARTED = time.perf_counter()
+IN_FLIGHT = 20  # requests at once, as the registry's connections allow
+
+
+async def _work(batch: int, ask: Any) -> tuple[float, int]:
+    conf = get_settings()
+    sessions = db.session_factory(db.engine_for(conf.effective_database_url))
+    registry = conf.registries[0]
+    with sessions.begin() as session:
+        registry_id = querying.ensure_registries(session, [registry])[registry.code]
+        run_id = querying.start_run(session, "bench:tasks")
+        ids = list(session.scalars(select(Debtor.id).order_by(Debtor.id)))
+    connector = build([registry], conf.allowed_adapters)[registry.code]
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(chunk: list[int]) -> int:
+        async with slots:
+            return int(await ask(sessions, connector, registry_id, run_id, chunk))
+
+    try:
+        started = time.perf_counter()
+        done = await asyncio.gather(*(one(ids[i : i + batch]) for i in range(0, len(ids), batch)))
+        return time.perf_counter() - started, sum(done)
+    finally:
+        await connector.aclose()
+
+
+async def _lookup(sessions: Any, connector: Any, registry_id: int, run_id: int, chunk: list[int]) -> int:
+    result = await service.query_batch(sessions, connector, registry_id, run_id, chunk, "bench:tasks")
+    return result.recorded.queried
+
+
+def main() -> int:
+    mode, batch = sys.argv[1], int(sys.argv[2])
+    if mode == "plain":
+        seconds, lookups = asyncio.run(_work(batch, _lookup))
+    else:
+        from prefect import flow, task
+        from prefect.cache_policies import NO_CACHE
+
+        # NO_CACHE: the task's arguments (a sessionmaker, a connector) are not hashed for a cache key.
+        lookup = task(name="lookup", cache_policy=NO_CACHE, persist_result=False)(_lookup)
+
+        @flow(name="bench-tasks")
+        async def tasks() -> tuple[float, int]:
+            return await _work(batch, lookup)
+
+        seconds, lookups = asyncio.run(tasks())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures = {
+        "seconds": seconds,
+        "wall": time.perf_counter() - STARTED,
+        "lookups": lookups,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
