@@ -102,6 +102,12 @@ def record_sent(
 ) -> None:
     """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert."""
     existing = _run_queries(session, run_id, registry_id, debtor_ids)
+    _insert_sent(session, run_id, registry_id, [d for d in debtor_ids if d not in existing], ref)
+
+
+def _insert_sent(
+    session: Session, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str | None
+) -> None:
     now = utcnow()
     rows = [
         {
@@ -112,7 +118,6 @@ def record_sent(
             "sent_at": now,
         }
         for d in debtor_ids
-        if d not in existing
     ]
     if rows:
         session.execute(insert(Query), rows)
@@ -192,7 +197,7 @@ def record_reply(
     result = Recorded()
     now = utcnow()
     debtor_ids = [int(r.subject_ref) for r in reply.results]
-    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, reply.request_ref, now)
+    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, reply.request_ref)
     identifiers = [a.identifier for r in reply.results for a in r.assets]
     known = (
         {
@@ -252,8 +257,7 @@ def record_reply(
             .values(status="answered", answered_at=now, registry_reference=reply.request_ref)
         )
         session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
-    session.flush()
-    audit.append_many(session, events)
+    audit.append_many(session, events)  # its flush inserts the reply's new assets too
     return result
 
 
@@ -262,7 +266,7 @@ def record_failure(
 ) -> None:
     """A batch the registry did not answer: its queries are recorded as failed (the reason has no personal
     data), and the debtors stay due for the next run."""
-    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, None, utcnow())
+    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, None)
     for chunk in _chunks(list(queries.values())):
         session.execute(update(Query).where(Query.id.in_(chunk)).values(status="failed", error=reason[:500]))
 
@@ -298,14 +302,13 @@ def _ensure_queries(
     registry_id: int,
     debtor_ids: Sequence[int],
     ref: str | None,
-    now: dt.datetime,
 ) -> dict[int, int]:
     """The run's lookups of these debtors at the registry, written now if they were not before (an answer
     collected or recorded without `record_sent`): debtor id -> query id."""
     queries = _run_queries(session, run_id, registry_id, debtor_ids)
     missing = [d for d in debtor_ids if d not in queries]
     if missing:
-        record_sent(session, run_id=run_id, registry_id=registry_id, debtor_ids=missing, ref=ref)
+        _insert_sent(session, run_id, registry_id, missing, ref)
         queries.update(_run_queries(session, run_id, registry_id, missing))
     return queries
 

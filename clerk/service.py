@@ -241,11 +241,6 @@ def _record_answers(
         ]
 
 
-def _record_reply(sessions: sessionmaker[Session], measure_id: int, reply: ControlReply, actor: str) -> str:
-    with sessions.begin() as session:
-        return control.record_reply(session, measure_id, reply, actor)
-
-
 async def resolve_unconfirmed(
     sessions: sessionmaker[Session],
     connectors: Mapping[str, HttpConnector],
@@ -274,7 +269,7 @@ async def resolve_unconfirmed(
         if reply is None:
             unseen.append(item.measure_id)
         else:
-            status = await asyncio.to_thread(_record_reply, sessions, item.measure_id, reply, actor)
+            [status] = await asyncio.to_thread(_record_answers, sessions, [(item, reply)], actor)
             result.count(status, reply, seizure=item.request.amount_fen is None)
     if unseen:
         result.add(await send(sessions, connectors, unseen, actor))
