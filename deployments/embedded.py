@@ -224,8 +224,11 @@ SCHEDULES = {
 }
 
 
-#: The deployments served on demand only (a judge or an operator starts them).
-ON_DEMAND = ("case-query", "deduction")
+#: Deployment name -> description of those served on demand only (a judge or an operator starts them).
+ON_DEMAND = {
+    "case-query": "A judge's on-demand query of one case.",
+    "deduction": "Deduct frozen deposits after a judge's approval.",
+}
 
 
 def serve_all(
@@ -241,7 +244,7 @@ def serve_all(
     from flows.case_query import case_query
     from flows.deduction import deduction
 
-    flows = scheduled_flows()
+    flows = scheduled_flows() | {"case-query": case_query, "deduction": deduction}
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         # to_deployment() answers synchronously when called from synchronous code, as here.
         deployments = [
@@ -256,18 +259,8 @@ def serve_all(
             for name, (field, description) in SCHEDULES.items()
         ]
         deployments += [
-            cast(
-                RunnerDeployment,
-                case_query.to_deployment(
-                    name="case-query", description="A judge's on-demand query of one case."
-                ),
-            ),
-            cast(
-                RunnerDeployment,
-                deduction.to_deployment(
-                    name="deduction", description="Deduct frozen deposits after a judge's approval."
-                ),
-            ),
+            cast(RunnerDeployment, flows[name].to_deployment(name=name, description=description))
+            for name, description in ON_DEMAND.items()
         ]
         if only:
             deployments = [d for d in deployments if d.name in only]
