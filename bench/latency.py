@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from sqlalchemy import select
 
@@ -95,15 +96,12 @@ def run(quick: bool = False) -> None:
         with simulators(300, Path(tmp), regs) as served:
             import_cases(env, served.case_file)
             picked = _cases(url, 3 * runs)
-            saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_API_URL")}
-            os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]
-            try:
-                with prefect_server(free_loopback_ports(1)[0], lambda _: None) as api_url:
-                    env["PREFECT_API_URL"] = api_url
-                    rows = _measure(env, picked, runs)
-            finally:
-                for key, value in saved.items():
-                    os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+            with (
+                mock.patch.dict(os.environ, {"PREFECT_HOME": env["PREFECT_HOME"]}),
+                prefect_server(free_loopback_ports(1)[0], lambda _: None) as api_url,
+            ):
+                env["PREFECT_API_URL"] = api_url
+                rows = _measure(env, picked, runs)
     table(
         f"on-demand case query, from the command to the printed result ({runs} runs each, "
         "each of a different case; goal: p95 under 3 s from a served deployment)",

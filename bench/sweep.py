@@ -31,14 +31,13 @@ from typing import Any
 import httpx
 
 from bench.common import record, table
+from clerk.settings import get_settings
 from connectors.adapter import HttpConnector
 from connectors.base import QueryRequest, Subject
 from connectors.config import RegistryConfig, registries_json, simulated_registries
 from connectors.loader import build
 from connectors.simulator.serve import free_loopback_ports
 from models.values import DebtorKind
-
-ADAPTERS = ["bank-json", "real-estate-xml", "vehicle-json"]
 
 
 def configs() -> list[RegistryConfig]:
@@ -53,7 +52,6 @@ def configs() -> list[RegistryConfig]:
 
 @dataclass
 class Served:
-    configs: list[RegistryConfig]
     case_file: Path
     process: subprocess.Popen[str]
 
@@ -77,7 +75,7 @@ def simulators(debtors: int, folder: Path, regs: list[RegistryConfig]) -> Iterat
                 break
         else:
             raise RuntimeError(f"clerk sim stopped before serving (exit {process.wait()})")
-        yield Served(regs, case_file, process)
+        yield Served(case_file, process)
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
@@ -134,7 +132,7 @@ async def _wire(adapter: HttpConnector, request: QueryRequest) -> _Captured:
 async def plain_limit(regs: list[RegistryConfig], subjects: list[Subject]) -> tuple[float, int]:
     """Every registry asked about every subject in batches of its size, `max_connections` requests in
     flight per registry, all registries at once; the replies are read and dropped. (seconds, lookups)."""
-    real = build(regs, ADAPTERS)
+    real = build(regs, get_settings().allowed_adapters)
     adapters = {code: type(c)(_Capture(code)) for code, c in real.items()}  # type: ignore[arg-type]
     await asyncio.gather(*(c.aclose() for c in real.values()))
     lookups = 0
@@ -199,12 +197,12 @@ def import_cases(env: dict[str, str], case_file: Path) -> float:
     return seconds
 
 
-def sweep_once(env: dict[str, str], mode: str = "plain", days_later: int = 0) -> dict[str, Any]:
-    _, stdout = run_clerk(["bench.sweeper", mode, str(days_later)], env)
+def sweep_once(env: dict[str, str], days_later: int = 0) -> dict[str, Any]:
+    _, stdout = run_clerk(["bench.sweeper", str(days_later)], env)
     return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
-def measure(debtors: int, database_url: str | None = None, mode: str = "plain") -> dict[str, Any]:
+def measure(debtors: int, database_url: str | None = None) -> dict[str, Any]:
     """One size, side by side: plain client, sweep, plain client."""
     regs = configs()
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
@@ -214,16 +212,15 @@ def measure(debtors: int, database_url: str | None = None, mode: str = "plain") 
             env = clerk_env(url, regs)
             intake_s = import_cases(env, served.case_file)
             before_s, before_n = asyncio.run(plain_limit(regs, subjects))
-            sweep = sweep_once(env, mode)
+            sweep = sweep_once(env)
             after_s, after_n = asyncio.run(plain_limit(regs, subjects))
-            again = sweep_once(env, mode, days_later=31)
+            again = sweep_once(env, days_later=31)
             sim_mb = served.peak_mb()
     limit = (before_n / before_s + after_n / after_s) / 2
     rate = sweep["lookups"] / sweep["seconds"]
     return {
         "debtors": len(subjects),
         "database": url.split(":", 1)[0].split("+", 1)[0],
-        "mode": mode,
         "lookups": sweep["lookups"],
         "failed": sweep["failed"],
         "sweep s": round(sweep["seconds"], 2),
