@@ -58,19 +58,40 @@ def _timed(args: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-async def _via_api(cases: list[tuple[str, str]]) -> list[float]:
+async def _via_api(cases: list[tuple[str, str]]) -> tuple[list[float], list[dict[str, float]]]:
+    """Start each run through Prefect's API and wait for its end by Prefect's events (what the UI shows),
+    then read the run's states for where the time went."""
+    from prefect.client.orchestration import get_client
     from prefect.deployments.flow_runs import arun_deployment
+    from prefect.flow_runs import wait_for_flow_run
 
-    times = []
-    for number, judge in cases:
-        started = time.perf_counter()
-        run = await arun_deployment(
-            DEPLOYMENT, parameters={"case_number": number, "requested_by": judge}, timeout=300
-        )
-        times.append(time.perf_counter() - started)
-        if run.state is None or not run.state.is_completed():
-            raise RuntimeError(f"a case query ended {run.state.name if run.state else 'without a state'}")
-    return times
+    times, phases = [], []
+    async with get_client() as client:
+        for number, judge in cases:
+            started = time.perf_counter()
+            run = await arun_deployment(
+                DEPLOYMENT, parameters={"case_number": number, "requested_by": judge}, timeout=0
+            )
+            run = await wait_for_flow_run(run.id, timeout=300, client=client)
+            times.append(time.perf_counter() - started)
+            if run.state is None or not run.state.is_completed():
+                raise RuntimeError(f"a case query ended {run.state.name if run.state else 'without a state'}")
+            phases.append(_phases(await client.read_flow_run_states(run.id)))
+    return times, phases
+
+
+def _phases(states: list[Any]) -> dict[str, float]:
+    """Seconds from the run's creation to the runner taking it (Pending), to the flow starting in its new
+    process (Running), and to its end (Completed)."""
+    at: dict[str, Any] = {}
+    for state in sorted(states, key=lambda s: s.timestamp):
+        at.setdefault(state.type.value, state.timestamp)
+    created = at["SCHEDULED"]
+    return {
+        "picked up": (at["PENDING"] - created).total_seconds(),
+        "process start": (at["RUNNING"] - at["PENDING"]).total_seconds(),
+        "flow": (at["COMPLETED"] - at["RUNNING"]).total_seconds(),
+    }
 
 
 def _row(how: str, times: list[float], goal: float | None) -> dict[str, Any]:
@@ -101,16 +122,24 @@ def run(quick: bool = False) -> None:
                 prefect_server(free_loopback_ports(1)[0], lambda _: None) as api_url,
             ):
                 env["PREFECT_API_URL"] = api_url
-                rows = _measure(env, picked, runs)
+                rows, where = _measure(env, picked, runs)
     table(
         f"on-demand case query, from the command to the printed result ({runs} runs each, "
         "each of a different case; goal: p95 under 3 s from a served deployment)",
         rows,
     )
-    record("latency", [r | {"quick": quick} for r in rows])
+    table(
+        "where a served run's time goes (Prefect's state times, API runs): the runner picking it up "
+        "(it polls every CLERK_RUNNER_POLL_S, 1 s), the flow's new process starting (Python, Prefect and the "
+        "clerk imported afresh), the flow itself",
+        where,
+    )
+    record("latency", [r | {"quick": quick} for r in rows + where])
 
 
-def _measure(env: dict[str, str], picked: list[tuple[str, str]], runs: int) -> list[dict[str, Any]]:
+def _measure(
+    env: dict[str, str], picked: list[tuple[str, str]], runs: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     cli = [
         _timed([sys.executable, "-m", "clerk.cli", "query", number, "--requested-by", judge], env)
         for number, judge in picked[:runs]
@@ -149,15 +178,20 @@ def _measure(env: dict[str, str], picked: list[tuple[str, str]], runs: int) -> l
             )
             for number, judge in picked[runs : 2 * runs]
         ]
-        api = asyncio.run(_via_api(picked[2 * runs :]))
+        api, phases = asyncio.run(_via_api(picked[2 * runs :]))
     finally:
         server.send_signal(signal.SIGINT)
         try:
             server.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
-    return [
+    rows = [
         _row("clerk query (a process per query)", cli, None),
         _row("prefect deployment run --watch (served)", watched, 3.0),
-        _row("arun_deployment, Prefect's API (served)", api, 3.0),
+        _row("arun_deployment + events, Prefect's API (served)", api, 3.0),
     ]
+    where = [
+        {"phase": name, "p50 s": round(statistics.median(p[name] for p in phases), 2)}
+        for name in ("picked up", "process start", "flow")
+    ]
+    return rows, where
