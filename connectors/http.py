@@ -16,7 +16,7 @@ import random
 import ssl
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,6 +57,12 @@ class ClientLimits:
 
 class NotSent(TransientError):
     """The request surely never reached the registry (no connection, or 429): safe to send again."""
+
+
+#: Awaited with the registry's code before every request goes out (each attempt): where a deployment shares a
+#: registry's rate among many processes (a Prefect global rate limit, flows/limits.py). The local limits above
+#: still apply.
+Gate = Callable[[str], Awaitable[None]]
 
 
 class CircuitBreaker:
@@ -120,8 +126,10 @@ class RegistryClient:
         limits: ClientLimits | None = None,
         verify: bool | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.code = code
+        self._gate = gate
         self.limits = limits or ClientLimits()
         self._credential = credential
         self._breaker = CircuitBreaker(self.limits.breaker_failures, self.limits.breaker_cooldown_s)
@@ -202,6 +210,8 @@ class RegistryClient:
     ) -> httpx.Response:
         self._breaker.check(self.code)
         await self._rate.acquire()
+        if self._gate is not None:
+            await self._gate(self.code)
         request_headers = {
             "Authorization": f"Bearer {self._credential.get_secret_value()}",
             "X-Request-Ref": reference,

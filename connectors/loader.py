@@ -12,7 +12,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from connectors.adapter import HttpConnector
 from connectors.config import RegistryConfig
-from connectors.http import RegistryClient
+from connectors.http import Gate, RegistryClient
 
 GROUP = "query_clerk.connectors"
 log = logging.getLogger(__name__)
@@ -51,8 +51,11 @@ def load_adapter(name: str, allowed: Iterable[str]) -> type[HttpConnector]:
     return adapter
 
 
-def build(configs: Iterable[RegistryConfig], allowed: Iterable[str]) -> dict[str, HttpConnector]:
-    """Load every adapter first (so that a bad one stops the start before any client opens), then connect."""
+def build(
+    configs: Iterable[RegistryConfig], allowed: Iterable[str], gate: Gate | None = None
+) -> dict[str, HttpConnector]:
+    """Load every adapter first (so that a bad one stops the start before any client opens), then connect;
+    `gate`, when given, is awaited before every request (a limit shared with other processes)."""
     configs = list(configs)
     allowed = list(allowed)
     adapters = {c.code: load_adapter(c.adapter, allowed) for c in configs}
@@ -71,7 +74,7 @@ def build(configs: Iterable[RegistryConfig], allowed: Iterable[str]) -> dict[str
         if not config.verify_tls:
             log.warning("TLS verification is OFF for registry %s: only for a test network", config.code)
         client = RegistryClient(
-            config.code, config.base_url, config.credential, config.limits(), verify=verify
+            config.code, config.base_url, config.credential, config.limits(), verify=verify, gate=gate
         )
         connectors[config.code] = adapters[config.code](client)
     return connectors

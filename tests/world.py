@@ -45,7 +45,7 @@ class World:
 def served_world(
     tmp: Path, debtors: int, seed: int, now: dt.datetime, faults: FaultPlan | None = None, **limits: object
 ) -> Iterator[World]:
-    placeholders = placeholder_configs(batch_size=50, **limits)
+    placeholders = placeholder_configs(**({"batch_size": 50} | limits))
     world = build_world(placeholders, debtors, seed, now, faults)
     case_file = tmp / "world-cases.csv"
     write_case_file(case_file, world.debtors, seed, now.date())

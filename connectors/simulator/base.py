@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
@@ -31,6 +32,28 @@ class Refusal(Exception):
         self.status, self.error = status, error
 
 
+class Quota:
+    """A registry's request quota, as real registries enforce one: a bucket of `burst` requests refilled at
+    `rate` a second; a request finding it empty is refused with 429 and counted in `refused`."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a quota needs rate > 0 and burst >= 1")
+        self.rate, self.burst = rate, burst
+        self.tokens, self.refused = burst, 0
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self.tokens < 1:
+            self.refused += 1
+            return False
+        self.tokens -= 1
+        return True
+
+
 class RegistrySimulator:
     kind = "registry"
 
@@ -43,6 +66,7 @@ class RegistrySimulator:
         self.ledger = Ledger(code, today or dt.date.today())
         self.pending_queries: dict[str, Response] = {}
         self.requests_seen = 0
+        self.quota: Quota | None = None
         self.lock = asyncio.Lock()
         self.app = Starlette(
             routes=[
@@ -116,6 +140,10 @@ class RegistrySimulator:
             self.requests_seen += 1
             if request.headers.get("authorization") != f"Bearer {self.credential}":
                 return self.error(401, "unauthorized")
+            if self.quota is not None and not self.quota.take():
+                response = self.error(429, "over_quota")
+                response.headers["Retry-After"] = "1"
+                return response
             fault = self.faults.draw(faults)
             if fault is Fault.SLOW:
                 await asyncio.sleep(self.faults.slow_s)
@@ -155,6 +183,7 @@ class RegistrySimulator:
                 "measures": measures,
                 "deducted": self.ledger.deducted,
                 "requests_seen": self.requests_seen,
+                "refused_over_quota": self.quota.refused if self.quota else 0,
             }
         )
 

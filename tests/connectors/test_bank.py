@@ -567,3 +567,32 @@ async def test_a_reply_that_drips_is_cut_off_at_the_whole_reply_deadline() -> No
     elapsed = asyncio.get_running_loop().time() - started
     assert not health.ok and health.detail == "reply not complete within 1 s"
     assert elapsed < 5, "two attempts of at most 1 s each, not the registry's 10 s"
+
+
+@respx.mock
+async def test_the_gate_is_awaited_before_every_attempt() -> None:
+    """A limit shared with other processes (flows/limits.py) is asked before each request that goes out,
+    retries included, and a gate that refuses stops the request before anything is sent."""
+    gated: list[str] = []
+
+    async def gate(code: str) -> None:
+        gated.append(code)
+
+    connector = BankConnector(RegistryClient("bank-a", BASE, SecretStr("tok-123"), FAST, gate=gate))
+    route = respx.post(f"{BASE}/v1/queries")
+    route.side_effect = [httpx.Response(503), httpx.Response(200, json=FOUND)]
+    await connector.query(query())
+    assert gated == ["bank-a", "bank-a"] and route.call_count == 2
+
+    class Missing(RuntimeError):
+        pass
+
+    async def missing(code: str) -> None:
+        raise Missing(code)
+
+    refused = BankConnector(RegistryClient("bank-a", BASE, SecretStr("tok-123"), FAST, gate=missing))
+    with pytest.raises(Missing):
+        await refused.query(query())
+    assert route.call_count == 2, "nothing was sent past a refusing gate"
+    await connector.aclose()
+    await refused.aclose()
