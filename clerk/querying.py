@@ -12,14 +12,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from clerk import audit, db
 from connectors.base import AssetReport, QueryReply, Subject, SubjectStatus
 from connectors.config import RegistryConfig
 from models.tables import Asset, Case, CaseDebtor, Debtor, Query, QueryRun, Registry, utcnow
-from models.values import DebtorKind, mask_account
+from models.values import DebtorKind, InvalidValue, mask_account
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,28 @@ class Schedule:
     requery_days: int = 30  # active cases
     terminated_requery_days: int = 182  # terminated for now: every 6 months …
     terminated_years: int = 5  # … for 5 years after termination
+
+
+MAX_SHARDS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One of `count` disjoint parts of the debtors, by a stable partition of the debtor's id (a debtor's id
+    never changes, so a debtor belongs to the same shard in every sweep): the sweep of a province is split
+    into shards that run on different workers, each debtor in exactly one."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_SHARDS:
+            raise InvalidValue("shards", f"must be between 1 and {MAX_SHARDS}, not {self.count}")
+        if not 0 <= self.index < self.count:
+            raise InvalidValue("shard", f"must be between 0 and {self.count - 1}, not {self.index}")
+
+    def __str__(self) -> str:
+        return f"{self.index + 1} of {self.count}"
 
 
 def ensure_registries(session: Session, configs: Iterable[RegistryConfig]) -> dict[str, int]:
@@ -45,7 +67,7 @@ def ensure_registries(session: Session, configs: Iterable[RegistryConfig]) -> di
 
 
 def due_debtor_ids(
-    session: Session, now: dt.datetime, schedule: Schedule, page_size: int = 1000
+    session: Session, now: dt.datetime, schedule: Schedule, page_size: int = 1000, shard: Shard = Shard()
 ) -> Iterator[list[int]]:
     """Debtor ids due for a query, in pages (keyset on id, so memory stays flat however many there are):
     debtors of active cases never queried, last queried `requery_days` ago, or whose last lookup at some
@@ -80,11 +102,12 @@ def due_debtor_ids(
         Case.id == CaseDebtor.case_id,
         or_(and_(Case.status == "active", or_(active_due, failed_lookup)), terminated_due),
     )
+    mine = Debtor.id % shard.count == shard.index if shard.count > 1 else true()
     last = 0
     while True:
         page = list(
             session.scalars(
-                select(Debtor.id).where(Debtor.id > last, due).order_by(Debtor.id).limit(page_size)
+                select(Debtor.id).where(Debtor.id > last, due, mine).order_by(Debtor.id).limit(page_size)
             )
         )
         if not page:
@@ -152,6 +175,16 @@ def finish_run(session: Session, run_id: int, status: str, summary: dict[str, ob
     run = session.get(QueryRun, run_id)
     assert run is not None
     run.status, run.finished_at, run.summary = status, utcnow(), summary
+
+
+def run_summaries(session: Session, flow_run_ids: Sequence[str]) -> dict[str, dict[str, object]]:
+    """The summaries of the finished runs started by these Prefect flow runs, by flow run id."""
+    rows = session.execute(
+        select(QueryRun.flow_run_id, QueryRun.summary).where(
+            QueryRun.flow_run_id.in_(list(flow_run_ids)), QueryRun.finished_at.is_not(None)
+        )
+    )
+    return {str(flow_run_id): dict(summary or {}) for flow_run_id, summary in rows}
 
 
 def new_request_ref(run_id: int, registry: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Mapping
 from uuid import UUID
 
@@ -59,7 +61,11 @@ async def query_pages(
 
 @flow(name="sweep")
 async def sweep(
-    registries: list[str] | None = None, auto_control: bool = True, page_size: int = 1000
+    registries: list[str] | None = None,
+    auto_control: bool = True,
+    page_size: int = 1000,
+    shard: int = 0,
+    shards: int = 1,
 ) -> State:
     """Query every registry about every debtor that is due, record each hit once, and freeze and seize
     within what is owed.
@@ -71,19 +77,25 @@ async def sweep(
         registries: Registry codes to ask (default: every registry in the settings).
         auto_control: Place freezes and seizures after the queries (default true).
         page_size: Debtors read from the database at a time; memory stays flat whatever the total.
+        shard: Which part of the debtors to sweep, from 0 (the province sweep starts one run per shard).
+        shards: Into how many parts the debtors are split (1: all of them).
     """
     log = get_run_logger()
+    part = querying.Shard(shard, shards)
     async with runtime.opened(registries) as rt:
 
         def start() -> tuple[int, list[list[int]]]:
             with rt.sessions.begin() as session:
                 run_id = querying.start_run(session, "sweep", runtime.flow_run_id())
             with rt.sessions() as session:
-                return run_id, list(querying.due_debtor_ids(session, utcnow(), rt.schedule, page_size))
+                due = querying.due_debtor_ids(session, utcnow(), rt.schedule, page_size, part)
+                return run_id, list(due)
 
         run_id, pages = await asyncio.to_thread(start)
         total = sum(len(p) for p in pages)
-        log.info("sweep %s: %d debtors due at %d registries", run_id, total, len(rt.connectors))
+        log.info(
+            "sweep %s (shard %s): %d debtors due at %d registries", run_id, part, total, len(rt.connectors)
+        )
         progress = await acreate_progress_artifact(
             0.0, key="sweep-progress", description=f"0 of {total} debtors"
         )
@@ -104,6 +116,11 @@ async def sweep(
             "cases_resumed": len(resumed),
             "effective": result.effective,
             "frozen_fen": result.frozen_fen,
+            "shard": shard,
+            "shards": shards,
+            "worker": os.environ.get("PREFECT__WORKER_NAME"),  # set by the worker that started this run
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
         }
         await report.publish("Sweep", "sweep", batches, result, [])
         await runtime.send_notices(rt)
