@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     unconfirmed_after_s: int = Field(
         60, ge=0, description="Ask the status of a measure unconfirmed this long."
     )
+    global_limits: bool = Field(
+        False,
+        description="Every request to a registry first takes a slot of the Prefect global rate limit "
+        "registry-<code> (created by `clerk setup`), so that many workers together keep to the registry's "
+        "requests_per_second. On for workers of a shared pool (`clerk up` sets it); a missing limit is "
+        "an error, not a silent pass.",
+    )
 
     release_order: ReleaseOrder = Field(
         ReleaseOrder.NEWEST,

@@ -22,6 +22,7 @@ from clerk.settings import Settings, get_settings
 from connectors.adapter import HttpConnector
 from connectors.loader import build
 from connectors.notify import SmsGateway
+from flows import limits
 from models.supervision import bureau_today
 from models.values import InvalidValue
 
@@ -91,7 +92,9 @@ async def opened(
     configs = [c for c in settings.registries if c.code in check_registries(registries)]
     engine = await asyncio.to_thread(db.engine_for, settings.effective_database_url)
     sessions = db.session_factory(engine)
-    connectors = build(configs, settings.allowed_adapters)
+    connectors = build(
+        configs, settings.allowed_adapters, limits.gate_for(configs) if settings.global_limits else None
+    )
 
     def registry_rows() -> dict[str, int]:
         with sessions.begin() as session:
