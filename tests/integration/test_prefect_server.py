@@ -139,20 +139,25 @@ def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         yield served
 
 
-#: Every deployment of prefect.yaml (flow name/deployment name); `clerk serve` serves the same set.
+#: Every deployment of prefect.yaml (flow name/deployment name); `clerk serve` serves the same set but the
+#: province sweep's two.
 DEPLOYMENTS = [
-    f"{name}/{name}"
-    for name in (
-        "sweep",
-        "collect",
-        "case-query",
-        "watch",
-        "renewal",
-        "release",
-        "deadlines",
-        "daily-report",
-        "deduction",
-    )
+    "province-sweep/province-sweep",
+    "sweep/sweep-shard",
+    *(
+        f"{name}/{name}"
+        for name in (
+            "sweep",
+            "collect",
+            "case-query",
+            "watch",
+            "renewal",
+            "release",
+            "deadlines",
+            "daily-report",
+            "deduction",
+        )
+    ),
 ]
 
 
