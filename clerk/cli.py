@@ -785,6 +785,90 @@ def serve_command(
     out.print("stopped")
 
 
+@app.command("setup")
+@friendly_errors
+def setup_command(
+    schedules: Annotated[
+        bool, typer.Option(help="Leave the deployments' schedules active (--no-schedules pauses them).")
+    ] = True,
+) -> None:
+    """Prepare the Prefect server PREFECT_API_URL names for a pool of workers: the work pool clerk-process,
+    one global rate limit per registry (registry-<code>, from its requests_per_second), the automation that
+    marks runs whose heartbeats stopped Crashed, and the deployments of prefect.yaml. Safe to run again."""
+    from deployments import setup
+
+    try:
+        report = setup.setup(settings().registries, out.print, schedules=schedules)
+    except setup.SetupError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"deployed: {', '.join(report.deployments)}")
+
+
+@app.command("up")
+@friendly_errors
+def up_command(
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Process workers to start.")] = 2,
+    pg_port: Annotated[int, typer.Option(min=1024, max=65535, help="Port of PostgreSQL.")] = 54329,
+    port: Annotated[int | None, typer.Option(help="Port of the Prefect server (CLERK_PREFECT_PORT).")] = None,
+    schedules: Annotated[
+        bool, typer.Option(help="Leave the schedules active (--no-schedules: runs start only on demand).")
+    ] = True,
+) -> None:
+    """Start the production shape on this machine, in the background: PostgreSQL (Debian's) for the case
+    book and for the Prefect server, the Prefect server with its UI on 127.0.0.1 (basic auth), `clerk
+    setup`, and N process workers that share the province sweep. `clerk down` stops it all; `clerk status`
+    shows it. Registries come from the settings (CLERK_REGISTRIES; the simulators of `clerk sim` by
+    default)."""
+    from deployments import cluster, setup
+
+    try:
+        shape = cluster.up(
+            settings(), workers, out.print, pg_port=pg_port, prefect_port=port, schedules=schedules
+        )
+    except setup.SetupError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"up: Prefect UI {shape.ui_url} (user and password: `clerk status --auth`)")
+    out.print(f"case book: PostgreSQL on 127.0.0.1:{shape.pg_port}, database clerk")
+    out.print(
+        f"start the province sweep: prefect deployment run province-sweep/province-sweep -p shards={workers} "
+        f"(with PREFECT_API_URL={shape.api_url} and PREFECT_API_AUTH_STRING from `clerk status --auth`)"
+    )
+
+
+@app.command("down")
+@friendly_errors
+def down_command() -> None:
+    """Stop what `clerk up` started: the workers, the Prefect server, PostgreSQL (their data stays)."""
+    from deployments import cluster
+
+    cluster.down(settings(), out.print)
+
+
+@app.command("status")
+@friendly_errors
+def status_command(
+    auth: Annotated[bool, typer.Option(help="Also print the Prefect server's user:password.")] = False,
+) -> None:
+    """What `clerk up` started here, and whether each part is running."""
+    from deployments import cluster
+
+    shape, states = cluster.status(settings())
+    if shape is None:
+        out.print("nothing was brought up here (`clerk up` starts the production shape)")
+        raise typer.Exit(1)
+    out.print(f"Prefect UI {shape.ui_url}; case book on PostgreSQL 127.0.0.1:{shape.pg_port}")
+    for name, running in states.items():
+        out.print(f"  {name:<10} pid {shape.pids[name]:<8} {'running' if running else 'STOPPED'}")
+    if not states:
+        out.print("  nothing running (`clerk down` was called)")
+    if auth:
+        out.print(f"PREFECT_API_AUTH_STRING={shape.auth}")
+    if states and not all(states.values()):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     # No internet here, and no reason to tell anyone: Prefect's telemetry only logs an error.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -8,6 +8,7 @@ process work pool instead.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import os
@@ -140,10 +141,13 @@ def _report(conf: Settings, started: float, message: str) -> DemoReport:
 # --- clerk serve --------------------------------------------------------------------------------------
 
 
-def prefect_healthy(api_url: str) -> bool:
-    """Whether the Prefect API at `api_url` answers its health check."""
+def prefect_healthy(api_url: str, auth: str | None = None) -> bool:
+    """Whether the Prefect API at `api_url` answers its health check (`auth`: "user:password" of a server
+    with basic auth)."""
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    request = urllib.request.Request(f"{api_url}/health", headers=headers)  # noqa: S310 - loopback URL
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback URL
             return bool(response.status == 200)
     except OSError:
         return False

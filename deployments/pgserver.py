@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL server for the tests and benchmarks: a fresh cluster in a temporary directory,
-listening on 127.0.0.1 on a free port, stopped and deleted afterwards.
+"""PostgreSQL from Debian's packages, run from a directory of its own on 127.0.0.1: a throwaway cluster for
+the tests and benchmarks (`postgres_server`: a temporary directory, a free port, deleted afterwards), and the
+lasting one `clerk up` keeps under the data directory (`PostgresServer.at`).
 
 Debian's binaries are used (scripts/ensure-postgres installs them when missing). PostgreSQL refuses to run
 as root, so under root the cluster is owned by, and run as, the `postgres` system user.
@@ -85,8 +86,9 @@ class PostgresServer:
             log = (self.base / "log").read_text(errors="replace") if (self.base / "log").exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {result.stderr}\n{log[-2000:]}")
 
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "-w", "stop", check=False)
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop: `immediate` for throwaway clusters, `fast` (a clean shut-down) for lasting ones."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
 
     def create_database(self, name: str) -> str:
         self._run(
@@ -103,27 +105,71 @@ class PostgresServer:
         )
         return self.url(name)
 
+    @classmethod
+    def at(cls, base: Path, port: int) -> PostgresServer:
+        """The cluster in `base` (created there the first time), to be started on `port`."""
+        user = _run_as()
+        base.mkdir(parents=True, exist_ok=True)
+        if user:
+            shutil.chown(base, user)
+        server = cls(_bindir(), base, port, user)
+        if not (server.datadir / "PG_VERSION").exists():
+            try:
+                server.init()
+            except subprocess.CalledProcessError as exc:
+                hint = f" (the {user} user must be able to reach {base})" if user else ""
+                raise RuntimeError(f"initdb in {base} failed{hint}: {exc.stderr.strip()[-500:]}") from None
+        return server
+
+    def running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.datadir), "status", check=False).returncode == 0
+
+    def wait_ready(self, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"PostgreSQL did not accept connections on 127.0.0.1:{self.port} in {seconds:.0f} s"
+        )
+
+    def has_database(self, name: str) -> bool:
+        out = self._run(
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-tAq",
+            "-c",
+            f"SELECT 1 FROM pg_database WHERE datname = '{name}'",  # noqa: S608 - our own constant names
+        )
+        return out.stdout.strip() == "1"
+
+
+def _run_as() -> str | None:
+    """PostgreSQL refuses to run as root: under root, the `postgres` user Debian's package created."""
+    if os.geteuid() != 0:
+        return None
+    pwd.getpwnam("postgres")  # KeyError names it if missing
+    return "postgres"
+
 
 @contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
-    bindir = _bindir()
-    user = None
-    if os.geteuid() == 0:
-        user = "postgres"
-        pwd.getpwnam(user)  # created by Debian's package; KeyError names it if missing
+    user = _run_as()
     base = Path(tempfile.mkdtemp(prefix="clerk-pg-"))
     if user:
         shutil.chown(base, user)
-    server = PostgresServer(bindir, base, _free_port(), user)
+    server = PostgresServer(_bindir(), base, _free_port(), user)
     try:
         server.init()
         server.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", server.port)) == 0:
-                    break
-            time.sleep(0.1)
+        server.wait_ready()
         yield server
     finally:
         server.stop()

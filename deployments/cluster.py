@@ -1,0 +1,258 @@
+"""`clerk up` / `clerk down` / `clerk status`: the production shape on one machine, for trying it.
+
+    PostgreSQL (Debian's)  ── databases `clerk` (the case book) and `prefect` (the Prefect server's)
+    Prefect server + UI    ── 127.0.0.1, on PostgreSQL, basic auth with a generated password
+    work pool clerk-process, global rate limits, zombie-run automation, deployments (`clerk setup`)
+    N process workers      ── each runs flow runs (sweep shards, case queries, …) in processes of its own
+
+Everything lives under `<data dir>/up/`: the PostgreSQL cluster, Prefect's home, the logs, and `state.json`
+(mode 0600: it holds the password) naming every process, which `clerk down` stops. Every process listens on
+127.0.0.1 only. The README explains the same shape spread over several machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from unittest import mock
+
+from clerk import db
+from clerk.settings import Settings
+from connectors.config import registries_json
+from deployments import setup
+from deployments.embedded import prefect_healthy
+from deployments.pgserver import PostgresServer
+
+ROOT = Path(__file__).resolve().parent.parent
+USER = "clerk"  # the Prefect server's basic-auth user
+
+
+@dataclass
+class Shape:
+    home: str
+    pg_port: int
+    prefect_port: int
+    database_url: str
+    api_url: str
+    auth: str  # "user:password" of the Prefect server's basic auth
+    pids: dict[str, int] = field(default_factory=dict)  # name -> pid (process group leader)
+
+    @property
+    def ui_url(self) -> str:
+        return self.api_url.removesuffix("/api")
+
+    def client_env(self) -> dict[str, str]:
+        """What a Prefect client (CLI, worker, flow run) of this shape needs."""
+        return {"PREFECT_API_URL": self.api_url, "PREFECT_API_AUTH_STRING": self.auth}
+
+
+def home_of(conf: Settings) -> Path:
+    return conf.data_dir / "up"
+
+
+def _state_file(home: Path) -> Path:
+    return home / "state.json"
+
+
+def load(home: Path) -> Shape | None:
+    path = _state_file(home)
+    return Shape(**json.loads(path.read_text(encoding="utf-8"))) if path.exists() else None
+
+
+def _save(shape: Shape) -> None:
+    path = _state_file(Path(shape.home))
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(json.dumps(asdict(shape), indent=2), encoding="utf-8")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def healthy(shape: Shape) -> bool:
+    return prefect_healthy(shape.api_url, shape.auth)
+
+
+def _start(name: str, args: list[str], env: dict[str, str], home: Path) -> int:
+    """A process in a session of its own (so that `clerk down` stops it with all its children), logging to
+    logs/<name>.log."""
+    log = (home / "logs" / f"{name}.log").open("ab")
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    log.close()
+    return process.pid
+
+
+def _wait(check: Callable[[], bool], seconds: float, what: str, pid: int, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if not alive(pid):
+            raise setup.SetupError(
+                f"{what} stopped; its log ends:\n{log.read_text(errors='replace')[-2000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise setup.SetupError(f"{what} did not come up within {seconds:.0f} s; see {log}")
+        time.sleep(0.5)
+
+
+def up(
+    conf: Settings,
+    workers: int,
+    say: Callable[[str], None],
+    *,
+    pg_port: int = 54329,
+    prefect_port: int | None = None,
+    schedules: bool = True,
+) -> Shape:
+    """Start PostgreSQL, the Prefect server, the setup and `workers` workers; returns the running shape."""
+    home = home_of(conf)
+    running = load(home)
+    if running and any(alive(pid) for pid in running.pids.values()):
+        raise setup.SetupError(f"already up (processes {sorted(running.pids)}): `clerk down` first")
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        pg = PostgresServer.at(home / "pg", pg_port)
+    except RuntimeError as exc:
+        raise setup.SetupError(str(exc)) from None
+    say(f"PostgreSQL on 127.0.0.1:{pg_port} ({pg.datadir})…")
+    if not pg.running():
+        pg.start()
+    pg.wait_ready()
+    for name in ("clerk", "prefect"):
+        if not pg.has_database(name):
+            pg.create_database(name)
+    port = prefect_port or conf.prefect_port
+    shape = Shape(
+        home=str(home),
+        pg_port=pg_port,
+        prefect_port=port,
+        database_url=pg.url("clerk"),
+        api_url=f"http://127.0.0.1:{port}/api",
+        auth=running.auth if running else f"{USER}:{secrets.token_urlsafe(18)}",
+    )
+    _save(shape)
+    try:
+        db.engine_for(shape.database_url)  # the case book's schema, migrated
+        server_env = dict(os.environ) | {
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{pg_port}/prefect",
+            "PREFECT_SERVER_API_AUTH_STRING": shape.auth,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_API_URL": shape.api_url,
+        }
+        say(f"Prefect server on 127.0.0.1:{port} (PostgreSQL database `prefect`; about 20 s)…")
+        shape.pids["server"] = _start(
+            "server",
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            server_env,
+            home,
+        )
+        _save(shape)
+        _wait(
+            lambda: healthy(shape), 180, "the Prefect server", shape.pids["server"], home / "logs/server.log"
+        )
+        client_env = worker_env(conf, shape)
+        with mock.patch.dict(os.environ, client_env):
+            setup.setup(conf.registries, say, schedules=schedules)
+        for i in range(1, workers + 1):
+            name = f"worker-{i}"
+            shape.pids[name] = _start(
+                name,
+                [
+                    sys.executable,
+                    "-m",
+                    "prefect",
+                    "worker",
+                    "start",
+                    "--pool",
+                    setup.POOL,
+                    "--name",
+                    f"clerk-{name}",
+                    "--type",
+                    "process",
+                ],
+                client_env,
+                home,
+            )
+            _save(shape)
+        say(f"{workers} workers started (logs in {home / 'logs'})")
+    except BaseException:
+        say("could not come up: stopping what started")
+        down(conf, say)
+        raise
+    return shape
+
+
+def worker_env(conf: Settings, shape: Shape) -> dict[str, str]:
+    """A worker's environment: the clerk's settings on the shape's database, the registries' global limits
+    on, heartbeats for the zombie-run automation, and this checkout as the code's home (prefect.yaml)."""
+    return (
+        dict(os.environ)
+        | shape.client_env()
+        | {
+            "CLERK_DATABASE_URL": shape.database_url,
+            "CLERK_REGISTRIES": registries_json(conf.registries),
+            "CLERK_GLOBAL_LIMITS": "true",
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(setup.HEARTBEAT_S),
+            "PREFECT_WORKER_QUERY_SECONDS": f"{max(1, round(conf.runner_poll_s))}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "QUERY_CLERK_HOME": str(ROOT),
+        }
+    )
+
+
+def down(conf: Settings, say: Callable[[str], None], timeout_s: float = 30) -> list[str]:
+    """Stop the workers, then the server, then PostgreSQL; returns what was stopped."""
+    home = home_of(conf)
+    shape = load(home)
+    if shape is None:
+        say("nothing is up here")
+        return []
+    stopped = []
+    order = sorted(shape.pids, key=lambda name: name == "server")  # workers first
+    for name in order:
+        pid = shape.pids[name]
+        if not alive(pid):
+            continue
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        stopped.append(name)
+        say(f"stopped {name}")
+    pg = PostgresServer.at(home / "pg", shape.pg_port)
+    if pg.running():
+        pg.stop("fast")
+        stopped.append("postgresql")
+        say("stopped PostgreSQL (its data stays in " + str(pg.datadir) + ")")
+    shape.pids = {}
+    _save(shape)
+    return stopped
+
+
+def status(conf: Settings) -> tuple[Shape | None, dict[str, bool]]:
+    """The shape last brought up here and whether each of its processes is alive (and the server healthy)."""
+    shape = load(home_of(conf))
+    if shape is None:
+        return None, {}
+    states = {name: alive(pid) for name, pid in shape.pids.items()}
+    if "server" in states:
+        states["server"] = states["server"] and healthy(shape)
+    return shape, states

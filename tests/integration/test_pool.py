@@ -1,0 +1,139 @@
+"""The production shape on 127.0.0.1: `clerk up --workers 2` (PostgreSQL from Debian's packages for the case
+book and the Prefect server, the server with basic auth, `clerk setup`, two process workers), a province sweep
+of simulated debtors in two shards, then `clerk down`.
+
+Checked: every debtor asked of every registry exactly once, the registries' quotas never exceeded (the
+simulators refuse, with 429, what goes over a bucket of `RATE` a second; two workers at the local limit
+alone would send twice that), nothing frozen beyond what a case owes, the report names both shards and where
+they ran, and the audit chain holds.
+
+Slow (PostgreSQL, a Prefect server, two workers and five flow-run processes start here): marked `server`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from clerk import audit, cases, db
+from connectors.config import registries_json
+from connectors.simulator.base import Quota
+from connectors.simulator.serve import free_loopback_ports
+from models.supervision import bureau_today
+from models.tables import Case, ControlMeasure, Debtor, Query, QueryRun
+from tests.world import World, served_world
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+NOW = dt.datetime.now(dt.UTC)
+RATE = 4  # requests a second each registry allows, and each registry's requests_per_second
+pytestmark = [pytest.mark.server, pytest.mark.postgres]
+
+
+def clerk(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(BIN / "clerk"), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"clerk {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[tuple[World, dict[str, str], dict[str, object]]]:
+    # PostgreSQL runs as the postgres user, who cannot enter pytest's private temporary directories.
+    data = Path(tempfile.mkdtemp(prefix="clerk-up-"))
+    data.chmod(0o755)
+    with served_world(
+        tmp_path, debtors=120, seed=5, now=NOW, batch_size=5, requests_per_second=RATE
+    ) as world:
+        for sim in world.simulators.values():
+            sim.quota = Quota(rate=RATE, burst=RATE + 1)
+        pg_port, prefect_port = free_loopback_ports(2)
+        env = dict(os.environ) | {
+            "CLERK_DATA_DIR": str(data),
+            "CLERK_REGISTRIES": registries_json(world.configs),
+            "CLERK_NOTIFIER_URL": world.sms_url,
+            "CLERK_UNCONFIRMED_AFTER_S": "0",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+        env.pop("CLERK_DATABASE_URL", None)
+        try:
+            clerk(
+                "up", "--workers", "2", "--pg-port", str(pg_port), "--port", str(prefect_port),
+                "--no-schedules", env=env,
+            )  # fmt: skip
+            shape = json.loads((data / "up" / "state.json").read_text(encoding="utf-8"))
+            yield world, env, shape
+        finally:
+            subprocess.run([str(BIN / "clerk"), "down"], env=env, cwd=ROOT, timeout=120, check=False)
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def test_two_workers_share_a_province_sweep_within_the_registries_limits(
+    pool: tuple[World, dict[str, str], dict[str, object]],
+) -> None:
+    world, env, shape = pool
+    book = env | {"CLERK_DATABASE_URL": str(shape["database_url"])}
+    clerk("cases", "import", str(world.case_file), env=book)
+    client = env | {"PREFECT_API_URL": str(shape["api_url"]), "PREFECT_API_AUTH_STRING": str(shape["auth"])}
+    status = clerk("status", env=env).stdout
+    assert status.count("running") == 3, status  # the server and two workers
+
+    limits = subprocess.run(
+        [str(BIN / "prefect"), "global-concurrency-limit", "ls"], env=client, capture_output=True, text=True
+    )
+    for code in world.simulators:
+        assert f"registry-{code}" in limits.stdout, limits.stdout + limits.stderr
+
+    ran = subprocess.run(
+        [
+            str(BIN / "prefect"), "deployment", "run", "province-sweep/province-sweep",
+            "-p", "shards=2", "--watch", "--watch-timeout", "400",
+        ],
+        env=client, cwd=ROOT, capture_output=True, text=True, timeout=450,
+    )  # fmt: skip
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in Path(str(shape["home"]), "logs").glob("*"))
+    assert ran.returncode == 0 and "Completed" in ran.stdout, ran.stdout + ran.stderr + logs
+
+    sessions = db.session_factory(db.engine_for(str(shape["database_url"])))
+    with sessions() as session:
+        debtors = session.scalar(select(func.count()).select_from(Debtor))
+        asked = session.execute(
+            select(Query.debtor_id, Query.registry_id, func.count())
+            .where(Query.status.in_(("answered", "pending")))
+            .group_by(Query.debtor_id, Query.registry_id)
+        ).all()
+        assert {n for _, _, n in asked} == {1}, "no debtor was asked twice of one registry"
+        assert len(asked) == debtors * len(world.simulators), "every debtor was asked of every registry"
+        runs = [r.summary for r in session.scalars(select(QueryRun).where(QueryRun.trigger == "sweep"))]
+        assert sorted((s["shard"], s["shards"]) for s in runs) == [(0, 2), (1, 2)]
+        assert sum(s["debtors"] for s in runs) == debtors
+        assert len({s["pid"] for s in runs}) == 2, "each shard ran in a flow-run process of its own"
+
+        ledger = world.ledger_measures()
+        assert ledger, "the sweep froze and seized something"
+        ours = {m.idempotency_key: m for m in session.scalars(select(ControlMeasure))}
+        assert set(ledger) <= set(ours)
+        for case in session.scalars(select(Case)):
+            held = sum(
+                getattr(ledger.get(k), "held_fen", 0) or 0 for k, m in ours.items() if m.case_id == case.id
+            )
+            assert held <= cases.owed(case, bureau_today()).remaining, case.case_number
+        assert len({m.identifier for m in ledger.values()}) == len(ledger), (
+            "no asset holds two of our measures"
+        )
+        assert audit.verify(session).ok
+
+    for code, sim in world.simulators.items():
+        assert sim.requests_seen > 2 * sim.quota.burst, code  # the quota was put to the test …
+        assert sim.quota.refused == 0, f"{code}: {sim.quota.refused} requests over the registry's quota"
