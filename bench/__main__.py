@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import latency, prefect_cost, simulators, sweep, watch
+from bench import latency, prefect_cost, simulators, sweep, watch, workers
 
 
 def main() -> int:
@@ -36,6 +36,7 @@ def main() -> int:
         "prefect": lambda a: prefect_cost.run(quick=a.quick),
         "latency": lambda a: latency.run(quick=a.quick),
         "watch": lambda a: watch.run(quick=a.quick),
+        "workers": lambda a: workers.run(quick=a.quick),
     }
     parser.add_argument(
         "names", nargs="*", choices=[*benchmarks, []], help=f"which (default: all): {', '.join(benchmarks)}"
