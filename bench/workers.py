@@ -61,6 +61,7 @@ asyncio.run(main())
 def measure(workers: int, debtors: int) -> dict[str, Any]:
     regs = configs()
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
+        Path(tmp).chmod(0o755)  # PostgreSQL runs as the postgres user, who must reach its data directory
         pg_port, prefect_port = free_loopback_ports(2)
         env = dict(os.environ) | {
             "CLERK_DATA_DIR": f"{tmp}/var",
