@@ -90,19 +90,14 @@ class PostgresServer:
         """Stop: `immediate` for throwaway clusters, `fast` (a clean shut-down) for lasting ones."""
         self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
 
+    def psql(self, sql: str) -> str:
+        """Run one statement as the postgres user; returns its rows, unaligned."""
+        return self._run(
+            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAq", "-c", sql
+        ).stdout
+
     def create_database(self, name: str) -> str:
-        self._run(
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-q",
-            "-c",
-            f'CREATE DATABASE "{name}"',
-        )
+        self.psql(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     @classmethod
@@ -136,19 +131,7 @@ class PostgresServer:
         )
 
     def has_database(self, name: str) -> bool:
-        out = self._run(
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-tAq",
-            "-c",
-            f"SELECT 1 FROM pg_database WHERE datname = '{name}'",  # noqa: S608 - our own constant names
-        )
-        return out.stdout.strip() == "1"
+        return self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'").strip() == "1"  # noqa: S608 - our own constant names
 
 
 def _run_as() -> str | None:
