@@ -21,7 +21,7 @@ demo: setup
 ## The whole test suite: lint, types, the benchmarks at small size (so none rots), then every test on
 ## SQLite and PostgreSQL.
 test: setup postgres chromium lint typecheck
-	$(BIN)/python -m bench --quick --database sqlite simulators sweep scale prefect watch
+	$(BIN)/python -m bench --quick
 	$(BIN)/pytest
 
 ## The long variants of the reliability tests: random kills, more debtors, more state-machine examples
