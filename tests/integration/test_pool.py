@@ -34,6 +34,7 @@ from clerk import audit, cases, db
 from connectors.config import registries_json
 from connectors.simulator.base import Quota
 from connectors.simulator.serve import free_loopback_ports
+from deployments import setup
 from models.supervision import bureau_today
 from models.tables import Case, ControlMeasure, Debtor, Query, QueryRun
 from tests.world import World, served_world
@@ -142,6 +143,11 @@ def test_two_workers_share_a_province_sweep_within_the_registries_limits(
     status = clerk("status", env=env).stdout
     assert status.count("running") == 3, status  # the server and two workers
 
+    automations = prefect_call(
+        client,
+        f"return [a.name for a in await client.read_automations_by_name({setup.ZOMBIES!r}) if a.enabled]",
+    )
+    assert automations == [setup.ZOMBIES], "a run whose machine dies is marked Crashed, to be taken over"
     limits = subprocess.run(
         [str(BIN / "prefect"), "global-concurrency-limit", "ls"], env=client, capture_output=True, text=True
     )
