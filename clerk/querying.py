@@ -290,7 +290,12 @@ def record_reply(
             .values(status="answered", answered_at=now, registry_reference=reply.request_ref)
         )
         session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
-    audit.append_many(session, events)  # its flush inserts the reply's new assets too
+    # The new assets go in before the audit trail's lock is taken, never under it: a clerk that holds the
+    # lock while waiting on another's uncommitted insert of the same asset, while the other waits for the
+    # lock, is a deadlock (PostgreSQL found one when this flush was folded into the audit's). Outside the
+    # lock the second insert fails on the unique key and the reply is recorded again (service.query_batch).
+    session.flush()
+    audit.append_many(session, events)
     return result
 
 
