@@ -17,7 +17,7 @@ def main() -> int:
     parser.add_argument(
         "--sizes",
         type=lambda text: [int(n.replace("_", "")) for n in text.split(",")],
-        help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,2000)",
+        help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,1000)",
     )
     parser.add_argument(
         "--database",

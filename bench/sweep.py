@@ -255,7 +255,7 @@ def scale(
     """Scale: the same at growing sizes, on SQLite and on PostgreSQL (a throwaway server)."""
     from deployments.pgserver import postgres_server
 
-    sizes = sizes or ([500, 2_000] if quick else [10_000, 100_000, 1_000_000])
+    sizes = sizes or ([500, 1_000] if quick else [10_000, 100_000, 1_000_000])
     rows = []
     for n in sizes:
         if "sqlite" in databases:
