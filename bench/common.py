@@ -1,4 +1,5 @@
-"""What the benchmarks share: the machine's description, a results file, a table printer."""
+"""What the benchmarks share: the machine's description, a results file, a table printer, and running the
+clerk's (or Prefect's) command line in processes of their own."""
 
 from __future__ import annotations
 
@@ -6,10 +7,66 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "results.jsonl"
+
+
+def run_module(args: list[str], env: dict[str, str], timeout: float | None = None) -> tuple[float, str]:
+    """`python -m ARGS` to its end: (seconds it took, its output); RuntimeError with the output's end when it
+    fails."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(args[:3])}… failed ({done.returncode}): {(done.stdout + done.stderr)[-2000:]}"
+        )
+    return seconds, done.stdout
+
+
+@contextmanager
+def serving(
+    args: list[str], env: dict[str, str], ready: str, stop: signal.Signals = signal.SIGTERM
+) -> Iterator[subprocess.Popen[str]]:
+    """`python -m ARGS` in the background for the block, once it printed a line containing `ready`; what
+    it prints afterwards is read and dropped (a full pipe would stop it), and `stop` ends it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = process.stdout
+    drain = threading.Thread(target=_drop, args=(output,), daemon=True)
+    try:
+        for line in output:
+            if ready in line:
+                break
+        else:
+            raise RuntimeError(f"{' '.join(args[:2])} stopped before it was ready (exit {process.wait()})")
+        drain.start()
+        yield process
+    finally:
+        process.send_signal(stop)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if drain.is_alive():
+            drain.join(timeout=5)
 
 
 def machine() -> dict[str, Any]:
@@ -33,6 +90,11 @@ def table(title: str, rows: list[dict[str, Any]]) -> None:
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in rows:
         print("  ".join(_fmt(row[c]).ljust(widths[c]) for c in columns))
+
+
+def _drop(lines: Iterator[str]) -> None:
+    for _ in lines:
+        pass
 
 
 def _fmt(value: Any) -> str:

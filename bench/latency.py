@@ -19,8 +19,6 @@ import asyncio
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from unittest import mock
 
 from sqlalchemy import select
 
-from bench.common import record, table
+from bench.common import record, run_module, serving, table
 from bench.sweep import clerk_env, configs, import_cases, simulators
 from clerk import db
 from connectors.simulator.serve import free_loopback_ports
@@ -50,12 +48,7 @@ def _cases(database_url: str, count: int) -> list[tuple[str, str]]:
 
 
 def _timed(args: list[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(args, env=env, capture_output=True, text=True, check=False, timeout=300)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:4])}… failed ({done.returncode}): {done.stderr[-1500:]}")
-    return seconds
+    return run_module(args, env, timeout=300)[0]
 
 
 async def _via_api(cases: list[tuple[str, str]]) -> tuple[list[float], list[dict[str, float]]]:
@@ -141,29 +134,14 @@ def _measure(
     env: dict[str, str], picked: list[tuple[str, str]], runs: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     cli = [
-        _timed([sys.executable, "-m", "clerk.cli", "query", number, "--requested-by", judge], env)
+        _timed(["clerk.cli", "query", number, "--requested-by", judge], env)
         for number, judge in picked[:runs]
     ]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "clerk.cli", "serve", "--only", "case-query"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if "serving deployments" in line:
-                break
-        else:
-            raise RuntimeError(f"clerk serve stopped ({server.wait()})")
+    with serving(["clerk.cli", "serve", "--only", "case-query"], env, "serving deployments", signal.SIGINT):
         time.sleep(2)  # the runner's first look at the server
         watched = [
             _timed(
                 [
-                    sys.executable,
-                    "-m",
                     "prefect",
                     "deployment",
                     "run",
@@ -179,12 +157,6 @@ def _measure(
             for number, judge in picked[runs : 2 * runs]
         ]
         api, phases = asyncio.run(_via_api(picked[2 * runs :]))
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
     rows = [
         _row("clerk query (a process per query)", cli, None),
         _row("prefect deployment run --watch (served)", watched, 3.0),

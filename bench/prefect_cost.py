@@ -12,12 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import record, table
-from bench.sweep import clerk_env, configs, import_cases, run_clerk, simulators
+from bench.common import record, run_module, table
+from bench.sweep import clerk_env, configs, import_cases, simulators
 
 
 def variant(env: dict[str, str], mode: str, batch: int) -> dict[str, Any]:
-    _, stdout = run_clerk(["bench.tasks", mode, str(batch)], env)
+    _, stdout = run_module(["bench.tasks", mode, str(batch)], env)
     return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 

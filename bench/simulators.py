@@ -7,13 +7,8 @@ The simulators run in their own process (`clerk sim`), as in the demo; this proc
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
-import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,12 +17,12 @@ from typing import Any
 from pydantic import SecretStr
 
 from bench.common import record, table
+from bench.sweep import read_subjects, simulators
 from connectors.adapter import HttpConnector
 from connectors.base import QueryRequest, Subject, SubjectStatus
-from connectors.config import RegistryConfig, registries_json, simulated_registries
+from connectors.config import RegistryConfig, simulated_registries
 from connectors.loader import build
 from connectors.simulator.serve import build_world, free_loopback_ports
-from models.values import DebtorKind
 
 BATCH, IN_FLIGHT = 200, 4
 
@@ -115,45 +110,8 @@ def run(quick: bool = False) -> None:
     record("simulators.generate", generation)
 
     configs = _configs()
-    with tempfile.TemporaryDirectory() as tmp:
-        cases = Path(tmp) / "cases.csv"
-        env = os.environ | {"CLERK_REGISTRIES": registries_json(configs)}
-        sim = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clerk.cli",
-                "sim",
-                "--debtors",
-                str(debtors),
-                "--seed",
-                "1",
-                "--write-cases",
-                str(cases),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert sim.stdout is not None
-            for line in sim.stdout:
-                if "serving" in line:
-                    break
-            with cases.open(encoding="utf-8") as handle:
-                subjects = [
-                    Subject(
-                        ref=f"d{i}",
-                        kind=DebtorKind(row["debtor_kind"]),
-                        id_number=row["debtor_id"],
-                        name=row["debtor_name"],
-                    )
-                    for i, row in enumerate(csv.DictReader(handle))
-                ]
-            rows = asyncio.run(_lookups(configs, subjects, seconds))
-        finally:
-            sim.send_signal(signal.SIGTERM)
-            sim.communicate(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp, simulators(debtors, Path(tmp), configs) as served:
+        rows = asyncio.run(_lookups(configs, read_subjects(served.case_file), seconds))
     table(
         f"subject lookups against one simulator process ({debtors:,} debtors, batches of {BATCH}, "
         f"{IN_FLIGHT} in flight; goal: thousands per second)",

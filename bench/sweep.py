@@ -17,9 +17,7 @@ import asyncio
 import csv
 import json
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import record, table
+from bench.common import record, run_module, serving, table
 from clerk.settings import get_settings
 from connectors.adapter import HttpConnector
 from connectors.base import QueryRequest, Subject
@@ -65,20 +63,8 @@ def simulators(debtors: int, folder: Path, regs: list[RegistryConfig]) -> Iterat
     case_file = folder / "cases.csv"
     env = os.environ | {"CLERK_REGISTRIES": registries_json(regs), "CLERK_NOTIFIER_URL": ""}
     args = ["sim", "--debtors", str(debtors), "--seed", "1", "--write-cases", str(case_file)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clerk.cli", *args], env=env, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "serving" in line:
-                break
-        else:
-            raise RuntimeError(f"clerk sim stopped before serving (exit {process.wait()})")
+    with serving(["clerk.cli", *args], env, "serving") as process:
         yield Served(case_file, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
 
 
 def _vm_hwm_mb(pid: int) -> float:
@@ -175,14 +161,6 @@ async def plain_limit(regs: list[RegistryConfig], subjects: list[Subject]) -> tu
 # --- the sweep ----------------------------------------------------------------------------------------
 
 
-def run_clerk(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return time.perf_counter() - started, done.stdout
-
-
 def clerk_env(database_url: str, regs: list[RegistryConfig]) -> dict[str, str]:
     return os.environ | {
         "CLERK_DATABASE_URL": database_url,
@@ -193,12 +171,12 @@ def clerk_env(database_url: str, regs: list[RegistryConfig]) -> dict[str, str]:
 
 
 def import_cases(env: dict[str, str], case_file: Path) -> float:
-    seconds, _ = run_clerk(["clerk.cli", "cases", "import", str(case_file)], env)
+    seconds, _ = run_module(["clerk.cli", "cases", "import", str(case_file)], env)
     return seconds
 
 
 def sweep_once(env: dict[str, str], days_later: int = 0) -> dict[str, Any]:
-    _, stdout = run_clerk(["bench.sweeper", str(days_later)], env)
+    _, stdout = run_module(["bench.sweeper", str(days_later)], env)
     return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 

@@ -18,11 +18,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import record, table
+from bench.common import record, run_module, table
 from bench.sweep import configs, simulators
 from connectors.config import registries_json
 from connectors.simulator.serve import free_loopback_ports
@@ -30,16 +29,8 @@ from connectors.simulator.serve import free_loopback_ports
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _clerk(args: list[str], env: dict[str, str], timeout: float = 1800) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "clerk.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-        timeout=timeout, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"clerk {args[0]} failed ({done.returncode}): {(done.stdout + done.stderr)[-2000:]}"
-        )
-    return done.stdout
+def _clerk(args: list[str], env: dict[str, str]) -> str:
+    return run_module(["clerk.cli", *args], env, timeout=1800)[1]
 
 
 def _run_seconds(client: dict[str, str]) -> float:
@@ -81,17 +72,13 @@ def measure(workers: int, debtors: int) -> dict[str, Any]:
                     env | {"CLERK_DATABASE_URL": shape["database_url"]},
                 )
                 client = env | {"PREFECT_API_URL": shape["api_url"], "PREFECT_API_AUTH_STRING": shape["auth"]}
-                started = time.perf_counter()
-                ran = subprocess.run(
-                    [sys.executable, "-m", "prefect", "deployment", "run", "province-sweep/province-sweep",
+                wall, out = run_module(
+                    ["prefect", "deployment", "run", "province-sweep/province-sweep",
                      "-p", f"shards={workers}", "--watch", "--watch-timeout", "3600"],
-                    env=client, cwd=ROOT, capture_output=True, text=True, check=False,
+                    client,
                 )  # fmt: skip
-                wall = time.perf_counter() - started
-                if ran.returncode != 0 or "Completed" not in ran.stdout:
-                    raise RuntimeError(
-                        f"the province sweep did not complete: {(ran.stdout + ran.stderr)[-2000:]}"
-                    )
+                if "Completed" not in out:
+                    raise RuntimeError(f"the province sweep did not complete: {out[-2000:]}")
                 run_s = _run_seconds(client)
             finally:
                 subprocess.run(
