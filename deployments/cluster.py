@@ -237,7 +237,7 @@ def down(conf: Settings, say: Callable[[str], None], timeout_s: float = 30) -> l
             os.killpg(pid, signal.SIGKILL)
         stopped.append(name)
         say(f"stopped {name}")
-    pg = PostgresServer.at(home / "pg", shape.pg_port)
+    pg = PostgresServer.at(home / "pg", shape.pg_port, create=False)  # stopping never makes a cluster
     if pg.running():
         pg.stop("fast")
         stopped.append("postgresql")

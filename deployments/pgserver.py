@@ -101,14 +101,14 @@ class PostgresServer:
         return self.url(name)
 
     @classmethod
-    def at(cls, base: Path, port: int) -> PostgresServer:
-        """The cluster in `base` (created there the first time), to be started on `port`."""
+    def at(cls, base: Path, port: int, *, create: bool = True) -> PostgresServer:
+        """The cluster in `base` (created there the first time, unless `create` is false), on `port`."""
         user = _run_as()
         base.mkdir(parents=True, exist_ok=True)
         if user:
             shutil.chown(base, user)
         server = cls(_bindir(), base, port, user)
-        if not (server.datadir / "PG_VERSION").exists():
+        if create and not (server.datadir / "PG_VERSION").exists():
             try:
                 server.init()
             except subprocess.CalledProcessError as exc:

@@ -22,7 +22,7 @@ from prefect.states import Completed, Failed
 from clerk import db, querying
 from clerk.settings import get_settings
 from flows import runtime
-from models.values import format_yuan
+from models.values import InvalidValue, format_yuan
 
 SHARD_DEPLOYMENT = "sweep/sweep-shard"
 COUNTS = ("debtors", "failed_lookups", "cases_controlled", "effective", "frozen_fen")
@@ -117,7 +117,7 @@ async def province_sweep(
     """
     querying.Shard(0, shards)  # the count is checked before any run starts
     if takeovers < 0:
-        raise ValueError("takeovers: must be 0 or more")
+        raise InvalidValue("takeovers", f"must be 0 or more, not {takeovers}")
     runtime.check_registries(registries)
     log = get_run_logger()
     parameters = {"registries": registries, "auto_control": auto_control}
