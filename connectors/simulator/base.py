@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from connectors.simulator.faults import Fault, FaultPlan
 from connectors.simulator.ledger import Ledger, Outcome
+from models.supervision import bureau_today
 
 Handler = Callable[[Request], Awaitable[Response]]
 #: Faults that can meet a control request: "later" applies it and answers "accepted, answer pending";
@@ -63,7 +64,7 @@ class RegistrySimulator:
         self.code = code
         self.credential = credential
         self.faults = faults or FaultPlan()
-        self.ledger = Ledger(code, today or dt.date.today())
+        self.ledger = Ledger(code, today or bureau_today())
         self.pending_queries: dict[str, Response] = {}
         self.requests_seen = 0
         self.quota: Quota | None = None

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models.rules import AssetKind, measure_expiry, renewal_expiry
+from models.supervision import bureau_today
 
 Result = Literal["effective", "partial", "queued", "refused", "released"]
 
@@ -230,7 +231,7 @@ class Ledger:
         while self.scheduled_deposits and self.scheduled_deposits[0].at <= now:
             deposit = self.scheduled_deposits.pop(0)
             self.deposit(deposit.identifier, deposit.amount_fen, deposit.at)
-        self.today = max(self.today, now.date())
+        self.today = max(self.today, bureau_today(now))
         for holding in self.holdings.values():
             before = len(holding.restrictions)
             holding.restrictions = [r for r in holding.restrictions if r.until >= self.today]

@@ -28,6 +28,7 @@ from connectors.simulator.property import PropertySimulator
 from connectors.simulator.sms import SmsGatewaySimulator
 from connectors.simulator.vehicle import VehicleSimulator
 from connectors.simulator.world import SimDebtor, make_debtors, populate
+from models.supervision import bureau_today
 
 SIMULATORS: dict[RegistryKind, type[RegistrySimulator]] = {
     RegistryKind.BANK: BankSimulator,
@@ -89,7 +90,7 @@ def build_world(
             raise SimulatorError(f"registry {config.code}: a simulator needs http://127.0.0.1:PORT")
         plan = None if faults is None else dataclasses.replace(faults, seed=faults.seed + len(sims))
         secret = config.credential.get_secret_value()
-        simulator = SIMULATORS[config.kind](config.code, secret, today=now.date(), faults=plan)
+        simulator = SIMULATORS[config.kind](config.code, secret, today=bureau_today(now), faults=plan)
         sims.append((simulator, url.hostname, url.port))
     people = make_debtors(random.Random(seed), debtors)
     holdings = populate([s for s, _, _ in sims], people, seed, now)

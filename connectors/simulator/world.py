@@ -22,6 +22,7 @@ from connectors.simulator.ledger import Holding, Restriction
 from connectors.simulator.property import PropertySimulator
 from connectors.simulator.vehicle import VehicleSimulator
 from models.rules import AssetKind
+from models.supervision import bureau_today
 from models.values import PROVINCE_WORDS, DebtorKind
 
 SHARE_DEPOSITS, SHARE_PROPERTY, SHARE_VEHICLE = 0.55, 0.12, 0.20
@@ -70,7 +71,7 @@ def populate(
     estates = [s for s in simulators if isinstance(s, PropertySimulator)]
     dmvs = [s for s in simulators if isinstance(s, VehicleSimulator)]
     counts = {s.code: 0 for s in simulators}
-    today = now.date()
+    today = bureau_today(now)
     serial = 0
 
     def others() -> list[Restriction]:

@@ -139,7 +139,7 @@ def test_collect_resolves_a_measure_whose_sending_was_interrupted(world: World) 
     with sessions().begin() as session:
         case_id = session.scalar(select(ControlMeasure.case_id)) or 0
         planned = [
-            control.plan(session, cid, dt.date.today(), control.Policy(), "test")
+            control.plan(session, cid, runtime.today(), control.Policy(), "test")
             for cid in session.scalars(select(Case.id))
         ]
     written = [m for p in planned for m in p.measure_ids]

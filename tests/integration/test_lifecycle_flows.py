@@ -258,7 +258,8 @@ def test_renewal_renews_what_is_due_and_alerts_what_lapsed(world: World) -> None
             .limit(2)
         ).all()
         due.expires_on = today + dt.timedelta(days=10)  # inside the 30-day lead
-        lapsed.expires_on = today - dt.timedelta(days=1)
+        # A measure taken a year ago that lapsed yesterday (the registry dated it; the start comes first).
+        lapsed.started_on, lapsed.expires_on = today - dt.timedelta(days=366), today - dt.timedelta(days=1)
         due_id, lapsed_id, due_key = due.id, lapsed.id, due.idempotency_key
     state = asyncio.run(renewal(return_state=True))
     assert state.is_completed(), state.message
@@ -406,7 +407,7 @@ def test_a_terminated_case_with_a_new_hit_resumes_as_a_new_case(world: World) ->
         assert original.status == "resumed"
         resumed = session.scalars(select(Case).where(Case.resumed_from_id == original.id)).one()
         assert (
-            resumed.case_number.startswith(f"（{dt.date.today().year}）{court}执恢")
+            resumed.case_number.startswith(f"（{runtime.today().year}）{court}执恢")
             and resumed.status == "active"
         )
         measures = session.scalars(select(ControlMeasure).where(ControlMeasure.case_id == resumed.id)).all()
