@@ -1,7 +1,7 @@
 """One sweep in a process of its own, for `bench/sweep.py`: `python -m bench.sweeper [DAYS_LATER]` with the
 settings in the environment (CLERK_DATABASE_URL, CLERK_REGISTRIES). It runs the sweep's use cases
-(`service.sweep_due`, what the flow runs, without Prefect) as if DAYS_LATER days had passed (31: every
-debtor is due again: a re-sweep). Prints one JSON line: the sweep's seconds, lookups, hits and measures,
+(`sweeping.sweep_due`: the flow's pages and steps, without Prefect) as if DAYS_LATER days had passed (31:
+every debtor is due again: a re-sweep). Prints one JSON line: the sweep's seconds, lookups, hits and measures,
 and this process's peak memory and CPU seconds.
 """
 
@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from clerk import control, db, querying, service
+from clerk import control, db, querying, sweeping
 from clerk.settings import get_settings
 from connectors.loader import build
 from models.tables import utcnow
@@ -31,7 +31,7 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
     schedule = querying.Schedule(conf.requery_days, conf.terminated_requery_days, conf.terminated_years)
     try:
         started = time.perf_counter()
-        batches, result = await service.sweep_due(
+        swept = await sweeping.sweep_due(
             sessions,
             connectors,
             {c.code: c.batch_size for c in conf.registries},
@@ -46,10 +46,10 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
     return {
         "seconds": seconds,
-        "lookups": sum(b.recorded.queried for b in batches),
-        "failed": sum(b.failed for b in batches),
-        "hits": sum(b.recorded.hits for b in batches),
-        "effective": result.effective,
+        "lookups": swept.tally.total("queried") - swept.tally.total("failed"),
+        "failed": swept.tally.total("failed"),
+        "hits": swept.tally.total("hits"),
+        "effective": swept.control.effective,
     }
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import record, table
-from clerk import cases, control, db, querying, service, watch
+from clerk import cases, control, db, querying, sweeping, watch
 from clerk.intake import import_cases, read_case_file
 from connectors.config import RegistryConfig, placeholder_configs
 from connectors.loader import build
@@ -167,7 +167,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             with sessions.begin() as session:
                 ids = querying.ensure_registries(session, configs)
             sizes = {c.code: c.batch_size for c in configs}
-            await service.sweep_due(
+            await sweeping.sweep_due(
                 sessions, connectors, sizes, ids, now, querying.Schedule(), control.Policy(), ACTOR
             )
             await asyncio.gather(*(c.aclose() for c in connectors.values()))

@@ -53,6 +53,11 @@ class Plan:
     freeze_fen: int = 0
     seizures: int = 0
 
+    @property
+    def short_fen(self) -> int:
+        """What the case still owes that no freeze covers after this plan (a judge decides what next)."""
+        return max(0, self.remaining_fen - self.covered_before_fen - self.freeze_fen)
+
 
 def covered_by(measure: ControlMeasure) -> int:
     """What a live freeze counts against the cap: its claim, the amount it asks for. A pending or queued

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from clerk import audit, db
@@ -69,10 +69,37 @@ def ensure_registries(session: Session, configs: Iterable[RegistryConfig]) -> di
 def due_debtor_ids(
     session: Session, now: dt.datetime, schedule: Schedule, page_size: int = 1000, shard: Shard = Shard()
 ) -> Iterator[list[int]]:
-    """Debtor ids due for a query, in pages (keyset on id, so memory stays flat however many there are):
+    """Debtor ids due for a query (see `due_page`), in pages read one after another in `session`."""
+    last = 0
+    while page := due_page(session, now, schedule, last, page_size, shard):
+        yield page
+        last = page[-1]
+
+
+def due_page(
+    session: Session, now: dt.datetime, schedule: Schedule, after: int, size: int, shard: Shard = Shard()
+) -> list[int]:
+    """The next `size` debtor ids above `after` that are due for a query (keyset on id: each page is one
+    short read, so a sweep can read its pages as it goes and hold none of them):
     debtors of active cases never queried, last queried `requery_days` ago, or whose last lookup at some
     registry failed or was never answered; and debtors of cases terminated for now within
     `terminated_years`, last queried `terminated_requery_days` ago."""
+    return list(
+        session.scalars(
+            select(Debtor.id)
+            .where(Debtor.id > after, _due(now, schedule, shard))
+            .order_by(Debtor.id)
+            .limit(size)
+        )
+    )
+
+
+def count_due(session: Session, now: dt.datetime, schedule: Schedule, shard: Shard = Shard()) -> int:
+    """How many debtors are due (for a sweep's progress)."""
+    return session.scalar(select(func.count()).select_from(Debtor).where(_due(now, schedule, shard))) or 0
+
+
+def _due(now: dt.datetime, schedule: Schedule, shard: Shard) -> ColumnElement[bool]:
     active_due = or_(
         Debtor.last_queried_at.is_(None), Debtor.last_queried_at < now - dt.timedelta(schedule.requery_days)
     )
@@ -103,17 +130,7 @@ def due_debtor_ids(
         or_(and_(Case.status == "active", or_(active_due, failed_lookup)), terminated_due),
     )
     mine = Debtor.id % shard.count == shard.index if shard.count > 1 else true()
-    last = 0
-    while True:
-        page = list(
-            session.scalars(
-                select(Debtor.id).where(Debtor.id > last, due, mine).order_by(Debtor.id).limit(page_size)
-            )
-        )
-        if not page:
-            return
-        yield page
-        last = page[-1]
+    return and_(due, mine)
 
 
 #: Lookups whose answer never arrived: failed, or sent by a clerk that died before recording the reply.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -28,7 +28,6 @@ from connectors.base import (
     RegistryUnavailable,
     SubjectStatus,
 )
-from models.supervision import bureau_today
 from models.tables import Registry
 
 
@@ -39,6 +38,53 @@ class BatchResult:
     failed: int = 0
     error: str | None = None
     skipped: bool = False  # the registry's circuit breaker was open
+
+
+@dataclass
+class Tally:
+    """Batches' results added up per registry as they come: a sweep keeps this, not its batches."""
+
+    registries: dict[str, dict[str, int]] = field(default_factory=dict)
+    batches: int = 0
+    errored: int = 0  # batches no registry answered
+    errors: set[str] = field(default_factory=set)  # "code: reason" of those
+
+    @classmethod
+    def of(cls, batches: Iterable[BatchResult]) -> Tally:
+        tally = cls()
+        tally.add(batches)
+        return tally
+
+    def add(self, batches: Iterable[BatchResult]) -> None:
+        for b in batches:
+            row = self.registries.setdefault(
+                b.registry,
+                dict.fromkeys(
+                    ("queried", "hits", "new assets", "changed", "pending", "failed", "skipped batches"), 0
+                ),
+            )
+            r = b.recorded
+            row["queried"] += r.queried + b.failed
+            row["hits"] += r.hits
+            row["new assets"] += r.new_assets
+            row["changed"] += r.changed
+            row["pending"] += r.pending
+            row["failed"] += b.failed
+            row["skipped batches"] += b.skipped
+            self.batches += 1
+            if b.error:
+                self.errored += 1
+                self.errors.add(f"{b.registry}: {b.error}")
+
+    def total(self, column: str) -> int:
+        """A column summed over the registries: "queried" (answered or not), "hits", "failed", …"""
+        return sum(row[column] for row in self.registries.values())
+
+    def unanswered(self) -> str | None:
+        """Each registry's reason, when there were lookups and none of them was answered; else None."""
+        if not self.batches or self.errored < self.batches:
+            return None
+        return "; ".join(sorted(self.errors))
 
 
 async def query_batch(
@@ -110,6 +156,11 @@ def record_query_reply(
     raise AssertionError("unreachable")
 
 
+#: How many cases short of what they owe a run's result names; the rest are counted only, so a sweep of a
+#: province holds no more than these whatever it controls.
+SHORT_NAMED = 200
+
+
 @dataclass
 class ControlResult:
     cases: int = 0
@@ -123,11 +174,20 @@ class ControlResult:
     pending: int = 0
     unconfirmed: int = 0
     seized: int = 0
-    planned: list[control.Plan] = field(default_factory=list)
+    short_cases: int = 0  # cases whose plan left part of what they owe uncovered
+    short: list[tuple[str, int]] = field(default_factory=list)  # (case number, fen), the first SHORT_NAMED
 
     def add(self, other: ControlResult) -> None:
         querying.add_counts(self, other)
-        self.planned.extend(other.planned)
+        self.short.extend(other.short[: SHORT_NAMED - len(self.short)])
+
+    def note(self, plan: control.Plan) -> None:
+        """Count a case's plan: what it asks to freeze, and whether it leaves the case short."""
+        self.freeze_requested_fen += plan.freeze_fen
+        if plan.short_fen:
+            self.short_cases += 1
+            if len(self.short) < SHORT_NAMED:
+                self.short.append((plan.case_number, plan.short_fen))
 
     def count(self, status: str, reply: ControlReply, seizure: bool) -> None:
         """Count one recorded answer by the status `control.record_reply` returned."""
@@ -162,8 +222,7 @@ async def control_cases(
             for case_id in case_ids:
                 with session.begin():
                     planned = control.plan(session, case_id, today, policy, actor)
-                    result.planned.append(planned)
-                    result.freeze_requested_fen += planned.freeze_fen
+                    result.note(planned)
                     ids.extend(planned.measure_ids)
         finally:
             session.close()
@@ -342,12 +401,8 @@ async def dry_run_case(
                 )
             batches.append(batch)
         planned = await asyncio.to_thread(control.plan, session, case_id, today, policy, actor)
-        result = ControlResult(
-            cases=1,
-            requested=len(planned.measure_ids),
-            freeze_requested_fen=planned.freeze_fen,
-            planned=[planned],
-        )
+        result = ControlResult(cases=1, requested=len(planned.measure_ids))
+        result.note(planned)
         return batches, result
     finally:
         await asyncio.to_thread(session.rollback)
@@ -362,44 +417,3 @@ def _dry_start(
         r.code: r.id for r in session.scalars(select(Registry).where(Registry.code.in_(list(connectors))))
     }
     return run_id, registry_ids, querying.debtor_ids_of_case(session, case_id)
-
-
-async def sweep_due(
-    sessions: sessionmaker[Session],
-    connectors: Mapping[str, HttpConnector],
-    batch_sizes: Mapping[str, int],
-    registry_ids: Mapping[str, int],
-    now: dt.datetime,
-    schedule: querying.Schedule,
-    policy: control.Policy,
-    actor: str,
-) -> tuple[list[BatchResult], ControlResult]:
-    """The sweep's steps without Prefect (for benchmarks and simulated clocks): every due debtor asked of
-    every registry in batches, then the cases with new hits controlled. The flow does the same with one
-    task per batch, progress and artifacts."""
-
-    def start() -> tuple[int, list[list[int]]]:
-        with sessions.begin() as session:
-            run_id = querying.start_run(session, "sweep (plain)")
-        with sessions() as session:
-            return run_id, list(querying.due_debtor_ids(session, now, schedule))
-
-    run_id, pages = await asyncio.to_thread(start)
-    batches: list[BatchResult] = []
-    for page in pages:
-        batches += await asyncio.gather(
-            *(
-                query_batch(
-                    sessions, connector, registry_ids[code], run_id, page[i : i + batch_sizes[code]], actor
-                )
-                for code, connector in connectors.items()
-                for i in range(0, len(page), batch_sizes[code])
-            )
-        )
-    touched = sorted(set().union(*(b.recorded.cases_with_new_hits for b in batches))) if batches else []
-    result = ControlResult()
-    for i in range(0, len(touched), 100):
-        result.add(
-            await control_cases(sessions, connectors, touched[i : i + 100], bureau_today(now), policy, actor)
-        )
-    return batches, result

@@ -85,10 +85,11 @@ async def case_query(
             result = await control_batch([case_id]) if auto_control else service.ControlResult()
         title = f"Case query {number}" + (" (dry run: nothing changed)" if dry_run else "")
         notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
-        summary = await report.publish(title, "case-query", batches, result, notes)
+        tally = service.Tally.of(batches)
+        summary = await report.publish(title, "case-query", tally, result, notes)
         if not dry_run:
             await runtime.send_notices(rt)
-        reasons = report.unanswered(batches) if batches else "no registry in the settings"
+        reasons = tally.unanswered() if batches else "no registry in the settings"
         if reasons is not None:
             return Failed(message=f"no registry answered for {number} ({reasons})", data=summary)
         return Completed(message=f"{number}: {result.effective} measure(s) effective", data=summary)

@@ -34,7 +34,9 @@ async def collect(registries: list[str] | None = None) -> State:
         states = await lifecycle.refresh_measures(rt.sessions, rt.connectors, rt.actor)
         sent = await runtime.send_notices(rt)
         batch = service.BatchResult("(collected)", recorded=recorded)
-        await report.publish("Collect", "collect", [batch] if recorded.queried else [], resolved, [])
+        await report.publish(
+            "Collect", "collect", service.Tally.of([batch] if recorded.queried else []), resolved, []
+        )
         message = (
             f"{recorded.queried} late answers collected ({recorded.new_assets} new hits); "
             f"{resolved.effective} measures confirmed, {resolved.unconfirmed} still unconfirmed; "

@@ -3,11 +3,9 @@ need a person. Case numbers are public record; no ID, name or account number app
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from clerk import control, service
+from clerk import service
 from models.values import format_yuan
 
 
@@ -15,24 +13,8 @@ def yuan(fen: int) -> str:
     return format_yuan(fen)
 
 
-def registry_rows(batches: Iterable[service.BatchResult]) -> list[dict[str, object]]:
-    rows: dict[str, dict[str, int]] = {}
-    for b in batches:
-        row = rows.setdefault(
-            b.registry,
-            dict.fromkeys(
-                ("queried", "hits", "new assets", "changed", "pending", "failed", "skipped batches"), 0
-            ),
-        )
-        r = b.recorded
-        row["queried"] += r.queried + b.failed
-        row["hits"] += r.hits
-        row["new assets"] += r.new_assets
-        row["changed"] += r.changed
-        row["pending"] += r.pending
-        row["failed"] += b.failed
-        row["skipped batches"] += b.skipped
-    return [{"registry": code, **counts} for code, counts in sorted(rows.items())]
+def registry_rows(tally: service.Tally) -> list[dict[str, object]]:
+    return [{"registry": code, **counts} for code, counts in sorted(tally.registries.items())]
 
 
 def control_row(result: service.ControlResult) -> dict[str, object]:
@@ -49,29 +31,21 @@ def control_row(result: service.ControlResult) -> dict[str, object]:
     }
 
 
-def unanswered(batches: Iterable[service.BatchResult]) -> str | None:
-    """Each registry's reason, when there were lookups and none of them was answered; else None."""
-    batches = list(batches)
-    if not batches or not all(b.error for b in batches):
-        return None
-    return "; ".join(sorted({f"{b.registry}: {b.error}" for b in batches}))
-
-
-def needs_a_person(plans: Iterable[control.Plan]) -> list[str]:
+def needs_a_person(result: service.ControlResult) -> list[str]:
     """Cases still short of what they owe after this run's measures: a judge decides what comes next."""
-    lines = []
-    for plan in plans:
-        short = plan.remaining_fen - plan.covered_before_fen - plan.freeze_fen
-        if short > 0:
-            lines.append(f"- {plan.case_number}: {format_yuan(short)} yuan owed not covered by any freeze")
+    lines = [
+        f"- {number}: {format_yuan(fen)} yuan owed not covered by any freeze" for number, fen in result.short
+    ]
+    if result.short_cases > len(result.short):
+        lines.append(f"- … and {result.short_cases - len(result.short)} more")
     return lines
 
 
 async def publish(
-    title: str, key: str, batches: list[service.BatchResult], result: service.ControlResult, notes: list[str]
+    title: str, key: str, tally: service.Tally, result: service.ControlResult, notes: list[str]
 ) -> str:
     """Create the run's artifacts; returns the markdown summary."""
-    registries = registry_rows(batches)
+    registries = registry_rows(tally)
     if registries:
         await acreate_table_artifact(
             registries, key=f"{key}-registries", description=f"{title}: per registry"
@@ -80,7 +54,7 @@ async def publish(
         [control_row(result)], key=f"{key}-control", description=f"{title}: measures"
     )
     failing = [r["registry"] for r in registries if r["failed"]]
-    person = needs_a_person(result.planned)
+    person = needs_a_person(result)
     lines = [f"# {title}", ""]
     lines += [
         f"- {r['registry']}: {r['queried']} queried, {r['hits']} hits ({r['new assets']} new), "
@@ -98,9 +72,7 @@ async def publish(
         lines += ["", f"Registries with failures (retried next run): {', '.join(map(str, failing))}"]
     lines += notes
     if person:
-        lines += ["", f"## Cases that need a person ({len(person)})", *person[:200]]
-        if len(person) > 200:
-            lines.append(f"- … and {len(person) - 200} more")
+        lines += ["", f"## Cases that need a person ({result.short_cases})", *person]
     markdown = "\n".join(lines)
     await acreate_markdown_artifact(markdown, key=f"{key}-summary", description=title)
     return markdown

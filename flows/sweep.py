@@ -6,18 +6,16 @@ import asyncio
 import os
 import socket
 from collections.abc import Mapping
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
-from sqlalchemy import select
 
-from clerk import notices, querying, service, supervision
+from clerk import querying, service, sweeping
 from flows import report, runtime
-from models.tables import Case, utcnow
+from models.tables import utcnow
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=0)
@@ -36,27 +34,6 @@ async def control_batch(case_ids: list[int]) -> service.ControlResult:
     return await service.control_cases(
         rt.sessions, rt.connectors, case_ids, runtime.today(), rt.policy, rt.actor
     )
-
-
-async def query_pages(
-    rt: runtime.Runtime, run_id: int, pages: list[list[int]], progress: UUID, total: int
-) -> list[service.BatchResult]:
-    """Each page of debtors goes to every registry at once, in batches of the registry's size."""
-    batches: list[service.BatchResult] = []
-    done = 0
-    for page in pages:
-        calls = [
-            query_batch(config.code, run_id, page[i : i + config.batch_size])
-            for config in rt.settings.registries
-            if config.code in rt.connectors
-            for i in range(0, len(page), config.batch_size)
-        ]
-        batches.extend(await asyncio.gather(*calls))
-        done += len(page)
-        await aupdate_progress_artifact(
-            progress, 100 * done / max(total, 1), description=f"{done} of {total} debtors"
-        )
-    return batches
 
 
 @flow(name="sweep")
@@ -83,73 +60,68 @@ async def sweep(
     log = get_run_logger()
     part = querying.Shard(shard, shards)
     async with runtime.opened(registries) as rt:
-
-        def start() -> tuple[int, list[list[int]]]:
-            with rt.sessions.begin() as session:
-                run_id = querying.start_run(session, "sweep", runtime.flow_run_id())
-            with rt.sessions() as session:
-                due = querying.due_debtor_ids(session, utcnow(), rt.schedule, page_size, part)
-                return run_id, list(due)
-
-        run_id, pages = await asyncio.to_thread(start)
-        total = sum(len(p) for p in pages)
+        now, today = utcnow(), runtime.today()
+        started = await asyncio.to_thread(
+            sweeping.start, rt.sessions, "sweep", runtime.flow_run_id(), now, rt.schedule, part
+        )
         log.info(
-            "sweep %s (shard %s): %d debtors due at %d registries", run_id, part, total, len(rt.connectors)
+            "sweep %s (shard %s): %d debtors due at %d registries",
+            started.run_id,
+            part,
+            started.due,
+            len(rt.connectors),
         )
-        progress = await acreate_progress_artifact(
-            0.0, key="sweep-progress", description=f"0 of {total} debtors"
+        bar = await acreate_progress_artifact(
+            0.0, key="sweep-progress", description=f"0 of {started.due} debtors"
         )
-        batches = await query_pages(rt, run_id, pages, progress, total)
-        touched = sorted(set().union(*(b.recorded.cases_with_new_hits for b in batches))) if batches else []
-        resumed = await asyncio.to_thread(_terminated_cases, rt, batches, touched)
-        touched = sorted({*touched, *resumed})
-        result = service.ControlResult()
-        if auto_control:
-            for i in range(0, len(touched), 100):
-                result.add(await control_batch(touched[i : i + 100]))
-        failed = sum(b.failed for b in batches)
+
+        async def progress(done: int, total: int) -> None:
+            await aupdate_progress_artifact(bar, 100 * done / total, description=f"{done} of {total} debtors")
+
+        async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
+            return await query_batch(code, started.run_id, debtor_ids)
+
+        sizes = {c.code: c.batch_size for c in rt.settings.registries if c.code in rt.connectors}
+        swept = await sweeping.sweep(
+            rt.sessions,
+            started,
+            sizes,
+            ask,
+            control_batch if auto_control else None,
+            now=now,
+            schedule=rt.schedule,
+            today=today,
+            actor=rt.actor,
+            shard=part,
+            page_size=page_size,
+            progress=progress,
+        )
+        failed = swept.tally.total("failed")
         summary = {
-            "debtors": total,
-            "batches": len(batches),
+            "debtors": swept.debtors,
+            "batches": swept.tally.batches,
             "failed_lookups": failed,
-            "cases_controlled": result.cases,
-            "cases_resumed": len(resumed),
-            "effective": result.effective,
-            "frozen_fen": result.frozen_fen,
+            "cases_controlled": swept.control.cases,
+            "cases_resumed": swept.resumed,
+            "effective": swept.control.effective,
+            "frozen_fen": swept.control.frozen_fen,
             "shard": shard,
             "shards": shards,
             "worker": os.environ.get("PREFECT__WORKER_NAME"),  # set by the worker that started this run
             "host": socket.gethostname(),
             "pid": os.getpid(),
         }
-        await report.publish("Sweep", "sweep", batches, result, [])
+        await report.publish("Sweep", "sweep", swept.tally, swept.control, [])
         await runtime.send_notices(rt)
-        reasons = report.unanswered(batches)
-        await asyncio.to_thread(_finish, rt, run_id, "completed" if reasons is None else "failed", summary)
-        log.info("sweep %s done: %s", run_id, summary)
+        reasons = swept.tally.unanswered()
+        status = "completed" if reasons is None else "failed"
+        await asyncio.to_thread(_finish, rt, started.run_id, status, summary)
+        log.info("sweep %s done: %s", started.run_id, summary)
         if reasons is not None:
             return Failed(message=f"no registry answered: {failed} lookups failed ({reasons})", data=summary)
-        return Completed(message=f"{total} debtors swept, {failed} lookups failed", data=summary)
+        return Completed(message=f"{swept.debtors} debtors swept, {failed} lookups failed", data=summary)
 
 
 def _finish(rt: runtime.Runtime, run_id: int, status: str, summary: Mapping[str, object]) -> None:
     with rt.sessions.begin() as session:
         querying.finish_run(session, run_id, status, dict(summary))
-
-
-def _terminated_cases(
-    rt: runtime.Runtime, batches: list[service.BatchResult], touched: list[int]
-) -> list[int]:
-    """After the queries: terminated cases with hits resume as new 执恢 cases (returned, for control);
-    the applicants of the other re-queried terminated cases are told, and those of cases with new hits."""
-    found: set[int] = set()
-    queried: set[int] = set()
-    for batch in batches:
-        found |= batch.recorded.terminated_with_new_hits
-        queried |= batch.recorded.terminated_queried
-    with rt.sessions.begin() as session:
-        resumed = supervision.resume(session, sorted(found), runtime.today(), rt.actor)
-        supervision.tell_applicants_of_requery(session, sorted(queried - found), rt.actor)
-        for case in session.scalars(select(Case).where(Case.id.in_(touched))):
-            notices.notify(session, case, "applicant", "hits.found", {"case": case.case_number})
-    return resumed

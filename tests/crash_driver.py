@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from clerk import control, db, querying, service
+from clerk import control, db, querying, service, sweeping
 from clerk.settings import get_settings
 from connectors.loader import build
 
@@ -49,7 +49,7 @@ async def cycle() -> None:
     sizes = {c.code: c.batch_size for c in settings.registries}
     now = dt.datetime.now(dt.UTC)
     try:
-        await service.sweep_due(
+        await sweeping.sweep_due(
             sessions, connectors, sizes, registry_ids, now, querying.Schedule(), control.Policy(), ACTOR
         )
         await service.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)

@@ -114,6 +114,11 @@ class Ledger:
     def holdings_of(self, owner_id: str) -> list[Holding]:
         return self.by_owner.get(owner_id, [])
 
+    def forget_owner(self, owner_id: str) -> None:
+        """The owner holds nothing here any more (tests: a debtor with no assets)."""
+        for holding in self.by_owner.pop(owner_id, []):
+            del self.holdings[holding.identifier]
+
     # --- control ---
 
     def answer(self, key: str) -> Outcome | None:

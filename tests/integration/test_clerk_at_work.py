@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import audit, cases, control, querying, service
+from clerk import audit, cases, control, querying, service, sweeping
 from clerk.intake import import_cases, read_case_file
 from connectors.loader import build
-from models.tables import Asset, Case, ControlMeasure, Query
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Notification, Query
 from tests.world import World, served_world
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
@@ -30,35 +30,18 @@ def import_world(sessions: sessionmaker[Session], world: World) -> None:
         import_cases(session, rows, actor=ACTOR)
 
 
-async def sweep(sessions: sessionmaker[Session], world: World, policy: control.Policy) -> dict[str, object]:
-    """What the sweep flow does, step by step."""
+async def sweep(
+    sessions: sessionmaker[Session], world: World, policy: control.Policy, page_size: int = 100
+) -> sweeping.Swept:
+    """The sweep flow's pages and steps, without Prefect."""
     connectors = build(world.configs, ALLOWED)
     try:
         with sessions.begin() as session:
             registry_ids = querying.ensure_registries(session, world.configs)
-            run_id = querying.start_run(session, "test")
-        touched: set[int] = set()
-        with sessions() as session:
-            pages = list(querying.due_debtor_ids(session, NOW, querying.Schedule(), page_size=100))
-        for page in pages:
-            results = await asyncio.gather(
-                *(
-                    service.query_batch(
-                        sessions,
-                        connectors[c.code],
-                        registry_ids[c.code],
-                        run_id,
-                        page[i : i + c.batch_size],
-                        ACTOR,
-                    )
-                    for c in world.configs
-                    for i in range(0, len(page), c.batch_size)
-                )
-            )
-            for result in results:
-                touched |= result.recorded.cases_with_new_hits
-        controlled = await service.control_cases(sessions, connectors, sorted(touched), TODAY, policy, ACTOR)
-        return {"cases": len(touched), "controlled": controlled}
+        sizes = {c.code: c.batch_size for c in world.configs}
+        return await sweeping.sweep_due(
+            sessions, connectors, sizes, registry_ids, NOW, querying.Schedule(), policy, ACTOR, page_size
+        )
     finally:
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
@@ -99,9 +82,8 @@ def test_sweep_records_every_hit_once_and_freezes_within_the_cap(
         assert assets == world.holdings_of_debtors(), "every hit the simulators hold is recorded"
         assert duplicated == []
         assert queries == 300 * len(world.configs)
-        controlled = first["controlled"]
-        assert isinstance(controlled, service.ControlResult)
-        assert controlled.effective > 0 and controlled.frozen_fen > 0
+        assert first.debtors == 300 and first.tally.total("failed") == 0
+        assert first.control.effective > 0 and first.control.frozen_fen > 0
         frozen_cases = check_cap(sessions, world)
         assert frozen_cases > 0
 
@@ -120,6 +102,74 @@ def test_sweep_records_every_hit_once_and_freezes_within_the_cap(
             )
         with sessions() as session:
             assert audit.verify(session).ok
+
+
+def test_each_page_is_controlled_before_the_next_and_each_applicant_is_told_once(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A page of one debtor: every case with co-debtors straddles pages."""
+    with served_world(tmp_path, debtors=60, seed=11, now=NOW) as world:
+        import_world(sessions, world)
+        owners = {h.owner_id for sim in world.simulators.values() for h in sim.ledger.holdings.values()}
+        with sessions.begin() as session:
+            shared = session.execute(
+                select(CaseDebtor.case_id).group_by(CaseDebtor.case_id).having(func.count() > 1)
+            ).scalars()
+            holds: dict[bool, list[str]] = {True: [], False: []}
+            for case in [session.get_one(Case, case_id) for case_id in shared]:
+                debtors = querying.debtor_ids_of_case(session, case.id)
+                ids = {session.get_one(Debtor, d).id_number for d in debtors}
+                holds[bool(ids & owners)].append(case.case_number)
+            # Terminated: some whose debtors hold something (they resume), and two whose debtors hold nothing
+            # (their holdings taken off the simulators' books here).
+            for number in holds[True][1:3]:
+                debtors = querying.debtor_ids_of_case(session, cases.get_case(session, number).id)
+                gone = {session.get_one(Debtor, d).id_number for d in debtors}
+                for sim in world.simulators.values():
+                    for owner in gone:
+                        sim.ledger.forget_owner(owner)
+                holds[True].remove(number)
+                holds[False].append(number)
+            terminated = holds[True][::2] + holds[False]
+            for number in terminated:
+                cases.change_status(
+                    session, number, "terminated", actor=ACTOR, reason="无可供执行财产", today=TODAY
+                )
+        swept = asyncio.run(sweep(sessions, world, control.Policy(), page_size=1))
+        assert swept.debtors == 60 and swept.control.effective > 0
+        assert swept.told_requeried == len(holds[False]) == 2
+        with sessions() as session:
+            first_measure = session.scalar(select(func.min(ControlMeasure.created_at)))
+            last_lookup = session.scalar(select(func.max(Query.sent_at)))
+            assert first_measure is not None and last_lookup is not None
+            assert first_measure < last_lookup, (
+                "the first page's cases were controlled before the last was asked"
+            )
+            told = session.execute(
+                select(Notification.case_id, Notification.template, func.count())
+                .where(Notification.template.in_(("hits.found", "case.requeried")))
+                .group_by(Notification.case_id, Notification.template)
+            ).all()
+            assert told and all(n == 1 for _, _, n in told), "one notice of each kind per case per run"
+            hits_found = {case_id for case_id, template, _ in told if template == "hits.found"}
+            with_assets = select(CaseDebtor.case_id).join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
+            active_with_assets = set(session.scalars(with_assets.join(Case).where(Case.status == "active")))
+            # Every active case with a hit was told; so were resumed cases whose later co-debtors found more.
+            assert hits_found <= active_with_assets
+            assert {
+                c for c in active_with_assets if session.get_one(Case, c).resumed_from_id is None
+            } <= hits_found
+            by_number = {
+                c.case_number: c
+                for c in session.scalars(select(Case).where(Case.case_number.in_(terminated)))
+            }
+            requeried = {case_id for case_id, template, _ in told if template == "case.requeried"}
+            still = {c.id for c in by_number.values() if c.status == "terminated"}
+            assert requeried == still, (
+                "the applicant of a terminated case is told once, after all its debtors"
+            )
+            assert still == {c.id for c in by_number.values() if c.case_number in holds[False]}
+        assert check_cap(sessions, world) > 0
 
 
 def test_a_dry_run_plans_but_writes_and_sends_nothing(

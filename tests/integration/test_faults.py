@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import cases, control, querying, service
+from clerk import cases, control, querying, service, sweeping
 from clerk.intake import import_cases, read_case_file
 from connectors.loader import build
 from connectors.simulator.faults import FaultPlan
@@ -53,10 +53,10 @@ async def catch_up(
     today = bureau_today()
     seen: Counter[str] = Counter()
     try:
-        batches, _ = await service.sweep_due(
+        swept = await sweeping.sweep_due(
             sessions, connectors, sizes, registry_ids, NOW, querying.Schedule(), policy, ACTOR
         )
-        seen["failed lookups under faults"] = sum(b.failed for b in batches)
+        seen["failed lookups under faults"] = swept.tally.total("failed")
         with sessions() as session:
             some = list(session.scalars(select(Case.id).order_by(Case.id).limit(8)))
             debtors = {c: querying.debtor_ids_of_case(session, c) for c in some}
@@ -76,7 +76,7 @@ async def catch_up(
         connectors = build(world.configs, ALLOWED)
         try:
             now = dt.datetime.now(dt.UTC)
-            await service.sweep_due(
+            await sweeping.sweep_due(
                 sessions, connectors, sizes, registry_ids, now, querying.Schedule(), policy, ACTOR
             )
             await service.collect_queries(sessions, connectors, registry_ids, ACTOR)

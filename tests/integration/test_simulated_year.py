@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import audit, cases, control, lifecycle, querying, service, watch
+from clerk import audit, cases, control, lifecycle, querying, sweeping, watch
 from clerk.intake import import_cases, read_case_file
 from connectors.adapter import HttpConnector
 from connectors.loader import build
@@ -59,7 +59,7 @@ class Year:
 
     async def sweep(self, now: dt.datetime) -> None:
         sizes = {c.code: c.batch_size for c in self.world.configs}
-        await service.sweep_due(
+        await sweeping.sweep_due(
             self.sessions,
             self.connectors,
             sizes,

@@ -12,7 +12,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import cases, control, querying, service, watch
+from clerk import cases, control, querying, sweeping, watch
 from clerk.intake import import_cases, read_case_file
 from connectors.loader import build
 from models.supervision import bureau_today
@@ -39,7 +39,7 @@ def test_overlapping_watch_runs_record_and_freeze_each_deposit_once(
             connectors = build(world.configs, ALLOWED)
             sizes = {c.code: c.batch_size for c in world.configs}
             policy = control.Policy()
-            await service.sweep_due(
+            await sweeping.sweep_due(
                 sessions, connectors, sizes, registry_ids, NOW, querying.Schedule(), policy, ACTOR
             )
             targets = short_accounts(sessions, today)[:4]

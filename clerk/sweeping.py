@@ -1,0 +1,203 @@
+"""A sweep, page by page: read a page of due debtors, ask every registry about them in batches, resume the
+terminated cases that the answers found assets for, tell the applicants of cases with new hits, and
+control those cases, before the next page is read.
+
+Controlling each page as it is answered freezes a deposit minutes after the registry reported it, not hours
+later at the end of a province's sweep, and keeps memory flat: a page's results are folded into counts
+(`service.Tally`, `service.ControlResult`) and dropped. What the sweep still holds to its end: the ids of
+the terminated cases re-queried without a hit, whose applicants are told once every page is done (a
+co-debtor on a later page may still find something).
+
+The flow passes its Prefect tasks as `ask` and `control`; benchmarks pass the plain use cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import control, notices, querying, service, supervision
+from connectors.adapter import HttpConnector
+from models.supervision import bureau_today
+from models.tables import Case, Notification, utcnow
+
+#: Ask one registry (by code) about a batch of debtor ids.
+Ask = Callable[[str, list[int]], Awaitable[service.BatchResult]]
+#: Plan, send and record the measures of a batch of case ids.
+Control = Callable[[list[int]], Awaitable[service.ControlResult]]
+#: Told after each page: debtors done so far, debtors due in all.
+Progress = Callable[[int, int], Awaitable[None]]
+
+#: No shard: the whole case book.
+EVERY_DEBTOR = querying.Shard()
+
+#: Cases per control call (one Prefect task each in the flow).
+CONTROL_BATCH = 100
+
+
+@dataclass
+class Started:
+    run_id: int
+    due: int  # debtors due when the sweep started (for progress; pages are read as the sweep goes)
+    at: dt.datetime
+
+
+@dataclass
+class Swept:
+    debtors: int = 0
+    tally: service.Tally = field(default_factory=service.Tally)
+    control: service.ControlResult = field(default_factory=service.ControlResult)
+    resumed: int = 0
+    told_requeried: int = 0
+
+
+def start(
+    sessions: sessionmaker[Session],
+    trigger: str,
+    flow_run_id: str | None,
+    now: dt.datetime,
+    schedule: querying.Schedule,
+    shard: querying.Shard = EVERY_DEBTOR,
+) -> Started:
+    """Record the run and count the debtors due."""
+    at = utcnow()
+    with sessions.begin() as session:
+        run_id = querying.start_run(session, trigger, flow_run_id)
+    with sessions() as session:
+        return Started(run_id, querying.count_due(session, now, schedule, shard), at)
+
+
+async def sweep(
+    sessions: sessionmaker[Session],
+    started: Started,
+    batch_sizes: Mapping[str, int],
+    ask: Ask,
+    control_cases: Control | None,
+    *,
+    now: dt.datetime,
+    schedule: querying.Schedule,
+    today: dt.date,
+    actor: str,
+    shard: querying.Shard = EVERY_DEBTOR,
+    page_size: int = 1000,
+    progress: Progress | None = None,
+) -> Swept:
+    """Sweep the due debtors page by page (see the module); `control_cases` None asks without controlling."""
+    swept = Swept()
+    requeried: set[int] = set()
+    last = 0
+
+    def next_page() -> list[int]:
+        with sessions() as session:
+            return querying.due_page(session, now, schedule, last, page_size, shard)
+
+    while page := await asyncio.to_thread(next_page):
+        last = page[-1]
+        batches = await asyncio.gather(
+            *(
+                ask(code, page[i : i + size])
+                for code, size in batch_sizes.items()
+                for i in range(0, len(page), size)
+            )
+        )
+        swept.tally.add(batches)
+        found: set[int] = set()
+        touched: set[int] = set()
+        for batch in batches:
+            found |= batch.recorded.terminated_with_new_hits
+            touched |= batch.recorded.cases_with_new_hits
+            requeried |= batch.recorded.terminated_queried
+        resumed = await asyncio.to_thread(after_answers, sessions, found, touched, started.at, today, actor)
+        swept.resumed += len(resumed)
+        if control_cases is not None:
+            cases = sorted(touched | set(resumed))
+            for i in range(0, len(cases), CONTROL_BATCH):
+                swept.control.add(await control_cases(cases[i : i + CONTROL_BATCH]))
+        swept.debtors += len(page)
+        if progress is not None:
+            await progress(swept.debtors, max(started.due, swept.debtors))
+
+    def tell() -> int:
+        with sessions.begin() as session:
+            return supervision.tell_applicants_of_requery(session, sorted(requeried), actor)
+
+    if requeried:
+        swept.told_requeried = await asyncio.to_thread(tell)
+    return swept
+
+
+def after_answers(
+    sessions: sessionmaker[Session],
+    found: set[int],
+    touched: set[int],
+    since: dt.datetime,
+    today: dt.date,
+    actor: str,
+) -> list[int]:
+    """After a page's answers: terminated cases with hits resume as new 执恢 cases (their ids returned, to
+    control); the applicant of each case with new hits is told, once a run (a case's debtors may fall on
+    several pages)."""
+    with sessions.begin() as session:
+        resumed = supervision.resume(session, sorted(found), today, actor)
+        told = _told_since(session, touched, "hits.found", since)
+        for case in session.scalars(select(Case).where(Case.id.in_(sorted(touched - told)))):
+            notices.notify(session, case, "applicant", "hits.found", {"case": case.case_number})
+    return resumed
+
+
+def _told_since(
+    session: Session, case_ids: Sequence[int] | set[int], template: str, since: dt.datetime
+) -> set[int]:
+    return set(
+        session.scalars(
+            select(Notification.case_id).where(
+                Notification.case_id.in_(sorted(case_ids)),
+                Notification.template == template,
+                Notification.created_at >= since,
+            )
+        )
+    )
+
+
+async def sweep_due(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    batch_sizes: Mapping[str, int],
+    registry_ids: Mapping[str, int],
+    now: dt.datetime,
+    schedule: querying.Schedule,
+    policy: control.Policy,
+    actor: str,
+    page_size: int = 1000,
+) -> Swept:
+    """The sweep without Prefect (benchmarks, simulated clocks, crash tests): the flow's pages and steps,
+    with the plain use cases in place of its tasks."""
+    started = await asyncio.to_thread(start, sessions, "sweep (plain)", None, now, schedule)
+    today = bureau_today(now)
+
+    async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
+        return await service.query_batch(
+            sessions, connectors[code], registry_ids[code], started.run_id, debtor_ids, actor
+        )
+
+    async def control_cases(case_ids: list[int]) -> service.ControlResult:
+        return await service.control_cases(sessions, connectors, case_ids, today, policy, actor)
+
+    sizes = {code: size for code, size in batch_sizes.items() if code in connectors}
+    return await sweep(
+        sessions,
+        started,
+        sizes,
+        ask,
+        control_cases,
+        now=now,
+        schedule=schedule,
+        today=today,
+        actor=actor,
+        page_size=page_size,
+    )
