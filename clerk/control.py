@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from clerk import audit, cases, notices
 from connectors.base import (
@@ -88,49 +88,89 @@ def claims_by_case(session: Session) -> dict[int, int]:
 
 def plan(session: Session, case_id: int, today: dt.date, policy: Policy, actor: str) -> Plan:
     """Decide and write down the measures a case needs today, in the caller's transaction."""
-    session.execute(update(Case).where(Case.id == case_id).values(version=Case.version + 1))
-    case = session.get(Case, case_id, populate_existing=True)
-    assert case is not None
-    owed = cases.owed(case, today)
-    live = list(
-        session.scalars(
-            select(ControlMeasure).where(ControlMeasure.case_id == case_id, ControlMeasure.status.in_(LIVE))
+    [result] = plan_cases(session, [case_id], today, policy, actor)
+    return result
+
+
+def plan_cases(
+    session: Session, case_ids: Sequence[int], today: dt.date, policy: Policy, actor: str
+) -> list[Plan]:
+    """Decide and write down the measures each case needs today, in the caller's transaction; plans in
+    the order of `case_ids`.
+
+    The cases are locked first, in id order (two clerks planning overlapping cases wait for each other
+    instead of deadlocking), and read together: their measures, their debtors' assets and what our live
+    freezes hold on those assets, three reads for the lot. Every measure is then written in one flush and
+    audited in one append (the audit trail's lock is taken last, after every case lock). A freeze planned
+    here for one case counts against the asset for the next case that shares the debtor."""
+    ids = sorted(set(case_ids))
+    if not ids:
+        return []
+    locked = {
+        case.id: case
+        for case in session.scalars(
+            select(Case)
+            .where(Case.id.in_(ids))
+            .order_by(Case.id)
+            .with_for_update()
+            .options(selectinload(Case.payments))
+            .execution_options(populate_existing=True)
         )
-    )
-    covered = sum(covered_by(m) for m in live)
-    result = Plan(case.case_number, owed.remaining, covered)
-    if case.status != "active" or owed.remaining <= covered:
-        return result
-    debtor_ids = select(CaseDebtor.debtor_id).where(CaseDebtor.case_id == case_id)
-    assets = list(session.scalars(select(Asset).where(Asset.debtor_id.in_(debtor_ids)).order_by(Asset.id)))
-    held_on = _held_on_assets(session, [a.id for a in assets])
+    }
+    session.execute(update(Case).where(Case.id.in_(ids)).values(version=Case.version + 1))
+    live: dict[int, list[ControlMeasure]] = {}
+    for measure in session.scalars(
+        select(ControlMeasure).where(ControlMeasure.case_id.in_(ids), ControlMeasure.status.in_(LIVE))
+    ):
+        live.setdefault(measure.case_id, []).append(measure)
+    assets: dict[int, list[Asset]] = {}
+    for case_id, asset in session.execute(
+        select(CaseDebtor.case_id, Asset)
+        .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
+        .where(CaseDebtor.case_id.in_(ids))
+        .order_by(Asset.id)
+    ).tuples():
+        assets.setdefault(case_id, []).append(asset)
+    held_on = _held_on_assets(session, sorted({a.id for group in assets.values() for a in group}))
     registries = _registry_codes(session)
+
+    plans: dict[int, Plan] = {}
+    written: list[tuple[Case, Asset, ControlMeasure]] = []
+    for case_id in ids:
+        case = locked.get(case_id)
+        if case is None:
+            raise LookupError(f"case id {case_id} does not exist")
+        owed = cases.owed(case, today)
+        mine = live.get(case_id, [])
+        covered = sum(covered_by(m) for m in mine)
+        result = plans[case_id] = Plan(case.case_number, owed.remaining, covered)
+        if case.status != "active" or owed.remaining <= covered:
+            continue
+        found = assets.get(case_id, [])
+        if policy.auto_freeze:
+            holdings = [
+                rules.Holding(a.id, _available(a, held_on.get(a.id, 0))) for a in found if a.kind == "deposit"
+            ]
+            holdings.sort(key=lambda h: -h.available)  # largest first: touch as few banks as possible
+            by_id = {a.id: a for a in found}
+            for allocation in rules.allocate_freezes(owed.remaining, covered, holdings):
+                asset = by_id[allocation.key]
+                written.append((case, asset, _write(session, case, asset, "freeze", allocation.amount)))
+                held_on[asset.id] = held_on.get(asset.id, 0) + allocation.amount
+                result.freeze_fen += allocation.amount
+        if covered + result.freeze_fen < owed.remaining:
+            seized = {m.asset_id for m in mine if m.kind == "seizure"}
+            for asset in found:
+                if asset.kind in policy.auto_seize and asset.id not in seized:
+                    written.append((case, asset, _write(session, case, asset, "seizure", None)))
+                    result.seizures += 1
+    session.flush()  # every measure in one INSERT
     entries: list[audit.Entry] = []
-    written: list[tuple[Asset, ControlMeasure]] = []
-
-    if policy.auto_freeze:
-        holdings = [
-            rules.Holding(a.id, _available(a, held_on.get(a.id, 0))) for a in assets if a.kind == "deposit"
-        ]
-        holdings.sort(key=lambda h: -h.available)  # largest first: touch as few banks as possible
-        by_id = {a.id: a for a in assets}
-        for allocation in rules.allocate_freezes(owed.remaining, covered, holdings):
-            asset = by_id[allocation.key]
-            written.append((asset, _write(session, case, asset, "freeze", allocation.amount)))
-            result.freeze_fen += allocation.amount
-
-    if covered + result.freeze_fen < owed.remaining:
-        seized = {m.asset_id for m in live if m.kind == "seizure"}
-        for asset in assets:
-            if asset.kind in policy.auto_seize and asset.id not in seized:
-                written.append((asset, _write(session, case, asset, "seizure", None)))
-                result.seizures += 1
-    session.flush()  # every measure of the case in one INSERT
-    for asset, measure in written:
-        result.measure_ids.append(measure.id)
+    for case, asset, measure in written:
+        plans[case.id].measure_ids.append(measure.id)
         entries.append(_requested(case, asset, measure, registries[asset.registry_id], actor))
     audit.append_many(session, entries)
-    return result
+    return [plans[case_id] for case_id in case_ids]
 
 
 def _registry_codes(session: Session) -> dict[int, str]:

@@ -212,21 +212,16 @@ async def control_cases(
     policy: control.Policy,
     actor: str,
 ) -> ControlResult:
-    """Plan each case's measures (written down first), then send them and record the answers."""
+    """Plan the cases' measures (written down first, in one transaction), then send them and record the
+    answers."""
     result = ControlResult(cases=len(case_ids))
 
     def plan_all() -> list[int]:
-        ids: list[int] = []
-        session = sessions()
-        try:
-            for case_id in case_ids:
-                with session.begin():
-                    planned = control.plan(session, case_id, today, policy, actor)
-                    result.note(planned)
-                    ids.extend(planned.measure_ids)
-        finally:
-            session.close()
-        return ids
+        with sessions.begin() as session:
+            plans = control.plan_cases(session, case_ids, today, policy, actor)
+        for planned in plans:
+            result.note(planned)
+        return [measure_id for planned in plans for measure_id in planned.measure_ids]
 
     measure_ids = await asyncio.to_thread(plan_all)
     result.requested = len(measure_ids)
