@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from clerk import audit, cases, notices
@@ -117,7 +117,8 @@ def plan_cases(
             .execution_options(populate_existing=True)
         )
     }
-    session.execute(update(Case).where(Case.id.in_(ids)).values(version=Case.version + 1))
+    for locked_case in locked.values():  # read under the lock; the bump is flushed with the measures
+        locked_case.version += 1
     live: dict[int, list[ControlMeasure]] = {}
     for measure in session.scalars(
         select(ControlMeasure).where(ControlMeasure.case_id.in_(ids), ControlMeasure.status.in_(LIVE))

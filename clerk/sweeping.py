@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -40,11 +40,16 @@ EVERY_DEBTOR = querying.Shard()
 CONTROL_BATCH = 100
 
 
-@dataclass
+@dataclass(frozen=True)
 class Started:
+    """A sweep's run, and what it sweeps: the debtors of `shard` due at `now` by `schedule`."""
+
     run_id: int
     due: int  # debtors due when the sweep started (for progress; pages are read as the sweep goes)
     at: dt.datetime
+    now: dt.datetime
+    schedule: querying.Schedule
+    shard: querying.Shard
 
 
 @dataclass
@@ -69,7 +74,7 @@ def start(
     with sessions.begin() as session:
         run_id = querying.start_run(session, trigger, flow_run_id)
     with sessions() as session:
-        return Started(run_id, querying.count_due(session, now, schedule, shard), at)
+        return Started(run_id, querying.count_due(session, now, schedule, shard), at, now, schedule, shard)
 
 
 async def sweep(
@@ -79,11 +84,8 @@ async def sweep(
     ask: Ask,
     control_cases: Control | None,
     *,
-    now: dt.datetime,
-    schedule: querying.Schedule,
     today: dt.date,
     actor: str,
-    shard: querying.Shard = EVERY_DEBTOR,
     page_size: int = 1000,
     progress: Progress | None = None,
 ) -> Swept:
@@ -94,7 +96,7 @@ async def sweep(
 
     def next_page() -> list[int]:
         with sessions() as session:
-            return querying.due_page(session, now, schedule, last, page_size, shard)
+            return querying.due_page(session, started.now, started.schedule, last, page_size, started.shard)
 
     while page := await asyncio.to_thread(next_page):
         last = page[-1]
@@ -150,9 +152,7 @@ def after_answers(
     return resumed
 
 
-def _told_since(
-    session: Session, case_ids: Sequence[int] | set[int], template: str, since: dt.datetime
-) -> set[int]:
+def _told_since(session: Session, case_ids: set[int], template: str, since: dt.datetime) -> set[int]:
     return set(
         session.scalars(
             select(Notification.case_id).where(
@@ -195,8 +195,6 @@ async def sweep_due(
         sizes,
         ask,
         control_cases,
-        now=now,
-        schedule=schedule,
         today=today,
         actor=actor,
         page_size=page_size,

@@ -88,11 +88,8 @@ async def sweep(
             sizes,
             ask,
             control_batch if auto_control else None,
-            now=now,
-            schedule=rt.schedule,
             today=today,
             actor=rt.actor,
-            shard=part,
             page_size=page_size,
             progress=progress,
         )
