@@ -30,6 +30,7 @@ from connectors.base import (
 )
 from connectors.http import ClientLimits, RegistryClient
 from models.values import DebtorKind
+from tests.connectors import mocked
 
 BASE = "https://bank.test"
 ID = "11010519491231002X"
@@ -46,7 +47,7 @@ FAST = ClientLimits(
 
 @pytest.fixture
 async def bank() -> AsyncIterator[BankConnector]:
-    connector = BankConnector(RegistryClient("bank-a", BASE, SecretStr("tok-123"), FAST))
+    connector = BankConnector(mocked("bank-a", BASE, "tok-123", FAST))
     yield connector
     await connector.aclose()
 
@@ -578,7 +579,7 @@ async def test_the_gate_is_awaited_before_every_attempt() -> None:
     async def gate(code: str) -> None:
         gated.append(code)
 
-    connector = BankConnector(RegistryClient("bank-a", BASE, SecretStr("tok-123"), FAST, gate=gate))
+    connector = BankConnector(mocked("bank-a", BASE, "tok-123", FAST, gate=gate))
     route = respx.post(f"{BASE}/v1/queries")
     route.side_effect = [httpx.Response(503), httpx.Response(200, json=FOUND)]
     await connector.query(query())
@@ -590,7 +591,7 @@ async def test_the_gate_is_awaited_before_every_attempt() -> None:
     async def missing(code: str) -> None:
         raise Missing(code)
 
-    refused = BankConnector(RegistryClient("bank-a", BASE, SecretStr("tok-123"), FAST, gate=missing))
+    refused = BankConnector(mocked("bank-a", BASE, "tok-123", FAST, gate=missing))
     with pytest.raises(Missing):
         await refused.query(query())
     assert route.call_count == 2, "nothing was sent past a refusing gate"

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 import respx
 from defusedxml.ElementTree import fromstring
-from pydantic import SecretStr
 
 from connectors.base import (
     ControlOutcome,
@@ -20,9 +19,10 @@ from connectors.base import (
     Subject,
     SubjectStatus,
 )
-from connectors.http import ClientLimits, RegistryClient
+from connectors.http import ClientLimits
 from connectors.property import PropertyConnector
 from models.values import DebtorKind
+from tests.connectors import mocked
 
 BASE = "https://re.test"
 ID = "11010519491231002X"
@@ -38,7 +38,7 @@ XML = {"content-type": "application/xml"}
 
 @pytest.fixture
 async def registry() -> AsyncIterator[PropertyConnector]:
-    connector = PropertyConnector(RegistryClient("re-a", BASE, SecretStr("tok"), LIMITS))
+    connector = PropertyConnector(mocked("re-a", BASE, "tok", LIMITS))
     yield connector
     await connector.aclose()
 

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 import respx
-from pydantic import SecretStr
 
 from connectors.base import ControlOutcome, ControlRequest, InvalidReply, MeasureKind, QueryRequest, Subject
-from connectors.http import ClientLimits, RegistryClient
+from connectors.http import ClientLimits
 from connectors.vehicle import VehicleConnector
 from models.values import DebtorKind
+from tests.connectors import mocked
 
 BASE = "https://dmv.test"
 ID = "11010519491231002X"
@@ -20,9 +20,7 @@ ID = "11010519491231002X"
 
 @pytest.fixture
 async def dmv() -> AsyncIterator[VehicleConnector]:
-    connector = VehicleConnector(
-        RegistryClient("dmv-a", BASE, SecretStr("tok"), ClientLimits(requests_per_second=0))
-    )
+    connector = VehicleConnector(mocked("dmv-a", BASE, "tok", ClientLimits(requests_per_second=0)))
     yield connector
     await connector.aclose()
 
