@@ -21,18 +21,20 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "results.jsonl"
 
 
-def run_module(args: list[str], env: dict[str, str], timeout: float | None = None) -> tuple[float, str]:
+def run_module(
+    args: list[str], env: dict[str, str], timeout: float | None = None, show_stderr: bool = False
+) -> tuple[float, str]:
     """`python -m ARGS` to its end: (seconds it took, its output); RuntimeError with the output's end when it
-    fails."""
+    fails. With `show_stderr` its standard error goes to ours as it comes (progress of long runs)."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        check=False,
+        [sys.executable, "-m", *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=None if show_stderr else subprocess.PIPE, text=True, timeout=timeout, check=False,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(
-            f"{' '.join(args[:3])}… failed ({done.returncode}): {(done.stdout + done.stderr)[-2000:]}"
+            f"{' '.join(args[:3])}… failed ({done.returncode}): {(done.stdout + (done.stderr or ''))[-2000:]}"
         )
     return seconds, done.stdout
 
@@ -98,6 +100,8 @@ def _drop(lines: Iterator[str]) -> None:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:,.2f}"
     if isinstance(value, int):

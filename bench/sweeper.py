@@ -2,7 +2,8 @@
 settings in the environment (CLERK_DATABASE_URL, CLERK_REGISTRIES). It runs the sweep's use cases
 (`sweeping.sweep_due`: the flow's pages and steps, without Prefect) as if DAYS_LATER days had passed (31:
 every debtor is due again: a re-sweep). Prints one JSON line: the sweep's seconds, lookups, hits and measures,
-and this process's peak memory and CPU seconds.
+and this process's peak memory and CPU seconds; on standard error, every `PROGRESS_S` seconds, how far it is,
+its rate so far and its memory now (a large sweep runs for an hour: its memory over time shows if it grows).
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from clerk.settings import get_settings
 from connectors.loader import build
 from models.tables import utcnow
 
+PROGRESS_S = 60.0
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
 
 async def _sweep(later_days: int = 0) -> dict[str, Any]:
     conf = get_settings()
@@ -29,8 +41,22 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
         registry_ids = querying.ensure_registries(session, conf.registries)
     policy = control.Policy(auto_freeze=conf.auto_freeze, auto_seize=frozenset(conf.auto_seize))
     schedule = querying.Schedule(conf.requery_days, conf.terminated_requery_days, conf.terminated_years)
+    started = time.perf_counter()
+    last = started
+
+    async def progress(done: int, due: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= PROGRESS_S or done == due:
+            last = now
+            line = {"debtors": done, "due": due, "s": round(now - started, 1), "rss_mb": round(_rss_mb(), 1)}
+            print(
+                json.dumps(line | {"debtors/s": round(done / (now - started), 1)}),
+                file=sys.stderr,
+                flush=True,
+            )
+
     try:
-        started = time.perf_counter()
         swept = await sweeping.sweep_due(
             sessions,
             connectors,
@@ -40,6 +66,7 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
             schedule,
             policy,
             "bench:sweep",
+            progress=progress,
         )
         seconds = time.perf_counter() - started
     finally:

@@ -174,6 +174,7 @@ async def sweep_due(
     policy: control.Policy,
     actor: str,
     page_size: int = 1000,
+    progress: Progress | None = None,
 ) -> Swept:
     """The sweep without Prefect (benchmarks, simulated clocks, crash tests): the flow's pages and steps,
     with the plain use cases in place of its tasks."""
@@ -198,4 +199,5 @@ async def sweep_due(
         today=today,
         actor=actor,
         page_size=page_size,
+        progress=progress,
     )
