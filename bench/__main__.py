@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import latency, prefect_cost, simulators, sweep, watch, workers
+from bench import latency, prefect_cost, simulators, sweep, transport, watch, workers
 
 
 def main() -> int:
@@ -33,6 +33,7 @@ def main() -> int:
     )
     benchmarks: dict[str, Callable[[argparse.Namespace], object]] = {
         "simulators": lambda a: simulators.run(quick=a.quick),
+        "transport": lambda a: transport.run(quick=a.quick),
         "sweep": lambda a: sweep.run(quick=a.quick),
         "scale": lambda a: sweep.scale(
             quick=a.quick,
