@@ -99,6 +99,7 @@ class Ledger:
         self.holdings: dict[str, Holding] = {}
         self.by_owner: dict[str, list[Holding]] = {}
         self.measures: dict[str, Measure] = {}
+        self.on_asset: dict[str, list[Measure]] = {}  # each asset's measures, oldest first
         self.answers: dict[str, Outcome] = {}
         self.deducted: list[tuple[str, int]] = []
         self.scheduled_deposits: list[Deposit] = []
@@ -153,17 +154,15 @@ class Ledger:
                 measure = Measure(
                     number, key, case_no, identifier, amount_fen, held, "effective", self.today, end, years
                 )
-                self.measures[number] = measure
+                self._add(measure)
                 return self._remember(Outcome(key, "effective" if held == amount_fen else "partial", measure))
         elif not others:
             measure = Measure(
                 number, key, case_no, identifier, None, None, "effective", self.today, end, years
             )
-            self.measures[number] = measure
+            self._add(measure)
             return self._remember(Outcome(key, "effective", measure))
-        waiting = sum(
-            1 for m in self.measures.values() if m.identifier == identifier and m.status == "queued"
-        )
+        waiting = sum(1 for m in self.on_asset.get(identifier, ()) if m.status == "queued")
         held_zero = 0 if amount_fen is not None else None
         measure = Measure(
             number,
@@ -178,7 +177,7 @@ class Ledger:
             years,
             queue_no=len(others) + waiting + 1,
         )
-        self.measures[number] = measure
+        self._add(measure)
         ahead = min(others, key=lambda r: r.until)
         return self._remember(Outcome(key, "queued", measure, ahead=ahead))
 
@@ -276,18 +275,18 @@ class Ledger:
     def _others_in_force(self, holding: Holding) -> list[Restriction]:
         return [r for r in holding.restrictions if r.until >= self.today]
 
+    def _add(self, measure: Measure) -> None:
+        self.measures[measure.number] = measure
+        self.on_asset.setdefault(measure.identifier, []).append(measure)
+
     def _ours(self, identifier: str) -> int:
-        return sum(
-            m.held_fen or 0
-            for m in self.measures.values()
-            if m.identifier == identifier and m.status == "effective"
-        )
+        return sum(m.held_fen or 0 for m in self.on_asset.get(identifier, ()) if m.status == "effective")
 
     def _promote(self, identifier: str) -> None:
         """Queued measures move up; the first takes effect once nothing of another authority is ahead."""
         holding = self.holdings[identifier]
         queued = sorted(
-            (m for m in self.measures.values() if m.identifier == identifier and m.status == "queued"),
+            (m for m in self.on_asset.get(identifier, ()) if m.status == "queued"),
             key=lambda m: m.queue_no or 0,
         )
         others = len(self._others_in_force(holding))
@@ -308,10 +307,10 @@ class Ledger:
         if holding.balance_fen is None or self._others_in_force(holding):
             return
         free = holding.balance_fen - self._ours(holding.identifier)
-        for measure in sorted(self.measures.values(), key=lambda m: m.number):
+        for measure in self.on_asset.get(holding.identifier, ()):  # oldest first
             if free <= 0:
                 break
-            if measure.identifier != holding.identifier or measure.status != "effective":
+            if measure.status != "effective":
                 continue
             short = (measure.requested_fen or 0) - (measure.held_fen or 0)
             if short > 0:
