@@ -21,6 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "results.jsonl"
 
 
+def status_mb(field: str, pid: int | str = "self") -> float:
+    """A memory figure of a process from /proc (e.g. "VmRSS" now, "VmHWM" its peak), in MB; 0 if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def run_module(
     args: list[str], env: dict[str, str], timeout: float | None = None, show_stderr: bool = False
 ) -> tuple[float, str]:

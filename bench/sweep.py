@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import record, run_module, serving, table
+from bench.common import record, run_module, serving, status_mb, table
 from clerk.settings import get_settings
 from connectors.adapter import HttpConnector
 from connectors.base import QueryRequest, Subject
@@ -54,7 +54,7 @@ class Served:
     process: subprocess.Popen[str]
 
     def peak_mb(self) -> float:
-        return _vm_hwm_mb(self.process.pid)
+        return status_mb("VmHWM", self.process.pid)
 
 
 @contextmanager
@@ -65,13 +65,6 @@ def simulators(debtors: int, folder: Path, regs: list[RegistryConfig]) -> Iterat
     args = ["sim", "--debtors", str(debtors), "--seed", "1", "--write-cases", str(case_file)]
     with serving(["clerk.cli", *args], env, "serving") as process:
         yield Served(case_file, process)
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def read_subjects(case_file: Path) -> list[Subject]:

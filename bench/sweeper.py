@@ -16,21 +16,13 @@ import sys
 import time
 from typing import Any
 
+from bench.common import status_mb
 from clerk import control, db, querying, sweeping
 from clerk.settings import get_settings
 from connectors.loader import build
 from models.tables import utcnow
 
 PROGRESS_S = 60.0
-
-
-def _rss_mb() -> float:
-    """This process's resident memory now (VmRSS), in MB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def _sweep(later_days: int = 0) -> dict[str, Any]:
@@ -49,7 +41,12 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
         now = time.perf_counter()
         if now - last >= PROGRESS_S or done == due:
             last = now
-            line = {"debtors": done, "due": due, "s": round(now - started, 1), "rss_mb": round(_rss_mb(), 1)}
+            line = {
+                "debtors": done,
+                "due": due,
+                "s": round(now - started, 1),
+                "rss_mb": round(status_mb("VmRSS"), 1),
+            }
             print(
                 json.dumps(line | {"debtors/s": round(done / (now - started), 1)}),
                 file=sys.stderr,

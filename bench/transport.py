@@ -12,6 +12,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 import httpx
@@ -60,19 +61,13 @@ def run(quick: bool = False) -> None:
                 for transport in TRANSPORTS:
                     figures = asyncio.run(cpu_per_request(regs[0], transport, connections, requests))
                     runs.setdefault((transport, connections), []).append(figures)
-    rows: list[dict[str, Any]] = []
-    for (transport, connections), measured in runs.items():
-        cpu = sum(f[0] for f in measured) / len(measured)
-        rate = sum(f[1] for f in measured) / len(measured)
-        rows.append(
-            {"transport": transport, "connections": connections, "requests": requests,
-             "µs CPU/request": round(cpu), "requests/s": round(rate), "CPU × httpx": None}
-        )  # fmt: skip
-    for row in rows:
-        [httpx_row] = [
-            r for r in rows if r["transport"] == "httpx" and r["connections"] == row["connections"]
-        ]
-        row["CPU × httpx"] = round(row["µs CPU/request"] / httpx_row["µs CPU/request"], 2)
+    means = {key: (mean(f[0] for f in done), mean(f[1] for f in done)) for key, done in runs.items()}
+    rows: list[dict[str, Any]] = [
+        {"transport": transport, "connections": connections, "requests": requests,
+         "µs CPU/request": round(cpu), "requests/s": round(rate),
+         "CPU × httpx": round(cpu / means["httpx", connections][0], 2)}
+        for (transport, connections), (cpu, rate) in means.items()
+    ]  # fmt: skip
     table(
         "one request's cost to the clerk's process, by transport (RegistryClient.call, health, one bank)",
         rows,
