@@ -300,12 +300,23 @@ def record_reply(
             .where(Query.id.in_(chunk))
             .values(status="pending", registry_reference=reply.request_ref)
         )
-    for chunk in _chunks(answered):
+    # Every registry's reply to a page stamps the same debtors: they are locked in id order, whatever order
+    # the UPDATE's plan would read them in (by the key's index, or by place in the table; after many updates
+    # the two differ), so two replies recorded at once wait for each other instead of deadlocking
+    # (tests/integration/test_lock_order.py).
+    for chunk in _chunks(sorted(answered)):
         session.execute(
             update(Query)
             .where(Query.id.in_([queries[d] for d in chunk]))
             .values(status="answered", answered_at=now, registry_reference=reply.request_ref)
         )
+        if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns (db.py)
+            session.execute(
+                select(Debtor.id)
+                .where(Debtor.id.in_(chunk))
+                .order_by(Debtor.id)
+                .with_for_update(key_share=True)
+            )
         session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
     # The new assets go in before the audit trail's lock is taken, never under it: a clerk that holds the
     # lock while waiting on another's uncommitted insert of the same asset, while the other waits for the
