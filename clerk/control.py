@@ -293,7 +293,12 @@ def record_replies(session: Session, replies: Sequence[tuple[int, ControlReply]]
     ids = [measure_id for measure_id, _ in replies]
     measures = {
         m.id: m
-        for m in session.scalars(select(ControlMeasure).where(ControlMeasure.id.in_(ids)).with_for_update())
+        for m in session.scalars(  # in id order, like every multi-row lock here (querying.record_reply)
+            select(ControlMeasure)
+            .where(ControlMeasure.id.in_(ids))
+            .order_by(ControlMeasure.id)
+            .with_for_update()
+        )
     }
     case_ids = {m.case_id for m in measures.values()}
     by_case = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids)))}

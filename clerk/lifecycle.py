@@ -143,6 +143,7 @@ def expire_lapsed(session: Session, today: dt.date, actor: str) -> list[tuple[in
         select(ControlMeasure, Case)
         .join(Case, Case.id == ControlMeasure.case_id)
         .where(ControlMeasure.status == "effective", ControlMeasure.expires_on < today)
+        .order_by(ControlMeasure.id)  # locked in id order (querying.record_reply)
         .with_for_update(of=ControlMeasure)
     ).all()
     lapsed, entries = [], []
