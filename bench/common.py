@@ -22,7 +22,11 @@ RESULTS = Path(__file__).parent / "results" / "results.jsonl"
 
 
 def status_mb(field: str, pid: int | str = "self") -> float:
-    """A memory figure of a process from /proc (e.g. "VmRSS" now, "VmHWM" its peak), in MB; 0 if absent."""
+    """A memory figure of a process from /proc (e.g. "VmRSS" now, "VmHWM" its peak), in MB; 0 if absent.
+
+    A process's peak is its VmHWM, never `getrusage`'s ru_maxrss: Linux carries ru_maxrss over `execve`, so a
+    child started by a parent holding 800 MB reports ru_maxrss 813 MB with a VmHWM of 13 MB (the 1,000,000
+    sweep's "1,074 MB peak" was the benchmark's own process, which holds the world it built)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024

@@ -8,7 +8,7 @@ the plain client asks every registry about every debtor, the sweep runs in a pro
 (`bench/sweeper.py`), and the plain client asks again. The limit is the mean of the two plain runs. The
 first sweep of a new case book finds every holding and places measures on most of them; a re-sweep (the
 same debtors due again 31 days later, nothing changed) is the nightly steady state, and runs after the
-second plain run. Peak memory is each process's high-water mark (VmHWM / ru_maxrss).
+second plain run. Peak memory is each process's own high-water mark (VmHWM; see `common.status_mb`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bench.common import status_mb
 from clerk import db, querying, service
 from clerk.settings import get_settings
 from connectors.loader import build
@@ -76,7 +77,7 @@ def main() -> int:
         "seconds": seconds,
         "wall": time.perf_counter() - STARTED,
         "lookups": lookups,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": status_mb("VmHWM"),  # see bench.common.status_mb: never ru_maxrss
         "cpu_s": usage.ru_utime + usage.ru_stime,
     }
     print(json.dumps(figures), flush=True)
