@@ -107,6 +107,7 @@ async def sweep(
             "worker": os.environ.get("PREFECT__WORKER_NAME"),  # set by the worker that started this run
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "parent_pid": os.getppid(),  # the worker, or the fork server of `clerk serve`, that started it
         }
         await report.publish("Sweep", "sweep", swept.tally, swept.control, [])
         await runtime.send_notices(rt)

@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,13 +20,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from clerk import db
 from clerk.cli import app
 from clerk.settings import get_settings
 from connectors.config import registries_json
 from connectors.simulator.serve import free_loopback_ports
+from deployments.cluster import alive as pid_alive
 from deployments.embedded import prefect_healthy
+from models.tables import QueryRun
 from tests.world import World, served_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,5 +244,16 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
                 serve_log,
             )
             check_the_ui_in_a_browser(api, tmp_path)
+            # Served runs start as forks of the fork server that `clerk serve` names (deployments/forkserver.py).
+            named = re.search(
+                r"each run starts as a fork of process (\d+)", serve_log.read_text(errors="replace")
+            )
+            assert named, serve_log.read_text(errors="replace")[-3000:]
+            fork_server = int(named[1])
+            with db.session_factory(db.engine_for(clerk_env))() as session:
+                served = [r.summary for r in session.scalars(select(QueryRun)) if r.summary]
+                parents = {s["parent_pid"] for s in served if s["worker"] is None}  # not the worker's runs
+            assert parents == {fork_server}, parents
+        wait_for(lambda: not pid_alive(fork_server), 30, "the fork server stopping with clerk serve")
     assert world.holdings_of_debtors() > 0
     assert len(world.ledger_measures()) > 0, "the scheduled sweep placed measures at the simulators"
