@@ -53,14 +53,21 @@ def run_module(
 
 @contextmanager
 def serving(
-    args: list[str], env: dict[str, str], ready: str, stop: signal.Signals = signal.SIGTERM
+    args: list[str],
+    env: dict[str, str],
+    ready: str,
+    stop: signal.Signals = signal.SIGTERM,
+    script: bool = False,
 ) -> Iterator[subprocess.Popen[str]]:
-    """`python -m ARGS` in the background for the block, once it printed a line containing `ready`; what
+    """`python -m ARGS` in the background for the block (with `script`, ARGS[0] is a console script of this
+    environment, run as operators run it: `clerk serve`), once it printed a line containing `ready`; what
     it prints afterwards is read and dropped (a full pipe would stop it), and `stop` ends it."""
+    command = (
+        [str(Path(sys.executable).parent / args[0]), *args[1:]] if script else [sys.executable, "-m", *args]
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     assert process.stdout is not None
     output = process.stdout
     drain = threading.Thread(target=_drop, args=(output,), daemon=True)

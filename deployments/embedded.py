@@ -278,7 +278,5 @@ def serve_all(
             f"serving deployments {', '.join(crons + on_demand)} ({TIMEZONE}), looking for runs every "
             f"{conf.runner_poll_s:g} s; each run starts as a fork of process {forks}; Ctrl-C to stop"
         )
-        try:
+        with contextlib.suppress(KeyboardInterrupt, TerminationSignal):  # Ctrl-C, or SIGTERM (clerk down)
             asyncio.run(runner.start())
-        except (KeyboardInterrupt, TerminationSignal):
-            say("stopped serving")
