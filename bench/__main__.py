@@ -31,6 +31,15 @@ def main() -> int:
         help="`scale` without the re-sweep and the second plain-client run (their columns read -): "
         "a 1,000,000-debtor first sweep alone takes over an hour here",
     )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="`scale`: sweep with N processes side by side, one shard each, as a province's sweep runs on a "
+        "pool of N workers (default 1; 2 uses both cores of these machines)",
+    )
     benchmarks: dict[str, Callable[[argparse.Namespace], object]] = {
         "simulators": lambda a: simulators.run(quick=a.quick),
         "transport": lambda a: transport.run(quick=a.quick),
@@ -40,6 +49,7 @@ def main() -> int:
             sizes=a.sizes,
             databases=("sqlite", "postgresql") if a.database == "both" else (a.database,),
             resweep=not a.first_sweep_only,
+            shards=a.shards,
         ),
         "prefect": lambda a: prefect_cost.run(quick=a.quick),
         "latency": lambda a: latency.run(quick=a.quick),

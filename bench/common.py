@@ -51,6 +51,33 @@ def run_module(
     return seconds, done.stdout
 
 
+def run_modules(
+    argss: list[list[str]], env: dict[str, str], show_stderr: bool = False
+) -> tuple[float, list[str]]:
+    """`python -m ARGS` for each ARGS at once, to the end of the last: (seconds from the first start to the
+    last end, the outputs in order); RuntimeError naming the first that failed."""
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=None if show_stderr else subprocess.PIPE,
+            text=True,
+        )
+        for args in argss
+    ]
+    done = [(args, process, *process.communicate()) for args, process in zip(argss, processes, strict=True)]
+    seconds = time.perf_counter() - started
+    for args, process, out, err in done:
+        if process.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(args[:3])}… failed ({process.returncode}): {(out + (err or ''))[-2000:]}"
+            )
+    return seconds, [out for _, _, out, _ in done]
+
+
 @contextmanager
 def serving(
     args: list[str],

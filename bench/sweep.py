@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import record, run_module, serving, status_mb, table
+from bench.common import record, run_module, run_modules, serving, status_mb, table
 from clerk.settings import get_settings
 from connectors.adapter import HttpConnector
 from connectors.base import QueryRequest, Subject
@@ -168,14 +168,29 @@ def import_cases(env: dict[str, str], case_file: Path) -> float:
     return seconds
 
 
-def sweep_once(env: dict[str, str], days_later: int = 0) -> dict[str, Any]:
-    _, stdout = run_module(["bench.sweeper", str(days_later)], env, show_stderr=True)
-    return dict(json.loads(stdout.strip().splitlines()[-1]))
+def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dict[str, Any]:
+    """One sweep; with `shards`, that many sweepers side by side, one shard each (as a province's sweep
+    runs on a pool): the time is the whole's, from the first start to the last end; the counts and CPU are
+    summed, the peak memory is the largest process's."""
+    if shards == 1:
+        _, stdout = run_module(["bench.sweeper", str(days_later)], env, show_stderr=True)
+        return dict(json.loads(stdout.strip().splitlines()[-1]))
+    wall, outputs = run_modules(
+        [["bench.sweeper", str(days_later), "--shard", f"{k}/{shards}"] for k in range(1, shards + 1)],
+        env,
+        show_stderr=True,
+    )
+    parts = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    summed = {key: sum(p[key] for p in parts) for key in ("lookups", "failed", "hits", "effective", "cpu_s")}
+    return summed | {"seconds": wall, "peak_rss_mb": max(p["peak_rss_mb"] for p in parts)}
 
 
-def measure(debtors: int, database_url: str | None = None, resweep: bool = True) -> dict[str, Any]:
+def measure(
+    debtors: int, database_url: str | None = None, resweep: bool = True, shards: int = 1
+) -> dict[str, Any]:
     """One size, side by side: plain client, sweep, plain client, re-sweep (without `resweep`: plain
-    client and sweep only, for sizes where the re-sweep would not fit the time there is)."""
+    client and sweep only, for sizes where the re-sweep would not fit the time there is); each sweep by
+    `shards` processes side by side."""
     regs = configs()
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         url = database_url or f"sqlite:///{tmp}/clerk.db"
@@ -184,17 +199,18 @@ def measure(debtors: int, database_url: str | None = None, resweep: bool = True)
             env = clerk_env(url, regs)
             intake_s = import_cases(env, served.case_file)
             plain = [asyncio.run(plain_limit(regs, subjects))]
-            sweep = sweep_once(env)
+            sweep = sweep_once(env, shards=shards)
             again: dict[str, Any] | None = None
             if resweep:
                 plain.append(asyncio.run(plain_limit(regs, subjects)))
-                again = sweep_once(env, days_later=31)
+                again = sweep_once(env, days_later=31, shards=shards)
             sim_mb = served.peak_mb()
     limit = sum(n / s for s, n in plain) / len(plain)
     rate = sweep["lookups"] / sweep["seconds"]
     row = {
         "debtors": len(subjects),
         "database": url.split(":", 1)[0].split("+", 1)[0],
+        "sweepers": shards,
         "lookups": sweep["lookups"],
         "failed": sweep["failed"],
         "sweep s": round(sweep["seconds"], 2),
@@ -235,18 +251,20 @@ def scale(
     sizes: list[int] | None = None,
     databases: tuple[str, ...] = ("sqlite", "postgresql"),
     resweep: bool = True,
+    shards: int = 1,
 ) -> None:
-    """Scale: the same at growing sizes, on SQLite and on PostgreSQL (a throwaway server)."""
+    """Scale: the same at growing sizes, on SQLite and on PostgreSQL (a throwaway server); each sweep by
+    `shards` processes side by side."""
     from deployments.pgserver import postgres_server
 
     sizes = sizes or ([500, 1_000] if quick else [10_000, 100_000, 1_000_000])
     rows = []
     for n in sizes:
         if "sqlite" in databases:
-            rows.append(measure(n, resweep=resweep))
+            rows.append(measure(n, resweep=resweep, shards=shards))
         if "postgresql" in databases:
             with postgres_server() as pg:
-                rows.append(measure(n, pg.create_database(f"bench_{n}"), resweep=resweep))
+                rows.append(measure(n, pg.create_database(f"bench_{n}"), resweep=resweep, shards=shards))
     for row in rows:
         row["µs per lookup"] = round(1e6 * row["sweep s"] / max(row["lookups"], 1), 1)
     table(

@@ -1,13 +1,16 @@
-"""One sweep in a process of its own, for `bench/sweep.py`: `python -m bench.sweeper [DAYS_LATER]` with the
-settings in the environment (CLERK_DATABASE_URL, CLERK_REGISTRIES). It runs the sweep's use cases
-(`sweeping.sweep_due`: the flow's pages and steps, without Prefect) as if DAYS_LATER days had passed (31:
-every debtor is due again: a re-sweep). Prints one JSON line: the sweep's seconds, lookups, hits and measures,
-and this process's peak memory and CPU seconds; on standard error, every `PROGRESS_S` seconds, how far it is,
-its rate so far and its memory now (a large sweep runs for an hour: its memory over time shows if it grows).
+"""One sweep in a process of its own, for `bench/sweep.py`: `python -m bench.sweeper [DAYS_LATER] [--shard
+K/N]` with the settings in the environment (CLERK_DATABASE_URL, CLERK_REGISTRIES). It runs the sweep's use
+cases (`sweeping.sweep_due`: the flow's pages and steps, without Prefect) as if DAYS_LATER days had passed
+(31: every debtor is due again: a re-sweep); with `--shard K/N`, shard K of N only (1-based, as the province
+sweep names them), so that N processes sweep the case book side by side.
+Prints one JSON line: the sweep's seconds, lookups, hits and measures, and this process's peak memory and
+CPU seconds; on standard error, every `PROGRESS_S` seconds, how far it is, its rate so far and its memory
+now (a large sweep runs for an hour: its memory over time shows if it grows).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import json
@@ -21,11 +24,12 @@ from clerk import control, db, querying, sweeping
 from clerk.settings import get_settings
 from connectors.loader import build
 from models.tables import utcnow
+from models.values import InvalidValue
 
 PROGRESS_S = 60.0
 
 
-async def _sweep(later_days: int = 0) -> dict[str, Any]:
+async def _sweep(later_days: int = 0, shard: querying.Shard = sweeping.EVERY_DEBTOR) -> dict[str, Any]:
     conf = get_settings()
     sessions = db.session_factory(db.engine_for(conf.effective_database_url))
     connectors = build(conf.registries, conf.allowed_adapters)
@@ -42,6 +46,7 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
         if now - last >= PROGRESS_S or done == due:
             last = now
             line = {
+                "shard": f"{shard.index + 1}/{shard.count}",
                 "debtors": done,
                 "due": due,
                 "s": round(now - started, 1),
@@ -64,6 +69,7 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
             policy,
             "bench:sweep",
             progress=progress,
+            shard=shard,
         )
         seconds = time.perf_counter() - started
     finally:
@@ -77,11 +83,22 @@ async def _sweep(later_days: int = 0) -> dict[str, Any]:
     }
 
 
+def _shard(text: str) -> querying.Shard:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with K from 1 to N, e.g. 1/2")
+    try:
+        return querying.Shard(int(index) - 1, int(count))
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
 def main() -> int:
-    if len(sys.argv) > 2 or (len(sys.argv) == 2 and not sys.argv[1].isdigit()):
-        print("usage: python -m bench.sweeper [DAYS_LATER]", file=sys.stderr)
-        return 2
-    figures = asyncio.run(_sweep(int(sys.argv[1]) if len(sys.argv) == 2 else 0))
+    parser = argparse.ArgumentParser(prog="python -m bench.sweeper", description=__doc__)
+    parser.add_argument("days_later", nargs="?", type=int, default=0, help="as if this many days passed")
+    parser.add_argument("--shard", type=_shard, default=sweeping.EVERY_DEBTOR, help="K/N: shard K of N")
+    args = parser.parse_args()
+    figures = asyncio.run(_sweep(args.days_later, args.shard))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     figures["peak_rss_mb"] = status_mb("VmHWM")  # see bench.common.status_mb: never ru_maxrss
     figures["cpu_s"] = usage.ru_utime + usage.ru_stime

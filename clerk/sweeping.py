@@ -175,10 +175,12 @@ async def sweep_due(
     actor: str,
     page_size: int = 1000,
     progress: Progress | None = None,
+    shard: querying.Shard = EVERY_DEBTOR,
 ) -> Swept:
     """The sweep without Prefect (benchmarks, simulated clocks, crash tests): the flow's pages and steps,
-    with the plain use cases in place of its tasks."""
-    started = await asyncio.to_thread(start, sessions, "sweep (plain)", None, now, schedule)
+    with the plain use cases in place of its tasks; with `shard`, one shard's debtors (as a province's
+    sweep splits them among processes)."""
+    started = await asyncio.to_thread(start, sessions, "sweep (plain)", None, now, schedule, shard)
     today = bureau_today(now)
 
     async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
