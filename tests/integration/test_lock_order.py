@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine, func, select, text, update
 
 from clerk import db, querying
 from clerk.intake import import_cases, read_case_file, write_case_file
 from clerk.synthetic import sample_case_rows
-from connectors.base import QueryReply, RegistryKind, SubjectResult, SubjectStatus
-from connectors.config import RegistryConfig
+from connectors.base import QueryReply, SubjectResult, SubjectStatus
+from connectors.config import placeholder_configs
 from deployments.pgserver import PostgresServer
 from models.tables import Debtor, Query
 
@@ -44,17 +43,6 @@ def pg_engine(pg_server: PostgresServer) -> Iterator[Engine]:
     db.upgrade(engine)
     yield engine
     engine.dispose()
-
-
-def bank(code: str) -> RegistryConfig:
-    return RegistryConfig(
-        code=code,
-        name=code,
-        kind=RegistryKind.BANK,
-        adapter="bank-json",
-        base_url="http://bank.test",
-        credential=SecretStr("tok"),
-    )
 
 
 def waiting_on_locks(engine: Engine) -> int:
@@ -84,7 +72,8 @@ def test_replies_for_the_same_debtors_lock_them_in_id_order_whatever_the_plan(
     rows, _ = read_case_file(path, max_bytes=10**7, today=TODAY)
     with sessions.begin() as session:
         import_cases(session, rows, actor=ACTOR)
-        registries = querying.ensure_registries(session, [bank("bank-a"), bank("bank-b")])
+        configs = placeholder_configs()[:2]  # two registries' rows; nothing is sent to them
+        registries = querying.ensure_registries(session, configs)
         run_id = querying.start_run(session, "test")
         debtor_ids = sorted(session.scalars(select(Debtor.id)))
         for registry_id in registries.values():
@@ -124,8 +113,8 @@ def test_replies_for_the_same_debtors_lock_them_in_id_order_whatever_the_plan(
 
     with pg_engine.connect() as holder:
         holder.execute(text("SELECT id FROM debtors WHERE id = :id FOR NO KEY UPDATE"), {"id": middle})
-        by_table = threading.Thread(target=record, args=("bank-a", TABLE_ORDER))
-        by_index = threading.Thread(target=record, args=("bank-b", INDEX_ORDER))
+        by_table = threading.Thread(target=record, args=(configs[0].code, TABLE_ORDER))
+        by_index = threading.Thread(target=record, args=(configs[1].code, INDEX_ORDER))
         by_table.start()
         wait_until(lambda: waiting_on_locks(pg_engine) == 1, "the first reply to wait for a debtor")
         by_index.start()
