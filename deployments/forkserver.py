@@ -8,13 +8,16 @@ interpreter that imports Python's, Prefect's and the clerk's modules afresh befo
 `start_runs_by_fork_server` gives Prefect multiprocessing's "forkserver" context instead: one process,
 started once when serving begins, imports those modules (`PRELOAD` and the served flows' own); each run is a
 fork of it, ready in about 10 ms. Each run is still a process of its own: its memory is freed when it ends,
-a cancellation signals its pid, a crash takes only it down. The fork server is a fresh interpreter with one
-thread, not a fork of the runner (whose threads, event loop and connections a plain fork would copy), and
-importing the clerk opens nothing: each run opens its own database engine and clients (flows/runtime.py).
+a cancellation signals its pid, a crash takes only it down. The fork server is a fresh interpreter, not a
+fork of the runner (whose threads, event loop and connections a plain fork would copy); with the flows
+imported it has one thread and ~130 MB resident, and importing the clerk opens nothing: each run opens its
+own database engine and clients (flows/runtime.py).
 
 Prefect 3.8 has no setting for the start method. The context is swapped in the one place it is asked for,
-the `multiprocessing` name that `prefect.flow_engine` imported; tests/integration/test_served.py checks that
-a served run is a child of the fork server, so an upgrade that moves it fails there, not in production.
+the `multiprocessing` name that `prefect.flow_engine` imported (and `deployments.embedded.serve_all` hands
+the runner flow objects, without which it would not call that function at all);
+tests/integration/test_prefect_server.py checks that a served run is a child of the fork server, so an
+upgrade that moves either fails there, not in production.
 """
 
 from __future__ import annotations
