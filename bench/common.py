@@ -38,24 +38,16 @@ def run_module(
 ) -> tuple[float, str]:
     """`python -m ARGS` to its end: (seconds it took, its output); RuntimeError with the output's end when it
     fails. With `show_stderr` its standard error goes to ours as it comes (progress of long runs)."""
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=None if show_stderr else subprocess.PIPE, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(args[:3])}… failed ({done.returncode}): {(done.stdout + (done.stderr or ''))[-2000:]}"
-        )
-    return seconds, done.stdout
+    seconds, (output,) = run_modules([args], env, timeout=timeout, show_stderr=show_stderr)
+    return seconds, output
 
 
 def run_modules(
-    argss: list[list[str]], env: dict[str, str], show_stderr: bool = False
+    argss: list[list[str]], env: dict[str, str], timeout: float | None = None, show_stderr: bool = False
 ) -> tuple[float, list[str]]:
     """`python -m ARGS` for each ARGS at once, to the end of the last: (seconds from the first start to the
-    last end, the outputs in order); RuntimeError naming the first that failed."""
+    last end, the outputs in order); RuntimeError naming the first that failed. After `timeout` seconds
+    all are killed and `subprocess.TimeoutExpired` raised."""
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
@@ -68,7 +60,17 @@ def run_modules(
         )
         for args in argss
     ]
-    done = [(args, process, *process.communicate()) for args, process in zip(argss, processes, strict=True)]
+    deadline = None if timeout is None else started + timeout
+    done = []
+    try:
+        for args, process in zip(argss, processes, strict=True):
+            left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            done.append((args, process, *process.communicate(timeout=left)))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     seconds = time.perf_counter() - started
     for args, process, out, err in done:
         if process.returncode != 0:
