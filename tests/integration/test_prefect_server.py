@@ -72,6 +72,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 async def main():
     async with get_client() as c:
         runs = await c.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[{deployment!r}])))
+        runs = sorted(runs, key=lambda r: r.expected_start_time)  # the earliest first
         print(json.dumps([[str(r.id), r.state.type.value if r.state else "", r.auto_scheduled] for r in runs]))
 asyncio.run(main())
 """
@@ -111,9 +112,9 @@ def api_json(url: str, body: dict[str, object] | None = None) -> object:
         return json.loads(response.read())
 
 
-def check_the_ui_in_a_browser(api: str, tmp_path: Path) -> None:
-    """The case-query run form shows its parameters with their descriptions, and a finished sweep's summary
-    artifact renders."""
+def check_the_ui_in_a_browser(api: str, tmp_path: Path, sweep_run_id: str) -> None:
+    """The case-query run form shows its parameters with their descriptions, and the summary artifact of the
+    finished sweep `sweep_run_id` renders (that run's: a later scheduled sweep finds nothing due)."""
     ui = api.removesuffix("/api")
     deployment = api_json(f"{api}/deployments/name/case-query/case-query")
     form = rendered(f"{ui}/deployments/deployment/{deployment['id']}/run", tmp_path / "chromium")  # type: ignore[index]
@@ -126,7 +127,11 @@ def check_the_ui_in_a_browser(api: str, tmp_path: Path) -> None:
     ):
         assert text in form, text
     artifacts = api_json(
-        f"{api}/artifacts/filter", {"artifacts": {"key": {"any_": ["sweep-summary"]}}, "limit": 1}
+        f"{api}/artifacts/filter",
+        {
+            "artifacts": {"key": {"any_": ["sweep-summary"]}, "flow_run_id": {"any_": [sweep_run_id]}},
+            "limit": 1,
+        },
     )
     page = rendered(f"{ui}/artifacts/artifact/{artifacts[0]['id']}", tmp_path / "chromium")  # type: ignore[index]
     assert "<h1" in page and "Sweep</h1>" in page
@@ -243,7 +248,10 @@ def test_deploy_from_prefect_yaml_worker_and_a_schedule_that_fires(
                 "a scheduled sweep completing",
                 serve_log,
             )
-            check_the_ui_in_a_browser(api, tmp_path)
+            first = next(
+                run for run, state, auto in completed_runs(env, "sweep") if state == "COMPLETED" and auto
+            )
+            check_the_ui_in_a_browser(api, tmp_path, first)
             # Served runs start as forks of the fork server that `clerk serve` names (deployments/forkserver.py).
             named = re.search(
                 r"each run starts as a fork of process (\d+)", serve_log.read_text(errors="replace")
