@@ -169,20 +169,22 @@ def import_cases(env: dict[str, str], case_file: Path) -> float:
 
 
 def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dict[str, Any]:
-    """One sweep; with `shards`, that many sweepers side by side, one shard each (as a province's sweep
-    runs on a pool): the time is the whole's, from the first start to the last end; the counts and CPU are
-    summed, the peak memory is the largest process's."""
-    if shards == 1:
-        _, stdout = run_module(["bench.sweeper", str(days_later)], env, show_stderr=True)
-        return dict(json.loads(stdout.strip().splitlines()[-1]))
-    wall, outputs = run_modules(
-        [["bench.sweeper", str(days_later), "--shard", f"{k}/{shards}"] for k in range(1, shards + 1)],
-        env,
-        show_stderr=True,
-    )
+    """One sweep, by `shards` sweepers side by side, one shard each (as a province's sweep runs on a pool):
+    its time is from the first sweeper's start of sweeping to the last one's end (their interpreters'
+    start left out, as for one sweeper); the counts and CPU are summed, the peak memory is the largest
+    process's."""
+    sweepers = [["bench.sweeper", str(days_later)]]
+    if shards > 1:
+        sweepers = [
+            ["bench.sweeper", str(days_later), "--shard", f"{k}/{shards}"] for k in range(1, shards + 1)
+        ]
+    _, outputs = run_modules(sweepers, env, show_stderr=True)
     parts = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     summed = {key: sum(p[key] for p in parts) for key in ("lookups", "failed", "hits", "effective", "cpu_s")}
-    return summed | {"seconds": wall, "peak_rss_mb": max(p["peak_rss_mb"] for p in parts)}
+    return summed | {
+        "seconds": max(p["ended"] for p in parts) - min(p["began"] for p in parts),
+        "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+    }
 
 
 def measure(

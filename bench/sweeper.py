@@ -37,6 +37,7 @@ async def _sweep(later_days: int = 0, shard: querying.Shard = sweeping.EVERY_DEB
         registry_ids = querying.ensure_registries(session, conf.registries)
     policy = control.Policy(auto_freeze=conf.auto_freeze, auto_seize=frozenset(conf.auto_seize))
     schedule = querying.Schedule(conf.requery_days, conf.terminated_requery_days, conf.terminated_years)
+    began = time.time()  # on the wall clock, for sweepers side by side (bench.sweep.sweep_once)
     started = time.perf_counter()
     last = started
 
@@ -76,6 +77,8 @@ async def _sweep(later_days: int = 0, shard: querying.Shard = sweeping.EVERY_DEB
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
     return {
         "seconds": seconds,
+        "began": began,
+        "ended": began + seconds,
         "lookups": swept.tally.total("queried") - swept.tally.total("failed"),
         "failed": swept.tally.total("failed"),
         "hits": swept.tally.total("hits"),
