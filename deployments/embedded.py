@@ -156,7 +156,11 @@ def prefect_healthy(api_url: str, auth: str | None = None) -> bool:
 
 @contextlib.contextmanager
 def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120) -> Iterator[str]:
-    """A Prefect server on 127.0.0.1 (SQLite under PREFECT_HOME), unless PREFECT_API_URL names one already."""
+    """A Prefect server on 127.0.0.1 (SQLite under PREFECT_HOME), unless PREFECT_API_URL names one already.
+
+    Its output goes to `server.log` under PREFECT_HOME, appended: a pipe nobody reads fills after 64 KB and
+    then stops the server at its next log line (it logs a traceback for each failed request, e.g. SQLite's
+    "database is locked", PrefectHQ/prefect#18934)."""
     named = os.environ.get("PREFECT_API_URL")
     if named:
         say(f"using the Prefect server at {named}")
@@ -164,23 +168,24 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
         return
     api_url = f"http://127.0.0.1:{port}/api"
     env = os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": api_url}
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = server_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        start = output.tell()
+        server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        say(f"starting a Prefect server on 127.0.0.1:{port} (about 20 s)…")
+        say(f"starting a Prefect server on 127.0.0.1:{port} (about 20 s; its log: {log})…")
         deadline = time.monotonic() + timeout_s
         while not prefect_healthy(api_url):
             if server.poll() is not None:
-                raise RuntimeError(
-                    f"the Prefect server stopped: {(server.stderr.read() if server.stderr else '')[-500:]}"
-                )
+                raise RuntimeError(f"the Prefect server stopped: {_tail(log, start)}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s")
+                raise RuntimeError(f"the Prefect server did not answer within {timeout_s:.0f} s (see {log})")
             time.sleep(0.5)
         os.environ["PREFECT_API_URL"] = api_url
         yield api_url
@@ -191,6 +196,21 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def server_log() -> Path:
+    """Where the embedded Prefect server's output goes: `server.log` in PREFECT_HOME, read as the server will
+    read it (from the environment now: the settings Prefect loaded at import may be older)."""
+    from prefect.settings import Settings
+
+    return Path(Settings().home).expanduser() / "server.log"
+
+
+def _tail(log: Path, start: int, size: int = 500) -> str:
+    """The last `size` characters the server wrote since `start`."""
+    with log.open("rb") as f:
+        f.seek(max(start, f.seek(0, os.SEEK_END) - size))
+        return f.read().decode(errors="replace").strip() or "(it wrote nothing)"
 
 
 def scheduled_flows() -> dict[str, Any]:
