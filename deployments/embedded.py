@@ -199,11 +199,11 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
 
 
 def server_log() -> Path:
-    """Where the embedded Prefect server's output goes: `server.log` in PREFECT_HOME, read as the server will
-    read it (from the environment now: the settings Prefect loaded at import may be older)."""
-    from prefect.settings import Settings
-
-    return Path(Settings().home).expanduser() / "server.log"
+    """Where the embedded Prefect server's output goes: `server.log` in PREFECT_HOME (Prefect's default
+    `~/.prefect`). Read from the environment, not through Prefect's settings: importing Prefect here, before
+    PREFECT_API_URL names the server, would fix a process's settings without it (its client would then start
+    a temporary server of its own)."""
+    return Path(os.environ.get("PREFECT_HOME") or "~/.prefect").expanduser() / "server.log"
 
 
 def _tail(log: Path, start: int, size: int = 500) -> str:
