@@ -16,11 +16,15 @@ judge, with controls on (freezes placed where a debtor has money).
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import logging
 import os
 import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -31,7 +35,7 @@ from bench.common import record, run_module, serving, table
 from bench.sweep import clerk_env, configs, import_cases, simulators
 from clerk import db
 from connectors.simulator.serve import free_loopback_ports
-from deployments.embedded import prefect_server
+from deployments.embedded import prefect_server, server_log
 from models.tables import Case
 
 DEPLOYMENT = "case-query/case-query"
@@ -55,7 +59,7 @@ def _timed(args: list[str], env: dict[str, str]) -> float:
 
 async def _via_api(
     cases: list[tuple[str, str]],
-) -> tuple[list[float], list[float], list[dict[str, float]]]:
+) -> tuple[list[float], list[float], list[dict[str, float]], list[str]]:
     """Start each run through Prefect's API and wait for its end two ways at once: by Prefect's events
     (`wait_for_flow_run`) and by reading the run every 0.1 s (what a page or a script that polls sees). Both
     waits watch the same run, so the two are compared run by run; then the run's states say where the time
@@ -65,7 +69,10 @@ async def _via_api(
     from prefect.flow_runs import wait_for_flow_run
 
     by_events, by_polling, phases = [], [], []
-    async with get_client() as client:
+    retries = _ClientRetries()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(retries.listening())
+        client = await stack.enter_async_context(get_client())
 
         async def polled(run_id: Any) -> float:
             while True:
@@ -97,7 +104,40 @@ async def _via_api(
             phase["seen (events)"] = by_events[-1] - ran - asked
             phase["seen (polling)"] = by_polling[-1] - ran - asked
             phases.append(phase)
-    return by_events, by_polling, phases
+    return by_events, by_polling, phases, retries.reasons
+
+
+class _ClientRetries(logging.Handler):
+    """The reasons of Prefect's client retries ("Received response with retryable status code 503"); it waits
+    ~2 s before its first retry, and says why at DEBUG only."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.reasons: list[str] = []
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[None]:
+        logger = logging.getLogger("prefect.client")
+        level = logger.level
+        logger.addHandler(self)
+        logger.setLevel(logging.DEBUG)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Another attempt will be made" in message:
+            self.reasons.append(message.split(". Another attempt")[0])
+
+
+def _server_errors(log: Path) -> list[str]:
+    """The Prefect server's logged errors: the first line of each, with how many times it came."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    errors = collections.Counter(line.split("|")[-1].strip()[:120] for line in lines if "| ERROR" in line)
+    return [f"{count} × {text}" for text, count in errors.most_common(5)]
 
 
 def _phases(states: list[Any]) -> dict[str, float]:
@@ -147,7 +187,8 @@ def run(quick: bool = False) -> None:
                 prefect_server(free_loopback_ports(1)[0], lambda _: None) as api_url,
             ):
                 env["PREFECT_API_URL"] = api_url
-                rows, where = _measure(env, picked, runs)
+                rows, where, retried = _measure(env, picked, runs)
+            errors = _server_errors(server_log())
     table(
         f"on-demand case query, from the command to the printed result ({runs} runs each, "
         "each of a different case; goal: p95 under 3 s from a served deployment)",
@@ -160,12 +201,21 @@ def run(quick: bool = False) -> None:
         "for (the call that creates the run, the wait for its final event)",
         where,
     )
-    record("latency", [r | {"quick": quick} for r in rows + where])
+    print(
+        f"Prefect's client retried {len(retried)} request(s) of the API runs"
+        + "".join(f"\n  {count} × {reason}" for reason, count in collections.Counter(retried).items())
+    )
+    print("the Prefect server logged " + ("\n  ".join(["these errors:", *errors]) if errors else "no error"))
+    record(
+        "latency",
+        [r | {"quick": quick} for r in rows + where]
+        + [{"client retries": retried, "server errors": errors, "quick": quick}],
+    )
 
 
 def _measure(
     env: dict[str, str], picked: list[tuple[str, str]], runs: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     cli = [
         _timed(["clerk.cli", "query", number, "--requested-by", judge], env)
         for number, judge in picked[:runs]
@@ -193,7 +243,7 @@ def _measure(
             )
             for number, judge in picked[runs : 2 * runs]
         ]
-        by_events, by_polling, phases = asyncio.run(_via_api(picked[2 * runs :]))
+        by_events, by_polling, phases, retried = asyncio.run(_via_api(picked[2 * runs :]))
     rows = [
         _row("clerk query (a process per query)", cli, None),
         _row("prefect deployment run --watch (served)", watched, 3.0),
@@ -208,4 +258,4 @@ def _measure(
         }
         for name in phases[0]
     ]
-    return rows, where
+    return rows, where, retried
