@@ -41,6 +41,8 @@ from models.tables import Case
 DEPLOYMENT = "case-query/case-query"
 #: How often the polling wait reads the run.
 POLL_S = 0.1
+#: Where the Prefect server keeps its state: SQLite as `clerk serve` starts it, PostgreSQL as `clerk up` does.
+PREFECT_DATABASES = ("sqlite", "postgresql")
 
 
 def _cases(database_url: str, count: int) -> list[tuple[str, str]]:
@@ -58,7 +60,7 @@ def _timed(args: list[str], env: dict[str, str]) -> float:
 
 
 async def _via_api(
-    cases: list[tuple[str, str]],
+    api_url: str, cases: list[tuple[str, str]]
 ) -> tuple[list[float], list[float], list[dict[str, float]], list[str]]:
     """Start each run through Prefect's API and wait for its end two ways at once: by Prefect's events
     (`wait_for_flow_run`) and by reading the run every 0.1 s (what a page or a script that polls sees). Both
@@ -67,11 +69,14 @@ async def _via_api(
     from prefect.client.orchestration import get_client
     from prefect.deployments.flow_runs import arun_deployment
     from prefect.flow_runs import wait_for_flow_run
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     by_events, by_polling, phases = [], [], []
     retries = _ClientRetries()
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(retries.listening())
+        # This process imported Prefect's settings with the first server's address; say which server now.
+        stack.enter_context(temporary_settings({PREFECT_API_URL: api_url}))
         client = await stack.enter_async_context(get_client())
 
         async def polled(run_id: Any) -> float:
@@ -134,9 +139,19 @@ class _ClientRetries(logging.Handler):
 
 
 def _server_errors(log: Path) -> list[str]:
-    """The Prefect server's logged errors: the first line of each, with how many times it came."""
+    """The Prefect server's logged errors, each with the last line of its traceback (the exception), and how
+    many times each came."""
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    errors = collections.Counter(line.split("|")[-1].strip()[:120] for line in lines if "| ERROR" in line)
+    errors: collections.Counter[str] = collections.Counter()
+    for i, line in enumerate(lines):
+        if "| ERROR" not in line:
+            continue
+        message, exception = line.split("|")[-1].strip()[:80], ""
+        for following in lines[i + 1 :]:
+            if " | " in following[:40]:  # the next log record
+                break
+            exception = following.strip() or exception
+        errors[f"{message} {exception[:160]}".strip()] += 1
     return [f"{count} × {text}" for text, count in errors.most_common(5)]
 
 
@@ -176,19 +191,26 @@ def _row(how: str, times: list[float], goal: float | None) -> dict[str, Any]:
 def run(quick: bool = False) -> None:
     runs = 2 if quick else 20
     regs = configs()
+    rows: list[dict[str, Any]] = []
+    where: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         url = f"sqlite:///{tmp}/clerk.db"
-        env = clerk_env(url, regs) | {"PREFECT_HOME": f"{tmp}/prefect", "CLERK_DATA_DIR": f"{tmp}/var"}
+        env = clerk_env(url, regs) | {"CLERK_DATA_DIR": f"{tmp}/var"}
         with simulators(300, Path(tmp), regs) as served:
             import_cases(env, served.case_file)
-            picked = _cases(url, 3 * runs)
-            with (
-                mock.patch.dict(os.environ, {"PREFECT_HOME": env["PREFECT_HOME"]}),
-                prefect_server(free_loopback_ports(1)[0], lambda _: None) as api_url,
-            ):
-                env["PREFECT_API_URL"] = api_url
-                rows, where, retried = _measure(env, picked, runs)
-            errors = _server_errors(server_log())
+            cases = iter(_cases(url, 4 * runs))
+            for database in PREFECT_DATABASES:
+                with _prefect(database, Path(tmp)) as (api_url, log):
+                    env |= {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(log.parent)}
+                    # The command-line ways on the embedded default only: the server's database is not theirs.
+                    cli = database == "sqlite"
+                    picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
+                    measured, phases, retried = _measure(env, picked, runs, database, cli)
+                    errors = _server_errors(log)
+                rows += measured
+                where += phases
+                notes.append({"prefect on": database, "client retries": retried, "server errors": errors})
     table(
         f"on-demand case query, from the command to the printed result ({runs} runs each, "
         "each of a different case; goal: p95 under 3 s from a served deployment)",
@@ -197,28 +219,49 @@ def run(quick: bool = False) -> None:
     table(
         "where a served run's time goes (Prefect's state times, API runs): the runner picking it up "
         "(it polls every CLERK_RUNNER_POLL_S, 1 s), the run's process starting (a fork of clerk serve's fork "
-        "server, deployments/forkserver.py) until the flow runs, the flow itself, and what no state accounts "
-        "for (the call that creates the run, the wait for its final event)",
+        "server, deployments/forkserver.py) until the flow runs, the flow itself; and what no state accounts "
+        "for: the call that creates the run, and learning of its end",
         where,
     )
-    print(
-        f"Prefect's client retried {len(retried)} request(s) of the API runs"
-        + "".join(f"\n  {count} × {reason}" for reason, count in collections.Counter(retried).items())
-    )
-    print("the Prefect server logged " + ("\n  ".join(["these errors:", *errors]) if errors else "no error"))
-    record(
-        "latency",
-        [r | {"quick": quick} for r in rows + where]
-        + [{"client retries": retried, "server errors": errors, "quick": quick}],
-    )
+    for note in notes:
+        retried, errors = note["client retries"], note["server errors"]
+        print(
+            f"Prefect on {note['prefect on']}: its client retried {len(retried)} request(s) of the API runs"
+            + "".join(f"\n  {count} × {reason}" for reason, count in collections.Counter(retried).items())
+            + "\n  the server logged "
+            + ("\n    ".join(["these errors:", *errors]) if errors else "no error")
+        )
+    record("latency", [r | {"quick": quick} for r in rows + where + notes])
+
+
+@contextlib.contextmanager
+def _prefect(database: str, tmp: Path) -> Iterator[tuple[str, Path]]:
+    """A Prefect server as `clerk serve` starts it, on SQLite (the embedded default) or on a throwaway
+    PostgreSQL (as `clerk up` runs it); yields its API's address and its log."""
+    from deployments.pgserver import postgres_server
+
+    home = tmp / f"prefect-{database}"
+    # The server logs the requests it answers 503 (its client waits 2 s, then retries).
+    settings = {"PREFECT_HOME": str(home), "PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}
+    with contextlib.ExitStack() as stack:
+        if database == "postgresql":
+            pg = stack.enter_context(postgres_server())
+            pg.create_database("prefect")
+            settings["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+                f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/prefect"
+            )
+        stack.enter_context(mock.patch.dict(os.environ, settings))
+        api_url = stack.enter_context(prefect_server(free_loopback_ports(1)[0], lambda _: None))
+        yield api_url, server_log()
 
 
 def _measure(
-    env: dict[str, str], picked: list[tuple[str, str]], runs: int
+    env: dict[str, str], picked: list[tuple[str, str]], runs: int, database: str, cli: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    cli = [
+    """The case queries of `picked`, `runs` each way: by command line (when `cli`), then through the API."""
+    queried = [
         _timed(["clerk.cli", "query", number, "--requested-by", judge], env)
-        for number, judge in picked[:runs]
+        for number, judge in (picked[:runs] if cli else [])
     ]
     # The console script, as operators start it: a `python -m` main module is run again in every forked run
     # (multiprocessing's rule for module mains); a script main is imported once, by the fork server.
@@ -241,17 +284,19 @@ def _measure(
                 ],
                 env,
             )
-            for number, judge in picked[runs : 2 * runs]
+            for number, judge in (picked[runs : 2 * runs] if cli else [])
         ]
-        by_events, by_polling, phases, retried = asyncio.run(_via_api(picked[2 * runs :]))
+        by_events, by_polling, phases, retried = asyncio.run(_via_api(env["PREFECT_API_URL"], picked[-runs:]))
+    served = f"served, Prefect on {database}"
     rows = [
-        _row("clerk query (a process per query)", cli, None),
-        _row("prefect deployment run --watch (served)", watched, 3.0),
-        _row("arun_deployment, waiting by Prefect's events (served)", by_events, 3.0),
-        _row(f"the same runs, reading the run every {POLL_S:g} s (served)", by_polling, 3.0),
+        *([_row("clerk query (a process per query)", queried, None)] if cli else []),
+        *([_row(f"prefect deployment run --watch ({served})", watched, 3.0)] if cli else []),
+        _row(f"arun_deployment, waiting by Prefect's events ({served})", by_events, 3.0),
+        _row(f"the same runs, reading the run every {POLL_S:g} s ({served})", by_polling, 3.0),
     ]
     where = [
         {
+            "prefect on": database,
             "phase": name,
             "p50 s": round(statistics.median(p[name] for p in phases), 2),
             "p95 s": round(_p95([p[name] for p in phases]), 2),
