@@ -74,13 +74,23 @@ def _save(shape: Shape) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, ended but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    return fields is not None and fields[0] != "Z"
+
+
+def _stat(stat: Path) -> list[str] | None:
+    """A process's /proc stat fields after its name (state, ppid, pgrp, …); None once it is gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def healthy(shape: Shape) -> bool:
@@ -217,26 +227,15 @@ def worker_env(conf: Settings, shape: Shape) -> dict[str, str]:
 
 
 def down(conf: Settings, say: Callable[[str], None], timeout_s: float = 30) -> list[str]:
-    """Stop the workers, then the server, then PostgreSQL; returns what was stopped."""
+    """Stop the workers (all at once), then the server, then PostgreSQL; returns what was stopped."""
     home = home_of(conf)
     shape = load(home)
     if shape is None:
         say("nothing is up here")
         return []
-    stopped = []
-    order = sorted(shape.pids, key=lambda name: name == "server")  # workers first
-    for name in order:
-        pid = shape.pids[name]
-        if not alive(pid):
-            continue
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        stopped.append(name)
-        say(f"stopped {name}")
+    workers = {name: pid for name, pid in shape.pids.items() if name != "server"}
+    server = {name: pid for name, pid in shape.pids.items() if name == "server"}
+    stopped = stop_groups(workers, timeout_s, say) + stop_groups(server, timeout_s, say)
     pg = PostgresServer.at(home / "pg", shape.pg_port, create=False)  # stopping never makes a cluster
     if pg.running():
         pg.stop("fast")
@@ -245,6 +244,52 @@ def down(conf: Settings, say: Callable[[str], None], timeout_s: float = 30) -> l
     shape.pids = {}
     _save(shape)
     return stopped
+
+
+#: How long a process whose children have all ended may take to end itself before it is killed.
+SETTLE_S = 3.0
+
+
+def stop_groups(groups: dict[str, int], timeout_s: float, say: Callable[[str], None]) -> list[str]:
+    """SIGTERM the process groups led by `groups`' pids, all at once. Each ends by itself, or is killed
+    (with its group) `SETTLE_S` after its last child ended, or after `timeout_s`. A Prefect 3.8 worker
+    forwards SIGTERM to itself as SIGINT and then does not stop even when idle: it waits here only for the
+    flow runs it started."""
+    running = {name: pid for name, pid in groups.items() if alive(pid)}
+    for pid in running.values():
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    childless_since: dict[str, float] = {}
+    left = dict(running)
+    while left:
+        now = time.monotonic()
+        for name, pid in list(left.items()):
+            if not alive(pid):
+                say(f"stopped {name}")
+            elif now >= deadline:
+                os.killpg(pid, signal.SIGKILL)
+                say(f"stopped {name} (killed: still running after {timeout_s:.0f} s)")
+            elif _children(pid):
+                childless_since.pop(name, None)
+                continue
+            elif now - childless_since.setdefault(name, now) >= SETTLE_S:
+                os.killpg(pid, signal.SIGKILL)
+                say(f"stopped {name} (killed: its runs had ended, it had not)")
+            else:
+                continue
+            del left[name]
+        time.sleep(0.2)
+    return list(running)
+
+
+def _children(pid: int) -> set[int]:
+    """The pids of `pid`'s live child processes (from /proc)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        fields = _stat(stat)  # None: it ended while we looked
+        if fields is not None and fields[0] != "Z" and int(fields[1]) == pid:
+            children.add(int(stat.parent.name))
+    return children
 
 
 def status(conf: Settings) -> tuple[Shape | None, dict[str, bool]]:
