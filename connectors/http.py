@@ -8,7 +8,8 @@ transport`). A client given its own `transport` (respx, `httpx.MockTransport`) u
 Requests go to the transport directly, not through an `httpx.AsyncClient`: the client's URL merging,
 cookie jar, auth and redirect machinery (none of which a registry call uses: redirects are refused below)
 cost ~170 µs of the ~600 µs a request cost (`RegistryClient.call` of the health route, 10,000 at 20
-connections, before and after side by side: 601–683 → 416–503 µs).
+connections, before and after side by side: 601–683 → 416–503 µs; a first sweep 1.12× faster, bench/README
+item 12).
 
 Retries (tenacity, exponential backoff with jitter, honouring Retry-After) apply to:
 - every *safe* request (queries, status, health): any `TransientError`;
