@@ -160,7 +160,7 @@ def up(
         db.engine_for(shape.database_url)  # the case book's schema, migrated
         server_env = dict(os.environ) | {
             "PREFECT_HOME": str(home / "prefect"),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{pg_port}/prefect",
+            "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect", driver="asyncpg"),
             "PREFECT_SERVER_API_AUTH_STRING": shape.auth,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_API_URL": shape.api_url,

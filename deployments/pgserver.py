@@ -48,8 +48,9 @@ class PostgresServer:
             cmd = ["runuser", "-u", self._user, "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True, cwd=self.base)  # noqa: S603 - PostgreSQL binaries
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", driver: str = "psycopg") -> str:
+        """SQLAlchemy's URL of `database`: psycopg for the clerk, asyncpg for a Prefect server."""
+        return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
 
     def init(self) -> None:
         self._run(
