@@ -63,9 +63,9 @@ async def _via_api(
     api_url: str, cases: list[tuple[str, str]]
 ) -> tuple[list[float], list[float], list[dict[str, float]], list[str]]:
     """Start each run through Prefect's API and wait for its end two ways at once: by Prefect's events
-    (`wait_for_flow_run`) and by reading the run every 0.1 s (what a page or a script that polls sees). Both
-    waits watch the same run, so the two are compared run by run; then the run's states say where the time
-    went."""
+    (`wait_for_flow_run`) and by reading the run every `POLL_S` (what a page or a script that polls
+    sees). Both waits watch the same run, so the two are compared run by run; then the run's states say
+    where the time went."""
     from prefect.client.orchestration import get_client
     from prefect.deployments.flow_runs import arun_deployment
     from prefect.flow_runs import wait_for_flow_run
@@ -247,9 +247,7 @@ def _prefect(database: str, tmp: Path) -> Iterator[tuple[str, Path]]:
         if database == "postgresql":
             pg = stack.enter_context(postgres_server())
             pg.create_database("prefect")
-            settings["PREFECT_API_DATABASE_CONNECTION_URL"] = (
-                f"postgresql+asyncpg://postgres@127.0.0.1:{pg.port}/prefect"
-            )
+            settings["PREFECT_API_DATABASE_CONNECTION_URL"] = pg.url("prefect", driver="asyncpg")
         stack.enter_context(mock.patch.dict(os.environ, settings))
         api_url = stack.enter_context(prefect_server(free_loopback_ports(1)[0], lambda _: None))
         yield api_url, server_log()
@@ -259,38 +257,41 @@ def _measure(
     env: dict[str, str], picked: list[tuple[str, str]], runs: int, database: str, cli: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """The case queries of `picked`, `runs` each way: by command line (when `cli`), then through the API."""
-    queried = [
-        _timed(["clerk.cli", "query", number, "--requested-by", judge], env)
-        for number, judge in (picked[:runs] if cli else [])
-    ]
+    served = f"served, Prefect on {database}"
+    rows = []
+    if cli:
+        queried = [
+            _timed(["clerk.cli", "query", number, "--requested-by", judge], env)
+            for number, judge in picked[:runs]
+        ]
+        rows.append(_row("clerk query (a process per query)", queried, None))
     # The console script, as operators start it: a `python -m` main module is run again in every forked run
     # (multiprocessing's rule for module mains); a script main is imported once, by the fork server.
     with serving(
         ["clerk", "serve", "--only", "case-query"], env, "serving deployments", signal.SIGINT, script=True
     ):
         time.sleep(2)  # the runner's first look at the server
-        watched = [
-            _timed(
-                [
-                    "prefect",
-                    "deployment",
-                    "run",
-                    DEPLOYMENT,
-                    "-p",
-                    f"case_number={number}",
-                    "-p",
-                    f"requested_by={judge}",
-                    "--watch",
-                ],
-                env,
-            )
-            for number, judge in (picked[runs : 2 * runs] if cli else [])
-        ]
+        if cli:
+            watched = [
+                _timed(
+                    [
+                        "prefect",
+                        "deployment",
+                        "run",
+                        DEPLOYMENT,
+                        "-p",
+                        f"case_number={number}",
+                        "-p",
+                        f"requested_by={judge}",
+                        "--watch",
+                    ],
+                    env,
+                )
+                for number, judge in picked[runs : 2 * runs]
+            ]
+            rows.append(_row(f"prefect deployment run --watch ({served})", watched, 3.0))
         by_events, by_polling, phases, retried = asyncio.run(_via_api(env["PREFECT_API_URL"], picked[-runs:]))
-    served = f"served, Prefect on {database}"
-    rows = [
-        *([_row("clerk query (a process per query)", queried, None)] if cli else []),
-        *([_row(f"prefect deployment run --watch ({served})", watched, 3.0)] if cli else []),
+    rows += [
         _row(f"arun_deployment, waiting by Prefect's events ({served})", by_events, 3.0),
         _row(f"the same runs, reading the run every {POLL_S:g} s ({served})", by_polling, 3.0),
     ]
