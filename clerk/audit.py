@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
+from clerk import db
 from models.tables import AuditEvent, utcnow
 from models.values import scrub_personal_data
 
@@ -123,7 +124,7 @@ def append_many(session: Session, entries: Iterable[Entry]) -> None:
         )
         prev = digest
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        session.execute(insert(db.table(AuditEvent)), rows)
 
 
 @dataclass(frozen=True, slots=True)

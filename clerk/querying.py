@@ -160,7 +160,7 @@ def _insert_sent(
         for d in debtor_ids
     ]
     if rows:
-        session.execute(insert(Query), rows)
+        session.execute(insert(db.table(Query)), rows)
 
 
 def debtor_ids_of_case(session: Session, case_id: int) -> list[int]:
@@ -242,8 +242,8 @@ def record_reply(
     """Record the queries and hits of one reply in the caller's transaction; safe to call again with the
     same reply (a retried batch, a collected answer): nothing is recorded twice.
 
-    The lookups are written in bulk (a reply answers hundreds of debtors, most with nothing); only hits
-    go through the ORM, one asset each."""
+    Everything is written in bulk, as rows (a reply answers hundreds of debtors, most with nothing): the
+    lookups, the new assets, the audit events; only assets already known are ORM objects, updated in place."""
     result = Recorded()
     now = utcnow()
     debtor_ids = [int(r.subject_ref) for r in reply.results]
@@ -262,6 +262,7 @@ def record_reply(
     by_status = cases_of(session, debtor_ids)
     active_of, terminated_of = by_status.get("active", {}), by_status.get("terminated", {})
     events: list[audit.Entry] = []
+    new_assets: list[Asset] = []
     pending: list[int] = []
     answered: list[int] = []
     for subject in reply.results:
@@ -279,8 +280,9 @@ def record_reply(
             result.hits += 1
             asset = known.get(report.identifier)
             if asset is None:
-                asset = _new_asset(session, debtor_id, registry_id, queries[debtor_id], report, now)
+                asset = _new_asset(debtor_id, registry_id, queries[debtor_id], report, now)
                 known[report.identifier] = asset
+                new_assets.append(asset)
                 result.new_assets += 1
                 action = "hit.recorded"
             elif update_asset(asset, report, now):
@@ -322,7 +324,11 @@ def record_reply(
     # lock while waiting on another's uncommitted insert of the same asset, while the other waits for the
     # lock, is a deadlock (PostgreSQL found one when this flush was folded into the audit's). Outside the
     # lock the second insert fails on the unique key and the reply is recorded again (service.query_batch).
-    session.flush()
+    if new_assets:
+        session.execute(
+            insert(db.table(Asset)), [{c: getattr(a, c) for c in _NEW_ASSET_COLUMNS} for a in new_assets]
+        )
+    session.flush()  # the known assets' changes
     audit.append_many(session, events)
     return result
 
@@ -417,10 +423,26 @@ def _others(report: AssetReport) -> dict[str, object] | None:
     }
 
 
+_NEW_ASSET_COLUMNS = (
+    "debtor_id",
+    "registry_id",
+    "kind",
+    "identifier",
+    "balance_fen",
+    "description",
+    "other_measures",
+    "first_query_id",
+    "first_seen_at",
+    "last_seen_at",
+)
+
+
 def _new_asset(
-    session: Session, debtor_id: int, registry_id: int, query_id: int, report: AssetReport, now: dt.datetime
+    debtor_id: int, registry_id: int, query_id: int, report: AssetReport, now: dt.datetime
 ) -> Asset:
-    asset = Asset(
+    """A hit not seen before, as an object outside the session (what the rest of the reply reads of it);
+    `record_reply` inserts the reply's new assets together, as rows."""
+    return Asset(
         debtor_id=debtor_id,
         registry_id=registry_id,
         kind=report.asset_kind.value,
@@ -432,8 +454,6 @@ def _new_asset(
         first_seen_at=now,
         last_seen_at=now,
     )
-    session.add(asset)  # inserted with the reply's other new assets, in one flush
-    return asset
 
 
 def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
