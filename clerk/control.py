@@ -16,11 +16,13 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
-from clerk import audit, cases, notices
+from clerk import audit, cases, db, notices
 from connectors.base import (
     ControlOutcome,
     ControlReply,
@@ -34,6 +36,8 @@ from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Registry
 from models.values import mask_account
 
 LIVE = ("requested", "effective", "queued", "renewed")
+
+_CASES, _MEASURES = db.table(Case), db.table(ControlMeasure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,7 @@ def plan_cases(
 
     The cases are locked first, in id order (two clerks planning overlapping cases wait for each other
     instead of deadlocking), and read together: their measures, their debtors' assets and what our live
-    freezes hold on those assets, three reads for the lot. Every measure is then written in one flush and
+    freezes hold on those assets, three reads for the lot. Every measure is then written in one INSERT and
     audited in one append (the audit trail's lock is taken last, after every case lock). A freeze planned
     here for one case counts against the asset for the next case that shares the debtor."""
     ids = sorted(set(case_ids))
@@ -117,8 +121,10 @@ def plan_cases(
             .execution_options(populate_existing=True)
         )
     }
-    for locked_case in locked.values():  # read under the lock; the bump is flushed with the measures
-        locked_case.version += 1
+    # Read under the lock, bumped in one UPDATE (the objects are told the new value, not made dirty).
+    session.execute(update(_CASES).where(_CASES.c.id.in_(ids)).values(version=_CASES.c.version + 1))
+    for locked_case in locked.values():
+        set_committed_value(locked_case, "version", locked_case.version + 1)
     live: dict[int, list[ControlMeasure]] = {}
     for measure in session.scalars(
         select(ControlMeasure).where(ControlMeasure.case_id.in_(ids), ControlMeasure.status.in_(LIVE))
@@ -136,7 +142,7 @@ def plan_cases(
     registries = _registry_codes(session)
 
     plans: dict[int, Plan] = {}
-    written: list[tuple[Case, Asset, ControlMeasure]] = []
+    written: list[tuple[Case, Asset, dict[str, Any]]] = []
     for case_id in ids:
         case = locked.get(case_id)
         if case is None:
@@ -156,20 +162,27 @@ def plan_cases(
             by_id = {a.id: a for a in found}
             for allocation in rules.allocate_freezes(owed.remaining, covered, holdings):
                 asset = by_id[allocation.key]
-                written.append((case, asset, _write(session, case, asset, "freeze", allocation.amount)))
+                written.append((case, asset, _row(case, asset, "freeze", allocation.amount)))
                 held_on[asset.id] = held_on.get(asset.id, 0) + allocation.amount
                 result.freeze_fen += allocation.amount
         if covered + result.freeze_fen < owed.remaining:
             seized = {m.asset_id for m in mine if m.kind == "seizure"}
             for asset in found:
                 if asset.kind in policy.auto_seize and asset.id not in seized:
-                    written.append((case, asset, _write(session, case, asset, "seizure", None)))
+                    written.append((case, asset, _row(case, asset, "seizure", None)))
                     result.seizures += 1
-    session.flush()  # every measure in one INSERT
+    measure_ids = (  # every measure in one INSERT, as rows (no ORM objects and flush)
+        session.scalars(
+            insert(_MEASURES).returning(_MEASURES.c.id, sort_by_parameter_order=True),
+            [row for _, _, row in written],
+        ).all()
+        if written
+        else []
+    )
     entries: list[audit.Entry] = []
-    for case, asset, measure in written:
-        plans[case.id].measure_ids.append(measure.id)
-        entries.append(_requested(case, asset, measure, registries[asset.registry_id], actor))
+    for (case, asset, row), measure_id in zip(written, measure_ids, strict=True):
+        plans[case.id].measure_ids.append(measure_id)
+        entries.append(_requested(case, asset, measure_id, row, registries[asset.registry_id], actor))
     audit.append_many(session, entries)
     return [plans[case_id] for case_id in case_ids]
 
@@ -204,31 +217,32 @@ def _available(asset: Asset, ours: int) -> int:
     return max(balance - others - ours, 0)
 
 
-def _write(session: Session, case: Case, asset: Asset, kind: str, amount: int | None) -> ControlMeasure:
-    measure = ControlMeasure(
-        case_id=case.id,
-        asset_id=asset.id,
-        registry_id=asset.registry_id,
-        kind=kind,
-        requested_amount_fen=amount or 0,
-        idempotency_key=uuid.uuid4().hex,
-    )
-    session.add(measure)
-    return measure
+def _row(case: Case, asset: Asset, kind: str, amount: int | None) -> dict[str, Any]:
+    """A measure to write down (status `requested`, by the column's default)."""
+    return {
+        "case_id": case.id,
+        "asset_id": asset.id,
+        "registry_id": asset.registry_id,
+        "kind": kind,
+        "requested_amount_fen": amount or 0,
+        "idempotency_key": uuid.uuid4().hex,
+    }
 
 
-def _requested(case: Case, asset: Asset, measure: ControlMeasure, registry: str, actor: str) -> audit.Entry:
+def _requested(
+    case: Case, asset: Asset, measure_id: int, row: dict[str, Any], registry: str, actor: str
+) -> audit.Entry:
     return audit.Entry(
         "measure.requested",
         actor,
         case.case_number,
         {
-            "measure": measure.id,
-            "kind": measure.kind,
+            "measure": measure_id,
+            "kind": row["kind"],
             "registry": registry,
             "asset": mask_account(asset.identifier),
-            "amount_fen": measure.requested_amount_fen or None,
-            "key": measure.idempotency_key,
+            "amount_fen": row["requested_amount_fen"] or None,
+            "key": row["idempotency_key"],
         },
     )
 
@@ -286,78 +300,105 @@ def record_reply(session: Session, measure_id: int, reply: ControlReply, actor: 
 
 
 def record_replies(session: Session, replies: Sequence[tuple[int, ControlReply]], actor: str) -> list[str]:
-    """Record many answers in the caller's transaction (reading their measures and cases once); returns
-    each measure's status, in order. See `record_reply`."""
+    """Record many answers in the caller's transaction (reading their measures and cases once, writing
+    the changes in one UPDATE, their notices in one INSERT); returns each measure's status, in order. See
+    `record_reply`."""
     if not replies:
         return []
-    ids = [measure_id for measure_id, _ in replies]
+    ids = sorted({measure_id for measure_id, _ in replies})
     measures = {
         m.id: m
-        for m in session.scalars(  # in id order, like every multi-row lock here (querying.record_reply)
-            select(ControlMeasure)
+        for m in session.execute(  # in id order, like every multi-row lock here (querying.record_reply)
+            select(
+                ControlMeasure.id,
+                ControlMeasure.case_id,
+                ControlMeasure.kind,
+                ControlMeasure.status,
+                ControlMeasure.registry_reference,
+                ControlMeasure.requested_amount_fen,
+                Case.case_number,
+            )
+            .join(Case, Case.id == ControlMeasure.case_id)
             .where(ControlMeasure.id.in_(ids))
             .order_by(ControlMeasure.id)
-            .with_for_update()
+            .with_for_update(of=ControlMeasure)
         )
     }
-    case_ids = {m.case_id for m in measures.values()}
-    by_case = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids)))}
+    state = {i: (m.status, m.registry_reference) for i, m in measures.items()}  # as the replies go
+    changes: dict[int, dict[str, Any]] = {}
+    drafts: list[notices.Draft] = []
     entries: list[audit.Entry] = []
     statuses = []
     for measure_id, reply in replies:
-        measure = measures[measure_id]
-        statuses.append(_apply(session, measure, by_case[measure.case_id], reply, actor, entries))
+        measure, (current, reference) = measures[measure_id], state[measure_id]
+        # An answer "later" changes nothing, nor does any answer to a settled measure (effective, failed,
+        # released); a queued one may still take effect.
+        if reply.outcome is ControlOutcome.PENDING or current not in ("requested", "queued"):
+            statuses.append(current)
+            continue
+        status = _STATUS[reply.outcome]
+        statuses.append(status)
+        if (current, reference) == (status, reply.registry_reference):
+            continue  # this very answer, recorded before
+        state[measure_id] = (status, reply.registry_reference)
+        actual = reply.amount_fen if measure.kind == "freeze" else None
+        changes[measure_id] = {
+            "measure_id": measure_id,
+            "new_status": status,
+            "new_registry_reference": reply.registry_reference,
+            "new_actual_amount_fen": actual,
+            "new_started_on": reply.started_on,
+            "new_expires_on": reply.expires_on,
+            "new_queue_position": reply.queue_position,
+        }
+        if status in ("effective", "queued"):
+            params = {"case": measure.case_number, "kind": measure.kind, "amount_fen": actual}
+            drafts.append(notices.Draft(measure.case_id, "applicant", f"measure.{status}", params))
+        action = "measure.partial" if reply.outcome is ControlOutcome.PARTIAL else f"measure.{status}"
+        entries.append(
+            audit.Entry(
+                action,
+                actor,
+                measure.case_number,
+                {
+                    "measure": measure_id,
+                    "kind": measure.kind,
+                    "requested_fen": measure.requested_amount_fen or None,
+                    "actual_fen": actual,
+                    "reference": reply.registry_reference,
+                    "started_on": _iso(reply.started_on),
+                    "expires_on": _iso(reply.expires_on),
+                    "queue_position": reply.queue_position,
+                    "reason": reply.reason,
+                    "ahead": reply.ahead.authority if reply.ahead else None,
+                },
+            )
+        )
+    if changes:
+        session.execute(_UPDATE_ANSWERED, list(changes.values()))
+        db.expire_cached(session, ControlMeasure, changes)
+    notices.notify_many(session, drafts)
     audit.append_many(session, entries)
     return statuses
 
 
-def _apply(
-    session: Session,
-    measure: ControlMeasure,
-    case: Case,
-    reply: ControlReply,
-    actor: str,
-    entries: list[audit.Entry],
-) -> str:
-    if reply.outcome is ControlOutcome.PENDING or measure.status not in ("requested", "queued"):
-        return measure.status
-    status = _STATUS[reply.outcome]
-    if (measure.status, measure.registry_reference) == (status, reply.registry_reference):
-        return measure.status
-    measure.status = status
-    measure.registry_reference = reply.registry_reference
-    measure.actual_amount_fen = reply.amount_fen if measure.kind == "freeze" else None
-    measure.started_on, measure.expires_on = reply.started_on, reply.expires_on
-    measure.queue_position = reply.queue_position
-    if status in ("effective", "queued"):
-        notices.notify(
-            session,
-            case,
-            "applicant",
-            f"measure.{status}",
-            {"case": case.case_number, "kind": measure.kind, "amount_fen": measure.actual_amount_fen},
-        )
-    action = "measure.partial" if reply.outcome is ControlOutcome.PARTIAL else f"measure.{status}"
-    entries.append(
-        audit.Entry(
-            action,
-            actor,
-            case.case_number,
-            {
-                "measure": measure.id,
-                "kind": measure.kind,
-                "requested_fen": measure.requested_amount_fen or None,
-                "actual_fen": measure.actual_amount_fen,
-                "reference": reply.registry_reference,
-                "started_on": _iso(reply.started_on),
-                "expires_on": _iso(reply.expires_on),
-                "queue_position": reply.queue_position,
-                "reason": reply.reason,
-                "ahead": reply.ahead.authority if reply.ahead else None,
-            },
-        )
+_UPDATE_ANSWERED = (
+    update(_MEASURES)
+    .where(_MEASURES.c.id == bindparam("measure_id"))
+    .values(
+        {
+            name: bindparam(f"new_{name}")
+            for name in (
+                "status",
+                "registry_reference",
+                "actual_amount_fen",
+                "started_on",
+                "expires_on",
+                "queue_position",
+            )
+        }
     )
-    return status
+)
 
 
 def record_error(session: Session, measure_id: int, error: RegistryError, actor: str) -> str:

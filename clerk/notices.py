@@ -7,29 +7,52 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from clerk import db
 from connectors.base import RegistryError
 from connectors.notify import Notice, NotifierPort
 from models.tables import Case, Notification, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A notice to write down: to whom of which case, which template, with what params."""
+
+    case_id: int
+    to: str
+    template: str
+    params: Mapping[str, object]
+
+
+def _row(draft: Draft) -> dict[str, object]:
+    return {
+        "idempotency_key": uuid.uuid4().hex,
+        "case_id": draft.case_id,
+        "recipient": draft.to,
+        "template": draft.template,
+        "params": dict(draft.params),
+    }
 
 
 def notify(
     session: Session, case: Case, to: str, template: str, params: Mapping[str, object]
 ) -> Notification:
     """Write a notice down; `send_notifications` delivers it. Params: case numbers, amounts, dates only."""
-    notification = Notification(
-        idempotency_key=uuid.uuid4().hex,
-        case_id=case.id,
-        recipient=to,
-        template=template,
-        params=dict(params),
-    )
+    notification = Notification(**_row(Draft(case.id, to, template, params)))
     session.add(notification)
     return notification
+
+
+def notify_many(session: Session, drafts: Sequence[Draft]) -> None:
+    """Write many notices down in one INSERT (rows, no ORM objects: a sweep writes one for each case with
+    new hits and each measure that took effect). The cases must already be written."""
+    if drafts:
+        session.execute(insert(db.table(Notification)), [_row(d) for d in drafts])
 
 
 def notify_case(

@@ -147,8 +147,10 @@ def after_answers(
     with sessions.begin() as session:
         resumed = supervision.resume(session, sorted(found), today, actor)
         told = _told_since(session, touched, "hits.found", since)
-        for case in session.scalars(select(Case).where(Case.id.in_(sorted(touched - told)))):
-            notices.notify(session, case, "applicant", "hits.found", {"case": case.case_number})
+        unseen = session.execute(select(Case.id, Case.case_number).where(Case.id.in_(sorted(touched - told))))
+        notices.notify_many(
+            session, [notices.Draft(i, "applicant", "hits.found", {"case": number}) for i, number in unseen]
+        )
     return resumed
 
 
