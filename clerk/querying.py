@@ -322,7 +322,7 @@ def record_reply(
         session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
     # The new assets go in before the audit trail's lock is taken, never under it: a clerk that holds the
     # lock while waiting on another's uncommitted insert of the same asset, while the other waits for the
-    # lock, is a deadlock (PostgreSQL found one when this flush was folded into the audit's). Outside the
+    # lock, is a deadlock (PostgreSQL found one when they were flushed with the audit's rows). Outside the
     # lock the second insert fails on the unique key and the reply is recorded again (service.query_batch).
     if new_assets:
         session.execute(
