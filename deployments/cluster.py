@@ -168,7 +168,7 @@ def up(
         say(f"Prefect server on 127.0.0.1:{port} (PostgreSQL database `prefect`; about 20 s)…")
         shape.pids["server"] = _start(
             "server",
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "deployments.prefect_app", "--host", "127.0.0.1", "--port", str(port)],
             server_env,
             home,
         )

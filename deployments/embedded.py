@@ -1,6 +1,7 @@
 """The clerk on one machine: the demo, and `clerk serve` (a local Prefect server and every deployment).
 
-`clerk serve` starts `prefect server start` on 127.0.0.1 unless PREFECT_API_URL names a server (Prefect's
+`clerk serve` starts a Prefect server on 127.0.0.1 (`deployments/prefect_app.py`: Prefect's own app, trying a
+request its SQLite refused as busy again before answering 503) unless PREFECT_API_URL names a server (Prefect's
 temporary in-process server runs no scheduler), serves the deployments with their schedules, prints where
 the UI is, and stops everything on Ctrl-C or SIGTERM. Production runs the same flows from `prefect.yaml` on a
 process work pool instead.
@@ -173,7 +174,7 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
     with log.open("ab") as output:
         start = output.tell()
         server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "deployments.prefect_app", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
