@@ -155,6 +155,13 @@ def _server_errors(log: Path) -> list[str]:
     return [f"{count} × {text}" for text, count in errors.most_common(5)]
 
 
+def _server_retries(log: Path) -> int:
+    """How many times the server tried a request again after its database refused it as busy
+    (deployments/prefect_app.py `RetryBusy`)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return sum("busy (503), trying again" in line for line in lines)
+
+
 def _phases(states: list[Any]) -> dict[str, float]:
     """Seconds from the run's creation to the runner taking it (Pending), to the flow starting in its new
     process (Running), and to its end (Completed)."""
@@ -207,10 +214,17 @@ def run(quick: bool = False) -> None:
                     cli = database == "sqlite"
                     picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
                     measured, phases, retried = _measure(env, picked, runs, database, cli)
-                    errors = _server_errors(log)
+                    errors, tried_again = _server_errors(log), _server_retries(log)
                 rows += measured
                 where += phases
-                notes.append({"prefect on": database, "client retries": retried, "server errors": errors})
+                notes.append(
+                    {
+                        "prefect on": database,
+                        "client retries": retried,
+                        "server retries": tried_again,
+                        "server errors": errors,
+                    }
+                )
     table(
         f"on-demand case query, from the command to the printed result ({runs} runs each, "
         "each of a different case; goal: p95 under 3 s from a served deployment)",
@@ -228,6 +242,7 @@ def run(quick: bool = False) -> None:
         print(
             f"Prefect on {note['prefect on']}: its client retried {len(retried)} request(s) of the API runs"
             + "".join(f"\n  {count} × {reason}" for reason, count in collections.Counter(retried).items())
+            + f"\n  the server tried {note['server retries']} request(s) again itself (its database busy)"
             + "\n  the server logged "
             + ("\n    ".join(["these errors:", *errors]) if errors else "no error")
         )
@@ -241,7 +256,8 @@ def _prefect(database: str, tmp: Path) -> Iterator[tuple[str, Path]]:
     from deployments.pgserver import postgres_server
 
     home = tmp / f"prefect-{database}"
-    # The server logs the requests it answers 503 (its client waits 2 s, then retries).
+    # The server logs each request its database refuses as busy (it tries it again itself, then answers 503
+    # and its client waits 2 s and asks again).
     settings = {"PREFECT_HOME": str(home), "PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}
     with contextlib.ExitStack() as stack:
         if database == "postgresql":
