@@ -86,7 +86,9 @@ class RetryBusy:
                 await send(message)
 
         try:
-            await self.app(scope, replay, forward)
+            # A copy for each try: Starlette's routing writes into the scope (a mount moves its prefix into
+            # root_path), and a second try through a written scope would route `/api/...` as `/...` (404).
+            await self.app(dict(scope), replay, forward)
         except Exception:
             if not refused:  # Starlette raises the handled error again after sending its response
                 raise

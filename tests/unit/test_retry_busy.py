@@ -1,7 +1,7 @@
 """`RetryBusy` (deployments/prefect_app.py): a request the Prefect server answers 503 (its database busy) is
 run again in the server, body and all, before the 503 reaches the client; anything else passes untouched.
-The app here answers the way Prefect's does: FastAPI's handler for `Exception` sends the 503, then
-Starlette raises the error again."""
+The app here is shaped and answers the way Prefect's does: its API mounted under /api, FastAPI's handler
+for `Exception` sending the 503, then Starlette raising the error again."""
 
 from __future__ import annotations
 
@@ -20,28 +20,31 @@ class Busy(Exception):
 
 
 def prefect_like(refusals: int, status: int = 503) -> tuple[FastAPI, list[bytes]]:
-    """An app whose POST /runs is refused `refusals` times, then answers with the body it was sent."""
+    """An app whose POST /api/runs is refused `refusals` times, then answers with the body it was sent. The
+    API is mounted under /api, as Prefect's `create_app` mounts its own: a mount writes into the scope."""
     seen: list[bytes] = []
 
     async def busy(_request: Request, _exc: Exception) -> JSONResponse:
         return JSONResponse({"exception_message": "Service Unavailable"}, status_code=status)
 
-    app = FastAPI(exception_handlers={Exception: busy})
+    api = FastAPI(exception_handlers={Exception: busy})
 
-    @app.post("/runs")
+    @api.post("/runs")
     async def runs(request: Request) -> dict[str, str]:
         seen.append(await request.body())
         if len(seen) <= refusals:
             raise Busy("database is locked")
         return {"created": (await request.body()).decode()}
 
+    app = FastAPI()
+    app.mount("/api", api)
     return app, seen
 
 
 async def post(app: RetryBusy) -> httpx.Response:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://prefect") as client:
-        return await client.post("/runs", content=b'{"deployment": "case-query"}')
+        return await client.post("/api/runs", content=b'{"deployment": "case-query"}')
 
 
 def test_a_request_refused_as_busy_is_run_again_with_its_body_and_answered() -> None:
