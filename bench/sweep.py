@@ -180,7 +180,10 @@ def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dic
         ]
     _, outputs = run_modules(sweepers, env, show_stderr=True)
     parts = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
-    summed = {key: sum(p[key] for p in parts) for key in ("lookups", "failed", "hits", "effective", "cpu_s")}
+    summed = {
+        key: sum(p[key] for p in parts)
+        for key in ("lookups", "failed", "hits", "effective", "cpu_s", "read_calls")
+    }
     return summed | {
         "seconds": max(p["ended"] for p in parts) - min(p["began"] for p in parts),
         "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
@@ -224,6 +227,7 @@ def measure(
         "re-sweep lookups/s": None,
         "re-sweep ratio": None,
         "sweep cpu s": round(sweep["cpu_s"], 1),
+        "reads per lookup": round(sweep["read_calls"] / max(sweep["lookups"], 1), 2),
         "sweep MB": round(sweep["peak_rss_mb"], 1),
         "re-sweep MB": None,
         "simulators MB": round(sim_mb, 1),

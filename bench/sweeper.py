@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import status_mb
+from bench.common import read_calls, status_mb
 from clerk import control, db, querying, sweeping
 from clerk.settings import get_settings
 from connectors.loader import build
@@ -105,6 +105,7 @@ def main() -> int:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     figures["peak_rss_mb"] = status_mb("VmHWM")  # see bench.common.status_mb: never ru_maxrss
     figures["cpu_s"] = usage.ru_utime + usage.ru_stime
+    figures["read_calls"] = read_calls()
     print(json.dumps(figures), flush=True)
     return 0
 
