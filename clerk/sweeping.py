@@ -1,6 +1,6 @@
 """A sweep, page by page: read a page of due debtors, ask every registry about them in batches, resume the
 terminated cases that the answers found assets for, tell the applicants of cases with new hits, and
-control those cases, before the next page is read.
+control those cases while the next page is read and asked.
 
 Controlling each page as it is answered freezes a deposit minutes after the registry reported it, not hours
 later at the end of a province's sweep, and keeps memory flat: a page's results are folded into counts
@@ -98,31 +98,51 @@ async def sweep(
         with sessions() as session:
             return querying.due_page(session, started.now, started.schedule, last, page_size, started.shard)
 
-    while page := await asyncio.to_thread(next_page):
-        last = page[-1]
-        batches = await asyncio.gather(
-            *(
-                ask(code, page[i : i + size])
-                for code, size in batch_sizes.items()
-                for i in range(0, len(page), size)
-            )
-        )
-        swept.tally.add(batches)
-        found: set[int] = set()
-        touched: set[int] = set()
-        for batch in batches:
-            found |= batch.recorded.terminated_with_new_hits
-            touched |= batch.recorded.cases_with_new_hits
-            requeried |= batch.recorded.terminated_queried
-        resumed = await asyncio.to_thread(after_answers, sessions, found, touched, started.at, today, actor)
-        swept.resumed += len(resumed)
+    async def finish_page(cases: list[int], debtors: int) -> None:
         if control_cases is not None:
-            cases = sorted(touched | set(resumed))
             for i in range(0, len(cases), CONTROL_BATCH):
                 swept.control.add(await control_cases(cases[i : i + CONTROL_BATCH]))
-        swept.debtors += len(page)
+        swept.debtors += debtors
         if progress is not None:
             await progress(swept.debtors, max(started.due, swept.debtors))
+
+    # A page is controlled while the next one is asked, so that the sweeper's waits on the registries
+    # and on the database overlap instead of taking turns; one page's control at a time, in page order.
+    finishing: asyncio.Task[None] | None = None
+    try:
+        while page := await asyncio.to_thread(next_page):
+            last = page[-1]
+            batches = await asyncio.gather(
+                *(
+                    ask(code, page[i : i + size])
+                    for code, size in batch_sizes.items()
+                    for i in range(0, len(page), size)
+                )
+            )
+            swept.tally.add(batches)
+            found: set[int] = set()
+            touched: set[int] = set()
+            for batch in batches:
+                found |= batch.recorded.terminated_with_new_hits
+                touched |= batch.recorded.cases_with_new_hits
+                requeried |= batch.recorded.terminated_queried
+            resumed = await asyncio.to_thread(
+                after_answers, sessions, found, touched, started.at, today, actor
+            )
+            swept.resumed += len(resumed)
+            if finishing is not None:
+                await finishing
+            finishing = asyncio.create_task(finish_page(sorted(touched | set(resumed)), len(page)))
+        if finishing is not None:
+            await finishing
+    finally:
+        if finishing is not None and not finishing.done():
+            # The sweep failed while a page was controlled: that stops too (its measures were written down
+            # before they were sent, and are settled by key), and the sweep's own error is the one raised.
+            finishing.cancel()
+            await asyncio.wait([finishing])
+        if finishing is not None and not finishing.cancelled():
+            finishing.exception()  # retrieved: asyncio would log an error it thinks nobody saw
 
     def tell() -> int:
         with sessions.begin() as session:

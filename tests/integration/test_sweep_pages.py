@@ -1,0 +1,128 @@
+"""The sweep's pages (clerk/sweeping.py): a page's cases are controlled while the next page is asked, one
+page's control at a time and in page order; when asking fails, the page still being controlled stops with
+the sweep and the asking error is the one raised. Real paging and case book (SQLite and PostgreSQL); the
+registries and the control step are stand-ins that record when they run."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import querying, service, sweeping
+from clerk.intake import import_cases, read_case_file, write_case_file
+from clerk.synthetic import sample_case_rows
+from models.tables import CaseDebtor
+
+TODAY = dt.date(2026, 11, 23)
+NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
+PAGE = 20
+WAIT_S = 10  # a stand-in waits this long for what must happen meanwhile before the test fails
+
+
+def case_book(sessions: sessionmaker[Session], tmp_path: Path) -> dict[int, int]:
+    """60 cases imported; each debtor's case (the first, for a debtor of several)."""
+    path = tmp_path / "cases.csv"
+    write_case_file(path, sample_case_rows(seed=3, cases=60, today=TODAY))
+    rows, _ = read_case_file(path, max_bytes=10**7, today=TODAY)
+    with sessions.begin() as session:
+        import_cases(session, rows, actor="user:tester")
+    with sessions() as session:
+        links = session.execute(select(CaseDebtor.debtor_id, CaseDebtor.case_id).order_by(CaseDebtor.case_id))
+        case_of: dict[int, int] = {}
+        for debtor_id, case_id in links:
+            case_of.setdefault(debtor_id, case_id)
+        return case_of
+
+
+async def sweep(
+    sessions: sessionmaker[Session], ask: sweeping.Ask, control: sweeping.Control
+) -> sweeping.Swept:
+    started = await asyncio.to_thread(
+        sweeping.start, sessions, "sweep (test)", None, NOW, querying.Schedule()
+    )
+    return await sweeping.sweep(
+        sessions, started, {"bank": PAGE}, ask, control, today=TODAY, actor="user:tester", page_size=PAGE
+    )
+
+
+def test_a_page_is_controlled_while_the_next_is_asked_one_page_at_a_time_in_order(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    case_of = case_book(sessions, tmp_path)
+    pages = -(-len(case_of) // PAGE)
+    assert pages >= 3
+    events: list[tuple[str, int]] = []
+    controlled: set[int] = set()
+
+    async def scenario() -> sweeping.Swept:
+        asked = [asyncio.Event() for _ in range(pages + 1)]  # asked[k]: asking page k has begun
+        controlling = 0
+
+        async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
+            page = len([e for e in events if e[0] == "ask"])
+            events.append(("ask", page))
+            asked[page].set()
+            cases = {case_of[d] for d in debtor_ids}
+            return service.BatchResult(
+                code, querying.Recorded(queried=len(debtor_ids), cases_with_new_hits=cases)
+            )
+
+        async def control(case_ids: list[int]) -> service.ControlResult:
+            nonlocal controlling
+            page = len([e for e in events if e[0] == "control"])
+            events.append(("control", page))
+            controlled.update(case_ids)
+            controlling += 1
+            assert controlling == 1, "two pages controlled at once"
+            if page + 1 < pages:  # the next page is asked while this one is controlled
+                await asyncio.wait_for(asked[page + 1].wait(), WAIT_S)
+            controlling -= 1
+            return service.ControlResult(cases=len(case_ids))
+
+        return await sweep(sessions, ask, control)
+
+    swept = asyncio.run(scenario())
+    assert swept.debtors == len(case_of)
+    assert controlled == set(case_of.values())  # a case with debtors on two pages is controlled on both
+    assert [e for e in events if e[0] == "control"] == [("control", k) for k in range(pages)]
+    # each page asked before its own control, and the next one asked before that control ends
+    assert events[:2] == [("ask", 0), ("control", 0)]
+    for k in range(1, pages):
+        assert events.index(("ask", k)) < events.index(("control", k))
+
+
+def test_when_asking_fails_the_page_being_controlled_stops_and_the_asking_error_is_raised(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    case_book(sessions, tmp_path)
+    cancelled: list[int] = []
+
+    async def scenario() -> None:
+        control_started = asyncio.Event()
+
+        async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
+            if control_started.is_set():
+                raise RuntimeError("registry client broke")
+            return service.BatchResult(
+                code, querying.Recorded(queried=len(debtor_ids), cases_with_new_hits={1})
+            )
+
+        async def control(case_ids: list[int]) -> service.ControlResult:
+            control_started.set()
+            try:
+                await asyncio.sleep(WAIT_S)  # still controlling page 0 when asking page 1 fails
+            except asyncio.CancelledError:
+                cancelled.append(len(case_ids))
+                raise
+            raise AssertionError("the control outlived the sweep")
+
+        with pytest.raises(RuntimeError, match="registry client broke"):
+            await sweep(sessions, ask, control)
+
+    asyncio.run(scenario())
+    assert cancelled == [1]
