@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import latency, prefect_cost, simulators, sweep, transport, watch, workers
+from bench import busy, latency, prefect_cost, simulators, sweep, transport, watch, workers
 
 
 def main() -> int:
@@ -53,6 +53,7 @@ def main() -> int:
         ),
         "prefect": lambda a: prefect_cost.run(quick=a.quick),
         "latency": lambda a: latency.run(quick=a.quick),
+        "busy": lambda a: busy.run(quick=a.quick),
         "watch": lambda a: watch.run(quick=a.quick),
         "workers": lambda a: workers.run(quick=a.quick),
     }

@@ -1,10 +1,11 @@
-"""What the benchmarks share: the machine's description, a results file, a table printer, and running the
-clerk's (or Prefect's) command line in processes of their own."""
+"""What the benchmarks share: the machine's description, a results file, a table printer, running the
+clerk's (or Prefect's) command line in processes of their own, and counting a Prefect server's retries."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import signal
@@ -165,3 +166,36 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+class ClientRetries(logging.Handler):
+    """The reasons of Prefect's client retries ("Received response with retryable status code 503"); it waits
+    ~2 s before its first retry, and says why at DEBUG only."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.reasons: list[str] = []
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        logger = logging.getLogger("prefect.client")
+        level = logger.level
+        logger.addHandler(self)
+        logger.setLevel(logging.DEBUG)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Another attempt will be made" in message:
+            self.reasons.append(message.split(". Another attempt")[0])
+
+
+def server_retries(log: Path) -> int:
+    """How many times the server tried a request again after its database refused it as busy
+    (deployments/prefect_app.py `RetryBusy`)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return sum("busy (503), trying again" in line for line in lines)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 import os
 import signal
 import statistics
@@ -31,7 +30,7 @@ from unittest import mock
 
 from sqlalchemy import select
 
-from bench.common import record, run_module, serving, table
+from bench.common import ClientRetries, record, run_module, server_retries, serving, table
 from bench.sweep import clerk_env, configs, import_cases, simulators
 from clerk import db
 from connectors.simulator.serve import free_loopback_ports
@@ -72,7 +71,7 @@ async def _via_api(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     by_events, by_polling, phases = [], [], []
-    retries = _ClientRetries()
+    retries = ClientRetries()
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(retries.listening())
         # This process imported Prefect's settings with the first server's address; say which server now.
@@ -112,32 +111,6 @@ async def _via_api(
     return by_events, by_polling, phases, retries.reasons
 
 
-class _ClientRetries(logging.Handler):
-    """The reasons of Prefect's client retries ("Received response with retryable status code 503"); it waits
-    ~2 s before its first retry, and says why at DEBUG only."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.reasons: list[str] = []
-
-    @contextlib.contextmanager
-    def listening(self) -> Iterator[None]:
-        logger = logging.getLogger("prefect.client")
-        level = logger.level
-        logger.addHandler(self)
-        logger.setLevel(logging.DEBUG)
-        try:
-            yield
-        finally:
-            logger.removeHandler(self)
-            logger.setLevel(level)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if "Another attempt will be made" in message:
-            self.reasons.append(message.split(". Another attempt")[0])
-
-
 def _server_errors(log: Path) -> list[str]:
     """The Prefect server's logged errors, each with the last line of its traceback (the exception), and how
     many times each came."""
@@ -153,13 +126,6 @@ def _server_errors(log: Path) -> list[str]:
             exception = following.strip() or exception
         errors[f"{message} {exception[:160]}".strip()] += 1
     return [f"{count} × {text}" for text, count in errors.most_common(5)]
-
-
-def _server_retries(log: Path) -> int:
-    """How many times the server tried a request again after its database refused it as busy
-    (deployments/prefect_app.py `RetryBusy`)."""
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    return sum("busy (503), trying again" in line for line in lines)
 
 
 def _phases(states: list[Any]) -> dict[str, float]:
@@ -214,7 +180,7 @@ def run(quick: bool = False) -> None:
                     cli = database == "sqlite"
                     picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
                     measured, phases, retried = _measure(env, picked, runs, database, cli)
-                    errors, tried_again = _server_errors(log), _server_retries(log)
+                    errors, tried_again = _server_errors(log), server_retries(log)
                 rows += measured
                 where += phases
                 notes.append(

@@ -28,7 +28,7 @@ from clerk import db
 from clerk.settings import Settings
 from connectors.config import registries_json
 from deployments import setup
-from deployments.embedded import prefect_healthy
+from deployments.embedded import SERVER_ENTRY, prefect_healthy
 from deployments.pgserver import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,7 +168,7 @@ def up(
         say(f"Prefect server on 127.0.0.1:{port} (PostgreSQL database `prefect`; about 20 s)…")
         shape.pids["server"] = _start(
             "server",
-            [sys.executable, "-m", "deployments.prefect_app", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", *SERVER_ENTRY, "--host", "127.0.0.1", "--port", str(port)],
             server_env,
             home,
         )

@@ -1,10 +1,10 @@
 """The clerk on one machine: the demo, and `clerk serve` (a local Prefect server and every deployment).
 
-`clerk serve` starts a Prefect server on 127.0.0.1 (`deployments/prefect_app.py`: Prefect's own app, trying a
-request its SQLite refused as busy again before answering 503) unless PREFECT_API_URL names a server (Prefect's
-temporary in-process server runs no scheduler), serves the deployments with their schedules, prints where
-the UI is, and stops everything on Ctrl-C or SIGTERM. Production runs the same flows from `prefect.yaml` on a
-process work pool instead.
+`clerk serve` starts a Prefect server on 127.0.0.1 (`deployments/prefect_app.py`: Prefect's own app, trying
+a request its SQLite refused as busy again before answering 503) unless PREFECT_API_URL names a server
+(Prefect's temporary in-process server runs no scheduler), serves the deployments with their schedules,
+prints where the UI is, and stops everything on Ctrl-C or SIGTERM. Production runs the same flows from
+`prefect.yaml` on a process work pool instead.
 """
 
 from __future__ import annotations
@@ -155,9 +155,17 @@ def prefect_healthy(api_url: str, auth: str | None = None) -> bool:
         return False
 
 
+#: The Prefect server the clerk runs (Prefect's app behind `RetryBusy`), and Prefect's own as it ships.
+SERVER_ENTRY = ("deployments.prefect_app",)
+PREFECT_SERVER_START = ("prefect", "server", "start")
+
+
 @contextlib.contextmanager
-def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120) -> Iterator[str]:
-    """A Prefect server on 127.0.0.1 (SQLite under PREFECT_HOME), unless PREFECT_API_URL names one already.
+def prefect_server(
+    port: int, say: Callable[[str], None], timeout_s: float = 120, entry: Sequence[str] = SERVER_ENTRY
+) -> Iterator[str]:
+    """A Prefect server on 127.0.0.1 (SQLite under PREFECT_HOME), unless PREFECT_API_URL names one already;
+    `entry` is the module to run with its arguments (`PREFECT_SERVER_START` for Prefect's own, as shipped).
 
     Its output goes to `server.log` under PREFECT_HOME, appended: a pipe nobody reads fills after 64 KB and
     then stops the server at its next log line (it logs a traceback for each failed request, e.g. SQLite's
@@ -174,7 +182,7 @@ def prefect_server(port: int, say: Callable[[str], None], timeout_s: float = 120
     with log.open("ab") as output:
         start = output.tell()
         server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "deployments.prefect_app", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", *entry, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
