@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.common import record, run_module, table
 from bench.sweep import clerk_env, configs, import_cases, simulators
+from clerk.settings import PREFECT_DEFAULTS
 
 
 def variant(env: dict[str, str], mode: str, batch: int) -> dict[str, Any]:
@@ -27,10 +28,11 @@ def run(quick: bool = False) -> None:
     regs = configs()[:1]  # one bank
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-prefect-") as tmp:
-        env = clerk_env(f"sqlite:///{tmp}/clerk.db", regs) | {
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        }
+        env = (
+            PREFECT_DEFAULTS
+            | clerk_env(f"sqlite:///{tmp}/clerk.db", regs)
+            | {"PREFECT_LOGGING_LEVEL": "WARNING"}
+        )
         with simulators(debtors, Path(tmp), regs) as served:
             import_cases(env, served.case_file)
             variant(env, "plain", 200)  # warm-up: the first answers record the hits; the rest compare alike

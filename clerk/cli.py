@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from clerk import access, audit, cases, db, intake
-from clerk.settings import Settings, SettingsError, get_settings
+from clerk.settings import PREFECT_DEFAULTS, Settings, SettingsError, get_settings
 from connectors import loader
 from connectors.base import Health
 from connectors.loader import ConnectorLoadError
@@ -870,8 +870,8 @@ def status_command(
 
 
 def main() -> None:
-    # No internet here, and no reason to tell anyone: Prefect's telemetry only logs an error.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     app()
 
 

@@ -21,6 +21,16 @@ from models.supervision import NodeRules, Track, TriageRules
 
 ENV_PREFIX = "CLERK_"
 
+#: Prefect's settings as the clerk runs it, each unless the environment says otherwise. No internet here and
+#: no reason to tell anyone (telemetry only logs an error); and Prefect's temporary in-process server (no
+#: PREFECT_API_URL) gets 90 s to start instead of 20: on a shared 2-core host it took longer than 20 s and
+#: `clerk demo` or a benchmark failed with "Timed out while attempting to connect to ephemeral Prefect API
+#: server" (Prefect's own CI raised it to 60 s, PrefectHQ/prefect#20248).
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
 
 class SettingsError(Exception):
     """A setting is missing or wrong; the message names the environment variable."""
