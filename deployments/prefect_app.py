@@ -38,36 +38,55 @@ logger = logging.getLogger("clerk.prefect_app")  # to the server's output (serve
 
 class RetryBusy:
     """ASGI middleware: an HTTP request answered 503 is run again after each of `delays` before the 503 is
-    let through. The request's body is read first (Prefect's API takes small JSON bodies) and replayed to
-    each try; a 503's start and body are held back, and the exception Starlette raises after sending it is
-    swallowed, until the last try. Websockets and lifespan pass straight through."""
+    let through, one request at a time: while one is being tried again, the others' 503s pass straight
+    through (with many writers, tries again only add to what SQLite refuses: bench/README.md, "Trying a busy
+    request again in the server"). The request's body is read first (Prefect's API takes small JSON bodies)
+    and replayed to each try; a 503's start and body are held back, and the exception Starlette raises after
+    sending it is swallowed, until the last try. Websockets and lifespan pass straight through."""
 
     def __init__(self, app: ASGIApp, delays: Sequence[float] = BUSY_DELAYS_S) -> None:
         self.app = app
         self.delays = tuple(delays)
         self.retried = 0  # tries again, in all (for the log and the tests)
+        self.retrying = False  # a request is being tried again (one event loop: no lock needed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
-        for attempt, delay in enumerate((*self.delays, None)):
-            if not await self._try(scope, body, receive, send, last=delay is None):
-                return
-            assert delay is not None
-            self.retried += 1
-            logger.info(
-                "%s %s: busy (503), trying again in %.2f s (%d)",
-                scope["method"],
-                scope["path"],
-                delay,
-                attempt + 1,
-            )
-            await asyncio.sleep(delay)
+        claimed = False
 
-    async def _try(self, scope: Scope, body: bytes, receive: Receive, send: Send, *, last: bool) -> bool:
-        """Run the request once; True when it was answered 503 and that answer was held back."""
+        def claim() -> bool:  # a first 503 is held back only while no other request is being tried again
+            nonlocal claimed
+            claimed = bool(self.delays) and not self.retrying
+            self.retrying |= claimed
+            return claimed
+
+        try:
+            if not await self._try(scope, body, receive, send, hold=claim):
+                return
+            for attempt, delay in enumerate(self.delays, 1):
+                self.retried += 1
+                logger.info(
+                    "%s %s: busy (503), trying again in %.2f s (%d)",
+                    scope["method"],
+                    scope["path"],
+                    delay,
+                    attempt,
+                )
+                await asyncio.sleep(delay)
+                more = attempt < len(self.delays)  # the last try's 503 goes to the client
+                if not await self._try(scope, body, receive, send, hold=_always(more)):
+                    return
+        finally:
+            if claimed:  # however this request ended (answered, refused at last, its client gone)
+                self.retrying = False
+
+    async def _try(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, *, hold: Callable[[], bool]
+    ) -> bool:
+        """Run the request once; True when it was answered 503 and `hold()` said to hold that answer back."""
         replayed = False
         refused = False
 
@@ -80,7 +99,7 @@ class RetryBusy:
 
         async def forward(message: Message) -> None:
             nonlocal refused
-            if message["type"] == "http.response.start" and message["status"] == 503 and not last:
+            if message["type"] == "http.response.start" and message["status"] == 503 and hold():
                 refused = True
             if not refused:
                 await send(message)
@@ -93,6 +112,10 @@ class RetryBusy:
             if not refused:  # Starlette raises the handled error again after sending its response
                 raise
         return refused
+
+
+def _always(answer: bool) -> Callable[[], bool]:
+    return lambda: answer
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -75,3 +75,18 @@ def test_other_errors_are_not_tried_again(status: int) -> None:
     assert response.status_code == status
     assert len(seen) == 1
     assert wrapped.retried == 0
+
+
+def test_while_one_request_is_tried_again_the_others_503s_pass_straight_through() -> None:
+    app, seen = prefect_like(refusals=2)
+    wrapped = RetryBusy(app, delays=(0.2,))
+
+    async def both() -> list[int]:
+        first = asyncio.ensure_future(post(wrapped))
+        await asyncio.sleep(0.05)  # the first is refused and waiting to try again
+        second = await post(wrapped)
+        return [(await first).status_code, second.status_code]
+
+    assert asyncio.run(both()) == [200, 503]
+    assert len(seen) == 3  # the first, the second, the first again
+    assert wrapped.retried == 1
