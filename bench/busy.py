@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.common import ClientRetries, record, server_retries, table
+from bench.common import ClientRetries, p95, record, server_retries, table
 from connectors.simulator.serve import free_loopback_ports
 from deployments.embedded import PREFECT_SERVER_START, SERVER_ENTRY, prefect_server, server_log
 
@@ -56,11 +56,6 @@ async def _load(api_url: str, clients: int, runs: int) -> tuple[list[float], lis
     return seconds, retries.reasons
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
-
-
 def run(quick: bool = False) -> None:
     clients, runs = (2, 3) if quick else (8, 10)
     rows: list[dict[str, Any]] = []
@@ -86,7 +81,7 @@ def run(quick: bool = False) -> None:
                     "503s at the client": sum("503" in r for r in reasons),
                     "tried again in the server": server_retries(log),
                     "p50 s": round(statistics.median(seconds), 3),
-                    "p95 s": round(_p95(seconds), 3),
+                    "p95 s": round(p95(seconds), 3),
                     "max s": round(max(seconds), 3),
                     "wall s": round(wall, 2),
                     "runs/s": round(len(seconds) / wall, 1),

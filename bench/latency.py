@@ -30,7 +30,7 @@ from unittest import mock
 
 from sqlalchemy import select
 
-from bench.common import ClientRetries, record, run_module, server_retries, serving, table
+from bench.common import ClientRetries, p95, record, run_module, server_retries, serving, table
 from bench.sweep import clerk_env, configs, import_cases, simulators
 from clerk import db
 from connectors.simulator.serve import free_loopback_ports
@@ -142,22 +142,17 @@ def _phases(states: list[Any]) -> dict[str, float]:
     }
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
-
-
 def _row(how: str, times: list[float], goal: float | None) -> dict[str, Any]:
     ordered = sorted(times)
-    p95 = _p95(times)
+    tail = p95(times)
     return {
         "how": how,
         "runs": len(times),
         "p50 s": round(statistics.median(ordered), 2),
-        "p95 s": round(p95, 2),
+        "p95 s": round(tail, 2),
         "max s": round(ordered[-1], 2),
         "goal s": goal if goal is not None else "-",
-        "met": "-" if goal is None else ("yes" if p95 < goal else "no"),
+        "met": "-" if goal is None else ("yes" if tail < goal else "no"),
     }
 
 
@@ -282,7 +277,7 @@ def _measure(
             "prefect on": database,
             "phase": name,
             "p50 s": round(statistics.median(p[name] for p in phases), 2),
-            "p95 s": round(_p95([p[name] for p in phases]), 2),
+            "p95 s": round(p95([p[name] for p in phases]), 2),
         }
         for name in phases[0]
     ]
