@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,31 @@ from deployments.pgserver import PostgresServer, postgres_server
 
 TODAY = dt.date(2026, 11, 23)
 _db_names = itertools.count(1)
+_PREFECT_HOME = pytest.StashKey[tuple[str, str | None]]()  # (this process's, the one it replaced)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each pytest process (`make test` runs two, pytest-xdist's workers) gets a Prefect home of its own.
+
+    The temporary Prefect servers the flows start keep their SQLite database under PREFECT_HOME: two
+    processes must not share one, and the tests must not write into the user's ~/.prefect. It is set before
+    any test module imports Prefect (Prefect reads its settings once, at import); the subprocesses the tests
+    start inherit it.
+    """
+    home = tempfile.mkdtemp(prefix="clerk-tests-prefect-")
+    config.stash[_PREFECT_HOME] = (home, os.environ.get("PREFECT_HOME"))
+    os.environ["PREFECT_HOME"] = home
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home, before = config.stash.get(_PREFECT_HOME, (None, None))
+    if home is None:
+        return
+    shutil.rmtree(home, ignore_errors=True)
+    if before is None:
+        os.environ.pop("PREFECT_HOME", None)
+    else:
+        os.environ["PREFECT_HOME"] = before
 
 
 @pytest.fixture(scope="session")
