@@ -50,6 +50,15 @@ def read_calls(pid: int | str = "self") -> int:
     return 0
 
 
+def machine_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since it started (/proc/stat: user, nice, system, irq,
+    softirq, over every core): the difference over a quiet interval is what everything running costs while it
+    waits, the database server's processes too (PostgreSQL's postmaster is not our child)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def run_module(
     args: list[str], env: dict[str, str], timeout: float | None = None, show_stderr: bool = False
 ) -> tuple[float, str]:

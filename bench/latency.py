@@ -30,7 +30,7 @@ from unittest import mock
 
 from sqlalchemy import select
 
-from bench.common import ClientRetries, p95, record, run_module, server_retries, serving, table
+from bench.common import ClientRetries, machine_cpu_s, p95, record, run_module, server_retries, serving, table
 from bench.sweep import clerk_env, configs, import_cases, simulators
 from clerk import db
 from connectors.simulator.serve import free_loopback_ports
@@ -42,6 +42,12 @@ DEPLOYMENT = "case-query/case-query"
 POLL_S = 0.1
 #: Where the Prefect server keeps its state: SQLite as `clerk serve` starts it, PostgreSQL as `clerk up` does.
 PREFECT_DATABASES = ("sqlite", "postgresql")
+#: How often `clerk serve`'s runner asks for runs to start (CLERK_RUNNER_POLL_S): the API runs are measured at
+#: each, side by side; the command-line ways at the first only.
+RUNNER_POLLS_S = (1.0, 0.25)
+#: While `clerk serve` waits for work, before the runs: how long it is left to settle (its start, the
+#: server's answers to it), then how long the machine's CPU is measured (a quarter of each in --quick).
+SETTLE_S, QUIET_S = 15.0, 20.0
 
 
 def _cases(database_url: str, count: int) -> list[tuple[str, str]]:
@@ -162,22 +168,36 @@ def run(quick: bool = False) -> None:
     rows: list[dict[str, Any]] = []
     where: list[dict[str, Any]] = []
     notes: list[dict[str, Any]] = []
+    costs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         url = f"sqlite:///{tmp}/clerk.db"
         env = clerk_env(url, regs) | {"CLERK_DATA_DIR": f"{tmp}/var"}
         with simulators(300, Path(tmp), regs) as served:
             import_cases(env, served.case_file)
-            cases = iter(_cases(url, 4 * runs))
+            cases = iter(_cases(url, (4 + 2 * (len(RUNNER_POLLS_S) - 1)) * runs))
             for database in PREFECT_DATABASES:
+                retried = []
                 with _prefect(database, Path(tmp)) as (api_url, log):
                     env |= {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(log.parent)}
-                    # The command-line ways on the embedded default only: the server's database is not theirs.
-                    cli = database == "sqlite"
-                    picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
-                    measured, phases, retried = _measure(env, picked, runs, database, cli)
+                    for poll in RUNNER_POLLS_S:
+                        # The command-line ways on the embedded default only (the server's database is not
+                        # theirs), at the first poll only.
+                        cli = database == "sqlite" and poll == RUNNER_POLLS_S[0]
+                        picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
+                        measured, phases, more, waiting = _measure(
+                            env | {"CLERK_RUNNER_POLL_S": f"{poll:g}"}, picked, runs, database, cli
+                        )
+                        rows += measured
+                        where += phases
+                        retried += more
+                        costs.append(
+                            {
+                                "prefect on": database,
+                                "runner poll s": poll,
+                                "machine CPU while waiting, % of one core": round(100 * waiting, 1),
+                            }
+                        )
                     errors, tried_again = _server_errors(log), server_retries(log)
-                rows += measured
-                where += phases
                 notes.append(
                     {
                         "prefect on": database,
@@ -193,10 +213,16 @@ def run(quick: bool = False) -> None:
     )
     table(
         "where a served run's time goes (Prefect's state times, API runs): the runner picking it up "
-        "(it polls every CLERK_RUNNER_POLL_S, 1 s), the run's process starting (a fork of clerk serve's fork "
+        "(it asks every CLERK_RUNNER_POLL_S), the run's process starting (a fork of clerk serve's fork "
         "server, deployments/forkserver.py) until the flow runs, the flow itself; and what no state accounts "
         "for: the call that creates the run, and learning of its end",
         where,
+    )
+    table(
+        "what a served deployment costs while it waits for work: the whole machine's CPU over "
+        "a quiet interval (the runner asking for runs every CLERK_RUNNER_POLL_S, the Prefect server and its "
+        "database answering; the simulators idle)",
+        costs,
     )
     for note in notes:
         retried, errors = note["client retries"], note["server errors"]
@@ -207,7 +233,7 @@ def run(quick: bool = False) -> None:
             + "\n  the server logged "
             + ("\n    ".join(["these errors:", *errors]) if errors else "no error")
         )
-    record("latency", [r | {"quick": quick} for r in rows + where + notes])
+    record("latency", [r | {"quick": quick} for r in rows + where + costs + notes])
 
 
 @contextlib.contextmanager
@@ -232,9 +258,11 @@ def _prefect(database: str, tmp: Path) -> Iterator[tuple[str, Path]]:
 
 def _measure(
     env: dict[str, str], picked: list[tuple[str, str]], runs: int, database: str, cli: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
-    """The case queries of `picked`, `runs` each way: by command line (when `cli`), then through the API."""
-    served = f"served, Prefect on {database}"
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], float]:
+    """The case queries of `picked`, `runs` each way: by command line (when `cli`), then through the API;
+    and what the machine's cores spent (in cores) while `clerk serve` waited for work before them."""
+    poll = float(env["CLERK_RUNNER_POLL_S"])
+    served = f"served, Prefect on {database}, runner polls every {poll:g} s"
     rows = []
     if cli:
         queried = [
@@ -247,7 +275,11 @@ def _measure(
     with serving(
         ["clerk", "serve", "--only", "case-query"], env, "serving deployments", signal.SIGINT, script=True
     ):
-        time.sleep(2)  # the runner's first look at the server
+        scale = 0.25 if runs < 20 else 1.0  # --quick
+        time.sleep(SETTLE_S * scale)
+        busy = machine_cpu_s()
+        time.sleep(QUIET_S * scale)
+        waiting = (machine_cpu_s() - busy) / (QUIET_S * scale)
         if cli:
             watched = [
                 _timed(
@@ -275,10 +307,11 @@ def _measure(
     where = [
         {
             "prefect on": database,
+            "runner poll s": poll,
             "phase": name,
             "p50 s": round(statistics.median(p[name] for p in phases), 2),
             "p95 s": round(p95([p[name] for p in phases]), 2),
         }
         for name in phases[0]
     ]
-    return rows, where, retried
+    return rows, where, retried, waiting
