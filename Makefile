@@ -18,13 +18,13 @@ chromium:
 demo: setup
 	$(BIN)/clerk demo
 
-## The whole test suite: lint, types, the benchmarks at small size (so none rots), then every test on
-## SQLite and PostgreSQL, in two pytest processes (pytest-xdist; many tests wait on servers and
-## subprocesses, so two share two cores well: 9.7 min against 15.5 one after another).
+## The whole test suite: lint, types, then every test on SQLite and PostgreSQL and every benchmark at
+## small size (so none rots: tests/integration/test_bench_quick.py), in two pytest processes
+## (pytest-xdist; most tests wait on servers and subprocesses, so two share two cores well). The tests
+## that take minutes start first (marker `minutes`), so that neither process is left with them at the end.
 PYTEST_WORKERS ?= 2
 test: setup postgres chromium lint typecheck
-	$(BIN)/python -m bench --quick
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist load
 
 ## The long variants of the reliability tests: random kills, more debtors, more state-machine examples
 ## (about eleven minutes; not part of `make test`).

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).parent / "results" / "results.jsonl"
+#: Where the rows go: BENCH_RESULTS names another file (the test suite's quick runs write to their own).
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).parent / "results" / "results.jsonl")
 
 
 def status_mb(field: str, pid: int | str = "self") -> float:
@@ -163,12 +164,15 @@ def _cpu_model() -> str:
         return platform.processor()
 
 
-def record(benchmark: str, rows: list[dict[str, Any]]) -> None:
+def record(benchmark: str, rows: list[dict[str, Any]], *, quick: bool) -> None:
+    """Append `rows` to the results file, each with the benchmark's name, the time, the machine and whether
+    it ran at its small size (`--quick`: smoke, not a measurement)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    head = {"benchmark": benchmark, "at": stamp, "machine": machine()}
     with RESULTS.open("a", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps({"benchmark": benchmark, "at": stamp, "machine": machine()} | row) + "\n")
+            handle.write(json.dumps(head | row | {"quick": quick}) + "\n")
 
 
 def table(title: str, rows: list[dict[str, Any]]) -> None:

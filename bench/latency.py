@@ -233,7 +233,7 @@ def run(quick: bool = False) -> None:
             + "\n  the server logged "
             + ("\n    ".join(["these errors:", *errors]) if errors else "no error")
         )
-    record("latency", [r | {"quick": quick} for r in rows + where + costs + notes])
+    record("latency", rows + where + costs + notes, quick=quick)
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ def run(quick: bool = False) -> None:
         "temporary Prefect server)",
         rows,
     )
-    record("prefect_cost", [r | {"quick": quick} for r in rows])
+    record("prefect_cost", rows, quick=quick)
 
 
 def _row(batch: int, tasks: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:

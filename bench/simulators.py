@@ -107,7 +107,7 @@ def run(quick: bool = False) -> None:
         }
     ]
     table("world generation (in this process)", generation)
-    record("simulators.generate", generation)
+    record("simulators.generate", generation, quick=quick)
 
     configs = _configs()
     with tempfile.TemporaryDirectory() as tmp, simulators(debtors, Path(tmp), configs) as served:
@@ -117,4 +117,4 @@ def run(quick: bool = False) -> None:
         f"{IN_FLIGHT} in flight; goal: thousands per second)",
         rows,
     )
-    record("simulators.lookups", rows)
+    record("simulators.lookups", rows, quick=quick)

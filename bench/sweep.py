@@ -249,7 +249,7 @@ def run(quick: bool = False) -> None:
         "each; goal: ratio ≥ 0.8)",
         rows,
     )
-    record("sweep", [r | {"quick": quick} for r in rows])
+    record("sweep", rows, quick=quick)
 
 
 def scale(
@@ -278,4 +278,4 @@ def scale(
         "× 5 registries in under 30 minutes)",
         rows,
     )
-    record("scale", [r | {"quick": quick} for r in rows])
+    record("scale", rows, quick=quick)

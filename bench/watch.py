@@ -196,5 +196,5 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             )
         engine.dispose()
     table(f"Deposit to freeze ({debtors:,} debtors; {'quick' if quick else 'full'})", results)
-    record("watch", [r | {"debtors": debtors, "quick": quick} for r in results])
+    record("watch", [r | {"debtors": debtors} for r in results], quick=quick)
     return results

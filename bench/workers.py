@@ -114,4 +114,4 @@ def run(quick: bool = False) -> None:
         "(wall: from `prefect deployment run` to its end; run: the parent run's own time)",
         rows,
     )
-    record("workers", [r | {"quick": quick} for r in rows])
+    record("workers", rows, quick=quick)

@@ -278,7 +278,7 @@ class Lifecycle(RuleBasedStateMachine):
 Lifecycle.TestCase.settings = settings(
     max_examples=30, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-TestLifecycle = Lifecycle.TestCase
+TestLifecycle = pytest.mark.minutes(Lifecycle.TestCase)
 
 
 class LongLifecycle(Lifecycle):

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NOW = dt.datetime.now(dt.UTC)
 RATE = 4  # requests a second each registry allows, and each registry's requests_per_second
-pytestmark = [pytest.mark.server, pytest.mark.postgres]
+pytestmark = [pytest.mark.server, pytest.mark.postgres, pytest.mark.minutes]
 
 
 def clerk(*args: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:

@@ -36,7 +36,11 @@ from tests.world import World, served_world
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 NOW = dt.datetime.now(dt.UTC)
-pytestmark = [pytest.mark.server, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.minutes,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
 
 
 @contextlib.contextmanager

@@ -200,6 +200,7 @@ def free_on_account(ledger: Ledger, identifier: str) -> int:
     return max(holding.balance_fen - others - ours, 0)
 
 
+@pytest.mark.minutes
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_simulated_year(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     rng = random.Random(2026)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -131,6 +132,7 @@ def response(body: bytes, media: str) -> httpx.Response:
     )
 
 
+@pytest.mark.minutes
 @FUZZ
 @given(st.one_of(json_values, bank_like))
 def test_bank_replies(body: object) -> None:
@@ -144,6 +146,7 @@ def test_bank_replies(body: object) -> None:
             parse()
 
 
+@pytest.mark.minutes
 @FUZZ
 @given(st.one_of(st.binary(max_size=200), texts.map(str.encode)))
 def test_xml_and_json_replies_from_bytes(body: bytes) -> None:

@@ -1,0 +1,47 @@
+"""Every benchmark at its small size (`python -m bench --quick NAME`), so that none rots: each runs in a
+process of its own, as `make bench` runs it, must end well and must record its figures.
+
+They run inside pytest (not before it) so that pytest-xdist's two workers share them with the other tests:
+most of their time is spent waiting on servers and subprocesses. Their figures are smoke, not measurements
+(the machine is busy with the other tests); `python -m bench` on a quiet machine measures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = ["simulators", "transport", "sweep", "scale", "prefect", "latency", "busy", "watch", "workers"]
+pytestmark = pytest.mark.minutes
+
+
+def test_the_list_is_every_benchmark() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert f"which (default: all): {', '.join(BENCHMARKS)}" in " ".join(listed.stdout.split())
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_runs_at_small_size_and_records_its_figures(name: str, tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", name],
+        cwd=ROOT,
+        env=os.environ | {"BENCH_RESULTS": str(results)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    print(done.stdout)  # the tables, shown by pytest when something else fails
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    assert rows, f"bench {name} recorded nothing"
+    assert all(row["quick"] is True and row["machine"]["cpus"] for row in rows), rows[0]
