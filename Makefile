@@ -24,7 +24,7 @@ demo: setup
 ## that take minutes start first (marker `minutes`), so that neither process is left with them at the end.
 PYTEST_WORKERS ?= 2
 test: setup postgres chromium lint typecheck
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist load
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 ## The long variants of the reliability tests: random kills, more debtors, more state-machine examples
 ## (about eleven minutes; not part of `make test`).

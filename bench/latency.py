@@ -43,7 +43,7 @@ POLL_S = 0.1
 #: Where the Prefect server keeps its state: SQLite as `clerk serve` starts it, PostgreSQL as `clerk up` does.
 PREFECT_DATABASES = ("sqlite", "postgresql")
 #: How often `clerk serve`'s runner asks for runs to start (CLERK_RUNNER_POLL_S): the API runs are measured at
-#: each, side by side; the command-line ways at the first only.
+#: each, side by side; the command-line ways at the first only. --quick: the default (the last) only.
 RUNNER_POLLS_S = (1.0, 0.25)
 #: While `clerk serve` waits for work, before the runs: how long it is left to settle (its start, the
 #: server's answers to it), then how long the machine's CPU is measured (a quarter of each in --quick).
@@ -174,15 +174,16 @@ def run(quick: bool = False) -> None:
         env = clerk_env(url, regs) | {"CLERK_DATA_DIR": f"{tmp}/var"}
         with simulators(300, Path(tmp), regs) as served:
             import_cases(env, served.case_file)
-            cases = iter(_cases(url, (4 + 2 * (len(RUNNER_POLLS_S) - 1)) * runs))
+            polls = RUNNER_POLLS_S[-1:] if quick else RUNNER_POLLS_S
+            cases = iter(_cases(url, (4 + 2 * (len(polls) - 1)) * runs))
             for database in PREFECT_DATABASES:
                 retried = []
                 with _prefect(database, Path(tmp)) as (api_url, log):
                     env |= {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(log.parent)}
-                    for poll in RUNNER_POLLS_S:
+                    for poll in polls:
                         # The command-line ways on the embedded default only (the server's database is not
                         # theirs), at the first poll only.
-                        cli = database == "sqlite" and poll == RUNNER_POLLS_S[0]
+                        cli = database == "sqlite" and poll == polls[0]
                         picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
                         measured, phases, more, waiting = _measure(
                             env | {"CLERK_RUNNER_POLL_S": f"{poll:g}"}, picked, runs, database, cli
