@@ -25,7 +25,7 @@ demo: setup
 ## clone of a 2-core machine (2026-11-30), against 24 min 15 s with the benchmarks before pytest.
 PYTEST_WORKERS ?= 2
 test: setup postgres chromium lint typecheck
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist load --maxschedchunk 2
 
 ## The long variants of the reliability tests: random kills, more debtors, more state-machine examples
 ## (about eleven minutes; not part of `make test`).
