@@ -21,7 +21,7 @@ demo: setup
 ## The whole test suite: lint, types, then every test on SQLite and PostgreSQL and every benchmark at
 ## small size (so none rots: tests/integration/test_bench_quick.py), in two pytest processes
 ## (pytest-xdist; most tests wait on servers and subprocesses, so two share two cores well). The tests
-## that take minutes start first (marker `minutes`). 16 min 56 s for the whole of `make test` on a clean
+## that take minutes start first (marker `minutes`). 15 min 10 s for the whole of `make test` on a clean
 ## clone of a 2-core machine (2026-11-30), against 24 min 15 s with the benchmarks before pytest.
 PYTEST_WORKERS ?= 2
 test: setup postgres chromium lint typecheck
