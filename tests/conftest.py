@@ -46,8 +46,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that take minutes first (stable otherwise): pytest-xdist's two workers (`--dist worksteal`)
-    start on them and take the short ones as they free up, instead of one worker ending alone on a long one."""
+    """The tests that take minutes first (stable otherwise): pytest-xdist hands each worker a test or two at
+    a time (`--dist load --maxschedchunk 2`), so the long ones spread over both and the short ones fill in."""
     items.sort(key=lambda item: item.get_closest_marker("minutes") is None)
 
 
