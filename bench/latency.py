@@ -185,19 +185,13 @@ def run(quick: bool = False) -> None:
                         # theirs), at the first poll only.
                         cli = database == "sqlite" and poll == polls[0]
                         picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
-                        measured, phases, more, waiting = _measure(
-                            env | {"CLERK_RUNNER_POLL_S": f"{poll:g}"}, picked, runs, database, cli
+                        measured, phases, more, cost = _measure(
+                            env, picked, runs, database, poll=poll, cli=cli, quick=quick
                         )
                         rows += measured
                         where += phases
                         retried += more
-                        costs.append(
-                            {
-                                "prefect on": database,
-                                "runner poll s": poll,
-                                "machine CPU while waiting, % of one core": round(100 * waiting, 1),
-                            }
-                        )
+                        costs.append(cost)
                     errors, tried_again = _server_errors(log), server_retries(log)
                 notes.append(
                     {
@@ -258,11 +252,19 @@ def _prefect(database: str, tmp: Path) -> Iterator[tuple[str, Path]]:
 
 
 def _measure(
-    env: dict[str, str], picked: list[tuple[str, str]], runs: int, database: str, cli: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], float]:
-    """The case queries of `picked`, `runs` each way: by command line (when `cli`), then through the API;
-    and what the machine's cores spent (in cores) while `clerk serve` waited for work before them."""
-    poll = float(env["CLERK_RUNNER_POLL_S"])
+    env: dict[str, str],
+    picked: list[tuple[str, str]],
+    runs: int,
+    database: str,
+    *,
+    poll: float,
+    cli: bool,
+    quick: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str], dict[str, Any]]:
+    """The case queries of `picked`, `runs` each way, with `clerk serve`'s runner asking every `poll` s: by
+    command line (when `cli`), then through the API; and what the machine's CPU spent while `clerk serve`
+    waited for work before them."""
+    env = env | {"CLERK_RUNNER_POLL_S": f"{poll:g}"}
     served = f"served, Prefect on {database}, runner polls every {poll:g} s"
     rows = []
     if cli:
@@ -276,7 +278,7 @@ def _measure(
     with serving(
         ["clerk", "serve", "--only", "case-query"], env, "serving deployments", signal.SIGINT, script=True
     ):
-        scale = 0.25 if runs < 20 else 1.0  # --quick
+        scale = 0.25 if quick else 1.0
         time.sleep(SETTLE_S * scale)
         busy = machine_cpu_s()
         time.sleep(QUIET_S * scale)
@@ -315,4 +317,9 @@ def _measure(
         }
         for name in phases[0]
     ]
-    return rows, where, retried, waiting
+    cost = {
+        "prefect on": database,
+        "runner poll s": poll,
+        "machine CPU while waiting, % of one core": round(100 * waiting, 1),
+    }
+    return rows, where, retried, cost
