@@ -243,7 +243,7 @@ def _prefect(database: str, tmp: Path) -> Iterator[tuple[str, Path]]:
     settings = {"PREFECT_HOME": str(home), "PREFECT_API_LOG_RETRYABLE_ERRORS": "true"}
     with contextlib.ExitStack() as stack:
         if database == "postgresql":
-            pg = stack.enter_context(postgres_server())
+            pg = stack.enter_context(postgres_server(durable=True))
             pg.create_database("prefect")
             settings["PREFECT_API_DATABASE_CONNECTION_URL"] = pg.url("prefect", driver="asyncpg")
         stack.enter_context(mock.patch.dict(os.environ, settings))

@@ -269,7 +269,7 @@ def scale(
         if "sqlite" in databases:
             rows.append(measure(n, resweep=resweep, shards=shards))
         if "postgresql" in databases:
-            with postgres_server() as pg:
+            with postgres_server(durable=True) as pg:  # every commit flushed, as in production
                 rows.append(measure(n, pg.create_database(f"bench_{n}"), resweep=resweep, shards=shards))
     for row in rows:
         row["µs per lookup"] = round(1e6 * row["sweep s"] / max(row["lookups"], 1), 1)

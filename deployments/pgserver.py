@@ -38,8 +38,16 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bindir: Path, base: Path, port: int, user: str | None) -> None:
+    """One cluster. `durable` (the default, and always for `clerk up`'s lasting cluster) keeps PostgreSQL's
+    own settings: every commit is flushed to disk. Only a throwaway cluster that nothing outlives may run with
+    `fsync=off`, which after an operating-system crash or a power cut can leave the whole cluster corrupt,
+    not merely a few commits short."""
+
+    def __init__(
+        self, bindir: Path, base: Path, port: int, user: str | None, *, durable: bool = True
+    ) -> None:
         self.bindir, self.base, self.port, self._user = bindir, base, port, user
+        self.durable = durable
         self.datadir = base / "data"
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -68,7 +76,9 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start (or start again after `stop`) the server on its data directory."""
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off"
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base}"
+        if not self.durable:
+            options += " -c fsync=off"
         result = self._run(
             "pg_ctl",
             "-D",
@@ -144,12 +154,15 @@ def _run_as() -> str | None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A throwaway cluster, deleted afterwards. Not `durable` by default (`fsync=off`: the tests' clusters
+    hold nothing worth a flush); the benchmarks ask for `durable`, so that their figures are a production
+    cluster's."""
     user = _run_as()
     base = Path(tempfile.mkdtemp(prefix="clerk-pg-"))
     if user:
         shutil.chown(base, user)
-    server = PostgresServer(_bindir(), base, _free_port(), user)
+    server = PostgresServer(_bindir(), base, _free_port(), user, durable=durable)
     try:
         server.init()
         server.start()
