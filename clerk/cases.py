@@ -42,7 +42,7 @@ def get_case(session: Session, case_number: str, *, for_update: bool = False) ->
     number = str(CaseNumber.parse(case_number))
     stmt = select(Case).where(Case.case_number == number).options(selectinload(Case.payments))
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE, as control.plan_cases locks
     case = session.scalars(stmt).one_or_none()
     if case is None:
         raise CaseNotFound(number)

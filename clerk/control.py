@@ -103,7 +103,12 @@ def plan_cases(
     the order of `case_ids`.
 
     The cases are locked first, in id order (two clerks planning overlapping cases wait for each other
-    instead of deadlocking), and read together: their measures, their debtors' assets and what our live
+    instead of deadlocking), `FOR NO KEY UPDATE`: a case's id never changes, and the stronger `FOR UPDATE`
+    also waits for every insert of a row that refers to the case (a notice, a measure: PostgreSQL checks the
+    reference with a `FOR KEY SHARE` lock), which a clerk recording control answers for other cases in its
+    own order takes one after another; two shards of a province sweep deadlocked that way at 1,000,000
+    debtors (tests/integration/test_lock_order.py). Every writer of what a case owes takes the same lock
+    first. They are read together: their measures, their debtors' assets and what our live
     freezes hold on those assets, three reads for the lot. Every measure is then written in one INSERT and
     audited in one append (the audit trail's lock is taken last, after every case lock). A freeze planned
     here for one case counts against the asset for the next case that shares the debtor."""
@@ -116,7 +121,7 @@ def plan_cases(
             select(Case)
             .where(Case.id.in_(ids))
             .order_by(Case.id)
-            .with_for_update()
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE (the docstring says why)
             .options(selectinload(Case.payments))
             .execution_options(populate_existing=True)
         )

@@ -373,6 +373,7 @@ def _record_deduction(
     actor: str,
     payload: dict[str, object],
 ) -> None:
+    _lock_case(session, case.id)  # a payment changes what the case owes: plans wait (control.plan_cases)
     moved = reply.amount_fen
     action.status, action.result = "done", {"deducted_fen": moved, "on": reply.transferred_on.isoformat()}
     measure.actual_amount_fen = max((measure.actual_amount_fen or 0) - moved, 0)
@@ -381,7 +382,6 @@ def _record_deduction(
         measure.status = "released"
     before = cases.owed(case, reply.transferred_on).remaining
     case.payments.append(Payment(paid_on=reply.transferred_on, amount_fen=moved, source="deduction"))
-    case.version += 1
     session.flush()
     after = cases.owed(case, reply.transferred_on).remaining
     audit.append(

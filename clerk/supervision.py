@@ -84,7 +84,7 @@ def resume(session: Session, case_ids: Sequence[int], today: dt.date, actor: str
     its live measures move over, and the judge and the applicant are told. Returns the new cases' ids."""
     new_ids = []
     for case_id in case_ids:
-        original = session.get(Case, case_id, with_for_update=True)
+        original = session.get(Case, case_id, with_for_update={"key_share": True})  # as plan_cases locks
         if original is None or original.status != "terminated":
             continue
         number = _next_resumed_number(session, original, today)

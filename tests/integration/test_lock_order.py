@@ -1,4 +1,5 @@
-"""Two registries' replies for the same debtors, recorded at once on PostgreSQL, do not deadlock.
+"""Two registries' replies for the same debtors, recorded at once on PostgreSQL, do not deadlock; nor does
+a plan for some cases beside notices written for the same cases in another order.
 
 Each reply stamps its debtors' `last_queried_at`, so the five registries' replies to a page of a sweep all
 lock the same debtor rows. An UPDATE locks rows in the order its plan reads them: by the primary key
@@ -6,11 +7,18 @@ through an index, by place in the table through a sequential scan, and after man
 differ. CI once caught two such replies each holding rows the other needed. Here the two orders are forced
 (one reply's session may not use an index, the other must) and a third transaction holds a debtor in the
 middle, so both replies have taken their first rows and wait when it lets go: in plan order they deadlock
-every time; in the id order `record_reply` locks in, one waits for the other."""
+every time; in the id order `record_reply` locks in, one waits for the other.
+
+A plan locks its cases in id order, but an insert that refers to a case (a notice, written for each measure
+that took effect as control answers are recorded, in their order) takes a `FOR KEY SHARE` lock on it, which
+`FOR UPDATE` waits for. Two shards of a province sweep at 1,000,000 debtors deadlocked that way: one
+recording answers for cases B then A, the other planning A and B. Plans lock `FOR NO KEY UPDATE`, which such
+inserts do not wait for, nor it for them."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,15 +27,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, text, update
 
-from clerk import db, querying
+from clerk import control, db, notices, querying
 from clerk.intake import import_cases, read_case_file, write_case_file
 from clerk.synthetic import sample_case_rows
 from connectors.base import QueryReply, SubjectResult, SubjectStatus
 from connectors.config import placeholder_configs
 from deployments.pgserver import PostgresServer
-from models.tables import Debtor, Query
+from models.tables import Case, Debtor, Notification, Query
 
 pytestmark = pytest.mark.postgres
+_databases = itertools.count(1)
 
 TODAY = dt.date(2026, 11, 23)
 ACTOR = "user:tester"
@@ -39,7 +48,7 @@ INDEX_ORDER = ("SET LOCAL enable_seqscan = off", "SET LOCAL enable_bitmapscan = 
 
 @pytest.fixture
 def pg_engine(pg_server: PostgresServer) -> Iterator[Engine]:
-    engine = db.make_engine(pg_server.create_database("clerk_lock_order"))
+    engine = db.make_engine(pg_server.create_database(f"clerk_lock_order_{next(_databases)}"))
     db.upgrade(engine)
     yield engine
     engine.dispose()
@@ -132,3 +141,47 @@ def test_replies_for_the_same_debtors_lock_them_in_id_order_whatever_the_plan(
         )
     assert answered == 2 * len(debtor_ids)
     assert unstamped == 0
+
+
+def test_a_plan_and_notices_for_the_same_cases_in_the_other_order_do_not_deadlock(
+    pg_engine: Engine, tmp_path: Path
+) -> None:
+    sessions = db.session_factory(pg_engine)
+    path = tmp_path / "cases.csv"
+    write_case_file(path, sample_case_rows(seed=3, cases=2, today=TODAY))
+    rows, _ = read_case_file(path, max_bytes=10**7, today=TODAY)
+    with sessions.begin() as session:
+        import_cases(session, rows, actor=ACTOR)
+    with sessions() as session:
+        first, second = sorted(session.scalars(select(Case.id)))
+
+    def notice(case_id: int) -> list[notices.Draft]:
+        return [notices.Draft(case_id, "judge", "measure.effective", {})]
+
+    planned: list[list[control.Plan]] = []
+    failures: list[BaseException] = []
+
+    def plan() -> None:
+        try:
+            with sessions.begin() as session:
+                planned.append(control.plan_cases(session, [first, second], TODAY, control.Policy(), ACTOR))
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+
+    recording = sessions()
+    try:
+        with recording.begin():
+            notices.notify_many(recording, notice(second))  # holds FOR KEY SHARE on the second case
+            planner = threading.Thread(target=plan)
+            planner.start()
+            planner.join(timeout=20)  # under FOR UPDATE it waits here for the second case, holding the first
+            notices.notify_many(recording, notice(first))  # ... and this waits for it: a deadlock
+        planner.join(timeout=60)
+    finally:
+        recording.close()
+    assert not planner.is_alive(), "the plan is still waiting for its locks"
+    assert failures == []
+    assert [p.measure_ids for p in planned[0]] == [[], []]  # no assets known yet: nothing to place
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Notification)) == 2
+        assert session.scalar(select(Case.version).where(Case.id == first)) == 2  # planned once
