@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, db, notices, querying
 from clerk.intake import import_cases, read_case_file, write_case_file
@@ -54,6 +55,17 @@ def pg_engine(pg_server: PostgresServer) -> Iterator[Engine]:
     engine.dispose()
 
 
+def case_book(engine: Engine, tmp_path: Path, cases: int) -> sessionmaker[Session]:
+    """`cases` sample cases imported; the sessions to use them."""
+    sessions = db.session_factory(engine)
+    path = tmp_path / "cases.csv"
+    write_case_file(path, sample_case_rows(seed=3, cases=cases, today=TODAY))
+    rows, _ = read_case_file(path, max_bytes=10**7, today=TODAY)
+    with sessions.begin() as session:
+        import_cases(session, rows, actor=ACTOR)
+    return sessions
+
+
 def waiting_on_locks(engine: Engine) -> int:
     with engine.connect() as conn:
         waiting = conn.scalar(
@@ -75,12 +87,8 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0
 def test_replies_for_the_same_debtors_lock_them_in_id_order_whatever_the_plan(
     pg_engine: Engine, tmp_path: Path
 ) -> None:
-    sessions = db.session_factory(pg_engine)
-    path = tmp_path / "cases.csv"
-    write_case_file(path, sample_case_rows(seed=3, cases=40, today=TODAY))
-    rows, _ = read_case_file(path, max_bytes=10**7, today=TODAY)
+    sessions = case_book(pg_engine, tmp_path, cases=40)
     with sessions.begin() as session:
-        import_cases(session, rows, actor=ACTOR)
         configs = placeholder_configs()[:2]  # two registries' rows; nothing is sent to them
         registries = querying.ensure_registries(session, configs)
         run_id = querying.start_run(session, "test")
@@ -146,12 +154,7 @@ def test_replies_for_the_same_debtors_lock_them_in_id_order_whatever_the_plan(
 def test_a_plan_and_notices_for_the_same_cases_in_the_other_order_do_not_deadlock(
     pg_engine: Engine, tmp_path: Path
 ) -> None:
-    sessions = db.session_factory(pg_engine)
-    path = tmp_path / "cases.csv"
-    write_case_file(path, sample_case_rows(seed=3, cases=2, today=TODAY))
-    rows, _ = read_case_file(path, max_bytes=10**7, today=TODAY)
-    with sessions.begin() as session:
-        import_cases(session, rows, actor=ACTOR)
+    sessions = case_book(pg_engine, tmp_path, cases=2)
     with sessions() as session:
         first, second = sorted(session.scalars(select(Case.id)))
 
