@@ -27,7 +27,10 @@ def authorize(
     people: Mapping[str, Person],
     actor: str,
 ) -> str:
-    """Return why `who` may take `action` on `case`, or audit the refusal and raise `Refused`."""
+    """Return why `who` may take `action` on `case`, or audit the refusal and raise `Refused`.
+
+    `actor` is who runs the program (the operator's login, or the flow run), never the name claimed in
+    `who`: a refusal is on the record under the one who is really there, with the claimed name beside it."""
     verdict = may(who or "", action, case.judge, case.court_code, people)
     if verdict.allowed:
         return verdict.reason

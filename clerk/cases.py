@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from clerk import audit
 from models import rules
 from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Payment, Registry
-from models.values import CaseNumber, DebtorKind, InvalidValue, mask_account, mask_id, mask_name
+from models.values import CaseNumber, DebtorKind, InvalidValue, format_yuan, mask_account, mask_id, mask_name
 
 DEFAULT_EXCEPTIONS = Path(__file__).parent / "data" / "credit_code_exceptions.txt"
 
@@ -153,9 +153,20 @@ def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
 
 
 def record_payment(
-    session: Session, case_number: str, amount_fen: int, paid_on: dt.date, *, actor: str, today: dt.date
+    session: Session,
+    case_number: str,
+    amount_fen: int,
+    paid_on: dt.date,
+    *,
+    actor: str,
+    today: dt.date,
+    again: bool = False,
+    overpaid: bool = False,
 ) -> rules.Owed:
-    """Record a payment and return what is owed on its date afterwards."""
+    """Record a payment and return what is owed on its date afterwards. Refused, unless the caller says it is
+    meant: the same amount on the same day as a payment already recorded (`again`: a second payment, not
+    the first one typed twice), and more than is owed on its date (`overpaid`); a case already paid takes
+    no payment at all."""
     if amount_fen <= 0:
         raise InvalidValue("amount", "a payment must be more than 0")
     if paid_on > today:
@@ -163,9 +174,21 @@ def record_payment(
     case = get_case(session, case_number, for_update=True)
     if paid_on < case.filed_on - dt.timedelta(days=3650):
         raise InvalidValue("paid_on", f"{paid_on} is long before the case was filed ({case.filed_on})")
-    if case.status in ("withdrawn", "closed"):
+    if case.status in ("withdrawn", "closed", "paid"):
         raise InvalidValue("case_number", f"{case.case_number} is {case.status}: no payment can be recorded")
+    if not again and any(p.paid_on == paid_on and p.amount_fen == amount_fen for p in case.payments):
+        raise InvalidValue(
+            "amount",
+            f"a payment of {format_yuan(amount_fen)} on {paid_on} is already recorded: if this is a second "
+            "one, say so (--again)",
+        )
     before = owed(case, paid_on)
+    if not overpaid and amount_fen > before.remaining:
+        raise InvalidValue(
+            "amount",
+            f"{format_yuan(amount_fen)} is more than the {format_yuan(before.remaining)} owed on {paid_on}: "
+            "if the debtor really paid more, say so (--overpaid)",
+        )
     case.payments.append(Payment(paid_on=paid_on, amount_fen=amount_fen))
     case.version += 1
     session.flush()

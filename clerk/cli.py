@@ -23,10 +23,11 @@ from typing import Annotated, Any, TypeVar, cast
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clerk import access, audit, cases, db, intake
+from clerk import access, audit, cases, db, exports, intake
 from clerk.settings import PREFECT_DEFAULTS, Settings, SettingsError, get_settings
 from connectors import loader
 from connectors.base import Health
@@ -60,8 +61,10 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(report_app, name="report")
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup off: names, case numbers and registry text are data, never rich markup ("[/]" must not crash a
+# table, "[bold]" must not change what is shown).
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,7 +125,11 @@ OnOption = Annotated[
 ]
 ActorOption = Annotated[
     str | None,
-    typer.Option("--actor", help="Who is doing this, for the audit trail; default CLERK_ACTOR or $USER."),
+    typer.Option(
+        "--actor",
+        help="Who is doing this (the case's judge, or a person CLERK_PEOPLE allows at its court), for the "
+        "audit trail; default CLERK_ACTOR or $USER.",
+    ),
 ]
 
 
@@ -168,9 +175,9 @@ def cases_import(
 def _import(file: Path, actor: str) -> intake.ImportReport:
     conf = settings()
     exceptions = cases.load_credit_code_exceptions(conf.credit_code_exceptions_file)
-    with err.status(f"checking {file.name}…"):
+    with err.status(Text(f"checking {file.name}…")):
         rows, digest = intake.read_case_file(file, max_bytes=conf.import_max_bytes, exceptions=exceptions)
-    with err.status(f"{len(rows):,} row(s) are good; writing…"), unit_of_work() as session:
+    with err.status(Text(f"{len(rows):,} row(s) are good; writing…")), unit_of_work() as session:
         report = intake.import_cases(session, rows, actor=actor, source=file.name)
         if report.cases_added or report.links_added:
             audit.append(
@@ -208,9 +215,9 @@ def cases_show(
 
 def _print_case(view: cases.CaseView) -> None:
     c, o = view.case, view.owed
-    out.print(
-        f"[bold]{c['case_number']}[/bold]  status {c['status']}  judge {c['judge']}  filed {c['filed_on']}"
-    )
+    heading = Text(c["case_number"], style="bold")
+    heading.append(f"  status {c['status']}  judge {c['judge']}  filed {c['filed_on']}", style="")
+    out.print(heading)
     out.print(f"applicant {c['applicant']}; performance due {c['performance_due_on']}")
     debts = Table(title=f"owed on {o['on']} ({o['days_late']} days late)", show_header=False)
     for label, key in (
@@ -278,13 +285,31 @@ def cases_pay(
     amount: Annotated[str, typer.Argument(help="Yuan, at most 2 decimals, e.g. 5000 or 1234.50.")],
     on: Annotated[str, typer.Option("--on", help="The day it was paid (YYYY-MM-DD).")],
     actor: ActorOption = None,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="A second payment of the same amount on the same day, not a repeat."),
+    ] = False,
+    overpaid: Annotated[
+        bool, typer.Option("--overpaid", help="The debtor paid more than is owed: record all of it.")
+    ] = False,
 ) -> None:
-    """Record a payment by the debtor (or an amount recovered) and show what is still owed."""
+    """Record a payment by the debtor (or an amount recovered) and show what is still owed. Only the case's
+    judge or a person CLERK_PEOPLE allows at its court may (--actor, else CLERK_ACTOR or the login). The
+    same amount on the same day twice, more than is owed, or any payment on a paid case is refused unless
+    said so."""
     fen = parse_yuan(amount, "amount", allow_zero=False)
     paid_on = parse_date(on, "--on")
+    who = acting(case_number, actor, Action.PAY)
     with unit_of_work() as session:
         after = cases.record_payment(
-            session, case_number, fen, paid_on, actor=actor_name(actor), today=bureau_today()
+            session,
+            case_number,
+            fen,
+            paid_on,
+            actor=who,
+            today=bureau_today(),
+            again=again,
+            overpaid=overpaid,
         )
     out.print(
         f"payment of {format_yuan(fen)} recorded; remaining on {paid_on}: {format_yuan(after.remaining)}"
@@ -300,8 +325,14 @@ RequestedByOption = Annotated[
 ]
 
 
-def check_access(number: str, who: str, action: Action) -> None:
-    """Refuse (audited) before anything is asked of a registry."""
+def operator() -> str:
+    """Who runs this command, for the audit trail of a refusal: CLERK_ACTOR or the login, never a name
+    given on the command line."""
+    return audit.Actor.user(settings().actor or getpass.getuser())
+
+
+def check_access(number: str, who: str, action: Action, field: str = "requested_by") -> None:
+    """Refuse (audited, under the operator) before anything is asked of a registry or changed."""
     conf = settings()
     with unit_of_work() as session:
         case = cases.get_case(session, number)
@@ -312,12 +343,26 @@ def check_access(number: str, who: str, action: Action) -> None:
             who,
             action,
             conf.access,
-            actor_name(who),
+            operator(),
         )
     except access.Refused as exc:
-        raise InvalidValue("requested_by", str(exc).removeprefix("requested_by: ")) from None
+        raise InvalidValue(field, str(exc).removeprefix("requested_by: ")) from None
 
 
+def acting(case_number: str, actor: str | None, action: Action) -> str:
+    """The audit trail's actor for a change to a case, once the person (--actor, else CLERK_ACTOR or the
+    login) is allowed to make it: the case's judge, or a person CLERK_PEOPLE allows at its court."""
+    who = actor or settings().actor or getpass.getuser()
+    check_access(str(CaseNumber.parse(case_number)), who, action, "--actor")
+    return audit.Actor.user(who)
+
+
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite", help="Replace the file if it exists (a link there is replaced, never followed)."
+    ),
+]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the audit trail (required).")]
 
 
@@ -331,9 +376,10 @@ def cases_terminate(
     """Terminate a case for now (终本): no assets to enforce. Its debtors are re-queried every 6 months for 5
     years (settings); a hit resumes it as a new 执恢 case, linked to this one, and tells the judge and the
     applicant. Its measures stay in force and are renewed."""
+    who = acting(case_number, actor, Action.MANAGE)
     with unit_of_work() as session:
         case = cases.change_status(
-            session, case_number, "terminated", actor=actor_name(actor), reason=reason, today=bureau_today()
+            session, case_number, "terminated", actor=who, reason=reason, today=bureau_today()
         )
         out.print(f"{case.case_number} terminated for now on {case.terminated_on}; re-queried every 6 months")
 
@@ -348,9 +394,10 @@ def cases_close(
 ) -> None:
     """Close a case (or mark it withdrawn): the release flow then lifts all of its measures."""
     status = "withdrawn" if withdrawn else "closed"
+    who = acting(case_number, actor, Action.MANAGE)
     with unit_of_work() as session:
         case = cases.change_status(
-            session, case_number, status, actor=actor_name(actor), reason=reason, today=bureau_today()
+            session, case_number, status, actor=who, reason=reason, today=bureau_today()
         )
         out.print(f"{case.case_number} is {status}; its measures are released by the next release run")
 
@@ -366,8 +413,9 @@ def cases_track(
     actor: ActorOption = None,
 ) -> None:
     """A judge's choice of track, overriding triage (audited); it sets the case's supervision deadline."""
+    who = acting(case_number, actor, Action.MANAGE)
     with unit_of_work() as session:
-        case = cases.set_track(session, case_number, track, actor=actor_name(actor), reason=reason)
+        case = cases.set_track(session, case_number, track, actor=who, reason=reason)
         out.print(f"{case.case_number} is on the {case.track} track (set by a judge)")
 
 
@@ -400,8 +448,9 @@ def audit_export(
     case: Annotated[str, typer.Option("--case", help="The case whose trail to export.")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File to write; default stdout.")
+        Path | None, typer.Option("--output", "-o", help="A new file to write; default stdout.")
     ] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Export one case's audit trail as JSON lines or CSV (cells a spreadsheet would run are escaped)."""
     if fmt not in ("jsonl", "csv"):
@@ -412,7 +461,7 @@ def audit_export(
         if output is None:
             count = audit.export(events, sys.stdout, fmt)
         else:
-            with output.open("w", encoding="utf-8", newline="") as handle:
+            with exports.open_new(output, field="--output", replace=overwrite) as handle:
                 count = audit.export(events, handle, fmt)
     err.print(f"{count} event(s) exported for {number}")
 
@@ -424,7 +473,10 @@ def audit_export(
 @friendly_errors
 def report_daily(
     day: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default yesterday (Beijing time).")] = None,
-    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the report as CSV here.")] = None,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Also write the report as CSV to this new file.")
+    ] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Per court and judge: queries, hits, frozen and seized, renewed, released, deductions, overdue nodes."""
     from clerk import reports
@@ -439,7 +491,7 @@ def report_daily(
         table.add_row(*(str(r[c]) for c in reports.COLUMNS))
     out.print(table)
     if csv_file is not None:
-        reports.write_csv(csv_file, rows)
+        reports.write_csv(csv_file, rows, replace=overwrite)
         out.print(f"written: {csv_file} ({len(rows)} rows)")
 
 
@@ -521,7 +573,7 @@ def sim(
     conf = settings()
     now = dt.datetime.now(dt.UTC)
     plan = _fault_plan(faults)
-    with err.status(f"generating {debtors:,} debtors…"):
+    with err.status(Text(f"generating {debtors:,} debtors…")):
         world = simulator_serve.build_world(conf.registries, debtors, seed, now, plan, conf.notifier_url)
     held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
     out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")

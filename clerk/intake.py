@@ -124,13 +124,7 @@ def read_case_file(
     today: dt.date | None = None,
 ) -> tuple[list[CaseRow], str]:
     """Read and check a whole case file. Returns the rows and the file's SHA-256."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise IntakeError([RowError(0, "file", f"cannot be read: {exc.strerror}")]) from None
-    if size > max_bytes:
-        raise IntakeError([RowError(0, "file", f"is {size:,} bytes, more than the limit of {max_bytes:,}")])
-    data = path.read_bytes()
+    data = read_bounded(path, max_bytes)
     digest = hashlib.sha256(data).hexdigest()
     text = decode(data)
     fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
@@ -138,6 +132,23 @@ def read_case_file(
         fmt = "jsonl"
     records = _jsonl_records(text) if fmt == "jsonl" else _csv_records(text)
     return check_records(records, exceptions=exceptions, today=today), digest
+
+
+def read_bounded(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, read with a bound: a FIFO or a device (whose size says 0) is stopped at the limit,
+    not read until memory runs out; a directory or an unreadable file is a clear error."""
+    if path.is_dir():
+        raise IntakeError([RowError(0, "file", "is a directory: name a CSV or JSON lines file")])
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise IntakeError(
+            [RowError(0, "file", f"cannot be read: {exc.strerror or type(exc).__name__}")]
+        ) from None
+    if len(data) > max_bytes:
+        raise IntakeError([RowError(0, "file", f"is more than the limit of {max_bytes:,} bytes")])
+    return data
 
 
 def decode(data: bytes) -> str:
@@ -207,9 +218,15 @@ def _jsonl_records(text: str) -> Records:
         if not line.strip():
             continue
         try:
-            value = json.loads(line, parse_float=Decimal)
+            value = json.loads(line, parse_float=Decimal, parse_int=_json_int)
         except json.JSONDecodeError as exc:
             records.errors.append(RowError(number, "row", f"is not valid JSON: {exc.msg}"))
+            continue
+        except RecursionError:
+            records.errors.append(RowError(number, "row", "is nested too deeply: a row is one flat object"))
+            continue
+        except ValueError as exc:  # a number too long to read (_json_int)
+            records.errors.append(RowError(number, "row", str(exc)))
             continue
         if not isinstance(value, dict):
             records.errors.append(RowError(number, "row", "must be a JSON object"))
@@ -225,6 +242,19 @@ def _jsonl_records(text: str) -> Records:
         if not missing and not unknown:
             records.items.append((number, value))
     return records
+
+
+#: Digits a number in a case file may have: more is no amount of yuan (and Python refuses to read an int of
+#: over 4,300 digits with a ValueError).
+MAX_NUMBER_DIGITS = 30
+
+
+def _json_int(text: str) -> Decimal:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise ValueError(
+            f"has a number of {len(text):,} digits: no field takes more than {MAX_NUMBER_DIGITS}"
+        )
+    return Decimal(text)
 
 
 def write_case_file(path: Path, rows: Iterable[Mapping[str, str]]) -> int:

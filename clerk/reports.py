@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clerk import audit
+from clerk import audit, exports
 from models.supervision import bureau_today, start_of
 from models.tables import AuditEvent, Case, CaseDebtor, NodeNotice, Query
 
@@ -121,11 +121,13 @@ def totals(rows: Iterable[dict[str, object]]) -> dict[str, int]:
     return sums
 
 
-def write_csv(path: Path, rows: Iterable[dict[str, object]]) -> int:
-    """The report as CSV (UTF-8 with BOM, for spreadsheets); a cell a spreadsheet would run is escaped."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_csv(
+    path: Path, rows: Iterable[dict[str, object]], *, replace: bool = False, field: str = "--csv"
+) -> int:
+    """The report as CSV (UTF-8 with BOM, for spreadsheets); a cell a spreadsheet would run is escaped.
+    Written as `exports.open_new` writes: no link followed, no file replaced unless `replace`."""
     count = 0
-    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+    with exports.open_new(path, field=field, replace=replace, encoding="utf-8-sig") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for r in rows:

@@ -61,7 +61,9 @@ async def case_query(
                 except cases.CaseNotFound as exc:
                     return str(exc)
             try:  # asking about a debtor is lawful only for the debtor's case, by its people
-                access.authorize(rt.sessions, case, requested_by, Action.QUERY, rt.settings.access, rt.actor)
+                access.authorize(
+                    rt.sessions, case, requested_by, Action.QUERY, rt.settings.access, runtime.actor()
+                )
             except access.Refused as exc:
                 return str(exc)
             with rt.sessions.begin() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
@@ -37,7 +38,9 @@ async def daily_report(day: str | None = None) -> State:
 
         rows = await asyncio.to_thread(build)
         path = rt.settings.data_dir / "reports" / f"daily-{on.isoformat()}.csv"
-        await asyncio.to_thread(reports.write_csv, path, rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A run for the same day writes its file again: replaced, never written through a link.
+        await asyncio.to_thread(functools.partial(reports.write_csv, path, rows, replace=True))
         sums = reports.totals(rows)
         if rows:
             await acreate_table_artifact(rows, key="daily-report-table", description=f"Daily report {on}")

@@ -95,7 +95,9 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 except cases.CaseNotFound as exc:
                     return str(exc)
             try:
-                access.authorize(rt.sessions, case, requested_by, Action.QUERY, settings.access, rt.actor)
+                access.authorize(
+                    rt.sessions, case, requested_by, Action.QUERY, settings.access, runtime.actor()
+                )
             except access.Refused as exc:
                 return str(exc)
             with rt.sessions.begin() as session:
@@ -217,7 +219,13 @@ async def _decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) 
         case = await asyncio.to_thread(_case, rt, proposal.case_id)
         try:
             await asyncio.to_thread(
-                access.authorize, rt.sessions, case, decision.judge, Action.DECIDE, settings.access, rt.actor
+                access.authorize,
+                rt.sessions,
+                case,
+                decision.judge,
+                Action.DECIDE,
+                settings.access,
+                runtime.actor(),
             )
         except access.Refused as exc:
             get_run_logger().warning("decision refused: %s; waiting again", exc)

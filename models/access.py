@@ -20,11 +20,21 @@ class Role(StrEnum):
 class Action(StrEnum):
     QUERY = "query"  # an on-demand case query, a deduction's start
     DECIDE = "decide"  # a judge's decision (a deduction's approval or rejection)
+    MANAGE = "manage"  # a case's status (terminate, close, withdraw) or track: the release run acts on it
+    PAY = "pay"  # record a payment: it lowers what is owed, and a case paid in full has its measures lifted
 
 
 ALLOWED_ROLES: dict[Action, frozenset[Role]] = {
     Action.QUERY: frozenset({Role.JUDGE, Role.OFFICER, Role.SUPERVISOR}),
     Action.DECIDE: frozenset({Role.JUDGE, Role.SUPERVISOR}),
+    Action.MANAGE: frozenset({Role.JUDGE, Role.SUPERVISOR}),
+    Action.PAY: frozenset({Role.JUDGE, Role.OFFICER, Role.SUPERVISOR}),
+}
+_VERBS = {
+    Action.QUERY: "query this case",
+    Action.DECIDE: "decide for this case",
+    Action.MANAGE: "change this case's status or track",
+    Action.PAY: "record a payment on this case",
 }
 ALL_COURTS = "*"
 
@@ -53,9 +63,8 @@ def may(who: str, action: Action, case_judge: str, case_court: str, people: Mapp
         roles = person.roles & ALLOWED_ROLES[action]
         if roles:
             return Verdict(True, f"{sorted(roles)[0]} at court {case_court}")
-    verb = "query this case" if action is Action.QUERY else "decide for this case"
     return Verdict(
         False,
-        f"requested_by: {who} may not {verb}: neither the case's judge nor allowed at court {case_court} "
-        "(settings CLERK_PEOPLE)",
+        f"requested_by: {who} may not {_VERBS[action]}: neither the case's judge nor allowed at court "
+        f"{case_court} (settings CLERK_PEOPLE)",
     )

@@ -212,6 +212,8 @@ def parse_yuan(text: str | int | Decimal, field: str, *, allow_zero: bool = True
     if isinstance(text, bool) or not isinstance(text, str | int | Decimal):
         raise InvalidValue(field, "an amount must be written as a number of yuan, e.g. 1234.50")
     raw = str(text).strip()
+    if len(raw) > 20:  # 100,000,000,000.00 has 15 characters; a longer text is no amount (and not echoed)
+        raise InvalidValue(field, f"is {len(raw):,} characters long: not an amount of yuan")
     if raw.startswith("-"):
         raise InvalidValue(field, f"{raw!r} is negative: an amount must be 0 or more")
     if not _AMOUNT.match(raw):

@@ -64,7 +64,7 @@ def test_import_show_pay_verify_export(clerk_env: str, case_file: Path, tmp_path
         code == 0 and "104,550.00" in out and "1101**********002X" in out and "11010519491231002X" not in out
     )
 
-    code, out, _ = clerk("cases", "pay", CASE, "4550", "--on", "2024-06-29")
+    code, out, _ = clerk("cases", "pay", CASE, "4550", "--on", "2024-06-29", "--actor", "李法官")
     assert code == 0 and "remaining on 2024-06-29: 100,000.00" in out
 
     code, out, _ = clerk("audit", "verify")
@@ -75,7 +75,7 @@ def test_import_show_pay_verify_export(clerk_env: str, case_file: Path, tmp_path
     assert code == 0 and "2 event(s) exported" in err
     lines = export.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("seq,occurred_at,actor,action")
-    assert "payment.recorded" in lines[2] and "user:tester" in lines[2]
+    assert "payment.recorded" in lines[2] and "user:李法官" in lines[2]  # the judge who recorded it
     code, out, _ = clerk("audit", "export", "--case", CASE)
     assert [json.loads(line)["action"] for line in out.splitlines()] == ["case.imported", "payment.recorded"]
 
@@ -90,7 +90,10 @@ def test_import_show_pay_verify_export(clerk_env: str, case_file: Path, tmp_path
         (["cases", "show", "(2024)豫0185执9号"], "case_number: no case （2024）豫0185执9号 in the case book"),
         (["cases", "show", CASE, "--on", "2024-02-30"], "--on: '2024-02-30' is not a real date"),
         (["cases", "pay", CASE, "--on", "2024-06-29", "--", "-3"], "amount: '-3' is negative"),
-        (["cases", "pay", CASE, "3", "--on", "2999-01-01"], "paid_on: 2999-01-01 is in the future"),
+        (
+            ["cases", "pay", CASE, "3", "--on", "2999-01-01", "--actor", "李法官"],
+            "paid_on: 2999-01-01 is in the future",
+        ),
         (["audit", "export", "--case", CASE, "--format", "xlsx"], "--format: 'xlsx' is not a format"),
     ],
 )
@@ -129,7 +132,7 @@ def test_wrong_setting_names_the_variable(clerk_env: str, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sqlite_file_edited_underneath_is_caught(clerk_env: str, case_file: Path) -> None:
     clerk("cases", "import", str(case_file))
-    clerk("cases", "pay", CASE, "10", "--on", "2024-06-29")
+    clerk("cases", "pay", CASE, "10", "--on", "2024-06-29", "--actor", "李法官")
     raw = sqlite3.connect(clerk_env.removeprefix("sqlite:///"))
     raw.execute("DROP TRIGGER audit_events_no_update")
     raw.execute(
@@ -160,17 +163,17 @@ def test_database_password_is_never_printed(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_status_changes_and_tracks_are_a_judges_audited_decisions(clerk_env: str, case_file: Path) -> None:
     assert clerk("cases", "import", str(case_file))[0] == 0
-    code, _, err = clerk("cases", "track", CASE, "urgent", "--reason", "x")
+    code, _, err = clerk("cases", "track", CASE, "urgent", "--reason", "x", "--actor", "李法官")
     assert code == 2 and "track: 'urgent' is not a track: use one of fast, simple, normal, special" in err
-    code, out, _ = clerk("cases", "track", CASE, "special", "--reason", "涉众案件")
+    code, out, _ = clerk("cases", "track", CASE, "special", "--reason", "涉众案件", "--actor", "李法官")
     assert code == 0 and "is on the special track (set by a judge)" in out
     code, out, _ = clerk("cases", "list")
     assert code == 0 and "special" in out
-    code, _, err = clerk("cases", "close", CASE, "--reason", "")
+    code, _, err = clerk("cases", "close", CASE, "--reason", "", "--actor", "李法官")
     assert code == 2 and "reason: a status change needs a reason" in err
-    code, out, _ = clerk("cases", "close", CASE, "--withdrawn", "--reason", "申请人撤回")
+    code, out, _ = clerk("cases", "close", CASE, "--withdrawn", "--reason", "申请人撤回", "--actor", "李法官")
     assert code == 0 and "is withdrawn; its measures are released by the next release run" in out
-    code, _, err = clerk("cases", "terminate", CASE, "--reason", "无财产")
+    code, _, err = clerk("cases", "terminate", CASE, "--reason", "无财产", "--actor", "李法官")
     assert code == 2 and "is withdrawn: it cannot become terminated" in err
     code, out, _ = clerk("audit", "export", "--case", CASE)
     assert code == 0 and "case.track_set" in out and "case.withdrawn" in out and "申请人撤回" in out
@@ -191,6 +194,8 @@ def test_run_and_deduct_explain_what_they_need(
     code, _, err = clerk("query", CASE, "--requested-by", "王五")
     assert code == 2 and "requested_by: 王五 may not query this case: neither the case's judge" in err
     code, out, _ = clerk("audit", "export", "--case", CASE)
-    assert "access.refused" in out and "user:王五" in out
+    # The refusal is on the record under the operator (CLERK_ACTOR), with the name claimed beside it.
+    assert "access.refused" in out and "user:tester" in out and '"who": "王五"' in out
+    assert "user:王五" not in out
     code, _, err = clerk("approve", "0b7d3c4e-0000-4000-8000-000000000000", "--judge", "王", "--amount", "-5")
     assert code == 2 and "--amount" in err

@@ -290,15 +290,38 @@ def test_release_lifts_a_paid_case_and_the_excess_after_a_part_payment(world: Wo
             .order_by(Case.case_number)
         ).all()
         owed = {n: cases.owed(cases.get_case(session, n), today).remaining for n, _ in frozen[:2]}
+        judges = {n: cases.get_case(session, n).judge for n, _ in frozen[:2]}
     (paid_off, _), (part_paid, part_frozen) = frozen[0], frozen[1]
     runner = CliRunner()
     pay_all = runner.invoke(
-        app, ["cases", "pay", paid_off, f"{owed[paid_off] / 100:.2f}", "--on", today.isoformat()]
+        app,
+        [
+            "cases",
+            "pay",
+            paid_off,
+            f"{owed[paid_off] / 100:.2f}",
+            "--on",
+            today.isoformat(),
+            "--actor",
+            judges[paid_off],
+        ],
     )
     assert pay_all.exit_code == 0, pay_all.output
     # Pay so much of the other that what is frozen now exceeds what it owes by 500 yuan.
     part = owed[part_paid] - part_frozen + 500_00
-    pay_part = runner.invoke(app, ["cases", "pay", part_paid, f"{part / 100:.2f}", "--on", today.isoformat()])
+    pay_part = runner.invoke(
+        app,
+        [
+            "cases",
+            "pay",
+            part_paid,
+            f"{part / 100:.2f}",
+            "--on",
+            today.isoformat(),
+            "--actor",
+            judges[part_paid],
+        ],
+    )
     assert pay_part.exit_code == 0, pay_part.output
     state = asyncio.run(release(return_state=True))
     assert state.is_completed(), state.message
@@ -383,14 +406,14 @@ def test_a_terminated_case_with_a_new_hit_resumes_as_a_new_case(world: World) ->
     with sessions()() as session:
         case = session.scalars(select(Case).where(Case.status == "active").order_by(Case.id.desc())).first()
         assert case is not None
-        number, court = case.case_number, case.court_code
+        number, court, judge = case.case_number, case.court_code, case.judge
         debtor = session.get(Debtor, querying.debtor_ids_of_case(session, case.id)[0])
         assert debtor is not None
         owner = debtor.id_number
     runner = CliRunner()
-    no_reason = runner.invoke(app, ["cases", "terminate", number, "--reason", " "])
+    no_reason = runner.invoke(app, ["cases", "terminate", number, "--reason", " ", "--actor", judge])
     assert no_reason.exit_code == 2 and "needs a reason" in no_reason.output
-    done = runner.invoke(app, ["cases", "terminate", number, "--reason", "无可供执行财产"])
+    done = runner.invoke(app, ["cases", "terminate", number, "--reason", "无可供执行财产", "--actor", judge])
     assert done.exit_code == 0, done.output
     bank = next(sim for sim in world.simulators.values() if sim.kind == "bank")
     bank.add_account(owner, "6222999900000000001", 80_000_00)  # type: ignore[attr-defined]
