@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from connectors.base import (
     RejectedError,
 )
 from models import rules
-from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Registry
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, MeasureAction, Notification, Registry
 from models.values import mask_account
 
 LIVE = ("requested", "effective", "queued", "renewed")
@@ -304,10 +304,45 @@ def record_reply(session: Session, measure_id: int, reply: ControlReply, actor: 
     return record_replies(session, [(measure_id, reply)], actor)[0]
 
 
-def record_replies(session: Session, replies: Sequence[tuple[int, ControlReply]], actor: str) -> list[str]:
+#: The reason written on a release that lifts what a registry held beyond what we asked.
+EXCESS_RELEASE = "the registry held more than was asked"
+
+
+def _invalid(measure: Any, reply: ControlReply, taken: dict[tuple[int, str], int]) -> tuple[str, bool] | None:
+    """What is wrong with a registry's answer, by the law's rule that its errors are never our measure
+    (GLOSSARY: "A registry's answer that holds more than was asked … is the registry's error"), and whether
+    the answer can still be trusted for its reference: (problem, trusted), or None when it is sound.
+
+    - A freeze number another of our measures at that registry already holds: the answer cannot be ours
+      (untrusted: nothing of it is recorded; the measure waits, counted at its claim, for a person).
+    - More held than the account's balance when it was last reported: an impossible amount (untrusted).
+    - More held than asked, within the balance: the registry over-froze. Its reference is good: the measure
+      is recorded at what was asked and the excess lifted at once."""
+    reference = reply.registry_reference
+    if reference is not None and taken.get((measure.registry_id, reference), measure.id) != measure.id:
+        return "its reference already names another of our measures", False
+    if (
+        measure.kind != "freeze"
+        or reply.amount_fen is None
+        or reply.amount_fen <= measure.requested_amount_fen
+    ):
+        return None
+    if measure.balance_fen is not None and reply.amount_fen > measure.balance_fen:
+        return "it claims to hold more than the account's balance", False
+    return "it holds more than was asked", True
+
+
+def record_replies(
+    session: Session,
+    replies: Sequence[tuple[int, ControlReply]],
+    actor: str,
+    excess: list[int] | None = None,
+) -> list[str]:
     """Record many answers in the caller's transaction (reading their measures and cases once, writing
     the changes in one UPDATE, their notices in one INSERT); returns each measure's status, in order. See
-    `record_reply`."""
+    `record_reply`. An answer the registry got wrong (`_invalid`) is flagged (audited, and a notice to the
+    judge); a release of what it held beyond what was asked is written down and its id put in `excess`,
+    for the caller to send in the same run."""
     if not replies:
         return []
     ids = sorted({measure_id for measure_id, _ in replies})
@@ -321,15 +356,20 @@ def record_replies(session: Session, replies: Sequence[tuple[int, ControlReply]]
                 ControlMeasure.status,
                 ControlMeasure.registry_reference,
                 ControlMeasure.requested_amount_fen,
+                ControlMeasure.registry_id,
                 Case.case_number,
+                Asset.balance_fen,
             )
             .join(Case, Case.id == ControlMeasure.case_id)
+            .join(Asset, Asset.id == ControlMeasure.asset_id)
             .where(ControlMeasure.id.in_(ids))
             .order_by(ControlMeasure.id)
             .with_for_update(of=ControlMeasure)
         )
     }
     state = {i: (m.status, m.registry_reference) for i, m in measures.items()}  # as the replies go
+    taken = _references_taken(session, [(measures[i].registry_id, r.registry_reference) for i, r in replies])
+    flagged: list[tuple[int, int, str, str, int | None]] = []  # measure, case, number, problem, claimed
     changes: dict[int, dict[str, Any]] = {}
     drafts: list[notices.Draft] = []
     entries: list[audit.Entry] = []
@@ -342,11 +382,33 @@ def record_replies(session: Session, replies: Sequence[tuple[int, ControlReply]]
             statuses.append(current)
             continue
         status = _STATUS[reply.outcome]
+        wrong = _invalid(measure, reply, taken) if status in ("effective", "queued") else None
+        if wrong is not None and not wrong[1]:
+            statuses.append(current)  # not recorded: the measure waits, counted at its claim
+            flagged.append((measure_id, measure.case_id, measure.case_number, wrong[0], reply.amount_fen))
+            continue
         statuses.append(status)
         if (current, reference) == (status, reply.registry_reference):
             continue  # this very answer, recorded before
         state[measure_id] = (status, reply.registry_reference)
+        if reply.registry_reference is not None:
+            taken[(measure.registry_id, reply.registry_reference)] = measure_id
         actual = reply.amount_fen if measure.kind == "freeze" else None
+        if wrong is not None:  # held more than asked: recorded at what was asked, the excess lifted now
+            assert reply.amount_fen is not None
+            actual = measure.requested_amount_fen
+            flagged.append((measure_id, measure.case_id, measure.case_number, wrong[0], reply.amount_fen))
+            release = MeasureAction(
+                measure_id=measure_id,
+                kind="release",
+                amount_fen=reply.amount_fen - measure.requested_amount_fen,
+                idempotency_key=uuid.uuid4().hex,
+                reason=EXCESS_RELEASE,
+            )
+            session.add(release)
+            session.flush()
+            if excess is not None:
+                excess.append(release.id)
         changes[measure_id] = {
             "measure_id": measure_id,
             "new_status": status,
@@ -382,9 +444,63 @@ def record_replies(session: Session, replies: Sequence[tuple[int, ControlReply]]
     if changes:
         session.execute(_UPDATE_ANSWERED, list(changes.values()))
         db.expire_cached(session, ControlMeasure, changes)
+    drafts.extend(_flag(session, flagged, measures, actor, entries))
     notices.notify_many(session, drafts)
     audit.append_many(session, entries)
     return statuses
+
+
+def _references_taken(
+    session: Session, wanted: Sequence[tuple[int, str | None]]
+) -> dict[tuple[int, str], int]:
+    """(registry id, reference) -> the measure that holds it, for the references these answers name."""
+    references = sorted({r for _, r in wanted if r is not None})
+    if not references:
+        return {}
+    rows = session.execute(
+        select(ControlMeasure.registry_id, ControlMeasure.registry_reference, ControlMeasure.id).where(
+            ControlMeasure.registry_reference.in_(references)
+        )
+    )
+    return {(registry, reference): measure for registry, reference, measure in rows if reference}
+
+
+def _flag(
+    session: Session,
+    flagged: Sequence[tuple[int, int, str, str, int | None]],
+    measures: Mapping[int, Any],
+    actor: str,
+    entries: list[audit.Entry],
+) -> list[notices.Draft]:
+    """Each invalid answer is audited (`measure.invalid_reply`, amounts only) and its case's judge told,
+    once per measure: an answer that stays wrong at every status request is not flagged again."""
+    if not flagged:
+        return []
+    seen = {
+        (n.case_id, (n.params or {}).get("measure"))
+        for n in session.scalars(
+            select(Notification).where(
+                Notification.case_id.in_(sorted({case_id for _, case_id, _, _, _ in flagged})),
+                Notification.template == "registry.invalid_reply",
+            )
+        )
+    }
+    drafts = []
+    for measure_id, case_id, number, problem, claimed in flagged:
+        if (case_id, measure_id) in seen:
+            continue
+        seen.add((case_id, measure_id))
+        requested = measures[measure_id].requested_amount_fen or None
+        payload = {
+            "measure": measure_id,
+            "problem": problem,
+            "requested_fen": requested,
+            "claimed_fen": claimed,
+        }
+        entries.append(audit.Entry("measure.invalid_reply", actor, number, payload))
+        params = {"case": number, "measure": measure_id, "problem": problem}
+        drafts.append(notices.Draft(case_id, "judge", "registry.invalid_reply", params))
+    return drafts
 
 
 _UPDATE_ANSWERED = (

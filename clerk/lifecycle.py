@@ -349,6 +349,11 @@ def record_action_reply(
         measure.status = "released"
         measure.actual_amount_fen = 0 if measure.kind == "freeze" else None
         verb = "measure.released"
+    elif action.reason == control.EXCESS_RELEASE:
+        # What the registry held beyond our claim is lifted; the claim itself is what we asked, as before.
+        held = measure.requested_amount_fen if reply.amount_fen is None else reply.amount_fen
+        measure.actual_amount_fen = min(held, measure.requested_amount_fen)
+        verb = "measure.excess_released"
     else:
         measure.requested_amount_fen = max(measure.requested_amount_fen - action.amount_fen, 0)
         measure.actual_amount_fen = reply.amount_fen

@@ -19,7 +19,7 @@ from clerk import audit, db
 from connectors.base import AssetReport, QueryReply, Subject, SubjectStatus
 from connectors.config import RegistryConfig
 from models.tables import Asset, Case, CaseDebtor, Debtor, Query, QueryRun, Registry, utcnow
-from models.values import DebtorKind, InvalidValue, mask_account
+from models.values import DebtorKind, InvalidValue, mask_account, scrub_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class Schedule:
     requery_days: int = 30  # active cases
     terminated_requery_days: int = 182  # terminated for now: every 6 months …
     terminated_years: int = 5  # … for 5 years after termination
+    answer_within_h: int = 24  # a registry must answer within 24 hours: a lookup still "later" is asked again
 
 
 MAX_SHARDS = 1024
@@ -111,17 +112,20 @@ def _due(now: dt.datetime, schedule: Schedule, shard: Shard) -> ColumnElement[bo
             Debtor.last_queried_at < now - dt.timedelta(schedule.terminated_requery_days),
         ),
     )
-    # A lookup that failed at one registry, or was sent and never answered (the clerk died), is asked again on
-    # the next run, whatever the other registries answered.
+    # A lookup that failed at one registry, was sent and never answered (the clerk died), or was answered
+    # "later" and not within the 24 hours registries have, is asked again on the next run, whatever the other
+    # registries answered.
+    overdue = now - dt.timedelta(hours=schedule.answer_within_h)
     later = aliased(Query)
     failed_lookup = exists().where(
         Query.debtor_id == Debtor.id,
-        Query.status.in_(UNANSWERED),
+        or_(Query.status.in_(UNANSWERED), and_(Query.status == "pending", Query.sent_at < overdue)),
         ~exists().where(
             later.debtor_id == Query.debtor_id,
             later.registry_id == Query.registry_id,
             later.id > Query.id,
             later.status.not_in(UNANSWERED),
+            ~and_(later.status == "pending", later.sent_at < overdue),
         ),
     )
     due = exists().where(
@@ -340,7 +344,9 @@ def record_failure(
     data), and the debtors stay due for the next run."""
     queries = _ensure_queries(session, run_id, registry_id, debtor_ids, None)
     for chunk in _chunks(list(queries.values())):
-        session.execute(update(Query).where(Query.id.in_(chunk)).values(status="failed", error=reason[:500]))
+        session.execute(
+            update(Query).where(Query.id.in_(chunk)).values(status="failed", error=scrub_text(reason)[:500])
+        )
 
 
 def pending_requests(session: Session) -> list[tuple[int, int, str]]:

@@ -28,6 +28,7 @@ from connectors.base import (
     RegistryUnavailable,
     SubjectStatus,
 )
+from models.supervision import bureau_today
 from models.tables import Registry
 
 
@@ -175,6 +176,7 @@ class ControlResult:
     unconfirmed: int = 0
     seized: int = 0
     short_cases: int = 0  # cases whose plan left part of what they owe uncovered
+    excess_released: int = 0  # releases of what a registry held beyond what was asked (its error)
     short: list[tuple[str, int]] = field(default_factory=list)  # (case number, fen), the first SHORT_NAMED
 
     def add(self, other: ControlResult) -> None:
@@ -265,28 +267,49 @@ async def send(
                 group.append(answers.get_nowait())
             expected -= len(group)
             answered = [(item, answer) for item, answer in group if answer is not None]
-            statuses = await asyncio.to_thread(_record_answers, sessions, answered, actor)
+            statuses = await asyncio.to_thread(_record_answers, sessions, answered, actor, excess)
             for (item, answer), status in zip(answered, statuses, strict=True):
                 if isinstance(answer, ControlReply):
                     result.count(status, answer, seizure=item.request.amount_fen is None)
                 else:
                     result.unconfirmed += 1
 
+    excess: list[int] = []  # releases of what registries held beyond what was asked
     sendable = [item for item in items if item.registry in connectors]
     result.unconfirmed += len(items) - len(sendable)
     await asyncio.gather(recorder(len(sendable)), *(one(item) for item in sendable))
+    await release_excess(sessions, connectors, excess, actor, result)
     return result
+
+
+async def release_excess(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    action_ids: Sequence[int],
+    actor: str,
+    result: ControlResult,
+) -> None:
+    """Lift at once what a registry held beyond what was asked (`control.record_replies` wrote the releases
+    down): a release that is not confirmed now is settled by its key in the collect run."""
+    if not action_ids:
+        return
+    from clerk import lifecycle  # the lifecycle sends actions; it builds on control, not on this module
+
+    tally = await lifecycle.send_actions(sessions, connectors, action_ids, actor, bureau_today(), "")
+    result.excess_released += tally.done
 
 
 def _record_answers(
     sessions: sessionmaker[Session],
     answers: Sequence[tuple[control.Outgoing, ControlReply | RegistryError]],
     actor: str,
+    excess: list[int],
 ) -> list[str]:
-    """Record replies and errors in one transaction; each measure's status, in order."""
+    """Record replies and errors in one transaction; each measure's status, in order (releases of what a
+    registry held beyond what was asked go into `excess`)."""
     with sessions.begin() as session:
         replies = [(item.measure_id, a) for item, a in answers if isinstance(a, ControlReply)]
-        recorded = iter(control.record_replies(session, replies, actor))
+        recorded = iter(control.record_replies(session, replies, actor, excess))
         return [
             next(recorded)
             if isinstance(answer, ControlReply)
@@ -311,6 +334,7 @@ async def resolve_unconfirmed(
     result = ControlResult()
     pending = await asyncio.to_thread(load)
     unseen: list[int] = []
+    excess: list[int] = []
     for item in pending:
         connector = connectors.get(item.registry)
         if connector is None:
@@ -323,8 +347,9 @@ async def resolve_unconfirmed(
         if reply is None:
             unseen.append(item.measure_id)
         else:
-            [status] = await asyncio.to_thread(_record_answers, sessions, [(item, reply)], actor)
+            [status] = await asyncio.to_thread(_record_answers, sessions, [(item, reply)], actor, excess)
             result.count(status, reply, seizure=item.request.amount_fen is None)
+    await release_excess(sessions, connectors, excess, actor, result)
     if unseen:
         result.add(await send(sessions, connectors, unseen, actor))
     return result

@@ -8,6 +8,7 @@ if the two crossed: so nothing is ever placed twice.
 
 from __future__ import annotations
 
+import re
 import time
 from abc import ABC, abstractmethod
 from typing import Any
@@ -129,14 +130,45 @@ class HttpConnector(ABC):
             raise InvalidReply(self.code, "invalid reply: the measure ends before it starts", key)
         if reply.outcome is ControlOutcome.QUEUED and reply.queue_position is None:
             raise InvalidReply(self.code, "invalid reply: a queued measure needs its queue position", key)
+        if reply.reason is not None and reason_code(reply.reason) != reply.reason:
+            reply = reply.model_copy(update={"reason": reason_code(reply.reason)})
         return reply
 
     def fen(self, text: str, what: str, reference: str) -> int:
-        """A registry's yuan string as fen; a bad one is an invalid reply."""
+        """A registry's yuan string as fen; a bad one is an invalid reply, which never quotes the value (a
+        registry that misplaces fields may have put an ID, a name or an account number there)."""
         try:
             return parse_yuan(text, what)
         except InvalidValue as exc:
-            raise InvalidReply(self.code, f"invalid reply: {exc}", reference) from None
+            rule = exc.rule.replace(repr(str(text).strip()), "the value")
+            if str(text).strip() and str(text).strip() in rule:  # quoted some other way: say less
+                rule = "the value is not an amount of yuan"
+            raise InvalidReply(self.code, f"invalid reply: {what}: {rule}", reference) from None
+
+    def checked_query(self, reply: QueryReply) -> QueryReply:
+        """What any registry's answer to a query must satisfy: an asset is listed once. The same account
+        twice, with two balances, is a contradiction: neither can be recorded as the truth."""
+        seen: set[tuple[str, str]] = set()
+        for result in reply.results:
+            for asset in result.assets:
+                key = (asset.asset_kind.value, asset.identifier)
+                if key in seen:
+                    raise InvalidReply(
+                        self.code, "invalid reply: one asset is listed twice", reply.request_ref
+                    )
+                seen.add(key)
+        return reply
+
+
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+
+def reason_code(text: str) -> str:
+    """A registry's reason as we keep it: a code (`insufficient_balance`, `E_ACCOUNT_CLOSED`), or "not a
+    code" when it is free text or holds a long run of digits (an ID or an account echoed back)."""
+    if _CODE.fullmatch(text) and not re.search(r"[0-9]{6}", text):
+        return text
+    return "not a code (withheld: it may hold personal data)"
 
 
 def yuan(fen: int) -> str:

@@ -178,7 +178,7 @@ class BankConnector(HttpConnector):
             assets = tuple(self._asset(a, request_ref) for a in result.accounts)
             status = SubjectStatus.FOUND if assets else SubjectStatus.NONE
             results.append(SubjectResult(subject_ref=result.ref, status=status, assets=assets))
-        return QueryReply(request_ref=request_ref, results=tuple(results))
+        return self.checked_query(QueryReply(request_ref=request_ref, results=tuple(results)))
 
     def _asset(self, account: WireAccount, reference: str) -> AssetReport:
         return AssetReport(
@@ -240,6 +240,8 @@ class BankConnector(HttpConnector):
         asked = set(identifiers)
         if any(a.account_no not in asked for a in wire.accounts):
             raise InvalidReply(self.code, "reply names an account that was not asked about", request_ref)
+        if len({a.account_no for a in wire.accounts}) != len(wire.accounts):
+            raise InvalidReply(self.code, "invalid reply: one asset is listed twice", request_ref)
         return tuple(self._asset(a, request_ref) for a in wire.accounts)
 
     async def deposits(self, after: int, wait_s: float) -> DepositFeed:

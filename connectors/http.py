@@ -335,7 +335,11 @@ def _short_reason(response: httpx.Response) -> str:
             code = data.get("error") if isinstance(data, dict) else None
         except (ValueError, UnicodeDecodeError):
             pass
-    return str(code)[:64] if isinstance(code, str) and code else "no reason given"
+    if not isinstance(code, str) or not code:
+        return "no reason given"
+    from connectors.adapter import reason_code  # the one rule for a registry's reason
+
+    return reason_code(code)
 
 
 def safe_xml(content: bytes) -> ET.Element:

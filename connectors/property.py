@@ -78,9 +78,20 @@ def parse_xml(response: httpx.Response, registry: str, reference: str, root_tag:
         raise InvalidReply(registry, "reply uses DTDs or entities, which are refused", reference) from None
     except ET.ParseError:
         raise InvalidReply(registry, "reply is not well-formed XML", reference) from None
-    if root.tag != root_tag:
-        raise InvalidReply(registry, f"expected <{root_tag}>, got <{root.tag[:40]}>", reference)
+    if root.tag != root_tag:  # the registry's tag is not quoted back: it is the registry's text
+        raise InvalidReply(registry, f"expected <{root_tag}> as the root element", reference)
     return root
+
+
+def children(element: Element, tag: str, registry: str, reference: str) -> list[Element]:
+    """The element's children, all of which must be <tag>: anything else (another element, or the same name
+    in another XML namespace) is a reply we do not understand, never read as "nothing there"."""
+    found = list(element)
+    if any(child.tag != tag for child in found):
+        raise InvalidReply(
+            registry, f"invalid reply: <{element.tag}> holds an element other than <{tag}>", reference
+        )
+    return found
 
 
 class PropertyConnector(HttpConnector):
@@ -125,7 +136,7 @@ class PropertyConnector(HttpConnector):
         if root.get("ref") != ref:
             raise InvalidReply(self.code, "reply names another request", ref)
         state = root.get("state")
-        subjects = root.findall("Subject")
+        subjects = children(root, "Subject", self.code, ref)
         refs = [s.get("ref") or "" for s in subjects]
         if state == "ACCEPTED":
             pending = sorted(asked) if asked is not None else refs
@@ -139,10 +150,10 @@ class PropertyConnector(HttpConnector):
             raise InvalidReply(self.code, "reply does not answer exactly the subjects asked", ref)
         out = []
         for subject in subjects:
-            assets = tuple(self._property(p, ref) for p in subject.findall("Property"))
+            assets = tuple(self._property(p, ref) for p in children(subject, "Property", self.code, ref))
             status = SubjectStatus.FOUND if assets else SubjectStatus.NONE
             out.append(SubjectResult(subject_ref=subject.get("ref", ""), status=status, assets=assets))
-        return QueryReply(request_ref=ref, results=tuple(out))
+        return self.checked_query(QueryReply(request_ref=ref, results=tuple(out)))
 
     def _property(self, element: Element, ref: str) -> AssetReport:
         cert = element.get("certNo", "")
@@ -158,7 +169,7 @@ class PropertyConnector(HttpConnector):
             ) from None
         location = element.get("location", "")[:200]
         description = f"{location}, {area} m²" if area else location
-        others = tuple(self._other(r, ref) for r in element.findall("Restriction"))
+        others = tuple(self._other(r, ref) for r in children(element, "Restriction", self.code, ref))
         return AssetReport(
             asset_kind=AssetKind.REAL_ESTATE, identifier=cert, description=description, other_measures=others
         )

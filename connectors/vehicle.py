@@ -154,7 +154,7 @@ class VehicleConnector(HttpConnector):
             assets = tuple(self._vehicle(v) for v in person.vehicles)
             status = SubjectStatus.FOUND if assets else SubjectStatus.NONE
             results.append(SubjectResult(subject_ref=person.seq, status=status, assets=assets))
-        return QueryReply(request_ref=ref, results=tuple(results))
+        return self.checked_query(QueryReply(request_ref=ref, results=tuple(results)))
 
     def _vehicle(self, wire: WireVehicle) -> AssetReport:
         kind = PLATE_TYPES.get(wire.hpzl, f"号牌种类 {wire.hpzl}")

@@ -93,11 +93,12 @@ async def sweep(
             page_size=page_size,
             progress=progress,
         )
-        failed = swept.tally.total("failed")
+        failed, pending = swept.tally.total("failed"), swept.tally.total("pending")
         summary = {
             "debtors": swept.debtors,
             "batches": swept.tally.batches,
             "failed_lookups": failed,
+            "pending_lookups": pending,
             "cases_controlled": swept.control.cases,
             "cases_resumed": swept.resumed,
             "effective": swept.control.effective,
@@ -117,7 +118,10 @@ async def sweep(
         log.info("sweep %s done: %s", started.run_id, summary)
         if reasons is not None:
             return Failed(message=f"no registry answered: {failed} lookups failed ({reasons})", data=summary)
-        return Completed(message=f"{swept.debtors} debtors swept, {failed} lookups failed", data=summary)
+        later = f", {pending} answered 'later' (asked again if not answered within 24 h)" if pending else ""
+        return Completed(
+            message=f"{swept.debtors} debtors swept, {failed} lookups failed{later}", data=summary
+        )
 
 
 def _finish(rt: runtime.Runtime, run_id: int, status: str, summary: Mapping[str, object]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from typing import Any
 
@@ -77,11 +78,20 @@ class BankSimulator(RegistrySimulator):
         body = await request.json()
         ref = str(body["request_ref"])
         results = [
-            {"ref": s["ref"], "accounts": [self._account(h) for h in self.ledger.holdings_of(s["id_no"])]}
+            {"ref": s["ref"], "accounts": self._accounts(s, self.ledger.holdings_of(s["id_no"]))}
             for s in body["subjects"]
         ]
         done = JSONResponse({"request_ref": ref, "status": "done", "results": results})
         return self.query_answer(ref, done, JSONResponse({"request_ref": ref, "status": "accepted"}), fault)
+
+    def _accounts(self, subject: dict[str, Any], holdings: list[Holding]) -> list[dict[str, Any]]:
+        accounts = [self._account(h) for h in holdings]
+        if accounts and self.hostile.duplicate_account:
+            first = accounts[0]
+            accounts.append(first | {"balance": yuan(parse_yuan(first["balance"], "balance") + 100)})
+        if accounts and self.hostile.echo_personal:
+            accounts[0] = accounts[0] | {"balance": str(subject["id_no"])}
+        return accounts
 
     async def balances(self, request: Request, fault: Fault) -> Response:
         """Balances of known accounts now (the deposit watch polls this)."""
@@ -160,10 +170,31 @@ class BankSimulator(RegistrySimulator):
                 str(body["key"]),
                 str(body["case_no"]),
                 str(body["account_no"]),
-                amount,
+                amount * self.hostile.over_freeze,
                 int(body.get("term_years", 1)),
             )
+            m = None if outcome.measure is None else self.ledger.measures.get(outcome.measure.number)
+            if self.hostile.over_freeze > 1 and m is not None and m.held_fen is not None:
+                m.requested_fen = max(m.held_fen, amount)  # it believes it was asked what it holds
         return self.answer(outcome, fault)
+
+    async def status(self, request: Request, fault: Fault) -> Response:
+        if not self.hostile.shared_reference:
+            return await super().status(request, fault)
+        key = request.path_params["key"]
+        if self.ledger.answer(key) is None:
+            raise Refusal(404, "unknown_key")
+        today = self.ledger.today.isoformat()
+        return JSONResponse(
+            {
+                "key": key,
+                "result": "FROZEN",
+                "freeze_no": f"{self.code}-SHARED",
+                "frozen_amount": "99999999.00",
+                "start": today,
+                "end": (self.ledger.today + dt.timedelta(days=365)).isoformat(),
+            }
+        )
 
     async def renew(self, request: Request, fault: Fault) -> Response:
         body = await request.json()

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.simulator.faults import Fault, FaultPlan
+from connectors.simulator.faults import Fault, FaultPlan, Hostile
 from connectors.simulator.ledger import Ledger, Outcome
 from models.supervision import bureau_today
 
@@ -64,6 +64,7 @@ class RegistrySimulator:
         self.code = code
         self.credential = credential
         self.faults = faults or FaultPlan()
+        self.hostile = Hostile()
         self.ledger = Ledger(code, today or bureau_today())
         self.pending_queries: dict[str, Response] = {}
         self.requests_seen = 0
@@ -74,6 +75,7 @@ class RegistrySimulator:
                 *self.routes(),
                 Route("/_sim/ledger", self._dump),
                 Route("/_sim/faults", self._set_faults, methods=["PUT"]),
+                Route("/_sim/hostile", self._set_hostile, methods=["PUT"]),
                 Route("/_sim/clock", self._advance, methods=["POST"]),
                 Route("/_sim/deposits", self._deposit, methods=["POST"]),
             ]
@@ -102,6 +104,9 @@ class RegistrySimulator:
 
     def query_answer(self, ref: str, done: Response, accepted: Response, fault: Fault) -> Response:
         """The answer to a query: `done`, or with a "later" fault `accepted`, keeping `done` for `collect`."""
+        if self.hostile.never_answers:  # kept as the answer to collect: "later" again, for ever
+            self.pending_queries[ref] = accepted
+            return accepted
         if fault is Fault.LATER:
             self.pending_queries[ref] = done
             return accepted
@@ -194,6 +199,13 @@ class RegistrySimulator:
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"faults": repr(self.faults)})
+
+    async def _set_hostile(self, request: Request) -> Response:
+        try:
+            self.hostile = Hostile(**(await request.json()))
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"hostile": repr(self.hostile)})
 
     async def _advance(self, request: Request) -> Response:
         body = await request.json()

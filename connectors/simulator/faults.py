@@ -58,3 +58,31 @@ class FaultPlan:
                 return fault
             roll -= rate
         return Fault.NONE
+
+
+@dataclass
+class Hostile:
+    """What a registry gets wrong, on purpose, every time (tests and `PUT /_sim/hostile`): the answers a
+    careless or broken registry gives, which the clerk must catch rather than record.
+
+    - `over_freeze`: a bank's system keys the amount asked this many times over and holds that much (as far
+      as the balance allows), and says so.
+    - `shared_reference`: every status answer (`GET` by key) says the measure is in force for 99,999,999.00
+      under one freeze number shared by all.
+    - `never_answers`: every query is "accepted, answer later", and collecting it says the same, for ever.
+    - `duplicate_account`: a bank lists a subject's first account twice, the second time with another
+      balance.
+    - `echo_personal`: a bank puts the subject's ID number where the balance belongs.
+    - `foreign_namespace`: the real-estate registry answers its properties in another XML namespace.
+    """
+
+    over_freeze: int = 1
+    shared_reference: bool = False
+    never_answers: bool = False
+    duplicate_account: bool = False
+    echo_personal: bool = False
+    foreign_namespace: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.over_freeze <= 1000:
+            raise ValueError("over_freeze must be between 1 and 1000")

@@ -90,8 +90,9 @@ class PropertySimulator(RegistrySimulator):
             answer = ET.SubElement(done, "Subject", {"ref": subject.get("ref", "")})
             for holding in self.ledger.holdings_of(subject.get("idNo", "")):
                 location, _, area = holding.description.partition("|")
+                tag = "{urn:example:other-registry}Property" if self.hostile.foreign_namespace else "Property"
                 item = ET.SubElement(
-                    answer, "Property", {"certNo": holding.identifier, "location": location, "area": area}
+                    answer, tag, {"certNo": holding.identifier, "location": location, "area": area}
                 )
                 for r in holding.restrictions:
                     ET.SubElement(

@@ -129,7 +129,7 @@ BAD_REPLIES = [
             "status": "done",
             "results": [{"ref": "d1", "accounts": [{"account_no": "6222020000001234", "balance": "-5.00"}]}],
         },
-        "balance: '-5.00' is negative",
+        "balance: the value is negative",
     ),
     (
         {
