@@ -194,18 +194,18 @@ class RegistrySimulator:
         )
 
     async def _set_faults(self, request: Request) -> Response:
-        try:
-            self.faults = FaultPlan(**(await request.json()))
-        except (TypeError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"faults": repr(self.faults)})
+        return await self._configure(request, "faults", FaultPlan)
 
     async def _set_hostile(self, request: Request) -> Response:
+        return await self._configure(request, "hostile", Hostile)
+
+    async def _configure(self, request: Request, name: str, kind: type[FaultPlan | Hostile]) -> Response:
+        """Replace the simulator's `faults` or `hostile` with the JSON body's fields (400 if they are bad)."""
         try:
-            self.hostile = Hostile(**(await request.json()))
+            setattr(self, name, kind(**(await request.json())))
         except (TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"hostile": repr(self.hostile)})
+        return JSONResponse({name: repr(getattr(self, name))})
 
     async def _advance(self, request: Request) -> Response:
         body = await request.json()
