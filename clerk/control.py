@@ -453,16 +453,22 @@ def record_replies(
 def _references_taken(
     session: Session, wanted: Sequence[tuple[int, str | None]]
 ) -> dict[tuple[int, str], int]:
-    """(registry id, reference) -> the measure that holds it, for the references these answers name."""
-    references = sorted({r for _, r in wanted if r is not None})
-    if not references:
-        return {}
-    rows = session.execute(
-        select(ControlMeasure.registry_id, ControlMeasure.registry_reference, ControlMeasure.id).where(
-            ControlMeasure.registry_reference.in_(references)
+    """(registry id, reference) -> the measure that holds it, for the references these answers name (one
+    read per registry, by the index on the two)."""
+    by_registry: dict[int, set[str]] = {}
+    for registry_id, reference in wanted:
+        if reference is not None:
+            by_registry.setdefault(registry_id, set()).add(reference)
+    taken: dict[tuple[int, str], int] = {}
+    for registry_id, references in sorted(by_registry.items()):
+        rows = session.execute(
+            select(ControlMeasure.registry_reference, ControlMeasure.id).where(
+                ControlMeasure.registry_id == registry_id,
+                ControlMeasure.registry_reference.in_(sorted(references)),
+            )
         )
-    )
-    return {(registry, reference): measure for registry, reference, measure in rows if reference}
+        taken.update(((registry_id, reference), measure) for reference, measure in rows if reference)
+    return taken
 
 
 def _flag(

@@ -249,6 +249,8 @@ class ControlMeasure(Base):
         ),
         CheckConstraint("queue_position IS NULL OR queue_position >= 1", name="queue_position_positive"),
         Index("ix_control_measures_case_status", "case_id", "status"),
+        # Answers are checked for freeze numbers another measure holds (control.record_replies).
+        Index("ix_control_measures_registry_reference", "registry_id", "registry_reference"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
