@@ -398,15 +398,13 @@ def record_replies(
             assert reply.amount_fen is not None
             actual = measure.requested_amount_fen
             flagged.append((measure_id, measure.case_id, measure.case_number, wrong[0], reply.amount_fen))
-            release = MeasureAction(
-                measure_id=measure_id,
-                kind="release",
-                amount_fen=reply.amount_fen - measure.requested_amount_fen,
-                idempotency_key=uuid.uuid4().hex,
-                reason=EXCESS_RELEASE,
+            release = write_action(
+                session,
+                measure_id,
+                "release",
+                reply.amount_fen - measure.requested_amount_fen,
+                EXCESS_RELEASE,
             )
-            session.add(release)
-            session.flush()
             if excess is not None:
                 excess.append(release.id)
         changes[measure_id] = {
@@ -448,6 +446,19 @@ def record_replies(
     notices.notify_many(session, drafts)
     audit.append_many(session, entries)
     return statuses
+
+
+def write_action(
+    session: Session, measure_id: int, kind: str, amount: int | None, reason: str
+) -> MeasureAction:
+    """Write down a renewal, release or deduction of a measure (status `requested`, with its own key), in the
+    transaction that decided it; the lifecycle sends it."""
+    action = MeasureAction(
+        measure_id=measure_id, kind=kind, amount_fen=amount, idempotency_key=uuid.uuid4().hex, reason=reason
+    )
+    session.add(action)
+    session.flush()
+    return action
 
 
 def _references_taken(

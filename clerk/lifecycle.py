@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,17 +73,6 @@ def _open_action(kinds: Sequence[str]):  # type: ignore[no-untyped-def]
     )
 
 
-def _write_action(
-    session: Session, measure: ControlMeasure, kind: str, amount: int | None, reason: str
-) -> MeasureAction:
-    action = MeasureAction(
-        measure_id=measure.id, kind=kind, amount_fen=amount, idempotency_key=uuid.uuid4().hex, reason=reason
-    )
-    session.add(action)
-    session.flush()
-    return action
-
-
 def _entry(action: str, actor: str, case: Case | str, payload: dict[str, object]) -> audit.Entry:
     number = case if isinstance(case, str) else case.case_number
     return audit.Entry(action, actor, number, payload)
@@ -118,7 +106,7 @@ def plan_renewals(session: Session, today: dt.date, lead_days: int, actor: str) 
             continue
         if cases.owed(case, today).remaining <= 0:
             continue  # the release step lifts it instead
-        action = _write_action(session, measure, "renew", None, f"expires {measure.expires_on}")
+        action = control.write_action(session, measure.id, "renew", None, f"expires {measure.expires_on}")
         ids.append(action.id)
         entries.append(
             _entry(
@@ -233,7 +221,7 @@ def plan_release(
             cuts.append((measure, None if cut.amount >= control.covered_by(measure) else cut.amount))
     ids, entries = [], []
     for measure, amount in cuts:
-        action = _write_action(session, measure, "release", amount, reason)
+        action = control.write_action(session, measure.id, "release", amount, reason)
         ids.append(action.id)
         entries.append(
             _entry(
@@ -708,7 +696,9 @@ def approve_deduction(
         assert measure is not None
         if measure.status != "effective" or (measure.actual_amount_fen or 0) < allocation.amount:
             raise ValueError("a frozen amount changed since the proposal: start the deduction again")
-        ids.append(_write_action(session, measure, "deduct", allocation.amount, f"approved by {judge}").id)
+        ids.append(
+            control.write_action(session, measure.id, "deduct", allocation.amount, f"approved by {judge}").id
+        )
     return ids
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import control, querying
+from clerk import control, lifecycle, querying
 from connectors.adapter import HttpConnector
 from connectors.base import (
     ControlOutcome,
@@ -293,8 +293,6 @@ async def release_excess(
     down): a release that is not confirmed now is settled by its key in the collect run."""
     if not action_ids:
         return
-    from clerk import lifecycle  # the lifecycle sends actions; it builds on control, not on this module
-
     tally = await lifecycle.send_actions(sessions, connectors, action_ids, actor, bureau_today(), "")
     result.excess_released += tally.done
 

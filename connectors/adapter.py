@@ -8,14 +8,15 @@ if the two crossed: so nothing is ever placed twice.
 
 from __future__ import annotations
 
-import re
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from connectors.base import (
+    AssetReport,
     ControlOutcome,
     ControlReply,
     ControlRequest,
@@ -29,6 +30,7 @@ from connectors.base import (
     ReleaseRequest,
     RenewRequest,
     UnknownOutcome,
+    reason_code,
 )
 from connectors.http import RegistryClient
 from models.values import InvalidValue, format_yuan, parse_yuan
@@ -130,9 +132,8 @@ class HttpConnector(ABC):
             raise InvalidReply(self.code, "invalid reply: the measure ends before it starts", key)
         if reply.outcome is ControlOutcome.QUEUED and reply.queue_position is None:
             raise InvalidReply(self.code, "invalid reply: a queued measure needs its queue position", key)
-        if reply.reason is not None and reason_code(reply.reason) != reply.reason:
-            reply = reply.model_copy(update={"reason": reason_code(reply.reason)})
-        return reply
+        kept = None if reply.reason is None else reason_code(reply.reason)
+        return reply if kept == reply.reason else reply.model_copy(update={"reason": kept})
 
     def fen(self, text: str, what: str, reference: str) -> int:
         """A registry's yuan string as fen; a bad one is an invalid reply, which never quotes the value (a
@@ -140,35 +141,24 @@ class HttpConnector(ABC):
         try:
             return parse_yuan(text, what)
         except InvalidValue as exc:
-            rule = exc.rule.replace(repr(str(text).strip()), "the value")
-            if str(text).strip() and str(text).strip() in rule:  # quoted some other way: say less
+            value = str(text).strip()
+            rule = exc.rule.replace(repr(value), "the value")  # parse_yuan quotes what it was given
+            if value and value in rule:  # quoted some other way: say less
                 rule = "the value is not an amount of yuan"
             raise InvalidReply(self.code, f"invalid reply: {what}: {rule}", reference) from None
 
     def checked_query(self, reply: QueryReply) -> QueryReply:
-        """What any registry's answer to a query must satisfy: an asset is listed once. The same account
-        twice, with two balances, is a contradiction: neither can be recorded as the truth."""
-        seen: set[tuple[str, str]] = set()
-        for result in reply.results:
-            for asset in result.assets:
-                key = (asset.asset_kind.value, asset.identifier)
-                if key in seen:
-                    raise InvalidReply(
-                        self.code, "invalid reply: one asset is listed twice", reply.request_ref
-                    )
-                seen.add(key)
+        """What any registry's answer to a query must satisfy: an asset is listed once."""
+        self.listed_once([a for r in reply.results for a in r.assets], reply.request_ref)
         return reply
 
-
-_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
-
-
-def reason_code(text: str) -> str:
-    """A registry's reason as we keep it: a code (`insufficient_balance`, `E_ACCOUNT_CLOSED`), or "not a
-    code" when it is free text or holds a long run of digits (an ID or an account echoed back)."""
-    if _CODE.fullmatch(text) and not re.search(r"[0-9]{6}", text):
-        return text
-    return "not a code (withheld: it may hold personal data)"
+    def listed_once(self, assets: Sequence[AssetReport], reference: str) -> tuple[AssetReport, ...]:
+        """The assets, each listed once: the same account twice, with two balances, is a contradiction, and
+        neither can be recorded as the truth."""
+        keys = {(a.asset_kind, a.identifier) for a in assets}
+        if len(keys) != len(assets):
+            raise InvalidReply(self.code, "invalid reply: one asset is listed twice", reference)
+        return tuple(assets)
 
 
 def yuan(fen: int) -> str:

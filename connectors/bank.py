@@ -240,9 +240,7 @@ class BankConnector(HttpConnector):
         asked = set(identifiers)
         if any(a.account_no not in asked for a in wire.accounts):
             raise InvalidReply(self.code, "reply names an account that was not asked about", request_ref)
-        if len({a.account_no for a in wire.accounts}) != len(wire.accounts):
-            raise InvalidReply(self.code, "invalid reply: one asset is listed twice", request_ref)
-        return tuple(self._asset(a, request_ref) for a in wire.accounts)
+        return self.listed_once([self._asset(a, request_ref) for a in wire.accounts], request_ref)
 
     async def deposits(self, after: int, wait_s: float) -> DepositFeed:
         """Deposits after the cursor `after`, waiting up to `wait_s` seconds for the first (long poll)."""

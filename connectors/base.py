@@ -17,6 +17,7 @@ between processes. Amounts are integer fen; dates are the registry's dates.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -70,6 +71,18 @@ class InvalidReply(RejectedError):
 
 class UnknownOutcome(RegistryError):
     """A control request may or may not have been applied: resolve it with `status(idempotency_key)`."""
+
+
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+
+def reason_code(text: str) -> str:
+    """A registry's reason as we keep it (in errors, results and the audit trail): a code
+    (`insufficient_balance`, `E_ACCOUNT_CLOSED`), or "not a code" when it is free text or holds a long run of
+    digits (an ID or an account echoed back)."""
+    if _CODE.fullmatch(text) and not re.search(r"[0-9]{6}", text):
+        return text
+    return "not a code (withheld: it may hold personal data)"
 
 
 # --- messages -----------------------------------------------------------------------------------------

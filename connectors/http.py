@@ -45,6 +45,7 @@ from connectors.base import (
     RejectedError,
     TransientError,
     UnknownOutcome,
+    reason_code,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -335,11 +336,7 @@ def _short_reason(response: httpx.Response) -> str:
             code = data.get("error") if isinstance(data, dict) else None
         except (ValueError, UnicodeDecodeError):
             pass
-    if not isinstance(code, str) or not code:
-        return "no reason given"
-    from connectors.adapter import reason_code  # the one rule for a registry's reason
-
-    return reason_code(code)
+    return reason_code(code) if isinstance(code, str) and code else "no reason given"
 
 
 def safe_xml(content: bytes) -> ET.Element:
