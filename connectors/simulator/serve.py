@@ -42,16 +42,30 @@ class SimulatorError(Exception):
     pass
 
 
+#: Ports handed out below the kernel's ephemeral range (Linux: 32768-60999). A port taken from that range
+#: and let go until a simulator starts could be handed, meanwhile, to any server another process binds to
+#: port 0; CI lost `test_sim_cli` to that once ("address already in use").
+_BELOW_EPHEMERAL = range(20_000, 32_768)
+
+
 def free_loopback_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 right now (for tests and benchmarks that start simulators)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+    """`count` distinct ports free on 127.0.0.1 right now (for tests and benchmarks that start simulators),
+    chosen at random outside the ephemeral range (`_BELOW_EPHEMERAL` says why)."""
+    pick = random.SystemRandom()
+    chosen: list[int] = []
+    for _ in range(100 * count):
+        port = pick.choice(_BELOW_EPHEMERAL)
+        if port in chosen:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise OSError(f"no {count} free ports on 127.0.0.1 between 20000 and 32767")
 
 
 @dataclass
