@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from bench.common import ClientRetries, machine_cpu_s, p95, record, run_module, server_retries, serving, table
 from bench.sweep import clerk_env, configs, import_cases, simulators
-from clerk import db
+from clerk.store import db
 from connectors.simulator.serve import free_loopback_ports
 from deployments.embedded import prefect_server, server_log
 from models.tables import Case

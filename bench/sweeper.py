@@ -20,8 +20,9 @@ import time
 from typing import Any
 
 from bench.common import read_calls, status_mb
-from clerk import control, db, querying, sweeping
+from clerk import control, querying, sweeping
 from clerk.settings import get_settings
+from clerk.store import db
 from connectors.loader import build
 from models.tables import utcnow
 from models.values import InvalidValue

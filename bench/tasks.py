@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import select
 
 from bench.common import status_mb
-from clerk import db, querying, service
+from clerk import querying
 from clerk.settings import get_settings
+from clerk.store import db
 from connectors.loader import build
 from models.tables import Debtor
 
@@ -52,7 +53,7 @@ async def _work(batch: int, ask: Any) -> tuple[float, int]:
 
 
 async def _lookup(sessions: Any, connector: Any, registry_id: int, run_id: int, chunk: list[int]) -> int:
-    result = await service.query_batch(sessions, connector, registry_id, run_id, chunk, "bench:tasks")
+    result = await querying.query_batch(sessions, connector, registry_id, run_id, chunk, "bench:tasks")
     return result.recorded.queried
 
 

@@ -25,8 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import record, table
-from clerk import cases, control, db, querying, sweeping, watch
-from clerk.intake import import_cases, read_case_file
+from clerk import control, querying, sweeping
+from clerk.casebook import cases
+from clerk.casebook.intake import import_cases, read_case_file
+from clerk.control import watch
+from clerk.store import db
 from connectors.config import RegistryConfig, placeholder_configs
 from connectors.loader import build
 from connectors.simulator.bank import BankSimulator

@@ -4,7 +4,7 @@ control those cases while the next page is read and asked.
 
 Controlling each page as it is answered freezes a deposit minutes after the registry reported it, not hours
 later at the end of a province's sweep, and keeps memory flat: a page's results are folded into counts
-(`service.Tally`, `service.ControlResult`) and dropped. What the sweep still holds to its end: the ids of
+(`querying.Tally`, `control.Counts`) and dropped. What the sweep still holds to its end: the ids of
 the terminated cases re-queried without a hit, whose applicants are told once every page is done (a
 co-debtor on a later page may still find something).
 
@@ -21,15 +21,16 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import control, notices, querying, service, supervision
+from clerk import control, querying, supervision
+from clerk.casebook import notices
 from connectors.adapter import HttpConnector
 from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
 
 #: Ask one registry (by code) about a batch of debtor ids.
-Ask = Callable[[str, list[int]], Awaitable[service.BatchResult]]
+Ask = Callable[[str, list[int]], Awaitable[querying.BatchResult]]
 #: Plan, send and record the measures of a batch of case ids.
-Control = Callable[[list[int]], Awaitable[service.ControlResult]]
+Control = Callable[[list[int]], Awaitable[control.Counts]]
 #: Told after each page: debtors done so far, debtors due in all.
 Progress = Callable[[int, int], Awaitable[None]]
 
@@ -55,8 +56,8 @@ class Started:
 @dataclass
 class Swept:
     debtors: int = 0
-    tally: service.Tally = field(default_factory=service.Tally)
-    control: service.ControlResult = field(default_factory=service.ControlResult)
+    tally: querying.Tally = field(default_factory=querying.Tally)
+    control: control.Counts = field(default_factory=control.Counts)
     resumed: int = 0
     told_requeried: int = 0
 
@@ -205,13 +206,13 @@ async def sweep_due(
     started = await asyncio.to_thread(start, sessions, "sweep (plain)", None, now, schedule, shard)
     today = bureau_today(now)
 
-    async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
-        return await service.query_batch(
+    async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
+        return await querying.query_batch(
             sessions, connectors[code], registry_ids[code], started.run_id, debtor_ids, actor
         )
 
-    async def control_cases(case_ids: list[int]) -> service.ControlResult:
-        return await service.control_cases(sessions, connectors, case_ids, today, policy, actor)
+    async def control_cases(case_ids: list[int]) -> control.Counts:
+        return await control.control_cases(sessions, connectors, case_ids, today, policy, actor)
 
     sizes = {code: size for code, size in batch_sizes.items() if code in connectors}
     return await sweep(

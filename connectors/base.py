@@ -286,6 +286,12 @@ class ControlPort(Protocol):
 
 
 @runtime_checkable
+class RegistryPort(QueryPort, ControlPort, Protocol):
+    """A registry the clerk queries and controls: what the use cases take. The HTTP adapters are one kind;
+    the tests' in-process fake over the simulators' ledgers (tests/fakes.py) is another."""
+
+
+@runtime_checkable
 class DeductPort(Protocol):
     async def deduct(self, request: DeductRequest) -> DeductReply: ...
 

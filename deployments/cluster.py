@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from unittest import mock
 
-from clerk import db
 from clerk.settings import Settings
+from clerk.store import db
 from connectors.config import registries_json
 from deployments import setup
 from deployments.embedded import SERVER_ENTRY, prefect_healthy

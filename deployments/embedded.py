@@ -26,8 +26,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from clerk import db
 from clerk.settings import Settings, get_settings
+from clerk.store import db
 from connectors.config import registries_json, simulated_registries
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.world import write_case_file

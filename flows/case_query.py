@@ -9,7 +9,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from clerk import access, cases, querying, service
+from clerk import control, querying
+from clerk.casebook import access, cases
 from flows import report, runtime
 from flows.sweep import control_batch, query_batch
 from models.access import Action
@@ -17,10 +18,10 @@ from models.values import CaseNumber, InvalidValue
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-async def dry_run_case(case_id: int) -> tuple[list[service.BatchResult], service.ControlResult]:
+async def dry_run_case(case_id: int) -> tuple[list[querying.BatchResult], control.Counts]:
     """Ask, record and plan in a transaction that is rolled back: what would happen, with nothing changed."""
     rt = runtime.current()
-    return await service.dry_run_case(
+    return await control.dry_run_case(
         rt.sessions, rt.connectors, case_id, runtime.today(), rt.policy, rt.actor
     )
 
@@ -84,10 +85,10 @@ async def case_query(
             batches = list(
                 await asyncio.gather(*(query_batch(code, run_id, debtor_ids) for code in rt.connectors))
             )
-            result = await control_batch([case_id]) if auto_control else service.ControlResult()
+            result = await control_batch([case_id]) if auto_control else control.Counts()
         title = f"Case query {number}" + (" (dry run: nothing changed)" if dry_run else "")
         notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
-        tally = service.Tally.of(batches)
+        tally = querying.Tally.of(batches)
         summary = await report.publish(title, "case-query", tally, result, notes)
         if not dry_run:
             await runtime.send_notices(rt)

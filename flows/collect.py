@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from clerk import lifecycle, service
+from clerk import control, lifecycle, querying
 from flows import report, runtime
 from models.tables import utcnow
 
@@ -25,17 +25,17 @@ async def collect(registries: list[str] | None = None) -> State:
     """
     log = get_run_logger()
     async with runtime.opened(registries) as rt:
-        recorded = await service.collect_queries(rt.sessions, rt.connectors, rt.registry_ids, rt.actor)
+        recorded = await querying.collect_queries(rt.sessions, rt.connectors, rt.registry_ids, rt.actor)
         older = utcnow() - dt.timedelta(seconds=rt.settings.unconfirmed_after_s)
-        resolved = await service.resolve_unconfirmed(rt.sessions, rt.connectors, older, rt.actor)
-        actions = await lifecycle.resolve_actions(
+        resolved = await control.resolve_unconfirmed(rt.sessions, rt.connectors, older, rt.actor)
+        actions = await control.resolve_actions(
             rt.sessions, rt.connectors, older, rt.actor, runtime.today(), rt.settings.court_account
         )
         states = await lifecycle.refresh_measures(rt.sessions, rt.connectors, rt.actor)
         sent = await runtime.send_notices(rt)
-        batch = service.BatchResult("(collected)", recorded=recorded)
+        batch = querying.BatchResult("(collected)", recorded=recorded)
         await report.publish(
-            "Collect", "collect", service.Tally.of([batch] if recorded.queried else []), resolved, []
+            "Collect", "collect", querying.Tally.of([batch] if recorded.queried else []), resolved, []
         )
         message = (
             f"{recorded.queried} late answers collected ({recorded.new_assets} new hits); "

@@ -11,7 +11,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from clerk import reports
+from clerk.supervision import reports
 from flows import runtime
 from models.tables import utcnow
 from models.values import format_yuan

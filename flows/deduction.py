@@ -25,7 +25,9 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, Completed, Failed
 from pydantic import Field, model_validator
 
-from clerk import access, audit, cases, lifecycle, notices
+from clerk import control, lifecycle
+from clerk.casebook import access, cases, notices
+from clerk.store import audit, db
 from flows import runtime
 from models.access import Action
 from models.tables import Case, utcnow
@@ -151,7 +153,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
         if not decision.approve:
             reason = (decision.reason or "").strip()
             await asyncio.to_thread(
-                lifecycle.in_transaction,
+                db.in_transaction,
                 rt.sessions,
                 lifecycle.reject_deduction,
                 proposal,
@@ -168,7 +170,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 else parse_yuan(str(decision.amount_yuan), "amount_yuan")
             )
             action_ids = await asyncio.to_thread(
-                lifecycle.in_transaction,
+                db.in_transaction,
                 rt.sessions,
                 lifecycle.approve_deduction,
                 proposal,
@@ -179,7 +181,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
             )
         except (ValueError, InvalidValue) as exc:
             return Failed(message=f"{number}: the decision could not be applied: {exc}")
-        tally = await lifecycle.send_actions(
+        tally = await control.send_actions(
             rt.sessions, rt.connectors, action_ids, rt.actor, runtime.today(), settings.court_account
         )
         message = (

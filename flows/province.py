@@ -19,8 +19,9 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Completed, Failed
 
-from clerk import db, querying
+from clerk import querying
 from clerk.settings import get_settings
+from clerk.store import db
 from flows import runtime
 from models.values import InvalidValue, format_yuan
 

@@ -10,7 +10,7 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from clerk import lifecycle
+from clerk import control, lifecycle
 from flows import report, runtime
 
 
@@ -35,7 +35,7 @@ async def release() -> State:
             return len(case_ids), ids
 
         cases, action_ids = await asyncio.to_thread(plan)
-        tally = await lifecycle.send_actions(
+        tally = await control.send_actions(
             rt.sessions, rt.connectors, action_ids, rt.actor, today, rt.settings.court_account
         )
         row = {

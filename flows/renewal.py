@@ -11,7 +11,8 @@ from prefect.client.schemas.objects import State
 from prefect.events import emit_event
 from prefect.states import Completed
 
-from clerk import lifecycle, notices
+from clerk import control, lifecycle
+from clerk.casebook import notices
 from flows import runtime
 from models.tables import Case
 
@@ -48,7 +49,7 @@ async def renewal() -> State:
                 },
                 payload={"measure": measure_id},
             )
-        tally = await lifecycle.send_actions(
+        tally = await control.send_actions(
             rt.sessions, rt.connectors, action_ids, rt.actor, today, rt.settings.court_account
         )
         row = {

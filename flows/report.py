@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from clerk import service
+from clerk import control, querying
 from models.values import format_yuan
 
 
@@ -13,11 +13,11 @@ def yuan(fen: int) -> str:
     return format_yuan(fen)
 
 
-def registry_rows(tally: service.Tally) -> list[dict[str, object]]:
+def registry_rows(tally: querying.Tally) -> list[dict[str, object]]:
     return [{"registry": code, **counts} for code, counts in sorted(tally.registries.items())]
 
 
-def control_row(result: service.ControlResult) -> dict[str, object]:
+def control_row(result: control.Counts) -> dict[str, object]:
     return {
         "cases": result.cases,
         "measures requested": result.requested,
@@ -31,7 +31,7 @@ def control_row(result: service.ControlResult) -> dict[str, object]:
     }
 
 
-def needs_a_person(result: service.ControlResult) -> list[str]:
+def needs_a_person(result: control.Counts) -> list[str]:
     """Cases still short of what they owe after this run's measures: a judge decides what comes next."""
     lines = [
         f"- {number}: {format_yuan(fen)} yuan owed not covered by any freeze" for number, fen in result.short
@@ -42,7 +42,7 @@ def needs_a_person(result: service.ControlResult) -> list[str]:
 
 
 async def publish(
-    title: str, key: str, tally: service.Tally, result: service.ControlResult, notes: list[str]
+    title: str, key: str, tally: querying.Tally, result: control.Counts, notes: list[str]
 ) -> str:
     """Create the run's artifacts; returns the markdown summary."""
     registries = registry_rows(tally)

@@ -17,8 +17,9 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import audit, control, db, querying
+from clerk import control, querying
 from clerk.settings import Settings, get_settings
+from clerk.store import audit, db
 from connectors.adapter import HttpConnector
 from connectors.loader import build
 from connectors.notify import SmsGateway
@@ -137,6 +138,6 @@ def today() -> dt.date:
 
 async def send_notices(rt: Runtime) -> int:
     """Deliver the notices written down so far (none when no SMS gateway is set)."""
-    from clerk import notices
+    from clerk.casebook import notices
 
     return await notices.send_notifications(rt.sessions, rt.notifier) if rt.notifier else 0

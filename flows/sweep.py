@@ -13,25 +13,25 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
-from clerk import querying, service, sweeping
+from clerk import control, querying, sweeping
 from flows import report, runtime
 from models.tables import utcnow
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=0)
-async def query_batch(registry: str, run_id: int, debtor_ids: list[int]) -> service.BatchResult:
+async def query_batch(registry: str, run_id: int, debtor_ids: list[int]) -> querying.BatchResult:
     """One request to one registry about a batch of debtors (retries live in the connector)."""
     rt = runtime.current()
-    return await service.query_batch(
+    return await querying.query_batch(
         rt.sessions, rt.connectors[registry], rt.registry_ids[registry], run_id, debtor_ids, rt.actor
     )
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-async def control_batch(case_ids: list[int]) -> service.ControlResult:
+async def control_batch(case_ids: list[int]) -> control.Counts:
     """Plan (written down first), send and record the measures of a batch of cases."""
     rt = runtime.current()
-    return await service.control_cases(
+    return await control.control_cases(
         rt.sessions, rt.connectors, case_ids, runtime.today(), rt.policy, rt.actor
     )
 
@@ -78,7 +78,7 @@ async def sweep(
         async def progress(done: int, total: int) -> None:
             await aupdate_progress_artifact(bar, 100 * done / total, description=f"{done} of {total} debtors")
 
-        async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
+        async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
             return await query_batch(code, started.run_id, debtor_ids)
 
         sizes = {c.code: c.batch_size for c in rt.settings.registries if c.code in rt.connectors}

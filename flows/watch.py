@@ -11,8 +11,8 @@ from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from clerk import service
-from clerk import watch as use_cases
+from clerk import querying
+from clerk.control import watch as use_cases
 from connectors.base import BalancePort, FeedPort
 from flows import report, runtime
 
@@ -89,7 +89,7 @@ async def watch(listen_s: float | None = None, poll_s: float | None = None) -> S
             "failed calls": total.failed_calls,
         }
         await acreate_table_artifact([row], key="watch-deposits", description="Deposit watch")
-        await report.publish("Deposit watch", "watch", service.Tally(), total.control, [])
+        await report.publish("Deposit watch", "watch", querying.Tally(), total.control, [])
         message = (
             f"{total.deposits} case(s) with new deposits; {total.control.effective} freeze(s) effective, "
             f"{report.yuan(total.control.frozen_fen)} yuan"

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from models.status import ActionKind, ActionStatus, CaseStatus, LookupStatus, MeasureStatus, NoticeStatus
 from models.supervision import Track
 
 NAMING = {
@@ -72,23 +73,23 @@ class Base(DeclarativeBase):
 
 
 #: `resumed`: a terminated-for-now case whose re-query found assets; it lives on as a new 执恢 case.
-CASE_STATUSES = ("active", "terminated", "resumed", "paid", "withdrawn", "closed")
+CASE_STATUSES = tuple(CaseStatus)
 TRACKS = tuple(t.value for t in Track)
 DEBTOR_KINDS = ("person", "organisation")
 REGISTRY_KINDS = ("bank", "real_estate", "vehicle")
 ASSET_KINDS = ("deposit", "real_estate", "vehicle")
 MEASURE_KINDS = ("freeze", "seizure")
-MEASURE_STATUSES = ("requested", "effective", "queued", "renewed", "released", "expired", "failed")
-QUERY_STATUSES = ("sent", "pending", "answered", "failed")
-ACTION_KINDS = ("renew", "release", "deduct")
-ACTION_STATUSES = ("requested", "done", "failed")
-NOTIFICATION_STATUSES = ("pending", "sent", "failed")
+MEASURE_STATUSES = tuple(MeasureStatus)
+QUERY_STATUSES = tuple(LookupStatus)
+ACTION_KINDS = tuple(ActionKind)
+ACTION_STATUSES = tuple(ActionStatus)
+NOTIFICATION_STATUSES = tuple(NoticeStatus)
 NODES = ("query", "control", "renewal", "supervision")
 NOTICE_LEVELS = ("warning", "overdue")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class Case(Base):

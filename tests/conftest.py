@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import db
 from clerk.settings import get_settings
+from clerk.store import db
 from deployments.pgserver import PostgresServer, postgres_server
 
 TODAY = dt.date(2026, 11, 23)

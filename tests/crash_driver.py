@@ -20,8 +20,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from clerk import control, db, querying, service, sweeping
+from clerk import control, querying, sweeping
+from clerk.control import measures
+from clerk.querying import record
 from clerk.settings import get_settings
+from clerk.store import db
 from connectors.loader import build
 
 ACTOR = "flow-run:crash-driver"
@@ -52,8 +55,8 @@ async def cycle() -> None:
         await sweeping.sweep_due(
             sessions, connectors, sizes, registry_ids, now, querying.Schedule(), control.Policy(), ACTOR
         )
-        await service.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
-        await service.collect_queries(sessions, connectors, registry_ids, ACTOR)
+        await control.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
+        await querying.collect_queries(sessions, connectors, registry_ids, ACTOR)
     finally:
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
@@ -61,11 +64,11 @@ async def cycle() -> None:
 def main() -> None:
     point, n = sys.argv[1], int(sys.argv[2])
     if point == "mid-batch":
-        querying.record_reply = die_on(n, querying.record_reply)  # type: ignore[assignment]
+        record.record_reply = die_on(n, record.record_reply)  # type: ignore[assignment]
     elif point == "before-send":
-        control.outgoing = die_on(n, control.outgoing)  # type: ignore[assignment]
+        measures.outgoing = die_on(n, measures.outgoing)  # type: ignore[assignment]
     elif point == "before-record":
-        service._record_answers = die_on(n, service._record_answers)  # type: ignore[assignment]
+        measures.Measures.record = die_on(n, measures.Measures.record)  # type: ignore[assignment]
     elif point != "none":
         raise SystemExit(f"unknown point {point}")
     asyncio.run(cycle())

@@ -7,7 +7,7 @@ import random
 
 from hypothesis import strategies as st
 
-from clerk.synthetic import COURTS, credit_code, resident_id
+from connectors.simulator.synthetic import COURTS, credit_code, resident_id
 
 seeds = st.integers(min_value=0, max_value=2**32)
 birth_dates = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2020, 12, 31))

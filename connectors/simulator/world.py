@@ -14,12 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clerk import intake
-from clerk.synthetic import COURTS, case_rows_for, credit_code, firm_name, person_name, resident_id
+from clerk.casebook import intake
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.ledger import Holding, Restriction
 from connectors.simulator.property import PropertySimulator
+from connectors.simulator.synthetic import (
+    COURTS,
+    case_rows_for,
+    credit_code,
+    firm_name,
+    person_name,
+    resident_id,
+)
 from connectors.simulator.vehicle import VehicleSimulator
 from models.rules import AssetKind
 from models.supervision import bureau_today

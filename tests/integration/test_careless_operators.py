@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from clerk import db
+from clerk.casebook.intake import FIELDS
 from clerk.cli import app
-from clerk.intake import FIELDS
+from clerk.store import db
 from models.tables import AuditEvent, Case, Payment
 
 runner = CliRunner()
@@ -216,7 +216,7 @@ def test_exports_refuse_links_existing_files_and_directories(
 
 
 def test_the_scheduled_report_replaces_a_link_instead_of_writing_through_it(tmp_path: Path) -> None:
-    from clerk import reports
+    from clerk.supervision import reports
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")

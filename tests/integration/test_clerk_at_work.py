@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import audit, cases, control, querying, service, sweeping
-from clerk.intake import import_cases, read_case_file
+from clerk import control, querying, sweeping
+from clerk.casebook import cases
+from clerk.casebook.intake import import_cases, read_case_file
+from clerk.store import audit
 from connectors.loader import build
 from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Notification, Query
 from tests.world import World, served_world
@@ -187,11 +189,11 @@ def test_a_dry_run_plans_but_writes_and_sends_nothing(
             case_ids = list(session.scalars(select(Case.id)))
             trail = audit.verify(session).events
 
-        async def go() -> list[service.ControlResult]:
+        async def go() -> list[control.Counts]:
             try:
                 return [
                     (
-                        await service.dry_run_case(
+                        await control.dry_run_case(
                             sessions, connectors, case_id, TODAY, control.Policy(), ACTOR
                         )
                     )[1]
@@ -230,7 +232,7 @@ def test_two_runs_controlling_the_same_cases_at_once_keep_the_cap(
                     d for page in querying.due_debtor_ids(session, NOW, querying.Schedule()) for d in page
                 ]
             for c in world.configs:
-                await service.query_batch(
+                await querying.query_batch(
                     sessions, connectors[c.code], registry_ids[c.code], run_id, debtors, ACTOR
                 )
             with sessions() as session:
@@ -238,7 +240,7 @@ def test_two_runs_controlling_the_same_cases_at_once_keep_the_cap(
             # Two runs, two threads each planning, on the same cases at the same time.
             await asyncio.gather(
                 *(
-                    service.control_cases(sessions, connectors, case_ids, TODAY, control.Policy(), ACTOR)
+                    control.control_cases(sessions, connectors, case_ids, TODAY, control.Policy(), ACTOR)
                     for _ in range(2)
                 )
             )

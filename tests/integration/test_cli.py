@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from clerk.casebook.intake import FIELDS
 from clerk.cli import app
-from clerk.intake import FIELDS
 
 runner = CliRunner()
 CASE = "(2024)豫0185执1234号"

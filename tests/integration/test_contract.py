@@ -16,7 +16,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from clerk.synthetic import resident_id
 from connectors.adapter import HttpConnector
 from connectors.bank import BankConnector
 from connectors.base import (
@@ -37,6 +36,7 @@ from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.ledger import Restriction
 from connectors.simulator.property import PropertySimulator
+from connectors.simulator.synthetic import resident_id
 from connectors.simulator.vehicle import VehicleSimulator
 from connectors.vehicle import VehicleConnector
 from models.values import DebtorKind

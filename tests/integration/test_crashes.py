@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import cases
-from clerk.intake import import_cases, read_case_file
+from clerk import control, querying
+from clerk.casebook import cases
+from clerk.casebook.intake import import_cases, read_case_file
 from connectors.config import registries_json
 from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure
@@ -129,7 +130,7 @@ def test_two_sweeps_the_watch_and_case_queries_at_once(
 
     import httpx
 
-    from clerk import control, querying, service, watch
+    from clerk.control import watch
     from connectors.loader import build
 
     with served_world(tmp_path, debtors=150, seed=43, now=NOW, push_feed=True) as world:
@@ -150,10 +151,10 @@ def test_two_sweeps_the_watch_and_case_queries_at_once(
             async def case_queries() -> None:
                 for case_id in some:
                     for code, connector in connectors.items():
-                        await service.query_batch(
+                        await querying.query_batch(
                             sessions, connector, registry_ids[code], run_id, debtors[case_id], "user:judge"
                         )
-                    await service.control_cases(sessions, connectors, [case_id], today, policy, "user:judge")
+                    await control.control_cases(sessions, connectors, [case_id], today, policy, "user:judge")
 
             async def deposits() -> None:
                 bank = world.simulators["bank-a"]
@@ -216,7 +217,6 @@ def test_a_lookup_sent_but_never_answered_makes_the_debtor_due_again(
     was recorded. B's lookups were written down as `sent`, so the debtors stay due until B answers."""
     import asyncio
 
-    from clerk import querying, service
     from connectors.loader import build
 
     with served_world(tmp_path, debtors=20, seed=53, now=NOW) as world:
@@ -230,7 +230,7 @@ def test_a_lookup_sent_but_never_answered_makes_the_debtor_due_again(
         async def answer(code: str) -> None:
             connectors = build(world.configs, ["bank-json", "real-estate-xml", "vehicle-json"])
             try:
-                await service.query_batch(
+                await querying.query_batch(
                     sessions, connectors[code], registry_ids[code], run_id, debtors, "test"
                 )
             finally:

@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import cases, control, querying, service, sweeping
-from clerk.intake import import_cases, read_case_file
+from clerk import control, querying, sweeping
+from clerk.casebook import cases
+from clerk.casebook.intake import import_cases, read_case_file
 from connectors.loader import build
 from connectors.simulator.faults import FaultPlan
 from models.supervision import bureau_today
@@ -64,10 +65,10 @@ async def catch_up(
             session.commit()
         for case_id in some:  # on-demand case queries, faults still on
             for code, connector in connectors.items():
-                await service.query_batch(
+                await querying.query_batch(
                     sessions, connector, registry_ids[code], run_id, debtors[case_id], ACTOR
                 )
-            await service.control_cases(sessions, connectors, [case_id], today, policy, ACTOR)
+            await control.control_cases(sessions, connectors, [case_id], today, policy, ACTOR)
         for sim in world.simulators.values():
             sim.faults = FaultPlan()
     finally:
@@ -79,8 +80,8 @@ async def catch_up(
             await sweeping.sweep_due(
                 sessions, connectors, sizes, registry_ids, now, querying.Schedule(), policy, ACTOR
             )
-            await service.collect_queries(sessions, connectors, registry_ids, ACTOR)
-            await service.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
+            await querying.collect_queries(sessions, connectors, registry_ids, ACTOR)
+            await control.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
         finally:
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
     seen["registry requests"] = sum(sim.requests_seen for sim in world.simulators.values())

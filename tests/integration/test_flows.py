@@ -15,9 +15,11 @@ from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from clerk import audit, cases, control, db
+from clerk import control
+from clerk.casebook import cases
 from clerk.cli import app
 from clerk.settings import get_settings
+from clerk.store import audit, db
 from flows import runtime
 from flows.case_query import case_query
 from flows.collect import collect

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import cases, control, querying, service, sweeping
-from clerk.intake import import_cases, read_case_file
+from clerk import control, querying, sweeping
+from clerk.casebook import cases
+from clerk.casebook.intake import import_cases, read_case_file
 from connectors.loader import build
 from connectors.simulator.faults import FaultPlan, Hostile
 from models.supervision import bureau_today
@@ -53,11 +54,11 @@ def sweep(
     return asyncio.run(run())
 
 
-def resolve(sessions: sessionmaker[Session], world: World) -> service.ControlResult:
-    async def run() -> service.ControlResult:
+def resolve(sessions: sessionmaker[Session], world: World) -> control.Counts:
+    async def run() -> control.Counts:
         connectors = build(world.configs, ALLOWED)
         try:
-            return await service.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
+            return await control.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
         finally:
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
 

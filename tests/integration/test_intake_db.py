@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import audit, cases
-from clerk.intake import IntakeError, import_cases, read_case_file, write_case_file
-from clerk.synthetic import sample_case_rows
+from clerk.casebook import cases
+from clerk.casebook.intake import IntakeError, import_cases, read_case_file, write_case_file
+from clerk.store import audit
+from connectors.simulator.synthetic import sample_case_rows
 from models.tables import AuditEvent, Case, CaseDebtor, Debtor
 
 TODAY = dt.date(2026, 11, 23)

@@ -29,15 +29,17 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from clerk import audit, cases, control, db, lifecycle, querying, service
-from clerk.intake import FIELDS, import_cases, read_case_file
-from clerk.synthetic import resident_id
+from clerk import control, lifecycle, querying
+from clerk.casebook import cases
+from clerk.casebook.intake import FIELDS, import_cases, read_case_file
+from clerk.store import audit, db
 from connectors.bank import BankConnector
 from connectors.base import RegistryKind
 from connectors.config import RegistryConfig
 from connectors.http import ClientLimits, RegistryClient
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.ledger import Restriction
+from connectors.simulator.synthetic import resident_id
 from models.rules import ReleaseOrder
 from models.tables import Case, ControlMeasure, MeasureAction, Payment
 
@@ -109,14 +111,14 @@ class Lifecycle(RuleBasedStateMachine):
                 with self.sessions.begin() as session:
                     run_id = querying.start_run(session, "state-machine")
                     debtors = querying.debtor_ids_of_case(session, self.case_id)
-                await service.query_batch(
+                await querying.query_batch(
                     self.sessions, connector, self.registry_ids[CODE], run_id, debtors, ACTOR
                 )
-                await service.control_cases(
+                await control.control_cases(
                     self.sessions, connectors, [self.case_id], self.today, control.Policy(), ACTOR
                 )
             elif step == "control":  # planned from what the clerk knows, which the bank may have outrun
-                await service.control_cases(
+                await control.control_cases(
                     self.sessions, connectors, [self.case_id], self.today, control.Policy(), ACTOR
                 )
             elif step == "deduct":
@@ -128,7 +130,7 @@ class Lifecycle(RuleBasedStateMachine):
                     ids = lifecycle.approve_deduction(
                         session, proposal, amount, "李法官", ACTOR, dt.datetime.now(dt.UTC)
                     )
-                tally = await lifecycle.send_actions(
+                tally = await control.send_actions(
                     self.sessions, connectors, ids, ACTOR, self.today, COURT_ACCOUNT
                 )
                 self.deducted += tally.amount_fen
@@ -136,15 +138,13 @@ class Lifecycle(RuleBasedStateMachine):
             with self.sessions.begin() as session:
                 lifecycle.expire_lapsed(session, self.today, ACTOR)
                 renewals = lifecycle.plan_renewals(session, self.today, 30, ACTOR)
-            await lifecycle.send_actions(
-                self.sessions, connectors, renewals, ACTOR, self.today, COURT_ACCOUNT
-            )
+            await control.send_actions(self.sessions, connectors, renewals, ACTOR, self.today, COURT_ACCOUNT)
             with self.sessions() as session:
                 to_release = lifecycle.cases_to_release(session, self.today)
             for case_id in to_release:
                 with self.sessions.begin() as session:
                     ids = lifecycle.plan_release(session, case_id, self.today, ReleaseOrder.NEWEST, ACTOR)
-                await lifecycle.send_actions(self.sessions, connectors, ids, ACTOR, self.today, COURT_ACCOUNT)
+                await control.send_actions(self.sessions, connectors, ids, ACTOR, self.today, COURT_ACCOUNT)
             await lifecycle.refresh_measures(self.sessions, connectors, ACTOR)
         finally:
             await connector.aclose()
@@ -310,7 +310,7 @@ def test_an_unconfirmed_deduction_is_settled_once_by_its_key() -> None:
         # The bank applied the first; its reply never came back.
         assert machine.bank.ledger.deduct(key, reference, 2_000_00) is not None
 
-        async def resolve() -> lifecycle.Tally:
+        async def resolve() -> control.Counts:
             transport = httpx.ASGITransport(app=machine.bank.app)
             client = RegistryClient(
                 CODE,
@@ -322,7 +322,7 @@ def test_an_unconfirmed_deduction_is_settled_once_by_its_key() -> None:
             connector = BankConnector(client)
             try:
                 later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-                return await lifecycle.resolve_actions(
+                return await control.resolve_actions(
                     machine.sessions, {CODE: connector}, later, ACTOR, machine.today, COURT_ACCOUNT
                 )
             finally:

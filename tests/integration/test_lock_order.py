@@ -28,11 +28,13 @@ import pytest
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import control, db, notices, querying
-from clerk.intake import import_cases, read_case_file, write_case_file
-from clerk.synthetic import sample_case_rows
+from clerk import control, querying
+from clerk.casebook import notices
+from clerk.casebook.intake import import_cases, read_case_file, write_case_file
+from clerk.store import db
 from connectors.base import QueryReply, SubjectResult, SubjectStatus
 from connectors.config import placeholder_configs
+from connectors.simulator.synthetic import sample_case_rows
 from deployments.pgserver import PostgresServer
 from models.tables import Case, Debtor, Notification, Query
 

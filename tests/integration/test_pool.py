@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from clerk import audit, cases, db
+from clerk.casebook import cases
+from clerk.store import audit, db
 from connectors.config import registries_json
 from connectors.simulator.base import Quota
 from connectors.simulator.serve import free_loopback_ports

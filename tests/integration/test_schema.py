@@ -11,7 +11,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import db
+from clerk.store import db
 from models.tables import Asset, Base, Case, ControlMeasure, Debtor, Payment, Registry
 
 

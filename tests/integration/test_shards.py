@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import querying
-from clerk.intake import import_cases, read_case_file, write_case_file
-from clerk.synthetic import sample_case_rows
+from clerk.casebook.intake import import_cases, read_case_file, write_case_file
+from connectors.simulator.synthetic import sample_case_rows
 from models.values import InvalidValue
 
 TODAY = dt.date(2026, 11, 23)

@@ -22,8 +22,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import audit, cases, control, lifecycle, querying, sweeping, watch
-from clerk.intake import import_cases, read_case_file
+from clerk import control, lifecycle, querying, sweeping
+from clerk.casebook import cases
+from clerk.casebook.intake import import_cases, read_case_file
+from clerk.control import watch
+from clerk.store import audit
 from connectors.adapter import HttpConnector
 from connectors.loader import build
 from connectors.simulator.ledger import Ledger
@@ -142,7 +145,7 @@ class Year:
                 session, proposal, approved, "王法官", ACTOR, dt.datetime.now(dt.UTC)
             )
         self.approvals += 1
-        tally = await lifecycle.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
+        tally = await control.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
         assert tally.done == len(ids), tally
 
     async def release(self, today: dt.date) -> None:
@@ -152,7 +155,7 @@ class Year:
         for case_id in case_ids:
             with self.sessions.begin() as session:
                 ids += lifecycle.plan_release(session, case_id, today, ReleaseOrder.NEWEST, ACTOR)
-        tally = await lifecycle.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
+        tally = await control.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
         assert tally.done == len(ids), tally
 
     async def renew(self, today: dt.date) -> None:
@@ -160,7 +163,7 @@ class Year:
             lapsed = lifecycle.expire_lapsed(session, today, ACTOR)
             assert lapsed == [], f"measures lapsed on {today}: {lapsed}"
             ids = lifecycle.plan_renewals(session, today, LEAD_DAYS, ACTOR)
-        tally = await lifecycle.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
+        tally = await control.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
         assert tally.done == len(ids), tally
 
     async def close(self) -> None:

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import querying, service, sweeping
-from clerk.intake import import_cases, read_case_file, write_case_file
-from clerk.synthetic import sample_case_rows
+from clerk import querying, sweeping
+from clerk.casebook.intake import import_cases, read_case_file, write_case_file
+from clerk.control import Counts
+from connectors.simulator.synthetic import sample_case_rows
 from models.tables import CaseDebtor
 
 TODAY = dt.date(2026, 11, 23)
@@ -63,16 +64,16 @@ def test_a_page_is_controlled_while_the_next_is_asked_one_page_at_a_time_in_orde
         asked = [asyncio.Event() for _ in range(pages + 1)]  # asked[k]: asking page k has begun
         controlling = 0
 
-        async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
+        async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
             page = len([e for e in events if e[0] == "ask"])
             events.append(("ask", page))
             asked[page].set()
             cases = {case_of[d] for d in debtor_ids}
-            return service.BatchResult(
+            return querying.BatchResult(
                 code, querying.Recorded(queried=len(debtor_ids), cases_with_new_hits=cases)
             )
 
-        async def control(case_ids: list[int]) -> service.ControlResult:
+        async def control(case_ids: list[int]) -> Counts:
             nonlocal controlling
             page = len([e for e in events if e[0] == "control"])
             events.append(("control", page))
@@ -82,7 +83,7 @@ def test_a_page_is_controlled_while_the_next_is_asked_one_page_at_a_time_in_orde
             if page + 1 < pages:  # the next page is asked while this one is controlled
                 await asyncio.wait_for(asked[page + 1].wait(), WAIT_S)
             controlling -= 1
-            return service.ControlResult(cases=len(case_ids))
+            return Counts(cases=len(case_ids))
 
         return await sweep(sessions, ask, control)
 
@@ -105,14 +106,14 @@ def test_when_asking_fails_the_page_being_controlled_stops_and_the_asking_error_
     async def scenario() -> None:
         control_started = asyncio.Event()
 
-        async def ask(code: str, debtor_ids: list[int]) -> service.BatchResult:
+        async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
             if control_started.is_set():
                 raise RuntimeError("registry client broke")
-            return service.BatchResult(
+            return querying.BatchResult(
                 code, querying.Recorded(queried=len(debtor_ids), cases_with_new_hits={1})
             )
 
-        async def control(case_ids: list[int]) -> service.ControlResult:
+        async def control(case_ids: list[int]) -> Counts:
             control_started.set()
             try:
                 await asyncio.sleep(WAIT_S)  # still controlling page 0 when asking page 1 fails

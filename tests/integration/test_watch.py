@@ -12,8 +12,10 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import cases, control, querying, sweeping, watch
-from clerk.intake import import_cases, read_case_file
+from clerk import control, querying, sweeping
+from clerk.casebook import cases
+from clerk.casebook.intake import import_cases, read_case_file
+from clerk.control import watch
 from connectors.loader import build
 from models.supervision import bureau_today
 from models.tables import Asset, AuditEvent, Case, ControlMeasure, FeedCursor, Registry

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from clerk import control, querying, service
+from clerk import control, querying
 
 
 def batch(
     registry: str, queried: int = 0, hits: int = 0, failed: int = 0, error: str | None = None
-) -> service.BatchResult:
-    return service.BatchResult(
+) -> querying.BatchResult:
+    return querying.BatchResult(
         registry,
         querying.Recorded(queried=queried, hits=hits),
         failed=failed,
@@ -18,7 +18,7 @@ def batch(
 
 
 def test_a_tally_adds_batches_up_per_registry() -> None:
-    tally = service.Tally()
+    tally = querying.Tally()
     tally.add([batch("bank-a", queried=200, hits=3), batch("bank-a", failed=200, error="timeout")])
     tally.add([batch("dmv", queried=50, hits=1)])
     assert tally.registries["bank-a"] == {
@@ -35,13 +35,13 @@ def test_a_tally_adds_batches_up_per_registry() -> None:
 
 
 def test_a_tally_names_each_registrys_reason_when_nothing_was_answered() -> None:
-    tally = service.Tally.of(
+    tally = querying.Tally.of(
         [batch("bank-b", failed=5, error="open"), batch("bank-a", failed=5, error="timeout")]
     )
     tally.add([batch("bank-a", failed=5, error="timeout")])
     assert tally.unanswered() == "bank-a: timeout; bank-b: open"
     assert tally.registries["bank-b"]["skipped batches"] == 1
-    assert service.Tally().unanswered() is None, "no lookups: nothing unanswered"
+    assert querying.Tally().unanswered() is None, "no lookups: nothing unanswered"
 
 
 def plan(number: str, remaining: int, covered: int, freeze: int) -> control.Plan:
@@ -49,15 +49,15 @@ def plan(number: str, remaining: int, covered: int, freeze: int) -> control.Plan
 
 
 def test_a_control_result_names_the_first_short_cases_and_counts_the_rest() -> None:
-    total = service.ControlResult()
+    total = control.Counts()
     for page in range(3):
-        part = service.ControlResult()
+        part = control.Counts()
         for i in range(150):
             part.note(plan(f"case {page}-{i}", remaining=1000, covered=100, freeze=i % 2 * 900))
         total.add(part)
     # Every even plan leaves 900 fen uncovered; odd plans cover the rest exactly.
     assert total.short_cases == 3 * 75
-    assert len(total.short) == service.SHORT_NAMED
+    assert len(total.short) == control.SHORT_NAMED
     assert total.short[0] == ("case 0-0", 900) and total.short[75] == ("case 1-0", 900)
     assert total.freeze_requested_fen == 3 * 75 * 900
 

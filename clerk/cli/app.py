@@ -27,8 +27,9 @@ from rich.text import Text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clerk import access, audit, cases, db, exports, intake
+from clerk.casebook import access, cases, exports, intake
 from clerk.settings import PREFECT_DEFAULTS, Settings, SettingsError, get_settings
+from clerk.store import audit, db
 from connectors import loader
 from connectors.base import Health
 from connectors.loader import ConnectorLoadError
@@ -68,7 +69,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SAMPLE_CASES = Path(__file__).resolve().parent.parent / "samples" / "cases.csv"
+SAMPLE_CASES = Path(__file__).resolve().parents[2] / "samples" / "cases.csv"
 
 
 def friendly_errors(func: F) -> F:
@@ -479,7 +480,7 @@ def report_daily(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Per court and judge: queries, hits, frozen and seized, renewed, released, deductions, overdue nodes."""
-    from clerk import reports
+    from clerk.supervision import reports
 
     on = parse_date(day, "--day") if day else reports.yesterday(dt.datetime.now(dt.UTC))
     with unit_of_work() as session:

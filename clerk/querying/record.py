@@ -8,137 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, and_, exists, func, insert, or_, select, true, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
-from clerk import audit, db
-from connectors.base import AssetReport, QueryReply, Subject, SubjectStatus
-from connectors.config import RegistryConfig
-from models.tables import Asset, Case, CaseDebtor, Debtor, Query, QueryRun, Registry, utcnow
-from models.values import DebtorKind, InvalidValue, mask_account, scrub_text
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """When debtors are due for a query (settings)."""
-
-    requery_days: int = 30  # active cases
-    terminated_requery_days: int = 182  # terminated for now: every 6 months …
-    terminated_years: int = 5  # … for 5 years after termination
-    answer_within_h: int = 24  # a registry must answer within 24 hours: a lookup still "later" is asked again
-
-
-MAX_SHARDS = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """One of `count` disjoint parts of the debtors, by a stable partition of the debtor's id (a debtor's id
-    never changes, so a debtor belongs to the same shard in every sweep): the sweep of a province is split
-    into shards that run on different workers, each debtor in exactly one."""
-
-    index: int = 0
-    count: int = 1
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.count <= MAX_SHARDS:
-            raise InvalidValue("shards", f"must be between 1 and {MAX_SHARDS}, not {self.count}")
-        if not 0 <= self.index < self.count:
-            raise InvalidValue("shard", f"must be between 0 and {self.count - 1}, not {self.index}")
-
-    def __str__(self) -> str:
-        return f"{self.index + 1} of {self.count}"
-
-
-def ensure_registries(session: Session, configs: Iterable[RegistryConfig]) -> dict[str, int]:
-    """The registries of the settings as rows; returns code -> id."""
-    configs = list(configs)
-    # Several clerk processes may start at once: a registry another one added first is left as it is.
-    db.insert_missing(
-        session, Registry, [{"code": c.code, "name": c.name, "kind": c.kind.value} for c in configs]
-    )
-    rows = session.execute(
-        select(Registry.code, Registry.id).where(Registry.code.in_([c.code for c in configs]))
-    )
-    return {code: registry_id for code, registry_id in rows}
-
-
-def due_debtor_ids(
-    session: Session, now: dt.datetime, schedule: Schedule, page_size: int = 1000, shard: Shard = Shard()
-) -> Iterator[list[int]]:
-    """Debtor ids due for a query (see `due_page`), in pages read one after another in `session`."""
-    last = 0
-    while page := due_page(session, now, schedule, last, page_size, shard):
-        yield page
-        last = page[-1]
-
-
-def due_page(
-    session: Session, now: dt.datetime, schedule: Schedule, after: int, size: int, shard: Shard = Shard()
-) -> list[int]:
-    """The next `size` debtor ids above `after` that are due for a query (keyset on id: each page is one
-    short read, so a sweep can read its pages as it goes and hold none of them):
-    debtors of active cases never queried, last queried `requery_days` ago, or whose last lookup at some
-    registry failed or was never answered; and debtors of cases terminated for now within
-    `terminated_years`, last queried `terminated_requery_days` ago."""
-    return list(
-        session.scalars(
-            select(Debtor.id)
-            .where(Debtor.id > after, _due(now, schedule, shard))
-            .order_by(Debtor.id)
-            .limit(size)
-        )
-    )
-
-
-def count_due(session: Session, now: dt.datetime, schedule: Schedule, shard: Shard = Shard()) -> int:
-    """How many debtors are due (for a sweep's progress)."""
-    return session.scalar(select(func.count()).select_from(Debtor).where(_due(now, schedule, shard))) or 0
-
-
-def _due(now: dt.datetime, schedule: Schedule, shard: Shard) -> ColumnElement[bool]:
-    active_due = or_(
-        Debtor.last_queried_at.is_(None), Debtor.last_queried_at < now - dt.timedelta(schedule.requery_days)
-    )
-    terminated_due = and_(
-        Case.status == "terminated",
-        Case.terminated_on >= (now - dt.timedelta(days=365 * schedule.terminated_years)).date(),
-        or_(
-            Debtor.last_queried_at.is_(None),
-            Debtor.last_queried_at < now - dt.timedelta(schedule.terminated_requery_days),
-        ),
-    )
-    # A lookup that failed at one registry, was sent and never answered (the clerk died), or was answered
-    # "later" and not within the 24 hours registries have, is asked again on the next run, whatever the other
-    # registries answered.
-    overdue = now - dt.timedelta(hours=schedule.answer_within_h)
-    later = aliased(Query)
-    failed_lookup = exists().where(
-        Query.debtor_id == Debtor.id,
-        or_(Query.status.in_(UNANSWERED), and_(Query.status == "pending", Query.sent_at < overdue)),
-        ~exists().where(
-            later.debtor_id == Query.debtor_id,
-            later.registry_id == Query.registry_id,
-            later.id > Query.id,
-            later.status.not_in(UNANSWERED),
-            ~and_(later.status == "pending", later.sent_at < overdue),
-        ),
-    )
-    due = exists().where(
-        CaseDebtor.debtor_id == Debtor.id,
-        Case.id == CaseDebtor.case_id,
-        or_(and_(Case.status == "active", or_(active_due, failed_lookup)), terminated_due),
-    )
-    mine = Debtor.id % shard.count == shard.index if shard.count > 1 else true()
-    return and_(due, mine)
-
-
-#: Lookups whose answer never arrived: failed, or sent by a clerk that died before recording the reply.
-UNANSWERED = ("failed", "sent")
+from clerk.store import audit, db
+from connectors.base import AssetReport, QueryReply, SubjectStatus
+from models.tables import Asset, Case, CaseDebtor, Debtor, Query, utcnow
+from models.values import mask_account, scrub_text
 
 
 def record_sent(
@@ -165,51 +44,6 @@ def _insert_sent(
     ]
     if rows:
         session.execute(insert(db.table(Query)), rows)
-
-
-def debtor_ids_of_case(session: Session, case_id: int) -> list[int]:
-    return list(
-        session.scalars(
-            select(CaseDebtor.debtor_id).where(CaseDebtor.case_id == case_id).order_by(CaseDebtor.debtor_id)
-        )
-    )
-
-
-def subjects(session: Session, debtor_ids: Sequence[int]) -> list[Subject]:
-    """What a registry is asked about each debtor; `ref` is the debtor's id, never personal data."""
-    rows = session.execute(
-        select(Debtor.id, Debtor.kind, Debtor.id_number, Debtor.name)
-        .where(Debtor.id.in_(debtor_ids))
-        .order_by(Debtor.id)
-    )
-    return [Subject(ref=str(i), kind=DebtorKind(k), id_number=n, name=name) for i, k, n, name in rows]
-
-
-def start_run(session: Session, trigger: str, flow_run_id: str | None = None) -> int:
-    run = QueryRun(trigger=trigger, flow_run_id=flow_run_id)
-    session.add(run)
-    session.flush()
-    return run.id
-
-
-def finish_run(session: Session, run_id: int, status: str, summary: dict[str, object]) -> None:
-    run = session.get(QueryRun, run_id)
-    assert run is not None
-    run.status, run.finished_at, run.summary = status, utcnow(), summary
-
-
-def run_summaries(session: Session, flow_run_ids: Sequence[str]) -> dict[str, dict[str, object]]:
-    """The summaries of the finished runs started by these Prefect flow runs, by flow run id."""
-    rows = session.execute(
-        select(QueryRun.flow_run_id, QueryRun.summary).where(
-            QueryRun.flow_run_id.in_(list(flow_run_ids)), QueryRun.finished_at.is_not(None)
-        )
-    )
-    return {str(flow_run_id): dict(summary or {}) for flow_run_id, summary in rows}
-
-
-def new_request_ref(run_id: int, registry: str) -> str:
-    return f"r{run_id}-{registry}-{uuid.uuid4().hex[:12]}"
 
 
 def add_counts(total: object, other: object) -> None:
@@ -327,7 +161,7 @@ def record_reply(
     # The new assets go in before the audit trail's lock is taken, never under it: a clerk that holds the
     # lock while waiting on another's uncommitted insert of the same asset, while the other waits for the
     # lock, is a deadlock (PostgreSQL found one when they were flushed with the audit's rows). Outside the
-    # lock the second insert fails on the unique key and the reply is recorded again (service.query_batch).
+    # lock the second insert fails on the unique key and the reply is recorded again (querying.query_batch).
     if new_assets:
         session.execute(
             insert(db.table(Asset)), [{c: getattr(a, c) for c in _NEW_ASSET_COLUMNS} for a in new_assets]

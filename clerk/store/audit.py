@@ -24,7 +24,7 @@ from typing import Any, TextIO
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from clerk import db
+from clerk.store import db
 from models.tables import AuditEvent, utcnow
 from models.values import scrub_personal_data
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import functools
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -130,3 +132,50 @@ def expire_cached(session: Session, model: type[DeclarativeBase], ids: Iterable[
         cached = session.identity_map.get(session.identity_key(model, ident))
         if cached is not None:
             session.expire(cached)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def in_transaction(
+    sessions: sessionmaker[Session],
+    func: Callable[Concatenate[Session, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`func(session, *args)` in a transaction of its own: committed if it returns, rolled back if it
+    raises."""
+    with sessions.begin() as session:
+        return func(session, *args, **kwargs)
+
+
+def reading(
+    sessions: sessionmaker[Session],
+    func: Callable[Concatenate[Session, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`func(session, *args)` on a session that only reads (rolled back at the end)."""
+    with sessions() as session:
+        return func(session, *args, **kwargs)
+
+
+async def write(
+    sessions: sessionmaker[Session],
+    func: Callable[Concatenate[Session, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`in_transaction` in a worker thread, off the event loop that carries the registries' HTTP."""
+    return await asyncio.to_thread(functools.partial(in_transaction, sessions, func, *args, **kwargs))
+
+
+async def read(
+    sessions: sessionmaker[Session],
+    func: Callable[Concatenate[Session, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`reading` in a worker thread."""
+    return await asyncio.to_thread(functools.partial(reading, sessions, func, *args, **kwargs))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import db
+from clerk.store import db
 from connectors.base import RegistryError
 from connectors.notify import Notice, NotifierPort
 from models.tables import Case, Notification, utcnow

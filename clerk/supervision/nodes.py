@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from clerk import audit, cases, control
-from clerk.notices import notify
+from clerk import control
+from clerk.casebook import cases
+from clerk.casebook.notices import notify
+from clerk.store import audit, locks
 from models import supervision as rules
+from models.status import CaseStatus
 from models.tables import (
     Asset,
     AuditEvent,
@@ -84,8 +87,8 @@ def resume(session: Session, case_ids: Sequence[int], today: dt.date, actor: str
     its live measures move over, and the judge and the applicant are told. Returns the new cases' ids."""
     new_ids = []
     for case_id in case_ids:
-        original = session.get(Case, case_id, with_for_update={"key_share": True})  # as plan_cases locks
-        if original is None or original.status != "terminated":
+        original = locks.lock_cases(session, [case_id]).get(case_id)
+        if original is None or original.status != CaseStatus.TERMINATED:
             continue
         number = _next_resumed_number(session, original, today)
         resumed = Case(
@@ -123,8 +126,7 @@ def resume(session: Session, case_ids: Sequence[int], today: dt.date, actor: str
         for measure in carried:
             measure.case_id = resumed.id
         moved = len(carried)
-        original.status = "resumed"
-        original.version += 1
+        original.status = CaseStatus.RESUMED
         payload = {"original": original.case_number, "resumed_as": number, "measures_moved": moved}
         audit.append_many(
             session,

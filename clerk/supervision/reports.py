@@ -13,7 +13,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clerk import audit, exports
+from clerk.casebook import exports
+from clerk.store import audit
 from models.supervision import bureau_today, start_of
 from models.tables import AuditEvent, Case, CaseDebtor, NodeNotice, Query
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import audit
+from clerk.store import audit
 from models.access import Action, Person, may
 from models.tables import Case
 

@@ -13,21 +13,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from clerk import audit
+from clerk.store import audit, locks
+from clerk.store.locks import CaseNotFound as CaseNotFound  # the case book's error, raised by the lock
 from models import rules
+from models.status import KEPT, CaseStatus
 from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Payment, Registry
 from models.values import CaseNumber, DebtorKind, InvalidValue, format_yuan, mask_account, mask_id, mask_name
 
 DEFAULT_EXCEPTIONS = Path(__file__).parent / "data" / "credit_code_exceptions.txt"
-
-
-class CaseNotFound(LookupError):
-    def __init__(self, case_number: str) -> None:
-        super().__init__(case_number)
-        self.case_number = case_number
-
-    def __str__(self) -> str:
-        return f"case_number: no case {self.case_number} in the case book"
 
 
 def load_credit_code_exceptions(path: Path | None = None) -> frozenset[str]:
@@ -39,10 +32,11 @@ def load_credit_code_exceptions(path: Path | None = None) -> frozenset[str]:
 
 
 def get_case(session: Session, case_number: str, *, for_update: bool = False) -> Case:
+    """The case of a number; `for_update`: under the case lock (`store.locks`), for a writer."""
+    if for_update:
+        return locks.lock_case_number(session, case_number)
     number = str(CaseNumber.parse(case_number))
     stmt = select(Case).where(Case.case_number == number).options(selectinload(Case.payments))
-    if for_update:
-        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE, as control.plan_cases locks
     case = session.scalars(stmt).one_or_none()
     if case is None:
         raise CaseNotFound(number)
@@ -190,7 +184,6 @@ def record_payment(
             "if the debtor really paid more, say so (--overpaid)",
         )
     case.payments.append(Payment(paid_on=paid_on, amount_fen=amount_fen))
-    case.version += 1
     session.flush()
     after = owed(case, paid_on)
     audit.append(
@@ -206,7 +199,7 @@ def record_payment(
             "overpaid_fen": max(amount_fen - before.remaining, 0),
         },
     )
-    if after.remaining == 0 and case.status in ("active", "terminated"):
+    if after.remaining == 0 and case.status in KEPT:
         mark_paid(session, case, actor)
     return after
 
@@ -220,8 +213,7 @@ def mark_paid(session: Session, case: Case, actor: str) -> None:
         case_number=case.case_number,
         payload={"status_before": case.status},
     )
-    case.status = "paid"
-    case.version += 1
+    case.status = CaseStatus.PAID
 
 
 #: Status changes a person may make, from -> to.
@@ -248,7 +240,6 @@ def change_status(
     before = case.status
     case.status = status
     case.terminated_on = today if status == "terminated" else case.terminated_on
-    case.version += 1
     audit.append(
         session,
         f"case.{status}",

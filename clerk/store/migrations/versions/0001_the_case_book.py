@@ -8,7 +8,7 @@ Create Date: 2026-11-23 14:58:06.765365
 import sqlalchemy as sa
 from alembic import op
 
-from clerk.migrations.append_only import create_append_only, drop_append_only
+from clerk.store.migrations.append_only import create_append_only, drop_append_only
 
 revision = "0001"
 down_revision = None

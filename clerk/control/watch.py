@@ -2,7 +2,7 @@
 new deposits up to what is still owed, within minutes (polling) or seconds (a bank's push feed).
 
 A deposit is recorded as the account's new balance (audited per case as `deposit.arrived`); the cases
-whose accounts rose are then planned and controlled by `service.control_cases`, under the same case lock
+whose accounts rose are then planned and controlled by `control.control_cases`, under the same case lock
 and cap as every other freeze. The feed's cursor is stored after the events are recorded: after a crash the
 same events are read again, which records nothing twice (a balance is set, not added).
 """
@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from clerk import audit, cases, control, db, querying, service
+from clerk import control, querying
+from clerk.casebook import cases
+from clerk.store import audit, db
 from connectors.adapter import HttpConnector
 from connectors.base import AssetReport, BalancePort, DepositFeed, FeedPort, OtherMeasure, RegistryError
 from models.rules import AssetKind
@@ -33,7 +35,7 @@ class WatchResult:
     feed_events: int = 0
     deposits: int = 0  # balances that rose
     failed_calls: int = 0
-    control: service.ControlResult = field(default_factory=service.ControlResult)
+    control: control.Counts = field(default_factory=control.Counts)
 
     def add(self, other: WatchResult) -> None:
         self.polled_accounts += other.polled_accounts
@@ -219,7 +221,7 @@ async def poll_once(
             touched |= await asyncio.to_thread(record)
     result.deposits = len(touched)
     if touched:
-        result.control = await service.control_cases(
+        result.control = await control.control_cases(
             sessions, connectors, sorted(touched), today, policy, actor
         )
     return result
@@ -261,7 +263,7 @@ async def listen(
         result.deposits += len(touched)
         if touched:
             result.control.add(
-                await service.control_cases(sessions, connectors, sorted(touched), today, policy, actor)
+                await control.control_cases(sessions, connectors, sorted(touched), today, policy, actor)
             )
     return result
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from clerk import audit
+from clerk.store import audit
 from models.supervision import bureau_today
 from models.tables import Case, CaseDebtor, Debtor
 from models.values import (

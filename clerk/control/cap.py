@@ -1,0 +1,70 @@
+"""Use cases of control: plan freezes and seizures within the cap, write them down before they are sent,
+build the requests, and record what the registries answered.
+
+Exactly once: `plan` writes each measure (status `requested`, with its idempotency key) in the transaction
+that checks the cap; only then is it sent; the reply is recorded after. A crash anywhere leaves a
+`requested` row that the next run resolves with the same key (`unresolved`), never a second request.
+
+The cap holds under concurrency because `plan` begins by bumping the case's version: on PostgreSQL that
+locks the case row until the transaction ends, on SQLite it takes the database's write lock. Two runs
+planning the same case are serialised, and the second sees the first one's measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.status import LIVE
+from models.tables import Asset, ControlMeasure
+
+
+def covered_by(measure: ControlMeasure) -> int:
+    """What a live freeze counts against the cap: its claim, the amount it asks for. A pending or queued
+    freeze may still take effect, and a partial one keeps catching deposits on its account until it holds
+    its claim (banks top it up), so each counts in full; a partial release or a deduction lowers the claim."""
+    if measure.kind != "freeze" or measure.status not in LIVE:
+        return 0
+    return max(measure.requested_amount_fen, measure.actual_amount_fen or 0)
+
+
+def claims(session: Session, case_id: int) -> int:
+    """What a case's live freezes claim against the cap (see `covered_by`)."""
+    return sum(
+        covered_by(m)
+        for m in session.scalars(
+            select(ControlMeasure).where(ControlMeasure.case_id == case_id, ControlMeasure.status.in_(LIVE))
+        )
+    )
+
+
+def claims_by_case(session: Session) -> dict[int, int]:
+    """Every case's claims in one read (for steps that look at all cases)."""
+    result: dict[int, int] = {}
+    for measure in session.scalars(select(ControlMeasure).where(ControlMeasure.status.in_(LIVE))):
+        result[measure.case_id] = result.get(measure.case_id, 0) + covered_by(measure)
+    return result
+
+
+def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int]:
+    """What our own live freezes (for any case) hold on each asset."""
+    held: dict[int, int] = {}
+    if not asset_ids:
+        return held
+    for measure in session.scalars(
+        select(ControlMeasure).where(ControlMeasure.asset_id.in_(asset_ids), ControlMeasure.status.in_(LIVE))
+    ):
+        held[measure.asset_id] = held.get(measure.asset_id, 0) + covered_by(measure)
+    return held
+
+
+def _available(asset: Asset, ours: int) -> int:
+    """What can still be frozen on a deposit: its balance less other authorities' measures and ours."""
+    balance = asset.balance_fen or 0
+    others = 0
+    for measure in (asset.other_measures or {}).get("measures", []):
+        amount = measure.get("amount_fen")
+        others += balance if amount is None else int(amount)
+    return max(balance - others - ours, 0)

@@ -1,0 +1,172 @@
+"""Exactly once: write down, send once, settle by key. The one mechanism by which the clerk sends anything
+that changes what a debtor holds: freezes and seizures (measures, `control.measures`) and renewals,
+releases and deductions (actions, `control.actions`).
+
+1. The use case that decides writes each request down first, with its own idempotency key, status
+   `requested`, in the transaction that decided it (`control.plan_cases`, `control.write_action`).
+2. `send` sends them (concurrently; each registry's client keeps its own limits) and records each answer
+   as it comes. A registry error that is not a refusal leaves the request `requested`.
+3. `settle` takes what stayed `requested` (a crash between 1 and 3, a lost reply, an answer "later") and
+   asks the registry the key's status: an answer is recorded; a key the registry never saw is sent again,
+   with the same key. Nothing is sent twice, nothing is lost.
+
+What differs between measures and actions (how a request is read, sent and recorded, and counted) is an
+`Exchange`; this module holds what is the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk.control.counts import Counts
+from clerk.store import db
+from connectors.base import (
+    ControlReply,
+    ControlRequest,
+    DeductReply,
+    DeductRequest,
+    RegistryError,
+    RegistryPort,
+    ReleaseRequest,
+    RenewRequest,
+)
+
+Request = ControlRequest | RenewRequest | ReleaseRequest | DeductRequest
+Reply = ControlReply | DeductReply
+Answer = Reply | RegistryError
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A written-down request ready to send: which row (a measure's or an action's id), which registry, and
+    the request (it holds personal data: keep it in memory, never in a task's arguments or results)."""
+
+    id: int
+    kind: str  # the measure's kind (freeze, seizure) or the action's (renew, release, deduct)
+    registry: str
+    request: Request
+
+    @property
+    def key(self) -> str:
+        return self.request.idempotency_key
+
+
+class Exchange(Protocol):
+    """How one kind of written-down request is read, sent, recorded and counted."""
+
+    #: Whether answers that arrive together are recorded in one transaction (measures: yes, a page of a
+    #: sweep's freezes at once; actions: each in its own, as each may change what a case owes).
+    batched: bool
+
+    def load(self, session: Session, ids: Sequence[int]) -> list[Outgoing]:
+        """The requests of these ids that are still `requested`, in id order."""
+        ...
+
+    def unresolved(self, session: Session, older_than: dt.datetime) -> list[int]:
+        """The ids written down before `older_than` and still `requested`."""
+        ...
+
+    def asks_status(self, item: Outgoing) -> bool:
+        """Whether the registry answers this request's key's status (else it is simply sent again)."""
+        ...
+
+    async def call(self, registry: RegistryPort, item: Outgoing) -> Reply: ...
+
+    def record(self, session: Session, answers: Sequence[tuple[Outgoing, Answer]]) -> list[str]:
+        """Record the answers in the caller's transaction; each row's status, in order. Recording an answer
+        again changes nothing."""
+        ...
+
+    def count(self, counts: Counts, item: Outgoing, answer: Answer, status: str) -> None: ...
+
+
+async def send(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    exchange: Exchange,
+    ids: Sequence[int],
+) -> Counts:
+    """Send written-down requests and record the answers as they come: those that arrived while the last
+    ones were being written go together (in one transaction when `exchange.batched`). A request to a
+    registry not at hand stays `requested`, counted unconfirmed."""
+    counts = Counts()
+    items = await db.read(sessions, exchange.load, ids)
+    answers: asyncio.Queue[tuple[Outgoing, Answer | None]] = asyncio.Queue()
+
+    async def one(item: Outgoing) -> None:
+        answer: Answer | None = None
+        try:
+            answer = await exchange.call(registries[item.registry], item)
+        except RegistryError as exc:
+            answer = exc
+        finally:
+            answers.put_nowait((item, answer))  # None: an unexpected error, raised by gather below
+
+    async def recorder(expected: int) -> None:
+        while expected:
+            group = [await answers.get()]
+            while not answers.empty():
+                group.append(answers.get_nowait())
+            expected -= len(group)
+            answered = [(item, answer) for item, answer in group if answer is not None]
+            await _record(sessions, exchange, answered, counts)
+
+    sendable = [item for item in items if item.registry in registries]
+    counts.unconfirmed += len(items) - len(sendable)
+    await asyncio.gather(recorder(len(sendable)), *(one(item) for item in sendable))
+    return counts
+
+
+async def settle(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    exchange: Exchange,
+    older_than: dt.datetime,
+) -> Counts:
+    """Requests written down before `older_than` and never confirmed: the key's status says what happened
+    (recorded); a key the registry never saw is sent again, with the same key."""
+
+    def load(session: Session) -> list[Outgoing]:
+        return exchange.load(session, exchange.unresolved(session, older_than))
+
+    counts = Counts()
+    unseen: list[int] = []
+    for item in await db.read(sessions, load):
+        registry = registries.get(item.registry)
+        if registry is None:
+            continue
+        if not exchange.asks_status(item):
+            unseen.append(item.id)
+            continue
+        try:
+            reply = await registry.status(item.key)
+        except RegistryError:
+            counts.unconfirmed += 1
+            continue
+        if reply is None:
+            unseen.append(item.id)
+        else:
+            await _record(sessions, exchange, [(item, reply)], counts)
+    if unseen:
+        counts.add(await send(sessions, registries, exchange, unseen))
+    return counts
+
+
+async def _record(
+    sessions: sessionmaker[Session],
+    exchange: Exchange,
+    answered: Sequence[tuple[Outgoing, Answer]],
+    counts: Counts,
+) -> None:
+    if exchange.batched:
+        statuses = await db.write(sessions, exchange.record, answered)
+    else:
+        statuses = [(await db.write(sessions, exchange.record, [one]))[0] for one in answered]
+    for (item, answer), status in zip(answered, statuses, strict=True):
+        exchange.count(counts, item, answer, status)

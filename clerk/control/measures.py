@@ -1,0 +1,230 @@
+"""Freezes and seizures, sent and settled: plan a batch of cases' measures, send them once, settle the ones
+never confirmed, and what a case query would do (a dry run). Sending and settling are the one mechanism of
+`control.exchange`; `Measures` says how a measure is read, sent, recorded and counted.
+
+Each step takes a sessionmaker and the registries (by their port) and returns counts only: no personal data
+leaves here, so flows can pass ids in and counts out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import querying
+from clerk.control import actions, answers, exchange
+from clerk.control.counts import Counts
+from clerk.control.exchange import Answer, Outgoing, Reply
+from clerk.control.planning import Policy, plan, plan_cases
+from clerk.store import db
+from connectors.base import (
+    ControlReply,
+    ControlRequest,
+    MeasureKind,
+    QueryRequest,
+    RegistryError,
+    RegistryPort,
+)
+from models import rules
+from models.status import MeasureStatus
+from models.supervision import bureau_today
+from models.tables import Asset, Case, ControlMeasure, Registry
+
+
+def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
+    """The measures of these ids still `requested`, as requests."""
+    rows = session.execute(
+        select(ControlMeasure, Asset, Case.case_number, Registry.code)
+        .join(Asset, Asset.id == ControlMeasure.asset_id)
+        .join(Case, Case.id == ControlMeasure.case_id)
+        .join(Registry, Registry.id == ControlMeasure.registry_id)
+        .where(ControlMeasure.id.in_(measure_ids), ControlMeasure.status == MeasureStatus.REQUESTED)
+        .order_by(ControlMeasure.id)
+    )
+    result = []
+    for measure, asset, case_number, registry in rows:
+        request = ControlRequest(
+            idempotency_key=measure.idempotency_key,
+            case_number=case_number,
+            subject_ref=str(asset.debtor_id),
+            asset_identifier=asset.identifier,
+            kind=MeasureKind(measure.kind),
+            amount_fen=measure.requested_amount_fen if measure.kind == "freeze" else None,
+            years=rules.TERM_YEARS[rules.AssetKind(asset.kind)],
+        )
+        result.append(Outgoing(measure.id, measure.kind, registry, request))
+    return result
+
+
+def unresolved(session: Session, older_than: dt.datetime) -> list[int]:
+    """Measures written down but not confirmed before `older_than`: ask their keys' status."""
+    return list(
+        session.scalars(
+            select(ControlMeasure.id)
+            .where(ControlMeasure.status == MeasureStatus.REQUESTED, ControlMeasure.created_at < older_than)
+            .order_by(ControlMeasure.id)
+        )
+    )
+
+
+@dataclass
+class Measures:
+    """The exchange of freezes and seizures (`control.exchange.Exchange`)."""
+
+    actor: str
+    #: Releases of what registries held beyond what was asked, written down while recording: sent in the
+    #: same run (`_release_excess`).
+    excess: list[int] = field(default_factory=list)
+    batched: bool = True
+
+    def load(self, session: Session, ids: Sequence[int]) -> list[Outgoing]:
+        return outgoing(session, ids)
+
+    def unresolved(self, session: Session, older_than: dt.datetime) -> list[int]:
+        return unresolved(session, older_than)
+
+    def asks_status(self, item: Outgoing) -> bool:
+        return True
+
+    async def call(self, registry: RegistryPort, item: Outgoing) -> Reply:
+        assert isinstance(item.request, ControlRequest)
+        return await registry.control(item.request)
+
+    def record(self, session: Session, answered: Sequence[tuple[Outgoing, Answer]]) -> list[str]:
+        replies = [(item.id, a) for item, a in answered if isinstance(a, ControlReply)]
+        recorded = iter(answers.record_replies(session, replies, self.actor, self.excess))
+        statuses = []
+        for item, answer in answered:
+            if isinstance(answer, ControlReply):
+                statuses.append(next(recorded))
+            else:
+                assert isinstance(answer, RegistryError), "a measure is answered by a ControlReply"
+                statuses.append(answers.record_error(session, item.id, answer, self.actor))
+        return statuses
+
+    def count(self, counts: Counts, item: Outgoing, answer: Answer, status: str) -> None:
+        if isinstance(answer, ControlReply):
+            counts.count(status, answer, seizure=item.kind == MeasureKind.SEIZURE)
+        else:
+            counts.unconfirmed += 1
+
+
+async def control_cases(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    case_ids: Sequence[int],
+    today: dt.date,
+    policy: Policy,
+    actor: str,
+) -> Counts:
+    """Plan the cases' measures (written down first, in one transaction), then send them and record the
+    answers."""
+    counts = Counts(cases=len(case_ids))
+    plans = await db.write(sessions, plan_cases, case_ids, today, policy, actor)
+    for planned in plans:
+        counts.note(planned)
+    measure_ids = [measure_id for planned in plans for measure_id in planned.measure_ids]
+    counts.requested = len(measure_ids)
+    if measure_ids:
+        counts.add(await send(sessions, registries, measure_ids, actor))
+    return counts
+
+
+async def send(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    measure_ids: Sequence[int],
+    actor: str,
+) -> Counts:
+    """Send written-down measures and record the answers (`control.exchange.send`); what a registry held
+    beyond what was asked is released at once."""
+    measures = Measures(actor)
+    counts = await exchange.send(sessions, registries, measures, measure_ids)
+    counts.excess_released += await _release_excess(sessions, registries, measures.excess, actor)
+    return counts
+
+
+async def resolve_unconfirmed(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    older_than: dt.datetime,
+    actor: str,
+) -> Counts:
+    """Measures written down but never confirmed (a crash, a lost reply, an answer "later"), settled by
+    their keys (`control.exchange.settle`)."""
+    measures = Measures(actor)
+    counts = await exchange.settle(sessions, registries, measures, older_than)
+    counts.excess_released += await _release_excess(sessions, registries, measures.excess, actor)
+    return counts
+
+
+async def _release_excess(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    action_ids: Sequence[int],
+    actor: str,
+) -> int:
+    """Lift at once what a registry held beyond what was asked (`answers.record_replies` wrote the releases
+    down): a release that is not confirmed now is settled by its key in the collect run."""
+    if not action_ids:
+        return 0
+    released = await actions.send_actions(sessions, registries, action_ids, actor, bureau_today(), "")
+    return released.done
+
+
+async def dry_run_case(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    case_id: int,
+    today: dt.date,
+    policy: Policy,
+    actor: str,
+) -> tuple[list[querying.BatchResult], Counts]:
+    """What a case query would record and place, computed in one transaction that is rolled back: the
+    registries are asked, nothing is written and no control request is sent."""
+    session = sessions()
+    session.begin()
+    try:
+        run_id, registry_ids, debtor_ids = await asyncio.to_thread(_dry_start, session, registries, case_id)
+        subjects = tuple(await asyncio.to_thread(querying.subjects, session, debtor_ids))
+        batches = []
+        for code, registry in registries.items():
+            request = QueryRequest(request_ref=querying.new_request_ref(run_id, code), subjects=subjects)
+            batch = querying.BatchResult(code)
+            try:
+                reply = await registry.query(request)
+            except RegistryError as exc:
+                batch.failed, batch.error = len(debtor_ids), exc.reason
+            else:
+                batch.recorded = await asyncio.to_thread(
+                    querying.record_reply,
+                    session,
+                    run_id=run_id,
+                    registry_id=registry_ids[code],
+                    registry_code=code,
+                    reply=reply,
+                    actor=actor,
+                )
+            batches.append(batch)
+        planned = await asyncio.to_thread(plan, session, case_id, today, policy, actor)
+        counts = Counts(cases=1, requested=len(planned.measure_ids))
+        counts.note(planned)
+        return batches, counts
+    finally:
+        await asyncio.to_thread(session.rollback)
+        session.close()
+
+
+def _dry_start(
+    session: Session, registries: Mapping[str, RegistryPort], case_id: int
+) -> tuple[int, dict[str, int], list[int]]:
+    run_id = querying.start_run(session, "case-query (dry run)")
+    registry_ids = {
+        r.code: r.id for r in session.scalars(select(Registry).where(Registry.code.in_(list(registries))))
+    }
+    return run_id, registry_ids, querying.debtor_ids_of_case(session, case_id)

@@ -1,0 +1,184 @@
+"""Use cases of control: plan freezes and seizures within the cap, write them down before they are sent,
+build the requests, and record what the registries answered.
+
+Exactly once: `plan` writes each measure (status `requested`, with its idempotency key) in the transaction
+that checks the cap; only then is it sent; the reply is recorded after. A crash anywhere leaves a
+`requested` row that the next run resolves with the same key (`unresolved`), never a second request.
+
+The cap holds under concurrency because `plan` begins by bumping the case's version: on PostgreSQL that
+locks the case row until the transaction ends, on SQLite it takes the database's write lock. Two runs
+planning the same case are serialised, and the second sees the first one's measures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from clerk.casebook import cases
+from clerk.control.cap import _available, _held_on_assets, covered_by
+from clerk.store import audit, db, locks
+from models import rules
+from models.status import LIVE
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Registry
+from models.values import mask_account
+
+_CASES, _MEASURES = db.table(Case), db.table(ControlMeasure)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What the clerk may do without a judge (settings)."""
+
+    auto_freeze: bool = True
+    auto_seize: frozenset[str] = frozenset({"real_estate", "vehicle"})
+
+
+@dataclass
+class Plan:
+    case_number: str
+    remaining_fen: int
+    covered_before_fen: int
+    measure_ids: list[int] = field(default_factory=list)
+    freeze_fen: int = 0
+    seizures: int = 0
+
+    @property
+    def short_fen(self) -> int:
+        """What the case still owes that no freeze covers after this plan (a judge decides what next)."""
+        return max(0, self.remaining_fen - self.covered_before_fen - self.freeze_fen)
+
+
+def plan(session: Session, case_id: int, today: dt.date, policy: Policy, actor: str) -> Plan:
+    """Decide and write down the measures a case needs today, in the caller's transaction."""
+    [result] = plan_cases(session, [case_id], today, policy, actor)
+    return result
+
+
+def plan_cases(
+    session: Session, case_ids: Sequence[int], today: dt.date, policy: Policy, actor: str
+) -> list[Plan]:
+    """Decide and write down the measures each case needs today, in the caller's transaction; plans in
+    the order of `case_ids`.
+
+    The cases are locked first, in id order (two clerks planning overlapping cases wait for each other
+    instead of deadlocking), `FOR NO KEY UPDATE`: a case's id never changes, and the stronger `FOR UPDATE`
+    also waits for every insert of a row that refers to the case (a notice, a measure: PostgreSQL checks the
+    reference with a `FOR KEY SHARE` lock), which a clerk recording control answers for other cases in its
+    own order takes one after another; two shards of a province sweep deadlocked that way at 1,000,000
+    debtors (tests/integration/test_lock_order.py). Every writer of what a case owes takes the same lock
+    first. They are read together: their measures, their debtors' assets and what our live
+    freezes hold on those assets, three reads for the lot. Every measure is then written in one INSERT and
+    audited in one append (the audit trail's lock is taken last, after every case lock). A freeze planned
+    here for one case counts against the asset for the next case that shares the debtor."""
+    ids = sorted(set(case_ids))
+    if not ids:
+        return []
+    locked = locks.lock_cases(session, ids)
+    live: dict[int, list[ControlMeasure]] = {}
+    for measure in session.scalars(
+        select(ControlMeasure).where(ControlMeasure.case_id.in_(ids), ControlMeasure.status.in_(LIVE))
+    ):
+        live.setdefault(measure.case_id, []).append(measure)
+    assets: dict[int, list[Asset]] = {}
+    for case_id, asset in session.execute(
+        select(CaseDebtor.case_id, Asset)
+        .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
+        .where(CaseDebtor.case_id.in_(ids))
+        .order_by(Asset.id)
+    ).tuples():
+        assets.setdefault(case_id, []).append(asset)
+    held_on = _held_on_assets(session, sorted({a.id for group in assets.values() for a in group}))
+    registries = _registry_codes(session)
+
+    plans: dict[int, Plan] = {}
+    written: list[tuple[Case, Asset, dict[str, Any]]] = []
+    for case_id in ids:
+        case = locked.get(case_id)
+        if case is None:
+            raise LookupError(f"case id {case_id} does not exist")
+        owed = cases.owed(case, today)
+        mine = live.get(case_id, [])
+        covered = sum(covered_by(m) for m in mine)
+        result = plans[case_id] = Plan(case.case_number, owed.remaining, covered)
+        if case.status != "active" or owed.remaining <= covered:
+            continue
+        found = assets.get(case_id, [])
+        if policy.auto_freeze:
+            holdings = [
+                rules.Holding(a.id, _available(a, held_on.get(a.id, 0))) for a in found if a.kind == "deposit"
+            ]
+            holdings.sort(key=lambda h: -h.available)  # largest first: touch as few banks as possible
+            by_id = {a.id: a for a in found}
+            for allocation in rules.allocate_freezes(owed.remaining, covered, holdings):
+                asset = by_id[allocation.key]
+                written.append((case, asset, _row(case, asset, "freeze", allocation.amount)))
+                held_on[asset.id] = held_on.get(asset.id, 0) + allocation.amount
+                result.freeze_fen += allocation.amount
+        if covered + result.freeze_fen < owed.remaining:
+            seized = {m.asset_id for m in mine if m.kind == "seizure"}
+            for asset in found:
+                if asset.kind in policy.auto_seize and asset.id not in seized:
+                    written.append((case, asset, _row(case, asset, "seizure", None)))
+                    result.seizures += 1
+    measure_ids = (  # every measure in one INSERT, as rows (no ORM objects and flush)
+        session.scalars(
+            insert(_MEASURES).returning(_MEASURES.c.id, sort_by_parameter_order=True),
+            [row for _, _, row in written],
+        ).all()
+        if written
+        else []
+    )
+    entries: list[audit.Entry] = []
+    for (case, asset, row), measure_id in zip(written, measure_ids, strict=True):
+        plans[case.id].measure_ids.append(measure_id)
+        entries.append(_requested(case, asset, measure_id, row, registries[asset.registry_id], actor))
+    audit.append_many(session, entries)
+    return [plans[case_id] for case_id in case_ids]
+
+
+def _registry_codes(session: Session) -> dict[int, str]:
+    """Registry id -> code; a handful of rows, read once per session."""
+    codes = session.info.get("registry_codes")
+    if codes is None:
+        codes = session.info["registry_codes"] = {r.id: r.code for r in session.scalars(select(Registry))}
+    return codes
+
+
+def _row(case: Case, asset: Asset, kind: str, amount: int | None) -> dict[str, Any]:
+    """A measure to write down (status `requested`, by the column's default)."""
+    return {
+        "case_id": case.id,
+        "asset_id": asset.id,
+        "registry_id": asset.registry_id,
+        "kind": kind,
+        "requested_amount_fen": amount or 0,
+        "idempotency_key": uuid.uuid4().hex,
+    }
+
+
+def _requested(
+    case: Case, asset: Asset, measure_id: int, row: dict[str, Any], registry: str, actor: str
+) -> audit.Entry:
+    return audit.Entry(
+        "measure.requested",
+        actor,
+        case.case_number,
+        {
+            "measure": measure_id,
+            "kind": row["kind"],
+            "registry": registry,
+            "asset": mask_account(asset.identifier),
+            "amount_fen": row["requested_amount_fen"] or None,
+            "key": row["idempotency_key"],
+        },
+    )
+
+
+# --- sending and recording ----------------------------------------------------------------------------

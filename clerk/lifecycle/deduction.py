@@ -1,0 +1,130 @@
+"""Use cases of the measure lifecycle: renewal, release, queued measures taking effect, lapses, deduction.
+
+Every action on a measure (renew, release, deduct) is written down first, with its own idempotency key, in
+the transaction that decided it; then it is sent; then the answer is recorded. A crash between the two
+leaves a `requested` action that `resolve_actions` settles by the key's status: nothing is sent twice.
+Releases and deductions begin by bumping the case's version (the case row as lock, as `control.plan`
+does), so that they and new freezes are serialised per case and the cap holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clerk import control
+from clerk.casebook import cases
+from clerk.store import audit, locks
+from models import rules
+from models.tables import Asset, ControlMeasure, Registry
+from models.values import mask_account
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedDeduction:
+    measure_id: int
+    registry: str
+    account: str  # masked
+    amount_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeductionProposal:
+    case_id: int
+    case_number: str
+    judge: str
+    remaining_fen: int
+    lines: tuple[ProposedDeduction, ...]
+
+    @property
+    def total_fen(self) -> int:
+        return sum(line.amount_fen for line in self.lines)
+
+
+def propose_deduction(session: Session, case_number: str, today: dt.date) -> DeductionProposal:
+    """What could move to the court's case account today: frozen deposits, oldest freeze first, up to what
+    the case owes."""
+    case = cases.get_case(session, case_number)
+    rows = session.execute(
+        select(ControlMeasure, Asset.identifier, Registry.code)
+        .join(Asset, Asset.id == ControlMeasure.asset_id)
+        .join(Registry, Registry.id == ControlMeasure.registry_id)
+        .where(
+            ControlMeasure.case_id == case.id,
+            ControlMeasure.kind == "freeze",
+            ControlMeasure.status == "effective",
+            ControlMeasure.actual_amount_fen > 0,
+            ControlMeasure.registry_reference.is_not(None),
+        )
+    ).all()
+    remaining = cases.owed(case, today).remaining
+    frozen = [rules.Covered(m.id, m.actual_amount_fen or 0, m.started_on or today) for m, _, _ in rows]
+    info = {m.id: (code, mask_account(identifier)) for m, identifier, code in rows}
+    lines = tuple(
+        ProposedDeduction(a.key, info[a.key][0], info[a.key][1], a.amount)
+        for a in rules.propose_deduction(remaining, frozen)
+    )
+    return DeductionProposal(case.id, case.case_number, case.judge, remaining, lines)
+
+
+def approve_deduction(
+    session: Session,
+    proposal: DeductionProposal,
+    approved_fen: int,
+    judge: str,
+    actor: str,
+    decided_at: dt.datetime,
+) -> list[int]:
+    """A judge's approval: audited with the judge's name and time, then written down as deductions (one
+    per freeze, in the proposal's order). Returns the actions' ids."""
+    case = locks.lock_case(session, proposal.case_id)
+    allocations = rules.split_approved(
+        approved_fen, [rules.Allocation(line.measure_id, line.amount_fen) for line in proposal.lines]
+    )
+    audit.append(
+        session,
+        "deduction.approved",
+        actor=actor,
+        case_number=case.case_number,
+        payload={
+            "judge": judge,
+            "decided_at": decided_at.isoformat(),
+            "approved_fen": approved_fen,
+            "proposed_fen": proposal.total_fen,
+        },
+    )
+    ids = []
+    for allocation in allocations:
+        measure = session.get(ControlMeasure, allocation.key, with_for_update=True)
+        assert measure is not None
+        if measure.status != "effective" or (measure.actual_amount_fen or 0) < allocation.amount:
+            raise ValueError("a frozen amount changed since the proposal: start the deduction again")
+        ids.append(
+            control.write_action(session, measure.id, "deduct", allocation.amount, f"approved by {judge}").id
+        )
+    return ids
+
+
+def reject_deduction(
+    session: Session,
+    proposal: DeductionProposal,
+    judge: str,
+    reason: str,
+    actor: str,
+    decided_at: dt.datetime,
+) -> None:
+    audit.append(
+        session,
+        "deduction.rejected",
+        actor=actor,
+        case_number=proposal.case_number,
+        payload={
+            "judge": judge,
+            "decided_at": decided_at.isoformat(),
+            "reason": reason,
+            "proposed_fen": proposal.total_fen,
+        },
+    )

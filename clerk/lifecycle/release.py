@@ -1,0 +1,105 @@
+"""Use cases of the measure lifecycle: renewal, release, queued measures taking effect, lapses, deduction.
+
+Every action on a measure (renew, release, deduct) is written down first, with its own idempotency key, in
+the transaction that decided it; then it is sent; then the answer is recorded. A crash between the two
+leaves a `requested` action that `resolve_actions` settles by the key's status: nothing is sent twice.
+Releases and deductions begin by bumping the case's version (the case row as lock, as `control.plan`
+does), so that they and new freezes are serialised per case and the cap holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from clerk import control
+from clerk.casebook import cases
+from clerk.store import audit, locks
+from models import rules
+from models.status import ENDED
+from models.tables import Case, ControlMeasure, MeasureAction
+
+
+def cases_to_release(session: Session, today: dt.date) -> list[int]:
+    """Cases holding more than they owe today, or holding anything after they ended."""
+    live = (
+        select(ControlMeasure.case_id)
+        .where(ControlMeasure.status.in_(control.LIVE))
+        .distinct()
+        .scalar_subquery()
+    )
+    claims = control.claims_by_case(session)
+    stmt = select(Case).where(Case.id.in_(live)).order_by(Case.id).options(selectinload(Case.payments))
+    return [
+        case.id
+        for case in session.scalars(stmt)
+        if case.status in ENDED or claims.get(case.id, 0) > cases.owed(case, today).remaining
+    ]
+
+
+def plan_release(
+    session: Session, case_id: int, today: dt.date, order: rules.ReleaseOrder, actor: str
+) -> list[int]:
+    """Write down the releases a case needs today: all of its measures once it is paid, withdrawn or closed;
+    else the excess of its freezes over what it owes, cut by `order`. Returns the actions' ids."""
+    case = locks.lock_case(session, case_id)
+    live = list(
+        session.scalars(
+            select(ControlMeasure)
+            .where(ControlMeasure.case_id == case_id, ControlMeasure.status.in_(control.LIVE))
+            .order_by(ControlMeasure.id)
+        )
+    )
+    open_actions = set(
+        session.scalars(
+            select(MeasureAction.measure_id).where(
+                MeasureAction.measure_id.in_([m.id for m in live]),
+                MeasureAction.kind.in_(("release", "deduct")),
+                MeasureAction.status == "requested",
+            )
+        )
+    )
+    if open_actions:
+        return []  # an earlier release or deduction is still unanswered: decide once it is settled
+    releasable = [m for m in live if m.registry_reference is not None and m.status in ("effective", "queued")]
+    owed = cases.owed(case, today).remaining
+    cuts: list[tuple[ControlMeasure, int | None]]
+    if case.status in ENDED or owed == 0:
+        reason = f"case {case.status}" if case.status in ENDED else "nothing owed"
+        cuts = [(m, None) for m in releasable]
+    else:
+        reason = "more frozen than owed"
+        pending = sum(control.covered_by(m) for m in live if m not in releasable)
+        freezes = [m for m in releasable if m.kind == "freeze"]
+        by_id = {m.id: m for m in freezes}
+        covered = [
+            rules.Covered(m.id, control.covered_by(m), m.started_on or m.created_at.date()) for m in freezes
+        ]
+        cuts = []
+        for cut in rules.excess_releases(max(owed - pending, 0), covered, order):
+            measure = by_id[cut.key]
+            cuts.append((measure, None if cut.amount >= control.covered_by(measure) else cut.amount))
+    ids, entries = [], []
+    for measure, amount in cuts:
+        action = control.write_action(session, measure.id, "release", amount, reason)
+        ids.append(action.id)
+        entries.append(
+            audit.Entry(
+                "measure.release_requested",
+                actor,
+                case.case_number,
+                {
+                    "measure": measure.id,
+                    "kind": measure.kind,
+                    "amount_fen": amount,
+                    "whole": amount is None,
+                    "reason": reason,
+                    "owed_fen": owed,
+                    "key": action.idempotency_key,
+                },
+            )
+        )
+    audit.append_many(session, entries)
+    return ids

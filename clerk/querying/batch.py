@@ -1,0 +1,182 @@
+"""The clerk's work, one step at a time, for the flows (and the tests) to call: query a batch of debtors
+at one registry, plan and place controls for cases, resolve unconfirmed measures, collect late answers.
+
+Each step takes a sessionmaker and connectors and returns counts only: no personal data leaves here, so
+flows can pass ids in and counts out. Database work runs in a worker thread, off the event loop that
+carries the registries' HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk.querying import record, runs
+from clerk.querying.record import Recorded
+from connectors.adapter import HttpConnector
+from connectors.base import (
+    QueryReply,
+    QueryRequest,
+    RegistryError,
+    RegistryUnavailable,
+    SubjectStatus,
+)
+
+
+@dataclass
+class BatchResult:
+    registry: str
+    recorded: Recorded = field(default_factory=Recorded)
+    failed: int = 0
+    error: str | None = None
+    skipped: bool = False  # the registry's circuit breaker was open
+
+
+@dataclass
+class Tally:
+    """Batches' results added up per registry as they come: a sweep keeps this, not its batches."""
+
+    registries: dict[str, dict[str, int]] = field(default_factory=dict)
+    batches: int = 0
+    errored: int = 0  # batches no registry answered
+    errors: set[str] = field(default_factory=set)  # "code: reason" of those
+
+    @classmethod
+    def of(cls, batches: Iterable[BatchResult]) -> Tally:
+        tally = cls()
+        tally.add(batches)
+        return tally
+
+    def add(self, batches: Iterable[BatchResult]) -> None:
+        for b in batches:
+            row = self.registries.setdefault(
+                b.registry,
+                dict.fromkeys(
+                    ("queried", "hits", "new assets", "changed", "pending", "failed", "skipped batches"), 0
+                ),
+            )
+            r = b.recorded
+            row["queried"] += r.queried + b.failed
+            row["hits"] += r.hits
+            row["new assets"] += r.new_assets
+            row["changed"] += r.changed
+            row["pending"] += r.pending
+            row["failed"] += b.failed
+            row["skipped batches"] += b.skipped
+            self.batches += 1
+            if b.error:
+                self.errored += 1
+                self.errors.add(f"{b.registry}: {b.error}")
+
+    def total(self, column: str) -> int:
+        """A column summed over the registries: "queried" (answered or not), "hits", "failed", …"""
+        return sum(row[column] for row in self.registries.values())
+
+    def unanswered(self) -> str | None:
+        """Each registry's reason, when there were lookups and none of them was answered; else None."""
+        if not self.batches or self.errored < self.batches:
+            return None
+        return "; ".join(sorted(self.errors))
+
+
+async def query_batch(
+    sessions: sessionmaker[Session],
+    connector: HttpConnector,
+    registry_id: int,
+    run_id: int,
+    debtor_ids: Sequence[int],
+    actor: str,
+) -> BatchResult:
+    """Ask one registry about a batch of debtors and record the answer; a failure is recorded, not raised."""
+    result = BatchResult(connector.code)
+
+    def load() -> QueryRequest:
+        ref = runs.new_request_ref(run_id, connector.code)
+        with sessions.begin() as session:
+            subjects = runs.subjects(session, debtor_ids)
+            # Written down before the request leaves: a crash before its answer is recorded leaves these
+            # lookups `sent`, and their debtors due again (see querying.due).
+            record.record_sent(
+                session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=ref
+            )
+        return QueryRequest(request_ref=ref, subjects=tuple(subjects))
+
+    request = await asyncio.to_thread(load)
+    try:
+        reply = await connector.query(request)
+    except RegistryError as exc:
+        result.failed, result.error = len(debtor_ids), exc.reason
+        result.skipped = isinstance(exc, RegistryUnavailable)
+        reason = str(exc)
+
+        def fail() -> None:
+            with sessions.begin() as session:
+                record.record_failure(
+                    session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, reason=reason
+                )
+
+        await asyncio.to_thread(fail)
+        return result
+
+    result.recorded = await asyncio.to_thread(
+        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor
+    )
+    return result
+
+
+def record_query_reply(
+    sessions: sessionmaker[Session], run_id: int, registry_id: int, code: str, reply: QueryReply, actor: str
+) -> Recorded:
+    """Record a reply in a transaction of its own. Two clerks recording the same new asset at once (two
+    sweeps, or a sweep and a case query, on PostgreSQL) collide on its unique key: the loser records again,
+    and now finds the asset (recording is idempotent)."""
+    for attempt in range(3):
+        try:
+            with sessions.begin() as session:
+                return record.record_reply(
+                    session,
+                    run_id=run_id,
+                    registry_id=registry_id,
+                    registry_code=code,
+                    reply=reply,
+                    actor=actor,
+                )
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def collect_queries(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, HttpConnector],
+    registry_ids: Mapping[str, int],
+    actor: str,
+) -> Recorded:
+    """Answers to queries that registries accepted "for later"."""
+    codes = {v: k for k, v in registry_ids.items()}
+
+    def load() -> list[tuple[int, int, str]]:
+        with sessions() as session:
+            return record.pending_requests(session)
+
+    total = Recorded()
+    for run_id, registry_id, ref in await asyncio.to_thread(load):
+        code = codes.get(registry_id)
+        if code is None or code not in connectors:
+            continue
+        try:
+            reply = await connectors[code].collect(ref)
+        except RegistryError:
+            continue
+        if any(r.status is SubjectStatus.PENDING for r in reply.results):
+            continue
+
+        total.add(
+            await asyncio.to_thread(record_query_reply, sessions, run_id, registry_id, code, reply, actor)
+        )
+    return total
