@@ -1,0 +1,253 @@
+"""`clerk cases`: import case files, show a case, list cases, record payments, terminate, close, set a
+track."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from clerk.casebook import cases, intake
+from clerk.cli.common import (
+    ActorOption,
+    OnOption,
+    ReasonOption,
+    acting,
+    actor_name,
+    day,
+    err,
+    friendly_errors,
+    out,
+    settings,
+    unit_of_work,
+)
+from clerk.store import audit
+from models.access import Action
+from models.supervision import bureau_today
+from models.values import format_yuan, parse_date, parse_yuan
+
+cases_app = typer.Typer(
+    help="Import, inspect and record payments on enforcement cases.", no_args_is_help=True
+)
+
+
+@cases_app.command("import")
+@friendly_errors
+def cases_import(
+    file: Annotated[Path, typer.Argument(help="CSV (UTF-8, with or without BOM) or JSON lines (.jsonl).")],
+    actor: ActorOption = None,
+) -> None:
+    """Import a court's cases: one row per case-debtor pair.
+
+    Columns: case_number, filed_on, judge, applicant, principal, judgment_interest, costs,
+    performance_due_on, debtor_kind, debtor_id, debtor_name. The whole file is checked first: if any row
+    is bad, every problem is listed with its line and field, and nothing is written. Importing the same
+    file again changes nothing.
+    """
+    report = import_file(file, actor_name(actor))
+    out.print(
+        f"{file.name}: {report.rows} row(s); {report.cases_added} case(s) added, "
+        f"{report.cases_unchanged} already known; {report.debtors_added} debtor(s) added, "
+        f"{report.links_added} case-debtor link(s) added"
+    )
+
+
+def import_file(file: Path, actor: str) -> intake.ImportReport:
+    conf = settings()
+    exceptions = cases.load_credit_code_exceptions(conf.credit_code_exceptions_file)
+    with err.status(Text(f"checking {file.name}…")):
+        rows, digest = intake.read_case_file(file, max_bytes=conf.import_max_bytes, exceptions=exceptions)
+    with err.status(Text(f"{len(rows):,} row(s) are good; writing…")), unit_of_work() as session:
+        report = intake.import_cases(session, rows, actor=actor, source=file.name)
+        if report.cases_added or report.links_added:
+            audit.append(
+                session,
+                "intake.file_imported",
+                actor=actor,
+                payload={
+                    "file": file.name,
+                    "sha256": digest,
+                    "rows": report.rows,
+                    "cases_added": report.cases_added,
+                    "links_added": report.links_added,
+                },
+            )
+    return report
+
+
+@cases_app.command("show")
+@friendly_errors
+def cases_show(
+    case_number: Annotated[
+        str, typer.Argument(help="e.g. '(2024)豫0185执1234号'; full- or half-width brackets.")
+    ],
+    on: OnOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (amounts in fen).")] = False,
+) -> None:
+    """Show a case: its debtors (IDs masked), what is owed on a day, its hits and measures."""
+    with unit_of_work() as session:
+        view = cases.case_view(session, case_number, day(on, "--on"))
+    if as_json:
+        out.print_json(json.dumps(view.as_dict(), ensure_ascii=False))
+        return
+    print_case(view)
+
+
+def print_case(view: cases.CaseView) -> None:
+    c, o = view.case, view.owed
+    heading = Text(c["case_number"], style="bold")
+    heading.append(f"  status {c['status']}  judge {c['judge']}  filed {c['filed_on']}", style="")
+    out.print(heading)
+    out.print(f"applicant {c['applicant']}; performance due {c['performance_due_on']}")
+    debts = Table(title=f"owed on {o['on']} ({o['days_late']} days late)", show_header=False)
+    for label, key in (
+        ("principal", "principal"),
+        ("judgment interest", "judgment_interest"),
+        ("delayed-performance interest", "delayed_interest"),
+        ("enforcement fee", "fee"),
+        ("other costs", "costs"),
+        ("paid", "paid"),
+        ("remaining", "remaining"),
+    ):
+        debts.add_row(label, format_yuan(o[key]))
+    out.print(debts)
+    people = Table("kind", "ID", "name", title="debtors")
+    for d in view.debtors:
+        people.add_row(d["kind"], d["id"], d["name"])
+    out.print(people)
+    if view.payments:
+        pay = Table("paid on", "amount", title="payments")
+        for p in view.payments:
+            pay.add_row(p["paid_on"], format_yuan(p["amount"]))
+        out.print(pay)
+    hits = Table("debtor", "registry", "kind", "asset", "balance", title="hits")
+    for h in view.hits:
+        balance = "" if h["balance"] is None else format_yuan(h["balance"])
+        hits.add_row(h["debtor"], h["registry"], h["kind"], h["identifier"], balance)
+    out.print(hits if view.hits else "hits: none yet")
+    measures = Table("registry", "kind", "status", "requested", "actual", "expires", title="measures")
+    for m in view.measures:
+        freeze = m["kind"] == "freeze"
+        requested = format_yuan(m["requested"]) if freeze else "whole item"
+        actual = format_yuan(m["actual"]) if freeze and m["actual"] is not None else ""
+        measures.add_row(m["registry"], m["kind"], m["status"], requested, actual, m["expires_on"] or "")
+    out.print(measures if view.measures else "measures: none yet")
+
+
+@cases_app.command("list")
+@friendly_errors
+def cases_list(
+    on: OnOption = None,
+    status: Annotated[str | None, typer.Option(help="Only cases in this status, e.g. active.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many cases.")] = 100,
+) -> None:
+    """List cases with what each still owes."""
+    when = day(on, "--on")
+    with unit_of_work() as session:
+        lines = cases.list_cases(session, when, status, limit)
+    table = Table("case number", "judge", "status", "track", "debtors", f"remaining on {when}")
+    for line in lines:
+        table.add_row(
+            line.case_number,
+            line.judge,
+            line.status,
+            line.track or "-",
+            str(line.debtors),
+            format_yuan(line.remaining),
+        )
+    out.print(table)
+
+
+@cases_app.command("pay")
+@friendly_errors
+def cases_pay(
+    case_number: Annotated[str, typer.Argument(help="The case the payment is for.")],
+    amount: Annotated[str, typer.Argument(help="Yuan, at most 2 decimals, e.g. 5000 or 1234.50.")],
+    on: Annotated[str, typer.Option("--on", help="The day it was paid (YYYY-MM-DD).")],
+    actor: ActorOption = None,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="A second payment of the same amount on the same day, not a repeat."),
+    ] = False,
+    overpaid: Annotated[
+        bool, typer.Option("--overpaid", help="The debtor paid more than is owed: record all of it.")
+    ] = False,
+) -> None:
+    """Record a payment by the debtor (or an amount recovered) and show what is still owed. Only the case's
+    judge or a person CLERK_PEOPLE allows at its court may (--actor, else CLERK_ACTOR or the login). The
+    same amount on the same day twice, more than is owed, or any payment on a paid case is refused unless
+    said so."""
+    fen = parse_yuan(amount, "amount", allow_zero=False)
+    paid_on = parse_date(on, "--on")
+    who = acting(case_number, actor, Action.PAY)
+    with unit_of_work() as session:
+        after = cases.record_payment(
+            session,
+            case_number,
+            fen,
+            paid_on,
+            actor=who,
+            today=bureau_today(),
+            again=again,
+            overpaid=overpaid,
+        )
+    out.print(
+        f"payment of {format_yuan(fen)} recorded; remaining on {paid_on}: {format_yuan(after.remaining)}"
+    )
+
+
+@cases_app.command("terminate")
+@friendly_errors
+def cases_terminate(
+    case_number: Annotated[str, typer.Argument(help="The case to terminate for now (终本).")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+) -> None:
+    """Terminate a case for now (终本): no assets to enforce. Its debtors are re-queried every 6 months for 5
+    years (settings); a hit resumes it as a new 执恢 case, linked to this one, and tells the judge and the
+    applicant. Its measures stay in force and are renewed."""
+    who = acting(case_number, actor, Action.MANAGE)
+    with unit_of_work() as session:
+        case = cases.change_status(
+            session, case_number, "terminated", actor=who, reason=reason, today=bureau_today()
+        )
+        out.print(f"{case.case_number} terminated for now on {case.terminated_on}; re-queried every 6 months")
+
+
+@cases_app.command("close")
+@friendly_errors
+def cases_close(
+    case_number: Annotated[str, typer.Argument(help="The case to close.")],
+    reason: ReasonOption,
+    withdrawn: Annotated[bool, typer.Option(help="The applicant withdrew the application.")] = False,
+    actor: ActorOption = None,
+) -> None:
+    """Close a case (or mark it withdrawn): the release flow then lifts all of its measures."""
+    status = "withdrawn" if withdrawn else "closed"
+    who = acting(case_number, actor, Action.MANAGE)
+    with unit_of_work() as session:
+        case = cases.change_status(
+            session, case_number, status, actor=who, reason=reason, today=bureau_today()
+        )
+        out.print(f"{case.case_number} is {status}; its measures are released by the next release run")
+
+
+@cases_app.command("track")
+@friendly_errors
+def cases_track(
+    case_number: Annotated[str, typer.Argument(help="The case.")],
+    track: Annotated[
+        str, typer.Argument(help="fast (速执), simple (简执), normal (普执) or special (特执).")
+    ],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+) -> None:
+    """A judge's choice of track, overriding triage (audited); it sets the case's supervision deadline."""
+    who = acting(case_number, actor, Action.MANAGE)
+    with unit_of_work() as session:
+        case = cases.set_track(session, case_number, track, actor=who, reason=reason)
+        out.print(f"{case.case_number} is on the {case.track} track (set by a judge)")

@@ -1,0 +1,207 @@
+"""Operating the clerk: `clerk serve`, `setup`, `up`, `down`, `status`, `db upgrade` and
+`clerk registries`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from clerk.cli.common import app, err, friendly_errors, out, settings
+from clerk.settings import Settings
+from clerk.store import db
+from connectors import loader
+from connectors.base import Health
+from models.values import InvalidValue
+
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+
+
+registries_app = typer.Typer(
+    help="The registries in use: list them and check their health.", no_args_is_help=True
+)
+
+
+@db_app.command("upgrade")
+@friendly_errors
+def db_upgrade() -> None:
+    """Apply every database migration not yet applied."""
+    engine = db.make_engine(settings().effective_database_url)
+    before, after = db.upgrade(engine)
+    if before == after:
+        out.print(f"database schema is up to date (revision {after})")
+    else:
+        out.print(f"database schema upgraded from {before or 'empty'} to {after}")
+
+
+@registries_app.command("list")
+@friendly_errors
+def registries_list() -> None:
+    """The registries the settings name (CLERK_REGISTRIES), with their adapters and limits."""
+    table = Table("code", "name", "kind", "adapter", "URL", "batch", "conn", "req/s")
+    for r in settings().registries:
+        table.add_row(
+            r.code,
+            r.name,
+            r.kind.value,
+            r.adapter,
+            r.base_url,
+            str(r.batch_size),
+            str(r.max_connections),
+            f"{r.requests_per_second:g}",
+        )
+    out.print(table)
+
+
+@registries_app.command("check")
+@friendly_errors
+def registries_check() -> None:
+    """Load every registry's adapter and ask each for its health; exit 1 if any is down."""
+    conf = settings()
+    results = asyncio.run(_health(conf))
+    table = Table("code", "kind", "adapter", "health", "ms", "detail")
+    for config, health in zip(conf.registries, results, strict=True):
+        table.add_row(
+            config.code,
+            config.kind.value,
+            config.adapter,
+            "ok" if health.ok else "DOWN",
+            f"{health.latency_ms:.0f}",
+            health.detail,
+        )
+    out.print(table)
+    down = [h.registry for h in results if not h.ok]
+    if down:
+        err.print(f"{len(down)} of {len(results)} registries are down: {', '.join(down)}")
+        raise typer.Exit(1)
+    out.print(f"all {len(results)} registries answer")
+
+
+@app.command("serve")
+@friendly_errors
+def serve_command(
+    port: Annotated[
+        int | None, typer.Option(help="Port of the Prefect server to start (CLERK_PREFECT_PORT).")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Serve only this deployment (repeatable), e.g. --only case-query on a machine for judges' "
+            "queries.",
+        ),
+    ] = None,
+) -> None:
+    """Run the clerk on this machine: a Prefect server with its UI on 127.0.0.1 (unless PREFECT_API_URL
+    names one), and every deployment with its schedule (sweep, collect, watch, renewal, release, deadlines,
+    daily-report; case-query and deduction on demand). Ctrl-C stops all."""
+    from deployments import embedded
+
+    names = [*embedded.SCHEDULES, *embedded.ON_DEMAND]
+    unknown = [name for name in only or [] if name not in names]
+    if unknown:
+        raise InvalidValue("--only", f"{unknown[0]!r} is not a deployment: use one of {', '.join(names)}")
+    conf = settings()
+    with embedded.prefect_server(port or conf.prefect_port, out.print) as api_url:
+        out.print(
+            f"Prefect UI: {api_url.removesuffix('/api')}  (runs, schedules, artifacts; start a case query "
+            "from the case-query deployment's Run button)"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            embedded.serve_all(conf, api_url, out.print, only)
+    out.print("stopped")
+
+
+@app.command("setup")
+@friendly_errors
+def setup_command(
+    schedules: Annotated[
+        bool, typer.Option(help="Leave the deployments' schedules active (--no-schedules pauses them).")
+    ] = True,
+) -> None:
+    """Prepare the Prefect server PREFECT_API_URL names for a pool of workers: the work pool clerk-process,
+    one global rate limit per registry (registry-<code>, from its requests_per_second), the automation that
+    marks runs whose heartbeats stopped Crashed, and the deployments of prefect.yaml. Safe to run again."""
+    from deployments import setup
+
+    try:
+        report = setup.setup(settings().registries, out.print, schedules=schedules)
+    except setup.SetupError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"deployed: {', '.join(report.deployments)}")
+
+
+@app.command("up")
+@friendly_errors
+def up_command(
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Process workers to start.")] = 2,
+    pg_port: Annotated[int, typer.Option(min=1024, max=65535, help="Port of PostgreSQL.")] = 54329,
+    port: Annotated[int | None, typer.Option(help="Port of the Prefect server (CLERK_PREFECT_PORT).")] = None,
+    schedules: Annotated[
+        bool, typer.Option(help="Leave the schedules active (--no-schedules: runs start only on demand).")
+    ] = True,
+) -> None:
+    """Start the production shape on this machine, in the background: PostgreSQL (Debian's) for the case
+    book and for the Prefect server, the Prefect server with its UI on 127.0.0.1 (basic auth), `clerk
+    setup`, and N process workers that share the province sweep. `clerk down` stops it all; `clerk status`
+    shows it. Registries come from the settings (CLERK_REGISTRIES; the simulators of `clerk sim` by
+    default)."""
+    from deployments import cluster, setup
+
+    try:
+        shape = cluster.up(
+            settings(), workers, out.print, pg_port=pg_port, prefect_port=port, schedules=schedules
+        )
+    except setup.SetupError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"up: Prefect UI {shape.ui_url} (user and password: `clerk status --auth`)")
+    out.print(f"case book: PostgreSQL on 127.0.0.1:{shape.pg_port}, database clerk")
+    out.print(
+        f"start the province sweep: prefect deployment run province-sweep/province-sweep -p shards={workers} "
+        f"(with PREFECT_API_URL={shape.api_url} and PREFECT_API_AUTH_STRING from `clerk status --auth`)"
+    )
+
+
+@app.command("down")
+@friendly_errors
+def down_command() -> None:
+    """Stop what `clerk up` started: the workers, the Prefect server, PostgreSQL (their data stays)."""
+    from deployments import cluster
+
+    cluster.down(settings(), out.print)
+
+
+@app.command("status")
+@friendly_errors
+def status_command(
+    auth: Annotated[bool, typer.Option(help="Also print the Prefect server's user:password.")] = False,
+) -> None:
+    """What `clerk up` started here, and whether each part is running."""
+    from deployments import cluster
+
+    shape, states = cluster.status(settings())
+    if shape is None:
+        out.print("nothing was brought up here (`clerk up` starts the production shape)")
+        raise typer.Exit(1)
+    out.print(f"Prefect UI {shape.ui_url}; case book on PostgreSQL 127.0.0.1:{shape.pg_port}")
+    for name, running in states.items():
+        out.print(f"  {name:<10} pid {shape.pids[name]:<8} {'running' if running else 'STOPPED'}")
+    if not states:
+        out.print("  nothing running (`clerk down` was called)")
+    if auth:
+        out.print(f"PREFECT_API_AUTH_STRING={shape.auth}")
+    if states and not all(states.values()):
+        raise typer.Exit(1)
+
+
+async def _health(conf: Settings) -> list[Health]:
+    connectors = loader.build(conf.registries, conf.allowed_adapters)
+    try:
+        return list(await asyncio.gather(*(c.health() for c in connectors.values())))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in connectors.values()))

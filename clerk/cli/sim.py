@@ -1,0 +1,134 @@
+"""`clerk sim` (the registry simulators) and `clerk demo` (the main job on the embedded default)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from clerk.casebook import cases
+from clerk.cli.cases import import_file
+from clerk.cli.common import SAMPLE_CASES, app, err, friendly_errors, out, settings, unit_of_work
+from clerk.store import audit
+from connectors.simulator import serve as simulator_serve
+from connectors.simulator.faults import FaultPlan
+from connectors.simulator.world import write_case_file as write_world_cases
+from models.supervision import bureau_today
+from models.values import InvalidValue, format_yuan
+
+
+@app.command("sim")
+@friendly_errors
+def sim(
+    debtors: Annotated[
+        int, typer.Option(min=1, max=5_000_000, help="How many debtors the world holds.")
+    ] = 1_000,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
+    write_cases: Annotated[
+        Path | None, typer.Option(help="Also write a case file (CSV) that puts these debtors into cases.")
+    ] = None,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help='Fault rates as JSON, e.g. \'{"error": 0.1, "lost": 0.05, "seed": 7}\' '
+            "(slow, error, throttle, garbage, later, lost; change them later with PUT /_sim/faults)."
+        ),
+    ] = None,
+) -> None:
+    """Serve a simulator for every registry in the settings (on 127.0.0.1), with a seeded world of debtors.
+
+    Banks, the real-estate registry and the vehicle registry answer over their real wire formats, keep a
+    ledger, honour idempotency keys and credentials, and inject faults when asked (PUT /_sim/faults).
+    Stop with Ctrl-C.
+    """
+    conf = settings()
+    now = dt.datetime.now(dt.UTC)
+    plan = _fault_plan(faults)
+    with err.status(Text(f"generating {debtors:,} debtors…")):
+        world = simulator_serve.build_world(conf.registries, debtors, seed, now, plan, conf.notifier_url)
+    held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
+    out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")
+    if write_cases is not None:
+        rows = write_world_cases(write_cases, world.debtors, seed, now.date())
+        out.print(f"case file for these debtors: {write_cases} ({rows:,} rows)")
+
+    def ready() -> None:
+        for simulator, host, port in world.simulators:
+            out.print(f"  {simulator.code:<12} {simulator.kind:<12} http://{host}:{port}")
+        if world.sms_at is not None:
+            out.print(f"  {'sms-gateway':<12} {'notices':<12} http://{world.sms_at[0]}:{world.sms_at[1]}")
+        out.print("serving; Ctrl-C to stop")
+
+    asyncio.run(simulator_serve.serve(world, ready))
+    out.print("simulators stopped")
+
+
+def _fault_plan(text: str | None) -> FaultPlan | None:
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise TypeError("a JSON object is needed")
+        return FaultPlan(**values)
+    except (ValueError, TypeError) as exc:
+        reason = str(exc).replace("FaultPlan.__init__() got an ", "")
+        raise InvalidValue("--faults", f'{reason}; e.g. \'{{"error": 0.1, "seed": 7}}\'') from None
+
+
+@app.command("demo")
+@friendly_errors
+def demo(
+    debtors: Annotated[
+        int, typer.Option(min=10, max=200_000, help="Debtors in the simulated world.")
+    ] = 2_000,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
+    file: Annotated[Path, typer.Option(help="Sample cases imported as well.")] = SAMPLE_CASES,
+) -> None:
+    """The main job on the embedded default: simulators for every registry, the sample cases and a seeded
+    world of debtors imported, one sweep (query, record, freeze and seize within the cap), and a report."""
+    from deployments import embedded
+
+    conf = settings()
+    out.print(f"database: {conf.database_display}")
+
+    def import_and_say(path: Path) -> None:
+        report = import_file(path, audit.Actor.SYSTEM)
+        out.print(
+            f"imported {path.name}: {report.cases_added:,} new case(s), {report.cases_unchanged:,} known"
+        )
+
+    r = embedded.run_demo(file, debtors, seed, out.print, import_and_say)
+    table = Table("", "", title="after the sweep", show_header=False)
+    for label, value in (
+        ("cases in the case book", f"{r.cases:,}"),
+        ("debtors queried", f"{r.cases_queried:,}"),
+        ("registry lookups", f"{r.lookups:,} ({r.failed_lookups:,} failed, retried next run)"),
+        ("hits (assets found)", f"{r.hits:,}"),
+        (
+            "measures in force",
+            f"{r.measures_effective:,} ({r.partial:,} partial freezes, {r.seizures:,} seizures)",
+        ),
+        ("frozen", f"{format_yuan(r.frozen_fen)} yuan"),
+        ("queued behind other courts", f"{r.queued:,}"),
+        ("awaiting a registry's answer", f"{r.unconfirmed:,}"),
+    ):
+        table.add_row(label, value)
+    out.print(table)
+    out.print(f"sweep: {r.sweep_message}; demo done in {r.seconds:.1f} s")
+    out.print(
+        "next: `clerk serve` starts the Prefect UI (http://127.0.0.1:4200) with the scheduled deployments;"
+    )
+    with unit_of_work() as session:
+        first = cases.list_cases(session, bureau_today(), limit=1)
+    if first:
+        out.print(
+            f"      with `clerk sim` running, `clerk query '{first[0].case_number}' --requested-by "
+            f"{first[0].judge} --dry-run` has the case's judge ask every registry about it."
+        )
