@@ -27,14 +27,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.common import record, table
 from clerk import control, querying, sweeping
 from clerk.casebook import cases
-from clerk.casebook.intake import import_cases, read_case_file
+from clerk.casebook.intake import import_cases, read_case_file, write_case_file
 from clerk.control import watch
 from clerk.store import db
 from connectors.config import RegistryConfig, placeholder_configs
 from connectors.loader import build
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.serve import build_world, world_in_background
-from connectors.simulator.world import write_case_file
+from connectors.simulator.world import case_rows
 from models.supervision import bureau_today
 from models.tables import Asset, Case, Registry
 
@@ -160,7 +160,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         db.upgrade(engine)
         sessions = db.session_factory(engine)
         case_file = Path(tmp) / "cases.csv"
-        write_case_file(case_file, world.debtors, 17, now.date())
+        write_case_file(case_file, case_rows(world.debtors, 17, now.date()))
         rows, _ = read_case_file(case_file, max_bytes=10**9, today=now.date())
         with sessions.begin() as session:
             import_cases(session, rows, actor=ACTOR)

@@ -26,11 +26,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from clerk.casebook.intake import write_case_file
 from clerk.settings import Settings, get_settings
 from clerk.store import db
 from connectors.config import registries_json, simulated_registries
 from connectors.simulator.serve import build_world, world_in_background
-from connectors.simulator.world import write_case_file
+from connectors.simulator.world import case_rows
 from models.tables import Asset, Case, ControlMeasure, Query
 
 TIMEZONE = "Asia/Shanghai"
@@ -85,7 +86,7 @@ def run_demo(
     say(f"simulators: {len(world.simulators)} registries, {debtors:,} debtors (seed {seed})")
     case_file = get_settings().data_dir / f"demo-cases-{seed}.csv"
     case_file.parent.mkdir(parents=True, exist_ok=True)
-    write_case_file(case_file, world.debtors, seed, now.date())
+    write_case_file(case_file, case_rows(world.debtors, seed, now.date()))
     with (
         world_in_background(world) as configs,
         _settings_env(

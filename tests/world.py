@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clerk.casebook.intake import write_case_file
 from connectors.config import RegistryConfig, placeholder_configs, registries_json
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.sms import SmsGatewaySimulator
-from connectors.simulator.world import write_case_file
+from connectors.simulator.world import case_rows
 
 
 @dataclass
@@ -48,7 +49,7 @@ def served_world(
     placeholders = placeholder_configs(**({"batch_size": 50} | limits))
     world = build_world(placeholders, debtors, seed, now, faults)
     case_file = tmp / "world-cases.csv"
-    write_case_file(case_file, world.debtors, seed, now.date())
+    write_case_file(case_file, case_rows(world.debtors, seed, now.date()))
     with world_in_background(world) as configs:
         yield World(
             configs,

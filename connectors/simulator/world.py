@@ -12,9 +12,7 @@ import datetime as dt
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from clerk.casebook import intake
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.ledger import Holding, Restriction
@@ -62,11 +60,10 @@ def make_debtors(rng: random.Random, count: int) -> list[SimDebtor]:
     return debtors
 
 
-def write_case_file(path: Path, debtors: Sequence[SimDebtor], seed: int, today: dt.date) -> int:
-    """A case file that puts these debtors into cases (one to three per case, at their court); returns
-    its rows."""
-    rows = case_rows_for([(d.kind.value, d.id_number, d.name, d.court) for d in debtors], seed, today)
-    return intake.write_case_file(path, rows)
+def case_rows(debtors: Sequence[SimDebtor], seed: int, today: dt.date) -> list[dict[str, str]]:
+    """The rows of a case file that puts these debtors into cases (one to three per case, at their court):
+    the clerk's intake writes them (`clerk.casebook.intake.write_case_file`)."""
+    return case_rows_for([(d.kind.value, d.id_number, d.name, d.court) for d in debtors], seed, today)
 
 
 def populate(
