@@ -13,7 +13,6 @@ from clerk import control, querying
 from clerk.casebook import access, cases
 from flows import report, runtime
 from flows.sweep import control_batch, query_batch
-from models.access import Action
 from models.values import CaseNumber, InvalidValue
 
 
@@ -54,28 +53,20 @@ async def case_query(
     except InvalidValue as exc:
         return Failed(message=str(exc))
     async with runtime.opened(registries, requested_by) as rt:
-
-        def start() -> tuple[int, int, list[int]] | str:
-            with rt.sessions() as session:
-                try:
-                    case = cases.get_case(session, number)
-                except cases.CaseNotFound as exc:
-                    return str(exc)
-            try:  # asking about a debtor is lawful only for the debtor's case, by its people
-                access.authorize(
-                    rt.sessions, case, requested_by, Action.QUERY, rt.settings.access, runtime.actor()
-                )
-            except access.Refused as exc:
-                return str(exc)
-            with rt.sessions.begin() as session:
-                # A dry run records nothing, not even its run.
-                run_id = 0 if dry_run else querying.start_run(session, "case-query", runtime.flow_run_id())
-                return run_id, case.id, querying.debtor_ids_of_case(session, case.id)
-
-        started = await asyncio.to_thread(start)
-        if isinstance(started, str):
-            return Failed(message=started)
-        run_id, case_id, debtor_ids = started
+        try:
+            started = await asyncio.to_thread(
+                querying.start_case_query,
+                rt.sessions,
+                number,
+                requested_by,
+                rt.settings.access,
+                runtime.actor(),
+                dry_run=dry_run,
+                flow_run_id=runtime.flow_run_id(),
+            )
+        except (cases.CaseNotFound, access.Refused) as exc:
+            return Failed(message=str(exc))
+        run_id, case_id, debtor_ids = started.run_id, started.case_id, started.debtor_ids
         log.info(
             "case query of %s: %d debtor(s) at %d registries", number, len(debtor_ids), len(rt.connectors)
         )

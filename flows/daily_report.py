@@ -11,6 +11,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
+from clerk.store import db
 from clerk.supervision import reports
 from flows import runtime
 from models.tables import utcnow
@@ -31,12 +32,7 @@ async def daily_report(day: str | None = None) -> State:
     except ValueError:
         return Failed(message=f"day: {day!r} is not a date (YYYY-MM-DD)")
     async with runtime.opened() as rt:
-
-        def build() -> list[dict[str, object]]:
-            with rt.sessions() as session:
-                return reports.daily(session, on)
-
-        rows = await asyncio.to_thread(build)
+        rows = await db.read(rt.sessions, reports.daily, on)
         path = rt.settings.data_dir / "reports" / f"daily-{on.isoformat()}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         # A run for the same day writes its file again: replaced, never written through a link.

@@ -3,8 +3,6 @@ event for each warning and alert (automations can act on them), and send the not
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import State
@@ -12,6 +10,7 @@ from prefect.events import emit_event
 from prefect.states import Completed
 
 from clerk import supervision
+from clerk.store import db
 from flows import runtime
 from models.tables import utcnow
 
@@ -25,13 +24,10 @@ async def deadlines() -> State:
     async with runtime.opened() as rt:
         now = utcnow()
 
-        def check() -> tuple[dict[str, int], list[supervision.Reached]]:
-            with rt.sessions.begin() as session:
-                tracks = supervision.triage_new(session, runtime.today(), rt.settings.triage_rules, rt.actor)
-            with rt.sessions.begin() as session:
-                return tracks, supervision.check_deadlines(session, now, rt.settings.node_rules)
-
-        tracks, reached = await asyncio.to_thread(check)
+        tracks = await db.write(
+            rt.sessions, supervision.triage_new, runtime.today(), rt.settings.triage_rules, rt.actor
+        )
+        reached = await db.write(rt.sessions, supervision.check_deadlines, now, rt.settings.node_rules)
         for r in reached:
             emit_event(
                 event=f"clerk.node.{r.level.value}",

@@ -26,11 +26,11 @@ from prefect.states import Cancelled, Completed, Failed
 from pydantic import Field, model_validator
 
 from clerk import control, lifecycle
-from clerk.casebook import access, cases, notices
-from clerk.store import audit, db
+from clerk.casebook import access, cases
+from clerk.store import db
 from flows import runtime
 from models.access import Action
-from models.tables import Case, utcnow
+from models.tables import utcnow
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
 PAUSE_MARGIN_S = 120
@@ -90,33 +90,19 @@ async def deduction(case_number: str, requested_by: str) -> State:
     async with runtime.opened(requested_by=requested_by) as rt:
         settings = rt.settings
 
-        def propose() -> lifecycle.DeductionProposal | str:
-            with rt.sessions() as session:
-                try:
-                    case = cases.get_case(session, number)
-                except cases.CaseNotFound as exc:
-                    return str(exc)
-            try:
-                access.authorize(
-                    rt.sessions, case, requested_by, Action.QUERY, settings.access, runtime.actor()
-                )
-            except access.Refused as exc:
-                return str(exc)
-            with rt.sessions.begin() as session:
-                proposal = lifecycle.propose_deduction(session, number, runtime.today())
-                if proposal.lines:
-                    notices.notify_case(
-                        session,
-                        proposal.case_id,
-                        "judge",
-                        "deduction.awaiting",
-                        {"case": number, "amount_fen": proposal.total_fen, "flow_run": runtime.flow_run_id()},
-                    )
-            return proposal
-
-        proposal = await asyncio.to_thread(propose)
-        if isinstance(proposal, str):
-            return Failed(message=proposal)
+        try:
+            proposal = await asyncio.to_thread(
+                lifecycle.start_deduction,
+                rt.sessions,
+                number,
+                requested_by,
+                settings.access,
+                runtime.actor(),
+                runtime.today(),
+                runtime.flow_run_id(),
+            )
+        except (cases.CaseNotFound, access.Refused) as exc:
+            return Failed(message=str(exc))
         if not proposal.lines:
             return Completed(message=f"{number}: nothing frozen to deduct (or nothing owed)")
         await acreate_markdown_artifact(
@@ -140,7 +126,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
         try:
             decision = await _decision(rt, proposal)
         except (TimeoutError, FlowPauseTimeout):
-            await asyncio.to_thread(_audit_timeout, rt, proposal)
+            await db.write(rt.sessions, lifecycle.record_timeout, proposal, rt.actor)
             emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
             return Cancelled(
                 message=f"{number}: no decision within {settings.approval_timeout_s} s; nothing moved"
@@ -152,8 +138,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
         decided_at = utcnow()
         if not decision.approve:
             reason = (decision.reason or "").strip()
-            await asyncio.to_thread(
-                db.in_transaction,
+            await db.write(
                 rt.sessions,
                 lifecycle.reject_deduction,
                 proposal,
@@ -169,8 +154,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 if decision.amount_yuan is None
                 else parse_yuan(str(decision.amount_yuan), "amount_yuan")
             )
-            action_ids = await asyncio.to_thread(
-                db.in_transaction,
+            action_ids = await db.write(
                 rt.sessions,
                 lifecycle.approve_deduction,
                 proposal,
@@ -218,12 +202,11 @@ async def _decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) 
             ),
             left,
         )
-        case = await asyncio.to_thread(_case, rt, proposal.case_id)
         try:
             await asyncio.to_thread(
-                access.authorize,
+                access.authorize_case,
                 rt.sessions,
-                case,
+                proposal.case_number,
                 decision.judge,
                 Action.DECIDE,
                 settings.access,
@@ -236,36 +219,8 @@ async def _decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) 
     raise AssertionError("unreachable")
 
 
-def _case(rt: runtime.Runtime, case_id: int) -> Case:
-    with rt.sessions() as session:
-        case = session.get(Case, case_id)
-        assert case is not None
-        return case
-
-
 async def _remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, after_s: int) -> None:
     await asyncio.sleep(after_s)
 
-    def write() -> None:
-        with rt.sessions.begin() as session:
-            notices.notify_case(
-                session,
-                proposal.case_id,
-                "judge",
-                "deduction.reminder",
-                {"case": proposal.case_number, "amount_fen": proposal.total_fen},
-            )
-
-    await asyncio.to_thread(write)
+    await db.write(rt.sessions, lifecycle.remind_judge, proposal)
     await runtime.send_notices(rt)
-
-
-def _audit_timeout(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> None:
-    with rt.sessions.begin() as session:
-        audit.append(
-            session,
-            "deduction.timed_out",
-            actor=rt.actor,
-            case_number=proposal.case_number,
-            payload={"proposed_fen": proposal.total_fen},
-        )

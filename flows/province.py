@@ -64,9 +64,8 @@ async def _sweep_shard(
 
 
 def _summaries(flow_run_ids: list[str]) -> dict[str, dict[str, Any]]:
-    engine = db.engine_for(get_settings().effective_database_url)
-    with db.session_factory(engine)() as session:
-        return querying.run_summaries(session, flow_run_ids)
+    sessions = db.session_factory(db.engine_for(get_settings().effective_database_url))
+    return db.reading(sessions, querying.run_summaries, flow_run_ids)
 
 
 def _where(summary: dict[str, Any]) -> str:

@@ -3,14 +3,12 @@ any case whose freezes hold more than it owes today."""
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
-from clerk import control, lifecycle
+from clerk import lifecycle
 from flows import report, runtime
 
 
@@ -21,33 +19,25 @@ async def release() -> State:
     release_order names (newest first by default)."""
     log = get_run_logger()
     async with runtime.opened() as rt:
-        today = runtime.today()
-
-        def plan() -> tuple[int, list[int]]:
-            with rt.sessions() as session:
-                case_ids = lifecycle.cases_to_release(session, today)
-            ids: list[int] = []
-            for case_id in case_ids:
-                with rt.sessions.begin() as session:
-                    ids += lifecycle.plan_release(
-                        session, case_id, today, rt.settings.release_order, rt.actor
-                    )
-            return len(case_ids), ids
-
-        cases, action_ids = await asyncio.to_thread(plan)
-        tally = await control.send_actions(
-            rt.sessions, rt.connectors, action_ids, rt.actor, today, rt.settings.court_account
+        released = await lifecycle.release_due(
+            rt.sessions,
+            rt.connectors,
+            runtime.today(),
+            rt.settings.release_order,
+            rt.actor,
+            rt.settings.court_account,
         )
+        cases, tally = released.cases, released.counts
         row = {
             "cases": cases,
-            "releases": len(action_ids),
+            "releases": released.releases,
             "done": tally.done,
             "refused": tally.refused,
             "unconfirmed": tally.unconfirmed,
             "partly released (yuan)": report.yuan(tally.amount_fen),
         }
         await acreate_table_artifact([row], key="release", description="Releases")
-        message = f"{tally.done} of {len(action_ids)} release(s) done for {cases} case(s)"
+        message = f"{tally.done} of {released.releases} release(s) done for {cases} case(s)"
         await runtime.send_notices(rt)
         log.info(message)
         return Completed(message=message)

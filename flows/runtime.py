@@ -97,10 +97,6 @@ async def opened(
         configs, settings.allowed_adapters, limits.gate_for(configs) if settings.global_limits else None
     )
 
-    def registry_rows() -> dict[str, int]:
-        with sessions.begin() as session:
-            return querying.ensure_registries(session, configs)
-
     notifier = (
         SmsGateway(settings.notifier_url, settings.notifier_credential) if settings.notifier_url else None
     )
@@ -109,7 +105,7 @@ async def opened(
             settings,
             sessions,
             connectors,
-            await asyncio.to_thread(registry_rows),
+            await db.write(sessions, querying.ensure_registries, configs),
             actor(requested_by),
             notifier,
         )

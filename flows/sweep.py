@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Mapping
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -14,6 +13,7 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from clerk import control, querying, sweeping
+from clerk.store import db
 from flows import report, runtime
 from models.tables import utcnow
 
@@ -114,7 +114,7 @@ async def sweep(
         await runtime.send_notices(rt)
         reasons = swept.tally.unanswered()
         status = "completed" if reasons is None else "failed"
-        await asyncio.to_thread(_finish, rt, started.run_id, status, summary)
+        await db.write(rt.sessions, querying.finish_run, started.run_id, status, dict(summary))
         log.info("sweep %s done: %s", started.run_id, summary)
         if reasons is not None:
             return Failed(message=f"no registry answered: {failed} lookups failed ({reasons})", data=summary)
@@ -122,8 +122,3 @@ async def sweep(
         return Completed(
             message=f"{swept.debtors} debtors swept, {failed} lookups failed{later}", data=summary
         )
-
-
-def _finish(rt: runtime.Runtime, run_id: int, status: str, summary: Mapping[str, object]) -> None:
-    with rt.sessions.begin() as session:
-        querying.finish_run(session, run_id, status, dict(summary))

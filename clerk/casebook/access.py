@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from clerk.casebook import cases
 from clerk.store import audit
 from models.access import Action, Person, may
 from models.tables import Case
@@ -43,3 +44,19 @@ def authorize(
             payload={"who": who or "", "action": action.value, "reason": verdict.reason},
         )
     raise Refused(verdict.reason)
+
+
+def authorize_case(
+    sessions: sessionmaker[Session],
+    case_number: str,
+    who: str | None,
+    action: Action,
+    people: Mapping[str, Person],
+    actor: str,
+) -> Case:
+    """The case of a number, once `who` is found allowed to take `action` on it (`authorize`); raises
+    `InvalidValue` for a malformed number, `cases.CaseNotFound`, or `Refused` (audited)."""
+    with sessions() as session:
+        case = cases.get_case(session, case_number)
+    authorize(sessions, case, who, action, people, actor)
+    return case

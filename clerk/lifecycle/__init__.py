@@ -9,23 +9,36 @@ from clerk.lifecycle.deduction import (
     ProposedDeduction,
     approve_deduction,
     propose_deduction,
+    record_timeout,
     reject_deduction,
+    remind_judge,
+    start_deduction,
 )
-from clerk.lifecycle.release import cases_to_release, plan_release
-from clerk.lifecycle.renewal import expire_lapsed, plan_renewals
+from clerk.lifecycle.release import Released, cases_to_release, plan_release, plan_releases, release_due
+from clerk.lifecycle.renewal import Lapsed, Renewed, expire_and_tell, expire_lapsed, plan_renewals, renew_due
 from clerk.lifecycle.state import record_state, refresh_measures, watched_measures
 
 __all__ = [
     "DeductionProposal",
+    "Lapsed",
     "ProposedDeduction",
+    "Released",
+    "Renewed",
     "approve_deduction",
     "cases_to_release",
+    "expire_and_tell",
     "expire_lapsed",
     "plan_release",
+    "plan_releases",
     "plan_renewals",
     "propose_deduction",
     "record_state",
+    "record_timeout",
     "refresh_measures",
     "reject_deduction",
+    "release_due",
+    "remind_judge",
+    "renew_due",
+    "start_deduction",
     "watched_measures",
 ]

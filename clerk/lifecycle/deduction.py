@@ -10,15 +10,17 @@ does), so that they and new freezes are serialised per case and the cap holds.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control
-from clerk.casebook import cases
+from clerk.casebook import access, cases, notices
 from clerk.store import audit, locks
 from models import rules
+from models.access import Action, Person
 from models.tables import Asset, ControlMeasure, Registry
 from models.values import mask_account
 
@@ -127,4 +129,38 @@ def reject_deduction(
             "reason": reason,
             "proposed_fen": proposal.total_fen,
         },
+    )
+
+
+def start_deduction(
+    sessions: sessionmaker[Session],
+    case_number: str,
+    requested_by: str,
+    people: Mapping[str, Person],
+    operator: str,
+    today: dt.date,
+    flow_run_id: str | None,
+) -> DeductionProposal:
+    """Check who asks (`access.authorize_case`: a refusal is audited and raised), propose what could move
+    today, and, when anything could, tell the case's judge that a decision is awaited."""
+    access.authorize_case(sessions, case_number, requested_by, Action.QUERY, people, operator)
+    with sessions.begin() as session:
+        proposal = propose_deduction(session, case_number, today)
+        if proposal.lines:
+            params = {"case": proposal.case_number, "amount_fen": proposal.total_fen, "flow_run": flow_run_id}
+            notices.notify_case(session, proposal.case_id, "judge", "deduction.awaiting", params)
+    return proposal
+
+
+def remind_judge(session: Session, proposal: DeductionProposal) -> None:
+    """A decision is still awaited: the judge is told again."""
+    params = {"case": proposal.case_number, "amount_fen": proposal.total_fen}
+    notices.notify_case(session, proposal.case_id, "judge", "deduction.reminder", params)
+
+
+def record_timeout(session: Session, proposal: DeductionProposal, actor: str) -> None:
+    """No decision came in time: nothing moves, and the audit trail says so."""
+    payload = {"proposed_fen": proposal.total_fen}
+    audit.append(
+        session, "deduction.timed_out", actor=actor, case_number=proposal.case_number, payload=payload
     )

@@ -9,14 +9,19 @@ does), so that they and new freezes are serialised per case and the cap holds.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from clerk import control
 from clerk.casebook import cases
-from clerk.store import audit, locks
+from clerk.control import Counts
+from clerk.store import audit, db, locks
+from connectors.base import RegistryPort
 from models import rules
 from models.status import ENDED
 from models.tables import Case, ControlMeasure, MeasureAction
@@ -103,3 +108,36 @@ def plan_release(
         )
     audit.append_many(session, entries)
     return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    cases: int  # cases that held more than they owe, or anything after they ended
+    releases: int  # releases written down and sent
+    counts: Counts
+
+
+def plan_releases(
+    sessions: sessionmaker[Session], today: dt.date, order: rules.ReleaseOrder, actor: str
+) -> tuple[int, list[int]]:
+    """Write down the releases every case needs today, each case in a transaction of its own (under its
+    lock); returns how many cases, and the actions' ids."""
+    case_ids = db.reading(sessions, cases_to_release, today)
+    ids: list[int] = []
+    for case_id in case_ids:
+        ids += db.in_transaction(sessions, plan_release, case_id, today, order, actor)
+    return len(case_ids), ids
+
+
+async def release_due(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    today: dt.date,
+    order: rules.ReleaseOrder,
+    actor: str,
+    court_account: str,
+) -> Released:
+    """Release what the cap no longer allows (`plan_release`), and send the releases."""
+    count, action_ids = await asyncio.to_thread(plan_releases, sessions, today, order, actor)
+    sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
+    return Released(count, len(action_ids), sent)

@@ -10,14 +10,17 @@ does), so that they and new freezes are serialised per case and the cap holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control
-from clerk.casebook import cases
-from clerk.store import audit
+from clerk.casebook import cases, notices
+from clerk.control import Counts
+from clerk.store import audit, db
+from connectors.base import RegistryPort
 from models import rules
 from models.status import KEPT
 from models.tables import Case, ControlMeasure, MeasureAction
@@ -105,3 +108,43 @@ def expire_lapsed(session: Session, today: dt.date, actor: str) -> list[tuple[in
         )
     audit.append_many(session, entries)
     return lapsed
+
+
+@dataclass(frozen=True, slots=True)
+class Lapsed:
+    case_id: int
+    measure_id: int
+    case_number: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    lapsed: list[Lapsed]  # marked expired, audited and told to the judge (the flow alerts them too)
+    due: int  # renewals written down and sent
+    counts: Counts
+
+
+def expire_and_tell(session: Session, today: dt.date, actor: str) -> list[Lapsed]:
+    """Mark the measures that lapsed (`expire_lapsed`) and tell each case's judge."""
+    told = []
+    for case_id, measure_id in expire_lapsed(session, today, actor):
+        case = session.get(Case, case_id)
+        assert case is not None
+        notices.notify(session, case, "judge", "measure.lapsed", {"case": case.case_number})
+        told.append(Lapsed(case_id, measure_id, case.case_number))
+    return told
+
+
+async def renew_due(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    today: dt.date,
+    lead_days: int,
+    actor: str,
+    court_account: str,
+) -> Renewed:
+    """Lapses first (recorded and told), then the renewals whose day has come, written down and sent."""
+    lapsed = await db.write(sessions, expire_and_tell, today, actor)
+    action_ids = await db.write(sessions, plan_renewals, today, lead_days, actor)
+    sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
+    return Renewed(lapsed, len(action_ids), sent)

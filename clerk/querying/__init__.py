@@ -22,11 +22,13 @@ from clerk.querying.record import (
     update_asset,
 )
 from clerk.querying.runs import (
+    CaseQuery,
     debtor_ids_of_case,
     ensure_registries,
     finish_run,
     new_request_ref,
     run_summaries,
+    start_case_query,
     start_run,
     subjects,
 )
@@ -34,6 +36,7 @@ from clerk.querying.runs import (
 __all__ = [
     "MAX_SHARDS",
     "BatchResult",
+    "CaseQuery",
     "Recorded",
     "Schedule",
     "Shard",
@@ -55,6 +58,7 @@ __all__ = [
     "record_reply",
     "record_sent",
     "run_summaries",
+    "start_case_query",
     "start_run",
     "subjects",
     "update_asset",

@@ -7,14 +7,17 @@ balance and other authorities' measures and says what changed, in the audit trai
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from clerk.casebook import access
 from clerk.store import db
 from connectors.base import Subject
 from connectors.config import RegistryConfig
+from models.access import Action, Person
 from models.tables import CaseDebtor, Debtor, QueryRun, Registry, utcnow
 from models.values import DebtorKind
 
@@ -75,3 +78,31 @@ def run_summaries(session: Session, flow_run_ids: Sequence[str]) -> dict[str, di
 
 def new_request_ref(run_id: int, registry: str) -> str:
     return f"r{run_id}-{registry}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseQuery:
+    """A case query started: its run (0 for a dry run, which records nothing, not even its run), its case,
+    and the case's debtors."""
+
+    run_id: int
+    case_id: int
+    debtor_ids: list[int]
+
+
+def start_case_query(
+    sessions: sessionmaker[Session],
+    case_number: str,
+    requested_by: str,
+    people: Mapping[str, Person],
+    operator: str,
+    *,
+    dry_run: bool,
+    flow_run_id: str | None,
+) -> CaseQuery:
+    """Check who asks (asking about a debtor is lawful only for the debtor's case, by its people: a refusal
+    is audited and raised as `access.Refused`) and start the case's query run."""
+    case = access.authorize_case(sessions, case_number, requested_by, Action.QUERY, people, operator)
+    with sessions.begin() as session:
+        run_id = 0 if dry_run else start_run(session, "case-query", flow_run_id)
+        return CaseQuery(run_id, case.id, debtor_ids_of_case(session, case.id))
