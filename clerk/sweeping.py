@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying, supervision
 from clerk.casebook import notices
-from connectors.adapter import HttpConnector
+from connectors.base import RegistryPort
 from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
 
@@ -189,7 +189,7 @@ def _told_since(session: Session, case_ids: set[int], template: str, since: dt.d
 
 async def sweep_due(
     sessions: sessionmaker[Session],
-    connectors: Mapping[str, HttpConnector],
+    connectors: Mapping[str, RegistryPort],
     batch_sizes: Mapping[str, int],
     registry_ids: Mapping[str, int],
     now: dt.datetime,

@@ -22,8 +22,15 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from clerk import control, querying
 from clerk.casebook import cases
 from clerk.store import audit, db
-from connectors.adapter import HttpConnector
-from connectors.base import AssetReport, BalancePort, DepositFeed, FeedPort, OtherMeasure, RegistryError
+from connectors.base import (
+    AssetReport,
+    BalancePort,
+    DepositFeed,
+    FeedPort,
+    OtherMeasure,
+    RegistryError,
+    RegistryPort,
+)
 from models.rules import AssetKind
 from models.tables import Asset, Case, CaseDebtor, FeedCursor, utcnow
 from models.values import mask_account
@@ -184,7 +191,7 @@ def _keep_others(known: dict[str, Asset], latest: dict[str, AssetReport]) -> lis
 
 async def poll_once(
     sessions: sessionmaker[Session],
-    connectors: Mapping[str, HttpConnector],
+    connectors: Mapping[str, RegistryPort],
     registry_ids: Mapping[str, int],
     today: dt.date,
     policy: control.Policy,
@@ -229,7 +236,7 @@ async def poll_once(
 
 async def listen(
     sessions: sessionmaker[Session],
-    connectors: Mapping[str, HttpConnector],
+    connectors: Mapping[str, RegistryPort],
     code: str,
     registry_id: int,
     seconds: float,

@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from clerk import control
 from clerk.control import Counts
 from clerk.store import audit, db
-from connectors.adapter import HttpConnector
 from connectors.base import (
     ControlOutcome,
     ControlReply,
     RegistryError,
+    RegistryPort,
 )
 from models.tables import Case, ControlMeasure, Registry
 
@@ -83,7 +83,7 @@ def record_state(session: Session, measure_id: int, reply: ControlReply, actor: 
 
 
 async def refresh_measures(
-    sessions: sessionmaker[Session], connectors: Mapping[str, HttpConnector], actor: str
+    sessions: sessionmaker[Session], connectors: Mapping[str, RegistryPort], actor: str
 ) -> Counts:
     """Ask the registries for the state of queued and partial measures, and record what changed."""
     tally = Counts()

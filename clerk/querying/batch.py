@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.querying import record, runs
 from clerk.querying.record import Recorded
-from connectors.adapter import HttpConnector
 from connectors.base import (
     QueryReply,
     QueryRequest,
     RegistryError,
+    RegistryPort,
     RegistryUnavailable,
     SubjectStatus,
 )
@@ -85,7 +85,7 @@ class Tally:
 
 async def query_batch(
     sessions: sessionmaker[Session],
-    connector: HttpConnector,
+    connector: RegistryPort,
     registry_id: int,
     run_id: int,
     debtor_ids: Sequence[int],
@@ -153,7 +153,7 @@ def record_query_reply(
 
 async def collect_queries(
     sessions: sessionmaker[Session],
-    connectors: Mapping[str, HttpConnector],
+    connectors: Mapping[str, RegistryPort],
     registry_ids: Mapping[str, int],
     actor: str,
 ) -> Recorded:

@@ -1,0 +1,220 @@
+"""In-process fakes for the use-case tier: registries over the simulators' own ledgers, with no sockets and
+no wire format.
+
+`LedgerRegistry` implements the ports the use cases take (`connectors.base.RegistryPort`, and
+`DeductPort` for banks) by calling the same `Ledger` the served simulators keep, so the registry's rules
+(partial freezes, queues behind other authorities, first answer per idempotency key, deductions) are the
+real ones; what it leaves out is HTTP, the wire formats and the HTTP adapters' checks, which the adapter
+tier (respx) and the system tier (real HTTP to the simulators) test. `lose_replies` drops the next answers
+after the ledger has acted on them: the reply lost on the way back, which settling by key must recover.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clerk.casebook.intake import write_case_file
+from connectors.base import (
+    AssetReport,
+    ControlOutcome,
+    ControlReply,
+    ControlRequest,
+    DeductReply,
+    DeductRequest,
+    Health,
+    OtherMeasure,
+    QueryReply,
+    QueryRequest,
+    RegistryKind,
+    RejectedError,
+    ReleaseRequest,
+    RenewRequest,
+    SubjectResult,
+    SubjectStatus,
+    UnknownOutcome,
+)
+from connectors.config import RegistryConfig, placeholder_configs
+from connectors.simulator.ledger import Ledger, Outcome
+from connectors.simulator.serve import SIMULATORS
+from connectors.simulator.world import SimDebtor, case_rows, make_debtors, populate
+from models.rules import AssetKind
+from models.supervision import bureau_today
+
+_OUTCOMES = {
+    "effective": ControlOutcome.EFFECTIVE,
+    "partial": ControlOutcome.PARTIAL,
+    "queued": ControlOutcome.QUEUED,
+    "refused": ControlOutcome.REFUSED,
+    "released": ControlOutcome.RELEASED,
+}
+
+
+@dataclass
+class LedgerRegistry:
+    """One registry, in process, over its simulator's ledger."""
+
+    code: str
+    kind: RegistryKind
+    ledger: Ledger
+    lose_replies: int = 0  # the next this many control answers are lost after the ledger acted
+    calls: list[str] = field(default_factory=list)  # what was asked, in order ("control KEY", …)
+
+    # --- QueryPort -----------------------------------------------------------------------------------
+
+    async def query(self, request: QueryRequest) -> QueryReply:
+        self.calls.append(f"query {request.request_ref}")
+        results = []
+        for subject in request.subjects:
+            assets = tuple(
+                AssetReport(
+                    asset_kind=h.kind,
+                    identifier=h.identifier,
+                    balance_fen=h.balance_fen,
+                    description=h.description or None,
+                    other_measures=tuple(
+                        OtherMeasure(authority=r.authority, amount_fen=r.amount_fen, expires_on=r.until)
+                        for r in h.restrictions
+                    ),
+                )
+                for h in self.ledger.holdings_of(subject.id_number)
+            )
+            status = SubjectStatus.FOUND if assets else SubjectStatus.NONE
+            results.append(SubjectResult(subject_ref=subject.ref, status=status, assets=assets))
+        return QueryReply(request_ref=request.request_ref, results=tuple(results))
+
+    async def collect(self, request_ref: str) -> QueryReply:
+        raise RejectedError(self.code, "unknown_request", request_ref)  # it never answers "later"
+
+    async def health(self) -> Health:
+        return Health(registry=self.code, ok=True, latency_ms=0.0)
+
+    async def aclose(self) -> None:
+        return None
+
+    # --- ControlPort and DeductPort --------------------------------------------------------------------
+
+    async def control(self, request: ControlRequest) -> ControlReply:
+        self.calls.append(f"control {request.idempotency_key}")
+        outcome = self.ledger.place(
+            request.idempotency_key,
+            request.case_number,
+            request.asset_identifier,
+            request.amount_fen,
+            request.years,
+        )
+        return self._lost_or(self._reply(outcome))
+
+    async def renew(self, request: RenewRequest) -> ControlReply:
+        self.calls.append(f"renew {request.idempotency_key}")
+        outcome = self.ledger.renew(request.idempotency_key, request.registry_reference, request.years)
+        return self._lost_or(self._reply(self._known(outcome, request.idempotency_key)))
+
+    async def release(self, request: ReleaseRequest) -> ControlReply:
+        self.calls.append(f"release {request.idempotency_key}")
+        outcome = self.ledger.release(request.idempotency_key, request.registry_reference, request.amount_fen)
+        return self._lost_or(self._reply(self._known(outcome, request.idempotency_key)))
+
+    async def deduct(self, request: DeductRequest) -> DeductReply:
+        self.calls.append(f"deduct {request.idempotency_key}")
+        outcome = self.ledger.deduct(request.idempotency_key, request.registry_reference, request.amount_fen)
+        if outcome is None or outcome.measure is None or outcome.deducted_fen is None:
+            raise RejectedError(self.code, "cannot_deduct", request.idempotency_key)
+        self._lose(request.idempotency_key)
+        return DeductReply(
+            idempotency_key=request.idempotency_key,
+            registry_reference=outcome.measure.number,
+            amount_fen=outcome.deducted_fen,
+            transferred_on=self.ledger.today,
+        )
+
+    async def status(self, idempotency_key: str) -> ControlReply | None:
+        self.calls.append(f"status {idempotency_key}")
+        outcome = self.ledger.answer(idempotency_key)
+        return None if outcome is None else self._reply(outcome)
+
+    async def measure_state(self, registry_reference: str, idempotency_key: str) -> ControlReply:
+        outcome = self._known(self.ledger.current(registry_reference), idempotency_key)
+        return self._reply(dataclasses.replace(outcome, key=idempotency_key))
+
+    # --- what the HTTP adapters do with a simulator's answer, without the wire ---------------------------
+
+    def _known(self, outcome: Outcome | None, key: str) -> Outcome:
+        if outcome is None:
+            raise RejectedError(self.code, "unknown_reference", key)
+        return outcome
+
+    def _lost_or(self, reply: ControlReply) -> ControlReply:
+        self._lose(reply.idempotency_key)
+        return reply
+
+    def _lose(self, key: str) -> None:
+        if self.lose_replies > 0:
+            self.lose_replies -= 1
+            raise UnknownOutcome(self.code, "the reply was lost", key)
+
+    def _reply(self, outcome: Outcome) -> ControlReply:
+        m = outcome.measure
+        if outcome.result == "refused" or m is None:
+            return ControlReply(
+                idempotency_key=outcome.key, outcome=ControlOutcome.REFUSED, reason=outcome.reason
+            )
+        ahead = outcome.ahead
+        return ControlReply(
+            idempotency_key=outcome.key,
+            outcome=_OUTCOMES[outcome.result],
+            registry_reference=m.number,
+            amount_fen=(m.held_fen or 0) if self.kind is RegistryKind.BANK else None,
+            started_on=m.start,
+            expires_on=m.end,
+            queue_position=m.queue_no,
+            ahead=None
+            if ahead is None
+            else OtherMeasure(authority=ahead.authority, amount_fen=ahead.amount_fen, expires_on=ahead.until),
+        )
+
+
+@dataclass
+class FakeWorld:
+    """A seeded world held by in-process registries, and its case file (the same world `tests.world`
+    serves over HTTP for the same seed)."""
+
+    registries: dict[str, LedgerRegistry]
+    debtors: list[SimDebtor]
+    case_file: Path
+    configs: list[RegistryConfig]
+
+    def ledger_measures(self) -> dict[str, object]:
+        """Every measure every registry holds, by idempotency key."""
+        return {m.key: m for r in self.registries.values() for m in r.ledger.measures.values()}
+
+    def keys_sent(self, verb: str = "control") -> list[str]:
+        """Every key sent with `verb`, over all registries, once per sending."""
+        return [c.split(" ", 1)[1] for r in self.registries.values() for c in r.calls if c.startswith(verb)]
+
+
+def fake_world(tmp: Path, debtors: int, seed: int, now: dt.datetime) -> FakeWorld:
+    """The four test registries (two banks, real estate, vehicles), held in process."""
+    configs = placeholder_configs(batch_size=50)
+    today = bureau_today(now)
+    sims = [SIMULATORS[c.kind](c.code, c.credential.get_secret_value(), today=today) for c in configs]
+    people = make_debtors(random.Random(seed), debtors)
+    populate(sims, people, seed, now)
+    case_file = tmp / "fake-world-cases.csv"
+    write_case_file(case_file, case_rows(people, seed, today))
+    registries = {
+        s.code: LedgerRegistry(c.code, c.kind, s.ledger) for s, c in zip(sims, configs, strict=True)
+    }
+    return FakeWorld(registries, people, case_file, configs)
+
+
+def deposits(world: FakeWorld) -> Iterator[tuple[LedgerRegistry, str]]:
+    """(registry, account) of every deposit the world holds."""
+    for registry in world.registries.values():
+        for h in registry.ledger.holdings.values():
+            if h.kind is AssetKind.DEPOSIT:
+                yield registry, h.identifier
