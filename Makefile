@@ -1,6 +1,6 @@
 # The two commands a newcomer needs (see README.md): `make demo` and `make test`.
 # Each installs what it needs first, so both work on a fresh clone.
-.PHONY: demo test test-long bench lint typecheck setup postgres chromium clean
+.PHONY: demo test test-long bench lint typecheck domain setup postgres chromium clean
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,12 +19,12 @@ demo: setup
 	$(BIN)/clerk demo
 
 ## The whole test suite: lint, types, then every test on SQLite and PostgreSQL and every benchmark at
-## small size (so none rots: tests/integration/test_bench_quick.py), in two pytest processes
+## small size (so none rots: tests/system/test_bench_quick.py), in two pytest processes
 ## (pytest-xdist; most tests wait on servers and subprocesses, so two share two cores well). The tests
 ## that take minutes start first (marker `minutes`). 15 min 10 s for the whole of `make test` on a clean
 ## clone of a 2-core machine (2026-11-30), against 24 min 15 s with the benchmarks before pytest.
 PYTEST_WORKERS ?= 2
-test: setup postgres chromium lint typecheck
+test: setup postgres chromium lint typecheck domain
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist load --maxschedchunk 2
 
 ## The long variants of the reliability tests: random kills, more debtors, more state-machine examples
@@ -39,9 +39,14 @@ bench: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+
+## The domain tier alone, in a virtual environment with only pytest and hypothesis (.venv-domain).
+domain: setup
+	@scripts/domain-tests
 
 typecheck: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-domain var .pytest_cache .mypy_cache .ruff_cache .hypothesis

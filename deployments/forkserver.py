@@ -16,7 +16,7 @@ own database engine and clients (flows/runtime.py).
 Prefect 3.8 has no setting for the start method. The context is swapped in the one place it is asked for,
 the `multiprocessing` name that `prefect.flow_engine` imported (and `deployments.embedded.serve_all` hands
 the runner flow objects, without which it would not call that function at all);
-tests/integration/test_prefect_server.py checks that a served run is a child of the fork server, so an
+tests/system/test_prefect_server.py checks that a served run is a child of the fork server, so an
 upgrade that moves either fails there, not in production.
 """
 

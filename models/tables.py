@@ -2,7 +2,7 @@
 registries' dates are dates. Constraints live here, in the schema, so the database enforces them.
 
 The schema itself is created by Alembic migrations (`clerk/migrations`), which also install the
-triggers that make `audit_events` append-only; `tests/integration/test_migrations.py` checks that the
+triggers that make `audit_events` append-only; `tests/usecases/test_schema.py` checks that the
 migrations and these models agree.
 """
 

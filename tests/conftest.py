@@ -7,14 +7,16 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.settings import get_settings
-from clerk.store import db
-from deployments.pgserver import PostgresServer, postgres_server
+if TYPE_CHECKING:  # the database stack is imported by the fixtures that need it, not here: the domain
+    # tier (tests/domain) runs with pytest and hypothesis alone (scripts/domain-tests)
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from deployments.pgserver import PostgresServer
 
 TODAY = dt.date(2026, 11, 23)
 _db_names = itertools.count(1)
@@ -53,6 +55,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
+    from deployments.pgserver import postgres_server
+
     with postgres_server() as server:
         yield server
 
@@ -68,6 +72,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
+    from clerk.store import db
+
     engine = db.make_engine(database_url)
     db.upgrade(engine)
     yield engine
@@ -76,12 +82,17 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
+    from clerk.store import db
+
     return db.session_factory(engine)
 
 
 @pytest.fixture
 def clerk_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> Iterator[str]:
     """Settings for CLI tests: this test's database, data under tmp_path, a named actor."""
+    from clerk.settings import get_settings
+    from clerk.store import db
+
     monkeypatch.setenv("CLERK_DATABASE_URL", database_url)
     monkeypatch.setenv("CLERK_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("CLERK_ACTOR", "tester")

@@ -72,7 +72,7 @@ def plan_cases(
     also waits for every insert of a row that refers to the case (a notice, a measure: PostgreSQL checks the
     reference with a `FOR KEY SHARE` lock), which a clerk recording control answers for other cases in its
     own order takes one after another; two shards of a province sweep deadlocked that way at 1,000,000
-    debtors (tests/integration/test_lock_order.py). Every writer of what a case owes takes the same lock
+    debtors (tests/usecases/test_lock_order.py). Every writer of what a case owes takes the same lock
     first. They are read together: their measures, their debtors' assets and what our live
     freezes hold on those assets, three reads for the lot. Every measure is then written in one INSERT and
     audited in one append (the audit trail's lock is taken last, after every case lock). A freeze planned

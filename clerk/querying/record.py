@@ -143,7 +143,7 @@ def record_reply(
     # Every registry's reply to a page stamps the same debtors: they are locked in id order, whatever order
     # the UPDATE's plan would read them in (by the key's index, or by place in the table; after many updates
     # the two differ), so two replies recorded at once wait for each other instead of deadlocking
-    # (tests/integration/test_lock_order.py).
+    # (tests/usecases/test_lock_order.py).
     for chunk in _chunks(sorted(answered)):
         session.execute(
             update(Query)

@@ -10,7 +10,7 @@ How it locks, and why this way:
   the stronger lock also waits for every insert of a row that refers to the case (a notice, a measure:
   PostgreSQL checks the reference with a `FOR KEY SHARE` lock), which a clerk recording control answers for
   other cases in its own order takes one after another; two shards of a province sweep deadlocked that way
-  (tests/integration/test_lock_order.py).
+  (tests/usecases/test_lock_order.py).
 - Their `version` is bumped in one UPDATE: on SQLite that takes the database's write lock at once (SQLite
   has no row locks), and it tells any reader that the case changed.
 """

@@ -22,7 +22,7 @@ from connectors.base import (
 from connectors.http import ClientLimits
 from connectors.property import PropertyConnector
 from models.values import DebtorKind
-from tests.connectors import mocked
+from tests.adapters import mocked
 
 BASE = "https://re.test"
 ID = "11010519491231002X"

@@ -30,7 +30,7 @@ from connectors.base import (
 )
 from connectors.http import ClientLimits, RegistryClient
 from models.values import DebtorKind
-from tests.connectors import mocked
+from tests.adapters import mocked
 
 BASE = "https://bank.test"
 ID = "11010519491231002X"

@@ -41,6 +41,7 @@ from connectors.simulator.bank import BankSimulator
 from connectors.simulator.ledger import Restriction
 from connectors.simulator.synthetic import resident_id
 from models.rules import ReleaseOrder
+from models.status import MeasureStatus, may_move
 from models.tables import Case, ControlMeasure, MeasureAction, Payment
 
 START = dt.date(2026, 3, 2)
@@ -252,6 +253,15 @@ class Lifecycle(RuleBasedStateMachine):
             )
             assert deductions == self.deducted
             assert audit.verify(session).ok
+
+    @invariant()
+    def every_move_is_in_the_transition_table(self) -> None:
+        """Each measure moved only as models.status.TRANSITIONS allows, step by step."""
+        seen = self.__dict__.setdefault("statuses", {})
+        for key, measure in self.our_measures().items():
+            before = seen.get(key, MeasureStatus.REQUESTED)
+            assert may_move(before, measure.status), f"{before} -> {measure.status}"
+            seen[key] = measure.status
 
     @invariant()
     def note_what_happened(self) -> None:

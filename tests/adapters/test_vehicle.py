@@ -12,7 +12,7 @@ from connectors.base import ControlOutcome, ControlRequest, InvalidReply, Measur
 from connectors.http import ClientLimits
 from connectors.vehicle import VehicleConnector
 from models.values import DebtorKind
-from tests.connectors import mocked
+from tests.adapters import mocked
 
 BASE = "https://dmv.test"
 ID = "11010519491231002X"
