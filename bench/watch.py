@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.common import record, table
 from clerk import control, querying, sweeping
 from clerk.casebook import cases
-from clerk.casebook.intake import import_cases, read_case_file, write_case_file
+from clerk.casebook.casefile import read_case_file, write_case_file
+from clerk.casebook.intake import import_cases
 from clerk.control import watch
 from clerk.store import db
 from connectors.config import RegistryConfig, placeholder_configs

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from clerk.casebook.intake import write_case_file
+from clerk.casebook.casefile import write_case_file
 from clerk.settings import Settings, get_settings
 from clerk.store import db
 from connectors.config import registries_json, simulated_registries

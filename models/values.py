@@ -297,3 +297,8 @@ def scrub_personal_data(value: object) -> object:
     if isinstance(value, list | tuple):
         return [scrub_personal_data(v) for v in value]
     return value
+
+
+def iso_date(day: dt.date | None) -> str | None:
+    """A day as ISO 8601 (what the audit trail and results keep), None for none."""
+    return day.isoformat() if day else None

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clerk.casebook.intake import write_case_file
+from clerk.casebook.casefile import write_case_file
 from connectors.base import (
     AssetReport,
     ControlOutcome,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clerk.casebook.intake import write_case_file
+from clerk.casebook.casefile import write_case_file
 from connectors.config import RegistryConfig, placeholder_configs, registries_json
 from connectors.simulator.base import RegistrySimulator
 from connectors.simulator.faults import FaultPlan

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from clerk.casebook import cases, intake
+from clerk.casebook import casefile, cases, intake
 from clerk.cli.common import (
     ActorOption,
     OnOption,
@@ -60,7 +60,7 @@ def import_file(file: Path, actor: str) -> intake.ImportReport:
     conf = settings()
     exceptions = cases.load_credit_code_exceptions(conf.credit_code_exceptions_file)
     with err.status(Text(f"checking {file.name}…")):
-        rows, digest = intake.read_case_file(file, max_bytes=conf.import_max_bytes, exceptions=exceptions)
+        rows, digest = casefile.read_case_file(file, max_bytes=conf.import_max_bytes, exceptions=exceptions)
     with err.status(Text(f"{len(rows):,} row(s) are good; writing…")), unit_of_work() as session:
         report = intake.import_cases(session, rows, actor=actor, source=file.name)
         if report.cases_added or report.links_added:

@@ -21,7 +21,7 @@ from rich.console import Console
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from clerk.casebook import access, cases, intake
+from clerk.casebook import access, casefile, cases
 from clerk.settings import Settings, SettingsError, get_settings
 from clerk.store import audit, db
 from connectors.loader import ConnectorLoadError
@@ -54,7 +54,7 @@ def friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except intake.IntakeError as exc:
+        except casefile.IntakeError as exc:
             err.print(
                 f"error: the case file was not imported ({len(exc.errors)} problem(s)); nothing was written:"
             )

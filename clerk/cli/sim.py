@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from clerk.casebook import cases, intake
+from clerk.casebook import casefile, cases
 from clerk.cli.cases import import_file
 from clerk.cli.common import SAMPLE_CASES, app, err, friendly_errors, out, settings, unit_of_work
 from clerk.store import audit
@@ -55,7 +55,7 @@ def sim(
     held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
     out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")
     if write_cases is not None:
-        rows = intake.write_case_file(write_cases, case_rows(world.debtors, seed, now.date()))
+        rows = casefile.write_case_file(write_cases, case_rows(world.debtors, seed, now.date()))
         out.print(f"case file for these debtors: {write_cases} ({rows:,} rows)")
 
     def ready() -> None:

@@ -34,6 +34,7 @@ from connectors.base import (
 from models import rules
 from models.status import KEPT, ActionKind, ActionStatus
 from models.tables import Asset, Case, ControlMeasure, MeasureAction, Payment, Registry, utcnow
+from models.values import iso_date
 
 
 def outgoing_actions(session: Session, action_ids: Sequence[int], court_account: str) -> list[Outgoing]:
@@ -110,8 +111,8 @@ def record_action_reply(
     if action.kind == "renew":
         before = measure.expires_on
         measure.expires_on = reply.expires_on or measure.expires_on
-        action.result = {"expires_on": _iso(measure.expires_on)}
-        payload |= {"expired_on_before": _iso(before), "expires_on": _iso(measure.expires_on)}
+        action.result = {"expires_on": iso_date(measure.expires_on)}
+        payload |= {"expired_on_before": iso_date(before), "expires_on": iso_date(measure.expires_on)}
         payload |= {"reference": reply.registry_reference}
         audit.append(session, "measure.renewed", actor=actor, case_number=case.case_number, payload=payload)
         return action.status
@@ -285,7 +286,3 @@ async def resolve_actions(
 ) -> Counts:
     """Actions written down but never confirmed, settled by their keys (`control.exchange.settle`)."""
     return await exchange.settle(sessions, registries, Actions(actor, today, court_account), older_than)
-
-
-def _iso(day: dt.date | None) -> str | None:
-    return day.isoformat() if day else None

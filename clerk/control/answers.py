@@ -12,7 +12,6 @@ planning the same case are serialised, and the second sees the first one's measu
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +29,7 @@ from connectors.base import (
     RejectedError,
 )
 from models.tables import Asset, Case, ControlMeasure, MeasureAction, Notification
+from models.values import iso_date
 
 _STATUS = {
     ControlOutcome.EFFECTIVE: "effective",
@@ -173,8 +173,8 @@ def record_replies(
                     "requested_fen": measure.requested_amount_fen or None,
                     "actual_fen": actual,
                     "reference": reply.registry_reference,
-                    "started_on": _iso(reply.started_on),
-                    "expires_on": _iso(reply.expires_on),
+                    "started_on": iso_date(reply.started_on),
+                    "expires_on": iso_date(reply.expires_on),
                     "queue_position": reply.queue_position,
                     "reason": reply.reason,
                     "ahead": reply.ahead.authority if reply.ahead else None,
@@ -302,7 +302,3 @@ def record_error(session: Session, measure_id: int, error: RegistryError, actor:
         payload={"measure": measure.id, "reason": error.reason},
     )
     return measure.status
-
-
-def _iso(day: dt.date | None) -> str | None:
-    return day.isoformat() if day else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select, update
@@ -134,7 +134,7 @@ def record_reply(
             payload = _hit_payload(registry_code, asset)
             numbers = [*cases.values(), *terminated_of.get(debtor_id, {}).values()]
             events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
-    for chunk in _chunks(pending):
+    for chunk in db.chunks(pending):
         session.execute(
             update(Query)
             .where(Query.id.in_(chunk))
@@ -144,7 +144,7 @@ def record_reply(
     # the UPDATE's plan would read them in (by the key's index, or by place in the table; after many updates
     # the two differ), so two replies recorded at once wait for each other instead of deadlocking
     # (tests/usecases/test_lock_order.py).
-    for chunk in _chunks(sorted(answered)):
+    for chunk in db.chunks(sorted(answered)):
         session.execute(
             update(Query)
             .where(Query.id.in_([queries[d] for d in chunk]))
@@ -177,7 +177,7 @@ def record_failure(
     """A batch the registry did not answer: its queries are recorded as failed (the reason has no personal
     data), and the debtors stay due for the next run."""
     queries = _ensure_queries(session, run_id, registry_id, debtor_ids, None)
-    for chunk in _chunks(list(queries.values())):
+    for chunk in db.chunks(list(queries.values())):
         session.execute(
             update(Query).where(Query.id.in_(chunk)).values(status="failed", error=scrub_text(reason)[:500])
         )
@@ -198,7 +198,7 @@ def _run_queries(
 ) -> dict[int, int]:
     """This run's lookups at one registry about these debtors: debtor id -> query id."""
     found: dict[int, int] = {}
-    for chunk in _chunks(debtor_ids):
+    for chunk in db.chunks(debtor_ids):
         rows = session.execute(
             select(Query.debtor_id, Query.id).where(
                 Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(chunk)
@@ -223,12 +223,6 @@ def _ensure_queries(
         _insert_sent(session, run_id, registry_id, missing, ref)
         queries.update(_run_queries(session, run_id, registry_id, missing))
     return queries
-
-
-def _chunks(ids: Sequence[int], size: int = 900) -> Iterator[list[int]]:
-    """Ids in lists short enough for one IN (…) on any database."""
-    for i in range(0, len(ids), size):
-        yield list(ids[i : i + size])
 
 
 def cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[str, dict[int, dict[int, str]]]:

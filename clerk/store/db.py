@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -179,3 +179,15 @@ async def read(
 ) -> T:
     """`reading` in a worker thread."""
     return await asyncio.to_thread(functools.partial(reading, sessions, func, *args, **kwargs))
+
+
+#: The most values one `IN (…)` takes here: below SQLite's default limit of 999 bound parameters.
+IN_LIST = 900
+
+E = TypeVar("E")
+
+
+def chunks(items: Sequence[E], size: int = IN_LIST) -> Iterator[list[E]]:
+    """`items` in lists short enough for one `IN (…)` on any database."""
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])

@@ -62,7 +62,7 @@ def make_debtors(rng: random.Random, count: int) -> list[SimDebtor]:
 
 def case_rows(debtors: Sequence[SimDebtor], seed: int, today: dt.date) -> list[dict[str, str]]:
     """The rows of a case file that puts these debtors into cases (one to three per case, at their court):
-    the clerk's intake writes them (`clerk.casebook.intake.write_case_file`)."""
+    the clerk writes them (`clerk.casebook.casefile.write_case_file`)."""
     return case_rows_for([(d.kind.value, d.id_number, d.name, d.court) for d in debtors], seed, today)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clerk.casebook.intake import FIELDS, IntakeError, read_case_file
+from clerk.casebook.casefile import FIELDS, IntakeError, read_case_file
 
 TODAY = dt.date(2026, 11, 23)
 GOOD = {

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying
 from clerk.casebook import cases
-from clerk.casebook.intake import import_cases, read_case_file
+from clerk.casebook.casefile import read_case_file
+from clerk.casebook.intake import import_cases
 from connectors.config import registries_json
 from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from clerk.casebook.intake import FIELDS
+from clerk.casebook.casefile import FIELDS
 from clerk.cli import app
 from clerk.store import db
 from models.tables import AuditEvent, Case, Payment

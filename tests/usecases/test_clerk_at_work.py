@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying, sweeping
 from clerk.casebook import cases
-from clerk.casebook.intake import import_cases, read_case_file
+from clerk.casebook.casefile import read_case_file
+from clerk.casebook.intake import import_cases
 from clerk.store import audit
 from connectors.loader import build
 from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Notification, Query

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clerk.casebook.intake import FIELDS
+from clerk.casebook.casefile import FIELDS
 from clerk.cli import app
 
 runner = CliRunner()

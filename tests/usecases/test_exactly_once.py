@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, lifecycle, querying, sweeping
 from clerk.casebook import cases
-from clerk.casebook.intake import import_cases, read_case_file
+from clerk.casebook.casefile import read_case_file
+from clerk.casebook.intake import import_cases
 from clerk.store import audit, db
 from models.rules import ReleaseOrder
 from models.status import ActionStatus, MeasureStatus

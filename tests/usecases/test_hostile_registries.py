@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying, sweeping
 from clerk.casebook import cases
-from clerk.casebook.intake import import_cases, read_case_file
+from clerk.casebook.casefile import read_case_file
+from clerk.casebook.intake import import_cases
 from connectors.loader import build
 from connectors.simulator.faults import FaultPlan, Hostile
 from models.supervision import bureau_today

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.casebook import cases
-from clerk.casebook.intake import IntakeError, import_cases, read_case_file, write_case_file
+from clerk.casebook.casefile import IntakeError, read_case_file, write_case_file
+from clerk.casebook.intake import import_cases
 from clerk.store import audit
 from connectors.simulator.synthetic import sample_case_rows
 from models.tables import AuditEvent, Case, CaseDebtor, Debtor

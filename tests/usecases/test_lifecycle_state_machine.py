@@ -31,7 +31,8 @@ from sqlalchemy import func, select
 
 from clerk import control, lifecycle, querying
 from clerk.casebook import cases
-from clerk.casebook.intake import FIELDS, import_cases, read_case_file
+from clerk.casebook.casefile import FIELDS, read_case_file
+from clerk.casebook.intake import import_cases
 from clerk.store import audit, db
 from connectors.bank import BankConnector
 from connectors.base import RegistryKind

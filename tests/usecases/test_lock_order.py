@@ -30,7 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying
 from clerk.casebook import notices
-from clerk.casebook.intake import import_cases, read_case_file, write_case_file
+from clerk.casebook.casefile import read_case_file, write_case_file
+from clerk.casebook.intake import import_cases
 from clerk.store import db
 from connectors.base import QueryReply, SubjectResult, SubjectStatus
 from connectors.config import placeholder_configs

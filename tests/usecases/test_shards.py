@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import querying
-from clerk.casebook.intake import import_cases, read_case_file, write_case_file
+from clerk.casebook.casefile import read_case_file, write_case_file
+from clerk.casebook.intake import import_cases
 from connectors.simulator.synthetic import sample_case_rows
 from models.values import InvalidValue
 

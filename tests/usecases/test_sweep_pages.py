@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import querying, sweeping
-from clerk.casebook.intake import import_cases, read_case_file, write_case_file
+from clerk.casebook.casefile import read_case_file, write_case_file
+from clerk.casebook.intake import import_cases
 from clerk.control import Counts
 from connectors.simulator.synthetic import sample_case_rows
 from models.tables import CaseDebtor
