@@ -22,7 +22,6 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -32,9 +31,9 @@ from clerk.store import db
 from connectors.config import registries_json, simulated_registries
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.world import case_rows
+from deployments import catalog
+from deployments.catalog import TIMEZONE
 from models.tables import Asset, Case, ControlMeasure, Query
-
-TIMEZONE = "Asia/Shanghai"
 
 
 @dataclass
@@ -223,49 +222,6 @@ def _tail(log: Path, start: int, size: int = 500) -> str:
         return f.read().decode(errors="replace").strip() or "(it wrote nothing)"
 
 
-def scheduled_flows() -> dict[str, Any]:
-    """The flows that run on schedules, by deployment name."""
-    from flows.collect import collect
-    from flows.daily_report import daily_report
-    from flows.deadlines import deadlines
-    from flows.release import release
-    from flows.renewal import renewal
-    from flows.sweep import sweep
-    from flows.watch import watch
-
-    return {
-        "sweep": sweep,
-        "collect": collect,
-        "watch": watch,
-        "renewal": renewal,
-        "release": release,
-        "deadlines": deadlines,
-        "daily-report": daily_report,
-    }
-
-
-#: Deployment name -> (settings field with its cron, description). The slugs keep schedules' identity.
-SCHEDULES = {
-    "sweep": (
-        "sweep_cron",
-        "Query every due debtor at every registry; record hits; control; resume 终本 hits.",
-    ),
-    "collect": ("collect_cron", "Collect late answers; settle unconfirmed requests by key; queued measures."),
-    "watch": ("watch_cron", "Freeze new deposits of cases not yet covered (push feeds and polling)."),
-    "renewal": ("renewal_cron", "Renew measures before they lapse; alert those that lapsed."),
-    "release": ("release_cron", "Release measures of ended cases and any excess over what is owed."),
-    "deadlines": ("deadlines_cron", "Triage; node-deadline warnings and alerts; notices."),
-    "daily-report": ("report_cron", "Per court and judge: yesterday's work, as artifacts and CSV."),
-}
-
-
-#: Deployment name -> description of those served on demand only (a judge or an operator starts them).
-ON_DEMAND = {
-    "case-query": "A judge's on-demand query of one case.",
-    "deduction": "Deduct frozen deposits after a judge's approval.",
-}
-
-
 def serve_all(
     conf: Settings, api_url: str, say: Callable[[str], None], only: Sequence[str] | None = None
 ) -> None:
@@ -283,27 +239,24 @@ def serve_all(
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from deployments.forkserver import start_runs_by_fork_server
-    from flows.case_query import case_query
-    from flows.deduction import deduction
 
-    flows = scheduled_flows() | {"case-query": case_query, "deduction": deduction}
-    descriptions = {name: description for name, (_, description) in SCHEDULES.items()} | ON_DEMAND
-    names = [name for name in descriptions if not only or name in only]
+    served = [d for d in catalog.SERVED if not only or d.name in only]
+    flows = {d.name: d.flow() for d in served}
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         runner = Runner(pause_on_shutdown=False, query_seconds=conf.runner_poll_s)
-        for name in names:
+        for d in served:
             runner.add_flow(
-                flows[name],
-                name=name,
-                schedules=[Cron(getattr(conf, SCHEDULES[name][0]), timezone=TIMEZONE, slug=name)]
-                if name in SCHEDULES
+                flows[d.name],
+                name=d.name,
+                schedules=[Cron(getattr(conf, d.serve_cron), timezone=TIMEZONE, slug=d.name)]
+                if d.serve_cron
                 else None,
-                description=descriptions[name],
+                description=d.description,
             )
-        crons = [f"{name} ({getattr(conf, SCHEDULES[name][0])})" for name in names if name in SCHEDULES]
-        on_demand = [name for name in names if name not in SCHEDULES]
+        crons = [f"{d.name} ({getattr(conf, d.serve_cron)})" for d in served if d.serve_cron]
+        on_demand = [d.name for d in served if not d.serve_cron]
         # Each run a fork of a process that has imported the flows already: ~10 ms to start, not 3 s.
-        forks = start_runs_by_fork_server(sorted({flows[name].fn.__module__ for name in names}))
+        forks = start_runs_by_fork_server(sorted({flow.fn.__module__ for flow in flows.values()}))
         say(
             f"serving deployments {', '.join(crons + on_demand)} ({TIMEZONE}), looking for runs every "
             f"{conf.runner_poll_s:g} s; each run starts as a fork of process {forks}; Ctrl-C to stop"

@@ -6,7 +6,8 @@ against the server PREFECT_API_URL names (run it again after changing registries
   named limit is missing, so the limits are created here, never left to chance;
 - the automation that marks a flow run Crashed when its heartbeats stop (its worker's machine died), so
   that the province sweep takes its shard over instead of waiting for ever (Prefect's "zombie flows" recipe);
-- the deployments of prefect.yaml (`prefect deploy --all`), their schedules active or paused.
+- the deployments of the catalog (`deployments/catalog.py`, as prefect.yaml with this environment's
+  schedules; `prefect deploy --all`), their schedules active or paused.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clerk.settings import get_settings
 from connectors.config import RegistryConfig
+from deployments import catalog
 from flows.limits import limit_name, limit_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,8 +184,12 @@ def setup(
     for code in unlimited:
         say(f"registry {code} has no requests_per_second: its requests are not limited")
     say(f"automation: {automation} ({SILENCE_S} s)")
-    say("deployments from prefect.yaml (prefect deploy --all)…")
-    out = _prefect("deploy", "--all", env=env).stdout
+    say("deployments of the catalog, on the settings' schedules (prefect deploy --all)…")
+    # prefect.yaml as the settings of this environment make it (the committed file holds the defaults).
+    with tempfile.NamedTemporaryFile("w", dir=ROOT, prefix=".prefect-", suffix=".yaml") as spec:
+        spec.write(catalog.prefect_yaml(get_settings()))
+        spec.flush()
+        out = _prefect("deploy", "--all", "--prefect-file", spec.name, env=env).stdout
     deployed = sorted(
         line.split("'")[1] for line in out.splitlines() if "successfully created" in line and "'" in line
     )

@@ -15,6 +15,7 @@ from clerk.settings import Settings
 from clerk.store import db
 from connectors import loader
 from connectors.base import Health
+from deployments import catalog
 from models.values import InvalidValue
 
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
@@ -100,7 +101,7 @@ def serve_command(
     daily-report; case-query and deduction on demand). Ctrl-C stops all."""
     from deployments import embedded
 
-    names = [*embedded.SCHEDULES, *embedded.ON_DEMAND]
+    names = [d.name for d in catalog.SERVED]
     unknown = [name for name in only or [] if name not in names]
     if unknown:
         raise InvalidValue("--only", f"{unknown[0]!r} is not a deployment: use one of {', '.join(names)}")

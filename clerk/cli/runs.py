@@ -11,6 +11,7 @@ import typer
 from clerk.casebook import cases
 from clerk.cli.cases import print_case
 from clerk.cli.common import RequestedByOption, app, check_access, err, friendly_errors, out, unit_of_work
+from deployments import catalog
 from models.access import Action
 from models.supervision import bureau_today
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
@@ -54,7 +55,7 @@ def query(
     print_case(view)
 
 
-FLOWS = ("sweep", "collect", "watch", "renewal", "release", "deadlines", "daily-report")
+FLOWS = catalog.SCHEDULED
 
 
 @app.command("run")
@@ -66,10 +67,9 @@ def run_flow(
     temporary one, about 10 s). `clerk serve` runs them all on their schedules."""
     if name not in FLOWS:
         raise InvalidValue("name", f"{name!r} is not a flow: use one of {', '.join(FLOWS)}")
-    from deployments.embedded import scheduled_flows
     from flows import runtime
 
-    flow = scheduled_flows()[name]
+    flow = catalog.BY_NAME[name].flow()
     state = runtime.run(flow(return_state=True))
     (out if state.is_completed() else err).print(f"{name}: {state.name}: {state.message or ''}")
     if not state.is_completed():

@@ -1,5 +1,6 @@
 """prefect.yaml (the production shape) and `clerk serve` (one machine) deploy the same flows on the same
-schedules: checked here, so that one cannot drift from the other."""
+schedules, both from the one catalog (deployments/catalog.py) and the settings: checked here, so that
+neither can drift from the other."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from clerk.settings import Settings
-from deployments.embedded import SCHEDULES, scheduled_flows
-from flows.province import SHARD_DEPLOYMENT, province_sweep
+from deployments import catalog
+from flows.province import SHARD_DEPLOYMENT
 
 ROOT = Path(__file__).parents[2]
 
@@ -18,17 +19,19 @@ def test_prefect_yaml_and_clerk_serve_agree() -> None:
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     deployments = {d["name"]: d for d in spec["deployments"]}
     defaults = Settings()
-    assert set(deployments) == {*SCHEDULES, *POOL_ONLY, "case-query", "deduction"}
-    flows = scheduled_flows() | {"province-sweep": province_sweep}
-    for name, (field, _) in SCHEDULES.items():
+    served = {d.name for d in catalog.SERVED}
+    assert set(deployments) == served | POOL_ONLY
+    assert served == {*catalog.SCHEDULED, "case-query", "deduction"}
+    for name in catalog.SCHEDULED:
         scheduled = POOL_SCHEDULES.get(name, name)
         deployment = deployments[scheduled]
         module, _, function = deployment["entrypoint"].partition(":")
-        assert flows[scheduled].fn.__name__ == function and flows[scheduled].name == scheduled
+        flow = catalog.BY_NAME[scheduled].flow()
+        assert flow.fn.__name__ == function and flow.name == scheduled
         assert Path(ROOT / module).exists()
         (schedule,) = deployment["schedules"]
         assert schedule == {
-            "cron": getattr(defaults, field),
+            "cron": getattr(defaults, catalog.BY_NAME[name].serve_cron or ""),
             "timezone": "Asia/Shanghai",
             "slug": scheduled,
         }
@@ -36,6 +39,18 @@ def test_prefect_yaml_and_clerk_serve_agree() -> None:
         assert "schedules" not in deployments[name], name
     assert deployments["sweep-shard"]["entrypoint"] == deployments["sweep"]["entrypoint"]
     assert SHARD_DEPLOYMENT == "sweep/sweep-shard"
+
+
+def test_prefect_yaml_is_the_catalog_on_the_default_schedules() -> None:
+    assert (ROOT / "prefect.yaml").read_text(encoding="utf-8") == catalog.prefect_yaml(Settings()), (
+        "prefect.yaml is generated: run python -m deployments.catalog --write"
+    )
+
+
+def test_a_bureaus_schedule_reaches_the_pool_through_its_settings() -> None:
+    spec = yaml.safe_load(catalog.prefect_yaml(Settings(collect_cron="*/2 * * * *")))
+    (collect,) = [d for d in spec["deployments"] if d["name"] == "collect"]
+    assert collect["schedules"][0]["cron"] == "*/2 * * * *"
 
 
 #: On a pool of workers the hourly sweep is the province sweep, split into shards (flows/province.py); the
