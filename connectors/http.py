@@ -2,14 +2,11 @@
 retries in one place, a circuit breaker, and the rule that a control request is never sent twice blindly.
 
 The client moves its requests over aiohttp (`httpx_aiohttp.AiohttpTransport`): adapters, tests and respx
-keep httpx's API, and a request costs a third of the CPU it costs through httpx's own pool at the default
-20 connections (httpcore on anyio: 1,357 µs against 447 µs; half at 4 connections; `python -m bench
+keep httpx's API, and a request costs a third of the CPU it costs through httpx's own pool (`python -m bench
 transport`). A client given its own `transport` (respx, `httpx.MockTransport`) uses that instead.
 Requests go to the transport directly, not through an `httpx.AsyncClient`: the client's URL merging,
 cookie jar, auth and redirect machinery (none of which a registry call uses: redirects are refused below)
-cost ~170 µs of the ~600 µs a request cost (`RegistryClient.call` of the health route, 10,000 at 20
-connections, before and after side by side: 601–683 → 416–503 µs; a first sweep 1.12× faster, bench/README
-item 12).
+cost more than a quarter of a request's CPU (bench/README.md, item 12, has the figures).
 
 Retries (tenacity, exponential backoff with jitter, honouring Retry-After) apply to:
 - every *safe* request (queries, status, health): any `TransientError`;

@@ -28,8 +28,8 @@ from models.values import (
     parse_yuan,
 )
 
-FIELDS = (
-    "case_number",
+#: What a case is, beside its number: every row of the case must agree on these.
+CASE_FIELDS = (
     "filed_on",
     "judge",
     "applicant",
@@ -37,10 +37,9 @@ FIELDS = (
     "judgment_interest",
     "costs",
     "performance_due_on",
-    "debtor_kind",
-    "debtor_id",
-    "debtor_name",
 )
+#: A case file's columns, in order: one row per case-debtor pair.
+FIELDS = ("case_number", *CASE_FIELDS, "debtor_kind", "debtor_id", "debtor_name")
 
 
 #: Fields that may be left empty (they then mean 0).
@@ -51,17 +50,6 @@ MAX_TEXT = {"judge": 100, "applicant": 200, "debtor_name": 200}
 
 
 _FORMULA_START = ("=", "+", "-", "@")
-
-
-CASE_FIELDS = (
-    "filed_on",
-    "judge",
-    "applicant",
-    "principal",
-    "judgment_interest",
-    "costs",
-    "performance_due_on",
-)
 
 
 @dataclass(frozen=True, slots=True)

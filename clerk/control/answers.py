@@ -1,13 +1,8 @@
-"""Use cases of control: plan freezes and seizures within the cap, write them down before they are sent,
-build the requests, and record what the registries answered.
-
-Exactly once: `plan` writes each measure (status `requested`, with its idempotency key) in the transaction
-that checks the cap; only then is it sent; the reply is recorded after. A crash anywhere leaves a
-`requested` row that the next run resolves with the same key (`unresolved`), never a second request.
-
-The cap holds under concurrency because `plan` begins by bumping the case's version: on PostgreSQL that
-locks the case row until the transaction ends, on SQLite it takes the database's write lock. Two runs
-planning the same case are serialised, and the second sees the first one's measures.
+"""Recording what registries answered to a freeze or seizure, in the caller's transaction: the measure's
+status, reference, amount held and term, its notices and audit events; recording the same answer again
+changes nothing. An answer the registry got wrong (more held than asked, another measure's reference, more
+than the balance) is flagged for a person, and what it held beyond what was asked is released at once.
+Also `write_action`: the one way a renewal, release or deduction is written down before it is sent.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
-"""Use cases of control: plan freezes and seizures within the cap, write them down before they are sent,
-build the requests, and record what the registries answered.
-
-Exactly once: `plan` writes each measure (status `requested`, with its idempotency key) in the transaction
-that checks the cap; only then is it sent; the reply is recorded after. A crash anywhere leaves a
-`requested` row that the next run resolves with the same key (`unresolved`), never a second request.
-
-The cap holds under concurrency because `plan` begins by bumping the case's version: on PostgreSQL that
-locks the case row until the transaction ends, on SQLite it takes the database's write lock. Two runs
-planning the same case are serialised, and the second sees the first one's measures.
+"""The cap (查扣冻规定 art. 19: never more than is owed), as our records count it: what a case's live freezes
+claim (`covered_by`: a freeze counts in full while it may still take effect or top up), and what is left
+to freeze on a deposit once other authorities' measures and ours are counted. The rule that splits what
+is owed over accounts is `models.rules.allocate_freezes`; this reads what it needs.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -143,10 +143,9 @@ async def send(
 ) -> Counts:
     """Send written-down measures and record the answers (`control.exchange.send`); what a registry held
     beyond what was asked is released at once."""
-    measures = Measures(actor)
-    counts = await exchange.send(sessions, registries, measures, measure_ids)
-    counts.excess_released += await _release_excess(sessions, registries, measures.excess, actor)
-    return counts
+    return await _releasing_excess(
+        sessions, registries, actor, lambda m: exchange.send(sessions, registries, m, measure_ids)
+    )
 
 
 async def resolve_unconfirmed(
@@ -156,25 +155,29 @@ async def resolve_unconfirmed(
     actor: str,
 ) -> Counts:
     """Measures written down but never confirmed (a crash, a lost reply, an answer "later"), settled by
-    their keys (`control.exchange.settle`)."""
-    measures = Measures(actor)
-    counts = await exchange.settle(sessions, registries, measures, older_than)
-    counts.excess_released += await _release_excess(sessions, registries, measures.excess, actor)
-    return counts
+    their keys (`control.exchange.settle`); what a registry held beyond what was asked is released at once."""
+    return await _releasing_excess(
+        sessions, registries, actor, lambda m: exchange.settle(sessions, registries, m, older_than)
+    )
 
 
-async def _release_excess(
+async def _releasing_excess(
     sessions: sessionmaker[Session],
     registries: Mapping[str, RegistryPort],
-    action_ids: Sequence[int],
     actor: str,
-) -> int:
-    """Lift at once what a registry held beyond what was asked (`answers.record_replies` wrote the releases
-    down): a release that is not confirmed now is settled by its key in the collect run."""
-    if not action_ids:
-        return 0
-    released = await actions.send_actions(sessions, registries, action_ids, actor, bureau_today(), "")
-    return released.done
+    step: Callable[[Measures], Awaitable[Counts]],
+) -> Counts:
+    """`step` (a send or a settle) on the measures' exchange; then the releases of what registries held
+    beyond what was asked, which recording the answers wrote down (a release not confirmed now is settled by
+    its key in the collect run)."""
+    measures = Measures(actor)
+    counts = await step(measures)
+    if measures.excess:
+        released = await actions.send_actions(
+            sessions, registries, measures.excess, actor, bureau_today(), ""
+        )
+        counts.excess_released += released.done
+    return counts
 
 
 async def dry_run_case(

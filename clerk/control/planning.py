@@ -1,13 +1,7 @@
-"""Use cases of control: plan freezes and seizures within the cap, write them down before they are sent,
-build the requests, and record what the registries answered.
-
-Exactly once: `plan` writes each measure (status `requested`, with its idempotency key) in the transaction
-that checks the cap; only then is it sent; the reply is recorded after. A crash anywhere leaves a
-`requested` row that the next run resolves with the same key (`unresolved`), never a second request.
-
-The cap holds under concurrency because `plan` begins by bumping the case's version: on PostgreSQL that
-locks the case row until the transaction ends, on SQLite it takes the database's write lock. Two runs
-planning the same case are serialised, and the second sees the first one's measures.
+"""Planning control: which freezes and seizures each case needs today, decided under the case lock
+(`store.locks`) and written down (status `requested`, each with its idempotency key) in the transaction
+that checks the cap, before anything is sent (`control.exchange` sends them once). Two runs planning the
+same case are serialised by the lock, and the second sees the first one's measures.
 """
 
 from __future__ import annotations

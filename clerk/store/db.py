@@ -23,12 +23,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: A process's connections to a SQLite file: one. Every transaction here begins IMMEDIATE (below), so SQLite
 #: runs them one at a time however many connections there are; with one, a database thread waits in the
-#: pool's queue and starts the moment the other commits, instead of in SQLite's busy handler (which sleeps up
-#: to 100 ms between tries), and the connection's page cache stays valid between transactions (SQLite empties
-#: a connection's cache whenever another connection has written). A 100,000-debtor first sweep: 3.82 → 1.68
-#: page reads from the OS per lookup, 278.9 → 252.2 s (bench/README.md item 15). Other processes on the same
-#: file (shards, the CLI) still meet in the busy handler. A checkout waits up to `pool_timeout` seconds: a
-#: session opened inside another one in the same thread would wait that long and fail, never deadlock.
+#: pool's queue and starts the moment the other commits, instead of in SQLite's busy handler (which sleeps
+#: up to 100 ms between tries), and the connection's page cache stays valid between transactions (SQLite
+#: empties a connection's cache whenever another connection has written; bench/README.md, item 15, has the
+#: figures). Other processes on the same file (shards, the CLI) still meet in the busy handler. A checkout
+#: waits up to `pool_timeout` seconds: a session opened inside another one in the same thread would wait
+#: that long and fail, never deadlock.
 ONE_CONNECTION: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
 
 #: That connection's page cache, in MiB (SQLite's default is 2): a sweep inserts into indexes on random keys
