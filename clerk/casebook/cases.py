@@ -168,7 +168,7 @@ def record_payment(
     case = get_case(session, case_number, for_update=True)
     if paid_on < case.filed_on - dt.timedelta(days=3650):
         raise InvalidValue("paid_on", f"{paid_on} is long before the case was filed ({case.filed_on})")
-    if case.status in ("withdrawn", "closed", "paid"):
+    if case.status in (CaseStatus.WITHDRAWN, CaseStatus.CLOSED, CaseStatus.PAID):
         raise InvalidValue("case_number", f"{case.case_number} is {case.status}: no payment can be recorded")
     if not again and any(p.paid_on == paid_on and p.amount_fen == amount_fen for p in case.payments):
         raise InvalidValue(

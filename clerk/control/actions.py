@@ -32,7 +32,7 @@ from connectors.base import (
     RenewRequest,
 )
 from models import rules
-from models.status import KEPT, ActionKind, ActionStatus
+from models.status import KEPT, ActionKind, ActionStatus, MeasureStatus
 from models.tables import Asset, Case, ControlMeasure, MeasureAction, Payment, Registry, utcnow
 from models.values import iso_date
 
@@ -44,7 +44,7 @@ def outgoing_actions(session: Session, action_ids: Sequence[int], court_account:
         .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
         .join(Asset, Asset.id == ControlMeasure.asset_id)
         .join(Registry, Registry.id == ControlMeasure.registry_id)
-        .where(MeasureAction.id.in_(action_ids), MeasureAction.status == "requested")
+        .where(MeasureAction.id.in_(action_ids), MeasureAction.status == ActionStatus.REQUESTED)
         .order_by(MeasureAction.id)
     )
     result = []
@@ -53,10 +53,10 @@ def outgoing_actions(session: Session, action_ids: Sequence[int], court_account:
         assert reference is not None
         key = action.idempotency_key
         request: RenewRequest | ReleaseRequest | DeductRequest
-        if action.kind == "renew":
+        if action.kind == ActionKind.RENEW:
             years = rules.TERM_YEARS[rules.AssetKind(asset_kind)]
             request = RenewRequest(idempotency_key=key, registry_reference=reference, years=years)
-        elif action.kind == "release":
+        elif action.kind == ActionKind.RELEASE:
             request = ReleaseRequest(
                 idempotency_key=key, registry_reference=reference, amount_fen=action.amount_fen
             )
@@ -88,7 +88,7 @@ def record_action_reply(
     """Record a registry's answer to a renewal, release or deduction; returns the action's status.
     Recording it again changes nothing."""
     action, measure, case = _load_action(session, action_id)
-    if action.status != "requested":
+    if action.status != ActionStatus.REQUESTED:
         return action.status
     if isinstance(reply, ControlReply) and reply.outcome is ControlOutcome.PENDING:
         return action.status
@@ -98,7 +98,7 @@ def record_action_reply(
         _record_deduction(session, action, measure, case, reply, actor, payload)
         return action.status
     if reply.outcome is ControlOutcome.REFUSED:
-        action.status, action.result = "failed", {"reason": reply.reason}
+        action.status, action.result = ActionStatus.FAILED, {"reason": reply.reason}
         audit.append(
             session,
             f"measure.{action.kind}_refused",
@@ -107,8 +107,8 @@ def record_action_reply(
             payload=payload | {"reason": reply.reason},
         )
         return action.status
-    action.status = "done"
-    if action.kind == "renew":
+    action.status = ActionStatus.DONE
+    if action.kind == ActionKind.RENEW:
         before = measure.expires_on
         measure.expires_on = reply.expires_on or measure.expires_on
         action.result = {"expires_on": iso_date(measure.expires_on)}
@@ -118,7 +118,7 @@ def record_action_reply(
         return action.status
     # a release
     if reply.outcome is ControlOutcome.RELEASED or action.amount_fen is None:
-        measure.status = "released"
+        measure.status = MeasureStatus.RELEASED
         measure.actual_amount_fen = 0 if measure.kind == "freeze" else None
         verb = "measure.released"
     elif action.reason == EXCESS_RELEASE:
@@ -152,11 +152,14 @@ def _record_deduction(
 ) -> None:
     locks.lock_case(session, case.id)  # a payment changes what the case owes: plans wait (control.plan_cases)
     moved = reply.amount_fen
-    action.status, action.result = "done", {"deducted_fen": moved, "on": reply.transferred_on.isoformat()}
+    action.status, action.result = (
+        ActionStatus.DONE,
+        {"deducted_fen": moved, "on": reply.transferred_on.isoformat()},
+    )
     measure.actual_amount_fen = max((measure.actual_amount_fen or 0) - moved, 0)
     measure.requested_amount_fen = max(measure.requested_amount_fen - moved, 0)
     if measure.requested_amount_fen == 0:
-        measure.status = "released"
+        measure.status = MeasureStatus.RELEASED
     before = cases.owed(case, reply.transferred_on).remaining
     case.payments.append(Payment(paid_on=reply.transferred_on, amount_fen=moved, source="deduction"))
     session.flush()
@@ -181,11 +184,15 @@ def _record_deduction(
 def record_action_error(session: Session, action_id: int, error: RegistryError, actor: str) -> str:
     """Refused for good (the action failed) or not confirmed (it stays requested, resolved by its key)."""
     action, measure, case = _load_action(session, action_id)
-    if action.status != "requested":
+    if action.status != ActionStatus.REQUESTED:
         return action.status
     payload = {"measure": measure.id, "key": action.idempotency_key, "reason": error.reason}
     if isinstance(error, RejectedError):
-        action.status, action.result, action.answered_at = "failed", {"reason": error.reason}, utcnow()
+        action.status, action.result, action.answered_at = (
+            ActionStatus.FAILED,
+            {"reason": error.reason},
+            utcnow(),
+        )
         audit.append(
             session,
             f"measure.{action.kind}_failed",
@@ -208,7 +215,7 @@ def unresolved_actions(session: Session, older_than: dt.datetime) -> list[int]:
     return list(
         session.scalars(
             select(MeasureAction.id)
-            .where(MeasureAction.status == "requested", MeasureAction.created_at < older_than)
+            .where(MeasureAction.status == ActionStatus.REQUESTED, MeasureAction.created_at < older_than)
             .order_by(MeasureAction.id)
         )
     )

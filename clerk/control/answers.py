@@ -23,6 +23,7 @@ from connectors.base import (
     RegistryError,
     RejectedError,
 )
+from models.status import MeasureStatus
 from models.tables import Asset, Case, ControlMeasure, MeasureAction, Notification
 from models.values import iso_date
 
@@ -281,11 +282,11 @@ def record_error(session: Session, measure_id: int, error: RegistryError, actor:
     stays `requested`, to be resolved by its key's status on the next run)."""
     measure = session.get(ControlMeasure, measure_id, with_for_update=True)
     assert measure is not None
-    if measure.status != "requested":
+    if measure.status != MeasureStatus.REQUESTED:
         return measure.status
     case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
     if isinstance(error, RejectedError):
-        measure.status = "failed"
+        measure.status = MeasureStatus.FAILED
         action = "measure.failed"
     else:
         action = "measure.unconfirmed"

@@ -19,7 +19,7 @@ from clerk.casebook import cases
 from clerk.control.cap import _available, _held_on_assets, covered_by
 from clerk.store import audit, db, locks
 from models import rules
-from models.status import LIVE
+from models.status import LIVE, CaseStatus
 from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Registry
 from models.values import mask_account
 
@@ -101,7 +101,7 @@ def plan_cases(
         mine = live.get(case_id, [])
         covered = sum(covered_by(m) for m in mine)
         result = plans[case_id] = Plan(case.case_number, owed.remaining, covered)
-        if case.status != "active" or owed.remaining <= covered:
+        if case.status != CaseStatus.ACTIVE or owed.remaining <= covered:
             continue
         found = assets.get(case_id, [])
         if policy.auto_freeze:

@@ -32,6 +32,7 @@ from connectors.base import (
     RegistryPort,
 )
 from models.rules import AssetKind
+from models.status import CaseStatus
 from models.tables import Asset, Case, CaseDebtor, FeedCursor, utcnow
 from models.values import mask_account
 
@@ -56,7 +57,7 @@ def uncovered_accounts(session: Session, today: dt.date) -> dict[int, list[str]]
     """registry id -> account numbers of deposits held by debtors of active cases whose freezes do not yet
     cover what they owe."""
     live = control.claims_by_case(session)
-    active = select(Case).where(Case.status == "active").options(selectinload(Case.payments))
+    active = select(Case).where(Case.status == CaseStatus.ACTIVE).options(selectinload(Case.payments))
     short = [
         case.id
         for case in session.scalars(active)

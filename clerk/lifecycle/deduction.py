@@ -21,6 +21,7 @@ from clerk.casebook import access, cases, notices
 from clerk.store import audit, locks
 from models import rules
 from models.access import Action, Person
+from models.status import MeasureStatus
 from models.tables import Asset, ControlMeasure, Registry
 from models.values import mask_account
 
@@ -57,7 +58,7 @@ def propose_deduction(session: Session, case_number: str, today: dt.date) -> Ded
         .where(
             ControlMeasure.case_id == case.id,
             ControlMeasure.kind == "freeze",
-            ControlMeasure.status == "effective",
+            ControlMeasure.status == MeasureStatus.EFFECTIVE,
             ControlMeasure.actual_amount_fen > 0,
             ControlMeasure.registry_reference.is_not(None),
         )
@@ -102,7 +103,7 @@ def approve_deduction(
     for allocation in allocations:
         measure = session.get(ControlMeasure, allocation.key, with_for_update=True)
         assert measure is not None
-        if measure.status != "effective" or (measure.actual_amount_fen or 0) < allocation.amount:
+        if measure.status != MeasureStatus.EFFECTIVE or (measure.actual_amount_fen or 0) < allocation.amount:
             raise ValueError("a frozen amount changed since the proposal: start the deduction again")
         ids.append(
             control.write_action(session, measure.id, "deduct", allocation.amount, f"approved by {judge}").id

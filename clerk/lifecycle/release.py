@@ -23,7 +23,7 @@ from clerk.control import Counts
 from clerk.store import audit, db, locks
 from connectors.base import RegistryPort
 from models import rules
-from models.status import ENDED
+from models.status import ENDED, ActionKind, ActionStatus, MeasureStatus
 from models.tables import Case, ControlMeasure, MeasureAction
 
 
@@ -61,14 +61,18 @@ def plan_release(
         session.scalars(
             select(MeasureAction.measure_id).where(
                 MeasureAction.measure_id.in_([m.id for m in live]),
-                MeasureAction.kind.in_(("release", "deduct")),
-                MeasureAction.status == "requested",
+                MeasureAction.kind.in_((ActionKind.RELEASE, ActionKind.DEDUCT)),
+                MeasureAction.status == ActionStatus.REQUESTED,
             )
         )
     )
     if open_actions:
         return []  # an earlier release or deduction is still unanswered: decide once it is settled
-    releasable = [m for m in live if m.registry_reference is not None and m.status in ("effective", "queued")]
+    releasable = [
+        m
+        for m in live
+        if m.registry_reference is not None and m.status in (MeasureStatus.EFFECTIVE, MeasureStatus.QUEUED)
+    ]
     owed = cases.owed(case, today).remaining
     cuts: list[tuple[ControlMeasure, int | None]]
     if case.status in ENDED or owed == 0:

@@ -22,7 +22,7 @@ from clerk.control import Counts
 from clerk.store import audit, db
 from connectors.base import RegistryPort
 from models import rules
-from models.status import KEPT
+from models.status import KEPT, ActionStatus, MeasureStatus
 from models.tables import Case, ControlMeasure, MeasureAction
 
 
@@ -30,7 +30,7 @@ def _open_action(kinds: Sequence[str]):  # type: ignore[no-untyped-def]
     return exists().where(
         MeasureAction.measure_id == ControlMeasure.id,
         MeasureAction.kind.in_(kinds),
-        MeasureAction.status == "requested",
+        MeasureAction.status == ActionStatus.REQUESTED,
     )
 
 
@@ -42,7 +42,7 @@ def plan_renewals(session: Session, today: dt.date, lead_days: int, actor: str) 
         select(ControlMeasure, Case)
         .join(Case, Case.id == ControlMeasure.case_id)
         .where(
-            ControlMeasure.status == "effective",
+            ControlMeasure.status == MeasureStatus.EFFECTIVE,
             ControlMeasure.registry_reference.is_not(None),
             ControlMeasure.expires_on.is_not(None),
             ControlMeasure.expires_on <= latest,
@@ -83,14 +83,14 @@ def expire_lapsed(session: Session, today: dt.date, actor: str) -> list[tuple[in
     rows = session.execute(
         select(ControlMeasure, Case)
         .join(Case, Case.id == ControlMeasure.case_id)
-        .where(ControlMeasure.status == "effective", ControlMeasure.expires_on < today)
+        .where(ControlMeasure.status == MeasureStatus.EFFECTIVE, ControlMeasure.expires_on < today)
         .order_by(ControlMeasure.id)  # locked in id order (querying.record_reply)
         .with_for_update(of=ControlMeasure)
     ).all()
     lapsed, entries = [], []
     for measure, case in rows:
         assert measure.expires_on is not None
-        measure.status = "expired"
+        measure.status = MeasureStatus.EXPIRED
         lapsed.append((case.id, measure.id))
         entries.append(
             audit.Entry(

@@ -24,6 +24,7 @@ from connectors.base import (
     RegistryError,
     RegistryPort,
 )
+from models.status import MeasureStatus
 from models.tables import Case, ControlMeasure, Registry
 
 
@@ -35,9 +36,9 @@ def watched_measures(session: Session) -> list[tuple[int, str, str, str]]:
         .join(Registry, Registry.id == ControlMeasure.registry_id)
         .where(ControlMeasure.registry_reference.is_not(None))
         .where(
-            (ControlMeasure.status == "queued")
+            (ControlMeasure.status == MeasureStatus.QUEUED)
             | (
-                (ControlMeasure.status == "effective")
+                (ControlMeasure.status == MeasureStatus.EFFECTIVE)
                 & (ControlMeasure.kind == "freeze")
                 & (ControlMeasure.actual_amount_fen < ControlMeasure.requested_amount_fen)
             )
@@ -53,13 +54,13 @@ def record_state(session: Session, measure_id: int, reply: ControlReply, actor: 
     anything changed."""
     measure = session.get(ControlMeasure, measure_id, with_for_update=True)
     assert measure is not None
-    if measure.status == "queued":
+    if measure.status == MeasureStatus.QUEUED:
         return control.record_reply(session, measure_id, reply, actor) != "queued"
-    if measure.status != "effective":
+    if measure.status != MeasureStatus.EFFECTIVE:
         return False
     case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
     if reply.outcome is ControlOutcome.RELEASED:
-        measure.status = "released"
+        measure.status = MeasureStatus.RELEASED
         audit.append(
             session,
             "measure.lifted_by_registry",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
-from models.status import UNANSWERED
+from models.status import UNANSWERED, CaseStatus, LookupStatus
 from models.tables import Case, CaseDebtor, Debtor, Query
 from models.values import InvalidValue
 
@@ -88,7 +88,7 @@ def _due(now: dt.datetime, schedule: Schedule, shard: Shard) -> ColumnElement[bo
         Debtor.last_queried_at.is_(None), Debtor.last_queried_at < now - dt.timedelta(schedule.requery_days)
     )
     terminated_due = and_(
-        Case.status == "terminated",
+        Case.status == CaseStatus.TERMINATED,
         Case.terminated_on >= (now - dt.timedelta(days=365 * schedule.terminated_years)).date(),
         or_(
             Debtor.last_queried_at.is_(None),
@@ -102,7 +102,9 @@ def _due(now: dt.datetime, schedule: Schedule, shard: Shard) -> ColumnElement[bo
     later = aliased(Query)
     failed_lookup = exists().where(
         Query.debtor_id == Debtor.id,
-        or_(Query.status.in_(UNANSWERED), and_(Query.status == "pending", Query.sent_at < overdue)),
+        or_(
+            Query.status.in_(UNANSWERED), and_(Query.status == LookupStatus.PENDING, Query.sent_at < overdue)
+        ),
         ~exists().where(
             later.debtor_id == Query.debtor_id,
             later.registry_id == Query.registry_id,
@@ -114,7 +116,7 @@ def _due(now: dt.datetime, schedule: Schedule, shard: Shard) -> ColumnElement[bo
     due = exists().where(
         CaseDebtor.debtor_id == Debtor.id,
         Case.id == CaseDebtor.case_id,
-        or_(and_(Case.status == "active", or_(active_due, failed_lookup)), terminated_due),
+        or_(and_(Case.status == CaseStatus.ACTIVE, or_(active_due, failed_lookup)), terminated_due),
     )
     mine = Debtor.id % shard.count == shard.index if shard.count > 1 else true()
     return and_(due, mine)

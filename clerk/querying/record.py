@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from clerk.store import audit, db
 from connectors.base import AssetReport, QueryReply, SubjectStatus
+from models.status import LookupStatus
 from models.tables import Asset, Case, CaseDebtor, Debtor, Query, utcnow
 from models.values import mask_account, scrub_text
 
@@ -187,7 +188,7 @@ def pending_requests(session: Session) -> list[tuple[int, int, str]]:
     """(run id, registry id, request reference) of queries whose answers are still to be collected."""
     rows = session.execute(
         select(Query.run_id, Query.registry_id, Query.registry_reference)
-        .where(Query.status == "pending", Query.registry_reference.is_not(None))
+        .where(Query.status == LookupStatus.PENDING, Query.registry_reference.is_not(None))
         .distinct()
     )
     return [(run, registry, ref) for run, registry, ref in rows if ref]

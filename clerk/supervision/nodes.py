@@ -19,7 +19,7 @@ from clerk.casebook import cases
 from clerk.casebook.notices import notify
 from clerk.store import audit, locks
 from models import supervision as rules
-from models.status import CaseStatus
+from models.status import CaseStatus, MeasureStatus
 from models.tables import (
     Asset,
     AuditEvent,
@@ -51,7 +51,7 @@ def triage_new(
     counts: dict[str, int] = {}
     entries = []
     for case in session.scalars(
-        select(Case).where(Case.status == "active", Case.track.is_(None), Case.id.not_in(unqueried))
+        select(Case).where(Case.status == CaseStatus.ACTIVE, Case.track.is_(None), Case.id.not_in(unqueried))
     ):
         remaining = cases.owed(case, today).remaining
         track = rules.triage(remaining, _found(session, case.id), triage_rules)
@@ -155,7 +155,9 @@ def _next_resumed_number(session: Session, original: Case, today: dt.date) -> st
 def tell_applicants_of_requery(session: Session, case_ids: Sequence[int], actor: str) -> int:
     """The rule: tell the applicant of every re-query of a terminated case, found or not."""
     count = 0
-    for case in session.scalars(select(Case).where(Case.id.in_(case_ids), Case.status == "terminated")):
+    for case in session.scalars(
+        select(Case).where(Case.id.in_(case_ids), Case.status == CaseStatus.TERMINATED)
+    ):
         notify(session, case, "applicant", "case.requeried", {"case": case.case_number, "found": False})
         count += 1
     return count
@@ -181,7 +183,9 @@ def check_deadlines(session: Session, now: dt.datetime, node_rules: rules.NodeRu
     the first time, and writes a notice to the judge for each."""
     candidates: list[tuple[Case, rules.Deadline]] = []
     active = list(
-        session.scalars(select(Case).where(Case.status == "active").options(selectinload(Case.payments)))
+        session.scalars(
+            select(Case).where(Case.status == CaseStatus.ACTIVE).options(selectinload(Case.payments))
+        )
     )
     today = rules.bureau_today(now)
     owed = {c.id: cases.owed(c, today).remaining for c in active}
@@ -217,7 +221,7 @@ def check_deadlines(session: Session, now: dt.datetime, node_rules: rules.NodeRu
     # renewal: measures in force of active cases
     for case_id, measures in live.items():
         for m in measures:
-            if case_id in by_id and m.status == "effective" and m.expires_on is not None:
+            if case_id in by_id and m.status == MeasureStatus.EFFECTIVE and m.expires_on is not None:
                 candidates.append((by_id[case_id], rules.renewal_deadline(m.id, m.expires_on, node_rules)))
     # supervision: the last step recorded for the case
     last: dict[str | None, dt.datetime] = dict(

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import exports
 from clerk.store import audit
+from models.status import CaseStatus
 from models.supervision import bureau_today, start_of
 from models.tables import AuditEvent, Case, CaseDebtor, NodeNotice, Query
 
@@ -106,7 +107,7 @@ def daily(session: Session, day: dt.date) -> list[dict[str, object]]:
         bump((court, judge), "overdue_nodes", count)
     for court, judge, track, count in session.execute(
         select(Case.court_code, Case.judge, Case.track, func.count())
-        .where(Case.status == "active", Case.court_code.in_({k[0] for k in rows} or {""}))
+        .where(Case.status == CaseStatus.ACTIVE, Case.court_code.in_({k[0] for k in rows} or {""}))
         .group_by(Case.court_code, Case.judge, Case.track)
     ):
         if (court, judge) in rows:  # the caseload by track beside the day's work
