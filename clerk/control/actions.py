@@ -212,13 +212,8 @@ def record_action_error(session: Session, action_id: int, error: RegistryError, 
 
 
 def unresolved_actions(session: Session, older_than: dt.datetime) -> list[int]:
-    return list(
-        session.scalars(
-            select(MeasureAction.id)
-            .where(MeasureAction.status == ActionStatus.REQUESTED, MeasureAction.created_at < older_than)
-            .order_by(MeasureAction.id)
-        )
-    )
+    """Actions written down but not confirmed before `older_than`: ask their keys' status."""
+    return exchange.requested_before(session, MeasureAction, older_than)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.control.counts import Counts
@@ -36,6 +37,8 @@ from connectors.base import (
     ReleaseRequest,
     RenewRequest,
 )
+from models.status import MeasureStatus
+from models.tables import ControlMeasure, MeasureAction
 
 Request = ControlRequest | RenewRequest | ReleaseRequest | DeductRequest
 Reply = ControlReply | DeductReply
@@ -84,6 +87,20 @@ class Exchange(Protocol):
         ...
 
     def count(self, counts: Counts, item: Outgoing, answer: Answer, status: str) -> None: ...
+
+
+def requested_before(
+    session: Session, rows: type[ControlMeasure] | type[MeasureAction], older_than: dt.datetime
+) -> list[int]:
+    """The ids of measures or actions written down before `older_than` and still `requested` (both kinds
+    name it so), in id order: what `settle` asks about."""
+    return list(
+        session.scalars(
+            select(rows.id)
+            .where(rows.status == MeasureStatus.REQUESTED, rows.created_at < older_than)
+            .order_by(rows.id)
+        )
+    )
 
 
 async def send(

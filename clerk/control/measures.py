@@ -63,13 +63,7 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
 
 def unresolved(session: Session, older_than: dt.datetime) -> list[int]:
     """Measures written down but not confirmed before `older_than`: ask their keys' status."""
-    return list(
-        session.scalars(
-            select(ControlMeasure.id)
-            .where(ControlMeasure.status == MeasureStatus.REQUESTED, ControlMeasure.created_at < older_than)
-            .order_by(ControlMeasure.id)
-        )
-    )
+    return exchange.requested_before(session, ControlMeasure, older_than)
 
 
 @dataclass

@@ -83,22 +83,11 @@ def approve_deduction(
 ) -> list[int]:
     """A judge's approval: audited with the judge's name and time, then written down as deductions (one
     per freeze, in the proposal's order). Returns the actions' ids."""
-    case = locks.lock_case(session, proposal.case_id)
+    locks.lock_case(session, proposal.case_id)  # deductions change what the case owes
     allocations = rules.split_approved(
         approved_fen, [rules.Allocation(line.measure_id, line.amount_fen) for line in proposal.lines]
     )
-    audit.append(
-        session,
-        "deduction.approved",
-        actor=actor,
-        case_number=case.case_number,
-        payload={
-            "judge": judge,
-            "decided_at": decided_at.isoformat(),
-            "approved_fen": approved_fen,
-            "proposed_fen": proposal.total_fen,
-        },
-    )
+    _decided(session, proposal, "approved", judge, actor, decided_at, approved_fen=approved_fen)
     ids = []
     for allocation in allocations:
         measure = session.get(ControlMeasure, allocation.key, with_for_update=True)
@@ -119,17 +108,27 @@ def reject_deduction(
     actor: str,
     decided_at: dt.datetime,
 ) -> None:
+    _decided(session, proposal, "rejected", judge, actor, decided_at, reason=reason)
+
+
+def _decided(
+    session: Session,
+    proposal: DeductionProposal,
+    verdict: str,
+    judge: str,
+    actor: str,
+    decided_at: dt.datetime,
+    **detail: object,
+) -> None:
+    """A judge's decision on the record: who, when, on how much, and the verdict's own detail."""
+    payload = {
+        "judge": judge,
+        "decided_at": decided_at.isoformat(),
+        **detail,
+        "proposed_fen": proposal.total_fen,
+    }
     audit.append(
-        session,
-        "deduction.rejected",
-        actor=actor,
-        case_number=proposal.case_number,
-        payload={
-            "judge": judge,
-            "decided_at": decided_at.isoformat(),
-            "reason": reason,
-            "proposed_fen": proposal.total_fen,
-        },
+        session, f"deduction.{verdict}", actor=actor, case_number=proposal.case_number, payload=payload
     )
 
 
