@@ -230,8 +230,8 @@ def cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[str, dict[int,
     """status -> debtor id -> {case id: case number}: the debtors' cases, by status.
 
     The status is filtered here, not in SQL: with `cases.status = ?` in the query, SQLite walked every case
-    of that status to find a batch's few (125 ms a batch at 8,000 debtors, growing with the case book;
-    bench/README.md); by the debtors' index it reads only their links."""
+    of that status to find a batch's few (bench/README.md has the figures); by the debtors' index it reads
+    only their links."""
     rows = session.execute(
         select(CaseDebtor.debtor_id, Case.id, Case.case_number, Case.status)
         .join(Case, Case.id == CaseDebtor.case_id)
