@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import exists, select
+from sqlalchemy import Exists, exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control
@@ -26,7 +26,7 @@ from models.status import KEPT, ActionStatus, MeasureStatus
 from models.tables import Case, ControlMeasure, MeasureAction
 
 
-def _open_action(kinds: Sequence[str]):  # type: ignore[no-untyped-def]
+def _open_action(kinds: Sequence[str]) -> Exists:
     return exists().where(
         MeasureAction.measure_id == ControlMeasure.id,
         MeasureAction.kind.in_(kinds),

@@ -88,7 +88,7 @@ async def refresh_measures(
 ) -> Counts:
     """Ask the registries for the state of queued and partial measures, and record what changed."""
     tally = Counts()
-    watched = await asyncio.to_thread(_read, sessions, watched_measures)
+    watched = await db.read(sessions, watched_measures)
     for measure_id, code, reference, key in watched:
         connector = connectors.get(code)
         if connector is None:
@@ -103,8 +103,3 @@ async def refresh_measures(
         )
     tally.planned = len(watched)
     return tally
-
-
-def _read(sessions: sessionmaker[Session], func, *args):  # type: ignore[no-untyped-def]
-    with sessions() as session:
-        return func(session, *args)
