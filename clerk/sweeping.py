@@ -61,6 +61,30 @@ class Swept:
     resumed: int = 0
     told_requeried: int = 0
 
+    def summary(self, shard: querying.Shard) -> dict[str, object]:
+        """What the run's row and the flow's result keep: counts only."""
+        return {
+            "debtors": self.debtors,
+            "batches": self.tally.batches,
+            "failed_lookups": self.tally.total("failed"),
+            "pending_lookups": self.tally.total("pending"),
+            "cases_controlled": self.control.cases,
+            "cases_resumed": self.resumed,
+            "effective": self.control.effective,
+            "frozen_fen": self.control.frozen_fen,
+            "shard": shard.index,
+            "shards": shard.count,
+        }
+
+    def outcome(self) -> tuple[bool, str]:
+        """Whether the sweep did its work (some registry answered), and the sentence that says so."""
+        failed, pending = self.tally.total("failed"), self.tally.total("pending")
+        reasons = self.tally.unanswered()
+        if reasons is not None:
+            return False, f"no registry answered: {failed} lookups failed ({reasons})"
+        later = f", {pending} answered 'later' (asked again if not answered within 24 h)" if pending else ""
+        return True, f"{self.debtors} debtors swept, {failed} lookups failed{later}"
+
 
 def start(
     sessions: sessionmaker[Session],

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -137,3 +139,14 @@ async def send_notices(rt: Runtime) -> int:
     from clerk.casebook import notices
 
     return await notices.send_notifications(rt.sessions, rt.notifier) if rt.notifier else 0
+
+
+def where() -> dict[str, object]:
+    """Which process ran this run, for the run's summary: the worker that started it (set by the worker),
+    the host, and the parent (the worker, or the fork server of `clerk serve`)."""
+    return {
+        "worker": os.environ.get("PREFECT__WORKER_NAME"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "parent_pid": os.getppid(),
+    }

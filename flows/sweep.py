@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
@@ -93,32 +91,11 @@ async def sweep(
             page_size=page_size,
             progress=progress,
         )
-        failed, pending = swept.tally.total("failed"), swept.tally.total("pending")
-        summary = {
-            "debtors": swept.debtors,
-            "batches": swept.tally.batches,
-            "failed_lookups": failed,
-            "pending_lookups": pending,
-            "cases_controlled": swept.control.cases,
-            "cases_resumed": swept.resumed,
-            "effective": swept.control.effective,
-            "frozen_fen": swept.control.frozen_fen,
-            "shard": shard,
-            "shards": shards,
-            "worker": os.environ.get("PREFECT__WORKER_NAME"),  # set by the worker that started this run
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "parent_pid": os.getppid(),  # the worker, or the fork server of `clerk serve`, that started it
-        }
+        summary = swept.summary(part) | runtime.where()
         await report.publish("Sweep", "sweep", swept.tally, swept.control, [])
         await runtime.send_notices(rt)
-        reasons = swept.tally.unanswered()
-        status = "completed" if reasons is None else "failed"
-        await db.write(rt.sessions, querying.finish_run, started.run_id, status, dict(summary))
+        done, message = swept.outcome()
+        status = "completed" if done else "failed"
+        await db.write(rt.sessions, querying.finish_run, started.run_id, status, summary)
         log.info("sweep %s done: %s", started.run_id, summary)
-        if reasons is not None:
-            return Failed(message=f"no registry answered: {failed} lookups failed ({reasons})", data=summary)
-        later = f", {pending} answered 'later' (asked again if not answered within 24 h)" if pending else ""
-        return Completed(
-            message=f"{swept.debtors} debtors swept, {failed} lookups failed{later}", data=summary
-        )
+        return (Completed if done else Failed)(message=message, data=summary)
