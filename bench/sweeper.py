@@ -36,7 +36,7 @@ async def _sweep(later_days: int = 0, shard: querying.Shard = sweeping.EVERY_DEB
     connectors = build(conf.registries, conf.allowed_adapters)
     with sessions.begin() as session:
         registry_ids = querying.ensure_registries(session, conf.registries)
-    policy = control.Policy(auto_freeze=conf.auto_freeze, auto_seize=frozenset(conf.auto_seize))
+    policy = control.Policy.of(conf)
     schedule = querying.Schedule(conf.requery_days, conf.terminated_requery_days, conf.terminated_years)
     began = time.time()  # on the wall clock, for sweepers side by side (bench.sweep.sweep_once)
     started = time.perf_counter()

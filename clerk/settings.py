@@ -7,6 +7,7 @@ variable's name (`SettingsError`).
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from connectors.config import SIM_CREDENTIAL, RegistryConfig, simulated_registries
 from models.access import Person, Role
+from models.exemptions import Exemptions, LivingStandard
 from models.rules import MIN_RENEWAL_LEAD_DAYS, ReleaseOrder
 from models.supervision import NodeRules, Track, TriageRules
 
@@ -41,6 +43,45 @@ class PersonSetting(BaseModel):
 
     courts: list[str] = Field(min_length=1)
     roles: list[Role] = Field(min_length=1)
+
+
+class LivingStandardSetting(BaseModel):
+    """A local minimum living standard (低保), monthly, from a day on, for a court or a region of courts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    region: str = Field(
+        min_length=1, max_length=16, description="A court code or its start: 豫, 豫01, 豫0185."
+    )
+    monthly_yuan: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    since: dt.date
+
+    def standard(self) -> LivingStandard:
+        return LivingStandard(self.region, int(self.monthly_yuan * 100), self.since)
+
+
+def _example_standards() -> list[LivingStandardSetting]:
+    """Examples near the published urban standards of the sample courts' regions (2024-25): a bureau sets
+    its own, from its local civil-affairs bureau's figures, with the day each applies from."""
+    return [
+        LivingStandardSetting(region=r, monthly_yuan=Decimal(y), since=dt.date(2025, 1, 1))
+        for r, y in (("豫", "700"), ("京", "1450"), ("蒙", "850"), ("赣", "900"), ("粤", "1200"))
+    ]
+
+
+#: Account purposes the law protects from freezing, as banks name them, each with its source. Reviewed by
+#: the bureau's legal office before it is changed; CLERK_PROTECTED_PURPOSES replaces the whole list.
+PROTECTED_PURPOSES = {
+    # 《保障农民工工资支付条例》(2020) art. 32: a project's wage special account is not frozen or deducted
+    # for anything but the wages of the migrant workers on the project.
+    "migrant_wage": "保障农民工工资支付条例 第三十二条",
+    # SPC notice 法[2000]19号: social-insurance funds are not attached or enforced against.
+    "social_insurance_fund": "最高人民法院关于不得对社会保险基金采取财产保全和执行措施的通知",
+    # Trade Union Law and the SPC's interpretation on applying it: a union's funds account is not frozen.
+    "union_funds": "工会法; 最高人民法院关于在民事审判工作中适用《工会法》若干问题的解释",
+    # Party dues are not enforced against (SPC reply; the bureau's legal office confirms the citation).
+    "party_dues": "最高人民法院关于党费不得强制执行的批复",
+}
 
 
 class Settings(BaseSettings):
@@ -87,6 +128,19 @@ class Settings(BaseSettings):
     auto_seize: list[str] = Field(
         ["real_estate", "vehicle"],
         description="Asset kinds seized without a judge while deposits fall short (others wait for a judge).",
+    )
+    living_standards: list[LivingStandardSetting] = Field(
+        default_factory=_example_standards,
+        description="Local minimum living standards, as a JSON list of {region, monthly_yuan, since}: a "
+        "person keeps standard × CLERK_LIVING_ALLOWANCE_MONTHS × (1 + dependants) unfrozen across all "
+        "deposits (查扣冻规定 art. 3). Default: examples for the sample courts' provinces; set your own.",
+    )
+    living_allowance_months: int = Field(
+        3, ge=0, le=24, description="Months of the living standard a person keeps (0: the rule is off)."
+    )
+    protected_purposes: dict[str, str] = Field(
+        default_factory=lambda: dict(PROTECTED_PURPOSES),
+        description="Account purposes never frozen automatically, as a JSON object {purpose: legal source}.",
     )
     sweep_cron: str = Field("0 * * * *", description="When the sweep runs (cron, Asia/Shanghai time).")
     collect_cron: str = Field(
@@ -185,6 +239,14 @@ class Settings(BaseSettings):
     @property
     def access(self) -> dict[str, Person]:
         return {name: Person(frozenset(p.courts), frozenset(p.roles)) for name, p in self.people.items()}
+
+    def exemptions(self) -> Exemptions:
+        """What may never be frozen, as the rules take it (models.exemptions)."""
+        return Exemptions(
+            tuple(s.standard() for s in self.living_standards),
+            self.living_allowance_months,
+            frozenset(self.protected_purposes),
+        )
 
     @field_validator("supervision_days")
     @classmethod

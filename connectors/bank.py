@@ -68,6 +68,7 @@ class WireAccount(Wire):
     balance: str
     currency: Literal["CNY"] = "CNY"
     restrictions: list[WireRestriction] = []
+    purpose: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$")  # the account's type, a code
 
 
 class WireResult(Wire):
@@ -186,6 +187,7 @@ class BankConnector(HttpConnector):
             identifier=account.account_no,
             balance_fen=self.fen(account.balance, "balance", reference),
             other_measures=tuple(self._other(r, reference) for r in account.restrictions),
+            purpose=account.purpose,
         )
 
     def _other(self, wire: WireRestriction, reference: str) -> OtherMeasure:

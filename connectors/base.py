@@ -122,6 +122,9 @@ class AssetReport(Message):
     balance_fen: int | None = Field(None, ge=0)
     description: str | None = None
     other_measures: tuple[OtherMeasure, ...] = ()
+    # The account's type or purpose as the bank names it (a code: e.g. migrant_wage); the clerk's settings
+    # say which purposes the law protects (models.exemptions).
+    purpose: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         yield from super().__repr_args__()

@@ -13,6 +13,7 @@ from clerk import control, querying
 from clerk.casebook import access, cases
 from flows import report, runtime
 from flows.sweep import control_batch, query_batch
+from models.exemptions import Exemption
 from models.values import CaseNumber, InvalidValue
 
 
@@ -32,6 +33,8 @@ async def case_query(
     registries: list[str] | None = None,
     auto_control: bool = True,
     dry_run: bool = False,
+    override: list[Exemption] | None = None,
+    override_reason: str | None = None,
 ) -> State:
     """Query every registry about the debtors of one case now, record the hits, and (unless told not to)
     freeze and seize within what the case owes today.
@@ -44,6 +47,10 @@ async def case_query(
         auto_control: Place freezes and seizures after the query (default true).
         dry_run: Report what would be frozen and seized, and change nothing: nothing is recorded, no control
             request is sent (the registries are still asked).
+        override: What may never be frozen that the judge overrides for this case (allowance: a
+            person's living allowance; protected: accounts whose purpose the law protects); needs a reason
+            and a person who may manage the case; audited.
+        override_reason: Why (required with override).
 
     """
     log = get_run_logger()
@@ -63,8 +70,10 @@ async def case_query(
                 runtime.actor(),
                 dry_run=dry_run,
                 flow_run_id=runtime.flow_run_id(),
+                overrides=override or (),
+                reason=override_reason,
             )
-        except (cases.CaseNotFound, access.Refused) as exc:
+        except (cases.CaseNotFound, access.Refused, InvalidValue) as exc:
             return Failed(message=str(exc))
         run_id, case_id, debtor_ids = started.run_id, started.case_id, started.debtor_ids
         log.info(

@@ -13,7 +13,9 @@ from prefect.states import Completed, Failed
 
 from clerk.store import db
 from clerk.supervision import reports
+from clerk.supervision.scoreboard import registry_scoreboard
 from flows import runtime
+from models.supervision import start_of
 from models.tables import utcnow
 from models.values import format_yuan
 
@@ -33,6 +35,14 @@ async def daily_report(day: str | None = None) -> State:
         return Failed(message=f"day: {day!r} is not a date (YYYY-MM-DD)")
     async with runtime.opened() as rt:
         rows = await db.read(rt.sessions, reports.daily, on)
+        scores = await db.read(
+            rt.sessions, registry_scoreboard, start_of(on), start_of(on + dt.timedelta(days=1)), utcnow()
+        )
+        await acreate_table_artifact(
+            [s.as_row() for s in scores],
+            key="registry-scoreboard",
+            description=f"Registries on {on}: the 24-hour rule",
+        )
         path = rt.settings.data_dir / "reports" / f"daily-{on.isoformat()}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         # A run for the same day writes its file again: replaced, never written through a link.
@@ -52,6 +62,8 @@ async def daily_report(day: str | None = None) -> State:
             f"lapsed {sums.get('lapsed', 0)}",
             f"- deductions {sums.get('deductions', 0)} ({format_yuan(sums.get('deducted_fen', 0))} yuan)",
             f"- overdue nodes {sums.get('overdue_nodes', 0)}",
+            "- registries that broke the 24-hour rule: "
+            + (", ".join(s.registry for s in scores if not s.kept_the_rule) or "none"),
             f"- active cases by track: fast {sums.get('active_fast', 0)}, "
             f"simple {sums.get('active_simple', 0)}, normal {sums.get('active_normal', 0)}, "
             f"special {sums.get('active_special', 0)}, "

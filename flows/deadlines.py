@@ -11,6 +11,7 @@ from prefect.states import Completed
 
 from clerk import supervision
 from clerk.store import db
+from clerk.supervision.scoreboard import late_to_alert
 from flows import runtime
 from models.tables import utcnow
 
@@ -38,6 +39,15 @@ async def deadlines() -> State:
                     "query-clerk.track": r.track or "none",
                 },
                 payload={"subject": r.deadline.subject, "due_at": r.deadline.due_at.isoformat()},
+            )
+        for score in await db.write(rt.sessions, late_to_alert, now):  # the 24-hour rule, once a day
+            emit_event(
+                event="clerk.registry.late",
+                resource={"prefect.resource.id": f"query-clerk.registry.{score.registry}"},
+                payload={"open_after_24h": score.overdue, "late_answers": score.late},
+            )
+            log.warning(
+                "%s: %d request(s) open after 24 hours (the 24-hour rule)", score.registry, score.overdue
             )
         sent = await runtime.send_notices(rt)
         counts: dict[str, int] = {}

@@ -4,6 +4,7 @@ need a person. Case numbers are public record; no ID, name or account number app
 from __future__ import annotations
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.events import emit_event
 
 from clerk import control, querying
 from models.values import format_yuan
@@ -28,6 +29,8 @@ def control_row(result: control.Counts) -> dict[str, object]:
         "awaiting answer": result.pending + result.unconfirmed,
         "seizures": result.seized,
         "frozen (yuan)": format_yuan(result.frozen_fen),
+        "left free as living allowances (yuan)": format_yuan(result.allowance_kept_fen),
+        "protected accounts left alone": result.protected_accounts,
     }
 
 
@@ -68,11 +71,30 @@ async def publish(
         f"({c['partial']} partial), {c['queued']} queued, {c['refused']} refused, "
         f"{c['awaiting answer']} awaiting an answer; {c['frozen (yuan)']} yuan frozen.",
     ]
+    if result.allowance_kept_fen or result.protected_accounts:
+        lines += [
+            "",
+            f"Left free by law (查扣冻规定 art. 3): {c['left free as living allowances (yuan)']} yuan as "
+            f"debtors' living allowances; {result.protected_accounts} account(s) whose purpose is protected.",
+        ]
     if failing:
         lines += ["", f"Registries with failures (retried next run): {', '.join(map(str, failing))}"]
     lines += notes
     if person:
         lines += ["", f"## Cases that need a person ({result.short_cases})", *person]
+    for registry, count in sorted(result.invalid_replies.items()):
+        lines += [
+            "",
+            f"{registry} gave {count} invalid answer(s): flagged for a person (a notice to the judge).",
+        ]
+        emit_event(  # for an automation: a bank that over-freezes or names another measure's reference
+            event="clerk.registry.invalid_reply",
+            resource={
+                "prefect.resource.id": f"query-clerk.registry.{registry}",
+                "prefect.resource.name": registry,
+            },
+            payload={"count": count, "flow": key},
+        )
     markdown = "\n".join(lines)
     await acreate_markdown_artifact(markdown, key=f"{key}-summary", description=title)
     return markdown

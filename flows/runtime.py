@@ -41,9 +41,7 @@ class Runtime:
 
     @property
     def policy(self) -> control.Policy:
-        return control.Policy(
-            auto_freeze=self.settings.auto_freeze, auto_seize=frozenset(self.settings.auto_seize)
-        )
+        return control.Policy.of(self.settings)
 
     @property
     def schedule(self) -> querying.Schedule:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -120,6 +122,10 @@ class Case(Base):
     terminated_on: Mapped[dt.date | None] = mapped_column(Date)
     resumed_from_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # A judge's overrides for this case, each with a reason in the audit trail (models.exemptions): freeze
+    # the living allowance too, or accounts whose purpose is protected.
+    override_allowance: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    override_protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Bumped by every change that affects the cap, so that two writers cannot both pass it
     # (see clerk.cases; PostgreSQL also takes a row lock).
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -138,6 +144,8 @@ class Debtor(Base):
     kind: Mapped[str] = mapped_column(String(16))
     id_number: Mapped[str] = mapped_column(String(18), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # A natural person's dependants, when the case file says (the living allowance counts them).
+    dependants: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_queried_at: Mapped[dt.datetime | None] = mapped_column()
 
@@ -174,6 +182,8 @@ class Registry(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
+    # When the deadlines flow last alerted that this registry broke the 24-hour rule (once a day at most).
+    late_alerted_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class QueryRun(Base):
@@ -230,6 +240,8 @@ class Asset(Base):
     description: Mapped[str | None] = mapped_column(Text)
     # Other authorities' measures on it, as the registry reported them (authority, amount, expiry).
     other_measures: Mapped[dict[str, Any] | None] = mapped_column()
+    # A deposit's type or purpose as the bank names it (a code; models.exemptions says which are protected).
+    purpose: Mapped[str | None] = mapped_column(String(32))
     first_query_id: Mapped[int | None] = mapped_column(ForeignKey("queries.id"))
     first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

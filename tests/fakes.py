@@ -80,6 +80,7 @@ class LedgerRegistry:
                         OtherMeasure(authority=r.authority, amount_fen=r.amount_fen, expires_on=r.until)
                         for r in h.restrictions
                     ),
+                    purpose=h.purpose,
                 )
                 for h in self.ledger.holdings_of(subject.id_number)
             )

@@ -40,6 +40,10 @@ CASE_FIELDS = (
 )
 #: A case file's columns, in order: one row per case-debtor pair.
 FIELDS = ("case_number", *CASE_FIELDS, "debtor_kind", "debtor_id", "debtor_name")
+#: Columns a file may have or leave out: a person's dependants, when known (the living allowance counts
+#: them: models.exemptions).
+OPTIONAL_FIELDS = ("dependants",)
+MAX_DEPENDANTS = 20
 
 
 #: Fields that may be left empty (they then mean 0).
@@ -86,6 +90,7 @@ class CaseRow:
     debtor_kind: DebtorKind
     debtor_id: str
     debtor_name: str
+    dependants: int | None = None
 
     def case_fields(self) -> tuple[Any, ...]:
         return tuple(getattr(self, f) for f in CASE_FIELDS)
@@ -162,7 +167,7 @@ def _csv_records(text: str) -> Records:
         return records
     names = [h.strip().lower() for h in header]
     missing = [f for f in FIELDS if f not in names]
-    unknown = [n for n in names if n not in FIELDS]
+    unknown = [n for n in names if n not in FIELDS + OPTIONAL_FIELDS]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if missing:
         records.errors.append(RowError(1, "header", "missing column(s): " + ", ".join(missing)))
@@ -207,7 +212,7 @@ def _jsonl_records(text: str) -> Records:
             records.errors.append(RowError(number, "row", "must be a JSON object"))
             continue
         missing = [f for f in FIELDS if f not in value]
-        unknown = [k for k in value if k not in FIELDS]
+        unknown = [k for k in value if k not in FIELDS + OPTIONAL_FIELDS]
         if missing:
             records.errors.append(RowError(number, "row", "missing field(s): " + ", ".join(missing)))
         if unknown:
@@ -235,8 +240,13 @@ def _json_int(text: str) -> Decimal:
 def write_case_file(path: Path, rows: Iterable[Mapping[str, str]]) -> int:
     """Write rows as a case file this module reads back (UTF-8 CSV, header `FIELDS`); returns the count."""
     count = 0
+    rows = list(rows)
+    optional = tuple(f for f in OPTIONAL_FIELDS if any(row.get(f) not in (None, "") for row in rows))
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=FIELDS + optional, restval="")
+        # An optional column left empty in every row is left out; any other unknown key is an error.
+        wanted = FIELDS + optional
+        rows = [{k: v for k, v in row.items() if k in wanted or v not in (None, "")} for row in rows]
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
@@ -257,6 +267,16 @@ def _text(raw: Any, name: str) -> str:
     if any(ord(c) < 32 for c in value):
         raise InvalidValue(name, "contains control characters")
     return value
+
+
+def _dependants(raw: Any) -> int | None:
+    """Empty or absent: not known. Else a whole number from 0 to MAX_DEPENDANTS."""
+    text = "" if raw is None else str(raw).strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > MAX_DEPENDANTS:
+        raise InvalidValue("dependants", f"must be a whole number from 0 to {MAX_DEPENDANTS}, or empty")
+    return int(text)
 
 
 def _amount(raw: Any, name: str) -> int:
@@ -293,6 +313,9 @@ def check_row(
     for name in ("principal", "judgment_interest", "costs"):
         take(name, lambda v, n=name: _amount(v, n))
     take("debtor_kind", lambda v: DebtorKind.parse(as_str(v)))
+    take("dependants", _dependants)
+    if values.get("dependants") is not None and values.get("debtor_kind") is DebtorKind.ORGANISATION:
+        errors.append(RowError(line, "dependants", "only a person has dependants: leave it empty"))
     if "debtor_kind" in values:
         kind = values["debtor_kind"]
         take("debtor_id", lambda v: parse_debtor_id(kind, as_str(v), exceptions=exceptions, today=today))
@@ -330,6 +353,7 @@ def check_row(
         debtor_kind=values["debtor_kind"],
         debtor_id=values["debtor_id"],
         debtor_name=values["debtor_name"],
+        dependants=values["dependants"],
     ), []
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from clerk.store import audit, locks
 from clerk.store.locks import CaseNotFound as CaseNotFound  # the case book's error, raised by the lock
 from models import rules
+from models.exemptions import NO_EXEMPTIONS, Exemption, Exemptions, LeftFree
 from models.status import KEPT, CaseStatus
 from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Payment, Registry
 from models.values import CaseNumber, DebtorKind, InvalidValue, format_yuan, mask_account, mask_id, mask_name
@@ -73,12 +74,15 @@ class CaseView:
     payments: list[dict[str, Any]]
     hits: list[dict[str, Any]]
     measures: list[dict[str, Any]]
+    left_free: list[dict[str, Any]]  # what may never be frozen here, and why (models.exemptions)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
+def case_view(
+    session: Session, case_number: str, on: dt.date, exempt: Exemptions = NO_EXEMPTIONS
+) -> CaseView:
     case = get_case(session, case_number)
     links = session.scalars(
         select(CaseDebtor).where(CaseDebtor.case_id == case.id).options(selectinload(CaseDebtor.debtor))
@@ -98,6 +102,16 @@ def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
         .order_by(ControlMeasure.id)
     ).all()
     masked_debtor = {d.id: mask_id(d.id_number) for d in debtors}
+    left_free: list[dict[str, Any]] = []
+    for d in debtors:
+        if d.kind == DebtorKind.PERSON and not case.override_allowance:
+            kept = exempt.allowance(case.court_code, on, d.dependants)
+            if kept:
+                left_free.append({"debtor": masked_debtor[d.id], "amount": kept, "why": LeftFree.ALLOWANCE})
+    for a, code in hits:
+        if a.kind == "deposit" and a.purpose in exempt.protected and not case.override_protected:
+            account = f"{code} {mask_account(a.identifier)} ({a.purpose})"
+            left_free.append({"account": account, "amount": a.balance_fen, "why": LeftFree.PROTECTED})
     return CaseView(
         case={
             "case_number": case.case_number,
@@ -108,6 +122,7 @@ def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
             "status": case.status,
             "track": case.track,
             "performance_due_on": case.performance_due_on.isoformat(),
+            "overrides": [e.value for e in Exemption if getattr(case, _OVERRIDES[e])],
         },
         owed=owed_as_dict(owed(case, on)),
         debtors=[
@@ -143,6 +158,7 @@ def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
             }
             for m, code in measures
         ],
+        left_free=left_free,
     )
 
 
@@ -265,6 +281,43 @@ def set_track(session: Session, case_number: str, track: str, *, actor: str, rea
         payload={"track_before": case.track, "track": track, "reason": reason.strip()[:500]},
     )
     case.track, case.track_source = track, "judge"
+    return case
+
+
+_OVERRIDES = {Exemption.ALLOWANCE: "override_allowance", Exemption.PROTECTED: "override_protected"}
+
+
+def set_override(
+    session: Session,
+    case_number: str,
+    exemption: str,
+    *,
+    on: bool,
+    actor: str,
+    reason: str,
+    by: str | None = None,
+) -> Case:
+    """A judge's override, for this case only, of what may never be frozen (models.exemptions): freeze the
+    living allowance too, or accounts whose purpose is protected. Audited with the reason; `on=False`
+    lifts it."""
+    try:
+        which = Exemption(exemption)
+    except ValueError:
+        choices = ", ".join(e.value for e in Exemption)
+        raise InvalidValue("exemption", f"{exemption!r} is not an exemption: use one of {choices}") from None
+    if not reason.strip():
+        raise InvalidValue("reason", "an override needs a reason for the audit trail")
+    case = get_case(session, case_number, for_update=True)
+    before = getattr(case, _OVERRIDES[which])
+    setattr(case, _OVERRIDES[which], on)
+    audit.append(
+        session,
+        "case.override_set" if on else "case.override_lifted",
+        actor=actor,
+        case_number=case.case_number,
+        payload={"exemption": which.value, "before": before, "reason": reason.strip()[:500]}
+        | ({"by": by} if by else {}),
+    )
     return case
 
 

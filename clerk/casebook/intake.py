@@ -31,9 +31,7 @@ class ImportReport:
     links_added: int = 0
     sha256: str = ""
     added_case_numbers: list[str] = field(default_factory=list)
-
-
-# --- reading ------------------------------------------------------------------------------------------
+    dependants_updated: int = 0
 
 
 # --- checking -----------------------------------------------------------------------------------------
@@ -82,11 +80,25 @@ def import_cases(session: Session, rows: list[CaseRow], *, actor: str, source: s
         inserted = session.execute(
             insert(Debtor).returning(Debtor.id, Debtor.id_number, sort_by_parameter_order=True),
             [
-                {"kind": r.debtor_kind.value, "id_number": r.debtor_id, "name": r.debtor_name}
+                {
+                    "kind": r.debtor_kind.value,
+                    "id_number": r.debtor_id,
+                    "name": r.debtor_name,
+                    "dependants": r.dependants,
+                }
                 for r in new_debtor_rows.values()
             ],
         )
         debtor_ids.update((id_number, debtor_id) for debtor_id, id_number in inserted)
+
+    changed: list[audit.Entry] = []
+    for row in rows:  # a later file knows a family better: dependants given are kept, and audited
+        known = debtors.get(row.debtor_id)
+        if known is not None and row.dependants is not None and known.dependants != row.dependants:
+            payload = {"debtor": mask_id(row.debtor_id), "before": known.dependants, "after": row.dependants}
+            changed.append(audit.Entry("debtor.dependants_set", actor, row.case_number, payload))
+            known.dependants = row.dependants
+            report.dependants_updated += 1
 
     added_links: dict[str, list[str]] = {}
     new_links: list[dict[str, int]] = []
@@ -108,7 +120,7 @@ def import_cases(session: Session, rows: list[CaseRow], *, actor: str, source: s
         audit.Entry("case.debtors_added", actor, number, {"debtors": masked, "source": source})
         for number, masked in added_links.items()
     ]
-    audit.append_many(session, entries)
+    audit.append_many(session, entries + changed)
     report.cases_added = len(new_case_rows)
     report.cases_unchanged = len(case_numbers) - len(new_case_rows)
     report.debtors_added = len(new_debtor_rows)

@@ -90,7 +90,7 @@ def cases_show(
 ) -> None:
     """Show a case: its debtors (IDs masked), what is owed on a day, its hits and measures."""
     with unit_of_work() as session:
-        view = cases.case_view(session, case_number, day(on, "--on"))
+        view = cases.case_view(session, case_number, day(on, "--on"), settings().exemptions())
     if as_json:
         out.print_json(json.dumps(view.as_dict(), ensure_ascii=False))
         return
@@ -136,6 +136,12 @@ def print_case(view: cases.CaseView) -> None:
         actual = format_yuan(m["actual"]) if freeze and m["actual"] is not None else ""
         measures.add_row(m["registry"], m["kind"], m["status"], requested, actual, m["expires_on"] or "")
     out.print(measures if view.measures else "measures: none yet")
+    for free in view.left_free:  # what may never be frozen here (查扣冻规定 art. 3), and why
+        where = free.get("debtor") or free.get("account")
+        amount = "" if free["amount"] is None else f" {format_yuan(free['amount'])} yuan"
+        out.print(f"left free: {where}{amount}: {free['why']}")
+    if c["overrides"]:
+        out.print(f"overridden by a judge for this case: {', '.join(c['overrides'])} (see the audit trail)")
 
 
 @cases_app.command("list")
@@ -251,3 +257,28 @@ def cases_track(
     with unit_of_work() as session:
         case = cases.set_track(session, case_number, track, actor=who, reason=reason)
         out.print(f"{case.case_number} is on the {case.track} track (set by a judge)")
+
+
+@cases_app.command("override")
+@friendly_errors
+def cases_override(
+    case_number: Annotated[str, typer.Argument(help="The case.")],
+    exemption: Annotated[
+        str,
+        typer.Argument(
+            help="allowance (freeze a person's living allowance too) or protected (freeze accounts whose "
+            "purpose the law protects)."
+        ),
+    ],
+    reason: ReasonOption,
+    lift: Annotated[bool, typer.Option("--lift", help="Lift the override again.")] = False,
+    actor: ActorOption = None,
+) -> None:
+    """A judge's override of what may never be frozen, for this case only (audited with the reason): the
+    next control of the case freezes accordingly. Only the case's judge, or a judge or supervisor
+    CLERK_PEOPLE allows at its court, may."""
+    who = acting(case_number, actor, Action.MANAGE)
+    with unit_of_work() as session:
+        case = cases.set_override(session, case_number, exemption, on=not lift, actor=who, reason=reason)
+        state = "lifted" if lift else "set"
+        out.print(f"{case.case_number}: override of the {exemption} exemption {state} (audited)")

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from clerk.cli.common import app, err, friendly_errors, out, settings
+from clerk.cli.common import app, err, friendly_errors, out, settings, unit_of_work
 from clerk.settings import Settings
 from clerk.store import db
+from clerk.supervision.scoreboard import registry_scoreboard
 from connectors import loader
 from connectors.base import Health
 from deployments import catalog
+from models.scoreboard import COLUMNS
 from models.values import InvalidValue
 
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
@@ -55,6 +58,29 @@ def registries_list() -> None:
             f"{r.requests_per_second:g}",
         )
     out.print(table)
+
+
+@registries_app.command("report")
+@friendly_errors
+def registries_report(
+    hours: Annotated[
+        int, typer.Option(min=1, max=24 * 31, help="The window: requests sent in the last N hours.")
+    ] = 24,
+) -> None:
+    """The 24-hour rule, per registry: requests sent in the window, lookups answered and their answer times
+    (p50, p95), answers later than 24 h, requests still open after 24 h (whenever sent), refusals and
+    invalid answers. Exit 1 when a registry broke the rule."""
+    now = dt.datetime.now(dt.UTC)
+    with unit_of_work() as session:
+        scores = registry_scoreboard(session, now - dt.timedelta(hours=hours), now, now)
+    table = Table(*COLUMNS, title=f"registries, the last {hours} h (the rule: answer within 24 h)")
+    for s in scores:
+        table.add_row(*(str(v) for v in s.as_row().values()))
+    out.print(table)
+    late = [s.registry for s in scores if not s.kept_the_rule]
+    if late:
+        err.print(f"late: {', '.join(late)} (answers after 24 h, or requests still open after 24 h)")
+        raise typer.Exit(1)
 
 
 @registries_app.command("check")

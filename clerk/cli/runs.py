@@ -10,7 +10,16 @@ import typer
 
 from clerk.casebook import cases
 from clerk.cli.cases import print_case
-from clerk.cli.common import RequestedByOption, app, check_access, err, friendly_errors, out, unit_of_work
+from clerk.cli.common import (
+    RequestedByOption,
+    app,
+    check_access,
+    err,
+    friendly_errors,
+    out,
+    settings,
+    unit_of_work,
+)
 from deployments import catalog
 from models.access import Action
 from models.supervision import bureau_today
@@ -51,7 +60,7 @@ def query(
         raise typer.Exit(1)
     out.print(state.result())
     with unit_of_work() as session:
-        view = cases.case_view(session, number, bureau_today())
+        view = cases.case_view(session, number, bureau_today(), settings().exemptions())
     print_case(view)
 
 

@@ -75,12 +75,13 @@ def record_replies(
     replies: Sequence[tuple[int, ControlReply]],
     actor: str,
     excess: list[int] | None = None,
+    invalid: list[int] | None = None,
 ) -> list[str]:
     """Record many answers in the caller's transaction (reading their measures and cases once, writing
     the changes in one UPDATE, their notices in one INSERT); returns each measure's status, in order. See
     `record_reply`. An answer the registry got wrong (`_invalid`) is flagged (audited, and a notice to the
     judge); a release of what it held beyond what was asked is written down and its id put in `excess`,
-    for the caller to send in the same run."""
+    for the caller to send in the same run; the measures flagged for the first time go into `invalid`."""
     if not replies:
         return []
     ids = sorted({measure_id for measure_id, _ in replies})
@@ -180,7 +181,10 @@ def record_replies(
     if changes:
         session.execute(_UPDATE_ANSWERED, list(changes.values()))
         db.expire_cached(session, ControlMeasure, changes)
-    drafts.extend(_flag(session, flagged, measures, actor, entries))
+    new_flags = _flag(session, flagged, measures, actor, entries)
+    drafts.extend(draft for _, draft in new_flags)
+    if invalid is not None:  # the measures flagged now for the first time (a Prefect event each registry)
+        invalid.extend(measure_id for measure_id, _ in new_flags)
     notices.notify_many(session, drafts)
     audit.append_many(session, entries)
     return statuses
@@ -226,7 +230,7 @@ def _flag(
     measures: Mapping[int, Any],
     actor: str,
     entries: list[audit.Entry],
-) -> list[notices.Draft]:
+) -> list[tuple[int, notices.Draft]]:
     """Each invalid answer is audited (`measure.invalid_reply`, amounts only) and its case's judge told,
     once per measure: an answer that stays wrong at every status request is not flagged again."""
     if not flagged:
@@ -254,7 +258,7 @@ def _flag(
         }
         entries.append(audit.Entry("measure.invalid_reply", actor, number, payload))
         params = {"case": number, "measure": measure_id, "problem": problem}
-        drafts.append(notices.Draft(case_id, "judge", "registry.invalid_reply", params))
+        drafts.append((measure_id, notices.Draft(case_id, "judge", "registry.invalid_reply", params)))
     return drafts
 
 

@@ -29,6 +29,8 @@ class Counts:
     seized: int = 0
     short_cases: int = 0  # cases whose plan left part of what they owe uncovered
     excess_released: int = 0  # releases of what a registry held beyond what was asked (its error)
+    allowance_kept_fen: int = 0  # left free on persons' deposits as their living allowance
+    protected_accounts: int = 0  # deposits not frozen because the law protects their purpose
     # Renewals, releases and deductions (actions).
     planned: int = 0  # actions written down and sent
     done: int = 0
@@ -38,15 +40,21 @@ class Counts:
     refused: int = 0
     unconfirmed: int = 0  # not confirmed now: settled by key in the collect run
     short: list[tuple[str, int]] = field(default_factory=list)  # (case number, fen), the first SHORT_NAMED
+    #: Registry -> answers found invalid (flagged for a person) in this step, for the run's events.
+    invalid_replies: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Counts) -> None:
         for name in _NUMBERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.short.extend(other.short[: SHORT_NAMED - len(self.short)])
+        for registry, n in other.invalid_replies.items():
+            self.invalid_replies[registry] = self.invalid_replies.get(registry, 0) + n
 
     def note(self, plan: Plan) -> None:
         """Count a case's plan: what it asks to freeze, and whether it leaves the case short."""
         self.freeze_requested_fen += plan.freeze_fen
+        self.allowance_kept_fen += plan.allowance_kept_fen
+        self.protected_accounts += plan.protected_accounts
         if plan.short_fen:
             self.short_cases += 1
             if len(self.short) < SHORT_NAMED:
@@ -67,4 +75,4 @@ class Counts:
             self.refused += 1
 
 
-_NUMBERS = tuple(f.name for f in fields(Counts) if f.name != "short")
+_NUMBERS = tuple(f.name for f in fields(Counts) if f.name not in ("short", "invalid_replies"))

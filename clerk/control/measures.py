@@ -74,6 +74,9 @@ class Measures:
     #: Releases of what registries held beyond what was asked, written down while recording: sent in the
     #: same run (`_release_excess`).
     excess: list[int] = field(default_factory=list)
+    #: Measures whose answer was found invalid for the first time, and their registries.
+    invalid: list[int] = field(default_factory=list)
+    registry_of: dict[int, str] = field(default_factory=dict)
     batched: bool = True
 
     def load(self, session: Session, ids: Sequence[int]) -> list[Outgoing]:
@@ -91,7 +94,8 @@ class Measures:
 
     def record(self, session: Session, answered: Sequence[tuple[Outgoing, Answer]]) -> list[str]:
         replies = [(item.id, a) for item, a in answered if isinstance(a, ControlReply)]
-        recorded = iter(answers.record_replies(session, replies, self.actor, self.excess))
+        self.registry_of.update((item.id, item.registry) for item, _ in answered)
+        recorded = iter(answers.record_replies(session, replies, self.actor, self.excess, self.invalid))
         statuses = []
         for item, answer in answered:
             if isinstance(answer, ControlReply):
@@ -166,6 +170,9 @@ async def _releasing_excess(
     its key in the collect run)."""
     measures = Measures(actor)
     counts = await step(measures)
+    for measure_id in measures.invalid:
+        registry = measures.registry_of[measure_id]
+        counts.invalid_replies[registry] = counts.invalid_replies.get(registry, 0) + 1
     if measures.excess:
         released = await actions.send_actions(
             sessions, registries, measures.excess, actor, bureau_today(), ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
 from clerk.control.cap import _available, _held_on_assets, covered_by
+from clerk.settings import Settings
 from clerk.store import audit, db, locks
 from models import rules
+from models.exemptions import NO_EXEMPTIONS, Exemptions, within_allowance
 from models.status import LIVE, CaseStatus
-from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Registry
-from models.values import mask_account
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Registry
+from models.values import DebtorKind, mask_account
 
 _CASES, _MEASURES = db.table(Case), db.table(ControlMeasure)
 
@@ -32,6 +34,15 @@ class Policy:
 
     auto_freeze: bool = True
     auto_seize: frozenset[str] = frozenset({"real_estate", "vehicle"})
+    exempt: Exemptions = NO_EXEMPTIONS
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        return cls(
+            auto_freeze=settings.auto_freeze,
+            auto_seize=frozenset(settings.auto_seize),
+            exempt=settings.exemptions(),
+        )
 
 
 @dataclass
@@ -42,6 +53,8 @@ class Plan:
     measure_ids: list[int] = field(default_factory=list)
     freeze_fen: int = 0
     seizures: int = 0
+    allowance_kept_fen: int = 0  # left free on persons' deposits as their living allowance
+    protected_accounts: int = 0  # deposits not frozen because their purpose is protected
 
     @property
     def short_fen(self) -> int:
@@ -81,13 +94,17 @@ def plan_cases(
     ):
         live.setdefault(measure.case_id, []).append(measure)
     assets: dict[int, list[Asset]] = {}
-    for case_id, asset in session.execute(
-        select(CaseDebtor.case_id, Asset)
+    people: dict[int, int | None] = {}  # natural persons among the debtors -> their dependants
+    for case_id, asset, kind, dependants in session.execute(
+        select(CaseDebtor.case_id, Asset, Debtor.kind, Debtor.dependants)
         .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
+        .join(Debtor, Debtor.id == CaseDebtor.debtor_id)
         .where(CaseDebtor.case_id.in_(ids))
         .order_by(Asset.id)
     ).tuples():
         assets.setdefault(case_id, []).append(asset)
+        if kind == DebtorKind.PERSON:
+            people[asset.debtor_id] = dependants
     held_on = _held_on_assets(session, sorted({a.id for group in assets.values() for a in group}))
     registries = _registry_codes(session)
 
@@ -105,10 +122,7 @@ def plan_cases(
             continue
         found = assets.get(case_id, [])
         if policy.auto_freeze:
-            holdings = [
-                rules.Holding(a.id, _available(a, held_on.get(a.id, 0))) for a in found if a.kind == "deposit"
-            ]
-            holdings.sort(key=lambda h: -h.available)  # largest first: touch as few banks as possible
+            holdings = _freezable(case, found, held_on, people, policy.exempt, today, result)
             by_id = {a.id: a for a in found}
             for allocation in rules.allocate_freezes(owed.remaining, covered, holdings):
                 asset = by_id[allocation.key]
@@ -135,6 +149,41 @@ def plan_cases(
         entries.append(_requested(case, asset, measure_id, row, registries[asset.registry_id], actor))
     audit.append_many(session, entries)
     return [plans[case_id] for case_id in case_ids]
+
+
+def _freezable(
+    case: Case,
+    found: Sequence[Asset],
+    held_on: Mapping[int, int],
+    people: Mapping[int, int | None],
+    exempt: Exemptions,
+    today: dt.date,
+    plan: Plan,
+) -> list[rules.Holding]:
+    """The case's deposits with what may be frozen on each, largest first (to touch as few banks as
+    possible): protected purposes left out, and each natural person's living allowance left free across
+    all of the person's deposits together, unless a judge overrode either for this case."""
+    by_debtor: dict[int, list[rules.Holding]] = {}
+    for asset in found:
+        if asset.kind != "deposit":
+            continue
+        if asset.purpose in exempt.protected and not case.override_protected:
+            plan.protected_accounts += 1
+            continue
+        available = _available(asset, held_on.get(asset.id, 0))
+        by_debtor.setdefault(asset.debtor_id, []).append(rules.Holding(asset.id, available))
+    holdings: list[rules.Holding] = []
+    for debtor_id, group in by_debtor.items():
+        # Accounts we hold nothing on first, largest first: what the allowance keeps free stays on accounts
+        # already frozen, so an account found later is frozen before a second freeze goes on one.
+        group.sort(key=lambda h: (held_on.get(h.key, 0) > 0, -h.available))
+        if debtor_id in people and not case.override_allowance:
+            kept = within_allowance(group, exempt.allowance(case.court_code, today, people[debtor_id]))
+            plan.allowance_kept_fen += sum(h.available for h in group) - sum(h.available for h in kept)
+            group = kept
+        holdings += group
+    holdings.sort(key=lambda h: -h.available)
+    return holdings
 
 
 def _registry_codes(session: Session) -> dict[int, str]:

@@ -266,6 +266,7 @@ _NEW_ASSET_COLUMNS = (
     "balance_fen",
     "description",
     "other_measures",
+    "purpose",
     "first_query_id",
     "first_seen_at",
     "last_seen_at",
@@ -285,6 +286,7 @@ def _new_asset(
         balance_fen=report.balance_fen,
         description=report.description,
         other_measures=_others(report),
+        purpose=report.purpose,
         first_query_id=query_id,
         first_seen_at=now,
         last_seen_at=now,
@@ -296,6 +298,7 @@ def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
     others = _others(report)
     changed = asset.balance_fen != report.balance_fen or asset.other_measures != others
     asset.balance_fen, asset.other_measures, asset.last_seen_at = report.balance_fen, others, now
+    asset.purpose = report.purpose
     if report.description:
         asset.description = report.description
     return changed

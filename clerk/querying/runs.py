@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.casebook import access
+from clerk.casebook import access, cases
 from clerk.store import db
 from connectors.base import Subject
 from connectors.config import RegistryConfig
 from models.access import Action, Person
 from models.tables import CaseDebtor, Debtor, QueryRun, Registry, utcnow
-from models.values import DebtorKind
+from models.values import DebtorKind, InvalidValue
 
 
 def ensure_registries(session: Session, configs: Iterable[RegistryConfig]) -> dict[str, int]:
@@ -99,10 +99,31 @@ def start_case_query(
     *,
     dry_run: bool,
     flow_run_id: str | None,
+    overrides: Sequence[str] = (),
+    reason: str | None = None,
 ) -> CaseQuery:
     """Check who asks (asking about a debtor is lawful only for the debtor's case, by its people: a refusal
-    is audited and raised as `access.Refused`) and start the case's query run."""
+    is audited and raised as `access.Refused`) and start the case's query run. `overrides` (exemptions a
+    judge overrides for this case: models.exemptions) are set first, by a person who may manage the case,
+    with the reason, audited."""
     case = access.authorize_case(sessions, case_number, requested_by, Action.QUERY, people, operator)
+    if overrides:
+        if dry_run:
+            raise InvalidValue(
+                "override", "a dry run changes nothing: override in a real run, or with clerk cases override"
+            )
+        access.authorize(sessions, case, requested_by, Action.MANAGE, people, operator)
+        with sessions.begin() as session:
+            for exemption in overrides:
+                cases.set_override(
+                    session,
+                    case_number,
+                    exemption,
+                    on=True,
+                    actor=operator,
+                    reason=reason or "",
+                    by=requested_by,
+                )
     with sessions.begin() as session:
         run_id = 0 if dry_run else start_run(session, "case-query", flow_run_id)
         return CaseQuery(run_id, case.id, debtor_ids_of_case(session, case.id))

@@ -60,7 +60,7 @@ class BankSimulator(RegistrySimulator):
 
     def _account(self, holding: Holding) -> dict[str, Any]:
         assert holding.balance_fen is not None
-        return {
+        return ({"purpose": holding.purpose} if holding.purpose else {}) | {
             "account_no": holding.identifier,
             "balance": yuan(holding.balance_fen),
             "currency": "CNY",

@@ -47,6 +47,7 @@ class Holding:
     _: dataclasses.KW_ONLY
     description: str = ""  # real estate: location and area; vehicles: make and plate type
     restrictions: list[Restriction] = field(default_factory=list)
+    purpose: str | None = None  # deposits: the account's type as the bank names it (e.g. migrant_wage)
 
 
 @dataclass

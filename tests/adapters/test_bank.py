@@ -597,3 +597,23 @@ async def test_the_gate_is_awaited_before_every_attempt() -> None:
     assert route.call_count == 2, "nothing was sent past a refusing gate"
     await connector.aclose()
     await refused.aclose()
+
+
+@respx.mock
+async def test_an_accounts_purpose_is_read_as_a_code_and_anything_else_is_refused(
+    bank: BankConnector,
+) -> None:
+    """The purpose says whether the law protects the account (models.exemptions): a bank's code, never its
+    free text (which could carry a name or a number)."""
+    account = FOUND["results"][0]["accounts"][0]  # type: ignore[index]
+    respx.post(f"{BASE}/v1/queries").respond(
+        json=FOUND | {"results": [{"ref": "d1", "accounts": [account | {"purpose": "migrant_wage"}]}]}
+    )
+    ((asset,),) = [r.assets for r in (await bank.query(query())).results]
+    assert asset.purpose == "migrant_wage"
+    respx.post(f"{BASE}/v1/queries").respond(
+        json=FOUND | {"results": [{"ref": "d1", "accounts": [account | {"purpose": f"张三 {ID}"}]}]}
+    )
+    with pytest.raises(InvalidReply) as caught:
+        await bank.query(query())
+    assert "purpose" in str(caught.value) and ID not in str(caught.value)

@@ -199,3 +199,24 @@ def test_run_and_deduct_explain_what_they_need(
     assert "user:王五" not in out
     code, _, err = clerk("approve", "0b7d3c4e-0000-4000-8000-000000000000", "--judge", "王", "--amount", "-5")
     assert code == 2 and "--amount" in err
+
+
+def test_what_may_never_be_frozen_is_shown_and_only_a_judge_overrides_it(
+    clerk_env: str, case_file: Path
+) -> None:
+    assert clerk("cases", "import", str(case_file))[0] == 0
+    code, out, _ = clerk("cases", "show", CASE)
+    assert code == 0
+    assert "left free: 1101**********002X 2,100.00 yuan: kept as the debtor's living allowance" in out, out
+    code, _, err = clerk("cases", "override", CASE, "allowance", "--reason", "x", "--actor", "某路人")
+    assert code == 2 and "--actor: 某路人 may not" in err
+    code, _, err = clerk("cases", "override", CASE, "wages", "--reason", "x", "--actor", "李法官")
+    assert code == 2 and "exemption: 'wages' is not an exemption: use one of allowance, protected" in err
+    code, out, _ = clerk(
+        "cases", "override", CASE, "allowance", "--reason", "债务人另有收入", "--actor", "李法官"
+    )
+    assert code == 0 and "override of the allowance exemption set (audited)" in out
+    code, out, _ = clerk("cases", "show", CASE)
+    assert "left free" not in out and "overridden by a judge for this case: allowance" in out
+    code, out, _ = clerk("audit", "export", "--case", CASE)
+    assert code == 0 and "case.override_set" in out and "债务人另有收入" in out

@@ -207,8 +207,15 @@ class Lifecycle(RuleBasedStateMachine):
             if owed == 0 or case.status != "active":
                 return
             amount = max(owed * percent // 100, 1)
+            # Each step is a payment of its own: the same amount on the same day is a second one (`again`).
             cases.record_payment(
-                session, case.case_number, amount, self.today, actor="user:debtor", today=self.today
+                session,
+                case.case_number,
+                amount,
+                self.today,
+                actor="user:debtor",
+                today=self.today,
+                again=True,
             )
         self.run("routine")
 

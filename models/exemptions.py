@@ -1,0 +1,103 @@
+"""What may never be frozen: the other half of the cap (查扣冻规定 2020, art. 3).
+
+- **Living allowance** (生活必需费用): a natural-person debtor keeps what the debtor and dependants need to
+  live on, "当地有最低生活保障标准的,必需的生活费用依照该标准确定": the local minimum living standard (低保) ×
+  months × (1 + dependants). It is left unfrozen across all of the person's deposits together, never per
+  account. Organisations get none.
+- **Protected accounts**: an account whose purpose a law or judicial interpretation exempts (the reviewed
+  list is a setting, each purpose with its source) is never frozen automatically.
+- A judge may override either for one case, with a reason (audited by the caller).
+
+No Prefect, HTTP or SQL here: callers bring the values and store the results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from models.rules import Holding
+
+
+@dataclass(frozen=True, slots=True)
+class LivingStandard:
+    """A local minimum living standard: `region` is a court code or its start (the province word, e.g.
+    "豫", or "豫01"), the most specific match wins; it applies from `since` until a later figure for the
+    same region."""
+
+    region: str
+    monthly_fen: int
+    since: dt.date
+
+    def __post_init__(self) -> None:
+        if not self.region:
+            raise ValueError("region: a living standard names its region (a court code or its start)")
+        if self.monthly_fen <= 0:
+            raise ValueError("monthly_fen: a living standard is more than 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Exemptions:
+    """The settings of this module's rules: the local living standards, how many months of them a person
+    keeps, and the account purposes the law protects."""
+
+    standards: tuple[LivingStandard, ...] = ()
+    months: int = 0
+    protected: frozenset[str] = frozenset()
+
+    def allowance(self, court_code: str, on: dt.date, dependants: int | None) -> int:
+        """What a natural person keeps at this court on this day."""
+        return living_allowance(standard_for(self.standards, court_code, on), self.months, dependants)
+
+
+#: No exemptions: what callers that bring no settings get (the rules off).
+NO_EXEMPTIONS = Exemptions()
+
+
+def standard_for(standards: Iterable[LivingStandard], court_code: str, on: dt.date) -> int | None:
+    """The monthly standard that applies at `court_code` on `on`: the longest matching region's latest
+    figure from before `on`; None when no region matches."""
+    best: LivingStandard | None = None
+    for s in standards:
+        if not court_code.startswith(s.region) or s.since > on:
+            continue
+        if best is None or (len(s.region), s.since) > (len(best.region), best.since):
+            best = s
+    return None if best is None else best.monthly_fen
+
+
+def living_allowance(monthly_fen: int | None, months: int, dependants: int | None) -> int:
+    """What a natural person keeps: the standard × months × (1 + dependants); dependants unknown count as
+    none; no standard for the region leaves nothing (the judge decides, and the case sheet says so)."""
+    if monthly_fen is None or months <= 0:
+        return 0
+    return monthly_fen * months * (1 + max(dependants or 0, 0))
+
+
+def within_allowance(holdings: Sequence[Holding], allowance: int) -> list[Holding]:
+    """One person's deposits with what may still be frozen on each, so that at least `allowance` stays
+    free across all of them together (what is free now is the sum of their `available`). Taken in the order
+    given: the first deposits keep their room, the last ones give it up to the allowance."""
+    room = max(sum(max(h.available, 0) for h in holdings) - max(allowance, 0), 0)
+    result = []
+    for h in holdings:
+        take = min(max(h.available, 0), room)
+        result.append(Holding(h.key, take))
+        room -= take
+    return result
+
+
+class Exemption(StrEnum):
+    """What a judge may override for one case."""
+
+    ALLOWANCE = "allowance"  # the living allowance
+    PROTECTED = "protected"  # protected account purposes
+
+
+class LeftFree(StrEnum):
+    """Why an amount or an account was left free, in words for the case sheet."""
+
+    ALLOWANCE = "kept as the debtor's living allowance"
+    PROTECTED = "the account's purpose is protected by law"

@@ -1,0 +1,64 @@
+"""What may never be frozen (models.exemptions): the living allowance across a person's deposits, and the
+local standard that sets it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.exemptions import LivingStandard, living_allowance, standard_for, within_allowance
+from models.rules import Holding, allocate_freezes
+
+STANDARDS = [
+    LivingStandard("豫", 650_00, dt.date(2024, 1, 1)),
+    LivingStandard("豫", 700_00, dt.date(2025, 7, 1)),
+    LivingStandard("豫01", 820_00, dt.date(2025, 1, 1)),
+    LivingStandard("京", 1_450_00, dt.date(2024, 7, 1)),
+]
+
+
+def test_the_most_specific_region_and_the_figure_in_force_on_the_day_apply() -> None:
+    assert standard_for(STANDARDS, "豫1302", dt.date(2025, 6, 30)) == 650_00
+    assert standard_for(STANDARDS, "豫1302", dt.date(2025, 7, 1)) == 700_00, "a new figure from its day"
+    assert standard_for(STANDARDS, "豫0105", dt.date(2025, 3, 1)) == 820_00, "the city's own figure wins"
+    assert standard_for(STANDARDS, "京0105", dt.date(2024, 1, 1)) is None, "not yet in force"
+    assert standard_for(STANDARDS, "粤0304", dt.date(2026, 1, 1)) is None, "no figure for the region"
+
+
+def test_the_allowance_is_the_standard_times_months_for_the_debtor_and_each_dependant() -> None:
+    assert living_allowance(700_00, 3, None) == 2_100_00
+    assert living_allowance(700_00, 3, 2) == 6_300_00
+    assert living_allowance(None, 3, 2) == 0, "no standard: nothing left free by this rule"
+    with pytest.raises(ValueError, match="monthly_fen"):
+        LivingStandard("豫", 0, dt.date(2024, 1, 1))
+
+
+def test_the_allowance_is_kept_across_all_deposits_not_per_account() -> None:
+    holdings = [Holding(1, 5_000_00), Holding(2, 1_000_00), Holding(3, 300_00)]
+    kept = within_allowance(holdings, 2_100_00)
+    assert [h.available for h in kept] == [4_200_00, 0, 0]
+    assert sum(h.available for h in holdings) - sum(h.available for h in kept) == 2_100_00
+    assert within_allowance(holdings, 10_000_00) == [Holding(1, 0), Holding(2, 0), Holding(3, 0)]
+
+
+amounts = st.integers(min_value=0, max_value=10**9)
+
+
+@given(
+    st.lists(amounts, max_size=6),
+    amounts,
+    amounts,
+    st.integers(min_value=0, max_value=10**8),
+)
+def test_frozen_never_exceeds_what_is_owed_nor_what_the_allowance_leaves(
+    balances: list[int], owed: int, covered: int, allowance: int
+) -> None:
+    holdings = [Holding(i, b) for i, b in enumerate(balances)]
+    covered = min(covered, owed)
+    frozen = sum(a.amount for a in allocate_freezes(owed, covered, within_allowance(holdings, allowance)))
+    assert frozen <= owed - covered
+    assert frozen <= max(sum(balances) - allowance, 0)
+    assert frozen == min(owed - covered, max(sum(balances) - allowance, 0)), "as much as the law allows"
