@@ -13,7 +13,6 @@ from clerk import control, querying
 from clerk.casebook import access, cases
 from flows import report, runtime
 from flows.sweep import control_batch, query_batch
-from models.exemptions import Exemption
 from models.values import CaseNumber, InvalidValue
 
 
@@ -33,7 +32,8 @@ async def case_query(
     registries: list[str] | None = None,
     auto_control: bool = True,
     dry_run: bool = False,
-    override: list[Exemption] | None = None,
+    # Builtin types only: a served run validates its parameters against annotations read from source.
+    override: list[str] | None = None,
     override_reason: str | None = None,
 ) -> State:
     """Query every registry about the debtors of one case now, record the hits, and (unless told not to)
@@ -47,9 +47,9 @@ async def case_query(
         auto_control: Place freezes and seizures after the query (default true).
         dry_run: Report what would be frozen and seized, and change nothing: nothing is recorded, no control
             request is sent (the registries are still asked).
-        override: What may never be frozen that the judge overrides for this case (allowance: a
-            person's living allowance; protected: accounts whose purpose the law protects); needs a reason
-            and a person who may manage the case; audited.
+        override: What may never be frozen that the judge overrides for this case: "allowance" (a
+            person's living allowance) or "protected" (accounts whose purpose the law protects); needs a
+            reason and a person who may manage the case; audited.
         override_reason: Why (required with override).
 
     """
