@@ -19,7 +19,6 @@ from clerk.control.actions import (
     record_action_reply,
     resolve_actions,
     send_actions,
-    unresolved_actions,
 )
 from clerk.control.answers import EXCESS_RELEASE, record_error, record_replies, record_reply, write_action
 from clerk.control.cap import claims, claims_by_case, covered_by
@@ -32,7 +31,6 @@ from clerk.control.measures import (
     outgoing,
     resolve_unconfirmed,
     send,
-    unresolved,
 )
 from clerk.control.planning import Plan, Policy, plan, plan_cases
 from models.status import LIVE
@@ -65,7 +63,5 @@ __all__ = [
     "resolve_unconfirmed",
     "send",
     "send_actions",
-    "unresolved",
-    "unresolved_actions",
     "write_action",
 ]

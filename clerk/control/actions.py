@@ -211,11 +211,6 @@ def record_action_error(session: Session, action_id: int, error: RegistryError, 
     return action.status
 
 
-def unresolved_actions(session: Session, older_than: dt.datetime) -> list[int]:
-    """Actions written down but not confirmed before `older_than`: ask their keys' status."""
-    return exchange.requested_before(session, MeasureAction, older_than)
-
-
 @dataclass
 class Actions:
     """The exchange of renewals, releases and deductions (`control.exchange.Exchange`)."""
@@ -224,12 +219,10 @@ class Actions:
     today: dt.date
     court_account: str
     batched: bool = False  # each answer in its own transaction: a deduction changes what a case owes
+    rows: type[MeasureAction] = MeasureAction
 
     def load(self, session: Session, ids: Sequence[int]) -> list[Outgoing]:
         return outgoing_actions(session, ids, self.court_account)
-
-    def unresolved(self, session: Session, older_than: dt.datetime) -> list[int]:
-        return unresolved_actions(session, older_than)
 
     def asks_status(self, item: Outgoing) -> bool:
         # A deduction's status is a transfer, not a measure: the bank answers a deduction sent again with

@@ -66,13 +66,13 @@ class Exchange(Protocol):
     #: Whether answers that arrive together are recorded in one transaction (measures: yes, a page of a
     #: sweep's freezes at once; actions: each in its own, as each may change what a case owes).
     batched: bool
+    @property
+    def rows(self) -> type[ControlMeasure] | type[MeasureAction]:
+        """The table the requests are written down in (`settle` reads what stayed `requested` there)."""
+        ...
 
     def load(self, session: Session, ids: Sequence[int]) -> list[Outgoing]:
         """The requests of these ids that are still `requested`, in id order."""
-        ...
-
-    def unresolved(self, session: Session, older_than: dt.datetime) -> list[int]:
-        """The ids written down before `older_than` and still `requested`."""
         ...
 
     def asks_status(self, item: Outgoing) -> bool:
@@ -150,7 +150,7 @@ async def settle(
     (recorded); a key the registry never saw is sent again, with the same key."""
 
     def load(session: Session) -> list[Outgoing]:
-        return exchange.load(session, exchange.unresolved(session, older_than))
+        return exchange.load(session, requested_before(session, exchange.rows, older_than))
 
     counts = Counts()
     unseen: list[int] = []

@@ -61,29 +61,21 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
     return result
 
 
-def unresolved(session: Session, older_than: dt.datetime) -> list[int]:
-    """Measures written down but not confirmed before `older_than`: ask their keys' status."""
-    return exchange.requested_before(session, ControlMeasure, older_than)
-
-
 @dataclass
 class Measures:
     """The exchange of freezes and seizures (`control.exchange.Exchange`)."""
 
     actor: str
     #: Releases of what registries held beyond what was asked, written down while recording: sent in the
-    #: same run (`_release_excess`).
+    #: same run (`_releasing_excess`).
     excess: list[int] = field(default_factory=list)
-    #: Measures whose answer was found invalid for the first time, and their registries.
-    invalid: list[int] = field(default_factory=list)
-    registry_of: dict[int, str] = field(default_factory=dict)
+    #: The registry of each answer found invalid for the first time (one entry per measure).
+    invalid: list[str] = field(default_factory=list)
     batched: bool = True
+    rows: type[ControlMeasure] = ControlMeasure
 
     def load(self, session: Session, ids: Sequence[int]) -> list[Outgoing]:
         return outgoing(session, ids)
-
-    def unresolved(self, session: Session, older_than: dt.datetime) -> list[int]:
-        return unresolved(session, older_than)
 
     def asks_status(self, item: Outgoing) -> bool:
         return True
@@ -94,8 +86,10 @@ class Measures:
 
     def record(self, session: Session, answered: Sequence[tuple[Outgoing, Answer]]) -> list[str]:
         replies = [(item.id, a) for item, a in answered if isinstance(a, ControlReply)]
-        self.registry_of.update((item.id, item.registry) for item, _ in answered)
-        recorded = iter(answers.record_replies(session, replies, self.actor, self.excess, self.invalid))
+        invalid: list[int] = []
+        recorded = iter(answers.record_replies(session, replies, self.actor, self.excess, invalid))
+        registry = {item.id: item.registry for item, _ in answered}
+        self.invalid.extend(registry[measure_id] for measure_id in invalid)
         statuses = []
         for item, answer in answered:
             if isinstance(answer, ControlReply):
@@ -170,8 +164,7 @@ async def _releasing_excess(
     its key in the collect run)."""
     measures = Measures(actor)
     counts = await step(measures)
-    for measure_id in measures.invalid:
-        registry = measures.registry_of[measure_id]
+    for registry in measures.invalid:
         counts.invalid_replies[registry] = counts.invalid_replies.get(registry, 0) + 1
     if measures.excess:
         released = await actions.send_actions(
