@@ -66,6 +66,7 @@ class Exchange(Protocol):
     #: Whether answers that arrive together are recorded in one transaction (measures: yes, a page of a
     #: sweep's freezes at once; actions: each in its own, as each may change what a case owes).
     batched: bool
+
     @property
     def rows(self) -> type[ControlMeasure] | type[MeasureAction]:
         """The table the requests are written down in (`settle` reads what stayed `requested` there)."""

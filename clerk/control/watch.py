@@ -64,8 +64,8 @@ def uncovered_accounts(session: Session, today: dt.date) -> dict[int, list[str]]
         if live.get(case.id, 0) < cases.owed(case, today).remaining
     ]
     accounts: dict[int, list[str]] = {}
-    for start in range(0, len(short), 500):
-        debtors = select(CaseDebtor.debtor_id).where(CaseDebtor.case_id.in_(short[start : start + 500]))
+    for chunk in db.chunks(short):
+        debtors = select(CaseDebtor.debtor_id).where(CaseDebtor.case_id.in_(chunk))
         for registry_id, identifier in session.execute(
             select(Asset.registry_id, Asset.identifier)
             .where(Asset.kind == "deposit", Asset.debtor_id.in_(debtors))

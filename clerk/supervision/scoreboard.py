@@ -33,7 +33,7 @@ def registry_scoreboard(
         )
     ).tuples():
         if answered_at is not None:
-            times[registry_id].append((_aware(answered_at) - _aware(sent_at)).total_seconds())
+            times[registry_id].append((answered_at - sent_at).total_seconds())
     lookups = _count(session, Query.registry_id, Query.sent_at, start, end)
     measures = _count(session, ControlMeasure.registry_id, ControlMeasure.created_at, start, end)
     refused = _count(
@@ -117,11 +117,6 @@ def _invalid_by_registry(session: Session, start: dt.datetime, end: dt.datetime)
     return result
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """SQLite hands back naive UTC datetimes; PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 def late_to_alert(session: Session, now: dt.datetime) -> list[Score]:
     """The registries with requests still open after 24 hours that were not alerted in the last 24 hours;
     each is marked alerted now (the deadlines flow raises the alert: once a day while a registry is late)."""
@@ -133,7 +128,7 @@ def late_to_alert(session: Session, now: dt.datetime) -> list[Score]:
         select(Registry).where(Registry.code.in_([s.registry for s in late])).with_for_update()
     ):
         alerted = registry.late_alerted_at
-        if alerted is None or _aware(alerted) <= now - ANSWER_WITHIN:
+        if alerted is None or alerted <= now - ANSWER_WITHIN:
             registry.late_alerted_at = now
             due.append(registry.code)
     return [s for s in late if s.registry in due]
