@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from models.rules import Holding
@@ -50,6 +50,15 @@ class Exemptions:
     def allowance(self, court_code: str, on: dt.date, dependants: int | None) -> int:
         """What a natural person keeps at this court on this day."""
         return living_allowance(standard_for(self.standards, court_code, on), self.months, dependants)
+
+    def for_case(self, *, allowance_overridden: bool, protected_overridden: bool) -> Exemptions:
+        """These rules as they apply to one case once a judge has overridden either for it: an overridden
+        allowance keeps nothing, an overridden protection protects no purpose."""
+        return replace(
+            self,
+            months=0 if allowance_overridden else self.months,
+            protected=frozenset() if protected_overridden else self.protected,
+        )
 
 
 #: No exemptions: what callers that bring no settings get (the rules off).

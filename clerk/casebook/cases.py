@@ -102,14 +102,16 @@ def case_view(
         .order_by(ControlMeasure.id)
     ).all()
     masked_debtor = {d.id: mask_id(d.id_number) for d in debtors}
+    exempt = exempt.for_case(
+        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
+    )
     left_free: list[dict[str, Any]] = []
     for d in debtors:
-        if d.kind == DebtorKind.PERSON and not case.override_allowance:
-            kept = exempt.allowance(case.court_code, on, d.dependants)
-            if kept:
-                left_free.append({"debtor": masked_debtor[d.id], "amount": kept, "why": LeftFree.ALLOWANCE})
+        kept = exempt.allowance(case.court_code, on, d.dependants) if d.kind == DebtorKind.PERSON else 0
+        if kept:
+            left_free.append({"debtor": masked_debtor[d.id], "amount": kept, "why": LeftFree.ALLOWANCE})
     for a, code in hits:
-        if a.kind == "deposit" and a.purpose in exempt.protected and not case.override_protected:
+        if a.kind == "deposit" and a.purpose in exempt.protected:
             account = f"{code} {mask_account(a.identifier)} ({a.purpose})"
             left_free.append({"account": account, "amount": a.balance_fen, "why": LeftFree.PROTECTED})
     return CaseView(

@@ -163,11 +163,14 @@ def _freezable(
     """The case's deposits with what may be frozen on each, largest first (to touch as few banks as
     possible): protected purposes left out, and each natural person's living allowance left free across
     all of the person's deposits together, unless a judge overrode either for this case."""
+    exempt = exempt.for_case(
+        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
+    )
     by_debtor: dict[int, list[rules.Holding]] = {}
     for asset in found:
         if asset.kind != "deposit":
             continue
-        if asset.purpose in exempt.protected and not case.override_protected:
+        if asset.purpose in exempt.protected:
             plan.protected_accounts += 1
             continue
         available = _available(asset, held_on.get(asset.id, 0))
@@ -177,7 +180,7 @@ def _freezable(
         # Accounts we hold nothing on first, largest first: what the allowance keeps free stays on accounts
         # already frozen, so an account found later is frozen before a second freeze goes on one.
         group.sort(key=lambda h: (held_on.get(h.key, 0) > 0, -h.available))
-        if debtor_id in people and not case.override_allowance:
+        if debtor_id in people:
             kept = within_allowance(group, exempt.allowance(case.court_code, today, people[debtor_id]))
             plan.allowance_kept_fen += sum(h.available for h in group) - sum(h.available for h in kept)
             group = kept

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.exemptions import LivingStandard, living_allowance, standard_for, within_allowance
+from models.exemptions import Exemptions, LivingStandard, living_allowance, standard_for, within_allowance
 from models.rules import Holding, allocate_freezes
 
 STANDARDS = [
@@ -62,3 +62,14 @@ def test_frozen_never_exceeds_what_is_owed_nor_what_the_allowance_leaves(
     assert frozen <= owed - covered
     assert frozen <= max(sum(balances) - allowance, 0)
     assert frozen == min(owed - covered, max(sum(balances) - allowance, 0)), "as much as the law allows"
+
+
+def test_a_judges_override_turns_off_the_rule_it_names_for_that_case_only() -> None:
+    rules = Exemptions(tuple(STANDARDS), 3, frozenset({"migrant_wage"}))
+    allowance_off = rules.for_case(allowance_overridden=True, protected_overridden=False)
+    assert allowance_off.allowance("豫1302", dt.date(2026, 1, 1), 2) == 0
+    assert allowance_off.protected == {"migrant_wage"}
+    protected_off = rules.for_case(allowance_overridden=False, protected_overridden=True)
+    assert protected_off.protected == frozenset()
+    assert protected_off.allowance("豫1302", dt.date(2026, 1, 1), 2) == 3 * 700_00 * 3
+    assert rules.allowance("豫1302", dt.date(2026, 1, 1), 2) == 3 * 700_00 * 3, "the settings are unchanged"
