@@ -228,6 +228,18 @@ class Settings(BaseSettings):
         "*/15 * * * *", description="When node deadlines are checked and notices sent."
     )
     report_cron: str = Field("0 8 * * *", description="When the daily report is made (cron, Asia/Shanghai).")
+    sequencer_cron: str = Field(
+        "* * * * *", description="When audit events are placed in the log and its head signed (cron)."
+    )
+    audit_key: SecretStr | None = Field(
+        None, description="The court's Ed25519 key that signs the audit log's heads (PEM, or 64 hex digits)."
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="A file holding that key; default <data_dir>/audit-signing.key, made on first use "
+        "(mode 0600). Keep it out of the repository and back it up: heads signed with a lost key still "
+        "verify with its public key.",
+    )
 
     people: dict[str, PersonSetting] = Field(
         default_factory=dict,
@@ -292,6 +304,7 @@ class Settings(BaseSettings):
         "release_cron",
         "deadlines_cron",
         "report_cron",
+        "sequencer_cron",
     )
     @classmethod
     def _cron(cls, value: str) -> str:
@@ -335,6 +348,10 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'clerk.db'}"
+
+    @property
+    def effective_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-signing.key"
 
     @property
     def database_display(self) -> str:

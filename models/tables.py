@@ -22,12 +22,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -285,18 +287,52 @@ class ControlMeasure(Base):
 
 
 class AuditEvent(Base):
-    """One link of the hash-chained, append-only audit trail (see clerk.audit)."""
+    """One event of the append-only audit log (clerk.store.audit). It is written in the transaction that
+    makes the change it records, with its own leaf hash and no place in the log yet; the sequencer
+    (clerk.store.tree) gives it its `position`, once, and the triggers refuse every other change."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (
+        Index(
+            "ix_audit_events_unsequenced",
+            "seq",
+            sqlite_where=text("position IS NULL"),
+            postgresql_where=text("position IS NULL"),
+        ),
+    )
 
-    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    position: Mapped[int | None] = mapped_column(Id, unique=True)  # its leaf in the tree, from 0
     occurred_at: Mapped[dt.datetime] = mapped_column()
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64), index=True)
     case_number: Mapped[str | None] = mapped_column(String(64), index=True)
     payload: Mapped[str] = mapped_column(Text)  # canonical JSON, personal data masked
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))  # RFC 9162 leaf hash of the event (audit.leaf_entry)
+
+
+class AuditNode(Base):
+    """A perfect subtree of the audit log's Merkle tree above the leaves: (level, index) covers leaves
+    [index·2^level, (index+1)·2^level). Written once, when its last leaf is sequenced."""
+
+    __tablename__ = "audit_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHead(Base):
+    """A signed tree head: the log's size and root at a time, signed with the court's Ed25519 key
+    (clerk.store.heads). Published heads let outsiders check the log never changed, only grew."""
+
+    __tablename__ = "audit_heads"
+
+    size: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[dt.datetime] = mapped_column()
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(128))
 
 
 class MeasureAction(Base):

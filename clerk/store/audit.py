@@ -1,11 +1,14 @@
-"""The audit trail (全程留痕): an append-only, hash-chained log of every step that matters.
+"""The audit trail (全程留痕): an append-only log of every step that matters, verifiable by outsiders.
 
-Each event's hash covers its own fields and the previous event's hash, so editing, deleting or reordering
-any event breaks the chain from that point on; `verify` walks the chain and names the first broken event.
-The table's triggers refuse UPDATE and DELETE (clerk/migrations/append_only.py); the chain catches what
-gets past them (a superuser, or someone editing the SQLite file). Deleting events from the *end* leaves a
-shorter chain that is still consistent: record the head that `verify` prints somewhere else (a daily report,
-a ticket) and check it later with `verify --expect-head`.
+An event is written in the transaction that makes the change it records, with its own leaf hash (RFC 9162:
+SHA-256 of 0x00 and `leaf_entry`) and no place in the log yet. Appending takes no lock: writers on
+PostgreSQL never wait for each other to audit. The sequencer (clerk.store.tree) later gives committed
+events their positions in batches, extends the Merkle tree over them and signs a tree head
+(clerk.store.heads); `clerk audit verify` checks the whole log against the signed heads, and a case's
+export carries a proof of each event's place that a third party checks offline.
+
+The table's triggers refuse UPDATE and DELETE, except the sequencer setting an event's position once
+(clerk/store/migrations/append_only.py); the tree and the signed heads catch what gets past them.
 
 Payloads are stored as canonical JSON with personal data masked: callers pass masked values, and every
 string is scrubbed once more of anything that looks like an ID or an account number.
@@ -15,21 +18,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from clerk.store import db
+from models import merkle
 from models.tables import AuditEvent, utcnow
 from models.values import scrub_personal_data
-
-GENESIS = "0" * 64
-_PG_LOCK_KEY = 0x61756469  # "audi": serialises appends on PostgreSQL
 
 
 class Actor:
@@ -48,25 +48,22 @@ def _canonical_payload(payload: Mapping[str, Any]) -> str:
     return json.dumps(scrub_personal_data(dict(payload)), ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _timestamp(value: dt.datetime) -> str:
+def timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
+def leaf_entry(occurred_at: str, actor: str, action: str, case_number: str | None, payload: str) -> bytes:
+    """The bytes an event's leaf hashes (log format v1): the JSON array [occurred_at (ISO 8601, UTC,
+    microseconds), actor, action, case number or null, payload (the canonical JSON text)], UTF-8, no
+    spaces. An outsider rebuilds it from an export's fields."""
+    body = [occurred_at, actor, action, case_number, payload]
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def event_hash(
-    prev_hash: str,
-    seq: int,
-    occurred_at: dt.datetime,
-    actor: str,
-    action: str,
-    case_number: str | None,
-    payload: str,
+    occurred_at: dt.datetime, actor: str, action: str, case_number: str | None, payload: str
 ) -> str:
-    body = json.dumps(
-        [prev_hash, seq, _timestamp(occurred_at), actor, action, case_number, payload],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    return merkle.leaf_hash(leaf_entry(timestamp(occurred_at), actor, action, case_number, payload)).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,90 +90,47 @@ def append(
 
 
 def append_many(session: Session, entries: Iterable[Entry]) -> None:
-    """Append events in order, reading the chain's head once and inserting them in one bulk INSERT.
+    """Append events in one bulk INSERT, each hashed on its own: no head to read, no lock to take.
 
     Rows, not ORM objects: nothing reads an event back in the transaction that appends it, and a sweep
     appends one per hit and per measure (the ORM's objects and flush were 72 % of the append's time;
     bench/README.md)."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    last = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
-    seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
     rows: list[dict[str, Any]] = []
     for entry in entries:
-        seq += 1
         when = utcnow()
         body = _canonical_payload(entry.payload or {})
-        digest = event_hash(prev, seq, when, entry.actor, entry.action, entry.case_number, body)
         rows.append(
             {
-                "seq": seq,
                 "occurred_at": when,
                 "actor": entry.actor,
                 "action": entry.action,
                 "case_number": entry.case_number,
                 "payload": body,
-                "prev_hash": prev,
-                "hash": digest,
+                "hash": event_hash(when, entry.actor, entry.action, entry.case_number, body),
             }
         )
-        prev = digest
     if rows:
         session.execute(insert(db.table(AuditEvent)), rows)
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
-    events: int
-    head: str
-    broken_at: int | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.broken_at is None
-
-
-def verify(session: Session, expect_head: str | None = None) -> Verification:
-    """Walk the whole chain in order; stop at the first event that does not hold."""
-    expected_seq, prev, count = 1, GENESIS, 0
-    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000))
-    for event in rows.scalars():
-        if event.seq != expected_seq:
-            reason = f"event {expected_seq} is missing (the next one stored is {event.seq})"
-            return Verification(count, prev, expected_seq, reason)
-        if event.prev_hash != prev:
-            return Verification(count, prev, event.seq, "it does not link to the event before it")
-        recomputed = event_hash(
-            prev, event.seq, event.occurred_at, event.actor, event.action, event.case_number, event.payload
-        )
-        if recomputed != event.hash:
-            return Verification(count, prev, event.seq, "its content does not match its hash (edited)")
-        prev, expected_seq, count = event.hash, expected_seq + 1, count + 1
-    if expect_head is not None and expect_head != prev:
-        return Verification(count, prev, count + 1, "the chain's head is not the one expected (truncated?)")
-    return Verification(count, prev)
-
-
 def case_events(session: Session, case_number: str) -> Iterator[AuditEvent]:
+    """A case's events in the order they were written (events not yet placed in the log included)."""
     stmt = select(AuditEvent).where(AuditEvent.case_number == case_number).order_by(AuditEvent.seq)
     yield from session.execute(stmt.execution_options(yield_per=1000)).scalars()
 
 
-EXPORT_FIELDS = ("seq", "occurred_at", "actor", "action", "case_number", "payload", "prev_hash", "hash")
+EXPORT_FIELDS = ("seq", "position", "occurred_at", "actor", "action", "case_number", "payload", "hash")
 
 
 def _as_row(event: AuditEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
-        "occurred_at": _timestamp(event.occurred_at),
+        "position": event.position,
+        "occurred_at": timestamp(event.occurred_at),
         "actor": event.actor,
         "action": event.action,
         "case_number": event.case_number,
         "payload": json.loads(event.payload),
-        "prev_hash": event.prev_hash,
         "hash": event.hash,
     }
 

@@ -19,7 +19,7 @@ from clerk import control
 from clerk.casebook import cases
 from clerk.cli import app
 from clerk.settings import get_settings
-from clerk.store import audit, db
+from clerk.store import audit, db, tree
 from flows import runtime
 from flows.case_query import case_query
 from flows.collect import collect
@@ -71,7 +71,7 @@ def test_sweep_records_hits_once_freezes_within_the_cap_and_reports(world: World
             held = sum(getattr(ledger.get(k), "held_fen", 0) or 0 for k in keys)
             assert held <= cases.owed(case, today).remaining
         assert session.scalar(select(func.count()).select_from(ControlMeasure)) == len(ledger) > 0
-        assert audit.verify(session).ok
+        assert tree.verify(session).ok
     found = asyncio.run(artifacts_of(state.state_details.flow_run_id))
     assert {"sweep-registries", "sweep-control", "sweep-summary", "sweep-progress"} <= set(found)
     summary = str(found["sweep-summary"].data)  # type: ignore[attr-defined]
@@ -176,7 +176,7 @@ def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None
             )
             or 0
         )
-        assert audit.verify(session).ok
+        assert tree.verify(session).ok
     assert hits > 0 and effective > 0
     assert f"│ hits (assets found)          │ {hits:,}" in out
 
@@ -218,5 +218,5 @@ def test_with_faults_nothing_is_lost_sent_twice_or_over_frozen(world: World) -> 
                 sum(getattr(ledger.get(k), "held_fen", 0) or 0 for k in keys)
                 <= cases.owed(case, today).remaining
             )
-        assert audit.verify(session).ok
+        assert tree.verify(session).ok
     assert len({m.identifier for m in ledger.values()}) == len(ledger), "no asset holds two of our measures"

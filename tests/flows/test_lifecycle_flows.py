@@ -27,7 +27,7 @@ from clerk import control, querying
 from clerk.casebook import cases
 from clerk.cli import app
 from clerk.settings import get_settings
-from clerk.store import audit, db
+from clerk.store import db, tree
 from flows import runtime
 from flows.case_query import case_query
 from flows.collect import collect
@@ -151,7 +151,7 @@ def test_watch_freezes_a_deposit_from_the_push_feed(world: World) -> None:
             )
         ).all()
         assert arrived and account not in arrived[0]  # masked
-        assert audit.verify(session).ok
+        assert tree.verify(session).ok
     assert latency[0] < 9
 
 

@@ -31,7 +31,7 @@ import pytest
 from sqlalchemy import func, select
 
 from clerk.casebook import cases
-from clerk.store import audit, db
+from clerk.store import db, tree
 from connectors.config import registries_json
 from connectors.simulator.base import Quota
 from connectors.simulator.serve import free_loopback_ports
@@ -213,7 +213,7 @@ def test_two_workers_share_a_province_sweep_within_the_registries_limits(
         assert len({m.identifier for m in ledger.values()}) == len(ledger), (
             "no asset holds two of our measures"
         )
-        assert audit.verify(session).ok
+        assert tree.verify(session).ok
 
     for code, sim in world.simulators.items():
         assert sim.requests_seen > 2 * sim.quota.burst, code  # the quota was put to the test …

@@ -1,103 +1,323 @@
-"""The audit trail refuses changes, and `verify` catches the ones made underneath it."""
+"""The audit log: appends take no lock, the sequencer places every committed event once, and every change
+made underneath it (edited, deleted, reordered, inserted, cut) is caught by verify, by an export's proofs
+against a kept head, or by a consistency proof. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import io
+import json
+import threading
+from pathlib import Path
+
 import pytest
-from sqlalchemy import Engine, text
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.store import audit
+from clerk.store import audit, heads, tree
+from models.tables import AuditEvent
+
+CASE = "（2024）豫0185执{}号"
 
 
 @pytest.fixture
-def chain(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+def key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def write(sessions: sessionmaker[Session], first: int, count: int) -> None:
     with sessions.begin() as s:
-        for i in range(1, 6):
+        for i in range(first, first + count):
             audit.append(
                 s,
                 "test.event",
                 actor=audit.Actor.SYSTEM,
-                case_number=f"（2024）豫0185执{i}号",
+                case_number=CASE.format(i % 3 + 1),
                 payload={"n": i, "debtor": "11010519491231002X"},
             )
+
+
+@pytest.fixture
+def log(sessions: sessionmaker[Session], key: Ed25519PrivateKey) -> sessionmaker[Session]:
+    """Nine events in two signed heads (5, then 9)."""
+    write(sessions, 1, 5)
+    tree.sequence(sessions, key)
+    write(sessions, 6, 4)
+    tree.sequence(sessions, key, batch=3)  # several batches, one head
     return sessions
 
 
 def tamper(engine: Engine, *statements: str) -> None:
-    """Change the table the way an intruder with the database's owner rights would: triggers off."""
+    """Change the tables the way an intruder with the database owner's rights would: triggers off."""
     with engine.begin() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.execute(text("DROP TRIGGER audit_events_no_update"))
-            conn.execute(text("DROP TRIGGER audit_events_no_delete"))
-        else:
-            conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+        for table in ("audit_events", "audit_nodes", "audit_heads"):
+            if engine.dialect.name == "sqlite":
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
+            else:
+                conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         for statement in statements:
             conn.execute(text(statement))
 
 
-def verify(sessions: sessionmaker[Session], head: str | None = None) -> audit.Verification:
+def verify(
+    sessions: sessionmaker[Session], key: Ed25519PrivateKey | None = None, kept: heads.KeptHead | None = None
+) -> tree.Verification:
     with sessions() as s:
-        return audit.verify(s, head)
+        return tree.verify(s, key.public_key() if key else None, kept)
 
 
-def test_intact_chain_verifies_and_payload_is_masked(chain: sessionmaker[Session]) -> None:
-    result = verify(chain)
-    assert result.ok and result.events == 5
-    with chain() as s:
-        payloads = [e.payload for e in audit.case_events(s, "（2024）豫0185执3号")]
-    assert len(payloads) == 1
+def export(sessions: sessionmaker[Session], case: int = 1, since: heads.KeptHead | None = None) -> dict:
+    with sessions() as s:
+        head = tree.latest_head(s)
+        assert head is not None
+        return tree.case_export(s, CASE.format(case), head, since)
+
+
+def test_intact_log_verifies_and_payload_is_masked(
+    log: sessionmaker[Session], key: Ed25519PrivateKey
+) -> None:
+    result = verify(log, key)
+    assert (result.ok, result.events, result.placed, result.heads) == (True, 9, 9, 2)
+    with log() as s:
+        payloads = [e.payload for e in audit.case_events(s, CASE.format(3))]
+        positions = s.scalars(select(AuditEvent.position).order_by(AuditEvent.seq)).all()
+    assert positions == list(range(9))
+    assert len(payloads) == 3
     assert "11010519491231002X" not in payloads[0] and "1101**********002X" in payloads[0]
 
 
+def test_signatures_are_checked_with_the_courts_key(log: sessionmaker[Session]) -> None:
+    other = Ed25519PrivateKey.generate()
+    result = verify(log, other)
+    assert not result.ok and "was signed with key" in (result.reason or "")
+
+
 @pytest.mark.parametrize("statement", ["UPDATE audit_events SET actor = 'x'", "DELETE FROM audit_events"])
-def test_the_table_refuses_update_and_delete(chain: sessionmaker[Session], statement: str) -> None:
-    with pytest.raises(DatabaseError, match="append-only"), chain.begin() as s:
+def test_the_log_refuses_update_and_delete(log: sessionmaker[Session], statement: str) -> None:
+    with pytest.raises(DatabaseError, match="append-only"), log.begin() as s:
         s.execute(text(statement))
-    assert verify(chain).events == 5
+    assert verify(log).events == 9
 
 
-def test_edited_event_is_named(chain: sessionmaker[Session], engine: Engine) -> None:
-    tamper(engine, "UPDATE audit_events SET payload = '{\"n\": 99}' WHERE seq = 3")
-    result = verify(chain)
-    assert (result.ok, result.broken_at, result.events) == (False, 3, 2)
+def test_a_placed_event_cannot_be_moved_and_nodes_and_heads_cannot_change(log: sessionmaker[Session]) -> None:
+    for statement in (
+        "UPDATE audit_events SET position = 99 WHERE position = 3",
+        "UPDATE audit_nodes SET level = 9",
+        "DELETE FROM audit_heads",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), log.begin() as s:
+            s.execute(text(statement))
+
+
+def test_edited_event_is_named(log: sessionmaker[Session], engine: Engine) -> None:
+    tamper(engine, "UPDATE audit_events SET payload = '{\"n\": 99}' WHERE position = 3")
+    result = verify(log)
+    assert (result.ok, result.broken_at, result.placed) == (False, 3, 3)
     assert "edited" in (result.reason or "")
 
 
-def test_deleted_event_is_named(chain: sessionmaker[Session], engine: Engine) -> None:
-    tamper(engine, "DELETE FROM audit_events WHERE seq = 2")
-    result = verify(chain)
-    assert (result.broken_at, result.reason) == (2, "event 2 is missing (the next one stored is 3)")
+def test_edited_event_with_its_hash_recomputed_is_caught_by_the_tree(
+    log: sessionmaker[Session], engine: Engine
+) -> None:
+    with log() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.position == 3)).one()
+        forged = audit.event_hash(
+            event.occurred_at, event.actor, event.action, event.case_number, '{"n": 99}'
+        )
+    tamper(engine, f"UPDATE audit_events SET payload = '{{\"n\": 99}}', hash = '{forged}' WHERE position = 3")
+    result = verify(log)
+    assert not result.ok and result.broken_at is not None and result.broken_at <= 3
+    assert "does not match them" in (result.reason or "")
 
 
-def test_reordered_events_are_caught(chain: sessionmaker[Session], engine: Engine) -> None:
+def test_deleted_event_is_named(log: sessionmaker[Session], engine: Engine) -> None:
+    tamper(engine, "DELETE FROM audit_events WHERE position = 2")
+    result = verify(log)
+    assert (result.broken_at, result.reason) == (
+        2,
+        "the event at position 2 is missing (the next one is at 3)",
+    )
+
+
+def test_reordered_events_are_caught(log: sessionmaker[Session], engine: Engine) -> None:
     tamper(
         engine,
-        "UPDATE audit_events SET seq = -1 WHERE seq = 2",
-        "UPDATE audit_events SET seq = 2 WHERE seq = 3",
-        "UPDATE audit_events SET seq = 3 WHERE seq = -1",
+        "UPDATE audit_events SET position = -1 WHERE position = 2",
+        "UPDATE audit_events SET position = 2 WHERE position = 3",
+        "UPDATE audit_events SET position = 3 WHERE position = -1",
     )
-    result = verify(chain)
-    assert (result.broken_at, result.reason) == (2, "it does not link to the event before it")
+    result = verify(log)
+    assert (result.ok, result.broken_at) == (False, 2)
+    assert "moved or replaced" in (result.reason or "")
 
 
-def test_truncated_tail_is_caught_with_the_recorded_head(
-    chain: sessionmaker[Session], engine: Engine
+def test_an_event_inserted_in_the_middle_is_caught(log: sessionmaker[Session], engine: Engine) -> None:
+    """A copy of event 4 (its hash valid) slipped in at position 4, the rest moved up by one."""
+    with log() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.position == 4)).one()
+    tamper(
+        engine,
+        "UPDATE audit_events SET position = position + 100 WHERE position >= 4",
+        "UPDATE audit_events SET position = position - 99 WHERE position >= 100",
+        "INSERT INTO audit_events (occurred_at, actor, action, case_number, payload, hash, position) "
+        "SELECT occurred_at, actor, action, case_number, payload, hash, 4 FROM audit_events "
+        f"WHERE seq = {event.seq}",
+    )
+    result = verify(log)
+    assert (result.ok, result.broken_at) == (False, 4)
+    assert "moved or replaced" in (result.reason or "")
+
+
+def test_a_cut_tail_is_caught_by_the_signed_head_and_by_a_kept_one(
+    log: sessionmaker[Session], engine: Engine, key: Ed25519PrivateKey
 ) -> None:
-    head = verify(chain).head
-    tamper(engine, "DELETE FROM audit_events WHERE seq = 5")
-    assert verify(chain).ok, "without an anchor a cut tail still looks consistent"
-    result = verify(chain, head)
-    assert (result.ok, result.broken_at) == (False, 5)
+    with log() as s:
+        kept = heads.KeptHead.parse(json.dumps(tree.latest_head(s).as_dict()))  # type: ignore[union-attr]
+    tamper(engine, "DELETE FROM audit_events WHERE position >= 7", "DELETE FROM audit_heads WHERE size = 9")
+    assert verify(log, key).ok is False, "the tree's nodes over the cut events remain"
+    tamper(engine, "DELETE FROM audit_nodes WHERE (level, idx) IN ((1, 3), (2, 1), (3, 0))")
+    assert verify(log, key).ok, "without an anchor a cleanly cut tail still looks consistent"
+    result = verify(log, key, kept)
+    assert (result.ok, result.broken_at) == (False, 7)
+    assert "fewer than the kept head of 9" in (result.reason or "")
 
 
-def test_export_escapes_formulas_in_csv(chain: sessionmaker[Session]) -> None:
-    with chain.begin() as s:
-        audit.append(s, "test.event", actor='=HYPERLINK("http://x")', case_number="（2024）豫0185执1号")
-    with chain() as s:
-        import io
+def test_exports_prove_each_event_offline_and_catch_changes(
+    log: sessionmaker[Session], key: Ed25519PrivateKey, engine: Engine
+) -> None:
+    with log() as s:
+        first = tree.head_at(s, 5)
+    document = export(log, 1, since=heads.KeptHead(first.size, first.root, first))
+    offline = json.loads(json.dumps(document))  # what the recipient reads from the file
+    result = heads.check_export(offline, key.public_key(), heads.KeptHead(first.size, first.root, first))
+    assert (result.ok, result.events) == (True, 3), result.problems
 
+    edited = json.loads(json.dumps(offline))
+    edited["events"][1]["payload"] = '{"n": 5}'
+    assert "edited" in " ".join(heads.check_export(edited, key.public_key()).problems)
+
+    dropped = json.loads(json.dumps(offline))
+    dropped["events"][1]["leaf_hash"] = dropped["events"][2]["leaf_hash"]
+    dropped["events"][1].update({k: dropped["events"][2][k] for k in ("occurred_at", "payload", "position")})
+    assert not heads.check_export(dropped, key.public_key()).ok, "a moved event fails its inclusion proof"
+
+    forged = json.loads(json.dumps(offline))
+    forged["head"]["size"] = 8
+    assert "signature" in " ".join(heads.check_export(forged, key.public_key()).problems)
+
+    # Underneath: the log rewritten from event 2 and re-signed with a stolen key. The export is internally
+    # consistent, but not with the head the recipient kept.
+    tamper(
+        engine,
+        "DELETE FROM audit_heads",
+        "DELETE FROM audit_nodes",
+        "DELETE FROM audit_events WHERE position >= 2",
+    )
+    write(log, 100, 9)
+    with log.begin() as s:
+        s.execute(text("UPDATE audit_events SET position = NULL WHERE position IS NOT NULL"))
+    tree.sequence(log, key)
+    rewritten = json.loads(json.dumps(export(log, 1, since=heads.KeptHead(first.size, first.root))))
+    result = heads.check_export(rewritten, key.public_key(), heads.KeptHead(first.size, first.root, first))
+    assert not result.ok and "changed since the kept head" in result.problems[-1]
+
+
+def test_consistency_proofs_between_heads(
+    log: sessionmaker[Session], key: Ed25519PrivateKey, engine: Engine
+) -> None:
+    with log() as s:
+        document = tree.consistency_document(s, tree.head_at(s, 5), tree.head_at(s, 9))
+    assert heads.check_consistency(document, key.public_key()).ok
+    swapped = {**document, "old": document["new"], "new": document["old"]}
+    assert not heads.check_consistency(swapped, key.public_key()).ok
+    tamper(engine, "UPDATE audit_events SET hash = '00' || substr(hash, 3) WHERE position = 1")
+    with log() as s:
+        broken = {**document, "proof": tree.consistency_proof(s, 5, 9)}
+    assert heads.check_consistency(broken, key.public_key()).ok, "the proof reads nodes, not leaf 1"
+    assert not verify(log).ok
+
+
+def test_a_crash_between_commit_and_sequencing_loses_nothing(
+    sessions: sessionmaker[Session], key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(sessions, 1, 7)
+
+    real = tree._place
+    calls = iter(range(100))
+
+    def crash_in_second_batch(session: Session, batch: int) -> int:
+        placed = real(session, batch)
+        if next(calls) == 1:
+            raise RuntimeError("killed")  # this batch's transaction rolls back
+        return placed
+
+    monkeypatch.setattr(tree, "_place", crash_in_second_batch)
+    with pytest.raises(RuntimeError):
+        tree.sequence(sessions, key, batch=3)
+    monkeypatch.setattr(tree, "_place", real)
+    result = verify(sessions, key)
+    assert (result.events, result.placed, result.heads) == (7, 3, 0)
+    write(sessions, 8, 2)
+    done = tree.sequence(sessions, key, batch=3)
+    assert (done.placed, done.size, done.head and done.head.size) == (6, 9, 9)
+    assert verify(sessions, key).ok
+    with sessions() as s:
+        assert s.scalar(select(func.count(func.distinct(AuditEvent.position)))) == 9
+
+
+@pytest.mark.postgres
+def test_writers_take_no_shared_lock_to_audit(
+    database_url: str, sessions: sessionmaker[Session], key: Ed25519PrivateKey
+) -> None:
+    """Two transactions audit at once and the second commits while the first is still open: no lock is
+    held from an append to its commit (the old chain's advisory lock made the second wait here)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time by design")
+    holder = sessions()
+    holder.begin()
+    audit.append(holder, "test.first", actor="a")
+    done = threading.Event()
+
+    def second() -> None:
+        write(sessions, 1, 1)
+        done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert done.wait(10), "the second writer waited for the first one's commit"
+    thread.join()
+    tree.sequence(sessions, key)  # the open transaction's event is not visible yet: not placed
+    holder.commit()
+    holder.close()
+    done_later = tree.sequence(sessions, key)
+    assert (done_later.placed, done_later.size) == (1, 2)
+    assert verify(sessions, key).ok
+
+
+def test_export_escapes_formulas_in_csv(log: sessionmaker[Session]) -> None:
+    with log.begin() as s:
+        audit.append(s, "test.event", actor='=HYPERLINK("http://x")', case_number=CASE.format(1))
+    with log() as s:
         buffer = io.StringIO()
-        count = audit.export(audit.case_events(s, "（2024）豫0185执1号"), buffer, "csv")
-    assert count == 2
+        count = audit.export(audit.case_events(s, CASE.format(1)), buffer, "csv")
+    assert count == 4
     assert "'=HYPERLINK" in buffer.getvalue()
+
+
+def test_a_key_file_is_made_once_private_and_refused_when_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "audit-signing.key"
+    made = heads.load_private_key(None, path, create=True)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    again = heads.load_private_key(None, path, create=True)
+    assert heads.key_id(made.public_key()) == heads.key_id(again.public_key())
+    public = heads.load_public_key(heads.public_pem(made.public_key()))
+    assert heads.key_id(public) == heads.key_id(made.public_key())
+    path.write_text("not a key")
+    with pytest.raises(heads.HeadError, match="CLERK_AUDIT_KEY_FILE"):
+        heads.load_private_key(None, path, create=True)
+    with pytest.raises(heads.HeadError, match="--public-key"):
+        heads.load_public_key("bm90IGEga2V5")
+    with pytest.raises(heads.HeadError, match="SIZE:ROOT"):
+        heads.KeptHead.parse("yesterday's head")

@@ -16,7 +16,7 @@ from clerk import control, querying, sweeping
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
-from clerk.store import audit
+from clerk.store import tree
 from connectors.loader import build
 from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Notification, Query
 from tests.world import World, served_world
@@ -104,7 +104,7 @@ def test_sweep_records_every_hit_once_and_freezes_within_the_cap(
                 list(querying.due_debtor_ids(session, NOW + dt.timedelta(days=1), querying.Schedule())) == []
             )
         with sessions() as session:
-            assert audit.verify(session).ok
+            assert tree.verify(session).ok
 
 
 def test_each_page_is_controlled_before_the_next_and_each_applicant_is_told_once(
@@ -188,7 +188,7 @@ def test_a_dry_run_plans_but_writes_and_sends_nothing(
                 session.scalar(select(func.count()).select_from(t)) for t in (Asset, Query, ControlMeasure)
             ]
             case_ids = list(session.scalars(select(Case.id)))
-            trail = audit.verify(session).events
+            trail = tree.verify(session).events
 
         async def go() -> list[control.Counts]:
             try:
@@ -210,7 +210,7 @@ def test_a_dry_run_plans_but_writes_and_sends_nothing(
                 session.scalar(select(func.count()).select_from(t)) for t in (Asset, Query, ControlMeasure)
             ]
             assert after == before == [0, 0, 0]
-            assert audit.verify(session).events == trail
+            assert tree.verify(session).events == trail
         assert world.ledger_measures() == {}
 
 

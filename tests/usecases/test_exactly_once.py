@@ -17,7 +17,7 @@ from clerk import control, lifecycle, querying, sweeping
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
-from clerk.store import audit, db
+from clerk.store import db, tree
 from models.rules import ReleaseOrder
 from models.status import ActionStatus, MeasureStatus
 from models.tables import Asset, Case, ControlMeasure, MeasureAction, Payment
@@ -73,7 +73,7 @@ def test_a_sweep_records_every_hit_once_and_holds_the_cap_at_the_ledgers(
             ours = session.scalars(select(ControlMeasure).where(ControlMeasure.case_id == case.id)).all()
             held = sum(getattr(ledger.get(m.idempotency_key), "held_fen", 0) or 0 for m in ours)
             assert held <= cases.owed(case, TODAY).remaining, case.case_number
-        assert audit.verify(session).ok
+        assert tree.verify(session).ok
     assert sent_more_than_once(world, "control") == []
 
 

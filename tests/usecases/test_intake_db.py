@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clerk.casebook import cases
 from clerk.casebook.casefile import IntakeError, read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
-from clerk.store import audit
+from clerk.store import tree
 from connectors.simulator.synthetic import sample_case_rows
 from models.tables import AuditEvent, Case, CaseDebtor, Debtor
 
@@ -53,7 +53,7 @@ def test_sample_file_imports_and_twice_changes_nothing(sessions: sessionmaker[Se
     assert (again.cases_added, again.links_added, again.cases_unchanged) == (0, 0, len(numbers))
     assert counts(sessions) == after_first
     with sessions() as s:
-        assert audit.verify(s).ok
+        assert tree.verify(s).ok
 
 
 def test_owed_matches_hand_computation_after_import(sessions: sessionmaker[Session], tmp_path: Path) -> None:

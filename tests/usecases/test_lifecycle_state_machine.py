@@ -33,7 +33,7 @@ from clerk import control, lifecycle, querying
 from clerk.casebook import cases
 from clerk.casebook.casefile import FIELDS, read_case_file
 from clerk.casebook.intake import import_cases
-from clerk.store import audit, db
+from clerk.store import db, tree
 from connectors.bank import BankConnector
 from connectors.base import RegistryKind
 from connectors.config import RegistryConfig
@@ -260,7 +260,7 @@ class Lifecycle(RuleBasedStateMachine):
                 select(func.coalesce(func.sum(Payment.amount_fen), 0)).where(Payment.source == "deduction")
             )
             assert deductions == self.deducted
-            assert audit.verify(session).ok
+            assert tree.verify(session).ok
 
     @invariant()
     def every_move_is_in_the_transition_table(self) -> None:

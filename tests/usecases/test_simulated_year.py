@@ -27,7 +27,7 @@ from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
 from clerk.control import watch
-from clerk.store import audit
+from clerk.store import tree
 from connectors.adapter import HttpConnector
 from connectors.loader import build
 from connectors.simulator.ledger import Ledger
@@ -277,7 +277,7 @@ def test_a_simulated_year(sessions: sessionmaker[Session], tmp_path: Path) -> No
             assert deducted == sum(amount for ledger in ledgers(world) for _, amount in ledger.deducted)
             assert counted["deposit.arrived"] > 0
             assert year.deposits_landed > 40
-            assert audit.verify(session).ok
+            assert tree.verify(session).ok
             print(  # with -s: what the year held
                 f"\nsimulated year: {len(ours)} measures, {renewed} renewals, {became_effective} took effect "
                 f"({len(promoted)} of them from a queue), {counted['measure.released'] + counted['measure.partially_released']} "

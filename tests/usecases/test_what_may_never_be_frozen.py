@@ -20,7 +20,7 @@ from clerk import control, querying
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
-from clerk.store import audit, db
+from clerk.store import db, tree
 from connectors.base import RegistryKind
 from connectors.config import RegistryConfig
 from connectors.simulator.ledger import Holding, Ledger
@@ -172,4 +172,4 @@ def test_a_protected_account_is_never_frozen_until_a_judge_overrides_with_a_reas
     with sessions() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "case.override_set")).one()
         assert event.actor == "李法官" and json.loads(event.payload)["reason"] == "工资已另行支付"
-        assert audit.verify(session).ok
+        assert tree.verify(session).ok

@@ -1,0 +1,325 @@
+"""Signed tree heads and the offline checks an outsider runs: no database here, only the files.
+
+A tree head is the audit log's size and Merkle root at a time; the court signs it with its Ed25519 key
+(the `cryptography` package). The signed message is `HEAD_FORMAT`, the size, the root in hex and the time,
+one per line. A court publishes its heads (the daily report carries the day's); anyone holding one can
+later check that the log still contains exactly what it did (a consistency proof) and that an exported
+event is in it (an inclusion proof), with the court's public key and nothing else.
+
+The private key comes from CLERK_AUDIT_KEY (PEM or 64 hex digits) or from the file CLERK_AUDIT_KEY_FILE,
+by default `<data dir>/audit-signing.key`, made on first use with mode 0600. It is never written into the
+repository (var/ is ignored) nor printed; `clerk audit public-key` prints the public half.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from clerk.settings import Settings
+from clerk.store.audit import leaf_entry
+from models import merkle
+
+HEAD_FORMAT = "query-clerk audit tree head v1"
+EXPORT_FORMAT = "query-clerk audit export v1"
+CONSISTENCY_FORMAT = "query-clerk audit consistency v1"
+
+
+class HeadError(ValueError):
+    """A head, key or proof file that cannot be used: it names what and why."""
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_pem(public: Ed25519PublicKey) -> str:
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def _private_from_text(text: str, field_name: str) -> Ed25519PrivateKey:
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise HeadError(f"{field_name}: the key is not an Ed25519 key")
+            return key
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(text))
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, HeadError):
+            raise
+        raise HeadError(f"{field_name}: not an Ed25519 private key (PEM, or 64 hex digits)") from None
+
+
+def load_private_key(text: str | None, path: Path, *, create: bool) -> Ed25519PrivateKey:
+    """The court's signing key: `text` if given, else the file at `path`, made there if `create`."""
+    if text:
+        return _private_from_text(text, "CLERK_AUDIT_KEY")
+    if path.exists():
+        return _private_from_text(path.read_text(encoding="ascii"), f"CLERK_AUDIT_KEY_FILE ({path})")
+    if not create:
+        raise HeadError(f"no audit signing key at {path}: set CLERK_AUDIT_KEY_FILE or CLERK_AUDIT_KEY")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    return key
+
+
+def signing_key(settings: Settings, *, create: bool = True) -> Ed25519PrivateKey:
+    """This installation's signing key, as its settings name it."""
+    text = settings.audit_key.get_secret_value() if settings.audit_key else None
+    return load_private_key(text, settings.effective_audit_key_file, create=create)
+
+
+def load_public_key(value: str) -> Ed25519PublicKey:
+    """A public key from a file (PEM) or given inline (PEM, or base64 or hex of its 32 bytes)."""
+    text = value
+    if "-----BEGIN" not in value and len(value) < 1000 and Path(value).is_file():
+        text = Path(value).read_text(encoding="ascii")
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.encode("ascii"))
+            if isinstance(key, Ed25519PublicKey):
+                return key
+            raise ValueError
+        raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, binascii.Error):
+        raise HeadError(
+            "--public-key: not an Ed25519 public key (a PEM file, or its 32 bytes in base64 or hex)"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    size: int
+    root: str  # hex
+    signed_at: str  # ISO 8601, UTC
+    key_id: str
+    signature: str  # base64
+
+    @staticmethod
+    def message(size: int, root: str, signed_at: str) -> bytes:
+        return f"{HEAD_FORMAT}\n{size}\n{root}\n{signed_at}\n".encode("ascii")
+
+    @classmethod
+    def sign(cls, key: Ed25519PrivateKey, size: int, root: bytes, at: dt.datetime) -> SignedHead:
+        signed_at = at.astimezone(dt.UTC).isoformat(timespec="seconds")
+        signature = key.sign(cls.message(size, root.hex(), signed_at))
+        return cls(
+            size, root.hex(), signed_at, key_id(key.public_key()), base64.b64encode(signature).decode()
+        )
+
+    def check(self, public: Ed25519PublicKey) -> None:
+        if self.key_id != key_id(public):
+            raise HeadError(
+                f"the head of {self.size} was signed with key {self.key_id}, not {key_id(public)}"
+            )
+        try:
+            public.verify(
+                base64.b64decode(self.signature), self.message(self.size, self.root, self.signed_at)
+            )
+        except (InvalidSignature, binascii.Error):
+            raise HeadError(
+                f"the head of {self.size} event(s) does not carry the court's signature"
+            ) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def short(self) -> str:
+        """What a person keeps: `SIZE:ROOT`."""
+        return f"{self.size}:{self.root}"
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any], where: str = "head") -> SignedHead:
+        try:
+            head = cls(
+                int(data["size"]),
+                str(data["root"]),
+                str(data["signed_at"]),
+                str(data["key_id"]),
+                str(data["signature"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise HeadError(
+                f"{where}: not a signed head (size, root, signed_at, key_id, signature)"
+            ) from None
+        _hex32(head.root, f"{where}.root")
+        return head
+
+
+@dataclass(frozen=True, slots=True)
+class KeptHead:
+    """A head someone kept: `SIZE:ROOT`, or a signed head's JSON (a file or the text)."""
+
+    size: int
+    root: str
+    signed: SignedHead | None = None
+
+    @classmethod
+    def parse(cls, value: str, field_name: str = "--expect-head") -> KeptHead:
+        text = value
+        if (
+            len(value) < 1000
+            and not value.lstrip().startswith("{")
+            and ":" not in value
+            and Path(value).is_file()
+        ):
+            text = Path(value).read_text(encoding="utf-8")
+        text = text.strip()
+        if text.startswith("{"):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                raise HeadError(f"{field_name}: not JSON") from None
+            signed = SignedHead.of(data.get("head", data) if isinstance(data, dict) else {}, field_name)
+            return cls(signed.size, signed.root, signed)
+        size, _, root = text.partition(":")
+        if not size.isdigit() or not root:
+            raise HeadError(
+                f"{field_name}: {value[:80]!r} is not a head: give SIZE:ROOT or a signed head's file"
+            )
+        _hex32(root, field_name)
+        return cls(int(size), root)
+
+
+def _hex32(value: str, field_name: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise HeadError(f"{field_name}: a root is 64 hex digits")
+    return raw
+
+
+@dataclass
+class Check:
+    """What an offline check found: `problems` empty means everything held."""
+
+    events: int = 0
+    head: SignedHead | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _hashes(values: Sequence[Any], where: str) -> list[bytes]:
+    if not isinstance(values, list):
+        raise HeadError(f"{where}: not a list of hashes")
+    return [_hex32(str(v), where) for v in values]
+
+
+def check_export(
+    document: Mapping[str, Any], public: Ed25519PublicKey, kept: KeptHead | None = None
+) -> Check:
+    """Check a case's export with no database: the head's signature, each event's leaf hash from its
+    fields and its inclusion proof against the head, and, given a head kept earlier, that the export's
+    head extends it (the consistency proof the export carries)."""
+    if document.get("format") != EXPORT_FORMAT:
+        raise HeadError(f"not an audit export: its format is not {EXPORT_FORMAT!r}")
+    head = SignedHead.of(document.get("head") or {}, "head")
+    result = Check(head=head)
+    try:
+        head.check(public)
+    except HeadError as exc:
+        result.problems.append(str(exc))
+    root = bytes.fromhex(head.root)
+    case_number = document.get("case_number")
+    for i, event in enumerate(document.get("events") or []):
+        where = f"event {event.get('position', i)}"
+        try:
+            entry = leaf_entry(
+                str(event["occurred_at"]),
+                str(event["actor"]),
+                str(event["action"]),
+                event["case_number"],
+                str(event["payload"]),
+            )
+            position = int(event["position"])
+            proof = _hashes(event["inclusion_proof"], f"{where}.inclusion_proof")
+        except (KeyError, TypeError, ValueError) as exc:
+            result.problems.append(f"{where}: unreadable ({exc.__class__.__name__})")
+            continue
+        result.events += 1
+        leaf = merkle.leaf_hash(entry)
+        if event.get("case_number") != case_number:
+            result.problems.append(f"{where}: belongs to another case")
+        if leaf.hex() != event.get("leaf_hash"):
+            result.problems.append(f"{where}: its fields do not match its leaf hash (edited)")
+        try:
+            merkle.verify_inclusion(position, head.size, leaf, proof, root)
+        except merkle.ProofError as exc:
+            result.problems.append(f"{where}: {exc}")
+    if kept is not None:
+        result.problems.extend(_kept_problems(kept, head, document.get("consistency"), public))
+    return result
+
+
+def _kept_problems(
+    kept: KeptHead, head: SignedHead, consistency: Mapping[str, Any] | None, public: Ed25519PublicKey
+) -> list[str]:
+    if kept.signed is not None:
+        try:
+            kept.signed.check(public)
+        except HeadError as exc:
+            return [f"the kept head: {exc}"]
+    if kept.size > head.size:
+        return [f"the log has {head.size} event(s), fewer than the {kept.size} of the kept head: it was cut"]
+    proof: list[bytes] = []
+    if kept.size not in (0, head.size):
+        if not consistency or int(consistency.get("from_size", -1)) != kept.size:
+            return [f"the export carries no consistency proof from the kept head of {kept.size}"]
+        proof = _hashes(consistency.get("proof") or [], "consistency.proof")
+    try:
+        merkle.verify_consistency(
+            kept.size, head.size, bytes.fromhex(kept.root), bytes.fromhex(head.root), proof
+        )
+    except merkle.ProofError as exc:
+        return [f"the log changed since the kept head: {exc}"]
+    return []
+
+
+def check_consistency(document: Mapping[str, Any], public: Ed25519PublicKey) -> Check:
+    """Check a consistency proof file (`clerk audit consistency --output`): both heads signed, the newer
+    one extends the older one."""
+    if document.get("format") != CONSISTENCY_FORMAT:
+        raise HeadError(f"not a consistency proof: its format is not {CONSISTENCY_FORMAT!r}")
+    old = SignedHead.of(document.get("old") or {}, "old")
+    new = SignedHead.of(document.get("new") or {}, "new")
+    result = Check(head=new)
+    problems = _kept_problems(
+        KeptHead(old.size, old.root, old), new, {"from_size": old.size, **document}, public
+    )
+    try:
+        new.check(public)
+    except HeadError as exc:
+        problems.insert(0, str(exc))
+    result.problems.extend(problems)
+    return result
