@@ -124,6 +124,16 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         pool_cron="report_cron",
     ),
     Deployment(
+        "audit-sequencer",
+        "flows/sequencer.py:audit_sequencer",
+        "Place the audit events written since the last run in the log, grow its Merkle tree, sign its head.",
+        serve_cron="sequencer_cron",
+        pool_cron="sequencer_cron",
+        concurrency_limit=1,
+        note="Writers append audit events with no lock; this one deployment gives them their places and "
+        "signs the tree head with the court's key (CLERK_AUDIT_KEY_FILE on the worker that runs it).",
+    ),
+    Deployment(
         "deduction",
         "flows/deduction.py:deduction",
         "Deduct frozen deposits to the court's case account after a judge's approval (pauses for input).",

@@ -14,7 +14,7 @@ from prefect.states import Completed, Failed
 from clerk.store import db
 from clerk.supervision import reports
 from clerk.supervision.scoreboard import registry_scoreboard
-from flows import runtime
+from flows import runtime, sequencer
 from models.supervision import start_of
 from models.tables import utcnow
 from models.values import format_yuan
@@ -69,6 +69,17 @@ async def daily_report(day: str | None = None) -> State:
             f"special {sums.get('active_special', 0)}, "
             f"not yet triaged {sums.get('active_untriaged', 0)}",
         ]
+        sealed = await sequencer.seal(rt.sessions, rt.settings)
+        if sealed.head is not None:
+            lines += [
+                "",
+                "## The audit log's signed head",
+                "",
+                f"`{sealed.head.short}`, signed {sealed.head.signed_at} with key `{sealed.head.key_id}` "
+                f"({sealed.size:,} events). Publish it: anyone holding it can later prove the log only "
+                "grew (`clerk audit consistency`) and check a case's export against it "
+                "(`clerk audit check-export`).",
+            ]
         await acreate_markdown_artifact(
             "\n".join(lines), key="daily-report", description=f"Daily report {on}"
         )

@@ -3,66 +3,253 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.table import Table
 
 from clerk.casebook import cases, exports
-from clerk.cli.common import OverwriteOption, err, friendly_errors, out, unit_of_work
-from clerk.store import audit
+from clerk.cli.common import OverwriteOption, err, friendly_errors, out, sessions, settings, unit_of_work
+from clerk.store import audit, heads, tree
 from models.values import InvalidValue, parse_date
 
-audit_app = typer.Typer(help="Check and export the tamper-evident audit trail.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Check, prove and export the audit log (a Merkle tree with signed heads).", no_args_is_help=True
+)
 
 
 report_app = typer.Typer(help="Reports for the bureau.", no_args_is_help=True)
 
 
+def _public_key(value: str | None) -> Ed25519PublicKey | None:
+    """The key heads are checked with: the one given, else this installation's own, if it has one yet."""
+    if value is not None:
+        return heads.load_public_key(value)
+    config = settings()
+    if config.audit_key is None and not config.effective_audit_key_file.exists():
+        return None
+    return heads.signing_key(config, create=False).public_key()
+
+
+def _kept(value: str | None) -> heads.KeptHead | None:
+    return heads.KeptHead.parse(value) if value else None
+
+
+PublicKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--public-key",
+        help="The court's public key (a PEM file, or its 32 bytes in base64); default this installation's.",
+    ),
+]
+ExpectHeadOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expect-head",
+        help="A head kept earlier (SIZE:ROOT, or a signed head's JSON file): catches events cut or changed.",
+    ),
+]
+
+
 @audit_app.command("verify")
 @friendly_errors
-def audit_verify(
-    expect_head: Annotated[
-        str | None, typer.Option(help="The head hash recorded earlier: catches events cut from the end.")
-    ] = None,
-) -> None:
-    """Check the whole hash chain; name the first event that was edited, deleted or moved."""
+def audit_verify(expect_head: ExpectHeadOption = None, public_key: PublicKeyOption = None) -> None:
+    """Check the whole log: every event against its hash, the Merkle tree over them, every signed head's
+    root and signature; name the first event that was edited, deleted, moved or cut."""
+    kept, public = _kept(expect_head), _public_key(public_key)
     with unit_of_work() as session:
-        result = audit.verify(session, expect_head)
+        result = tree.verify(session, public, kept)
+        latest = tree.latest_head(session)
     if result.ok:
-        out.print(f"audit trail intact: {result.events} event(s); head {result.head}")
+        out.print(
+            f"audit log intact: {result.events:,} event(s), {result.placed:,} in the tree, "
+            f"{result.pending:,} waiting for the sequencer; {result.heads:,} signed head(s) checked"
+        )
+        if latest is not None:
+            out.print(f"latest signed head: {latest.short} (signed {latest.signed_at})")
+        if public is None and result.heads:
+            out.print("signatures not checked: this installation has no key; give --public-key")
         return
-    err.print(
-        f"audit trail BROKEN at event {result.broken_at}: {result.reason}; "
-        f"the {result.events} event(s) before it are intact"
-    )
+    where = f" at event {result.broken_at}" if result.broken_at is not None else ""
+    err.print(f"audit log BROKEN{where}: {result.reason}; the {result.placed:,} event(s) before it hold")
     raise typer.Exit(1)
+
+
+@audit_app.command("sequence")
+@friendly_errors
+def audit_sequence() -> None:
+    """Place the events written since the last run in the log and sign its head (the sequencer
+    deployment does this every minute)."""
+    done = tree.sequence(sessions(), heads.signing_key(settings()))
+    out.print(f"{done.placed:,} event(s) placed; the log holds {done.size:,}")
+    if done.head is not None:
+        out.print(f"signed head: {done.head.short} (signed {done.head.signed_at})")
+
+
+@audit_app.command("heads")
+@friendly_errors
+def audit_heads(
+    limit: Annotated[int, typer.Option(min=1, help="Show the newest this many.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="The signed heads as JSON lines.")] = False,
+) -> None:
+    """The log's signed tree heads, newest first: publish them, keep them, check later with them."""
+    with unit_of_work() as session:
+        signed = tree.heads(session)
+    shown = signed[::-1][:limit]
+    for head in shown:
+        out.print(json.dumps(head.as_dict()) if as_json else f"{head.signed_at}  {head.short}")
+    if len(signed) > len(shown):
+        err.print(f"{len(signed) - len(shown)} older head(s) not shown (--limit)")
+
+
+@audit_app.command("public-key")
+@friendly_errors
+def audit_public_key() -> None:
+    """Print the public key that checks this court's signed heads (PEM): give it to whoever checks."""
+    key = heads.signing_key(settings()).public_key()
+    out.print(heads.public_pem(key), end="")
+    err.print(f"key id {heads.key_id(key)}")
 
 
 @audit_app.command("export")
 @friendly_errors
 def audit_export(
     case: Annotated[str, typer.Option("--case", help="The case whose trail to export.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", help="proof (JSON with a proof per event), jsonl or csv.")
+    ] = "proof",
+    since: Annotated[
+        str | None,
+        typer.Option(help="A head the recipient kept (SIZE:ROOT or a file): add a proof the log only grew."),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="A new file to write; default stdout.")
     ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Export one case's audit trail as JSON lines or CSV (cells a spreadsheet would run are escaped)."""
-    if fmt not in ("jsonl", "csv"):
-        raise InvalidValue("--format", f"{fmt!r} is not a format: use jsonl or csv")
+    """Export one case's audit trail. The default, proof, places new events in the log first and gives
+    each event its inclusion proof against the latest signed head, for `clerk audit check-export`."""
+    if fmt not in ("proof", "jsonl", "csv"):
+        raise InvalidValue("--format", f"{fmt!r} is not a format: use proof, jsonl or csv")
+    kept = _kept(since)
+    if fmt == "proof":
+        tree.sequence(sessions(), heads.signing_key(settings()))
     with unit_of_work() as session:
         number = cases.get_case(session, case).case_number
-        events = audit.case_events(session, number)
-        if output is None:
-            count = audit.export(events, sys.stdout, fmt)
+        if fmt == "proof":
+            latest = tree.latest_head(session)
+            if latest is None:
+                raise tree.TreeError("the log has no signed head yet: nothing has been audited")
+            document = tree.case_export(session, number, latest, kept)
+            count = len(document["events"])
+            text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
         else:
-            with exports.open_new(output, field="--output", replace=overwrite) as handle:
-                count = audit.export(events, handle, fmt)
+            buffer = io.StringIO()
+            count = audit.export(audit.case_events(session, number), buffer, fmt)
+            text = buffer.getvalue()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        with exports.open_new(output, field="--output", replace=overwrite) as handle:
+            handle.write(text)
     err.print(f"{count} event(s) exported for {number}")
+
+
+@audit_app.command("check-export")
+@friendly_errors
+def audit_check_export(
+    file: Annotated[Path, typer.Argument(help="An export (clerk audit export) or a consistency proof file.")],
+    public_key: Annotated[
+        str, typer.Option("--public-key", help="The court's public key: a PEM file or its text.")
+    ],
+    expect_head: ExpectHeadOption = None,
+) -> None:
+    """Check an export offline, with no database: the head's signature, every event against its proof,
+    and with --expect-head that the log only grew since that head. Exit 1 if anything fails."""
+    public, kept = heads.load_public_key(public_key), _kept(expect_head)
+    document = _read_json(file)
+    if not isinstance(document, dict):
+        raise InvalidValue("FILE", "not an audit export")
+    if document.get("format") == heads.CONSISTENCY_FORMAT:
+        result = heads.check_consistency(document, public)
+        what = f"consistency from {document['old'].get('size')} to {document['new'].get('size')} event(s)"
+    else:
+        result = heads.check_export(document, public, kept)
+        what = f"{result.events} event(s) of {document.get('case_number')}"
+    if result.ok:
+        head = result.head
+        out.print(f"verified: {what} against the signed head {head.short if head else '?'}")
+        return
+    err.print(f"NOT verified: {what}; {len(result.problems)} problem(s):")
+    for problem in result.problems[:50]:
+        err.print(f"  {problem}")
+    raise typer.Exit(1)
+
+
+@audit_app.command("consistency")
+@friendly_errors
+def audit_consistency(
+    old: Annotated[str, typer.Argument(help="The older head: its size, or SIZE:ROOT / a file someone kept.")],
+    new: Annotated[str, typer.Argument(help="The newer head's size, or 'latest'.")] = "latest",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the proof here for others to check.")
+    ] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Prove that the log only grew between two signed heads, and check the proof (exit 1 if it fails)."""
+    with unit_of_work() as session:
+        newer = tree.latest_head(session) if new == "latest" else tree.head_at(session, _size(new, "NEW"))
+        if newer is None:
+            raise tree.TreeError("the log has no signed head yet")
+        kept = heads.KeptHead.parse(old, "OLD") if not old.isdigit() else None
+        older = tree.head_at(session, kept.size if kept else int(old))
+        if kept is not None and kept.root != older.root:
+            err.print(
+                f"the kept head of {kept.size} event(s) is not the log's head of that size: the log changed"
+            )
+            raise typer.Exit(1)
+        document = tree.consistency_document(session, older, newer)
+    result = heads.check_consistency(document, heads.signing_key(settings(), create=False).public_key())
+    if output is not None:
+        with exports.open_new(output, field="--output", replace=overwrite) as handle:
+            handle.write(json.dumps(document, indent=1) + "\n")
+    if not result.ok:
+        err.print("NOT consistent: " + "; ".join(result.problems))
+        raise typer.Exit(1)
+    out.print(f"consistent: the log of {newer.size:,} event(s) extends the one of {older.size:,}")
+    if output is None:
+        out.print(json.dumps(document, indent=1))
+
+
+#: The largest export check-export reads: a case's trail is thousands of events, not millions.
+_EXPORT_MAX_BYTES = 512 * 1024 * 1024
+
+
+def _read_json(file: Path) -> object:
+    if file.is_dir():
+        raise InvalidValue("FILE", "is a directory: name an export file")
+    try:
+        with file.open("rb") as handle:
+            data = handle.read(_EXPORT_MAX_BYTES + 1)
+    except OSError as exc:
+        raise InvalidValue("FILE", f"cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > _EXPORT_MAX_BYTES:
+        raise InvalidValue("FILE", f"is more than {_EXPORT_MAX_BYTES:,} bytes: not an export")
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InvalidValue("FILE", "is not an export: not JSON in UTF-8") from None
+
+
+def _size(value: str, field: str) -> int:
+    if not value.isdigit():
+        raise InvalidValue(field, f"{value!r} is not a head's size (a whole number) or 'latest'")
+    return int(value)
 
 
 @report_app.command("daily")

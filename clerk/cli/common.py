@@ -19,11 +19,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.casebook import access, casefile, cases
 from clerk.settings import Settings, SettingsError, get_settings
 from clerk.store import audit, db
+from clerk.store.heads import HeadError
+from clerk.store.tree import TreeError
 from connectors.loader import ConnectorLoadError
 from connectors.simulator.serve import SimulatorError
 from models.access import Action
@@ -63,7 +65,15 @@ def friendly_errors(func: F) -> F:
             if len(exc.errors) > 200:
                 err.print(f"  … and {len(exc.errors) - 200} more")
             raise typer.Exit(2) from None
-        except (InvalidValue, cases.CaseNotFound, SettingsError, ConnectorLoadError, SimulatorError) as exc:
+        except (
+            InvalidValue,
+            cases.CaseNotFound,
+            SettingsError,
+            ConnectorLoadError,
+            SimulatorError,
+            HeadError,
+            TreeError,
+        ) as exc:
             err.print(f"error: {exc}")
             raise typer.Exit(2) from None
         except OperationalError as exc:
@@ -79,11 +89,14 @@ def settings() -> Settings:
     return get_settings()
 
 
+def sessions() -> sessionmaker[Session]:
+    return db.session_factory(db.engine_for(settings().effective_database_url))
+
+
 @contextmanager
 def unit_of_work() -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back on any error."""
-    engine = db.engine_for(settings().effective_database_url)
-    with db.session_factory(engine).begin() as session:
+    with sessions().begin() as session:
         yield session
 
 

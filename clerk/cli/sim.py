@@ -14,8 +14,8 @@ from rich.text import Text
 
 from clerk.casebook import casefile, cases
 from clerk.cli.cases import import_file
-from clerk.cli.common import SAMPLE_CASES, app, err, friendly_errors, out, settings, unit_of_work
-from clerk.store import audit
+from clerk.cli.common import SAMPLE_CASES, app, err, friendly_errors, out, sessions, settings, unit_of_work
+from clerk.store import audit, heads, tree
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.world import case_rows
@@ -105,6 +105,7 @@ def demo(
         )
 
     r = embedded.run_demo(file, debtors, seed, out.print, import_and_say)
+    sealed = tree.sequence(sessions(), heads.signing_key(conf))
     table = Table("", "", title="after the sweep", show_header=False)
     for label, value in (
         ("cases in the case book", f"{r.cases:,}"),
@@ -118,10 +119,13 @@ def demo(
         ("frozen", f"{format_yuan(r.frozen_fen)} yuan"),
         ("queued behind other courts", f"{r.queued:,}"),
         ("awaiting a registry's answer", f"{r.unconfirmed:,}"),
+        ("audit log", f"{sealed.size:,} events under a signed head"),
     ):
         table.add_row(label, value)
     out.print(table)
     out.print(f"sweep: {r.sweep_message}; demo done in {r.seconds:.1f} s")
+    if sealed.head is not None:
+        out.print(f"audit log's signed head: {sealed.head.short} (`clerk audit verify` checks it)")
     out.print(
         "next: `clerk serve` starts the Prefect UI (http://127.0.0.1:4200) with the scheduled deployments;"
     )

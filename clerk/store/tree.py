@@ -154,14 +154,14 @@ def read_nodes(session: Session, coords: Iterable[merkle.Coord]) -> dict[merkle.
     wanted = set(coords)
     found: dict[merkle.Coord, bytes] = {}
     leaves = sorted(idx for level, idx in wanted if level == 0)
-    for chunk in db.chunks(leaves):
+    for positions in db.chunks(leaves):
         for position, leaf in session.execute(
-            select(AuditEvent.position, AuditEvent.hash).where(AuditEvent.position.in_(chunk))
+            select(AuditEvent.position, AuditEvent.hash).where(AuditEvent.position.in_(positions))
         ):
             found[(0, position)] = bytes.fromhex(leaf)
     inner = sorted(c for c in wanted if c[0])
-    for chunk in db.chunks(inner, 400):
-        match = or_(*(and_(AuditNode.level == level, AuditNode.idx == idx) for level, idx in chunk))
+    for coords_chunk in db.chunks(inner, 400):
+        match = or_(*(and_(AuditNode.level == level, AuditNode.idx == idx) for level, idx in coords_chunk))
         for level, idx, h in session.execute(
             select(AuditNode.level, AuditNode.idx, AuditNode.hash).where(match)
         ):

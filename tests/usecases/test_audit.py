@@ -321,3 +321,84 @@ def test_a_key_file_is_made_once_private_and_refused_when_garbage(tmp_path: Path
         heads.load_public_key("bm90IGEga2V5")
     with pytest.raises(heads.HeadError, match="SIZE:ROOT"):
         heads.KeptHead.parse("yesterday's head")
+
+
+def _chain_rows(count: int) -> list[dict]:
+    """Events as revisions 0001-0004 wrote them: a hash chain."""
+    import datetime as dt
+    import hashlib
+
+    rows, prev = [], "0" * 64
+    for seq in range(1, count + 1):
+        when = dt.datetime(2026, 12, 1, 8, 0, seq)
+        payload = json.dumps({"n": seq}, sort_keys=True)
+        body = [
+            prev,
+            seq,
+            when.replace(tzinfo=dt.UTC).isoformat(timespec="microseconds"),
+            "system",
+            "old.event",
+            CASE.format(1),
+            payload,
+        ]
+        digest = hashlib.sha256(
+            json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        ).hexdigest()
+        rows.append(
+            {
+                "seq": seq,
+                "occurred_at": when,
+                "actor": "system",
+                "action": "old.event",
+                "case_number": CASE.format(1),
+                "payload": payload,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    return rows
+
+
+def test_the_old_chain_becomes_the_first_leaves(database_url: str, key: Ed25519PrivateKey) -> None:
+    from alembic import command
+    from sqlalchemy import column, insert, table
+
+    from clerk.store import db
+
+    engine = db.make_engine(database_url)
+    command.upgrade(db.alembic_config(engine), "0004")
+    old = table("audit_events", *(column(c) for c in _chain_rows(1)[0]))
+    with engine.begin() as conn:
+        conn.execute(insert(old), _chain_rows(6))
+    db.upgrade(engine)
+    sessions = db.session_factory(engine)
+    with sessions() as s:
+        placed = s.execute(select(AuditEvent.seq, AuditEvent.position).order_by(AuditEvent.seq)).all()
+        migrated = s.scalars(select(AuditEvent).where(AuditEvent.action == "audit.chain_migrated")).one()
+    assert [tuple(r) for r in placed[:6]] == [(i, i - 1) for i in range(1, 7)]
+    assert migrated.position is None and json.loads(migrated.payload)["events"] == 6
+    assert json.loads(migrated.payload)["chain_head"] == _chain_rows(6)[-1]["hash"]
+    assert tree.sequence(sessions, key).size == 7
+    write(sessions, 1, 2)  # new events after the old ones, numbered on
+    assert tree.sequence(sessions, key).size == 9
+    assert verify(sessions, key).ok
+    engine.dispose()
+
+
+def test_a_broken_chain_is_not_migrated(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import column, insert, table
+
+    from clerk.store import db
+
+    engine = db.make_engine(database_url)
+    command.upgrade(db.alembic_config(engine), "0004")
+    rows = _chain_rows(4)
+    rows[2]["payload"] = '{"n": 99}'
+    with engine.begin() as conn:
+        conn.execute(insert(table("audit_events", *(column(c) for c in rows[0]))), rows)
+    with pytest.raises(RuntimeError, match="broken at event 3: nothing was migrated"):
+        db.upgrade(engine)
+    assert db.current_revision(engine) == "0004"
+    engine.dispose()

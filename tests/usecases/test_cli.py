@@ -74,9 +74,9 @@ def test_import_show_pay_verify_export(clerk_env: str, case_file: Path, tmp_path
     code, _, err = clerk("audit", "export", "--case", CASE, "--format", "csv", "--output", str(export))
     assert code == 0 and "2 event(s) exported" in err
     lines = export.read_text(encoding="utf-8").splitlines()
-    assert lines[0].startswith("seq,occurred_at,actor,action")
+    assert lines[0].startswith("seq,position,occurred_at,actor,action")
     assert "payment.recorded" in lines[2] and "user:李法官" in lines[2]  # the judge who recorded it
-    code, out, _ = clerk("audit", "export", "--case", CASE)
+    code, out, _ = clerk("audit", "export", "--case", CASE, "--format", "jsonl")
     assert [json.loads(line)["action"] for line in out.splitlines()] == ["case.imported", "payment.recorded"]
 
 
@@ -142,7 +142,7 @@ def test_sqlite_file_edited_underneath_is_caught(clerk_env: str, case_file: Path
     raw.close()
     code, _, err = clerk("audit", "verify")
     assert code == 1
-    assert "BROKEN at event 3" in err and "edited" in err
+    assert "BROKEN" in err and "event seq 3" in err and "edited" in err
 
 
 def test_database_password_is_never_printed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ def test_run_and_deduct_explain_what_they_need(
     assert code == 2 and "a deduction waits for a judge on a Prefect server: start `clerk serve`" in err
     code, _, err = clerk("query", CASE, "--requested-by", "王五")
     assert code == 2 and "requested_by: 王五 may not query this case: neither the case's judge" in err
-    code, out, _ = clerk("audit", "export", "--case", CASE)
+    code, out, _ = clerk("audit", "export", "--case", CASE, "--format", "jsonl")
     # The refusal is on the record under the operator (CLERK_ACTOR), with the name claimed beside it.
     assert "access.refused" in out and "user:tester" in out and '"who": "王五"' in out
     assert "user:王五" not in out
@@ -220,3 +220,49 @@ def test_what_may_never_be_frozen_is_shown_and_only_a_judge_overrides_it(
     assert "left free" not in out and "overridden by a judge for this case: allowance" in out
     code, out, _ = clerk("audit", "export", "--case", CASE)
     assert code == 0 and "case.override_set" in out and "债务人另有收入" in out
+
+
+def test_an_outsider_checks_an_export_with_the_public_key_alone(
+    clerk_env: str, case_file: Path, tmp_path: Path
+) -> None:
+    """The court exports a case with proofs and publishes its key and a head; a lawyer checks the file
+    with `check-export` and no database, and catches an edit; a consistency proof shows the log grew."""
+    assert clerk("cases", "import", str(case_file))[0] == 0
+    code, out, _ = clerk("audit", "sequence")
+    assert code == 0 and "2 event(s) placed; the log holds 2" in out  # the case, the file
+    code, out, _ = clerk("audit", "heads", "--json")
+    kept = tmp_path / "kept-head.json"
+    kept.write_text(out.splitlines()[0])
+    assert clerk("cases", "pay", CASE, "1000", "--on", "2024-06-01", "--actor", "李法官")[0] == 0
+
+    export, key = tmp_path / "case.json", tmp_path / "court.pem"
+    code, _, err = clerk("audit", "export", "--case", CASE, "--since", str(kept), "-o", str(export))
+    assert code == 0 and "2 event(s) exported" in err  # the import and the payment; placed first
+    code, out, _ = clerk("audit", "public-key")
+    key.write_text(out)
+    assert (tmp_path / "var" / "audit-signing.key").stat().st_mode & 0o077 == 0
+
+    def check(*extra: str) -> tuple[int, str, str]:
+        return clerk("audit", "check-export", str(export), "--public-key", str(key), *extra)
+
+    code, out, _ = check("--expect-head", str(kept))
+    assert code == 0 and "verified: 2 event(s) of （2024）豫0185执1234号 against the signed head 3:" in out
+
+    document = json.loads(export.read_text())
+    document["events"][1]["payload"] = document["events"][1]["payload"].replace("1000", "100")
+    export.write_text(json.dumps(document))
+    code, _, err = check()
+    assert code == 1 and "NOT verified" in err and "edited" in err
+
+    code, out, _ = clerk("audit", "verify", "--expect-head", str(kept))
+    assert code == 0 and "3 event(s), 3 in the tree, 0 waiting" in out and "2 signed head(s) checked" in out
+    proof = tmp_path / "grew.json"
+    code, out, _ = clerk("audit", "consistency", "2", "latest", "-o", str(proof))
+    assert code == 0 and "the log of 3 event(s) extends the one of 2" in out
+    code, out, _ = clerk("audit", "check-export", str(proof), "--public-key", str(key))
+    assert code == 0 and "consistency from 2 to 3" in out
+
+    code, _, err = clerk("audit", "check-export", str(case_file), "--public-key", str(key))
+    assert code == 2 and "FILE: is not an export" in err
+    code, _, err = clerk("audit", "verify", "--expect-head", "three")
+    assert code == 2 and "--expect-head: 'three' is not a head" in err

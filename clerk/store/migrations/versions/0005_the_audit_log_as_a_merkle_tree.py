@@ -184,8 +184,8 @@ def downgrade() -> None:
     """Back to the hash chain, in the log's order (placed events first, then the rest by seq); the tree
     and the signed heads are dropped."""
     conn = op.get_bind()
-    for table in ("audit_heads", "audit_nodes", "audit_events"):
-        drop_append_only(conn, table)
+    for name in ("audit_heads", "audit_nodes", "audit_events"):
+        drop_append_only(conn, name)
     op.drop_table("audit_heads")
     op.drop_table("audit_nodes")
     placed = sa.table(
