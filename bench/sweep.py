@@ -14,11 +14,13 @@ second plain run. Peak memory is each process's own high-water mark (VmHWM; see 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,17 +170,69 @@ def import_cases(env: dict[str, str], case_file: Path) -> float:
     return seconds
 
 
+class LockWaits:
+    """Samples, every `INTERVAL_S` while a sweep runs on PostgreSQL, which of the database's other
+    sessions wait on a lock (pg_stat_activity's wait_event_type 'Lock'), and on which kind (pg_locks: an
+    advisory lock, a row's transaction, a tuple, a relation): the share of the sweepers' time spent
+    waiting, as the bench prints it."""
+
+    INTERVAL_S = 0.05
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine
+
+        self.engine = create_engine(url)
+        self.samples = 0
+        self.waiting: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT coalesce(l.locktype, a.wait_event) FROM pg_stat_activity a "
+            "LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
+            "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
+            "AND a.wait_event_type = 'Lock'"
+        )
+        with self.engine.connect() as conn:
+            while not self._stop.wait(self.INTERVAL_S):
+                kinds = conn.execute(query).scalars().all()
+                conn.rollback()
+                self.samples += 1
+                for kind in kinds:
+                    self.waiting[kind] = self.waiting.get(kind, 0) + 1
+
+    def __enter__(self) -> LockWaits:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.engine.dispose()
+
+    def share(self, sessions: int, kind: str | None = None) -> float:
+        """Percent of the sweepers' sampled time spent waiting on a lock (of `kind`, or any)."""
+        waits = self.waiting.get(kind, 0) if kind else sum(self.waiting.values())
+        return round(100 * waits / max(self.samples * sessions, 1), 2)
+
+
 def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dict[str, Any]:
     """One sweep, by `shards` sweepers side by side, one shard each (as a province's sweep runs on a pool):
     its time is from the first sweeper's start of sweeping to the last one's end (their interpreters'
     start left out, as for one sweeper); the counts and CPU are summed, the peak memory is the largest
-    process's."""
+    process's. On PostgreSQL, the share of the sweepers' time spent waiting on locks (LockWaits)."""
     sweepers = [["bench.sweeper", str(days_later)]]
     if shards > 1:
         sweepers = [
             ["bench.sweeper", str(days_later), "--shard", f"{k}/{shards}"] for k in range(1, shards + 1)
         ]
-    _, outputs = run_modules(sweepers, env, show_stderr=True)
+    url = env["CLERK_DATABASE_URL"]
+    waits = LockWaits(url) if url.startswith("postgresql") else None
+    with waits or contextlib.nullcontext():
+        _, outputs = run_modules(sweepers, env, show_stderr=True)
     parts = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     summed = {
         key: sum(p[key] for p in parts)
@@ -187,6 +241,8 @@ def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dic
     return summed | {
         "seconds": max(p["ended"] for p in parts) - min(p["began"] for p in parts),
         "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+        "lock_wait_pct": waits.share(shards) if waits else None,
+        "advisory_wait_pct": waits.share(shards, "advisory") if waits else None,
     }
 
 
@@ -227,6 +283,8 @@ def measure(
         "re-sweep lookups/s": None,
         "re-sweep ratio": None,
         "sweep cpu s": round(sweep["cpu_s"], 1),
+        "lock wait %": sweep["lock_wait_pct"],
+        "advisory wait %": sweep["advisory_wait_pct"],
         "reads per lookup": round(sweep["read_calls"] / max(sweep["lookups"], 1), 2),
         "sweep MB": round(sweep["peak_rss_mb"], 1),
         "re-sweep MB": None,

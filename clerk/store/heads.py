@@ -80,9 +80,18 @@ def load_private_key(text: str | None, path: Path, *, create: bool) -> Ed25519Pr
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written aside and linked into place: a process starting at the same moment either finds no file
+    # or the whole key, never half of one, and the first to link wins.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        return load_private_key(None, path, create=False)
+    finally:
+        partial.unlink()
     return key
 
 
