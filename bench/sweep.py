@@ -243,6 +243,11 @@ def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dic
         "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
         "lock_wait_pct": waits.share(shards) if waits else None,
         "advisory_wait_pct": waits.share(shards, "advisory") if waits else None,
+        "waits_by_kind": (
+            " ".join(f"{kind}:{waits.share(shards, kind)}" for kind in sorted(waits.waiting))
+            if waits
+            else None
+        ),
     }
 
 
@@ -285,6 +290,7 @@ def measure(
         "sweep cpu s": round(sweep["cpu_s"], 1),
         "lock wait %": sweep["lock_wait_pct"],
         "advisory wait %": sweep["advisory_wait_pct"],
+        "waits % by lock": sweep["waits_by_kind"],
         "reads per lookup": round(sweep["read_calls"] / max(sweep["lookups"], 1), 2),
         "sweep MB": round(sweep["peak_rss_mb"], 1),
         "re-sweep MB": None,

@@ -92,6 +92,8 @@ class WireControlReply(Wire):
     queue_no: int | None = Field(None, ge=1)
     ahead: WireRestriction | None = None
     reason: str | None = Field(None, max_length=64)
+    account_no: str | None = Field(None, min_length=4, max_length=40, pattern=r"^[0-9]+$")
+    case_no: str | None = Field(None, max_length=64)
 
 
 class WireBalances(Wire):
@@ -279,6 +281,8 @@ class BankConnector(HttpConnector):
             queue_position=wire.queue_no,
             ahead=None if wire.ahead is None else self._other(wire.ahead, key),
             reason=wire.reason,
+            account=wire.account_no,
+            case_number=wire.case_no,
         )
         return self.checked(reply, wire.key)
 

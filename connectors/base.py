@@ -192,6 +192,10 @@ class ControlReply(Message):
     queue_position: int | None = Field(None, ge=1)
     ahead: OtherMeasure | None = None  # the earlier measure we queue behind
     reason: str | None = None
+    # What the registry says it acted on, where its answers name it (banks do): checked against what was
+    # asked (clerk.control.answers); an account number is personal data, kept out of repr and logs.
+    account: str | None = Field(None, repr=False)
+    case_number: str | None = None
 
 
 class RenewRequest(Message):

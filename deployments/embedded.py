@@ -29,11 +29,13 @@ from clerk.casebook.casefile import write_case_file
 from clerk.settings import Settings, get_settings
 from clerk.store import db
 from connectors.config import registries_json, simulated_registries
+from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.world import case_rows
 from deployments import catalog
 from deployments.catalog import TIMEZONE
 from models.tables import Asset, Case, ControlMeasure, Query
+from models.values import InvalidValue
 
 
 @dataclass
@@ -70,19 +72,34 @@ def _settings_env(**values: str) -> Iterator[Settings]:
         get_settings.cache_clear()
 
 
+#: How a slow registry answers in the demo: a share of requests "accepted, the answer later", never collected
+#: within the demo; the scoreboard shows them open, and late once 24 hours pass.
+SLOW_DEMO = FaultPlan(seed=7, later=0.1)
+
+
 def run_demo(
     sample_file: Path,
     debtors: int,
     seed: int,
     say: Callable[[str], None],
     import_cases: Callable[[Path], object],
+    slow: Sequence[str] = (),
 ) -> DemoReport:
     """Start the simulators with a seeded world, import the sample cases and the world's cases, sweep, and
-    report from the case book."""
+    report from the case book. The registries named in `slow` answer a share of lookups only later
+    (`SLOW_DEMO`), as a registry that breaks the 24-hour rule does."""
     started = time.perf_counter()
     now = dt.datetime.now(dt.UTC)
     world = build_world(simulated_registries(), debtors, seed, now)
+    simulators = {sim.code: sim for sim, _, _ in world.simulators}
+    unknown = sorted(set(slow) - set(simulators))
+    if unknown:
+        raise InvalidValue("--slow", f"no registry {', '.join(unknown)}: use {', '.join(simulators)}")
+    for code in slow:
+        simulators[code].faults = SLOW_DEMO
     say(f"simulators: {len(world.simulators)} registries, {debtors:,} debtors (seed {seed})")
+    if slow:
+        say(f"slow on purpose: {', '.join(slow)} answer {SLOW_DEMO.later:.0%} of requests only later")
     case_file = get_settings().data_dir / f"demo-cases-{seed}.csv"
     case_file.parent.mkdir(parents=True, exist_ok=True)
     write_case_file(case_file, case_rows(world.debtors, seed, now.date()))

@@ -55,6 +55,20 @@ def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
             for line in proposal.lines
         ),
         "",
+        *(
+            [
+                "Left with the debtor as the living allowance: "
+                f"{format_yuan(proposal.allowance_kept_fen)} yuan."
+            ]
+            if proposal.allowance_kept_fen
+            else []
+        ),
+        *(
+            [f"Not deducted: {proposal.protected_left} frozen account(s) whose purpose the law protects."]
+            if proposal.protected_left
+            else []
+        ),
+        "",
         "Resume this run to decide: approve (an amount up to the proposal) or reject with a reason.",
     ]
     return "\n".join(lines)

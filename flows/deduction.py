@@ -56,6 +56,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 runtime.actor(),
                 runtime.today(),
                 runtime.flow_run_id(),
+                rt.policy.exempt,
             )
         except (cases.CaseNotFound, access.Refused) as exc:
             return Failed(message=str(exc))

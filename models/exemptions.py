@@ -89,7 +89,22 @@ def within_allowance(holdings: Sequence[Holding], allowance: int) -> list[Holdin
     """One person's deposits with what may still be frozen on each, so that at least `allowance` stays
     free across all of them together (what is free now is the sum of their `available`). Taken in the order
     given: the first deposits keep their room, the last ones give it up to the allowance."""
-    room = max(sum(max(h.available, 0) for h in holdings) - max(allowance, 0), 0)
+    return _take(holdings, sum(max(h.available, 0) for h in holdings) - max(allowance, 0))
+
+
+def deductible(
+    frozen: Sequence[Holding], balance: int, allowance: int, held_elsewhere: int = 0
+) -> list[Holding]:
+    """What may move from one person's frozen deposits (`frozen`: this case's freezes, `available` what each
+    holds) so that the allowance still stays with the person: at most `balance` (all the person's deposits,
+    as last reported) − `allowance` − `held_elsewhere` (what the person's deposits hold for other cases)
+    in all, taken in the order given. The freeze kept the allowance when it was placed; this checks it
+    again on the day the money moves (the standard, the dependants or the balances may have changed)."""
+    return _take(frozen, balance - max(allowance, 0) - max(held_elsewhere, 0))
+
+
+def _take(holdings: Sequence[Holding], room: int) -> list[Holding]:
+    room = max(room, 0)
     result = []
     for h in holdings:
         take = min(max(h.available, 0), room)

@@ -15,7 +15,9 @@ from rich.text import Text
 from clerk.casebook import casefile, cases
 from clerk.cli.cases import import_file
 from clerk.cli.common import SAMPLE_CASES, app, err, friendly_errors, out, sessions, settings, unit_of_work
+from clerk.cli.ops import print_scoreboard
 from clerk.store import audit, heads, tree
+from clerk.supervision.scoreboard import registry_scoreboard
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.world import case_rows
@@ -90,9 +92,17 @@ def demo(
     ] = 2_000,
     seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
     file: Annotated[Path, typer.Option(help="Sample cases imported as well.")] = SAMPLE_CASES,
+    slow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A registry that answers a tenth of its requests only later, to see the 24-hour rule's "
+            "scoreboard catch it (repeat for more; default vehicles; --slow none for none)."
+        ),
+    ] = None,
 ) -> None:
     """The main job on the embedded default: simulators for every registry, the sample cases and a seeded
-    world of debtors imported, one sweep (query, record, freeze and seize within the cap), and a report."""
+    world of debtors imported, one sweep (query, record, freeze and seize within the cap), the audit log
+    signed, and a report with the registries' scoreboard."""
     from deployments import embedded
 
     conf = settings()
@@ -104,7 +114,8 @@ def demo(
             f"imported {path.name}: {report.cases_added:,} new case(s), {report.cases_unchanged:,} known"
         )
 
-    r = embedded.run_demo(file, debtors, seed, out.print, import_and_say)
+    slow_codes = [c for c in (slow or ["vehicles"]) if c != "none"]
+    r = embedded.run_demo(file, debtors, seed, out.print, import_and_say, slow_codes)
     sealed = tree.sequence(sessions(), heads.signing_key(conf))
     table = Table("", "", title="after the sweep", show_header=False)
     for label, value in (
@@ -126,6 +137,16 @@ def demo(
     out.print(f"sweep: {r.sweep_message}; demo done in {r.seconds:.1f} s")
     if sealed.head is not None:
         out.print(f"audit log's signed head: {sealed.head.short} (`clerk audit verify` checks it)")
+    if slow_codes:
+        now = dt.datetime.now(dt.UTC)
+        with unit_of_work() as session:
+            scores = registry_scoreboard(
+                session, now - dt.timedelta(hours=1), now, now + dt.timedelta(hours=25)
+            )
+        print_scoreboard(
+            [s for s in scores if s.requests],
+            "the 24-hour rule tomorrow, if nothing more is answered (late, open: past 24 h)",
+        )
     out.print(
         "next: `clerk serve` starts the Prefect UI (http://127.0.0.1:4200) with the scheduled deployments;"
     )

@@ -25,7 +25,7 @@ from connectors.base import (
 )
 from models.status import MeasureStatus
 from models.tables import Asset, Case, ControlMeasure, MeasureAction, Notification
-from models.values import iso_date
+from models.values import CaseNumber, InvalidValue, iso_date
 
 _STATUS = {
     ControlOutcome.EFFECTIVE: "effective",
@@ -51,11 +51,17 @@ def _invalid(measure: Any, reply: ControlReply, taken: dict[tuple[int, str], int
     (GLOSSARY: "A registry's answer that holds more than was asked … is the registry's error"), and whether
     the answer can still be trusted for its reference: (problem, trusted), or None when it is sound.
 
+    - An answer that names another account or another case than the one asked: the registry mixed up its
+      answers (untrusted: nothing of it is recorded; the measure waits, counted at its claim, for a person).
     - A freeze number another of our measures at that registry already holds: the answer cannot be ours
-      (untrusted: nothing of it is recorded; the measure waits, counted at its claim, for a person).
+      (untrusted, the same).
     - More held than the account's balance when it was last reported: an impossible amount (untrusted).
     - More held than asked, within the balance: the registry over-froze. Its reference is good: the measure
       is recorded at what was asked and the excess lifted at once."""
+    if reply.account is not None and reply.account != measure.identifier:
+        return "it names another account than the one asked", False
+    if reply.case_number is not None and not _same_case(reply.case_number, measure.case_number):
+        return "it names another case than the one asked", False
     reference = reply.registry_reference
     if reference is not None and taken.get((measure.registry_id, reference), measure.id) != measure.id:
         return "its reference already names another of our measures", False
@@ -68,6 +74,13 @@ def _invalid(measure: Any, reply: ControlReply, taken: dict[tuple[int, str], int
     if measure.balance_fen is not None and reply.amount_fen > measure.balance_fen:
         return "it claims to hold more than the account's balance", False
     return "it holds more than was asked", True
+
+
+def _same_case(named: str, ours: str) -> bool:
+    try:
+        return str(CaseNumber.parse(named)) == ours
+    except InvalidValue:
+        return False
 
 
 def record_replies(
@@ -98,6 +111,7 @@ def record_replies(
                 ControlMeasure.registry_id,
                 Case.case_number,
                 Asset.balance_fen,
+                Asset.identifier,
             )
             .join(Case, Case.id == ControlMeasure.case_id)
             .join(Asset, Asset.id == ControlMeasure.asset_id)

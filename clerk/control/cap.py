@@ -54,7 +54,7 @@ def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int
     return held
 
 
-def _available(asset: Asset, ours: int) -> int:
+def available(asset: Asset, ours: int) -> int:
     """What can still be frozen on a deposit: its balance less other authorities' measures and ours."""
     balance = asset.balance_fen or 0
     others = 0

@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
-from clerk.control.cap import _available, _held_on_assets, covered_by
+from clerk.control.cap import _held_on_assets, available, covered_by
 from clerk.settings import Settings
 from clerk.store import audit, db, locks
 from models import rules
@@ -173,8 +173,8 @@ def _freezable(
         if asset.purpose in exempt.protected:
             plan.protected_accounts += 1
             continue
-        available = _available(asset, held_on.get(asset.id, 0))
-        by_debtor.setdefault(asset.debtor_id, []).append(rules.Holding(asset.id, available))
+        room = available(asset, held_on.get(asset.id, 0))
+        by_debtor.setdefault(asset.debtor_id, []).append(rules.Holding(asset.id, room))
     holdings: list[rules.Holding] = []
     for debtor_id, group in by_debtor.items():
         # Accounts we hold nothing on first, largest first: what the allowance keeps free stays on accounts

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control
@@ -21,8 +21,9 @@ from clerk.casebook import access, cases, notices
 from clerk.store import audit, locks
 from models import rules
 from models.access import Action, Person
+from models.exemptions import NO_EXEMPTIONS, Exemptions, deductible
 from models.status import MeasureStatus
-from models.tables import Asset, ControlMeasure, Registry
+from models.tables import Asset, Case, ControlMeasure, Debtor, Registry
 from models.values import mask_account
 
 
@@ -41,18 +42,27 @@ class DeductionProposal:
     judge: str
     remaining_fen: int
     lines: tuple[ProposedDeduction, ...]
+    allowance_kept_fen: int = 0  # frozen, but left with a person as the living allowance
+    protected_left: int = 0  # frozen accounts whose purpose is protected (no override): not deducted
 
     @property
     def total_fen(self) -> int:
         return sum(line.amount_fen for line in self.lines)
 
 
-def propose_deduction(session: Session, case_number: str, today: dt.date) -> DeductionProposal:
+def propose_deduction(
+    session: Session, case_number: str, today: dt.date, exempt: Exemptions = NO_EXEMPTIONS
+) -> DeductionProposal:
     """What could move to the court's case account today: frozen deposits, oldest freeze first, up to what
-    the case owes."""
+    the case owes, and never what the law leaves with the debtor (models.exemptions, checked again today):
+    a protected account's money stays unless a judge overrode that for the case, and a natural person keeps
+    the living allowance across all of the person's deposits."""
     case = cases.get_case(session, case_number)
+    exempt = exempt.for_case(
+        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
+    )
     rows = session.execute(
-        select(ControlMeasure, Asset.identifier, Registry.code)
+        select(ControlMeasure, Asset.identifier, Asset.purpose, Asset.debtor_id, Registry.code)
         .join(Asset, Asset.id == ControlMeasure.asset_id)
         .join(Registry, Registry.id == ControlMeasure.registry_id)
         .where(
@@ -64,13 +74,66 @@ def propose_deduction(session: Session, case_number: str, today: dt.date) -> Ded
         )
     ).all()
     remaining = cases.owed(case, today).remaining
-    frozen = [rules.Covered(m.id, m.actual_amount_fen or 0, m.started_on or today) for m, _, _ in rows]
-    info = {m.id: (code, mask_account(identifier)) for m, identifier, code in rows}
-    lines = tuple(
-        ProposedDeduction(a.key, info[a.key][0], info[a.key][1], a.amount)
-        for a in rules.propose_deduction(remaining, frozen)
+    protected = [m for m, _, purpose, _, _ in rows if purpose in exempt.protected]
+    frozen = [
+        rules.Covered(m.id, m.actual_amount_fen or 0, m.started_on or today)
+        for m, _, purpose, _, _ in rows
+        if purpose not in exempt.protected
+    ]
+    proposed = rules.propose_deduction(remaining, frozen)
+    allowed = _within_allowances(
+        session, case, proposed, {m.id: debtor for m, _, _, debtor, _ in rows}, exempt, today
     )
-    return DeductionProposal(case.id, case.case_number, case.judge, remaining, lines)
+    info = {m.id: (code, mask_account(identifier)) for m, identifier, _, _, code in rows}
+    lines = tuple(
+        ProposedDeduction(a.key, info[a.key][0], info[a.key][1], a.amount) for a in allowed if a.amount > 0
+    )
+    kept = sum(a.amount for a in proposed) - sum(a.amount for a in allowed)
+    return DeductionProposal(case.id, case.case_number, case.judge, remaining, lines, kept, len(protected))
+
+
+def _within_allowances(
+    session: Session,
+    case: Case,
+    proposed: list[rules.Allocation],
+    debtor_of: Mapping[int, int],
+    exempt: Exemptions,
+    today: dt.date,
+) -> list[rules.Allocation]:
+    """The proposal with each natural person's living allowance left: per person, what moves is at most
+    the person's deposits (last reported balances, less other authorities' measures) less the allowance and
+    less what they hold for our other cases (exemptions.deductible)."""
+    debtors = {debtor_of[a.key] for a in proposed}
+    people = {
+        d.id: d.dependants
+        for d in session.scalars(select(Debtor).where(Debtor.id.in_(debtors), Debtor.kind == "person"))
+    }
+    if not people or exempt.months <= 0:
+        return proposed
+    balances: dict[int, int] = {}  # what each person's deposits hold that no other authority holds
+    for asset in session.scalars(select(Asset).where(Asset.debtor_id.in_(people), Asset.kind == "deposit")):
+        balances[asset.debtor_id] = balances.get(asset.debtor_id, 0) + control.cap.available(asset, 0)
+    elsewhere: dict[int, int] = {
+        debtor: total
+        for debtor, total in session.execute(
+            select(Asset.debtor_id, func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0))
+            .join(ControlMeasure, ControlMeasure.asset_id == Asset.id)
+            .where(
+                Asset.debtor_id.in_(people),
+                ControlMeasure.case_id != case.id,
+                ControlMeasure.kind == "freeze",
+                ControlMeasure.status == MeasureStatus.EFFECTIVE,
+            )
+            .group_by(Asset.debtor_id)
+        )
+    }
+    allowed: dict[int, int] = {}
+    for debtor_id, dependants in people.items():
+        mine = [rules.Holding(a.key, a.amount) for a in proposed if debtor_of[a.key] == debtor_id]
+        allowance = exempt.allowance(case.court_code, today, dependants)
+        for h in deductible(mine, balances.get(debtor_id, 0), allowance, elsewhere.get(debtor_id, 0)):
+            allowed[h.key] = h.available
+    return [rules.Allocation(a.key, allowed.get(a.key, a.amount)) for a in proposed]
 
 
 def approve_deduction(
@@ -140,12 +203,13 @@ def start_deduction(
     operator: str,
     today: dt.date,
     flow_run_id: str | None,
+    exempt: Exemptions = NO_EXEMPTIONS,
 ) -> DeductionProposal:
     """Check who asks (`access.authorize_case`: a refusal is audited and raised), propose what could move
     today, and, when anything could, tell the case's judge that a decision is awaited."""
     access.authorize_case(sessions, case_number, requested_by, Action.QUERY, people, operator)
     with sessions.begin() as session:
-        proposal = propose_deduction(session, case_number, today)
+        proposal = propose_deduction(session, case_number, today, exempt)
         if proposal.lines:
             params = {"case": proposal.case_number, "amount_fen": proposal.total_fen, "flow_run": flow_run_id}
             notices.notify_case(session, proposal.case_id, "judge", "deduction.awaiting", params)

@@ -148,6 +148,10 @@ class BankSimulator(RegistrySimulator):
             "key": outcome.key,
             "result": result[outcome.result],
             "freeze_no": m.number,
+            "account_no": self._other_account(m.identifier)
+            if self.hostile.names_other_account
+            else m.identifier,
+            "case_no": self._other_case(m.case_no) if self.hostile.names_other_case else m.case_no,
             "frozen_amount": yuan(m.held_fen or 0),
             "start": m.start.isoformat(),
             "end": m.end.isoformat(),
@@ -161,6 +165,14 @@ class BankSimulator(RegistrySimulator):
                 "until": a.until.isoformat(),
             }
         return JSONResponse(reply)
+
+    @staticmethod
+    def _other_account(identifier: str) -> str:
+        return identifier[:-1] + str((int(identifier[-1]) + 1) % 10)
+
+    @staticmethod
+    def _other_case(case_no: str) -> str:
+        return case_no.replace("号", "0号")
 
     async def freeze(self, request: Request, fault: Fault) -> Response:
         body = await request.json()

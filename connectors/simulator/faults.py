@@ -74,6 +74,8 @@ class Hostile:
       balance.
     - `echo_personal`: a bank puts the subject's ID number where the balance belongs.
     - `foreign_namespace`: the real-estate registry answers its properties in another XML namespace.
+    - `names_other_account`, `names_other_case`: a bank freezes what it was asked to, but its answers name
+      another account (the last digit off by one) or another case.
     """
 
     over_freeze: int = 1
@@ -82,6 +84,8 @@ class Hostile:
     duplicate_account: bool = False
     echo_personal: bool = False
     foreign_namespace: bool = False
+    names_other_account: bool = False
+    names_other_case: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.over_freeze <= 1000:

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.exemptions import Exemptions, LivingStandard, living_allowance, standard_for, within_allowance
+from models.exemptions import (
+    Exemptions,
+    LivingStandard,
+    deductible,
+    living_allowance,
+    standard_for,
+    within_allowance,
+)
 from models.rules import Holding, allocate_freezes
 
 STANDARDS = [
@@ -73,3 +80,33 @@ def test_a_judges_override_turns_off_the_rule_it_names_for_that_case_only() -> N
     assert protected_off.protected == frozenset()
     assert protected_off.allowance("豫1302", dt.date(2026, 1, 1), 2) == 3 * 700_00 * 3
     assert rules.allowance("豫1302", dt.date(2026, 1, 1), 2) == 3 * 700_00 * 3, "the settings are unchanged"
+
+
+def test_a_deduction_leaves_the_allowance_even_when_it_grew_since_the_freeze() -> None:
+    """Frozen 7,000 of a 10,000 balance when the allowance was 3,000; it is 4,000 now: 6,000 may move,
+    the oldest freeze first; held for another case counts against the room too."""
+    frozen = [Holding(1, 5_000_00), Holding(2, 2_000_00)]
+    assert deductible(frozen, 10_000_00, 3_000_00) == frozen
+    assert deductible(frozen, 10_000_00, 4_000_00) == [Holding(1, 5_000_00), Holding(2, 1_000_00)]
+    assert deductible(frozen, 10_000_00, 4_000_00, held_elsewhere=5_500_00) == [
+        Holding(1, 500_00),
+        Holding(2, 0),
+    ]
+    assert deductible(frozen, 1_000_00, 4_000_00) == [Holding(1, 0), Holding(2, 0)]
+
+
+@given(
+    st.lists(st.integers(0, 10**8), max_size=6),
+    st.integers(0, 10**9),
+    st.integers(0, 10**8),
+    st.integers(0, 10**8),
+)
+def test_what_moves_never_eats_into_the_allowance(
+    frozen: list[int], balance: int, allowance: int, elsewhere: int
+) -> None:
+    holdings = [Holding(i, f) for i, f in enumerate(frozen)]
+    moved = deductible(holdings, balance, allowance, elsewhere)
+    assert all(0 <= m.available <= f.available for m, f in zip(moved, holdings, strict=True))
+    total = sum(m.available for m in moved)
+    assert total <= max(balance - allowance - elsewhere, 0)
+    assert total == min(sum(frozen), max(balance - allowance - elsewhere, 0))

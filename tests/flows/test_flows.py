@@ -179,6 +179,9 @@ def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None
         assert tree.verify(session).ok
     assert hits > 0 and effective > 0
     assert f"│ hits (assets found)          │ {hits:,}" in out
+    assert "slow on purpose: vehicles answer 10% of requests only later" in out
+    assert "late: vehicles" in result.stderr, "the scoreboard catches the slow registry"
+    assert "audit log's signed head:" in out
 
 
 def test_with_faults_nothing_is_lost_sent_twice_or_over_frozen(world: World) -> None:

@@ -156,6 +156,46 @@ def test_status_answers_under_one_shared_freeze_number_are_not_recorded(
     assert_cap_at_the_ledgers(sessions, served)
 
 
+@pytest.mark.parametrize(
+    ("hostile", "problem"),
+    [
+        (Hostile(names_other_account=True), "it names another account than the one asked"),
+        (Hostile(names_other_case=True), "it names another case than the one asked"),
+    ],
+)
+def test_answers_that_name_another_account_or_case_are_flagged_not_recorded(
+    sessions: sessionmaker[Session], world: tuple[World, dict[str, int]], hostile: Hostile, problem: str
+) -> None:
+    """Issue 23: a bank that mixes up its answers (another account, another case) is the bank's error,
+    never our measure: each flagged once for a person, nothing recorded, nothing frozen twice."""
+    served, ids = world
+    for code in BANKS:
+        served.simulators[code].hostile = hostile
+    swept = sweep(sessions, served, ids)
+    resolve(sessions, served)  # the status answers name the other one too: not flagged again
+    assert_cap_at_the_ledgers(sessions, served)
+    with sessions() as session:
+        freezes = session.scalars(select(ControlMeasure).where(ControlMeasure.kind == "freeze")).all()
+        assert freezes and all(m.status == "requested" and m.actual_amount_fen is None for m in freezes)
+        flags = session.scalars(select(AuditEvent).where(AuditEvent.action == "measure.invalid_reply")).all()
+        assert len(flags) == len(freezes) and all(problem in e.payload for e in flags)
+        told = session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.template == "registry.invalid_reply", Notification.recipient == "judge")
+        )
+        assert told == len(freezes)
+    assert sum(swept.control.invalid_replies.values()) == len(freezes)
+    keys = [m.idempotency_key for m in freezes]
+    assert len(set(keys)) == len(keys) == len(served.ledger_measures().keys() & set(keys)), "each sent once"
+    for code in BANKS:  # the bank is mended: the next collect records the truth
+        served.simulators[code].hostile = Hostile()
+    resolve(sessions, served)
+    with sessions() as session:
+        statuses = session.scalars(select(ControlMeasure.status).where(ControlMeasure.kind == "freeze")).all()
+        assert set(statuses) <= {"effective", "queued"}
+
+
 # --- 5: a registry that answers "later" for ever ----------------------------------------------------------
 
 

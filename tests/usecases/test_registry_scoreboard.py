@@ -86,6 +86,19 @@ def test_a_registry_that_leaves_requests_open_past_24_hours_is_late_and_alerted_
     assert result.exit_code == 1, result.stdout
     assert f"late: {SLOW} (answers after 24 h, or requests still open after 24 h)" in result.stderr
     assert SLOW in result.stdout and "the rule: answer within 24 h" in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines()), "the table fits 80 columns"
+
+    # Pushed back to 20 hours ago, the slow bank keeps the rule today, and breaks it within 5 hours.
+    with sessions.begin() as session:
+        session.execute(
+            update(Query)
+            .where(Query.registry_id == registry_ids[SLOW])
+            .values(sent_at=now - dt.timedelta(hours=20))
+        )
+    assert CliRunner().invoke(app, ["registries", "report"]).exit_code == 0
+    ahead = CliRunner().invoke(app, ["registries", "report", "--ahead", "5"])
+    assert ahead.exit_code == 1 and f"late: {SLOW}" in ahead.stderr
+    assert "as they will stand in 5 h if nothing more is answered" in ahead.stdout
 
 
 def test_registries_made_slow_at_the_simulators_show_late_once_24_hours_pass(

@@ -173,3 +173,37 @@ def test_a_protected_account_is_never_frozen_until_a_judge_overrides_with_a_reas
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "case.override_set")).one()
         assert event.actor == "李法官" and json.loads(event.payload)["reason"] == "工资已另行支付"
         assert tree.verify(session).ok
+
+
+def test_a_deduction_checks_the_allowance_and_protected_accounts_again_on_the_day(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Frozen under one standard, deducted under a higher one: the person keeps the higher allowance; a
+    wage account frozen under an override that was lifted since is not deducted."""
+    from clerk import lifecycle
+
+    banks = book(sessions, tmp_path, [1_500_00, 900_00, 400_00])
+    with sessions.begin() as session:
+        cases.set_override(session, FIRM_CASE, "protected", on=True, actor="李法官", reason="工资已另行支付")
+    control_all(sessions, banks)
+    assert sum(held(banks, PERSON_CASE)) == 700_00 and sum(held(banks, FIRM_CASE)) == 170_000_00
+
+    with sessions() as session:
+        same = lifecycle.propose_deduction(session, PERSON_CASE, TODAY, EXEMPT)
+    assert (same.total_fen, same.allowance_kept_fen) == (700_00, 0)
+
+    higher = Exemptions(
+        (LivingStandard("豫", 800_00, dt.date(2026, 7, 1)), *EXEMPT.standards), 3, EXEMPT.protected
+    )
+    with sessions() as session:
+        now = lifecycle.propose_deduction(session, PERSON_CASE, TODAY, higher)
+    assert (now.total_fen, now.allowance_kept_fen) == (2_800_00 - 3 * 800_00, 300_00)
+
+    with sessions.begin() as session:
+        cases.set_override(
+            session, FIRM_CASE, "protected", on=False, actor="李法官", reason="工资账户应予保护"
+        )
+    with sessions() as session:
+        firm = lifecycle.propose_deduction(session, FIRM_CASE, TODAY, EXEMPT)
+    assert (firm.total_fen, firm.protected_left) == (80_000_00, 1), "the wage account's money stays"
+    assert all(not line.account.endswith("00002") for line in firm.lines)
