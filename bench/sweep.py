@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -184,6 +185,7 @@ class LockWaits:
         self.engine = create_engine(url)
         self.samples = 0
         self.waiting: dict[str, int] = {}
+        self.statements: dict[str, int] = {}  # the waiting statements' first words, for what to mend next
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -191,18 +193,20 @@ class LockWaits:
         from sqlalchemy import text
 
         query = text(
-            "SELECT coalesce(l.locktype, a.wait_event) FROM pg_stat_activity a "
+            "SELECT coalesce(l.locktype, a.wait_event), left(regexp_replace(a.query, '\\s+', ' ', 'g'), 90) "
+            "FROM pg_stat_activity a "
             "LEFT JOIN pg_locks l ON l.pid = a.pid AND NOT l.granted "
             "WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() "
             "AND a.wait_event_type = 'Lock'"
         )
         with self.engine.connect() as conn:
             while not self._stop.wait(self.INTERVAL_S):
-                kinds = conn.execute(query).scalars().all()
+                rows = conn.execute(query).all()
                 conn.rollback()
                 self.samples += 1
-                for kind in kinds:
+                for kind, statement in rows:
                     self.waiting[kind] = self.waiting.get(kind, 0) + 1
+                    self.statements[statement] = self.statements.get(statement, 0) + 1
 
     def __enter__(self) -> LockWaits:
         self._thread.start()
@@ -212,6 +216,8 @@ class LockWaits:
         self._stop.set()
         self._thread.join()
         self.engine.dispose()
+        for statement, n in sorted(self.statements.items(), key=lambda item: -item[1])[:3]:
+            print(f"lock waits: {n} sample(s) in: {statement}", file=sys.stderr)
 
     def share(self, sessions: int, kind: str | None = None) -> float:
         """Percent of the sweepers' sampled time spent waiting on a lock (of `kind`, or any)."""

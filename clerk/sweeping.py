@@ -26,6 +26,7 @@ from clerk.casebook import notices
 from connectors.base import RegistryPort
 from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
+from models.values import format_yuan
 
 #: Ask one registry (by code) about a batch of debtor ids.
 Ask = Callable[[str, list[int]], Awaitable[querying.BatchResult]]
@@ -75,6 +76,15 @@ class Swept:
             "shard": shard.index,
             "shards": shard.count,
         }
+
+    def in_words(self) -> str:
+        """The sweep's counts in one line for people (the log)."""
+        counts = self.control
+        text = (
+            f"{self.tally.batches:,} batches, {counts.cases:,} cases controlled, "
+            f"{counts.effective:,} measures in force, {format_yuan(counts.frozen_fen)} yuan frozen"
+        )
+        return text + (f", {self.resumed:,} terminated cases resumed" if self.resumed else "")
 
     def outcome(self) -> tuple[bool, str]:
         """Whether the sweep did its work (some registry answered), and the sentence that says so."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable
@@ -118,13 +119,33 @@ async def opened(
             await notifier.aclose()
 
 
+class _NoTaskLines(logging.Filter):
+    """Prefect's "Task run … Finished in state Completed()" lines, one per batch, are for the UI, not for
+    a person at a terminal: the terminal keeps the flow's own lines and every warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("prefect.task_runs") and record.levelno < logging.WARNING)
+
+
 def run(flow_call: Awaitable[Any]) -> State:
-    """Run an async flow called with `return_state=True` to its end, from synchronous code (the CLI)."""
+    """Run an async flow called with `return_state=True` to its end, from synchronous code (the CLI); the
+    terminal shows the flow's lines, not every task's (the UI keeps them all)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("prefect").handlers]
+    consoles = [h for h in handlers if isinstance(h, PrefectConsoleHandler)]
+    quiet = _NoTaskLines()
 
     async def main() -> State:
         return cast(State, await flow_call)
 
-    return asyncio.run(main())
+    for handler in consoles:
+        handler.addFilter(quiet)
+    try:
+        return asyncio.run(main())
+    finally:
+        for handler in consoles:
+            handler.removeFilter(quiet)
 
 
 def today() -> dt.date:

@@ -97,5 +97,5 @@ async def sweep(
         done, message = swept.outcome()
         status = "completed" if done else "failed"
         await db.write(rt.sessions, querying.finish_run, started.run_id, status, summary)
-        log.info("sweep %s done: %s", started.run_id, summary)
+        log.info("sweep %s done: %s; %s", started.run_id, message, swept.in_words())
         return (Completed if done else Failed)(message=message, data=summary)

@@ -124,4 +124,5 @@ class LeftFree(StrEnum):
     """Why an amount or an account was left free, in words for the case sheet."""
 
     ALLOWANCE = "kept as the debtor's living allowance"
+    NO_DEPOSITS = "the debtor's living allowance, to keep once deposits are found (none yet)"
     PROTECTED = "the account's purpose is protected by law"

@@ -282,7 +282,13 @@ _ID_LIKE = re.compile(r"(?<![0-9A-Z])(?=[0-9A-Z]{18}(?![0-9A-Z]))(?=[0-9A-Z]*[0-
 _ACCOUNT_LIKE = re.compile(r"(?<![0-9])[0-9]{10,}(?![0-9])")
 
 
+#: The clerk's own idempotency keys (uuid4 hex): a run of digits inside one is not an account number.
+_OWN_KEY = re.compile(r"(?=[0-9a-f]*[a-f])[0-9a-f]{32}")
+
+
 def scrub_text(value: str) -> str:
+    if _OWN_KEY.fullmatch(value):
+        return value
     value = _ID_LIKE.sub(lambda m: mask_id(m.group()), value)
     return _ACCOUNT_LIKE.sub(lambda m: mask_account(m.group()), value)
 

@@ -21,7 +21,6 @@ from clerk.supervision.scoreboard import registry_scoreboard
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.world import case_rows
-from models.supervision import bureau_today
 from models.values import InvalidValue, format_yuan
 
 
@@ -29,8 +28,8 @@ from models.values import InvalidValue, format_yuan
 @friendly_errors
 def sim(
     debtors: Annotated[
-        int, typer.Option(min=1, max=5_000_000, help="How many debtors the world holds.")
-    ] = 1_000,
+        int, typer.Option(min=1, max=5_000_000, help="How many debtors the world holds (the demo's 2,000).")
+    ] = 2_000,
     seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
     write_cases: Annotated[
         Path | None, typer.Option(help="Also write a case file (CSV) that puts these debtors into cases.")
@@ -151,9 +150,10 @@ def demo(
         "next: `clerk serve` starts the Prefect UI (http://127.0.0.1:4200) with the scheduled deployments;"
     )
     with unit_of_work() as session:
-        first = cases.list_cases(session, bureau_today(), limit=1)
-    if first:
+        example = cases.example_case(session)
+    if example is not None:
         out.print(
-            f"      with `clerk sim` running, `clerk query '{first[0].case_number}' --requested-by "
-            f"{first[0].judge} --dry-run` has the case's judge ask every registry about it."
+            f"      with `clerk sim --debtors {debtors} --seed {seed}` running (the same world), "
+            f"`clerk query '{example.case_number}' --requested-by {example.judge} --dry-run` has the case's "
+            "judge ask every registry about it."
         )

@@ -209,5 +209,11 @@ class TestMasking:
         assert rid not in text and code not in text and account not in text
         assert scrubbed["amount"] == 123456789012  # type: ignore[index]
 
+    def test_scrub_leaves_the_clerks_own_keys_alone_but_not_accounts_inside_text(self) -> None:
+        key = "3f2a6222021234567890b1c4d5e6f708"  # a uuid4 hex key with a run of 16 digits in it
+        assert scrub_personal_data({"key": key}) == {"key": key}
+        assert "6222021234567890" not in str(scrub_personal_data(f"key {key}")), "only a key on its own"
+        assert scrub_personal_data("62220212345678901234567890123456") != "62220212345678901234567890123456"
+
     def test_scrub_leaves_case_numbers_alone(self) -> None:
         assert scrub_personal_data("（2024）豫0185执1234号") == "（2024）豫0185执1234号"

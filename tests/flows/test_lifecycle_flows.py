@@ -49,6 +49,7 @@ from models.tables import (
     Payment,
     Registry,
 )
+from tests.flows.test_flows import artifacts_of
 from tests.world import World, flow_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -456,6 +457,10 @@ def test_daily_report_per_court_and_judge(world: World, tmp_path: Path) -> None:
     header = text.splitlines()[0].split(",")
     untriaged = header.index("active_untriaged")
     assert sum(int(r.split(",")[untriaged]) for r in rows) > 0  # the caseload beside the day's work
+    report = str(asyncio.run(artifacts_of(state.state_details.flow_run_id))["daily-report"].data)  # type: ignore[attr-defined]
+    with sessions()() as session:
+        head = tree.latest_head(session)
+    assert head is not None and f"`{head.short}`, signed {head.signed_at}" in report, "the day's signed head"
     bad = asyncio.run(daily_report(day="2026-13-01", return_state=True))
     assert bad.is_failed() and "is not a date" in (bad.message or "")
     shown = CliRunner().invoke(

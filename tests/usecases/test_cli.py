@@ -207,7 +207,10 @@ def test_what_may_never_be_frozen_is_shown_and_only_a_judge_overrides_it(
     assert clerk("cases", "import", str(case_file))[0] == 0
     code, out, _ = clerk("cases", "show", CASE)
     assert code == 0
-    assert "left free: 1101**********002X 2,100.00 yuan: kept as the debtor's living allowance" in out, out
+    assert (
+        "left free: 1101**********002X 2,100.00 yuan: the debtor's living allowance, to keep once deposits "
+        "are found (none yet)" in out
+    ), out
     code, _, err = clerk("cases", "override", CASE, "allowance", "--reason", "x", "--actor", "某路人")
     assert code == 2 and "--actor: 某路人 may not" in err
     code, _, err = clerk("cases", "override", CASE, "wages", "--reason", "x", "--actor", "李法官")
