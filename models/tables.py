@@ -148,6 +148,9 @@ class Debtor(Base):
     name: Mapped[str] = mapped_column(String(200))
     # A natural person's dependants, when the case file says (the living allowance counts them).
     dependants: Mapped[int | None] = mapped_column(Integer)
+    # Which shard of a province's sweep asks about this debtor (querying.due): its first case's id, so that
+    # a case's debtors are swept by one shard; none: the debtor's own id.
+    shard_key: Mapped[int | None] = mapped_column(Id)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_queried_at: Mapped[dt.datetime | None] = mapped_column()
 

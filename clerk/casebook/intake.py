@@ -77,6 +77,11 @@ def import_cases(session: Session, rows: list[CaseRow], *, actor: str, source: s
         )
         case_ids.update((number, case_id) for case_id, number in inserted)
     if new_debtor_rows:
+        first_case: dict[str, int] = {}  # a new debtor's shard follows its first case (querying.due)
+        for r in rows:
+            if r.debtor_id in new_debtor_rows:
+                case_id = case_ids[r.case_number]
+                first_case[r.debtor_id] = min(first_case.get(r.debtor_id, case_id), case_id)
         inserted = session.execute(
             insert(Debtor).returning(Debtor.id, Debtor.id_number, sort_by_parameter_order=True),
             [
@@ -85,6 +90,7 @@ def import_cases(session: Session, rows: list[CaseRow], *, actor: str, source: s
                     "id_number": r.debtor_id,
                     "name": r.debtor_name,
                     "dependants": r.dependants,
+                    "shard_key": first_case[r.debtor_id],
                 }
                 for r in new_debtor_rows.values()
             ],

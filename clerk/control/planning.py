@@ -82,7 +82,7 @@ def plan_cases(
     debtors (tests/usecases/test_lock_order.py). Every writer of what a case owes takes the same lock
     first. They are read together: their measures, their debtors' assets and what our live
     freezes hold on those assets, three reads for the lot. Every measure is then written in one INSERT and
-    audited in one append (the audit trail's lock is taken last, after every case lock). A freeze planned
+    audited in one append (which takes no lock: clerk.store.audit). A freeze planned
     here for one case counts against the asset for the next case that shares the debtor."""
     ids = sorted(set(case_ids))
     if not ids:

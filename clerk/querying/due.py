@@ -33,9 +33,10 @@ MAX_SHARDS = 1024
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """One of `count` disjoint parts of the debtors, by a stable partition of the debtor's id (a debtor's id
-    never changes, so a debtor belongs to the same shard in every sweep): the sweep of a province is split
-    into shards that run on different workers, each debtor in exactly one."""
+    """One of `count` disjoint parts of the debtors, by a stable partition of the debtors by their first
+    case (`_shard_key`: a debtor belongs to the same shard in every sweep, and a case's debtors to one
+    shard): the sweep of a province is split into shards that run on different workers, each debtor in
+    exactly one."""
 
     index: int = 0
     count: int = 1
@@ -118,8 +119,13 @@ def _due(now: dt.datetime, schedule: Schedule, shard: Shard) -> ColumnElement[bo
         Case.id == CaseDebtor.case_id,
         or_(and_(Case.status == CaseStatus.ACTIVE, or_(active_due, failed_lookup)), terminated_due),
     )
-    mine = Debtor.id % shard.count == shard.index if shard.count > 1 else true()
+    mine = _shard_key() % shard.count == shard.index if shard.count > 1 else true()
     return and_(due, mine)
 
 
-#: Lookups whose answer never arrived: failed, or sent by a clerk that died before recording the reply.
+def _shard_key() -> ColumnElement[int]:
+    """What a debtor's shard is taken from: its first case's id, written when the debtor is imported
+    (`Debtor.shard_key`), so that a case's debtors are swept by one shard and two shards do not wait on each
+    other for the case's lock (a debtor of several cases still meets the others' shards there); the
+    debtor's own id where none was written. Stable: neither ever changes."""
+    return func.coalesce(Debtor.shard_key, Debtor.id)

@@ -159,10 +159,9 @@ def record_reply(
                 .with_for_update(key_share=True)
             )
         session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
-    # The new assets go in before the audit trail's lock is taken, never under it: a clerk that holds the
-    # lock while waiting on another's uncommitted insert of the same asset, while the other waits for the
-    # lock, is a deadlock (PostgreSQL found one when they were flushed with the audit's rows). Outside the
-    # lock the second insert fails on the unique key and the reply is recorded again (querying.query_batch).
+    # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on the
+    # unique key and the reply is recorded again (querying.query_batch). (Appending to the audit trail takes
+    # no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
     if new_assets:
         session.execute(
             insert(db.table(Asset)), [{c: getattr(a, c) for c in _NEW_ASSET_COLUMNS} for a in new_assets]

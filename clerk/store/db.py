@@ -59,8 +59,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn: Any) -> None:
-            # A deferred transaction reads a snapshot and may write later: two of them can read the same
-            # audit head, or fail to upgrade ("database is locked"). IMMEDIATE takes the write lock first,
+            # A deferred transaction reads a snapshot and may write later: two of them can plan from the
+            # same reads, or fail to upgrade ("database is locked"). IMMEDIATE takes the write lock first,
             # so writers on SQLite run one after another (PostgreSQL uses row and advisory locks instead).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
