@@ -19,7 +19,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Every benchmark, the longest first (pytest runs the tests that take minutes first, in this order).
-BENCHMARKS = ["latency", "workers", "prefect", "scale", "busy", "watch", "sweep", "simulators", "transport"]
+BENCHMARKS = [
+    "latency",
+    "workers",
+    "prefect",
+    "scale",
+    "busy",
+    "watch",
+    "sweep",
+    "simulators",
+    "transport",
+    "audit",
+]
 
 
 def test_the_list_is_every_benchmark() -> None:
