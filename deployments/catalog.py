@@ -34,6 +34,7 @@ class Deployment:
     concurrency_limit: int | None = None  # on the pool
     parameters: dict[str, Any] = field(default_factory=dict)  # on the pool
     note: str = ""  # a comment above it in prefect.yaml
+    tags: tuple[str, ...] = ()  # in the UI: `judge` (what a judge starts), `schedule`, `lifecycle`, `audit`
 
     def flow(self) -> Any:
         """The flow object its entrypoint names (imported now)."""
@@ -53,12 +54,14 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         note="The pool's sweep: the province-sweep run splits the due debtors into shards, one sweep-shard "
         "run each on whichever worker takes it, within the registries' global rate limits (`clerk setup` "
         "creates them).",
+        tags=("schedule",),
     ),
     Deployment(
         "sweep-shard",
         "flows/sweep.py:sweep",
         "One shard of the province sweep (started by province-sweep; no schedule of its own).",
         served=False,
+        tags=("schedule",),
     ),
     Deployment(
         "sweep",
@@ -69,6 +72,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         parameters={"auto_control": True},
         note="The whole sweep in one run, as `clerk serve` schedules it on one machine: on demand only here, "
         "so that it never runs beside the province sweep.",
+        tags=("schedule",),
     ),
     Deployment(
         "collect",
@@ -77,11 +81,13 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         serve_cron="collect_cron",
         pool_cron="collect_cron",
         concurrency_limit=1,
+        tags=("schedule",),
     ),
     Deployment(
         "case-query",
         "flows/case_query.py:case_query",
         "A judge's on-demand query of one case (no schedule).",
+        tags=("judge",),
     ),
     Deployment(
         "watch",
@@ -91,6 +97,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         pool_cron="watch_cron",
         concurrency_limit=2,
         note="Runs overlap by a few seconds, so that no moment goes unwatched (hence 2 at once).",
+        tags=("schedule",),
     ),
     Deployment(
         "renewal",
@@ -99,6 +106,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         serve_cron="renewal_cron",
         pool_cron="renewal_cron",
         concurrency_limit=1,
+        tags=("lifecycle", "schedule"),
     ),
     Deployment(
         "release",
@@ -107,6 +115,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         serve_cron="release_cron",
         pool_cron="release_cron",
         concurrency_limit=1,
+        tags=("lifecycle", "schedule"),
     ),
     Deployment(
         "deadlines",
@@ -115,6 +124,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         serve_cron="deadlines_cron",
         pool_cron="deadlines_cron",
         concurrency_limit=1,
+        tags=("lifecycle", "schedule"),
     ),
     Deployment(
         "daily-report",
@@ -122,6 +132,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         "Per court and judge, yesterday's work, as artifacts and a CSV file.",
         serve_cron="report_cron",
         pool_cron="report_cron",
+        tags=("schedule",),
     ),
     Deployment(
         "audit-sequencer",
@@ -132,11 +143,13 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         concurrency_limit=1,
         note="Writers append audit events with no lock; this one deployment gives them their places and "
         "signs the tree head with the court's key (CLERK_AUDIT_KEY_FILE on the worker that runs it).",
+        tags=("audit", "schedule"),
     ),
     Deployment(
         "deduction",
         "flows/deduction.py:deduction",
         "Deduct frozen deposits to the court's case account after a judge's approval (pauses for input).",
+        tags=("judge", "lifecycle"),
     ),
 )
 
@@ -210,6 +223,8 @@ def prefect_yaml(settings: Settings, prefect_version: str = "3.8.8") -> str:
             f"    description: {_quoted(d.description)}",
             "    work_pool: *pool",
         ]
+        if d.tags:
+            block.append(f"    tags: [{', '.join(d.tags)}]")
         if d.concurrency_limit is not None:
             block.append(f"    concurrency_limit: {d.concurrency_limit}")
         if d.pool_cron:

@@ -269,6 +269,7 @@ def serve_all(
                 if d.serve_cron
                 else None,
                 description=d.description,
+                tags=list(d.tags),
             )
         crons = [f"{d.name} ({getattr(conf, d.serve_cron)})" for d in served if d.serve_cron]
         on_demand = [d.name for d in served if not d.serve_cron]

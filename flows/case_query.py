@@ -25,7 +25,7 @@ async def dry_run_case(case_id: int) -> tuple[list[querying.BatchResult], contro
     )
 
 
-@flow(name="case-query")
+@flow(name="case-query", flow_run_name=runtime.run_name("case-query", "case_number", "requested_by"))
 async def case_query(
     case_number: str,
     requested_by: str,

@@ -13,7 +13,7 @@ from flows import report, runtime
 from models.tables import utcnow
 
 
-@flow(name="collect")
+@flow(name="collect", flow_run_name=runtime.run_name("collect"))
 async def collect(registries: list[str] | None = None) -> State:
     """Collect answers that registries promised for later (queries and control requests); resolve measures,
     renewals, releases and deductions written down but never confirmed by asking the status of their

@@ -20,7 +20,7 @@ from models.tables import utcnow
 from models.values import format_yuan
 
 
-@flow(name="daily-report")
+@flow(name="daily-report", flow_run_name=runtime.run_name("daily-report", "day"))
 async def daily_report(day: str | None = None) -> State:
     """Queries, hits, frozen and seized, renewed, released, deductions and overdue nodes per court and judge
     for one day, as a table and a markdown artifact and a CSV file under the data directory.

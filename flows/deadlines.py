@@ -16,7 +16,7 @@ from flows import runtime
 from models.tables import utcnow
 
 
-@flow(name="deadlines")
+@flow(name="deadlines", flow_run_name=runtime.run_name("deadlines"))
 async def deadlines() -> State:
     """Route cases whose first full query is done to a track, check the node deadlines (query within 24 h
     of filing, control within 24 h of a hit, renewal before expiry, supervision after days without

@@ -28,7 +28,7 @@ from models.tables import utcnow
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
 
-@flow(name="deduction")
+@flow(name="deduction", flow_run_name=runtime.run_name("deduction", "case_number", "requested_by"))
 async def deduction(case_number: str, requested_by: str) -> State:
     """Propose moving a case's frozen deposits to the court's case account, and wait for the judge.
 

@@ -97,7 +97,7 @@ def _rows(outcomes: list[ShardOutcome], shards: int) -> list[dict[str, object]]:
     return rows
 
 
-@flow(name="province-sweep")
+@flow(name="province-sweep", flow_run_name=runtime.run_name("province-sweep"))
 async def province_sweep(
     shards: int = 4,
     registries: list[str] | None = None,

@@ -12,7 +12,7 @@ from clerk import lifecycle
 from flows import report, runtime
 
 
-@flow(name="release")
+@flow(name="release", flow_run_name=runtime.run_name("release"))
 async def release() -> State:
     """Release what the cap no longer allows: all measures of cases that ended, and the part of freezes above
     what a case owes today (after a payment, or two banks answering at once), cut in the order the setting

@@ -13,7 +13,7 @@ from clerk import lifecycle
 from flows import runtime
 
 
-@flow(name="renewal")
+@flow(name="renewal", flow_run_name=runtime.run_name("renewal"))
 async def renewal() -> State:
     """Renew measures due for renewal (the setting renewal_lead_days before they lapse, at least 7) of
     cases that still owe something; the new expiry comes from the registry's reply. A measure that lapsed

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,8 +27,8 @@ from connectors.adapter import HttpConnector
 from connectors.loader import build
 from connectors.notify import SmsGateway
 from flows import limits
-from models.supervision import bureau_today
-from models.values import InvalidValue
+from models.supervision import CHINA, bureau_today
+from models.values import CaseNumber, InvalidValue
 
 
 @dataclass
@@ -57,6 +57,30 @@ def current() -> Runtime:
     if _current is None:
         raise RuntimeError("no clerk runtime is open: tasks run inside a clerk flow")
     return _current
+
+
+def run_name(prefix: str, *parameters: str) -> Callable[[], str]:
+    """A flow run's name that says what it is, for the UI's list of runs: `prefix`, the named parameters'
+    values (a case number in its full-width form) or, with none, the Beijing time it started:
+    `case-query （2026）京0105执10002号 李法官`, `sweep 08:00`, `sweep 2 of 4 08:00`."""
+
+    def name() -> str:
+        values = flow_run.parameters or {}
+        parts = [prefix]
+        for parameter in parameters:
+            value = values.get(parameter)
+            if parameter == "case_number" and isinstance(value, str):
+                with contextlib.suppress(InvalidValue):
+                    value = str(CaseNumber.parse(value))
+            if value not in (None, ""):
+                parts.append(str(value))
+        if int(values.get("shards") or 1) > 1:
+            parts.append(f"{int(values.get('shard') or 0) + 1} of {values['shards']}")
+        if not parameters:
+            parts.append(dt.datetime.now(CHINA).strftime("%m-%d %H:%M"))
+        return " ".join(parts)
+
+    return name
 
 
 def flow_run_id() -> str | None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.settings import Settings, get_settings
 from clerk.store import db, heads, tree
+from flows import runtime
 
 
 async def seal(sessions: sessionmaker[Session], settings: Settings) -> tree.Sequenced:
@@ -22,7 +23,7 @@ async def seal(sessions: sessionmaker[Session], settings: Settings) -> tree.Sequ
     return await asyncio.to_thread(tree.sequence, sessions, key)
 
 
-@flow(name="audit-sequencer")
+@flow(name="audit-sequencer", flow_run_name=runtime.run_name("audit-sequencer"))
 async def audit_sequencer() -> State:
     """Place the audit events written since the last run in the log and sign its tree head."""
     settings = get_settings()

@@ -34,7 +34,7 @@ async def control_batch(case_ids: list[int]) -> control.Counts:
     )
 
 
-@flow(name="sweep")
+@flow(name="sweep", flow_run_name=runtime.run_name("sweep"))
 async def sweep(
     registries: list[str] | None = None,
     auto_control: bool = True,

@@ -17,7 +17,7 @@ from connectors.base import BalancePort, FeedPort
 from flows import report, runtime
 
 
-@flow(name="watch")
+@flow(name="watch", flow_run_name=runtime.run_name("watch"))
 async def watch(listen_s: float | None = None, poll_s: float | None = None) -> State:
     """Watch the accounts already found for cases not yet covered, and freeze new deposits at once.
 

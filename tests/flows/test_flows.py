@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,9 +57,17 @@ async def artifacts_of(flow_run_id: object) -> dict[str, object]:
     return {a.key: a for a in found if a.key}
 
 
+async def run_name_of(flow_run_id: object) -> str:
+    async with get_client() as client:
+        return (await client.read_flow_run(flow_run_id)).name  # type: ignore[arg-type]
+
+
 def test_sweep_records_hits_once_freezes_within_the_cap_and_reports(world: World) -> None:
     state = asyncio.run(sweep(return_state=True))
     assert state.is_completed(), state.message
+    assert re.fullmatch(
+        r"sweep \d\d-\d\d \d\d:\d\d", asyncio.run(run_name_of(state.state_details.flow_run_id))
+    )
     with sessions()() as session:
         assert session.scalar(select(func.count()).select_from(Asset)) == world.holdings_of_debtors()
         assert session.scalar(select(func.count()).select_from(Query)) == 120 * len(world.configs)
@@ -126,6 +135,7 @@ def test_case_query_dry_run_changes_nothing_and_a_real_one_controls(world: World
     assert world.ledger_measures() == {}
     real = asyncio.run(case_query(case_number=number, requested_by=judge, return_state=True))
     assert real.is_completed(), real.message
+    assert asyncio.run(run_name_of(real.state_details.flow_run_id)) == f"case-query {number} {judge}"
     with sessions()() as session:
         events = session.execute(
             select(audit.AuditEvent.actor, audit.AuditEvent.action).where(
