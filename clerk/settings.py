@@ -20,6 +20,7 @@ from models.access import Person, Role
 from models.exemptions import Exemptions, LivingStandard
 from models.rules import MIN_RENEWAL_LEAD_DAYS, ReleaseOrder
 from models.supervision import NodeRules, Track, TriageRules
+from models.values import InvalidValue
 
 ENV_PREFIX = "CLERK_"
 
@@ -348,6 +349,19 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{self.data_dir / 'clerk.db'}"
+
+    def registry_codes(self, asked: list[str] | None, field: str = "registries") -> set[str]:
+        """The registry codes asked for (all of these settings' when none), or InvalidValue naming the
+        unknown ones and the known."""
+        known = [c.code for c in self.registries]
+        if not asked:
+            return set(known)
+        unknown = sorted(set(asked) - set(known))
+        if unknown:
+            raise InvalidValue(
+                field, f"unknown registry {', '.join(unknown)}: the settings have {', '.join(known)}"
+            )
+        return set(asked)
 
     @property
     def effective_audit_key_file(self) -> Path:

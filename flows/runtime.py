@@ -97,15 +97,7 @@ def actor(requested_by: str | None = None) -> str:
 
 def check_registries(registries: list[str] | None) -> set[str]:
     """The codes asked for (all of the settings' when none), or InvalidValue naming the unknown ones."""
-    known = [c.code for c in get_settings().registries]
-    if not registries:
-        return set(known)
-    unknown = sorted(set(registries) - set(known))
-    if unknown:
-        raise InvalidValue(
-            "registries", f"unknown registry {', '.join(unknown)}: the settings have {', '.join(known)}"
-        )
-    return set(registries)
+    return get_settings().registry_codes(registries)
 
 
 @contextlib.asynccontextmanager

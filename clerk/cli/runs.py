@@ -41,6 +41,7 @@ def query(
     case's judge, or a person the settings (CLERK_PEOPLE) allow at its court, may ask; refusals are
     audited."""
     number = str(CaseNumber.parse(case_number))
+    settings().registry_codes(registry, "--registry")  # a typo is one clear line, before any run starts
     check_access(number, requested_by, Action.QUERY)
     from flows import runtime
     from flows.case_query import case_query

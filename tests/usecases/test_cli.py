@@ -95,6 +95,10 @@ def test_import_show_pay_verify_export(clerk_env: str, case_file: Path, tmp_path
             "paid_on: 2999-01-01 is in the future",
         ),
         (["audit", "export", "--case", CASE, "--format", "xlsx"], "--format: 'xlsx' is not a format"),
+        (
+            ["query", CASE, "--requested-by", "李法官", "--registry", "bank-icbcc"],
+            "--registry: unknown registry bank-icbcc: the settings have bank-icbc, bank-ccb",
+        ),
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_2(
