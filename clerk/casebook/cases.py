@@ -343,7 +343,15 @@ class CaseLine:
     track: str | None = None
 
 
-def list_cases(session: Session, on: dt.date, status: str | None = None, limit: int = 100) -> list[CaseLine]:
+def count_cases(session: Session, status: str | None = None) -> int:
+    stmt = select(func.count()).select_from(Case)
+    return session.scalar(stmt.where(Case.status == status) if status else stmt) or 0
+
+
+def list_cases(
+    session: Session, on: dt.date, status: str | None = None, limit: int | None = 100
+) -> list[CaseLine]:
+    """Cases by case number with what each owes on `on`: the first `limit` (None: all)."""
     debtor_count = select(CaseDebtor.case_id, func.count().label("n")).group_by(CaseDebtor.case_id).subquery()
     stmt = (
         select(Case, debtor_count.c.n)

@@ -3,11 +3,15 @@ track."""
 
 from __future__ import annotations
 
+import csv
 import json
+import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -28,7 +32,7 @@ from clerk.cli.common import (
 from clerk.store import audit
 from models.access import Action
 from models.supervision import bureau_today
-from models.values import format_yuan, parse_date, parse_yuan
+from models.values import InvalidValue, format_yuan, parse_date, parse_yuan
 
 cases_app = typer.Typer(
     help="Import, inspect and record payments on enforcement cases.", no_args_is_help=True
@@ -149,13 +153,47 @@ def print_case(view: cases.CaseView) -> None:
 def cases_list(
     on: OnOption = None,
     status: Annotated[str | None, typer.Option(help="Only cases in this status, e.g. active.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many cases.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many cases.")] = 50,
+    show_all: Annotated[bool, typer.Option("--all", help="Every case (no --limit).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON lines for machines (amounts in fen).")
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV for spreadsheets (amounts in yuan).")] = False,
 ) -> None:
-    """List cases with what each still owes."""
+    """List cases by case number with what each still owes (in yuan), and say how many were left out."""
+    if as_json and as_csv:
+        raise InvalidValue("--json", "give --json or --csv, not both")
     when = day(on, "--on")
     with unit_of_work() as session:
-        lines = cases.list_cases(session, when, status, limit)
-    table = Table("case number", "judge", "status", "track", "debtors", f"remaining on {when}")
+        total = cases.count_cases(session, status)
+        lines = cases.list_cases(session, when, status, None if show_all else limit)
+    if as_json:
+        for line in lines:
+            row = asdict(line)
+            row["remaining_fen"] = row.pop("remaining")
+            out.print(json.dumps(row | {"on": str(when)}, ensure_ascii=False))
+        return
+    if as_csv:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["case_number", "judge", "status", "track", "debtors", f"remaining_yuan_on_{when}"])
+        for line in lines:
+            row = [line.case_number, line.judge, line.status, line.track or "", line.debtors]
+            writer.writerow(
+                [audit.spreadsheet_safe(str(v)) for v in row] + [format_yuan(line.remaining).replace(",", "")]
+            )
+        return
+    table = Table(
+        title=f"cases, what each owes on {when} (yuan)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title_justify="left",
+    )
+    table.add_column("case number", no_wrap=True)
+    table.add_column("judge", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("track", no_wrap=True)
+    table.add_column("debtors", justify="right")
+    table.add_column("owed", justify="right", no_wrap=True)
     for line in lines:
         table.add_row(
             line.case_number,
@@ -166,6 +204,9 @@ def cases_list(
             format_yuan(line.remaining),
         )
     out.print(table)
+    shown = f"{len(lines):,} of {total:,} case(s)" + (f" in status {status}" if status else "")
+    more = "" if len(lines) == total else "; --limit N or --all for more, --csv or --json for machines"
+    err.print(shown + more)
 
 
 @cases_app.command("pay")

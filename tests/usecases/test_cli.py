@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 from typer.testing import CliRunner
 
 from clerk.casebook.casefile import FIELDS
@@ -171,8 +172,15 @@ def test_status_changes_and_tracks_are_a_judges_audited_decisions(clerk_env: str
     assert code == 2 and "track: 'urgent' is not a track: use one of fast, simple, normal, special" in err
     code, out, _ = clerk("cases", "track", CASE, "special", "--reason", "涉众案件", "--actor", "李法官")
     assert code == 0 and "is on the special track (set by a judge)" in out
-    code, out, _ = clerk("cases", "list")
-    assert code == 0 and "special" in out
+    code, out, err = clerk("cases", "list")
+    assert code == 0 and "special" in out and "1 of 1 case(s)" in err
+    assert all(cell_len(line) <= 80 for line in out.splitlines())
+    code, out, _ = clerk("cases", "list", "--json")
+    assert json.loads(out)["case_number"] == "（2024）豫0185执1234号" and "remaining_fen" in json.loads(out)
+    code, out, _ = clerk("cases", "list", "--csv")
+    assert out.splitlines()[1].startswith("（2024）豫0185执1234号,李法官,active,special,2,")
+    code, _, err = clerk("cases", "list", "--csv", "--json")
+    assert code == 2 and "give --json or --csv, not both" in err
     code, _, err = clerk("cases", "close", CASE, "--reason", "", "--actor", "李法官")
     assert code == 2 and "reason: a status change needs a reason" in err
     code, out, _ = clerk("cases", "close", CASE, "--withdrawn", "--reason", "申请人撤回", "--actor", "李法官")
@@ -273,3 +281,15 @@ def test_an_outsider_checks_an_export_with_the_public_key_alone(
     assert code == 2 and "FILE: is not an export" in err
     code, _, err = clerk("audit", "verify", "--expect-head", "three")
     assert code == 2 and "--expect-head: 'three' is not a head" in err
+
+
+def test_cases_list_pages_and_says_what_it_left_out(clerk_env: str) -> None:
+    from clerk.cli import SAMPLE_CASES
+
+    assert clerk("cases", "import", str(SAMPLE_CASES))[0] == 0
+    code, out, err = clerk("cases", "list", "--limit", "5")
+    assert code == 0 and len([line for line in out.splitlines() if "执" in line]) == 5
+    assert "5 of 40 case(s); --limit N or --all for more" in err
+    code, out, err = clerk("cases", "list", "--all")
+    assert len([line for line in out.splitlines() if "执" in line]) == 40 and "40 of 40 case(s)" in err
+    assert all(cell_len(line) <= 80 for line in out.splitlines()), "fits 80 columns (CJK: two each)"
