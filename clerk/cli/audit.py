@@ -6,17 +6,19 @@ import datetime as dt
 import io
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from rich import box
 from rich.table import Table
 
 from clerk.casebook import cases, exports
 from clerk.cli.common import OverwriteOption, err, friendly_errors, out, sessions, settings, unit_of_work
 from clerk.store import audit, heads, tree
-from models.values import InvalidValue, parse_date
+from models.values import InvalidValue, format_yuan, parse_date
 
 audit_app = typer.Typer(
     help="Check, prove and export the audit log (a Merkle tree with signed heads).", no_args_is_help=True
@@ -252,6 +254,43 @@ def _size(value: str, field: str) -> int:
     return int(value)
 
 
+#: The daily report at a terminal: three tables that fit 80 columns (the CSV and the artifact keep every
+#: column): (header, the report's column, money in fen).
+_DAILY_TABLES = (
+    (
+        "the day's work",
+        (
+            ("queries", "queries", False),
+            ("hits", "hits", False),
+            ("frozen", "frozen", False),
+            ("yuan frozen", "frozen_fen", True),
+            ("seized", "seized", False),
+            ("overdue", "overdue_nodes", False),
+        ),
+    ),
+    (
+        "measures kept and ended, money moved",
+        (
+            ("renewed", "renewed", False),
+            ("released", "released", False),
+            ("lapsed", "lapsed", False),
+            ("deductions", "deductions", False),
+            ("yuan deducted", "deducted_fen", True),
+        ),
+    ),
+    (
+        "active cases by track",
+        (
+            ("fast", "active_fast", False),
+            ("simple", "active_simple", False),
+            ("normal", "active_normal", False),
+            ("special", "active_special", False),
+            ("untriaged", "active_untriaged", False),
+        ),
+    ),
+)
+
+
 @report_app.command("daily")
 @friendly_errors
 def report_daily(
@@ -261,18 +300,41 @@ def report_daily(
     ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Per court and judge: queries, hits, frozen and seized, renewed, released, deductions, overdue nodes."""
+    """Per court and judge: queries, hits, frozen and seized, renewed, released, deductions, overdue nodes,
+    and the active cases by track, with totals; amounts in yuan."""
     from clerk.supervision import reports
 
     on = parse_date(day, "--day") if day else reports.yesterday(dt.datetime.now(dt.UTC))
+    if day is None:
+        err.print(f"the report for yesterday, {on} (Beijing time); --day YYYY-MM-DD for another day")
     with unit_of_work() as session:
         rows = reports.daily(session, on)
-    table = Table(title=f"Daily report {on}")
-    for column in reports.COLUMNS:
-        table.add_column(column, justify="left" if column in ("court", "judge") else "right")
-    for r in rows:
-        table.add_row(*(str(r[c]) for c in reports.COLUMNS))
-    out.print(table)
+    if not rows:
+        out.print(f"Daily report {on}: nothing was done that day")
+    sums = reports.totals(rows)
+    for title, columns in _DAILY_TABLES if rows else ():
+        table = Table(
+            title=f"Daily report {on}: {title}", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left"
+        )
+        table.add_column("court", no_wrap=True)
+        table.add_column("judge", no_wrap=True)
+        for header, _, _ in columns:
+            table.add_column(header, justify="right", no_wrap=True)
+
+        def cells(
+            values: Mapping[str, object], columns: Sequence[tuple[str, str, bool]] = columns
+        ) -> list[str]:
+            return [
+                format_yuan(int(str(values[key]))) if money else f"{values[key]:,}"
+                for _, key, money in columns
+            ]
+
+        for r in rows:
+            table.add_row(str(r["court"]), str(r["judge"]), *cells(r))
+        if len(rows) > 1:
+            table.add_section()
+            table.add_row("all", "", *cells(sums))
+        out.print(table)
     if csv_file is not None:
         reports.write_csv(csv_file, rows, replace=overwrite)
         out.print(f"written: {csv_file} ({len(rows)} rows)")

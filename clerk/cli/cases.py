@@ -169,17 +169,17 @@ def cases_list(
         lines = cases.list_cases(session, when, status, None if show_all else limit)
     if as_json:
         for line in lines:
-            row = asdict(line)
-            row["remaining_fen"] = row.pop("remaining")
-            out.print(json.dumps(row | {"on": str(when)}, ensure_ascii=False))
+            record = asdict(line)
+            record["remaining_fen"] = record.pop("remaining")
+            out.print(json.dumps(record | {"on": str(when)}, ensure_ascii=False))
         return
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["case_number", "judge", "status", "track", "debtors", f"remaining_yuan_on_{when}"])
         for line in lines:
-            row = [line.case_number, line.judge, line.status, line.track or "", line.debtors]
+            texts = [line.case_number, line.judge, line.status, line.track or "", str(line.debtors)]
             writer.writerow(
-                [audit.spreadsheet_safe(str(v)) for v in row] + [format_yuan(line.remaining).replace(",", "")]
+                [audit.spreadsheet_safe(v) for v in texts] + [format_yuan(line.remaining).replace(",", "")]
             )
         return
     table = Table(

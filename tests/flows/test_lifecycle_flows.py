@@ -20,6 +20,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import StateType
 from prefect.testing.utilities import prefect_test_harness
+from rich.cells import cell_len
 from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
@@ -467,7 +468,11 @@ def test_daily_report_per_court_and_judge(world: World, tmp_path: Path) -> None:
         app, ["report", "daily", "--day", today.isoformat(), "--csv", str(tmp_path / "r.csv")]
     )
     assert shown.exit_code == 0, shown.output
-    assert "Daily report" in shown.output and (tmp_path / "r.csv").exists()
+    assert "Daily report" in shown.stdout and (tmp_path / "r.csv").exists()
+    tables = [line for line in shown.stdout.splitlines() if not line.startswith("written:")]
+    assert "yuan frozen" in shown.stdout and all(cell_len(line) <= 80 for line in tables)
+    yesterday = CliRunner().invoke(app, ["report", "daily"])
+    assert yesterday.exit_code == 0 and "the report for yesterday" in yesterday.stderr
 
 
 # --- personal data and secrets ------------------------------------------------------------------------
