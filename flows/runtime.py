@@ -62,10 +62,13 @@ def current() -> Runtime:
 def run_name(prefix: str, *parameters: str) -> Callable[[], str]:
     """A flow run's name that says what it is, for the UI's list of runs: `prefix`, the named parameters'
     values (a case number in its full-width form) or, with none, the Beijing time it started:
-    `case-query （2026）京0105执10002号 李法官`, `sweep 08:00`, `sweep 2 of 4 08:00`."""
+    `case-query （2026）京0105执10002号 李法官`, `sweep 08:00`. A shard of a province sweep keeps the name the
+    province gave it (`shard 2 of 4`, `…, take-over 1`)."""
 
     def name() -> str:
         values = flow_run.parameters or {}
+        if int(values.get("shards") or 1) > 1:
+            return str(flow_run.name or f"{prefix} {int(values.get('shard') or 0) + 1} of {values['shards']}")
         parts = [prefix]
         for parameter in parameters:
             value = values.get(parameter)
@@ -74,8 +77,6 @@ def run_name(prefix: str, *parameters: str) -> Callable[[], str]:
                     value = str(CaseNumber.parse(value))
             if value not in (None, ""):
                 parts.append(str(value))
-        if int(values.get("shards") or 1) > 1:
-            parts.append(f"{int(values.get('shard') or 0) + 1} of {values['shards']}")
         if not parameters:
             parts.append(dt.datetime.now(CHINA).strftime("%m-%d %H:%M"))
         return " ".join(parts)

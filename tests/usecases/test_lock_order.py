@@ -90,7 +90,9 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0
 def test_replies_for_the_same_debtors_lock_them_in_id_order_whatever_the_plan(
     pg_engine: Engine, tmp_path: Path
 ) -> None:
-    sessions = case_book(pg_engine, tmp_path, cases=40)
+    # 20 cases: their debtors and the rows rewritten below fit one page, so the rewrite reverses the
+    # table's order (with more, PostgreSQL reuses space freed in the page and the order is mixed).
+    sessions = case_book(pg_engine, tmp_path, cases=20)
     with sessions.begin() as session:
         configs = placeholder_configs()[:2]  # two registries' rows; nothing is sent to them
         registries = querying.ensure_registries(session, configs)
