@@ -80,36 +80,37 @@ def propose_deduction(
         for m, _, purpose, _, _ in rows
         if purpose not in exempt.protected
     ]
-    proposed = rules.propose_deduction(remaining, frozen)
+    # The allowance first, then what is owed: what one person must keep, another's freeze may still cover.
     allowed = _within_allowances(
-        session, case, proposed, {m.id: debtor for m, _, _, debtor, _ in rows}, exempt, today
+        session, case, frozen, {m.id: debtor for m, _, _, debtor, _ in rows}, exempt, today
     )
+    proposed = rules.propose_deduction(remaining, allowed)
     info = {m.id: (code, mask_account(identifier)) for m, identifier, _, _, code in rows}
-    lines = tuple(
-        ProposedDeduction(a.key, info[a.key][0], info[a.key][1], a.amount) for a in allowed if a.amount > 0
-    )
-    kept = sum(a.amount for a in proposed) - sum(a.amount for a in allowed)
+    lines = tuple(ProposedDeduction(a.key, info[a.key][0], info[a.key][1], a.amount) for a in proposed)
+    without_allowance = rules.propose_deduction(remaining, frozen)
+    kept = sum(a.amount for a in without_allowance) - sum(a.amount for a in proposed)
     return DeductionProposal(case.id, case.case_number, case.judge, remaining, lines, kept, len(protected))
 
 
 def _within_allowances(
     session: Session,
     case: Case,
-    proposed: list[rules.Allocation],
+    frozen: list[rules.Covered],
     debtor_of: Mapping[int, int],
     exempt: Exemptions,
     today: dt.date,
-) -> list[rules.Allocation]:
-    """The proposal with each natural person's living allowance left: per person, what moves is at most
-    the person's deposits (last reported balances, less other authorities' measures) less the allowance and
-    less what they hold for our other cases (exemptions.deductible)."""
-    debtors = {debtor_of[a.key] for a in proposed}
+) -> list[rules.Covered]:
+    """The case's freezes with what may move from each once every natural person keeps the living
+    allowance: per person, at most the person's deposits (last reported balances, less other authorities'
+    measures) less the allowance and less what they hold for our other cases (exemptions.deductible),
+    taken oldest freeze first, as the proposal takes them."""
+    debtors = {debtor_of[f.key] for f in frozen}
     people = {
         d.id: d.dependants
         for d in session.scalars(select(Debtor).where(Debtor.id.in_(debtors), Debtor.kind == "person"))
     }
     if not people or exempt.months <= 0:
-        return proposed
+        return frozen
     balances: dict[int, int] = {}  # what each person's deposits hold that no other authority holds
     for asset in session.scalars(select(Asset).where(Asset.debtor_id.in_(people), Asset.kind == "deposit")):
         balances[asset.debtor_id] = balances.get(asset.debtor_id, 0) + control.cap.available(asset, 0)
@@ -127,13 +128,14 @@ def _within_allowances(
             .group_by(Asset.debtor_id)
         )
     }
+    oldest_first = sorted(frozen, key=lambda f: (f.placed_on, f.key))
     allowed: dict[int, int] = {}
     for debtor_id, dependants in people.items():
-        mine = [rules.Holding(a.key, a.amount) for a in proposed if debtor_of[a.key] == debtor_id]
+        mine = [rules.Holding(f.key, f.amount) for f in oldest_first if debtor_of[f.key] == debtor_id]
         allowance = exempt.allowance(case.court_code, today, dependants)
         for h in deductible(mine, balances.get(debtor_id, 0), allowance, elsewhere.get(debtor_id, 0)):
             allowed[h.key] = h.available
-    return [rules.Allocation(a.key, allowed.get(a.key, a.amount)) for a in proposed]
+    return [rules.Covered(f.key, allowed.get(f.key, f.amount), f.placed_on) for f in frozen]
 
 
 def approve_deduction(
