@@ -13,14 +13,13 @@ from prefect.states import Completed
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.settings import Settings, get_settings
-from clerk.store import db, heads, tree
+from clerk.store import db, tree
 from flows import runtime
 
 
 async def seal(sessions: sessionmaker[Session], settings: Settings) -> tree.Sequenced:
-    """Place what is waiting and sign the head, off the event loop."""
-    key = await asyncio.to_thread(heads.signing_key, settings)
-    return await asyncio.to_thread(tree.sequence, sessions, key)
+    """Place what is waiting and sign the head (tree.seal), off the event loop."""
+    return await asyncio.to_thread(tree.seal, sessions, settings)
 
 
 @flow(name="audit-sequencer", flow_run_name=runtime.run_name("audit-sequencer"))

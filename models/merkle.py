@@ -18,7 +18,7 @@ The verification functions follow RFC 9162 §2.1.3.2 and §2.1.4.2 step by step.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 Coord = tuple[int, int]  # (level, index) of a perfect subtree
@@ -238,6 +238,3 @@ def root_of(leaves: Sequence[bytes]) -> bytes:
     for leaf in leaves:
         frontier.append(leaf)
     return frontier.root()
-
-
-NodeReader = Callable[[set[Coord]], Mapping[Coord, bytes]]

@@ -87,7 +87,7 @@ def audit_verify(expect_head: ExpectHeadOption = None, public_key: PublicKeyOpti
 def audit_sequence() -> None:
     """Place the events written since the last run in the log and sign its head (the sequencer
     deployment does this every minute)."""
-    done = tree.sequence(sessions(), heads.signing_key(settings()))
+    done = tree.seal(sessions(), settings())
     out.print(f"{done.placed:,} event(s) placed; the log holds {done.size:,}")
     if done.head is not None:
         out.print(f"signed head: {done.head.short} (signed {done.head.signed_at})")
@@ -140,7 +140,7 @@ def audit_export(
         raise InvalidValue("--format", f"{fmt!r} is not a format: use proof, jsonl or csv")
     kept = _kept(since)
     if fmt == "proof":
-        tree.sequence(sessions(), heads.signing_key(settings()))
+        tree.seal(sessions(), settings())
     with unit_of_work() as session:
         number = cases.get_case(session, case).case_number
         if fmt == "proof":

@@ -16,7 +16,7 @@ from clerk.casebook import casefile, cases
 from clerk.cli.cases import import_file
 from clerk.cli.common import SAMPLE_CASES, app, err, friendly_errors, out, sessions, settings, unit_of_work
 from clerk.cli.ops import print_scoreboard
-from clerk.store import audit, heads, tree
+from clerk.store import audit, tree
 from clerk.supervision.scoreboard import registry_scoreboard
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
@@ -115,7 +115,7 @@ def demo(
 
     slow_codes = [c for c in (slow or ["vehicles"]) if c != "none"]
     r = embedded.run_demo(file, debtors, seed, out.print, import_and_say, slow_codes)
-    sealed = tree.sequence(sessions(), heads.signing_key(conf))
+    sealed = tree.seal(sessions(), conf)
     table = Table("", "", title="after the sweep", show_header=False)
     for label, value in (
         ("cases in the case book", f"{r.cases:,}"),

@@ -66,6 +66,14 @@ def event_hash(
     return merkle.leaf_hash(leaf_entry(timestamp(occurred_at), actor, action, case_number, payload)).hex()
 
 
+def intact(event: AuditEvent) -> bool:
+    """Whether a stored event's content still matches the leaf hash it was written with."""
+    return (
+        event_hash(event.occurred_at, event.actor, event.action, event.case_number, event.payload)
+        == event.hash
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One event to append: what happened, to which case, with what (masked) details."""

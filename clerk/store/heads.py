@@ -287,13 +287,19 @@ def check_export(
         except merkle.ProofError as exc:
             result.problems.append(f"{where}: {exc}")
     if kept is not None:
-        result.problems.extend(_kept_problems(kept, head, document.get("consistency"), public))
+        consistency = document.get("consistency") or {}
+        from_kept = int(consistency.get("from_size", -1)) == kept.size
+        result.problems.extend(
+            _kept_problems(kept, head, consistency.get("proof") if from_kept else None, public)
+        )
     return result
 
 
 def _kept_problems(
-    kept: KeptHead, head: SignedHead, consistency: Mapping[str, Any] | None, public: Ed25519PublicKey
+    kept: KeptHead, head: SignedHead, proof_hex: Sequence[Any] | None, public: Ed25519PublicKey
 ) -> list[str]:
+    """What is wrong between a kept head and a later one, given the consistency proof between them (None:
+    no proof from the kept head's size came with it)."""
     if kept.signed is not None:
         try:
             kept.signed.check(public)
@@ -303,9 +309,9 @@ def _kept_problems(
         return [f"the log has {head.size} event(s), fewer than the {kept.size} of the kept head: it was cut"]
     proof: list[bytes] = []
     if kept.size not in (0, head.size):
-        if not consistency or int(consistency.get("from_size", -1)) != kept.size:
+        if proof_hex is None:
             return [f"the export carries no consistency proof from the kept head of {kept.size}"]
-        proof = _hashes(consistency.get("proof") or [], "consistency.proof")
+        proof = _hashes(proof_hex, "consistency.proof")
     try:
         merkle.verify_consistency(
             kept.size, head.size, bytes.fromhex(kept.root), bytes.fromhex(head.root), proof
@@ -323,9 +329,7 @@ def check_consistency(document: Mapping[str, Any], public: Ed25519PublicKey) -> 
     old = SignedHead.of(document.get("old") or {}, "old")
     new = SignedHead.of(document.get("new") or {}, "new")
     result = Check(head=new)
-    problems = _kept_problems(
-        KeptHead(old.size, old.root, old), new, {"from_size": old.size, **document}, public
-    )
+    problems = _kept_problems(KeptHead(old.size, old.root, old), new, document.get("proof") or [], public)
     try:
         new.check(public)
     except HeadError as exc:

@@ -24,8 +24,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from clerk.settings import Settings
 from clerk.store import audit, db
-from clerk.store.heads import CONSISTENCY_FORMAT, EXPORT_FORMAT, HeadError, KeptHead, SignedHead
+from clerk.store.heads import (
+    CONSISTENCY_FORMAT,
+    EXPORT_FORMAT,
+    HeadError,
+    KeptHead,
+    SignedHead,
+    signing_key,
+)
 from models import merkle
 from models.tables import AuditEvent, AuditHead, AuditNode, utcnow
 
@@ -68,6 +76,12 @@ def sequence(
         size = log_size(session)
         head = _sign(session, key, size, now or utcnow()) if key is not None else None
     return Sequenced(placed, size, head)
+
+
+def seal(sessions: sessionmaker[Session], settings: Settings) -> Sequenced:
+    """`sequence` with this installation's signing key (its signing key): what the sequencer deployment,
+    the daily report, the demo and `clerk audit sequence` and `export` run."""
+    return sequence(sessions, signing_key(settings))
 
 
 def _lock(session: Session) -> None:
@@ -142,11 +156,8 @@ def head_at(session: Session, size: int) -> SignedHead:
     return _head(row)
 
 
-def heads(session: Session, since: dt.datetime | None = None) -> list[SignedHead]:
-    stmt = select(AuditHead).order_by(AuditHead.size)
-    if since is not None:
-        stmt = stmt.where(AuditHead.signed_at >= since)
-    return [_head(row) for row in session.scalars(stmt)]
+def heads(session: Session) -> list[SignedHead]:
+    return [_head(row) for row in session.scalars(select(AuditHead).order_by(AuditHead.size))]
 
 
 def read_nodes(session: Session, coords: Iterable[merkle.Coord]) -> dict[merkle.Coord, bytes]:
@@ -322,12 +333,7 @@ def verify(
                 return broken(
                     at, f"the event at position {at} is missing (the next one is at {event.position})"
                 )
-            if (
-                audit.event_hash(
-                    event.occurred_at, event.actor, event.action, event.case_number, event.payload
-                )
-                != event.hash
-            ):
+            if not audit.intact(event):
                 return broken(
                     at, f"event {at} (seq {event.seq}): its content does not match its hash (edited)"
                 )
@@ -356,10 +362,7 @@ def verify(
         return broken(frontier.size, f"the tree holds {extra} node(s) over no events (inserted)")
     unplaced = select(AuditEvent).where(AuditEvent.position.is_(None)).execution_options(yield_per=BATCH)
     for event in session.scalars(unplaced):
-        if (
-            audit.event_hash(event.occurred_at, event.actor, event.action, event.case_number, event.payload)
-            != event.hash
-        ):
+        if not audit.intact(event):
             return broken(
                 None, f"event seq {event.seq}, not yet placed: its content does not match its hash (edited)"
             )
