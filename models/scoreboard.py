@@ -37,18 +37,6 @@ class Score:
     refusals: int  # lookups failed and control requests refused
     invalid: int  # control answers found invalid (flagged for a person)
 
-    COLUMNS = (
-        "registry",
-        "requests",
-        "answered",
-        "p50",
-        "p95",
-        "late >24 h",
-        "open >24 h",
-        "refused",
-        "invalid",
-    )
-
     @property
     def kept_the_rule(self) -> bool:
         return not self.late and not self.overdue
