@@ -5,24 +5,34 @@ from __future__ import annotations
 import asyncio
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
 from clerk import control, querying
 from clerk.casebook import access, cases
+from clerk.store import db
 from flows import report, runtime
 from flows.sweep import control_batch, query_batch
+from models.casesheet import Sheet
 from models.values import CaseNumber, InvalidValue
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-async def dry_run_case(case_id: int) -> tuple[list[querying.BatchResult], control.Counts]:
+async def dry_run_case(case_id: int) -> tuple[list[querying.BatchResult], control.Counts, Sheet]:
     """Ask, record and plan in a transaction that is rolled back: what would happen, with nothing changed."""
     rt = runtime.current()
     return await control.dry_run_case(
         rt.sessions, rt.connectors, case_id, runtime.today(), rt.policy, rt.actor
     )
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+async def case_sheet(case_number: str) -> Sheet:
+    """The case as it stands after the run: what is owed, every asset, what we hold and why not."""
+    rt = runtime.current()
+    return await db.read(rt.sessions, control.case_sheet, case_number, runtime.today(), rt.policy)
 
 
 @flow(name="case-query", flow_run_name=runtime.run_name("case-query", "case_number", "requested_by"))
@@ -80,19 +90,23 @@ async def case_query(
             "case query of %s: %d debtor(s) at %d registries", number, len(debtor_ids), len(rt.connectors)
         )
         if dry_run:
-            batches, result = await dry_run_case(case_id)
+            batches, result, sheet = await dry_run_case(case_id)
         else:
             batches = list(
                 await asyncio.gather(*(query_batch(code, run_id, debtor_ids) for code in rt.connectors))
             )
             result = await control_batch([case_id]) if auto_control else control.Counts()
+            sheet = await case_sheet(number)
+        # The judge's view first (what the case holds now, and why not where it holds nothing), then the
+        # run's counts for operators.
+        await acreate_markdown_artifact(sheet.markdown(), key="case-sheet", description=sheet.headline())
         title = f"Case query {number}" + (" (dry run: nothing changed)" if dry_run else "")
         notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
         tally = querying.Tally.of(batches)
-        summary = await report.publish(title, "case-query", tally, result, notes)
+        await report.publish(title, "case-query", tally, result, notes)
         if not dry_run:
             await runtime.send_notices(rt)
         reasons = tally.unanswered() if batches else "no registry in the settings"
         if reasons is not None:
-            return Failed(message=f"no registry answered for {number} ({reasons})", data=summary)
-        return Completed(message=f"{number}: {result.effective} measure(s) effective", data=summary)
+            return Failed(message=f"no registry answered for {number} ({reasons})", data=sheet)
+        return Completed(message=sheet.headline(), data=sheet)

@@ -37,7 +37,8 @@ def control_row(result: control.Counts) -> dict[str, object]:
 def needs_a_person(result: control.Counts) -> list[str]:
     """Cases still short of what they owe after this run's measures: a judge decides what comes next."""
     lines = [
-        f"- {number}: {format_yuan(fen)} yuan owed not covered by any freeze" for number, fen in result.short
+        f"- {number}: {format_yuan(fen)} yuan owed that no freeze of ours claims (the case sheet says why)"
+        for number, fen in result.short
     ]
     if result.short_cases > len(result.short):
         lines.append(f"- … and {result.short_cases - len(result.short)} more")

@@ -269,6 +269,11 @@ def mask_account(value: str) -> str:
     return "*" * (len(value) - 4) + value[-4:]
 
 
+def short_mask(value: str) -> str:
+    """An account, certificate or plate number as a narrow table shows it: `****0048` (its last 4 only)."""
+    return "****" + value[-4:] if len(value) > 4 else "*" * len(value)
+
+
 def mask_name(value: str, kind: DebtorKind = DebtorKind.PERSON) -> str:
     """A person's name with only its first character shown; organisations' names are public record."""
     if kind is DebtorKind.ORGANISATION:

@@ -6,6 +6,7 @@ Each takes a session (the caller owns the transaction) and returns plain values 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from clerk.store.locks import CaseNotFound as CaseNotFound  # the case book's er
 from models import rules
 from models.exemptions import NO_EXEMPTIONS, Exemption, Exemptions, LeftFree
 from models.status import KEPT, CaseStatus
-from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Payment, Registry
+from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Debtor, Payment, Registry
 from models.values import CaseNumber, DebtorKind, InvalidValue, format_yuan, mask_account, mask_id, mask_name
 
 DEFAULT_EXCEPTIONS = Path(__file__).parent / "data" / "credit_code_exceptions.txt"
@@ -66,14 +67,13 @@ def owed_as_dict(value: rules.Owed) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class CaseView:
-    """What an operator may see of a case: personal data masked."""
+    """What an operator may see of a case beside its sheet (clerk.control.sheet: its assets and measures):
+    personal data masked."""
 
     case: dict[str, Any]
     owed: dict[str, Any]
     debtors: list[dict[str, Any]]
     payments: list[dict[str, Any]]
-    hits: list[dict[str, Any]]
-    measures: list[dict[str, Any]]
     left_free: list[dict[str, Any]]  # what may never be frozen here, and why (models.exemptions)
 
     def as_dict(self) -> dict[str, Any]:
@@ -95,35 +95,8 @@ def case_view(
         .where(Asset.debtor_id.in_(debtor_ids))
         .order_by(Asset.id)
     ).all()
-    measures = session.execute(
-        select(ControlMeasure, Registry.code)
-        .join(Registry, Registry.id == ControlMeasure.registry_id)
-        .where(ControlMeasure.case_id == case.id)
-        .order_by(ControlMeasure.id)
-    ).all()
     masked_debtor = {d.id: mask_id(d.id_number) for d in debtors}
-    exempt = exempt.for_case(
-        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
-    )
-    left_free: list[dict[str, Any]] = []
-    deposits: dict[int, int] = {}  # what each debtor's deposits found hold, protected ones apart
-    for a, _ in hits:
-        if a.kind == "deposit" and a.purpose not in exempt.protected:
-            deposits[a.debtor_id] = deposits.get(a.debtor_id, 0) + (a.balance_fen or 0)
-    for d in debtors:
-        # The allowance left free is what the person's deposits hold of it: none found, nothing kept.
-        allowance = exempt.allowance(case.court_code, on, d.dependants) if d.kind == DebtorKind.PERSON else 0
-        kept = min(allowance, deposits.get(d.id, 0))
-        if kept:
-            left_free.append({"debtor": masked_debtor[d.id], "amount": kept, "why": LeftFree.ALLOWANCE})
-        elif allowance:
-            left_free.append(
-                {"debtor": masked_debtor[d.id], "amount": allowance, "why": LeftFree.NO_DEPOSITS}
-            )
-    for a, code in hits:
-        if a.kind == "deposit" and a.purpose in exempt.protected:
-            account = f"{code} {mask_account(a.identifier)} ({a.purpose})"
-            left_free.append({"account": account, "amount": a.balance_fen, "why": LeftFree.PROTECTED})
+    free = left_free(case, debtors, [(a, code) for a, code in hits], exempt, on)
     return CaseView(
         case={
             "case_number": case.case_number,
@@ -146,32 +119,40 @@ def case_view(
             for d in debtors
         ],
         payments=[{"paid_on": p.paid_on.isoformat(), "amount": p.amount_fen} for p in case.payments],
-        hits=[
-            {
-                "debtor": masked_debtor[a.debtor_id],
-                "registry": code,
-                "kind": a.kind,
-                "identifier": mask_account(a.identifier),
-                "balance": a.balance_fen,
-                "last_seen_at": a.last_seen_at.isoformat(),
-            }
-            for a, code in hits
-        ],
-        measures=[
-            {
-                "registry": code,
-                "kind": m.kind,
-                "status": m.status,
-                "requested": m.requested_amount_fen,
-                "actual": m.actual_amount_fen,
-                "started_on": m.started_on.isoformat() if m.started_on else None,
-                "expires_on": m.expires_on.isoformat() if m.expires_on else None,
-                "queue_position": m.queue_position,
-            }
-            for m, code in measures
-        ],
-        left_free=left_free,
+        left_free=free,
     )
+
+
+def left_free(
+    case: Case,
+    debtors: Sequence[Debtor],
+    found: Sequence[tuple[Asset, str]],
+    exempt: Exemptions,
+    on: dt.date,
+) -> list[dict[str, Any]]:
+    """What may never be frozen in this case (查扣冻规定 art. 3), and why: each natural person's living
+    allowance (what the person's deposits found hold of it, or the whole of it to keep once some are found)
+    and each account whose purpose the law protects, unless a judge overrode either for the case."""
+    exempt = exempt.for_case(
+        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
+    )
+    result: list[dict[str, Any]] = []
+    deposits: dict[int, int] = {}  # what each debtor's deposits found hold, protected ones apart
+    for a, _ in found:
+        if a.kind == "deposit" and a.purpose not in exempt.protected:
+            deposits[a.debtor_id] = deposits.get(a.debtor_id, 0) + (a.balance_fen or 0)
+    for d in debtors:
+        allowance = exempt.allowance(case.court_code, on, d.dependants) if d.kind == DebtorKind.PERSON else 0
+        kept = min(allowance, deposits.get(d.id, 0))
+        if kept:
+            result.append({"debtor": mask_id(d.id_number), "amount": kept, "why": LeftFree.ALLOWANCE})
+        elif allowance:
+            result.append({"debtor": mask_id(d.id_number), "amount": allowance, "why": LeftFree.NO_DEPOSITS})
+    for a, code in found:
+        if a.kind == "deposit" and a.purpose in exempt.protected:
+            account = f"{code} {mask_account(a.identifier)} ({a.purpose})"
+            result.append({"account": account, "amount": a.balance_fen, "why": LeftFree.PROTECTED})
+    return result
 
 
 def record_payment(

@@ -15,6 +15,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from clerk import control
 from clerk.casebook import casefile, cases, intake
 from clerk.cli.common import (
     ActorOption,
@@ -30,6 +31,7 @@ from clerk.cli.common import (
     unit_of_work,
 )
 from clerk.store import audit
+from models import casesheet
 from models.access import Action
 from models.supervision import bureau_today
 from models.values import InvalidValue, format_yuan, parse_date, parse_yuan
@@ -92,33 +94,27 @@ def cases_show(
     on: OnOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (amounts in fen).")] = False,
 ) -> None:
-    """Show a case: its debtors (IDs masked), what is owed on a day, its hits and measures."""
+    """Show a case: its debtors (IDs masked), what is owed on a day, and its sheet: every asset found,
+    what we and other authorities hold on it, and why nothing is held where nothing is."""
+    when = day(on, "--on")
     with unit_of_work() as session:
-        view = cases.case_view(session, case_number, day(on, "--on"), settings().exemptions())
+        view = cases.case_view(session, case_number, when, settings().exemptions())
+        sheet = control.case_sheet(session, case_number, when, control.Policy.of(settings()))
     if as_json:
-        out.print_json(json.dumps(view.as_dict(), ensure_ascii=False))
+        data = view.as_dict() | {"sheet": sheet_as_dict(sheet)}
+        out.print_json(json.dumps(data, ensure_ascii=False, default=str))
         return
     print_case(view)
+    print_sheet(sheet)
 
 
 def print_case(view: cases.CaseView) -> None:
-    c, o = view.case, view.owed
+    """The case's heading, debtors and payments (its sheet follows: `print_sheet`)."""
+    c = view.case
     heading = Text(c["case_number"], style="bold")
     heading.append(f"  status {c['status']}  judge {c['judge']}  filed {c['filed_on']}", style="")
     out.print(heading)
     out.print(f"applicant {c['applicant']}; performance due {c['performance_due_on']}")
-    debts = Table(title=f"owed on {o['on']} ({o['days_late']} days late)", show_header=False)
-    for label, key in (
-        ("principal", "principal"),
-        ("judgment interest", "judgment_interest"),
-        ("delayed-performance interest", "delayed_interest"),
-        ("enforcement fee", "fee"),
-        ("other costs", "costs"),
-        ("paid", "paid"),
-        ("remaining", "remaining"),
-    ):
-        debts.add_row(label, format_yuan(o[key]))
-    out.print(debts)
     people = Table("kind", "ID", "name", title="debtors")
     for d in view.debtors:
         people.add_row(d["kind"], d["id"], d["name"])
@@ -128,24 +124,56 @@ def print_case(view: cases.CaseView) -> None:
         for p in view.payments:
             pay.add_row(p["paid_on"], format_yuan(p["amount"]))
         out.print(pay)
-    hits = Table("debtor", "registry", "kind", "asset", "balance", title="hits")
-    for h in view.hits:
-        balance = "" if h["balance"] is None else format_yuan(h["balance"])
-        hits.add_row(h["debtor"], h["registry"], h["kind"], h["identifier"], balance)
-    out.print(hits if view.hits else "hits: none yet")
-    measures = Table("registry", "kind", "status", "requested", "actual", "expires", title="measures")
-    for m in view.measures:
-        freeze = m["kind"] == "freeze"
-        requested = format_yuan(m["requested"]) if freeze else "whole item"
-        actual = format_yuan(m["actual"]) if freeze and m["actual"] is not None else ""
-        measures.add_row(m["registry"], m["kind"], m["status"], requested, actual, m["expires_on"] or "")
-    out.print(measures if view.measures else "measures: none yet")
-    for free in view.left_free:  # what may never be frozen here (查扣冻规定 art. 3), and why
-        where = free.get("debtor") or free.get("account")
-        amount = "" if free["amount"] is None else f" {format_yuan(free['amount'])} yuan"
-        out.print(f"left free: {where}{amount}: {free['why']}")
     if c["overrides"]:
         out.print(f"overridden by a judge for this case: {', '.join(c['overrides'])} (see the audit trail)")
+
+
+def print_sheet(sheet: casesheet.Sheet) -> None:
+    """A case sheet at the terminal (the case query's artifact shows the same): where the case stands,
+    then every asset with what we hold on it or why we hold nothing."""
+    standing = Table(show_header=False, box=box.SIMPLE, title=f"owed on {sheet.standing.owed.on}")
+    standing.add_column("", overflow="fold")
+    standing.add_column("yuan", justify="right")
+    for label, amount in sheet.standing_rows():
+        standing.add_row(label, amount)
+    out.print(standing)
+    rows = sheet.asset_rows()
+    for debtor in dict.fromkeys(row["debtor"] for row in rows):
+        assets = Table(
+            "registry", "asset", "balance", title=f"assets of debtor {debtor}", box=box.SIMPLE_HEAD
+        )
+        assets.add_column("held by us, or why not", overflow="fold")
+        for row in rows:
+            if row["debtor"] == debtor:
+                held = row["ours"] + (f"\nahead of us: {row['ahead']}" if row["ahead"] else "")
+                assets.add_row(row["registry"], row["asset"], row["balance"], held)
+        out.print(assets)
+    if not rows:
+        out.print("assets found: none yet")
+    for item in sheet.left_free:  # what may never be frozen here (查扣冻规定 art. 3), and why
+        out.print(f"left free: {item}")
+    out.print(Text(sheet.headline(), style="bold"))
+
+
+def sheet_as_dict(sheet: casesheet.Sheet) -> dict[str, object]:
+    """The sheet for machines: amounts in fen, every asset with the reason in words."""
+    s = sheet.standing
+    return {
+        "planned": sheet.planned,
+        "standing": {
+            "owed": s.owed.remaining,
+            "claimed": s.claimed_fen,
+            "held": s.held_fen,
+            "short": s.short_fen,
+            "seized": s.seized,
+            "seizures_waiting": s.seizures_waiting,
+        },
+        "assets": [
+            asdict(found) | {"why_not": reason}
+            for found, reason in zip(sheet.found, sheet.reasons(), strict=True)
+        ],
+        "left_free": list(sheet.left_free),
+    }
 
 
 @cases_app.command("list")

@@ -8,8 +8,7 @@ from typing import Annotated, cast
 
 import typer
 
-from clerk.casebook import cases
-from clerk.cli.cases import print_case
+from clerk.cli.cases import print_sheet
 from clerk.cli.common import (
     RequestedByOption,
     app,
@@ -18,11 +17,10 @@ from clerk.cli.common import (
     friendly_errors,
     out,
     settings,
-    unit_of_work,
 )
 from deployments import catalog
 from models.access import Action
-from models.supervision import bureau_today
+from models.casesheet import Sheet
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
 
@@ -59,10 +57,7 @@ def query(
     if not state.is_completed():
         err.print(f"error: the case query failed: {state.message}")
         raise typer.Exit(1)
-    out.print(state.result())
-    with unit_of_work() as session:
-        view = cases.case_view(session, number, bureau_today(), settings().exemptions())
-    print_case(view)
+    print_sheet(cast(Sheet, state.result()))
 
 
 FLOWS = catalog.SCHEDULED

@@ -7,6 +7,7 @@ releases and deductions of the lifecycle sent the same way.
   two kinds (freezes and seizures; renewals, releases and deductions).
 - `answers`: recording what registries answered to a measure, invalid answers included.
 - `counts`: the one counts type every control and lifecycle step returns.
+- `sheet`: a case's sheet for a judge: standing, assets, what we hold and why not.
 - `watch`: deposits that arrive on a debtor's known accounts, frozen within minutes.
 """
 
@@ -33,6 +34,7 @@ from clerk.control.measures import (
     send,
 )
 from clerk.control.planning import Plan, Policy, plan, plan_cases
+from clerk.control.sheet import case_sheet
 from models.status import LIVE
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "Outgoing",
     "Plan",
     "Policy",
+    "case_sheet",
     "claims",
     "claims_by_case",
     "control_cases",

@@ -21,6 +21,7 @@ from clerk.control import actions, answers, exchange
 from clerk.control.counts import Counts
 from clerk.control.exchange import Answer, Outgoing, Reply
 from clerk.control.planning import Policy, plan, plan_cases
+from clerk.control.sheet import case_sheet
 from clerk.store import db
 from connectors.base import (
     ControlReply,
@@ -30,7 +31,7 @@ from connectors.base import (
     RegistryError,
     RegistryPort,
 )
-from models import rules
+from models import casesheet, rules
 from models.status import MeasureStatus
 from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure, Registry
@@ -181,9 +182,9 @@ async def dry_run_case(
     today: dt.date,
     policy: Policy,
     actor: str,
-) -> tuple[list[querying.BatchResult], Counts]:
+) -> tuple[list[querying.BatchResult], Counts, casesheet.Sheet]:
     """What a case query would record and place, computed in one transaction that is rolled back: the
-    registries are asked, nothing is written and no control request is sent."""
+    registries are asked, nothing is written and no control request is sent. The sheet shows the plan."""
     session = sessions()
     session.begin()
     try:
@@ -211,7 +212,8 @@ async def dry_run_case(
         planned = await asyncio.to_thread(plan, session, case_id, today, policy, actor)
         counts = Counts(cases=1, requested=len(planned.measure_ids))
         counts.note(planned)
-        return batches, counts
+        sheet = await asyncio.to_thread(case_sheet, session, planned.case_number, today, policy, planned=True)
+        return batches, counts, sheet
     finally:
         await asyncio.to_thread(session.rollback)
         session.close()

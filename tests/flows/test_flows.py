@@ -129,12 +129,22 @@ def test_case_query_dry_run_changes_nothing_and_a_real_one_controls(world: World
     )
     dry = asyncio.run(case_query(case_number=number, requested_by=judge, dry_run=True, return_state=True))
     assert dry.is_completed(), dry.message
+    plan = dry.result()
+    assert plan.planned and plan.found, "the dry run's sheet shows the plan: what would be frozen where"
+    planned = [m for f in plan.found for m in f.ours]
+    assert planned and {m.status for m in planned} == {"requested"}
+    assert "would be sent" in plan.markdown() and dry.message == plan.headline()
     with sessions()() as session:
         assert session.scalar(select(func.count()).select_from(Asset)) == 0
         assert session.scalar(select(func.count()).select_from(ControlMeasure)) == 0
     assert world.ledger_measures() == {}
     real = asyncio.run(case_query(case_number=number, requested_by=judge, return_state=True))
     assert real.is_completed(), real.message
+    sheet = real.result()
+    assert not sheet.planned and sheet.standing.claimed_fen == plan.standing.claimed_fen > 0
+    found = asyncio.run(artifacts_of(real.state_details.flow_run_id))
+    assert found["case-sheet"].data == sheet.markdown()  # type: ignore[attr-defined]
+    assert found["case-sheet"].description == sheet.headline()  # type: ignore[attr-defined]
     assert asyncio.run(run_name_of(real.state_details.flow_run_id)) == f"case-query {number} {judge}"
     with sessions()() as session:
         events = session.execute(

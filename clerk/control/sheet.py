@@ -1,0 +1,124 @@
+"""Read a case's sheet (models.casesheet): its standing, every asset of its debtors with what we and other
+authorities hold on it, and why we hold nothing where we hold nothing. Three reads; masked on the way out.
+
+A dry run reads it inside its rolled-back transaction, after planning: the plan's measures show as what
+would be sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clerk.casebook import cases
+from clerk.control.cap import covered_by
+from clerk.control.planning import Policy
+from models import casesheet
+from models.status import LIVE
+from models.tables import Asset, CaseDebtor, ControlMeasure, Debtor, Registry
+from models.values import DebtorKind, format_yuan, mask_id, short_mask
+
+
+def case_sheet(
+    session: Session, case_number: str, on: dt.date, policy: Policy, *, planned: bool = False
+) -> casesheet.Sheet:
+    case = cases.get_case(session, case_number)
+    debtors = list(
+        session.scalars(
+            select(Debtor)
+            .join(CaseDebtor, CaseDebtor.debtor_id == Debtor.id)
+            .where(CaseDebtor.case_id == case.id)
+            .order_by(Debtor.id)
+        )
+    )
+    found = (
+        session.execute(
+            select(Asset, Registry.code)
+            .join(Registry, Registry.id == Asset.registry_id)
+            .where(Asset.debtor_id.in_([d.id for d in debtors]))
+            .order_by(Asset.debtor_id, Asset.id)
+        )
+        .tuples()
+        .all()
+    )
+    mine: dict[int, list[ControlMeasure]] = {}
+    for_others: dict[int, int] = {}
+    for m in session.scalars(
+        select(ControlMeasure)
+        .where(ControlMeasure.asset_id.in_([a.id for a, _ in found]), ControlMeasure.status.in_(LIVE))
+        .order_by(ControlMeasure.id)
+    ):
+        if m.case_id == case.id:
+            mine.setdefault(m.asset_id, []).append(m)
+        else:
+            for_others[m.asset_id] = for_others.get(m.asset_id, 0) + covered_by(m)
+    exempt = policy.exempt.for_case(
+        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
+    )
+    by_id = {d.id: d for d in debtors}
+    rows = tuple(
+        casesheet.Found(
+            debtor=mask_id(by_id[a.debtor_id].id_number),
+            person=by_id[a.debtor_id].kind == DebtorKind.PERSON,
+            registry=code,
+            kind=a.kind,
+            label=short_mask(a.identifier),
+            balance_fen=a.balance_fen,
+            others=_others(a.other_measures),
+            ours=tuple(_ours(m) for m in mine.get(a.id, [])),
+            for_other_cases_fen=for_others.get(a.id, 0),
+            protected=a.purpose if a.kind == "deposit" and a.purpose in exempt.protected else None,
+        )
+        for a, code in found
+    )
+    allowance = {
+        mask_id(d.id_number): exempt.allowance(case.court_code, on, d.dependants)
+        for d in debtors
+        if d.kind == DebtorKind.PERSON
+    }
+    free = cases.left_free(case, debtors, found, policy.exempt, on)
+    return casesheet.Sheet(
+        case_number=case.case_number,
+        judge=case.judge,
+        standing=casesheet.standing_of(cases.owed(case, on), rows),
+        found=rows,
+        conditions=casesheet.Conditions(case.status, policy.auto_freeze, policy.auto_seize, allowance),
+        left_free=tuple(_free_words(f) for f in free),
+        planned=planned,
+    )
+
+
+def _ours(m: ControlMeasure) -> casesheet.Ours:
+    return casesheet.Ours(
+        kind=m.kind,
+        status=m.status,
+        claim_fen=covered_by(m),
+        held_fen=m.actual_amount_fen,
+        expires_on=m.expires_on,
+        queue_position=m.queue_position,
+        reference=m.registry_reference,
+    )
+
+
+def _others(stored: dict[str, Any] | None) -> tuple[casesheet.OtherMeasure, ...]:
+    result = []
+    for m in (stored or {}).get("measures", []):
+        amount = m.get("amount_fen")
+        until = m.get("expires_on")
+        result.append(
+            casesheet.OtherMeasure(
+                str(m.get("authority") or "another authority"),
+                None if amount is None else int(amount),
+                dt.date.fromisoformat(until) if until else None,
+            )
+        )
+    return tuple(result)
+
+
+def _free_words(free: dict[str, Any]) -> str:
+    where = free.get("debtor") or free.get("account")
+    amount = "" if free["amount"] is None else f" {format_yuan(free['amount'])} yuan"
+    return f"{where}{amount}: {free['why']}"
