@@ -5,40 +5,101 @@ anyone the case's rules do not allow is refused, audited, and the run pauses aga
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import time
 from decimal import Decimal
+from typing import Annotated, Literal
 
 from prefect import get_run_logger
+from prefect.artifacts import acreate_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, WithJsonSchema, create_model, model_validator
+from pydantic.config import JsonDict
 
 from clerk import lifecycle
 from clerk.casebook import access
 from clerk.store import db
 from flows import runtime
 from models.access import Action
-from models.values import format_yuan
+from models.status import ActionStatus
+from models.supervision import CHINA
+from models.values import format_yuan, parse_yuan
 
 PAUSE_MARGIN_S = 120
 
 
-class DeductionDecision(RunInput):
-    """The judge's decision on a proposed deduction."""
+#: A rejection needs a reason: in the form's schema, so that the server refuses a rejection without one
+#: where it is made (the Resume form, `clerk approve`), not after the run resumed.
+_REASON_TO_REJECT: JsonDict = {
+    "if": {"properties": {"decision": {"const": "reject"}}, "required": ["decision"]},
+    "then": {"required": ["reason"], "properties": {"reason": {"type": "string", "pattern": "\\S"}}},
+}
 
-    approve: bool = Field(description="Approve the deduction (true) or reject it (false).")
-    amount_yuan: Decimal | None = Field(
-        None, ge=0, description="Amount approved, in yuan; at most the amount proposed. Empty: all of it."
+
+class DeductionDecision(RunInput):
+    """The judge's decision on a proposed deduction (the Resume form; `decision_form` sets the amount's
+    ceiling to the proposal)."""
+
+    model_config = ConfigDict(json_schema_extra=_REASON_TO_REJECT)
+
+    decision: Literal["approve", "reject"] = Field(
+        title="Decision",
+        description="approve: the amount below moves to the court's case account. reject: nothing moves "
+        "(a reason is required).",
     )
-    judge: str = Field(min_length=1, max_length=100, description="Your name, for the audit trail.")
-    reason: str | None = Field(None, max_length=500, description="Why (required when rejecting).")
+    judge: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"\S",
+        title="Judge",
+        description="Your name as the case book writes it: the case's judge, or a judge or supervisor of its "
+        "court (settings CLERK_PEOPLE). A decision by anyone else is refused and the run waits again.",
+    )
+    amount_yuan: Decimal | None = Field(None, gt=0, title="Amount (yuan)")
+    reason: str | None = Field(
+        None, max_length=500, title="Reason", description="Why; required to reject, kept in the audit trail."
+    )
+
+    @property
+    def approve(self) -> bool:
+        return self.decision == "approve"
 
     @model_validator(mode="after")
     def _reason_for_rejection(self) -> DeductionDecision:
         if not self.approve and not (self.reason or "").strip():
             raise ValueError("reason: a rejection needs a reason")
         return self
+
+
+def decision_form(
+    proposal: lifecycle.DeductionProposal, refusal: str | None = None
+) -> type[DeductionDecision]:
+    """The Resume form for this proposal: the amount in yuan up to what is proposed (a number field), and
+    above it the proposal, after the reason the last decision was refused, if it was."""
+    most = Decimal(proposal.total_fen) / 100
+    schema = {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": float(most)}, {"type": "null"}]}
+    form = create_model(
+        "DeductionDecision",
+        __base__=DeductionDecision,
+        amount_yuan=(
+            Annotated[Decimal | None, WithJsonSchema(schema)],
+            Field(
+                None,
+                gt=0,
+                le=most,
+                title="Amount (yuan)",
+                description=f"At most the {format_yuan(proposal.total_fen)} yuan proposed; empty: all of it. "
+                "Not used when rejecting.",
+            ),
+        ),
+    )
+    shown = proposal_markdown(proposal)
+    if refusal:
+        shown = f"**The last decision was refused: {refusal}.** The run waits for a new one.\n\n{shown}"
+    form._description = shown
+    return form
 
 
 def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
@@ -69,50 +130,108 @@ def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
             else []
         ),
         "",
-        "Resume this run to decide: approve (an amount up to the proposal) or reject with a reason.",
+        "Decide with the Resume button (or `clerk approve RUN_ID`): approve an amount up to the proposal, or "
+        "reject with a reason.",
+    ]
+    return "\n".join(lines)
+
+
+def outcome_markdown(
+    proposal: lifecycle.DeductionProposal,
+    decision: DeductionDecision,
+    decided_at: dt.datetime,
+    moved: list[lifecycle.Moved] | None = None,
+) -> str:
+    """The decision and what it did, after the proposal (the `deduction-result` artifact)."""
+    when = decided_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+    if not decision.approve:
+        return (
+            f"# Deduction rejected for {proposal.case_number}\n\nRejected by {decision.judge} at {when} "
+            f"(Beijing time): {(decision.reason or '').strip()}\n\nNothing moved; the freezes stay."
+        )
+    moved = moved or []
+    done = sum(m.amount_fen for m in moved if m.status == ActionStatus.DONE)
+    words = {ActionStatus.DONE: "moved", ActionStatus.FAILED: "refused by the bank"}
+    lines = [
+        f"# Deduction approved for {proposal.case_number}",
+        "",
+        f"Approved by {decision.judge} at {when} (Beijing time): "
+        f"{format_yuan(sum(m.amount_fen for m in moved))} of the {format_yuan(proposal.total_fen)} yuan "
+        f"proposed. **{format_yuan(done)} yuan moved** to the court's case account.",
+        "",
+        "| bank | account | amount (yuan) | result |",
+        "|---|---|---:|---|",
+        *(
+            f"| {m.registry} | {m.account} | {format_yuan(m.amount_fen)} | "
+            f"{words.get(ActionStatus(m.status), 'awaiting the bank (the collect flow settles it)')} |"
+            for m in moved
+        ),
     ]
     return "\n".join(lines)
 
 
 async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> DeductionDecision:
-    """Pause until a person allowed to decide for the case decides; a decision by anyone else is refused
-    (audited) and the run pauses again. Our own deadline ends the wait while the run can still leave its
-    paused state cleanly: past the server's pause deadline, any new state becomes "Failed: never resumed"."""
+    """Pause until a person allowed to decide for the case decides within the proposal. A decision the
+    rules refuse (anyone else's: audited; an amount above the proposal) is shown where it was made (above
+    the form, and as the `deduction-refusal` artifact, which `clerk approve` reads) and the run pauses
+    again. Our own deadline ends the wait while the run can still leave its paused state cleanly: past the
+    server's pause deadline, any new state becomes "Failed: never resumed"."""
     settings = rt.settings
     deadline = time.monotonic() + settings.approval_timeout_s
+    refusal: str | None = None
     for attempt in itertools.count(1):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
-        decision: DeductionDecision = await asyncio.wait_for(
-            pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
-                wait_for_input=DeductionDecision.with_initial_data(
-                    description=proposal_markdown(proposal),  # shown above the UI's Resume form
-                    approve=True,
-                    amount_yuan=Decimal(proposal.total_fen) / 100,
-                    judge="",
-                ),
-                timeout=int(left) + PAUSE_MARGIN_S,
-                poll_interval=settings.approval_poll_s,
-                key="deduction-decision" if attempt == 1 else f"deduction-decision-{attempt}",
-            ),
-            left,
-        )
         try:
-            await asyncio.to_thread(
-                access.authorize_case,
-                rt.sessions,
-                proposal.case_number,
-                decision.judge,
-                Action.DECIDE,
-                settings.access,
-                runtime.actor(),
+            decision: DeductionDecision = await asyncio.wait_for(
+                pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
+                    wait_for_input=decision_form(proposal, refusal),
+                    timeout=int(left) + PAUSE_MARGIN_S,
+                    poll_interval=settings.approval_poll_s,
+                    key="deduction-decision" if attempt == 1 else f"deduction-decision-{attempt}",
+                ),
+                left,
             )
-        except access.Refused as exc:
-            get_run_logger().warning("decision refused: %s; waiting again", exc)
-            continue
-        return decision
+        except ValidationError as exc:  # the server checked the schema; this is what it cannot check
+            refusal = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        else:
+            refusal = await _refused(rt, proposal, decision)
+            if refusal is None:
+                return decision
+        get_run_logger().warning("decision refused: %s; waiting again", refusal)
+        await acreate_markdown_artifact(
+            f"# Decision refused\n\n{refusal}.\n\nThe run waits for a new decision.",
+            key="deduction-refusal",
+            description=f"Decision refused: {refusal}",
+        )
     raise AssertionError("unreachable")
+
+
+async def _refused(
+    rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, decision: DeductionDecision
+) -> str | None:
+    """Why the rules refuse this decision (who decides, how much), or None."""
+    try:
+        await asyncio.to_thread(
+            access.authorize_case,
+            rt.sessions,
+            proposal.case_number,
+            decision.judge,
+            Action.DECIDE,
+            rt.settings.access,
+            runtime.actor(),
+        )
+    except access.Refused as exc:
+        return str(exc)
+    if decision.approve and decision.amount_yuan is not None:
+        asked = parse_yuan(str(decision.amount_yuan), "amount_yuan")
+        if asked > proposal.total_fen:
+            return (
+                f"amount_yuan: {format_yuan(asked)} is more than the {format_yuan(proposal.total_fen)} yuan "
+                "proposed"
+            )
+    return None
 
 
 async def remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, after_s: int) -> None:

@@ -104,7 +104,12 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 rt.actor,
                 decided_at,
             )
-            return Completed(message=f"{number}: deduction rejected by the judge")
+            await acreate_markdown_artifact(
+                judge.outcome_markdown(proposal, decision, decided_at),
+                key="deduction-result",
+                description=f"Deduction rejected for {number}",
+            )
+            return Completed(message=f"{number}: deduction rejected by {decision.judge}: {reason}")
         try:
             approved = (
                 proposal.total_fen
@@ -124,6 +129,12 @@ async def deduction(case_number: str, requested_by: str) -> State:
             return Failed(message=f"{number}: the decision could not be applied: {exc}")
         tally = await control.send_actions(
             rt.sessions, rt.connectors, action_ids, rt.actor, runtime.today(), settings.court_account
+        )
+        moved = await db.read(rt.sessions, lifecycle.deduction_outcome, action_ids)
+        await acreate_markdown_artifact(
+            judge.outcome_markdown(proposal, decision, decided_at, moved),
+            key="deduction-result",
+            description=f"Deduction approved for {number}",
         )
         message = (
             f"{number}: {format_yuan(tally.amount_fen)} of {format_yuan(approved)} yuan approved moved "

@@ -54,8 +54,9 @@ class Verdict:
 def may(who: str, action: Action, case_judge: str, case_court: str, people: Mapping[str, Person]) -> Verdict:
     """Whether `who` may take `action` on a case of `case_court` whose judge is `case_judge`."""
     who = who.strip()
+    field = "judge" if action is Action.DECIDE else "requested_by"  # as the form or the command names it
     if not who:
-        return Verdict(False, "requested_by: who asks must be named")
+        return Verdict(False, f"{field}: who asks must be named")
     if who == case_judge.strip():
         return Verdict(True, "the case's judge")
     person = people.get(who)
@@ -65,6 +66,6 @@ def may(who: str, action: Action, case_judge: str, case_court: str, people: Mapp
             return Verdict(True, f"{sorted(roles)[0]} at court {case_court}")
     return Verdict(
         False,
-        f"requested_by: {who} may not {_VERBS[action]}: neither the case's judge nor allowed at court "
+        f"{field}: {who} may not {_VERBS[action]}: neither the case's judge nor allowed at court "
         f"{case_court} (settings CLERK_PEOPLE)",
     )

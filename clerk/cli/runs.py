@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -21,7 +21,7 @@ from clerk.cli.common import (
 from deployments import catalog
 from models.access import Action
 from models.casesheet import Sheet
-from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
+from models.values import CaseNumber, InvalidValue, parse_yuan
 
 
 @app.command("query")
@@ -127,14 +127,25 @@ def deduct(
 @friendly_errors
 def approve(
     flow_run_id: Annotated[str, typer.Argument(help="The paused deduction run (printed by `clerk deduct`).")],
-    judge: Annotated[str, typer.Option(help="Your name, for the audit trail.")],
+    judge: Annotated[
+        str,
+        typer.Option(
+            help="Your name as the case book writes it: the case's judge, or a judge or supervisor of its "
+            "court (CLERK_PEOPLE)."
+        ),
+    ],
     amount: Annotated[
         str | None, typer.Option(help="Yuan to approve, at most the amount proposed; default all of it.")
     ] = None,
     reject: Annotated[bool, typer.Option("--reject", help="Reject the deduction (needs --reason).")] = False,
     reason: Annotated[str | None, typer.Option(help="Why (required with --reject).")] = None,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the run to accept or refuse the decision.", min=0)
+    ] = 60,
 ) -> None:
-    """A judge's decision on a paused deduction: approve an amount, or reject with a reason."""
+    """A judge's decision on a paused deduction: approve an amount, or reject with a reason. Waits for the
+    run's answer: exit 0 once it is taken (with what moved), 1 when the run refuses it (the reason is
+    printed; the run waits for a new decision) or the deduction fails."""
     import uuid
 
     try:
@@ -145,19 +156,62 @@ def approve(
         raise InvalidValue("--reason", "a rejection needs a reason")
     if reject and amount is not None:
         raise InvalidValue("--amount", "give an amount to approve, or --reject, not both")
-    decision: dict[str, object] = {"approve": not reject, "judge": judge, "reason": reason}
-    if amount is not None:
-        decision["amount_yuan"] = format_yuan(parse_yuan(amount, "--amount", allow_zero=False)).replace(
-            ",", ""
-        )
+    decision: dict[str, object] = {"decision": "reject" if reject else "approve", "judge": judge}
+    if reason is not None:
+        decision["reason"] = reason
+    if amount is not None:  # a JSON number: the form's schema says so
+        decision["amount_yuan"] = parse_yuan(amount, "--amount", allow_zero=False) / 100
     _api_url()
+    from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
-    try:
-        resume_flow_run(run_id, run_input=decision)
-    except ObjectNotFound:
-        raise InvalidValue("flow_run_id", f"no flow run {run_id} on the Prefect server") from None
-    except RuntimeError as exc:  # not paused, or the server refused the input
-        raise InvalidValue("flow_run_id", f"the run cannot be resumed: {exc}") from None
-    out.print(f"decision sent to {run_id}: {'rejected' if reject else 'approved'} by {judge}")
+    with get_client(sync_client=True) as client:
+        try:
+            before = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            raise InvalidValue("flow_run_id", f"no flow run {run_id} on the Prefect server") from None
+        paused_at = before.state.state_details.pause_key if before.state else None
+        try:
+            resume_flow_run(run_id, run_input=decision)
+        except RuntimeError as exc:  # not paused, or the form's schema refused the input
+            raise InvalidValue("flow_run_id", f"the run cannot take this decision: {exc}") from None
+        out.print(f"decision sent to {run_id}: {decision['decision']} by {judge}; waiting for the run")
+        answer = _answer(client, run_id, paused_at, wait)
+    if answer is None:
+        out.print(f"the run has not answered within {wait:g} s; it goes on: see the Prefect UI")
+        return
+    taken, message = answer
+    (out if taken else err).print(message)
+    if not taken:
+        raise typer.Exit(1)
+
+
+def _answer(client: Any, run_id: Any, paused_at: str | None, wait: float) -> tuple[bool, str] | None:
+    """Whether the run took the decision, and what it says: it ends (its message), or pauses again for a new
+    decision (refused: the reason from its `deduction-refusal` artifact). None when it has not done either
+    within `wait` seconds."""
+    import time
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    deadline = time.monotonic() + wait
+    while True:
+        state = client.read_flow_run(run_id).state
+        if state is not None and state.is_final():
+            return state.is_completed(), f"{state.name}: {state.message or ''}"
+        if state is not None and state.is_paused() and state.state_details.pause_key != paused_at:
+            [refusal, *_] = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
+                    key=ArtifactFilterKey(any_=["deduction-refusal"]),
+                ),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=1,
+            ) or [None]
+            why = refusal.description.removeprefix("Decision refused: ") if refusal else "see the Prefect UI"
+            return False, f"refused: {why}; the run waits for a new decision"
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from clerk.lifecycle.deduction import (
     DeductionProposal,
+    Moved,
     ProposedDeduction,
     approve_deduction,
+    deduction_outcome,
     propose_deduction,
     record_timeout,
     reject_deduction,
@@ -21,11 +23,13 @@ from clerk.lifecycle.state import record_state, refresh_measures, watched_measur
 __all__ = [
     "DeductionProposal",
     "Lapsed",
+    "Moved",
     "ProposedDeduction",
     "Released",
     "Renewed",
     "approve_deduction",
     "cases_to_release",
+    "deduction_outcome",
     "expire_and_tell",
     "expire_lapsed",
     "plan_release",

@@ -10,7 +10,7 @@ does), so that they and new freezes are serialised per case and the cap holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -23,7 +23,7 @@ from models import rules
 from models.access import Action, Person
 from models.exemptions import NO_EXEMPTIONS, Exemptions, deductible
 from models.status import MeasureStatus
-from models.tables import Asset, Case, ControlMeasure, Debtor, Registry
+from models.tables import Asset, Case, ControlMeasure, Debtor, MeasureAction, Registry
 from models.values import mask_account
 
 
@@ -163,6 +163,33 @@ def approve_deduction(
             control.write_action(session, measure.id, "deduct", allocation.amount, f"approved by {judge}").id
         )
     return ids
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """One approved deduction as it stands after sending: `status` is the action's (done, failed, or
+    requested while the bank's answer is awaited)."""
+
+    registry: str
+    account: str  # masked
+    amount_fen: int
+    status: str
+
+
+def deduction_outcome(session: Session, action_ids: Sequence[int]) -> list[Moved]:
+    """What each approved deduction did, in the proposal's order."""
+    rows = session.execute(
+        select(MeasureAction, Asset.identifier, Registry.code)
+        .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
+        .join(Asset, Asset.id == ControlMeasure.asset_id)
+        .join(Registry, Registry.id == ControlMeasure.registry_id)
+        .where(MeasureAction.id.in_(list(action_ids)))
+    ).all()
+    by_id = {
+        action.id: Moved(code, mask_account(ident), action.amount_fen or 0, action.status)
+        for action, ident, code in rows
+    }
+    return [by_id[i] for i in action_ids if i in by_id]
 
 
 def reject_deduction(

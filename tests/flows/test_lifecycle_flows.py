@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import time
@@ -169,38 +170,60 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
     number, judge = row
     runner = CliRunner()
 
-    async def scenario() -> tuple[Any, list[Any]]:
+    async def scenario() -> tuple[Any, list[Any], str, dict[str, Any]]:
         flow = asyncio.create_task(deduction(case_number=number, requested_by=judge, return_state=True))
         run = await paused_run(number)
-        async with get_client() as client:  # what the UI shows above the Resume form
+        async with get_client() as client:  # what the UI shows above the Resume form, and the form
             shown = await client.read_flow_run_input(run.id, "paused-deduction-decision-description")
+            schema = json.loads(await client.read_flow_run_input(run.id, "paused-deduction-decision-schema"))
         assert (
             f"Deduction proposed for {number}" in shown and "| registry | account | amount (yuan) |" in shown
         )
+
+        def clerk(*args: str) -> Any:
+            return asyncio.to_thread(runner.invoke, app, ["approve", *args, "--wait", "30"])
+
         results = [
-            await asyncio.to_thread(runner.invoke, app, ["approve", "not-a-run", "--judge", judge]),
-            await asyncio.to_thread(
-                runner.invoke, app, ["approve", str(run.id), "--judge", judge, "--reject"]
-            ),
-            # someone who may not decide for this case: refused (audited), and the run waits again
-            await asyncio.to_thread(runner.invoke, app, ["approve", str(run.id), "--judge", "陌生人"]),
+            await clerk("not-a-run", "--judge", judge),
+            await clerk(str(run.id), "--judge", judge, "--reject"),
+            # more than proposed: the form's schema refuses it where it is made; the run still waits
+            await clerk(str(run.id), "--judge", judge, "--amount", "999999999"),
+            # someone who may not decide for this case: refused (audited), shown, and the run waits again
+            await clerk(str(run.id), "--judge", "陌生人"),
         ]
         again = await paused_run(number)
         assert again.id == run.id
-        results.append(
-            await asyncio.to_thread(
-                runner.invoke, app, ["approve", str(run.id), "--judge", judge, "--amount", "100.00"]
-            )
-        )
-        return await flow, results
+        async with get_client() as client:
+            shown_again = await client.read_flow_run_input(run.id, "paused-deduction-decision-2-description")
+        results.append(await clerk(str(run.id), "--judge", judge, "--amount", "100.00"))
+        return await flow, results, shown_again, schema
 
-    state, (bad_id, no_reason, stranger, approved) = asyncio.run(scenario())
-    assert stranger.exit_code == 0  # the CLI cannot know; the flow refuses
+    state, (bad_id, no_reason, too_much, stranger, approved), shown_again, schema = asyncio.run(scenario())
     assert bad_id.exit_code == 2 and "is not a flow run id" in bad_id.output
     assert no_reason.exit_code == 2 and "a rejection needs a reason" in no_reason.output
+    assert too_much.exit_code == 2 and "the run cannot take this decision" in too_much.stderr
+    assert stranger.exit_code == 1, stranger.output
+    refusal = "judge: 陌生人 may not decide for this case"
+    assert f"refused: {refusal}" in stranger.stderr and "the run waits for a new decision" in stranger.stderr
+    assert f"**The last decision was refused: {refusal}" in shown_again
     assert approved.exit_code == 0, approved.output
+    assert "Completed: " in approved.stdout and "100.00 of 100.00 yuan approved moved" in approved.stdout
     assert state.is_completed(), state.message
     assert "100.00 of 100.00 yuan approved moved" in (state.message or "")
+    # The form: a required choice, a required judge, the amount a number up to the proposal.
+    fields = schema["properties"]
+    assert set(schema["required"]) == {"decision", "judge"} and fields["decision"]["enum"] == [
+        "approve",
+        "reject",
+    ]
+    assert (
+        fields["amount_yuan"]["anyOf"][0]["type"] == "number"
+        and fields["amount_yuan"]["anyOf"][0]["maximum"] > 0
+    )
+    assert all(fields[f].get("description") for f in ("decision", "judge", "amount_yuan", "reason"))
+    found = asyncio.run(artifacts_of(state.state_details.flow_run_id))
+    result = str(found["deduction-result"].data)  # type: ignore[attr-defined]
+    assert f"Approved by {judge}" in result and "**100.00 yuan moved**" in result and "| moved |" in result
     with sessions()() as session:
         decision = session.scalars(
             select(AuditEvent).where(
