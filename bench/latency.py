@@ -1,7 +1,10 @@
-"""On-demand latency: how long a judge waits for a case query, p50 and p95, three ways side by side:
+"""On-demand latency: how long a judge waits for a case query, p50 and p95, side by side:
 
-- `clerk query CASE --requested-by JUDGE` on the command line against the bureau's Prefect server (a
-  process each time: Python, Prefect and the clerk start, then the flow runs in that process);
+- `clerk query CASE --requested-by JUDGE` on the command line, its two routes: with `clerk serve` serving
+  the case-query deployment, a run of it started and followed through the server's REST API (the command
+  imports typer, rich and httpx, not Prefect: clerk/cli/query.py); with nothing serving it, the flow in
+  the command's own process (Python, Prefect and the clerk start, then the flow runs there), recorded on
+  the running server;
 - `prefect deployment run case-query/case-query -p … --watch` against a served deployment (`clerk serve
   --only case-query`): the CLI asks the server for a run, the runner starts it in a process of its own, the
   CLI watches it to its end;
@@ -175,7 +178,7 @@ def run(quick: bool = False) -> None:
         with simulators(300, Path(tmp), regs) as served:
             import_cases(env, served.case_file)
             polls = RUNNER_POLLS_S[-1:] if quick else RUNNER_POLLS_S
-            cases = iter(_cases(url, (4 + 2 * (len(polls) - 1)) * runs))
+            cases = iter(_cases(url, (5 + 2 * (len(polls) - 1)) * runs))
             for database in PREFECT_DATABASES:
                 retried = []
                 with _prefect(database, Path(tmp)) as (api_url, log):
@@ -184,7 +187,7 @@ def run(quick: bool = False) -> None:
                         # The command-line ways on the embedded default only (the server's database is not
                         # theirs), at the first poll only.
                         cli = database == "sqlite" and poll == polls[0]
-                        picked = [next(cases) for _ in range((3 if cli else 1) * runs)]
+                        picked = [next(cases) for _ in range((4 if cli else 1) * runs)]
                         measured, phases, more, cost = _measure(
                             env, picked, runs, database, poll=poll, cli=cli, quick=quick
                         )
@@ -272,7 +275,9 @@ def _measure(
             _timed(["clerk.cli", "query", number, "--requested-by", judge], env)
             for number, judge in picked[:runs]
         ]
-        rows.append(_row("clerk query (a process per query)", queried, None))
+        rows.append(
+            _row("clerk query, nothing serving case-query (the flow in its own process)", queried, None)
+        )
     # The console script, as operators start it: a `python -m` main module is run again in every forked run
     # (multiprocessing's rule for module mains); a script main is imported once, by the fork server.
     with serving(
@@ -284,6 +289,11 @@ def _measure(
         time.sleep(QUIET_S * scale)
         waiting = (machine_cpu_s() - busy) / (QUIET_S * scale)
         if cli:
+            on_server = [
+                _timed(["clerk.cli", "query", number, "--requested-by", judge], env)
+                for number, judge in picked[2 * runs : 3 * runs]
+            ]
+            rows.append(_row(f"clerk query, on the served deployment ({served})", on_server, 3.0))
             watched = [
                 _timed(
                     [

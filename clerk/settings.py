@@ -7,6 +7,7 @@ variable's name (`SettingsError`).
 from __future__ import annotations
 
 import datetime as dt
+import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,12 @@ PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
 }
+
+
+def use_prefect_defaults() -> None:
+    """The clerk's defaults for Prefect's settings, where the environment sets none (before Prefect loads)."""
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 class SettingsError(Exception):

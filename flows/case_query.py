@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import acreate_markdown_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
@@ -39,22 +39,26 @@ async def case_sheet(case_number: str) -> Sheet:
 async def case_query(
     case_number: str,
     requested_by: str,
-    registries: list[str] | None = None,
+    # Builtin types only: a served run validates its parameters against annotations read from source. Lists
+    # and text default to empty, not None: the UI's form shows a nullable field as a type toggle.
+    registries: list[str] = [],  # noqa: B006 - Prefect validates a copy; never mutated
     auto_control: bool = True,
     dry_run: bool = False,
-    # Builtin types only: a served run validates its parameters against annotations read from source.
-    override: list[str] | None = None,
-    override_reason: str | None = None,
+    override: list[str] = [],  # noqa: B006
+    override_reason: str = "",
 ) -> State:
     """Query every registry about the debtors of one case now, record the hits, and (unless told not to)
     freeze and seize within what the case owes today.
 
     Args:
         case_number: The case, e.g. (2024)豫0185执1234号; full- or half-width brackets.
-        requested_by: Who asks (required): the case's judge, or a person the settings allow at its court.
-            Refusals are audited.
-        registries: Registry codes to ask (default: every registry in the settings).
-        auto_control: Place freezes and seizures after the query (default true).
+        requested_by: Who asks (required), as the case book names the case's judge, e.g. 李法官; or a person
+            the settings (CLERK_PEOPLE) allow at the case's court. Anyone else is refused, and the refusal
+            audited.
+        registries: Registry codes to ask, e.g. bank-icbc or vehicles (`clerk registries list` shows them);
+            empty: every registry in the settings.
+        auto_control: On by default, as the sweep: what the query finds is frozen and seized at once, within
+            what the case owes today (the case sheet says what and why not). Off, or dry_run, only looks.
         dry_run: Report what would be frozen and seized, and change nothing: nothing is recorded, no control
             request is sent (the registries are still asked).
         override: What may never be frozen that the judge overrides for this case: "allowance" (a
@@ -66,10 +70,10 @@ async def case_query(
     log = get_run_logger()
     try:
         number = str(CaseNumber.parse(case_number))
-        runtime.check_registries(registries)
+        runtime.check_registries(registries or None)
     except InvalidValue as exc:
         return Failed(message=str(exc))
-    async with runtime.opened(registries, requested_by) as rt:
+    async with runtime.opened(registries or None, requested_by) as rt:
         try:
             started = await asyncio.to_thread(
                 querying.start_case_query,
@@ -80,8 +84,8 @@ async def case_query(
                 runtime.actor(),
                 dry_run=dry_run,
                 flow_run_id=runtime.flow_run_id(),
-                overrides=override or (),
-                reason=override_reason,
+                overrides=override,
+                reason=override_reason or None,
             )
         except (cases.CaseNotFound, access.Refused, InvalidValue) as exc:
             return Failed(message=str(exc))
@@ -100,6 +104,10 @@ async def case_query(
         # The judge's view first (what the case holds now, and why not where it holds nothing), then the
         # run's counts for operators.
         await acreate_markdown_artifact(sheet.markdown(), key="case-sheet", description=sheet.headline())
+        if sheet.found:  # the same assets as a table (the UI sorts it; `clerk query` prints it)
+            await acreate_table_artifact(
+                sheet.asset_rows(), key="case-sheet-assets", description=sheet.headline()
+            )
         title = f"Case query {number}" + (" (dry run: nothing changed)" if dry_run else "")
         notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
         tally = querying.Tally.of(batches)

@@ -58,8 +58,8 @@ class DeductionDecision(RunInput):
         "court (settings CLERK_PEOPLE). A decision by anyone else is refused and the run waits again.",
     )
     amount_yuan: Decimal | None = Field(None, gt=0, title="Amount (yuan)")
-    reason: str | None = Field(
-        None, max_length=500, title="Reason", description="Why; required to reject, kept in the audit trail."
+    reason: str = Field(
+        "", max_length=500, title="Reason", description="Why; required to reject, kept in the audit trail."
     )
 
     @property
@@ -76,21 +76,22 @@ class DeductionDecision(RunInput):
 def decision_form(
     proposal: lifecycle.DeductionProposal, refusal: str | None = None
 ) -> type[DeductionDecision]:
-    """The Resume form for this proposal: the amount in yuan up to what is proposed (a number field), and
-    above it the proposal, after the reason the last decision was refused, if it was."""
+    """The Resume form for this proposal: the amount in yuan a number field, the proposal by default and at
+    most (not a nullable field: the UI would show a type toggle), and above the form the proposal, after
+    the reason the last decision was refused, if it was."""
     most = Decimal(proposal.total_fen) / 100
-    schema = {"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": float(most)}, {"type": "null"}]}
+    schema = {"type": "number", "exclusiveMinimum": 0, "maximum": float(most), "default": float(most)}
     form = create_model(
         "DeductionDecision",
         __base__=DeductionDecision,
         amount_yuan=(
-            Annotated[Decimal | None, WithJsonSchema(schema)],
+            Annotated[Decimal, WithJsonSchema(schema)],
             Field(
-                None,
+                most,
                 gt=0,
                 le=most,
                 title="Amount (yuan)",
-                description=f"At most the {format_yuan(proposal.total_fen)} yuan proposed; empty: all of it. "
+                description=f"At most the {format_yuan(proposal.total_fen)} yuan proposed (the default). "
                 "Not used when rejecting.",
             ),
         ),

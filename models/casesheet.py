@@ -243,17 +243,20 @@ class Sheet:
         lines += ["| | yuan |", "|---|---:|"]
         lines += [f"| {label} | {amount} |" for label, amount in self.standing_rows()]
         lines.append("")
-        if self.found:
+        rows = self.asset_rows()
+        for debtor in dict.fromkeys(row["debtor"] for row in rows):  # four columns: the page's width
             lines += [
-                "## Assets found",
+                f"## Assets of debtor {debtor}",
                 "",
-                "| debtor | registry | asset | balance | ahead of us | held by us, or why not |",
-                "|---|---|---|---:|---|---|",
+                "| registry | asset | balance | held by us, or why not |",
+                "|---|---|---:|---|",
             ]
-            for row in self.asset_rows():
-                cells = (row[k] for k in ("debtor", "registry", "asset", "balance", "ahead", "ours"))
+            for row in (r for r in rows if r["debtor"] == debtor):
+                held = row["ours"] + (f" — ahead of us: {row['ahead']}" if row["ahead"] else "")
+                cells = (row["registry"], row["asset"], row["balance"], held)
                 lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-        else:
+            lines.append("")
+        if not rows:
             lines.append("No asset found yet: the registries reported nothing for the case's debtors.")
         if self.left_free:
             lines += ["", "## Left free by law", ""] + [f"- {item}" for item in self.left_free]

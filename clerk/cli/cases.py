@@ -30,6 +30,7 @@ from clerk.cli.common import (
     settings,
     unit_of_work,
 )
+from clerk.cli.console import print_assets, print_headline, print_standing
 from clerk.store import audit
 from models import casesheet
 from models.access import Action
@@ -131,28 +132,11 @@ def print_case(view: cases.CaseView) -> None:
 def print_sheet(sheet: casesheet.Sheet) -> None:
     """A case sheet at the terminal (the case query's artifact shows the same): where the case stands,
     then every asset with what we hold on it or why we hold nothing."""
-    standing = Table(show_header=False, box=box.SIMPLE, title=f"owed on {sheet.standing.owed.on}")
-    standing.add_column("", overflow="fold")
-    standing.add_column("yuan", justify="right")
-    for label, amount in sheet.standing_rows():
-        standing.add_row(label, amount)
-    out.print(standing)
-    rows = sheet.asset_rows()
-    for debtor in dict.fromkeys(row["debtor"] for row in rows):
-        assets = Table(
-            "registry", "asset", "balance", title=f"assets of debtor {debtor}", box=box.SIMPLE_HEAD
-        )
-        assets.add_column("held by us, or why not", overflow="fold")
-        for row in rows:
-            if row["debtor"] == debtor:
-                held = row["ours"] + (f"\nahead of us: {row['ahead']}" if row["ahead"] else "")
-                assets.add_row(row["registry"], row["asset"], row["balance"], held)
-        out.print(assets)
-    if not rows:
-        out.print("assets found: none yet")
+    print_standing(f"owed on {sheet.standing.owed.on}", sheet.standing_rows())
+    print_assets(sheet.asset_rows())
     for item in sheet.left_free:  # what may never be frozen here (查扣冻规定 art. 3), and why
         out.print(f"left free: {item}")
-    out.print(Text(sheet.headline(), style="bold"))
+    print_headline(sheet.headline())
 
 
 def sheet_as_dict(sheet: casesheet.Sheet) -> dict[str, object]:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.casebook import access, casefile, cases
+from clerk.cli import console
+from clerk.cli.query import RequestedByOption as RequestedByOption  # one definition, light
 from clerk.settings import Settings, SettingsError, get_settings
 from clerk.store import audit, db
 from clerk.store.heads import HeadError
@@ -39,10 +40,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# Markup off: names, case numbers and registry text are data, never rich markup ("[/]" must not crash a
-# table, "[bold]" must not change what is shown).
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+out, err = console.out, console.err
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -118,15 +116,6 @@ ActorOption = Annotated[
         "--actor",
         help="Who is doing this (the case's judge, or a person CLERK_PEOPLE allows at its court), for the "
         "audit trail; default CLERK_ACTOR or $USER.",
-    ),
-]
-
-
-RequestedByOption = Annotated[
-    str,
-    typer.Option(
-        "--requested-by",
-        help="Who asks (required): the case's judge, or a person CLERK_PEOPLE allows at the case's court.",
     ),
 ]
 

@@ -18,29 +18,23 @@ from clerk.cli.common import (
     out,
     settings,
 )
+from clerk.cli.query import query
+from clerk.settings import use_prefect_defaults
 from deployments import catalog
 from models.access import Action
 from models.casesheet import Sheet
 from models.values import CaseNumber, InvalidValue, parse_yuan
 
+app.command("query")(query)
 
-@app.command("query")
-@friendly_errors
-def query(
-    case_number: Annotated[str, typer.Argument(help="e.g. '(2024)豫0185执1234号'.")],
-    requested_by: RequestedByOption,
-    registry: Annotated[
-        list[str] | None, typer.Option("--registry", "-r", help="Ask only this registry (repeatable).")
-    ] = None,
-    auto_control: Annotated[bool, typer.Option(help="Freeze and seize after the query.")] = True,
-    dry_run: Annotated[bool, typer.Option(help="Report what would be frozen; change nothing.")] = False,
+
+def query_here(
+    number: str, requested_by: str, registry: list[str] | None, *, auto_control: bool, dry_run: bool
 ) -> None:
-    """Query every registry about one case now (the case-query flow) and print what happened. Only the
-    case's judge, or a person the settings (CLERK_PEOPLE) allow at its court, may ask; refusals are
-    audited."""
-    number = str(CaseNumber.parse(case_number))
+    """`clerk query` when no server serves the case-query deployment: the flow runs in this process."""
     settings().registry_codes(registry, "--registry")  # a typo is one clear line, before any run starts
     check_access(number, requested_by, Action.QUERY)
+    use_prefect_defaults()
     from flows import runtime
     from flows.case_query import case_query
 

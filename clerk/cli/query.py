@@ -1,0 +1,106 @@
+"""`clerk query`: a judge's case query, now. Light on purpose (typer, rich, httpx and the case number's
+rule): with a Prefect server running that serves the case-query deployment (`clerk serve`, or the server
+PREFECT_API_URL names), the query is a run of that deployment, started and followed through the server's
+API (`clerk.cli.served`): no Prefect import, no temporary server. Without one, the flow runs in this
+process (`clerk.cli.runs.query_here`), against the running server if there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated
+
+import typer
+
+from clerk.cli import served
+from clerk.cli.console import err, out, print_assets, print_headline
+from models.values import CaseNumber, InvalidValue
+
+#: A failed run whose message starts with one of these was refused for what the user typed: exit 2, as
+#: for any input error (registries: a code the settings do not have; requested_by: may not ask).
+INPUT_FIELDS = ("case_number:", "registries:", "requested_by:")
+
+
+RequestedByOption = Annotated[
+    str,
+    typer.Option(
+        "--requested-by",
+        help="Who asks (required): the case's judge, or a person CLERK_PEOPLE allows at the case's court.",
+    ),
+]
+
+
+def query(
+    case_number: Annotated[str, typer.Argument(help="e.g. '(2024)豫0185执1234号'.")],
+    requested_by: RequestedByOption,
+    registry: Annotated[
+        list[str] | None, typer.Option("--registry", "-r", help="Ask only this registry (repeatable).")
+    ] = None,
+    auto_control: Annotated[bool, typer.Option(help="Freeze and seize after the query.")] = True,
+    dry_run: Annotated[
+        bool, typer.Option(help="Show the plan (what would be frozen, where); change nothing.")
+    ] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a served run to end.", min=1)] = 300,
+) -> None:
+    """Query every registry about one case now and print its case sheet: what it owes, every asset found,
+    what is held on each or why not. Only the case's judge, or a person the settings (CLERK_PEOPLE) allow
+    at its court, may ask; refusals are audited. Runs on `clerk serve` (or PREFECT_API_URL's server) when it
+    serves the case-query deployment, in seconds; otherwise here."""
+    try:
+        number = str(CaseNumber.parse(case_number))
+        url = served.server_url()
+        with served.Api(url) as api:
+            deployment = api.served(served.CASE_QUERY)
+            if deployment is not None:
+                parameters: dict[str, object] = {
+                    "case_number": number,
+                    "requested_by": requested_by,
+                    "registries": registry or [],
+                    "auto_control": auto_control,
+                    "dry_run": dry_run,
+                }
+                _on_server(api, deployment, parameters, wait)
+                return
+            if api.answered:  # a server runs, but nothing serves case-query: run here, recorded there
+                os.environ["PREFECT_API_URL"] = url
+    except InvalidValue as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    except served.ServerError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
+    from clerk.cli.common import friendly_errors
+    from clerk.cli.runs import query_here
+
+    friendly_errors(query_here)(number, requested_by, registry, auto_control=auto_control, dry_run=dry_run)
+
+
+def _on_server(api: served.Api, deployment: str, parameters: dict[str, object], wait: float) -> None:
+    run = api.start(deployment, parameters)
+    out.print(f"case query {parameters['case_number']}: {api.ui_link(run)}")
+    finished = api.wait(run, wait)
+    if finished is None:
+        err.print(f"the case query has not ended within {wait:g} s; it goes on: see the link above")
+        raise typer.Exit(1)
+    if not finished.completed:
+        err.print(f"error: the case query failed: {finished.message or finished.name}")
+        raise typer.Exit(2 if finished.message.startswith(INPUT_FIELDS) else 1)
+    rows = api.artifact(run, "case-sheet-assets")
+    print_assets(json.loads(rows) if isinstance(rows, str) else rows or [])
+    print_headline(finished.message)
+    out.print(
+        f"the whole sheet: `clerk cases show '{parameters['case_number']}'`, or the run's case-sheet artifact"
+    )
+
+
+def light_app() -> typer.Typer:
+    """`clerk query` alone, for the entry point: the rest of the command line is not loaded."""
+    app = typer.Typer(pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
+
+    @app.callback()
+    def _clerk() -> None:
+        """query-clerk: asset query and control for court enforcement bureaus."""
+
+    app.command("query")(query)
+    return app

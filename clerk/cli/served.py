@@ -1,0 +1,127 @@
+"""A judge's case query on a Prefect server that already runs (`clerk serve`, or the one PREFECT_API_URL
+names), through its REST API with httpx alone: no Prefect import, no temporary server, so `clerk query`
+answers in the time the served run takes (bench/latency.py measures both routes).
+
+Light on purpose: `clerk query` imports this and `clerk.cli.query`, not the rest of the command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+#: The deployment a judge's query starts (deployments/catalog.py).
+CASE_QUERY = "case-query/case-query"
+#: Where `clerk serve` starts its Prefect server unless told otherwise (CLERK_PREFECT_PORT).
+DEFAULT_PORT = 4200
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+
+
+class ServerError(Exception):
+    """The Prefect server refused or failed a request; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    flow_run_id: str
+    state: str  # COMPLETED, FAILED, …
+    name: str
+    message: str
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "COMPLETED"
+
+
+def headers() -> dict[str, str]:
+    """The credentials Prefect's own client would send (PREFECT_API_KEY, PREFECT_API_AUTH_STRING)."""
+    if key := os.environ.get("PREFECT_API_KEY"):
+        return {"Authorization": f"Bearer {key}"}
+    if auth := os.environ.get("PREFECT_API_AUTH_STRING"):
+        return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+    return {}
+
+
+def server_url() -> str:
+    """The Prefect server to look for: PREFECT_API_URL's, or `clerk serve`'s on this machine (127.0.0.1,
+    CLERK_PREFECT_PORT or 4200)."""
+    named = os.environ.get("PREFECT_API_URL")
+    port = os.environ.get("CLERK_PREFECT_PORT") or DEFAULT_PORT
+    return (named or f"http://127.0.0.1:{port}/api").rstrip("/")
+
+
+class Api:
+    """The few calls a judge's query needs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.answered = False  # whether the server answered at all (`served`)
+        self.client = httpx.Client(base_url=url, headers=headers(), timeout=30)
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.client.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            answer = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServerError(f"the Prefect server at {self.url} failed: {type(exc).__name__}") from None
+        if answer.status_code >= 400:
+            detail = answer.text[:300]
+            raise ServerError(f"the Prefect server refused {method} {path}: {answer.status_code} {detail}")
+        return answer.json() if answer.content else None
+
+    def served(self, name: str) -> str | None:
+        """The id of the deployment `name` when something serves it (`clerk serve`, a worker: the server
+        marks it READY while they ask for its runs); None when no server answers, it has no such
+        deployment, or nothing serves it. One request: the common case, a server that runs, costs no more."""
+        try:
+            answer = self.client.get(f"/deployments/name/{name}", timeout=2)
+        except httpx.HTTPError:
+            if os.environ.get("PREFECT_API_URL"):
+                raise ServerError(
+                    f"PREFECT_API_URL: the Prefect server at {self.url} does not answer"
+                ) from None
+            return None
+        self.answered = True
+        if answer.status_code != 200:
+            return None
+        found = answer.json()
+        return str(found["id"]) if str(found.get("status", "")).upper() == "READY" else None
+
+    def start(self, deployment_id: str, parameters: dict[str, Any]) -> str:
+        body = {"parameters": parameters, "idempotency_key": uuid.uuid4().hex}
+        return str(self._call("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)["id"])
+
+    def wait(self, flow_run_id: str, timeout_s: float, poll_s: float = 0.1) -> Finished | None:
+        """The run's final state, or None when it has not ended within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = self._call("GET", f"/flow_runs/{flow_run_id}").get("state") or {}
+            if state.get("type") in FINAL:
+                return Finished(flow_run_id, state["type"], state.get("name", ""), state.get("message") or "")
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(poll_s)
+
+    def artifact(self, flow_run_id: str, key: str) -> Any:
+        """The data of the run's artifact `key` (its latest), or None."""
+        body = {
+            "artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "key": {"any_": [key]}},
+            "sort": "CREATED_DESC",
+            "limit": 1,
+        }
+        found = self._call("POST", "/artifacts/filter", json=body)
+        return found[0].get("data") if found else None
+
+    def ui_link(self, flow_run_id: str) -> str:
+        return f"{self.url.removesuffix('/api')}/runs/flow-run/{flow_run_id}"
