@@ -25,7 +25,7 @@ from flows import runtime
 from models.access import Action
 from models.status import ActionStatus
 from models.supervision import CHINA
-from models.values import format_yuan, parse_yuan
+from models.values import InvalidValue, format_yuan, parse_yuan
 
 PAUSE_MARGIN_S = 120
 
@@ -57,7 +57,9 @@ class DeductionDecision(RunInput):
         description="Your name as the case book writes it: the case's judge, or a judge or supervisor of its "
         "court (settings CLERK_PEOPLE). A decision by anyone else is refused and the run waits again.",
     )
-    amount_yuan: Decimal | None = Field(None, gt=0, title="Amount (yuan)")
+    # A JSON number, read as yuan with at most two decimals (`approved_fen`); `decision_form` sets its default
+    # and ceiling to the proposal.
+    amount_yuan: float | None = Field(None, gt=0, title="Amount (yuan)")
     reason: str = Field(
         "", max_length=500, title="Reason", description="Why; required to reject, kept in the audit trail."
     )
@@ -65,6 +67,13 @@ class DeductionDecision(RunInput):
     @property
     def approve(self) -> bool:
         return self.decision == "approve"
+
+    def approved_fen(self, proposed_fen: int) -> int:
+        """What the judge approved, in fen: the proposal when no amount was given; InvalidValue for an
+        amount with more than two decimals."""
+        if self.amount_yuan is None:
+            return proposed_fen
+        return parse_yuan(repr(self.amount_yuan), "amount_yuan", allow_zero=False)
 
     @model_validator(mode="after")
     def _reason_for_rejection(self) -> DeductionDecision:
@@ -79,13 +88,13 @@ def decision_form(
     """The Resume form for this proposal: the amount in yuan a number field, the proposal by default and at
     most (not a nullable field: the UI would show a type toggle), and above the form the proposal, after
     the reason the last decision was refused, if it was."""
-    most = Decimal(proposal.total_fen) / 100
-    schema = {"type": "number", "exclusiveMinimum": 0, "maximum": float(most), "default": float(most)}
+    most = float(Decimal(proposal.total_fen) / 100)  # exact: a float keeps 15 digits, fen amounts fewer
+    schema = {"type": "number", "exclusiveMinimum": 0, "maximum": most, "default": most}
     form = create_model(
         "DeductionDecision",
         __base__=DeductionDecision,
         amount_yuan=(
-            Annotated[Decimal, WithJsonSchema(schema)],
+            Annotated[float, WithJsonSchema(schema)],
             Field(
                 most,
                 gt=0,
@@ -225,8 +234,11 @@ async def _refused(
         )
     except access.Refused as exc:
         return str(exc)
-    if decision.approve and decision.amount_yuan is not None:
-        asked = parse_yuan(str(decision.amount_yuan), "amount_yuan")
+    if decision.approve:
+        try:
+            asked = decision.approved_fen(proposal.total_fen)
+        except InvalidValue as exc:
+            return str(exc)
         if asked > proposal.total_fen:
             return (
                 f"amount_yuan: {format_yuan(asked)} is more than the {format_yuan(proposal.total_fen)} yuan "

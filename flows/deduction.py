@@ -25,7 +25,7 @@ from clerk.store import db
 from flows import decision as judge
 from flows import runtime
 from models.tables import utcnow
-from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
+from models.values import CaseNumber, InvalidValue, format_yuan
 
 
 @flow(name="deduction", flow_run_name=runtime.run_name("deduction", "case_number", "requested_by"))
@@ -111,11 +111,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
             )
             return Completed(message=f"{number}: deduction rejected by {decision.judge}: {reason}")
         try:
-            approved = (
-                proposal.total_fen
-                if decision.amount_yuan is None
-                else parse_yuan(str(decision.amount_yuan), "amount_yuan")
-            )
+            approved = decision.approved_fen(proposal.total_fen)
             action_ids = await db.write(
                 rt.sessions,
                 lifecycle.approve_deduction,

@@ -251,10 +251,13 @@ class Sheet:
                 "| registry | asset | balance | held by us, or why not |",
                 "|---|---|---:|---|",
             ]
-            for row in (r for r in rows if r["debtor"] == debtor):
-                held = row["ours"] + (f" — ahead of us: {row['ahead']}" if row["ahead"] else "")
-                cells = (row["registry"], row["asset"], row["balance"], held)
+            mine = [r for r in rows if r["debtor"] == debtor]
+            for row in mine:
+                cells = (row["registry"], row["asset"], row["balance"], row["ours"])
                 lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            ahead = [f"- {r['registry']} {r['asset']}: {_cell(r['ahead'])}" for r in mine if r["ahead"]]
+            if ahead:  # below the table, whose cells do not wrap in the UI
+                lines += ["", "Other authorities' measures ahead of ours:", "", *ahead]
             lines.append("")
         if not rows:
             lines.append("No asset found yet: the registries reported nothing for the case's debtors.")

@@ -96,7 +96,10 @@ def clerk_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path
     monkeypatch.setenv("CLERK_DATABASE_URL", database_url)
     monkeypatch.setenv("CLERK_DATA_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("CLERK_ACTOR", "tester")
-    monkeypatch.setenv("CLERK_PREFECT_PORT", "9")  # `clerk query` finds no `clerk serve` of the machine
+    from connectors.simulator.serve import free_loopback_ports
+
+    # A port nothing listens on: `clerk query` finds no `clerk serve` this machine may be running.
+    monkeypatch.setenv("CLERK_PREFECT_PORT", str(free_loopback_ports(1)[0]))
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
     yield database_url

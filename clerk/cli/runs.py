@@ -8,6 +8,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
+from clerk.cli import served
 from clerk.cli.cases import print_sheet
 from clerk.cli.common import (
     RequestedByOption,
@@ -75,19 +76,27 @@ def run_flow(
         raise typer.Exit(1)
 
 
-def _api_url() -> str:
-    url = os.environ.get("PREFECT_API_URL")
-    if not url:
-        from prefect.settings import PREFECT_API_URL
+def _api_url(deployment: str | None = None) -> str:
+    """The running Prefect server's API (PREFECT_API_URL's, or `clerk serve`'s on this machine), made the one
+    this process's Prefect client talks to; with `deployment`, one that serves it. InvalidValue naming what
+    to start otherwise."""
+    from prefect.settings import PREFECT_API_URL  # a profile's, or a test harness's
 
-        url = PREFECT_API_URL.value()
-    if not url:
-        raise InvalidValue(
-            "PREFECT_API_URL",
-            "a deduction waits for a judge on a Prefect server: start `clerk serve` (or name a server in "
-            "PREFECT_API_URL) first",
-        )
-    return str(url)
+    url = str(os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value() or served.server_url())
+    with served.Api(url) as api:
+        found = api.served(deployment or served.CASE_QUERY)
+        if not api.answered:
+            raise InvalidValue(
+                "PREFECT_API_URL",
+                f"no Prefect server answers at {url}: a deduction waits for a judge on one; start `clerk "
+                "serve` (or name a server in PREFECT_API_URL) first",
+            )
+        if deployment and found is None:
+            raise InvalidValue(
+                "PREFECT_API_URL", f"nothing serves the {deployment} deployment at {url}: start `clerk serve`"
+            )
+    os.environ["PREFECT_API_URL"] = url
+    return url
 
 
 @app.command("deduct")
@@ -100,7 +109,7 @@ def deduct(
     judge's decision (`clerk approve RUN_ID` or the Resume button in the Prefect UI)."""
     number = str(CaseNumber.parse(case_number))
     check_access(number, requested_by, Action.QUERY)
-    api = _api_url()
+    api = _api_url("deduction/deduction")
     from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
