@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -203,6 +204,9 @@ def prefect_server(
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
+            # Its own session: Ctrl-C at the terminal reaches the runner, which then cancels the runs in
+            # flight through this server; it is stopped last, below.
+            start_new_session=True,
         )
     try:
         say(f"starting a Prefect server on 127.0.0.1:{port} (about 20 s; its log: {log})…")
@@ -222,6 +226,38 @@ def prefect_server(
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+async def until_stopped(runner: Any, say: Callable[[str], None]) -> None:
+    """Run the runner until SIGTERM (`clerk down`, systemd) or SIGINT (Ctrl-C): then it stops asking for
+    runs and cancels the runs in flight (each Cancelled, "Runner is shutting down.", its process ended: a
+    collect run resumes what a cancelled run had sent, by its keys), and returns. Prefect's own SIGTERM
+    handler would exit in the middle of the loop instead, leaving a running run Crashed with tracebacks."""
+    loop = asyncio.get_running_loop()
+    started = asyncio.ensure_future(runner.start())
+    await asyncio.sleep(0)  # runner.start() has installed its SIGTERM handler: ours replace it
+    stopping: list[asyncio.Future[Any]] = []
+
+    def stop(name: str) -> None:
+        if stopping:
+            return
+        say(f"{name}: stopping; the runs in flight are cancelled (the UI says so)")
+        if runner.started:
+            stopping.append(asyncio.ensure_future(runner.astop()))
+        else:
+            started.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        await started
+    except asyncio.CancelledError:
+        pass
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    if stopping:
+        await stopping[0]
 
 
 def server_log() -> Path:
@@ -279,5 +315,5 @@ def serve_all(
             f"serving deployments {', '.join(crons + on_demand)} ({TIMEZONE}), looking for runs every "
             f"{conf.runner_poll_s:g} s; each run starts as a fork of process {forks}; Ctrl-C to stop"
         )
-        with contextlib.suppress(KeyboardInterrupt, TerminationSignal):  # Ctrl-C, or SIGTERM (clerk down)
-            asyncio.run(runner.start())
+        with contextlib.suppress(KeyboardInterrupt, TerminationSignal):
+            asyncio.run(until_stopped(runner, say))

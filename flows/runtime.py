@@ -144,6 +144,21 @@ class _NoTaskLines(logging.Filter):
         return not (record.name.startswith("prefect.task_runs") and record.levelno < logging.WARNING)
 
 
+class _NoCancelledTraceback(logging.Filter):
+    """A run cancelled on POSIX (from the UI, or by `clerk serve` stopping) ends by Prefect sending its
+    process SIGTERM: the engine records Cancelled, then asyncio logs the TerminationSignal that ended the
+    loop with its whole chained traceback. The state says what happened; the traceback says nothing more."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.exceptions import TerminationSignal
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, TerminationSignal)
+
+
+logging.getLogger("asyncio").addFilter(_NoCancelledTraceback())
+
+
 def run(flow_call: Awaitable[Any]) -> State:
     """Run an async flow called with `return_state=True` to its end, from synchronous code (the CLI); the
     terminal shows the flow's lines, not every task's (the UI keeps them all)."""

@@ -84,7 +84,10 @@ def _api_url(deployment: str | None = None) -> str:
 
     url = str(os.environ.get("PREFECT_API_URL") or PREFECT_API_URL.value() or served.server_url())
     with served.Api(url) as api:
-        found = api.served(deployment or served.CASE_QUERY)
+        try:
+            found = api.served(deployment or served.CASE_QUERY)
+        except served.ServerError:
+            found = None  # a named server that does not answer
         if not api.answered:
             raise InvalidValue(
                 "PREFECT_API_URL",

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,16 @@ def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         yield served_
 
 
+@dataclass
+class Serving:
+    api: str
+    serve: subprocess.Popen[bytes]
+    log: Path
+
+
 @pytest.fixture
-def serving(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A Prefect server, and `clerk serve` serving the two deployments a judge uses; yields the API URL."""
+def serving(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serving]:
+    """A Prefect server, and `clerk serve` serving the two deployments a judge uses."""
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with prefect_server(free_loopback_ports(1)[0], lambda _: None) as api:
@@ -72,9 +80,9 @@ def serving(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
                     assert serve.poll() is None, log.read_text(errors="replace")[-3000:]
                     assert time.monotonic() < deadline, "clerk serve did not serve within 120 s"
                     time.sleep(1)
-            yield api
+            yield Serving(api, serve, log)
         finally:
-            serve.send_signal(signal.SIGINT)  # Ctrl-C, as an operator stops it
+            serve.send_signal(signal.SIGINT)  # Ctrl-C, as an operator stops it (if the test has not)
             try:
                 serve.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -133,10 +141,10 @@ def open_resume_form(page: Page, ui: str, flow_run_id: str) -> Any:
 
 
 def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
-    world: World, serving: str, tmp_path: Path
+    world: World, serving: Serving, tmp_path: Path
 ) -> None:
-    api, ui = serving, serving.removesuffix("/api")
-    (number, judge), (other, other_judge), *_ = cases_with_money(world)
+    api, ui = serving.api, serving.api.removesuffix("/api")
+    (number, judge), (other, other_judge), (third, third_judge), *_ = cases_with_money(world)
     number = str(CaseNumber.parse(number))  # as the clerk writes it: full-width brackets
 
     # The judge's query on the served deployment: the link to the run, then the case sheet, at 80 columns.
@@ -217,3 +225,17 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
         page.screenshot(path=tmp_path / "deduction-result.png", full_page=True)
         browser.close()
     print(json.dumps({"screenshots": sorted(p.name for p in tmp_path.glob("*.png"))}))
+
+    # `clerk down` (SIGTERM) while a deduction waits: the run is Cancelled, not Crashed, and no traceback.
+    assert clerk("query", third, "--requested-by", third_judge).returncode == 0  # freezes its money
+    again = clerk("deduct", third, "--requested-by", third_judge)
+    waiting = re.search(r"flow run ([0-9a-f-]{36})", again.stdout)
+    assert waiting, again.stdout + again.stderr
+    wait_state(api, waiting[1], {"PAUSED"})
+    serving.serve.send_signal(signal.SIGTERM)
+    assert serving.serve.wait(timeout=60) == 0
+    assert wait_state(api, waiting[1], {"CANCELLED", "CRASHED", "FAILED"}, 30)["type"] == "CANCELLED"
+    log = serving.log.read_text(errors="replace")
+    assert "SIGTERM: stopping; the runs in flight are cancelled" in log and "Traceback" not in log, log[
+        -3000:
+    ]
