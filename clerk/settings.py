@@ -183,11 +183,12 @@ class Settings(BaseSettings):
         "largest or smallest.",
     )
     watch_listen_s: float = Field(
-        65,
+        905,
         ge=1,
         le=3600,
-        description="How long one watch run follows the banks. It runs every minute: a little longer than "
-        "that, so that runs overlap and no moment goes unwatched (overlapping runs are safe).",
+        description="How long one watch run follows the banks. It runs every 15 minutes: a little longer "
+        "than that, so that runs overlap and no moment goes unwatched (overlapping runs are safe). One run "
+        "watching 15 minutes, not one a minute: the UI's list of runs stays readable.",
     )
     watch_poll_s: float = Field(
         20, ge=1, le=600, description="How often the watch asks banks without a push feed for balances."
@@ -227,7 +228,9 @@ class Settings(BaseSettings):
     notifier_credential: SecretStr = Field(
         SecretStr(SIM_CREDENTIAL), description="The SMS gateway's credential."
     )
-    watch_cron: str = Field("* * * * *", description="When the deposit watch runs (cron, Asia/Shanghai).")
+    watch_cron: str = Field(
+        "*/15 * * * *", description="When the deposit watch runs (cron, Asia/Shanghai; see watch_listen_s)."
+    )
     renewal_cron: str = Field("0 1 * * *", description="When measures due are renewed (cron, Asia/Shanghai).")
     release_cron: str = Field(
         "*/5 * * * *", description="When excess and ended cases' measures are released."
@@ -237,7 +240,7 @@ class Settings(BaseSettings):
     )
     report_cron: str = Field("0 8 * * *", description="When the daily report is made (cron, Asia/Shanghai).")
     sequencer_cron: str = Field(
-        "* * * * *", description="When audit events are placed in the log and its head signed (cron)."
+        "*/10 * * * *", description="When audit events are placed in the log and its head signed (cron)."
     )
     audit_key: SecretStr | None = Field(
         None, description="The court's Ed25519 key that signs the audit log's heads (PEM, or 64 hex digits)."

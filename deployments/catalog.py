@@ -86,13 +86,14 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(
         "case-query",
         "flows/case_query.py:case_query",
-        "A judge's on-demand query of one case (no schedule).",
+        "A judge's query of one case, now (Run: the case number and your name): every registry asked, "
+        "what is found frozen and seized within what the case owes, the case sheet as the run's artifact.",
         tags=("judge",),
     ),
     Deployment(
         "watch",
         "flows/watch.py:watch",
-        "Freeze new deposits of cases not yet covered (push feeds and polling); each run watches ~65 s.",
+        "Freeze new deposits of cases not yet covered (push feeds and polling); each run watches ~15 min.",
         serve_cron="watch_cron",
         pool_cron="watch_cron",
         concurrency_limit=2,
@@ -148,7 +149,8 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(
         "deduction",
         "flows/deduction.py:deduction",
-        "Deduct frozen deposits to the court's case account after a judge's approval (pauses for input).",
+        "Move a case's frozen deposits to the court's case account: proposes an amount, pauses for the judge's "
+        "decision (the Resume button), then says what moved (the deduction-result artifact).",
         tags=("judge", "lifecycle"),
     ),
 )

@@ -1,4 +1,4 @@
-"""The audit log's sequencer: every minute, place the events written since the last run in the log, extend
+"""The audit log's sequencer: every 10 minutes, place the events written since the last run in the log, extend
 its Merkle tree and sign its head (clerk.store.tree). One at a time: the deployment's concurrency limit,
 and a database lock only the sequencer takes (writers never wait on it). `seal` is the same step for any
 flow that wants its own events in a signed head before it ends (the daily report, the demo)."""

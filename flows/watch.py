@@ -1,5 +1,6 @@
-"""The deposit watch (every minute): follow the banks' push feeds and poll the others' balances, freezing
-new deposits of cases not yet covered, up to what they still owe."""
+"""The deposit watch (every 15 minutes, each run watching a little longer): follow the banks' push feeds
+and poll the others' balances, freezing new deposits of cases not yet covered, up to what they still owe.
+A run that found nothing ends with one line and no artifacts."""
 
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ async def watch(listen_s: float | None = None, poll_s: float | None = None) -> S
     """Watch the accounts already found for cases not yet covered, and freeze new deposits at once.
 
     Banks with a push feed are followed for `listen_s` seconds (each deposit frozen within seconds); the
-    others are asked for balances every `poll_s` seconds. Runs every minute and listens a little longer, so
-    runs overlap; the feed's cursor is kept in the database (locked while a page is recorded), so no deposit
+    others are asked for balances every `poll_s` seconds. Runs every 15 minutes and listens a little longer,
+    so runs overlap; the feed's cursor is kept in the database (locked while a page is recorded), so no deposit
     is missed between runs nor recorded twice.
 
     Args:
-        listen_s: How long this run watches (default: the setting watch_listen_s, 65 s).
+        listen_s: How long this run watches (default: the setting watch_listen_s, 905 s).
         poll_s: How often banks without a feed are polled (default: the setting watch_poll_s, 20 s).
     """
     log = get_run_logger()
@@ -88,6 +89,13 @@ async def watch(listen_s: float | None = None, poll_s: float | None = None) -> S
             "cases with deposits": total.deposits,
             "failed calls": total.failed_calls,
         }
+        if not (total.deposits or total.failed_calls or total.control.requested):
+            message = (
+                f"nothing new in {listen:.0f} s: {total.polled_accounts} account(s) polled, "
+                f"{total.feed_events} feed event(s)"
+            )
+            log.info(message)
+            return Completed(message=message)  # no artifacts: a quiet run leaves the UI quiet
         await acreate_table_artifact([row], key="watch-deposits", description="Deposit watch")
         await report.publish("Deposit watch", "watch", querying.Tally(), total.control, [])
         message = (

@@ -86,7 +86,7 @@ def audit_verify(expect_head: ExpectHeadOption = None, public_key: PublicKeyOpti
 @friendly_errors
 def audit_sequence() -> None:
     """Place the events written since the last run in the log and sign its head (the sequencer
-    deployment does this every minute)."""
+    deployment does this every 10 minutes)."""
     done = tree.seal(sessions(), settings())
     out.print(f"{done.placed:,} event(s) placed; the log holds {done.size:,}")
     if done.head is not None:

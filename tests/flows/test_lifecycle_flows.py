@@ -126,6 +126,13 @@ async def paused_run(name: str, timeout_s: float = 90) -> Any:
     raise AssertionError("the deduction never paused for the judge")
 
 
+def test_a_watch_run_that_finds_nothing_ends_quietly(world: World) -> None:
+    state = asyncio.run(watch(listen_s=1, poll_s=600, return_state=True))
+    assert state.is_completed(), state.message
+    assert (state.message or "").startswith("nothing new in 1 s:")
+    assert asyncio.run(artifacts_of(state.state_details.flow_run_id)) == {}, "no artifacts for a quiet run"
+
+
 def test_watch_freezes_a_deposit_from_the_push_feed(world: World) -> None:
     number, code, account = short_case_account()
     before = frozen_on(world, code, account)
