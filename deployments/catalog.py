@@ -149,8 +149,8 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment(
         "deduction",
         "flows/deduction.py:deduction",
-        "Move a case's frozen deposits to the court's case account: proposes an amount, pauses for the judge's "
-        "decision (the Resume button), then says what moved (the deduction-result artifact).",
+        "Move a case's frozen deposits to the court's case account: proposes an amount, pauses for the "
+        "judge's decision (the Resume button), then says what moved (the deduction-result artifact).",
         tags=("judge", "lifecycle"),
     ),
 )

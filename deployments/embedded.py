@@ -116,7 +116,7 @@ def run_demo(
         from flows import runtime  # Prefect is imported only when a flow runs
         from flows.sweep import sweep
 
-        state = runtime.run(sweep(return_state=True))
+        state = runtime.run(sweep(return_state=True), "sweeping every due debtor")
         report = _report(conf, started, state.message or state.name or "")
     return report
 

@@ -136,12 +136,25 @@ async def opened(
             await notifier.aclose()
 
 
-class _NoTaskLines(logging.Filter):
-    """Prefect's "Task run … Finished in state Completed()" lines, one per batch, are for the UI, not for
-    a person at a terminal: the terminal keeps the flow's own lines and every warning."""
+class _OnlyWarnings(logging.Filter):
+    """Prefect's lines below WARNING (every task's "Finished in state Completed()", the flow's, the temporary
+    server's) are for the UI, not for a person at a terminal, who sees one progress bar and the command's
+    summary instead: the UI keeps them all (its log handler is another)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name.startswith("prefect.task_runs") and record.levelno < logging.WARNING)
+        return record.levelno >= logging.WARNING or not record.name.startswith("prefect")
+
+
+_QUIET = _OnlyWarnings()
+
+#: Where a flow run in this process reports its progress (`progress`): the terminal's bar, while `run` runs.
+_progress: Callable[[int, int], None] | None = None
+
+
+def progress(done: int, total: int) -> None:
+    """A flow's progress (the sweep's debtors), for the progress bar of a terminal that runs it here."""
+    if _progress is not None:
+        _progress(done, total)
 
 
 class _NoCancelledTraceback(logging.Filter):
@@ -159,25 +172,42 @@ class _NoCancelledTraceback(logging.Filter):
 logging.getLogger("asyncio").addFilter(_NoCancelledTraceback())
 
 
-def run(flow_call: Awaitable[Any]) -> State:
-    """Run an async flow called with `return_state=True` to its end, from synchronous code (the CLI); the
-    terminal shows the flow's lines, not every task's (the UI keeps them all)."""
+def run(flow_call: Awaitable[Any], what: str = "running") -> State:
+    """Run an async flow called with `return_state=True` to its end, from synchronous code (the CLI): the
+    terminal shows one progress bar (`what`, then the flow's `progress`) and the warnings, not Prefect's line
+    per task and per state (the UI keeps them all); the caller prints the summary."""
+    global _progress
     from prefect.logging.handlers import PrefectConsoleHandler
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     handlers = [*logging.getLogger().handlers, *logging.getLogger("prefect").handlers]
     consoles = [h for h in handlers if isinstance(h, PrefectConsoleHandler)]
-    quiet = _NoTaskLines()
 
     async def main() -> State:
         return cast(State, await flow_call)
 
-    for handler in consoles:
-        handler.addFilter(quiet)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(f"{what} (a temporary Prefect server starts first when none runs)", total=None)
+
+    def show(done: int, total: int) -> None:
+        bar.update(task, description=what, completed=done, total=total)
+
+    for handler in consoles:  # kept: the temporary server says it stops as the process exits
+        handler.addFilter(_QUIET)
+    _progress = show
     try:
-        return asyncio.run(main())
+        with bar:
+            return asyncio.run(main())
     finally:
-        for handler in consoles:
-            handler.removeFilter(quiet)
+        _progress = None
 
 
 def today() -> dt.date:

@@ -74,6 +74,7 @@ async def sweep(
         )
 
         async def progress(done: int, total: int) -> None:
+            runtime.progress(done, total)  # a terminal that runs this sweep shows it too
             await aupdate_progress_artifact(bar, 100 * done / total, description=f"{done} of {total} debtors")
 
         async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:

@@ -23,9 +23,9 @@ async def watch(listen_s: float | None = None, poll_s: float | None = None) -> S
     """Watch the accounts already found for cases not yet covered, and freeze new deposits at once.
 
     Banks with a push feed are followed for `listen_s` seconds (each deposit frozen within seconds); the
-    others are asked for balances every `poll_s` seconds. Runs every 15 minutes and listens a little longer,
-    so runs overlap; the feed's cursor is kept in the database (locked while a page is recorded), so no deposit
-    is missed between runs nor recorded twice.
+    others are asked for balances every `poll_s` seconds. Runs every 15 minutes and listens a little
+    longer, so runs overlap; the feed's cursor is kept in the database (locked while a page is recorded), so
+    no deposit is missed between runs nor recorded twice.
 
     Args:
         listen_s: How long this run watches (default: the setting watch_listen_s, 905 s).

@@ -42,12 +42,13 @@ def query_here(
     state = runtime.run(
         case_query(
             case_number=number,
-            registries=registry or None,
+            registries=registry or [],
             auto_control=auto_control,
             dry_run=dry_run,
             requested_by=requested_by,
             return_state=True,
-        )
+        ),
+        f"case query {number}",
     )
     if not state.is_completed():
         err.print(f"error: the case query failed: {state.message}")
@@ -70,7 +71,7 @@ def run_flow(
     from flows import runtime
 
     flow = catalog.BY_NAME[name].flow()
-    state = runtime.run(flow(return_state=True))
+    state = runtime.run(flow(return_state=True), name)
     (out if state.is_completed() else err).print(f"{name}: {state.name}: {state.message or ''}")
     if not state.is_completed():
         raise typer.Exit(1)

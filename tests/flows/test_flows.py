@@ -202,6 +202,7 @@ def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None
     assert "slow on purpose: vehicles answer 10% of requests only later" in out
     assert "late: vehicles" in result.stderr, "the scoreboard catches the slow registry"
     assert "audit log's signed head:" in out
+    assert "Finished in state" not in result.output and "| INFO" not in result.output, "the UI keeps those"
 
 
 def test_with_faults_nothing_is_lost_sent_twice_or_over_frozen(world: World) -> None:
