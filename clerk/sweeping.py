@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -157,12 +157,14 @@ async def sweep(
             swept.tally.add(batches)
             found: set[int] = set()
             touched: set[int] = set()
+            answered: set[int] = set()
             for batch in batches:
                 found |= batch.recorded.terminated_with_new_hits
                 touched |= batch.recorded.cases_with_new_hits
                 requeried |= batch.recorded.terminated_queried
+                answered |= batch.recorded.answered
             resumed = await asyncio.to_thread(
-                after_answers, sessions, found, touched, started.at, today, actor
+                after_answers, sessions, found, touched, started.at, today, actor, answered
             )
             swept.resumed += len(resumed)
             if finishing is not None:
@@ -195,11 +197,14 @@ def after_answers(
     since: dt.datetime,
     today: dt.date,
     actor: str,
+    answered: Iterable[int] = (),
 ) -> list[int]:
-    """After a page's answers: terminated cases with hits resume as new 执恢 cases (their ids returned, to
-    control); the applicant of each case with new hits is told, once a run (a case's debtors may fall on
-    several pages)."""
+    """After a page's answers: the debtors any registry answered are stamped queried, once for the page
+    (the replies were recorded without: `querying.query_batch(stamp=False)`); terminated cases with hits
+    resume as new 执恢 cases (their ids returned, to control); the applicant of each case with new hits is
+    told, once a run (a case's debtors may fall on several pages)."""
     with sessions.begin() as session:
+        querying.stamp_queried(session, answered, utcnow())
         resumed = supervision.resume(session, sorted(found), today, actor)
         told = _told_since(session, touched, "hits.found", since)
         unseen = session.execute(select(Case.id, Case.case_number).where(Case.id.in_(sorted(touched - told))))
@@ -242,7 +247,7 @@ async def sweep_due(
 
     async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
         return await querying.query_batch(
-            sessions, connectors[code], registry_ids[code], started.run_id, debtor_ids, actor
+            sessions, connectors[code], registry_ids[code], started.run_id, debtor_ids, actor, stamp=False
         )
 
     async def control_cases(case_ids: list[int]) -> control.Counts:

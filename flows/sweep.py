@@ -17,11 +17,14 @@ from models.tables import utcnow
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=0)
-async def query_batch(registry: str, run_id: int, debtor_ids: list[int]) -> querying.BatchResult:
-    """One request to one registry about a batch of debtors (retries live in the connector)."""
+async def query_batch(
+    registry: str, run_id: int, debtor_ids: list[int], stamp: bool = True
+) -> querying.BatchResult:
+    """One request to one registry about a batch of debtors (retries live in the connector); without
+    `stamp`, the sweep stamps the page's debtors once (clerk.sweeping.after_answers)."""
     rt = runtime.current()
     return await querying.query_batch(
-        rt.sessions, rt.connectors[registry], rt.registry_ids[registry], run_id, debtor_ids, rt.actor
+        rt.sessions, rt.connectors[registry], rt.registry_ids[registry], run_id, debtor_ids, rt.actor, stamp
     )
 
 
@@ -78,7 +81,7 @@ async def sweep(
             await aupdate_progress_artifact(bar, 100 * done / total, description=f"{done} of {total} debtors")
 
         async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
-            return await query_batch(code, started.run_id, debtor_ids)
+            return await query_batch(code, started.run_id, debtor_ids, stamp=False)
 
         sizes = {c.code: c.batch_size for c in rt.settings.registries if c.code in rt.connectors}
         swept = await sweeping.sweep(

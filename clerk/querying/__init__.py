@@ -19,6 +19,7 @@ from clerk.querying.record import (
     record_failure,
     record_reply,
     record_sent,
+    stamp_queried,
     update_asset,
 )
 from clerk.querying.runs import (
@@ -58,6 +59,7 @@ __all__ = [
     "record_reply",
     "record_sent",
     "run_summaries",
+    "stamp_queried",
     "start_case_query",
     "start_run",
     "subjects",

@@ -90,8 +90,11 @@ async def query_batch(
     run_id: int,
     debtor_ids: Sequence[int],
     actor: str,
+    stamp: bool = True,
 ) -> BatchResult:
-    """Ask one registry about a batch of debtors and record the answer; a failure is recorded, not raised."""
+    """Ask one registry about a batch of debtors and record the answer; a failure is recorded, not raised.
+    Without `stamp`, the debtors answered are left for the caller to stamp (`record.stamp_queried`: the
+    sweep does it once a page)."""
     result = BatchResult(connector.code)
 
     def load() -> QueryRequest:
@@ -123,13 +126,19 @@ async def query_batch(
         return result
 
     result.recorded = await asyncio.to_thread(
-        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor
+        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor, stamp
     )
     return result
 
 
 def record_query_reply(
-    sessions: sessionmaker[Session], run_id: int, registry_id: int, code: str, reply: QueryReply, actor: str
+    sessions: sessionmaker[Session],
+    run_id: int,
+    registry_id: int,
+    code: str,
+    reply: QueryReply,
+    actor: str,
+    stamp: bool = True,
 ) -> Recorded:
     """Record a reply in a transaction of its own. Two clerks recording the same new asset at once (two
     sweeps, or a sweep and a case query, on PostgreSQL) collide on its unique key: the loser records again,
@@ -144,6 +153,7 @@ def record_query_reply(
                     registry_code=code,
                     reply=reply,
                     actor=actor,
+                    stamp=stamp,
                 )
         except IntegrityError:
             if attempt == 2:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select, update
@@ -67,19 +67,31 @@ class Recorded:
     cases_with_new_hits: set[int] = field(default_factory=set)
     terminated_with_new_hits: set[int] = field(default_factory=set)  # to resume (执恢)
     terminated_queried: set[int] = field(default_factory=set)  # their applicants are told
+    answered: set[int] = field(default_factory=set)  # debtors answered, to stamp (`stamp_queried`)
 
     def add(self, other: Recorded) -> None:
         add_counts(self, other)
+        self.answered |= other.answered
         self.cases_with_new_hits |= other.cases_with_new_hits
         self.terminated_with_new_hits |= other.terminated_with_new_hits
         self.terminated_queried |= other.terminated_queried
 
 
 def record_reply(
-    session: Session, *, run_id: int, registry_id: int, registry_code: str, reply: QueryReply, actor: str
+    session: Session,
+    *,
+    run_id: int,
+    registry_id: int,
+    registry_code: str,
+    reply: QueryReply,
+    actor: str,
+    stamp: bool = True,
 ) -> Recorded:
     """Record the queries and hits of one reply in the caller's transaction; safe to call again with the
-    same reply (a retried batch, a collected answer): nothing is recorded twice.
+    same reply (a retried batch, a collected answer): nothing is recorded twice. The debtors answered are
+    stamped queried now, unless `stamp` is False: the sweep stamps a page's debtors once, after every
+    registry's reply to it is recorded (`stamp_queried`), so that the five replies' transactions do not
+    each lock the same debtors' rows.
 
     Everything is written in bulk, as rows (a reply answers hundreds of debtors, most with nothing): the
     lookups, the new assets, the audit events; only assets already known are ORM objects, updated in place."""
@@ -141,24 +153,15 @@ def record_reply(
             .where(Query.id.in_(chunk))
             .values(status="pending", registry_reference=reply.request_ref)
         )
-    # Every registry's reply to a page stamps the same debtors: they are locked in id order, whatever order
-    # the UPDATE's plan would read them in (by the key's index, or by place in the table; after many updates
-    # the two differ), so two replies recorded at once wait for each other instead of deadlocking
-    # (tests/usecases/test_lock_order.py).
     for chunk in db.chunks(sorted(answered)):
         session.execute(
             update(Query)
             .where(Query.id.in_([queries[d] for d in chunk]))
             .values(status="answered", answered_at=now, registry_reference=reply.request_ref)
         )
-        if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns (db.py)
-            session.execute(
-                select(Debtor.id)
-                .where(Debtor.id.in_(chunk))
-                .order_by(Debtor.id)
-                .with_for_update(key_share=True)
-            )
-        session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
+    result.answered = set(answered)
+    if stamp:
+        stamp_queried(session, answered, now)
     # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on the
     # unique key and the reply is recorded again (querying.query_batch). (Appending to the audit trail takes
     # no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
@@ -169,6 +172,24 @@ def record_reply(
     session.flush()  # the known assets' changes
     audit.append_many(session, events)
     return result
+
+
+def stamp_queried(session: Session, debtor_ids: Iterable[int], now: dt.datetime) -> None:
+    """The debtors were answered now: not due again until the re-query interval has passed (querying.due).
+
+    Replies recorded at once (a case query's, a collected answer, a sweep page's) may stamp the same
+    debtors: they are locked in id order, whatever order the UPDATE's plan would read them in (by the key's
+    index, or by place in the table; after many updates the two differ), so two stamps at once wait for each
+    other instead of deadlocking (tests/usecases/test_lock_order.py)."""
+    for chunk in db.chunks(sorted(debtor_ids)):
+        if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns (db.py)
+            session.execute(
+                select(Debtor.id)
+                .where(Debtor.id.in_(chunk))
+                .order_by(Debtor.id)
+                .with_for_update(key_share=True)
+            )
+        session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
 
 
 def record_failure(
