@@ -49,6 +49,13 @@ def query(
     serves the case-query deployment, in seconds; otherwise here."""
     try:
         number = str(CaseNumber.parse(case_number))
+        if registry:  # a typo is one clear line before any run starts (the settings load only for this)
+            from clerk.settings import SettingsError, get_settings
+
+            try:
+                get_settings().registry_codes(registry, "--registry")
+            except SettingsError as exc:
+                raise InvalidValue("settings", str(exc)) from None
         url = served.server_url()
         with served.Api(url) as api:
             deployment = api.served(served.CASE_QUERY)

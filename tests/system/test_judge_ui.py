@@ -162,7 +162,8 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
         plan.stdout + plan.stderr
     )
     wrong = clerk("query", number, "--requested-by", judge, "--registry", "bank-icbcc")
-    assert wrong.returncode == 2 and "registries: unknown registry bank-icbcc" in wrong.stderr
+    assert wrong.returncode == 2 and "--registry: unknown registry bank-icbcc" in wrong.stderr
+    assert "case query" not in wrong.stdout, "refused before any run starts"
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
