@@ -94,18 +94,8 @@ class Found:
     others: tuple[OtherMeasure, ...] = ()
     ours: tuple[Ours, ...] = ()  # this case's live measures on it
     for_other_cases_fen: int = 0  # what our freezes for other cases claim on it
+    room_fen: int = 0  # a deposit's balance less the measures on it (clerk.control.cap.available)
     protected: str | None = None  # the purpose the law protects, when it does for this case
-
-    @property
-    def room_fen(self) -> int:
-        """What is left to freeze on a deposit: its balance less other authorities' and our other cases'."""
-        balance = self.balance_fen or 0
-        others = sum(balance if m.amount_fen is None else m.amount_fen for m in self.others)
-        return max(balance - others - self.for_other_cases_fen, 0)
-
-    @property
-    def held_fen(self) -> int:
-        return sum(m.held_fen or 0 for m in self.ours if m.kind == "freeze" and m.status != "requested")
 
 
 @dataclass(frozen=True, slots=True)

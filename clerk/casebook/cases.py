@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, selectinload
 from clerk.store import audit, locks
 from clerk.store.locks import CaseNotFound as CaseNotFound  # the case book's error, raised by the lock
 from models import rules
-from models.exemptions import NO_EXEMPTIONS, Exemption, Exemptions, LeftFree
+from models.exemptions import Exemption, Exemptions, LeftFree
 from models.status import KEPT, CaseStatus
-from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Debtor, Payment, Registry
+from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Debtor, Payment
 from models.values import CaseNumber, DebtorKind, InvalidValue, format_yuan, mask_account, mask_id, mask_name
 
 DEFAULT_EXCEPTIONS = Path(__file__).parent / "data" / "credit_code_exceptions.txt"
@@ -74,29 +74,18 @@ class CaseView:
     owed: dict[str, Any]
     debtors: list[dict[str, Any]]
     payments: list[dict[str, Any]]
-    left_free: list[dict[str, Any]]  # what may never be frozen here, and why (models.exemptions)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def case_view(
-    session: Session, case_number: str, on: dt.date, exempt: Exemptions = NO_EXEMPTIONS
-) -> CaseView:
+def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
     case = get_case(session, case_number)
     links = session.scalars(
         select(CaseDebtor).where(CaseDebtor.case_id == case.id).options(selectinload(CaseDebtor.debtor))
     ).all()
     debtors = sorted((link.debtor for link in links), key=lambda d: d.id)
-    debtor_ids = [d.id for d in debtors]
-    hits = session.execute(
-        select(Asset, Registry.code)
-        .join(Registry, Registry.id == Asset.registry_id)
-        .where(Asset.debtor_id.in_(debtor_ids))
-        .order_by(Asset.id)
-    ).all()
     masked_debtor = {d.id: mask_id(d.id_number) for d in debtors}
-    free = left_free(case, debtors, [(a, code) for a, code in hits], exempt, on)
     return CaseView(
         case={
             "case_number": case.case_number,
@@ -119,7 +108,6 @@ def case_view(
             for d in debtors
         ],
         payments=[{"paid_on": p.paid_on.isoformat(), "amount": p.amount_fen} for p in case.payments],
-        left_free=free,
     )
 
 

@@ -99,7 +99,7 @@ def cases_show(
     what we and other authorities hold on it, and why nothing is held where nothing is."""
     when = day(on, "--on")
     with unit_of_work() as session:
-        view = cases.case_view(session, case_number, when, settings().exemptions())
+        view = cases.case_view(session, case_number, when)
         sheet = control.case_sheet(session, case_number, when, control.Policy.of(settings()))
     if as_json:
         data = view.as_dict() | {"sheet": sheet_as_dict(sheet)}

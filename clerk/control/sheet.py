@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
-from clerk.control.cap import covered_by
+from clerk.control.cap import available, covered_by
 from clerk.control.planning import Policy
 from models import casesheet
 from models.status import LIVE
@@ -70,6 +70,7 @@ def case_sheet(
             others=_others(a.other_measures),
             ours=tuple(_ours(m) for m in mine.get(a.id, [])),
             for_other_cases_fen=for_others.get(a.id, 0),
+            room_fen=available(a, for_others.get(a.id, 0)),
             protected=a.purpose if a.kind == "deposit" and a.purpose in exempt.protected else None,
         )
         for a, code in found

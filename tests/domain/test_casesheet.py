@@ -18,7 +18,7 @@ ON = Conditions("active", True, frozenset({"real_estate"}), {"4101****0001": 2_1
 
 def deposit(balance: int | None = 500_00, **kw: object) -> Found:
     fields: dict[str, object] = {"debtor": "4101****0001", "person": True, "registry": "bank"}
-    fields |= {"kind": "deposit", "label": "****0001", "balance_fen": balance} | kw
+    fields |= {"kind": "deposit", "label": "****0001", "balance_fen": balance, "room_fen": balance or 0} | kw
     return Found(**fields)  # type: ignore[arg-type]
 
 
@@ -36,7 +36,9 @@ def deposit(balance: int | None = 500_00, **kw: object) -> Found:
         (deposit(protected="wage"), SHORT, ON, "the account's purpose is protected by law (wage)"),
         (
             deposit(
-                others=(OtherMeasure("某法院", 300_00, dt.date(2027, 1, 1)),), for_other_cases_fen=200_00
+                others=(OtherMeasure("某法院", 300_00, dt.date(2027, 1, 1)),),
+                for_other_cases_fen=200_00,
+                room_fen=0,  # 500.00 less 300.00 and 200.00 (clerk.control.cap.available)
             ),
             SHORT,
             ON,
