@@ -77,7 +77,7 @@ class DeductionDecision(RunInput):
 
     @model_validator(mode="after")
     def _reason_for_rejection(self) -> DeductionDecision:
-        if not self.approve and not (self.reason or "").strip():
+        if not self.approve and not self.reason.strip():
             raise ValueError("reason: a rejection needs a reason")
         return self
 
@@ -157,7 +157,7 @@ def outcome_markdown(
     if not decision.approve:
         return (
             f"# Deduction rejected for {proposal.case_number}\n\nRejected by {decision.judge} at {when} "
-            f"(Beijing time): {(decision.reason or '').strip()}\n\nNothing moved; the freezes stay."
+            f"(Beijing time): {decision.reason.strip()}\n\nNothing moved; the freezes stay."
         )
     moved = moved or []
     done = sum(m.amount_fen for m in moved if m.status == ActionStatus.DONE)

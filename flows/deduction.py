@@ -94,7 +94,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 await reminder
         decided_at = utcnow()
         if not decision.approve:
-            reason = (decision.reason or "").strip()
+            reason = decision.reason.strip()
             await db.write(
                 rt.sessions,
                 lifecycle.reject_deduction,

@@ -17,7 +17,6 @@ from clerk.cli.common import (
     err,
     friendly_errors,
     out,
-    settings,
 )
 from clerk.cli.query import query
 from clerk.settings import use_prefect_defaults
@@ -32,8 +31,8 @@ app.command("query")(query)
 def query_here(
     number: str, requested_by: str, registry: list[str] | None, *, auto_control: bool, dry_run: bool
 ) -> None:
-    """`clerk query` when no server serves the case-query deployment: the flow runs in this process."""
-    settings().registry_codes(registry, "--registry")  # a typo is one clear line, before any run starts
+    """`clerk query` when no server serves the case-query deployment: the flow runs in this process
+    (`query` has checked the case number and the registry codes)."""
     check_access(number, requested_by, Action.QUERY)
     use_prefect_defaults()
     from flows import runtime
