@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 
+from bench import reference
 from bench.common import record, run_module, run_modules, serving, status_mb, table
 from clerk.settings import get_settings
 from connectors.adapter import HttpConnector
@@ -38,6 +39,7 @@ from connectors.base import QueryRequest, Subject
 from connectors.config import RegistryConfig, registries_json, simulated_registries
 from connectors.loader import build
 from connectors.simulator.serve import free_loopback_ports
+from models.supervision import bureau_today
 from models.values import DebtorKind
 
 
@@ -257,28 +259,58 @@ def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dic
     }
 
 
+def reference_once(url: str, regs: list[RegistryConfig], days_later: int = 0) -> dict[str, Any]:
+    """The reference sweep (bench/reference.py) in a process of its own, against `regs`."""
+    env = clerk_env(url, regs)
+    _, out = run_module(["bench.reference", "sweep", url, str(days_later)], env, show_stderr=True)
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return figures
+
+
 def measure(
-    debtors: int, database_url: str | None = None, resweep: bool = True, shards: int = 1
+    debtors: int,
+    database_url: str | None = None,
+    resweep: bool = True,
+    shards: int = 1,
+    reference_url: str | None = None,
 ) -> dict[str, Any]:
-    """One size, side by side: plain client, sweep, plain client, re-sweep (without `resweep`: plain
-    client and sweep only, for sizes where the re-sweep would not fit the time there is); each sweep by
-    `shards` processes side by side."""
-    regs = configs()
+    """One size, side by side: plain client, reference sweep, the clerk's sweep, then (with `resweep`)
+    plain client, the clerk's re-sweep and the reference's; each sweep of the clerk by `shards` processes
+    side by side. The reference sweeps a world of its own (the same seed, its own simulators and case
+    book), so that each finds every holding unfrozen; afterwards both worlds' ledgers are checked (no case
+    over the cap, no key placed twice) and the reference's case book (its audit chain, each hit once)."""
+    regs, twin_regs = configs(), configs()
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         url = database_url or f"sqlite:///{tmp}/clerk.db"
-        with simulators(debtors, Path(tmp), regs) as served:
+        ref_url = reference_url or f"sqlite:///{tmp}/reference.db"
+        (Path(tmp) / "twin").mkdir()
+        with (
+            simulators(debtors, Path(tmp), regs) as served,
+            simulators(debtors, Path(tmp) / "twin", twin_regs) as twin,
+        ):
             subjects = read_subjects(served.case_file)
             env = clerk_env(url, regs)
             intake_s = import_cases(env, served.case_file)
+            run_module(
+                ["bench.reference", "load", ref_url, str(twin.case_file)], clerk_env(ref_url, twin_regs)
+            )
             plain = [asyncio.run(plain_limit(regs, subjects))]
+            ref = reference_once(ref_url, twin_regs)
             sweep = sweep_once(env, shards=shards)
             again: dict[str, Any] | None = None
+            ref_again: dict[str, Any] | None = None
             if resweep:
                 plain.append(asyncio.run(plain_limit(regs, subjects)))
                 again = sweep_once(env, days_later=31, shards=shards)
-            sim_mb = served.peak_mb()
+                ref_again = reference_once(ref_url, twin_regs, days_later=31)
+            today = bureau_today()
+            ours = reference.check_ledgers(regs, served.case_file, today)
+            theirs = reference.check_ledgers(twin_regs, twin.case_file, today)
+            book = reference.check_book(ref_url)
+            sim_mb = max(served.peak_mb(), twin.peak_mb())
     limit = sum(n / s for s, n in plain) / len(plain)
     rate = sweep["lookups"] / sweep["seconds"]
+    ref_rate = ref["lookups"] / ref["seconds"]
     row = {
         "debtors": len(subjects),
         "database": url.split(":", 1)[0].split("+", 1)[0],
@@ -287,25 +319,42 @@ def measure(
         "failed": sweep["failed"],
         "sweep s": round(sweep["seconds"], 2),
         "lookups/s": round(rate, 1),
+        "reference s": round(ref["seconds"], 2),
+        "reference lookups/s": round(ref_rate, 1),
+        "reference ratio": round(rate / ref_rate, 2),
         "limit/s": round(limit, 1),
         "ratio": round(rate / limit, 3),
         "measures placed": sweep["effective"],
+        "reference placed": ref["effective"],
+        "ledger measures": ours["placed"],
+        "reference ledger measures": theirs["placed"],
+        "cases over the cap": ours["cases over the cap"] + theirs["cases over the cap"],
+        "keys placed twice": ours["keys placed twice"] + theirs["keys placed twice"],
+        "reference chain breaks": book["chain breaks"],
+        "reference assets twice": book["assets twice"],
+        "reference audit events": book["audit events"],
         "re-sweep s": None,
         "re-sweep lookups/s": None,
+        "re-sweep reference ratio": None,
         "re-sweep ratio": None,
         "sweep cpu s": round(sweep["cpu_s"], 1),
+        "reference cpu s": round(ref["cpu_s"], 1),
         "lock wait %": sweep["lock_wait_pct"],
         "advisory wait %": sweep["advisory_wait_pct"],
         "waits % by lock": sweep["waits_by_kind"],
         "reads per lookup": round(sweep["read_calls"] / max(sweep["lookups"], 1), 2),
         "sweep MB": round(sweep["peak_rss_mb"], 1),
+        "reference MB": round(ref["peak_rss_mb"], 1),
         "re-sweep MB": None,
         "simulators MB": round(sim_mb, 1),
         "import s": round(intake_s, 1),
     }
-    if again is not None:  # None (printed "-"): not run
+    if again is not None and ref_again is not None:  # None (printed "-"): not run
         row["re-sweep s"] = round(again["seconds"], 2)
         row["re-sweep lookups/s"] = round(again["lookups"] / again["seconds"], 1)
+        row["re-sweep reference ratio"] = round(
+            again["lookups"] / again["seconds"] / (ref_again["lookups"] / ref_again["seconds"]), 2
+        )
         row["re-sweep ratio"] = round(again["lookups"] / again["seconds"] / limit, 3)
         row["re-sweep MB"] = round(again["peak_rss_mb"], 1)
     return row
@@ -340,7 +389,15 @@ def scale(
             rows.append(measure(n, resweep=resweep, shards=shards))
         if "postgresql" in databases:
             with postgres_server(durable=True) as pg:  # every commit flushed, as in production
-                rows.append(measure(n, pg.create_database(f"bench_{n}"), resweep=resweep, shards=shards))
+                rows.append(
+                    measure(
+                        n,
+                        pg.create_database(f"bench_{n}"),
+                        resweep=resweep,
+                        shards=shards,
+                        reference_url=pg.create_database(f"reference_{n}"),
+                    )
+                )
     for row in rows:
         row["µs per lookup"] = round(1e6 * row["sweep s"] / max(row["lookups"], 1), 1)
     table(

@@ -60,3 +60,13 @@ def test_runs_at_small_size_and_records_its_figures(name: str, tmp_path: Path) -
     rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
     assert rows, f"bench {name} recorded nothing"
     assert all(row["quick"] is True and row["machine"]["cpus"] for row in rows), rows[0]
+    for row in rows:
+        if "reference ratio" in row:  # the sweep beside the reference sweep: both worlds checked afterwards
+            checked = (
+                "cases over the cap",
+                "keys placed twice",
+                "reference chain breaks",
+                "reference assets twice",
+            )
+            assert {key: row[key] for key in checked} == dict.fromkeys(checked, 0), row
+            assert row["reference audit events"] > 0 and row["reference placed"] > 0, row
