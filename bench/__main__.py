@@ -40,6 +40,12 @@ def main() -> int:
         help="`scale`: sweep with N processes side by side, one shard each, as a province's sweep runs on a "
         "pool of N workers (default 1; 2 uses both cores of these machines)",
     )
+    parser.add_argument(
+        "--flow",
+        action="store_true",
+        help="`scale`: the sweep as the Prefect flow runs it (against a Prefect server started for it), "
+        "beside the reference sweep; a first sweep only",
+    )
     benchmarks: dict[str, Callable[[argparse.Namespace], object]] = {
         "simulators": lambda a: simulators.run(quick=a.quick),
         "transport": lambda a: transport.run(quick=a.quick),
@@ -50,6 +56,7 @@ def main() -> int:
             databases=("sqlite", "postgresql") if a.database == "both" else (a.database,),
             resweep=not a.first_sweep_only,
             shards=a.shards,
+            flow=a.flow,
         ),
         "prefect": lambda a: prefect_cost.run(quick=a.quick),
         "latency": lambda a: latency.run(quick=a.quick),

@@ -165,6 +165,7 @@ def clerk_env(database_url: str, regs: list[RegistryConfig]) -> dict[str, str]:
         "CLERK_REGISTRIES": registries_json(regs),
         "CLERK_NOTIFIER_URL": "",
         "CLERK_LOG_LEVEL": "WARNING",
+        "PREFECT_LOGGING_LEVEL": "WARNING",  # the flow's line per task stays out of the bench's output
     }
 
 
@@ -227,15 +228,18 @@ class LockWaits:
         return round(100 * waits / max(self.samples * sessions, 1), 2)
 
 
-def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dict[str, Any]:
+def sweep_once(
+    env: dict[str, str], days_later: int = 0, shards: int = 1, flow: bool = False
+) -> dict[str, Any]:
     """One sweep, by `shards` sweepers side by side, one shard each (as a province's sweep runs on a pool):
     its time is from the first sweeper's start of sweeping to the last one's end (their interpreters'
     start left out, as for one sweeper); the counts and CPU are summed, the peak memory is the largest
     process's. On PostgreSQL, the share of the sweepers' time spent waiting on locks (LockWaits)."""
-    sweepers = [["bench.sweeper", str(days_later)]]
+    how = ["--flow"] if flow else []
+    sweepers = [["bench.sweeper", str(days_later), *how]]
     if shards > 1:
         sweepers = [
-            ["bench.sweeper", str(days_later), "--shard", f"{k}/{shards}"] for k in range(1, shards + 1)
+            ["bench.sweeper", str(days_later), "--shard", f"{k}/{shards}", *how] for k in range(1, shards + 1)
         ]
     url = env["CLERK_DATABASE_URL"]
     waits = LockWaits(url) if url.startswith("postgresql") else None
@@ -259,6 +263,27 @@ def sweep_once(env: dict[str, str], days_later: int = 0, shards: int = 1) -> dic
     }
 
 
+@contextmanager
+def _prefect(folder: Path, wanted: bool) -> Iterator[None]:
+    """With `wanted`, a Prefect server for the block (PREFECT_HOME in `folder`; PREFECT_API_URL set for the
+    processes started in it), as `clerk serve` starts one."""
+    if not wanted:
+        yield
+        return
+    from deployments.embedded import prefect_server
+
+    home = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(folder / "prefect")
+    try:
+        with prefect_server(free_loopback_ports(1)[0], lambda line: print(line, file=sys.stderr)):
+            yield
+    finally:
+        if home is None:
+            os.environ.pop("PREFECT_HOME", None)
+        else:
+            os.environ["PREFECT_HOME"] = home
+
+
 def reference_once(url: str, regs: list[RegistryConfig], days_later: int = 0) -> dict[str, Any]:
     """The reference sweep (bench/reference.py) in a process of its own, against `regs`."""
     env = clerk_env(url, regs)
@@ -273,14 +298,18 @@ def measure(
     resweep: bool = True,
     shards: int = 1,
     reference_url: str | None = None,
+    flow: bool = False,
 ) -> dict[str, Any]:
     """One size, side by side: plain client, reference sweep, the clerk's sweep, then (with `resweep`)
     plain client, the clerk's re-sweep and the reference's; each sweep of the clerk by `shards` processes
     side by side. The reference sweeps a world of its own (the same seed, its own simulators and case
     book), so that each finds every holding unfrozen; afterwards both worlds' ledgers are checked (no case
-    over the cap, no key placed twice) and the reference's case book (its audit chain, each hit once)."""
+    over the cap, no key placed twice) and the reference's case book (its audit chain, each hit once).
+    With `flow`, the clerk's sweep is the sweep flow, run against a Prefect server started for it as `clerk
+    serve` starts one (a first sweep only)."""
     regs, twin_regs = configs(), configs()
-    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+    resweep = resweep and not flow
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp, _prefect(Path(tmp), flow):
         url = database_url or f"sqlite:///{tmp}/clerk.db"
         ref_url = reference_url or f"sqlite:///{tmp}/reference.db"
         (Path(tmp) / "twin").mkdir()
@@ -296,7 +325,7 @@ def measure(
             )
             plain = [asyncio.run(plain_limit(regs, subjects))]
             ref = reference_once(ref_url, twin_regs)
-            sweep = sweep_once(env, shards=shards)
+            sweep = sweep_once(env, shards=shards, flow=flow)
             again: dict[str, Any] | None = None
             ref_again: dict[str, Any] | None = None
             if resweep:
@@ -314,6 +343,7 @@ def measure(
     row = {
         "debtors": len(subjects),
         "database": url.split(":", 1)[0].split("+", 1)[0],
+        "sweep": "flow" if flow else "plain",
         "sweepers": shards,
         "lookups": sweep["lookups"],
         "failed": sweep["failed"],
@@ -377,16 +407,17 @@ def scale(
     databases: tuple[str, ...] = ("sqlite", "postgresql"),
     resweep: bool = True,
     shards: int = 1,
+    flow: bool = False,
 ) -> None:
     """Scale: the same at growing sizes, on SQLite and on PostgreSQL (a throwaway server); each sweep by
-    `shards` processes side by side."""
+    `shards` processes side by side; with `flow`, the sweep flow's (`measure`)."""
     from deployments.pgserver import postgres_server
 
     sizes = sizes or ([500, 1_000] if quick else [10_000, 100_000, 1_000_000])
     rows = []
     for n in sizes:
         if "sqlite" in databases:
-            rows.append(measure(n, resweep=resweep, shards=shards))
+            rows.append(measure(n, resweep=resweep, shards=shards, flow=flow))
         if "postgresql" in databases:
             with postgres_server(durable=True) as pg:  # every commit flushed, as in production
                 rows.append(
@@ -396,6 +427,7 @@ def scale(
                         resweep=resweep,
                         shards=shards,
                         reference_url=pg.create_database(f"reference_{n}"),
+                        flow=flow,
                     )
                 )
     for row in rows:

@@ -1,8 +1,10 @@
 """One sweep in a process of its own, for `bench/sweep.py`: `python -m bench.sweeper [DAYS_LATER] [--shard
-K/N]` with the settings in the environment (CLERK_DATABASE_URL, CLERK_REGISTRIES). It runs the sweep's use
-cases (`sweeping.sweep_due`: the flow's pages and steps, without Prefect) as if DAYS_LATER days had passed
-(31: every debtor is due again: a re-sweep); with `--shard K/N`, shard K of N only (1-based, as the province
-sweep names them), so that N processes sweep the case book side by side.
+K/N] [--flow]` with the settings in the environment (CLERK_DATABASE_URL, CLERK_REGISTRIES). It runs the
+sweep's use cases (`sweeping.sweep_due`: the flow's pages and steps, without Prefect) as if DAYS_LATER days
+had passed (31: every debtor is due again: a re-sweep); with `--shard K/N`, shard K of N only (1-based, as
+the province sweep names them), so that N processes sweep the case book side by side. With `--flow`, the
+sweep flow itself (`flows.sweep`, its tasks and artifacts) runs in this process against the Prefect server
+PREFECT_API_URL names, as a worker runs it (a first sweep only: the flow sweeps what is due now).
 Prints one JSON line: the sweep's seconds, lookups, hits and measures, and this process's peak memory and
 CPU seconds; on standard error, every `PROGRESS_S` seconds, how far it is, its rate so far and its memory
 now (a large sweep runs for an hour: its memory over time shows if it grows).
@@ -17,7 +19,7 @@ import json
 import resource
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from bench.common import read_calls, status_mb
 from clerk import control, querying, sweeping
@@ -87,6 +89,26 @@ async def _sweep(later_days: int = 0, shard: querying.Shard = sweeping.EVERY_DEB
     }
 
 
+async def _flow(shard: querying.Shard) -> dict[str, Any]:
+    from flows.sweep import sweep as sweep_flow
+
+    began = time.time()
+    started = time.perf_counter()
+    state = await sweep_flow(shard=shard.index, shards=shard.count, return_state=True)
+    seconds = time.perf_counter() - started
+    summary = cast(dict[str, int], await state.aresult())
+    registries = len(get_settings().registries)
+    return {
+        "seconds": seconds,
+        "began": began,
+        "ended": began + seconds,
+        "lookups": summary["debtors"] * registries - summary["failed_lookups"],
+        "failed": summary["failed_lookups"],
+        "hits": 0,  # the flow keeps counts of measures, not of hits
+        "effective": summary["effective"],
+    }
+
+
 def _shard(text: str) -> querying.Shard:
     index, _, count = text.partition("/")
     if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
@@ -101,8 +123,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sweeper", description=__doc__)
     parser.add_argument("days_later", nargs="?", type=int, default=0, help="as if this many days passed")
     parser.add_argument("--shard", type=_shard, default=sweeping.EVERY_DEBTOR, help="K/N: shard K of N")
+    parser.add_argument("--flow", action="store_true", help="run the sweep flow (Prefect) instead")
     args = parser.parse_args()
-    figures = asyncio.run(_sweep(args.days_later, args.shard))
+    if args.flow and args.days_later:
+        parser.error("--flow sweeps what is due now: no DAYS_LATER")
+    figures = asyncio.run(_flow(args.shard) if args.flow else _sweep(args.days_later, args.shard))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     figures["peak_rss_mb"] = status_mb("VmHWM")  # see bench.common.status_mb: never ru_maxrss
     figures["cpu_s"] = usage.ru_utime + usage.ru_stime
