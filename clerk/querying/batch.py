@@ -97,18 +97,18 @@ async def query_batch(
     sweep does it once a page)."""
     result = BatchResult(connector.code)
 
-    def load() -> QueryRequest:
+    def load() -> tuple[QueryRequest, dict[int, int]]:
         ref = runs.new_request_ref(run_id, connector.code)
         with sessions.begin() as session:
             subjects = runs.subjects(session, debtor_ids)
             # Written down before the request leaves: a crash before its answer is recorded leaves these
             # lookups `sent`, and their debtors due again (see querying.due).
-            record.record_sent(
+            queries = record.record_sent(
                 session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=ref
             )
-        return QueryRequest(request_ref=ref, subjects=tuple(subjects))
+        return QueryRequest(request_ref=ref, subjects=tuple(subjects)), queries
 
-    request = await asyncio.to_thread(load)
+    request, queries = await asyncio.to_thread(load)
     try:
         reply = await connector.query(request)
     except RegistryError as exc:
@@ -126,7 +126,7 @@ async def query_batch(
         return result
 
     result.recorded = await asyncio.to_thread(
-        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor, stamp
+        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor, stamp, queries
     )
     return result
 
@@ -139,10 +139,11 @@ def record_query_reply(
     reply: QueryReply,
     actor: str,
     stamp: bool = True,
+    queries: Mapping[int, int] | None = None,
 ) -> Recorded:
-    """Record a reply in a transaction of its own. Two clerks recording the same new asset at once (two
-    sweeps, or a sweep and a case query, on PostgreSQL) collide on its unique key: the loser records again,
-    and now finds the asset (recording is idempotent)."""
+    """Record a reply in a transaction of its own (`record.record_reply`). Two clerks recording the same new
+    asset at once (two sweeps, or a sweep and a case query, on PostgreSQL) collide on its unique key: the
+    loser records again, and now finds the asset (recording is idempotent)."""
     for attempt in range(3):
         try:
             with sessions.begin() as session:
@@ -154,6 +155,7 @@ def record_query_reply(
                     reply=reply,
                     actor=actor,
                     stamp=stamp,
+                    queries=queries,
                 )
         except IntegrityError:
             if attempt == 2:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from clerk.store import audit, db
@@ -20,18 +21,20 @@ from models.status import LookupStatus
 from models.tables import Asset, Case, CaseDebtor, Debtor, Query, utcnow
 from models.values import mask_account, scrub_text
 
+_QUERIES, _ASSETS = db.table(Query), db.table(Asset)
+
 
 def record_sent(
     session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str | None
-) -> None:
-    """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert."""
-    existing = _run_queries(session, run_id, registry_id, debtor_ids)
-    _insert_sent(session, run_id, registry_id, [d for d in debtor_ids if d not in existing], ref)
+) -> dict[int, int]:
+    """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert. Returns
+    debtor id -> query id, for recording the answer (`record_reply(queries=…)`) without reading them back."""
+    return _ensure_queries(session, run_id, registry_id, debtor_ids, ref)
 
 
 def _insert_sent(
     session: Session, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str | None
-) -> None:
+) -> dict[int, int]:
     now = utcnow()
     rows = [
         {
@@ -43,8 +46,10 @@ def _insert_sent(
         }
         for d in debtor_ids
     ]
-    if rows:
-        session.execute(insert(db.table(Query)), rows)
+    if not rows:
+        return {}
+    inserted = session.execute(insert(_QUERIES).returning(_QUERIES.c.debtor_id, _QUERIES.c.id), rows)
+    return {debtor_id: query_id for debtor_id, query_id in inserted}
 
 
 def add_counts(total: object, other: object) -> None:
@@ -86,34 +91,35 @@ def record_reply(
     reply: QueryReply,
     actor: str,
     stamp: bool = True,
+    queries: Mapping[int, int] | None = None,
 ) -> Recorded:
     """Record the queries and hits of one reply in the caller's transaction; safe to call again with the
     same reply (a retried batch, a collected answer): nothing is recorded twice. The debtors answered are
     stamped queried now, unless `stamp` is False: the sweep stamps a page's debtors once, after every
     registry's reply to it is recorded (`stamp_queried`), so that the five replies' transactions do not
-    each lock the same debtors' rows.
+    each lock the same debtors' rows. `queries`: the lookups `record_sent` wrote for this request (debtor id
+    -> query id); else they are read (or written, for an answer collected later).
 
     Everything is written in bulk, as rows (a reply answers hundreds of debtors, most with nothing): the
-    lookups, the new assets, the audit events; only assets already known are ORM objects, updated in place."""
+    lookups, the new assets, the known assets' new balances, the audit events; no ORM object is made."""
     result = Recorded()
     now = utcnow()
     debtor_ids = [int(r.subject_ref) for r in reply.results]
-    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, reply.request_ref)
+    if queries is None or any(d not in queries for d in debtor_ids):
+        queries = _ensure_queries(session, run_id, registry_id, debtor_ids, reply.request_ref)
     identifiers = [a.identifier for r in reply.results for a in r.assets]
-    known = (
-        {
-            a.identifier: a
-            for a in session.scalars(
-                select(Asset).where(Asset.registry_id == registry_id, Asset.identifier.in_(identifiers))
+    known: dict[str, dict[str, Any]] = {}
+    for part in db.chunks(identifiers):
+        rows = session.execute(
+            select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
+                _ASSETS.c.registry_id == registry_id, _ASSETS.c.identifier.in_(part)
             )
-        }
-        if identifiers
-        else {}
-    )
+        )
+        known.update((row.identifier, dict(row._mapping)) for row in rows)
     by_status = cases_of(session, debtor_ids)
     active_of, terminated_of = by_status.get("active", {}), by_status.get("terminated", {})
     events: list[audit.Entry] = []
-    new_assets: list[Asset] = []
+    new_assets: dict[str, dict[str, Any]] = {}  # by identifier: a reply may name an account twice
     pending: list[int] = []
     answered: list[int] = []
     for subject in reply.results:
@@ -131,12 +137,12 @@ def record_reply(
             result.hits += 1
             asset = known.get(report.identifier)
             if asset is None:
-                asset = _new_asset(debtor_id, registry_id, queries[debtor_id], report, now)
-                known[report.identifier] = asset
-                new_assets.append(asset)
+                asset = known[report.identifier] = new_assets[report.identifier] = _new_asset(
+                    debtor_id, registry_id, queries[debtor_id], report, now
+                )
                 result.new_assets += 1
                 action = "hit.recorded"
-            elif update_asset(asset, report, now):
+            elif _update(asset, report, now):
                 result.changed += 1
                 action = "hit.changed"
             else:
@@ -166,10 +172,13 @@ def record_reply(
     # unique key and the reply is recorded again (querying.query_batch). (Appending to the audit trail takes
     # no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
     if new_assets:
+        session.execute(insert(_ASSETS), list(new_assets.values()))
+    seen = [a for a in known.values() if "id" in a]  # every known asset was seen now: its balance, its date
+    if seen:
         session.execute(
-            insert(db.table(Asset)), [{c: getattr(a, c) for c in _NEW_ASSET_COLUMNS} for a in new_assets]
+            _UPDATE_SEEN, [{f"new_{k}": a[k] for k in _REPORTED} | {"asset_id": a["id"]} for a in seen]
         )
-    session.flush()  # the known assets' changes
+        db.expire_cached(session, Asset, [a["id"] for a in seen])
     audit.append_many(session, events)
     return result
 
@@ -240,9 +249,7 @@ def _ensure_queries(
     collected or recorded without `record_sent`): debtor id -> query id."""
     queries = _run_queries(session, run_id, registry_id, debtor_ids)
     missing = [d for d in debtor_ids if d not in queries]
-    if missing:
-        _insert_sent(session, run_id, registry_id, missing, ref)
-        queries.update(_run_queries(session, run_id, registry_id, missing))
+    queries.update(_insert_sent(session, run_id, registry_id, missing, ref))
     return queries
 
 
@@ -278,57 +285,67 @@ def _others(report: AssetReport) -> dict[str, object] | None:
     }
 
 
-_NEW_ASSET_COLUMNS = (
-    "debtor_id",
-    "registry_id",
-    "kind",
-    "identifier",
-    "balance_fen",
-    "description",
-    "other_measures",
-    "purpose",
-    "first_query_id",
-    "first_seen_at",
-    "last_seen_at",
+#: What a registry's report of an asset sets on it (`_reported`); the rest of its row is set once.
+_REPORTED = ("balance_fen", "other_measures", "purpose", "description", "last_seen_at")
+
+_UPDATE_SEEN = (
+    update(_ASSETS)
+    .where(_ASSETS.c.id == bindparam("asset_id"))
+    .values({name: bindparam(f"new_{name}") for name in _REPORTED})
 )
+
+
+def _reported(report: AssetReport, now: dt.datetime, description: str | None = None) -> dict[str, Any]:
+    """The columns a report sets: its balance, other authorities' measures and purpose; its description
+    when it gives one (else `description`, the one known)."""
+    return {
+        "balance_fen": report.balance_fen,
+        "other_measures": _others(report),
+        "purpose": report.purpose,
+        "description": report.description or description,
+        "last_seen_at": now,
+    }
 
 
 def _new_asset(
     debtor_id: int, registry_id: int, query_id: int, report: AssetReport, now: dt.datetime
-) -> Asset:
-    """A hit not seen before, as an object outside the session (what the rest of the reply reads of it);
-    `record_reply` inserts the reply's new assets together, as rows."""
-    return Asset(
-        debtor_id=debtor_id,
-        registry_id=registry_id,
-        kind=report.asset_kind.value,
-        identifier=report.identifier,
-        balance_fen=report.balance_fen,
-        description=report.description,
-        other_measures=_others(report),
-        purpose=report.purpose,
-        first_query_id=query_id,
-        first_seen_at=now,
-        last_seen_at=now,
-    )
+) -> dict[str, Any]:
+    """A hit not seen before, as the row `record_reply` inserts with the reply's other new assets."""
+    return {
+        "debtor_id": debtor_id,
+        "registry_id": registry_id,
+        "kind": report.asset_kind.value,
+        "identifier": report.identifier,
+        "first_query_id": query_id,
+        "first_seen_at": now,
+    } | _reported(report, now)
 
 
-def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
-    """Bring a known asset up to date; True when its balance or others' measures changed."""
-    others = _others(report)
-    changed = asset.balance_fen != report.balance_fen or asset.other_measures != others
-    asset.balance_fen, asset.other_measures, asset.last_seen_at = report.balance_fen, others, now
-    asset.purpose = report.purpose
-    if report.description:
-        asset.description = report.description
+def _update(asset: dict[str, Any], report: AssetReport, now: dt.datetime) -> bool:
+    """Bring a known asset's row (as `record_reply` holds it) up to date; True when its balance or others'
+    measures changed."""
+    values = _reported(report, now, asset["description"])
+    before = (asset["balance_fen"], asset["other_measures"])
+    changed = before != (values["balance_fen"], values["other_measures"])
+    asset.update(values)
     return changed
 
 
-def _hit_payload(registry_code: str, asset: Asset) -> dict[str, object]:
+def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
+    """Bring a known asset (an object of the session) up to date; True when its balance or others'
+    measures changed."""
+    values = _reported(report, now, asset.description)
+    changed = (asset.balance_fen, asset.other_measures) != (values["balance_fen"], values["other_measures"])
+    for name, value in values.items():
+        setattr(asset, name, value)
+    return changed
+
+
+def _hit_payload(registry_code: str, asset: Mapping[str, Any]) -> dict[str, object]:
     return {
         "registry": registry_code,
-        "kind": asset.kind,
-        "asset": mask_account(asset.identifier),
-        "balance_fen": asset.balance_fen,
-        "others": len((asset.other_measures or {}).get("measures", [])),
+        "kind": asset["kind"],
+        "asset": mask_account(asset["identifier"]),
+        "balance_fen": asset["balance_fen"],
+        "others": len((asset["other_measures"] or {}).get("measures", [])),
     }
