@@ -28,8 +28,8 @@ from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
 from models.values import format_yuan
 
-#: Ask one registry (by code) about a batch of debtor ids.
-Ask = Callable[[str, list[int]], Awaitable[querying.BatchResult]]
+#: Ask every registry about a page of debtor ids and record the answers: a result per batch.
+Ask = Callable[[list[int]], Awaitable[list[querying.BatchResult]]]
 #: Plan, send and record the measures of a batch of case ids.
 Control = Callable[[list[int]], Awaitable[control.Counts]]
 #: Told after each page: debtors done so far, debtors due in all.
@@ -115,7 +115,6 @@ def start(
 async def sweep(
     sessions: sessionmaker[Session],
     started: Started,
-    batch_sizes: Mapping[str, int],
     ask: Ask,
     control_cases: Control | None,
     *,
@@ -147,13 +146,7 @@ async def sweep(
     try:
         while page := await asyncio.to_thread(next_page):
             last = page[-1]
-            batches = await asyncio.gather(
-                *(
-                    ask(code, page[i : i + size])
-                    for code, size in batch_sizes.items()
-                    for i in range(0, len(page), size)
-                )
-            )
+            batches = await ask(page)
             swept.tally.add(batches)
             found: set[int] = set()
             touched: set[int] = set()
@@ -200,7 +193,7 @@ def after_answers(
     answered: Iterable[int] = (),
 ) -> list[int]:
     """After a page's answers: the debtors any registry answered are stamped queried, once for the page
-    (the replies were recorded without: `querying.query_batch(stamp=False)`); terminated cases with hits
+    (the replies were recorded without: `querying.query_page`); terminated cases with hits
     resume as new 执恢 cases (their ids returned, to control); the applicant of each case with new hits is
     told, once a run (a case's debtors may fall on several pages)."""
     with sessions.begin() as session:
@@ -245,19 +238,17 @@ async def sweep_due(
     started = await asyncio.to_thread(start, sessions, "sweep (plain)", None, now, schedule, shard)
     today = bureau_today(now)
 
-    async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
-        return await querying.query_batch(
-            sessions, connectors[code], registry_ids[code], started.run_id, debtor_ids, actor, stamp=False
+    async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
+        return await querying.query_page(
+            sessions, connectors, batch_sizes, registry_ids, started.run_id, debtor_ids, actor
         )
 
     async def control_cases(case_ids: list[int]) -> control.Counts:
         return await control.control_cases(sessions, connectors, case_ids, today, policy, actor)
 
-    sizes = {code: size for code, size in batch_sizes.items() if code in connectors}
     return await sweep(
         sessions,
         started,
-        sizes,
         ask,
         control_cases,
         today=today,

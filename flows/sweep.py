@@ -17,14 +17,23 @@ from models.tables import utcnow
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=0)
-async def query_batch(
-    registry: str, run_id: int, debtor_ids: list[int], stamp: bool = True
-) -> querying.BatchResult:
-    """One request to one registry about a batch of debtors (retries live in the connector); without
-    `stamp`, the sweep stamps the page's debtors once (clerk.sweeping.after_answers)."""
+async def query_batch(registry: str, run_id: int, debtor_ids: list[int]) -> querying.BatchResult:
+    """One request to one registry about a batch of debtors (a case query's; retries live in the
+    connector)."""
     rt = runtime.current()
     return await querying.query_batch(
-        rt.sessions, rt.connectors[registry], rt.registry_ids[registry], run_id, debtor_ids, rt.actor, stamp
+        rt.sessions, rt.connectors[registry], rt.registry_ids[registry], run_id, debtor_ids, rt.actor
+    )
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def query_page(run_id: int, debtor_ids: list[int]) -> list[querying.BatchResult]:
+    """A sweep's page at every registry: the requests in batches of each registry's size, all at once, and
+    their answers recorded together (retries live in the connectors); the page is stamped by the sweep."""
+    rt = runtime.current()
+    sizes = {c.code: c.batch_size for c in rt.settings.registries}
+    return await querying.query_page(
+        rt.sessions, rt.connectors, sizes, rt.registry_ids, run_id, debtor_ids, rt.actor
     )
 
 
@@ -80,14 +89,12 @@ async def sweep(
             runtime.progress(done, total)  # a terminal that runs this sweep shows it too
             await aupdate_progress_artifact(bar, 100 * done / total, description=f"{done} of {total} debtors")
 
-        async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
-            return await query_batch(code, started.run_id, debtor_ids, stamp=False)
+        async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
+            return await query_page(started.run_id, debtor_ids)
 
-        sizes = {c.code: c.batch_size for c in rt.settings.registries if c.code in rt.connectors}
         swept = await sweeping.sweep(
             rt.sessions,
             started,
-            sizes,
             ask,
             control_batch if auto_control else None,
             today=today,

@@ -4,12 +4,20 @@ once.
 - `due`: the schedule (active cases, terminated ones, answers owed within 24 hours) and shards.
 - `runs`: query runs, the subjects of a batch, the registries' rows.
 - `record`: recording a reply (lookups, new and changed assets, audit) idempotently.
-- `batch`: one registry, one batch of debtors: written down, asked, recorded; late answers collected.
+- `batch`: one registry, one batch of debtors: written down, asked, recorded; a sweep's page at every
+  registry at once, the same way with a page's work done once; late answers collected.
 """
 
 from __future__ import annotations
 
-from clerk.querying.batch import BatchResult, Tally, collect_queries, query_batch, record_query_reply
+from clerk.querying.batch import (
+    BatchResult,
+    Tally,
+    collect_queries,
+    query_batch,
+    query_page,
+    record_query_reply,
+)
 from clerk.querying.due import MAX_SHARDS, Schedule, Shard, count_due, due_debtor_ids, due_page
 from clerk.querying.record import (
     Recorded,
@@ -54,6 +62,7 @@ __all__ = [
     "new_request_ref",
     "pending_requests",
     "query_batch",
+    "query_page",
     "record_failure",
     "record_query_reply",
     "record_reply",

@@ -9,8 +9,9 @@ carries the registries' HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +26,8 @@ from connectors.base import (
     RegistryUnavailable,
     SubjectStatus,
 )
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -90,11 +93,10 @@ async def query_batch(
     run_id: int,
     debtor_ids: Sequence[int],
     actor: str,
-    stamp: bool = True,
 ) -> BatchResult:
-    """Ask one registry about a batch of debtors and record the answer; a failure is recorded, not raised.
-    Without `stamp`, the debtors answered are left for the caller to stamp (`record.stamp_queried`: the
-    sweep does it once a page)."""
+    """Ask one registry about a batch of debtors and record the answer, the debtors answered stamped
+    queried (a case query's; a sweep asks a page at once: `query_page`); a failure is recorded, not
+    raised."""
     result = BatchResult(connector.code)
 
     def load() -> tuple[QueryRequest, dict[int, int]]:
@@ -126,9 +128,108 @@ async def query_batch(
         return result
 
     result.recorded = await asyncio.to_thread(
-        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor, stamp, queries
+        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor, queries
     )
     return result
+
+
+async def query_page(
+    sessions: sessionmaker[Session],
+    connectors: Mapping[str, RegistryPort],
+    batch_sizes: Mapping[str, int],
+    registry_ids: Mapping[str, int],
+    run_id: int,
+    debtor_ids: Sequence[int],
+    actor: str,
+) -> list[BatchResult]:
+    """Ask every registry about a page of debtors, in batches of each one's size, all at once, and record
+    the answers (a failure is recorded, not raised): `query_batch` for a sweep's page, with a page's work
+    done once. The subjects are read and every lookup written down (`sent`) in one transaction before any
+    request leaves; every answer and failure is recorded in one transaction once the last has come, the
+    debtors' cases read once for all of them. The debtors answered are not stamped: the sweep stamps its
+    page (`sweeping.after_answers`). A crash before the answers are recorded leaves the page's lookups
+    `sent` and its debtors due: they are asked again, and nothing is recorded twice."""
+    codes = [code for code in batch_sizes if code in connectors]
+    batches = [
+        (code, list(debtor_ids[i : i + batch_sizes[code]]))
+        for code in codes
+        for i in range(0, len(debtor_ids), batch_sizes[code])
+    ]
+
+    def load() -> tuple[list[QueryRequest], list[dict[int, int]]]:
+        refs = [runs.new_request_ref(run_id, code) for code, _ in batches]
+        with sessions.begin() as session:
+            subjects = {int(s.ref): s for s in runs.subjects(session, debtor_ids)}
+            queries = record.record_sent_many(
+                session,
+                run_id,
+                [(registry_ids[code], ref, ids) for (code, ids), ref in zip(batches, refs, strict=True)],
+            )
+        requests = [
+            QueryRequest(request_ref=ref, subjects=tuple(subjects[d] for d in ids))
+            for (_, ids), ref in zip(batches, refs, strict=True)
+        ]
+        return requests, queries
+
+    requests, queries = await asyncio.to_thread(load)
+
+    async def ask(code: str, request: QueryRequest) -> QueryReply | RegistryError:
+        try:
+            return await connectors[code].query(request)
+        except RegistryError as exc:
+            return exc
+
+    answers = await asyncio.gather(*(ask(code, r) for (code, _), r in zip(batches, requests, strict=True)))
+    results = [BatchResult(code) for code, _ in batches]
+    for result, (_, ids), answer in zip(results, batches, answers, strict=True):
+        if isinstance(answer, RegistryError):
+            result.failed, result.error = len(ids), answer.reason
+            result.skipped = isinstance(answer, RegistryUnavailable)
+
+    def record_all(session: Session) -> list[Recorded]:
+        by_status = record.cases_of(session, debtor_ids)
+        recorded = []
+        for (code, ids), query_ids, answer in zip(batches, queries, answers, strict=True):
+            if isinstance(answer, RegistryError):
+                record.record_failure(
+                    session, run_id=run_id, registry_id=registry_ids[code], debtor_ids=ids, reason=str(answer)
+                )
+                recorded.append(Recorded())
+                continue
+            recorded.append(
+                record.record_reply(
+                    session,
+                    run_id=run_id,
+                    registry_id=registry_ids[code],
+                    registry_code=code,
+                    reply=answer,
+                    actor=actor,
+                    stamp=False,
+                    queries=query_ids,
+                    cases=by_status,
+                )
+            )
+        return recorded
+
+    for result, recorded in zip(
+        results, await asyncio.to_thread(_recorded, sessions, record_all), strict=True
+    ):
+        result.recorded = recorded
+    return results
+
+
+def _recorded(sessions: sessionmaker[Session], step: Callable[[Session], T]) -> T:
+    """`step` in a transaction of its own, tried again when two clerks recording the same new asset at once
+    (two sweeps, or a sweep and a case query, on PostgreSQL) collide on its unique key: the loser records
+    again, and now finds the asset (recording is idempotent)."""
+    for attempt in range(3):
+        try:
+            with sessions.begin() as session:
+                return step(session)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def record_query_reply(
@@ -138,29 +239,23 @@ def record_query_reply(
     code: str,
     reply: QueryReply,
     actor: str,
-    stamp: bool = True,
     queries: Mapping[int, int] | None = None,
 ) -> Recorded:
-    """Record a reply in a transaction of its own (`record.record_reply`). Two clerks recording the same new
-    asset at once (two sweeps, or a sweep and a case query, on PostgreSQL) collide on its unique key: the
-    loser records again, and now finds the asset (recording is idempotent)."""
-    for attempt in range(3):
-        try:
-            with sessions.begin() as session:
-                return record.record_reply(
-                    session,
-                    run_id=run_id,
-                    registry_id=registry_id,
-                    registry_code=code,
-                    reply=reply,
-                    actor=actor,
-                    stamp=stamp,
-                    queries=queries,
-                )
-        except IntegrityError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    """Record a reply in a transaction of its own (`record.record_reply`), tried again on a collision
+    (`_recorded`)."""
+
+    def step(session: Session) -> Recorded:
+        return record.record_reply(
+            session,
+            run_id=run_id,
+            registry_id=registry_id,
+            registry_code=code,
+            reply=reply,
+            actor=actor,
+            queries=queries,
+        )
+
+    return _recorded(sessions, step)
 
 
 async def collect_queries(

@@ -29,14 +29,27 @@ def record_sent(
 ) -> dict[int, int]:
     """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert. Returns
     debtor id -> query id, for recording the answer (`record_reply(queries=…)`) without reading them back."""
-    return _ensure_queries(session, run_id, registry_id, debtor_ids, ref)
+    return record_sent_many(session, run_id, [(registry_id, ref, debtor_ids)])[0]
 
 
-def _insert_sent(
-    session: Session, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str | None
-) -> dict[int, int]:
+#: A request to write down: (registry id, request reference, the debtors asked).
+Sent = tuple[int, str | None, Sequence[int]]
+
+
+def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) -> list[dict[int, int]]:
+    """`record_sent` for many requests of a run (a sweep's page at every registry): one read of what was
+    written before, one insert of the rest. Each request's debtor id -> query id, in order."""
+    debtors = sorted({d for _, _, debtor_ids in requests for d in debtor_ids})
+    found: dict[tuple[int, int], int] = {}
+    for chunk in db.chunks(debtors):
+        rows = session.execute(
+            select(_QUERIES.c.registry_id, _QUERIES.c.debtor_id, _QUERIES.c.id).where(
+                _QUERIES.c.run_id == run_id, _QUERIES.c.debtor_id.in_(chunk)
+            )
+        )
+        found.update(((registry_id, debtor_id), query_id) for registry_id, debtor_id, query_id in rows)
     now = utcnow()
-    rows = [
+    rows_to_write = [
         {
             "run_id": run_id,
             "registry_id": registry_id,
@@ -44,12 +57,17 @@ def _insert_sent(
             "registry_reference": ref,
             "sent_at": now,
         }
+        for registry_id, ref, debtor_ids in requests
         for d in debtor_ids
+        if (registry_id, d) not in found
     ]
-    if not rows:
-        return {}
-    inserted = session.execute(insert(_QUERIES).returning(_QUERIES.c.debtor_id, _QUERIES.c.id), rows)
-    return {debtor_id: query_id for debtor_id, query_id in inserted}
+    if rows_to_write:
+        written = session.execute(
+            insert(_QUERIES).returning(_QUERIES.c.registry_id, _QUERIES.c.debtor_id, _QUERIES.c.id),
+            rows_to_write,
+        )
+        found.update(((registry_id, debtor_id), query_id) for registry_id, debtor_id, query_id in written)
+    return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
 
 
 def add_counts(total: object, other: object) -> None:
@@ -92,13 +110,15 @@ def record_reply(
     actor: str,
     stamp: bool = True,
     queries: Mapping[int, int] | None = None,
+    cases: Mapping[str, Mapping[int, Mapping[int, str]]] | None = None,
 ) -> Recorded:
     """Record the queries and hits of one reply in the caller's transaction; safe to call again with the
     same reply (a retried batch, a collected answer): nothing is recorded twice. The debtors answered are
     stamped queried now, unless `stamp` is False: the sweep stamps a page's debtors once, after every
     registry's reply to it is recorded (`stamp_queried`), so that the five replies' transactions do not
     each lock the same debtors' rows. `queries`: the lookups `record_sent` wrote for this request (debtor id
-    -> query id); else they are read (or written, for an answer collected later).
+    -> query id); else they are read (or written, for an answer collected later). `cases`: the debtors'
+    cases as `cases_of` reads them (a page's, read once for every registry's reply); else they are read.
 
     Everything is written in bulk, as rows (a reply answers hundreds of debtors, most with nothing): the
     lookups, the new assets, the known assets' new balances, the audit events; no ORM object is made."""
@@ -116,7 +136,7 @@ def record_reply(
             )
         )
         known.update((row.identifier, dict(row._mapping)) for row in rows)
-    by_status = cases_of(session, debtor_ids)
+    by_status = cases_of(session, debtor_ids) if cases is None else cases
     active_of, terminated_of = by_status.get("active", {}), by_status.get("terminated", {})
     events: list[audit.Entry] = []
     new_assets: dict[str, dict[str, Any]] = {}  # by identifier: a reply may name an account twice
@@ -147,11 +167,11 @@ def record_reply(
                 action = "hit.changed"
             else:
                 continue
-            cases = active_of.get(debtor_id, {})
-            result.cases_with_new_hits |= set(cases)
+            active = active_of.get(debtor_id, {})
+            result.cases_with_new_hits |= set(active)
             result.terminated_with_new_hits |= set(terminated_of.get(debtor_id, {}))
             payload = _hit_payload(registry_code, asset)
-            numbers = [*cases.values(), *terminated_of.get(debtor_id, {}).values()]
+            numbers = [*active.values(), *terminated_of.get(debtor_id, {}).values()]
             events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
     for chunk in db.chunks(pending):
         session.execute(
@@ -223,21 +243,6 @@ def pending_requests(session: Session) -> list[tuple[int, int, str]]:
     return [(run, registry, ref) for run, registry, ref in rows if ref]
 
 
-def _run_queries(
-    session: Session, run_id: int, registry_id: int, debtor_ids: Sequence[int]
-) -> dict[int, int]:
-    """This run's lookups at one registry about these debtors: debtor id -> query id."""
-    found: dict[int, int] = {}
-    for chunk in db.chunks(debtor_ids):
-        rows = session.execute(
-            select(Query.debtor_id, Query.id).where(
-                Query.run_id == run_id, Query.registry_id == registry_id, Query.debtor_id.in_(chunk)
-            )
-        )
-        found.update((debtor_id, query_id) for debtor_id, query_id in rows)
-    return found
-
-
 def _ensure_queries(
     session: Session,
     run_id: int,
@@ -247,10 +252,7 @@ def _ensure_queries(
 ) -> dict[int, int]:
     """The run's lookups of these debtors at the registry, written now if they were not before (an answer
     collected or recorded without `record_sent`): debtor id -> query id."""
-    queries = _run_queries(session, run_id, registry_id, debtor_ids)
-    missing = [d for d in debtor_ids if d not in queries]
-    queries.update(_insert_sent(session, run_id, registry_id, missing, ref))
-    return queries
+    return record_sent_many(session, run_id, [(registry_id, ref, debtor_ids)])[0]
 
 
 def cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[str, dict[int, dict[int, str]]]:

@@ -48,7 +48,7 @@ async def sweep(
         sweeping.start, sessions, "sweep (test)", None, NOW, querying.Schedule()
     )
     return await sweeping.sweep(
-        sessions, started, {"bank": PAGE}, ask, control, today=TODAY, actor="user:tester", page_size=PAGE
+        sessions, started, ask, control, today=TODAY, actor="user:tester", page_size=PAGE
     )
 
 
@@ -65,14 +65,16 @@ def test_a_page_is_controlled_while_the_next_is_asked_one_page_at_a_time_in_orde
         asked = [asyncio.Event() for _ in range(pages + 1)]  # asked[k]: asking page k has begun
         controlling = 0
 
-        async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
+        async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
             page = len([e for e in events if e[0] == "ask"])
             events.append(("ask", page))
             asked[page].set()
             cases = {case_of[d] for d in debtor_ids}
-            return querying.BatchResult(
-                code, querying.Recorded(queried=len(debtor_ids), cases_with_new_hits=cases)
-            )
+            return [
+                querying.BatchResult(
+                    "bank", querying.Recorded(queried=len(debtor_ids), cases_with_new_hits=cases)
+                )
+            ]
 
         async def control(case_ids: list[int]) -> Counts:
             nonlocal controlling
@@ -107,12 +109,14 @@ def test_when_asking_fails_the_page_being_controlled_stops_and_the_asking_error_
     async def scenario() -> None:
         control_started = asyncio.Event()
 
-        async def ask(code: str, debtor_ids: list[int]) -> querying.BatchResult:
+        async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
             if control_started.is_set():
                 raise RuntimeError("registry client broke")
-            return querying.BatchResult(
-                code, querying.Recorded(queried=len(debtor_ids), cases_with_new_hits={1})
-            )
+            return [
+                querying.BatchResult(
+                    "bank", querying.Recorded(queried=len(debtor_ids), cases_with_new_hits={1})
+                )
+            ]
 
         async def control(case_ids: list[int]) -> Counts:
             control_started.set()
