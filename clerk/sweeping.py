@@ -38,8 +38,10 @@ Progress = Callable[[int, int], Awaitable[None]]
 #: No shard: the whole case book.
 EVERY_DEBTOR = querying.Shard()
 
-#: Cases per control call (one Prefect task each in the flow).
-CONTROL_BATCH = 100
+#: Cases per control call (one Prefect task each in the flow): a page's cases at once, planned in one
+#: transaction. (At 100 a call, a page's five control tasks cost the flow 10 % of its time at 20,000 debtors;
+#: bench/README.md item 22.)
+CONTROL_BATCH = 1000
 
 
 @dataclass(frozen=True)
