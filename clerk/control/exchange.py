@@ -109,15 +109,12 @@ async def send(
     registries: Mapping[str, RegistryPort],
     exchange: Exchange,
     ids: Sequence[int],
-    items: Sequence[Outgoing] | None = None,
 ) -> Counts:
     """Send written-down requests and record the answers as they come: those that arrived while the last
     ones were being written go together (in one transaction when `exchange.batched`). A request to a
-    registry not at hand stays `requested`, counted unconfirmed. `items`: the requests of `ids` as the
-    transaction that wrote them down made them (a plan's: not read back); else they are read."""
+    registry not at hand stays `requested`, counted unconfirmed."""
     counts = Counts()
-    if items is None:
-        items = await db.read(sessions, exchange.load, ids)
+    items = await db.read(sessions, exchange.load, ids)
     answers: asyncio.Queue[tuple[Outgoing, Answer | None]] = asyncio.Queue()
 
     async def one(item: Outgoing) -> None:

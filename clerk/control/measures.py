@@ -20,7 +20,7 @@ from clerk import querying
 from clerk.control import actions, answers, exchange
 from clerk.control.counts import Counts
 from clerk.control.exchange import Answer, Outgoing, Reply
-from clerk.control.planning import Policy, plan, plan_cases, request_of
+from clerk.control.planning import Policy, plan, plan_cases
 from clerk.control.sheet import case_sheet
 from clerk.store import db
 from connectors.base import (
@@ -31,7 +31,7 @@ from connectors.base import (
     RegistryError,
     RegistryPort,
 )
-from models import casesheet
+from models import casesheet, rules
 from models.status import MeasureStatus
 from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure, Registry
@@ -47,18 +47,19 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
         .where(ControlMeasure.id.in_(measure_ids), ControlMeasure.status == MeasureStatus.REQUESTED)
         .order_by(ControlMeasure.id)
     )
-    return [
-        request_of(
-            measure.id,
-            measure.kind,
-            measure.idempotency_key,
-            measure.requested_amount_fen,
-            case_number,
-            asset,
-            registry,
+    result = []
+    for measure, asset, case_number, registry in rows:
+        request = ControlRequest(
+            idempotency_key=measure.idempotency_key,
+            case_number=case_number,
+            subject_ref=str(asset.debtor_id),
+            asset_identifier=asset.identifier,
+            kind=MeasureKind(measure.kind),
+            amount_fen=measure.requested_amount_fen if measure.kind == "freeze" else None,
+            years=rules.TERM_YEARS[rules.AssetKind(asset.kind)],
         )
-        for measure, asset, case_number, registry in rows
-    ]
+        result.append(Outgoing(measure.id, measure.kind, registry, request))
+    return result
 
 
 @dataclass
@@ -123,8 +124,7 @@ async def control_cases(
     measure_ids = [measure_id for planned in plans for measure_id in planned.measure_ids]
     counts.requested = len(measure_ids)
     if measure_ids:
-        planned_now = [item for planned in plans for item in planned.outgoing]
-        counts.add(await send(sessions, registries, measure_ids, actor, planned_now))
+        counts.add(await send(sessions, registries, measure_ids, actor))
     return counts
 
 
@@ -133,13 +133,11 @@ async def send(
     registries: Mapping[str, RegistryPort],
     measure_ids: Sequence[int],
     actor: str,
-    items: Sequence[Outgoing] | None = None,
 ) -> Counts:
     """Send written-down measures and record the answers (`control.exchange.send`); what a registry held
-    beyond what was asked is released at once. `items`: the measures' requests as their plan made them
-    (else they are read)."""
+    beyond what was asked is released at once."""
     return await _releasing_excess(
-        sessions, registries, actor, lambda m: exchange.send(sessions, registries, m, measure_ids, items)
+        sessions, registries, actor, lambda m: exchange.send(sessions, registries, m, measure_ids)
     )
 
 

@@ -17,10 +17,8 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
 from clerk.control.cap import _held_on_assets, available, covered_by
-from clerk.control.exchange import Outgoing
 from clerk.settings import Settings
 from clerk.store import audit, db, locks
-from connectors.base import ControlRequest, MeasureKind
 from models import rules
 from models.exemptions import NO_EXEMPTIONS, Exemptions, within_allowance
 from models.status import LIVE, CaseStatus
@@ -53,8 +51,6 @@ class Plan:
     remaining_fen: int
     covered_before_fen: int
     measure_ids: list[int] = field(default_factory=list)
-    #: The measures written down, as requests ready to send (personal data: kept in memory, see Outgoing).
-    outgoing: list[Outgoing] = field(default_factory=list)
     freeze_fen: int = 0
     seizures: int = 0
     allowance_kept_fen: int = 0  # left free on persons' deposits as their living allowance
@@ -149,38 +145,10 @@ def plan_cases(
     )
     entries: list[audit.Entry] = []
     for (case, asset, row), measure_id in zip(written, measure_ids, strict=True):
-        registry = registries[asset.registry_id]
         plans[case.id].measure_ids.append(measure_id)
-        plans[case.id].outgoing.append(
-            request_of(
-                measure_id,
-                row["kind"],
-                row["idempotency_key"],
-                row["requested_amount_fen"],
-                case.case_number,
-                asset,
-                registry,
-            )
-        )
-        entries.append(_requested(case, asset, measure_id, row, registry, actor))
+        entries.append(_requested(case, asset, measure_id, row, registries[asset.registry_id], actor))
     audit.append_many(session, entries)
     return [plans[case_id] for case_id in case_ids]
-
-
-def request_of(
-    measure_id: int, kind: str, key: str, amount: int, case_number: str, asset: Asset, registry: str
-) -> Outgoing:
-    """A written-down freeze or seizure as the request that is sent for it (`control.exchange`)."""
-    request = ControlRequest(
-        idempotency_key=key,
-        case_number=case_number,
-        subject_ref=str(asset.debtor_id),
-        asset_identifier=asset.identifier,
-        kind=MeasureKind(kind),
-        amount_fen=amount if kind == "freeze" else None,
-        years=rules.TERM_YEARS[rules.AssetKind(asset.kind)],
-    )
-    return Outgoing(measure_id, kind, registry, request)
 
 
 def _freezable(
