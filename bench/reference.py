@@ -135,7 +135,9 @@ class Db:
         else:
             import psycopg
 
-            self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+            # Autocommit outside `transaction()`: each block is its own BEGIN … COMMIT, as on SQLite.
+            plain_url = url.replace("postgresql+psycopg://", "postgresql://")
+            self.conn = psycopg.connect(plain_url, autocommit=True)
 
     def _sql(self, sql: str) -> str:
         return sql if self.sqlite else sql.replace("?", "%s")
@@ -230,7 +232,8 @@ class Chain:
 def load(url: str, case_file: Path) -> int:
     """The case file's cases and debtors into a new case book; how many debtors."""
     db = Db(url)
-    for statement in SCHEMA.split(";"):
+    schema = SCHEMA if db.sqlite else SCHEMA.replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
+    for statement in schema.split(";"):
         if statement.strip():
             db.run(statement)
     cases: dict[str, int] = {}
