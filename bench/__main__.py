@@ -46,6 +46,12 @@ def main() -> int:
         help="`scale`: the sweep as the Prefect flow runs it (against a Prefect server started for it), "
         "beside the reference sweep; a first sweep only",
     )
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="`scale` without the reference sweep and its twin world (its columns read -): at 1,000,000 "
+        "the two would double the time",
+    )
     benchmarks: dict[str, Callable[[argparse.Namespace], object]] = {
         "simulators": lambda a: simulators.run(quick=a.quick),
         "transport": lambda a: transport.run(quick=a.quick),
@@ -57,6 +63,7 @@ def main() -> int:
             resweep=not a.first_sweep_only,
             shards=a.shards,
             flow=a.flow,
+            with_reference=not a.no_reference,
         ),
         "prefect": lambda a: prefect_cost.run(quick=a.quick),
         "latency": lambda a: latency.run(quick=a.quick),
