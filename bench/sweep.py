@@ -140,13 +140,19 @@ async def plain_limit(regs: list[RegistryConfig], subjects: list[Subject]) -> tu
                     wire = await _wire(adapters[config.code], QueryRequest(request_ref=ref, subjects=batch))
                     headers = {"Authorization": f"Bearer {secret}", "X-Request-Ref": ref}
                     headers |= wire.kwargs.get("headers") or {}
-                    response = await client.request(
-                        wire.method,
-                        wire.path,
-                        json=wire.kwargs.get("json_body"),
-                        content=wire.kwargs.get("content"),
-                        headers=headers,
-                    )
+                    for attempt in range(3):  # a connection the simulator closed under load: sent again
+                        try:
+                            response = await client.request(
+                                wire.method,
+                                wire.path,
+                                json=wire.kwargs.get("json_body"),
+                                content=wire.kwargs.get("content"),
+                                headers=headers,
+                            )
+                            break
+                        except httpx.TransportError:
+                            if attempt == 2:
+                                raise
                     response.raise_for_status()
                     lookups += len(batch)
 
