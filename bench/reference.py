@@ -641,17 +641,17 @@ class Sweep:
 
     def _out(self, case_id: int, number: str, asset: Sequence[Any], kind: str, amount: int | None) -> Out:
         asset_id, debtor, registry, asset_kind, identifier, balance = asset[:6]
-        key = uuid.uuid4().hex
-        request = ControlRequest(
-            idempotency_key=key,
-            case_number=number,
-            subject_ref=str(debtor),
-            asset_identifier=identifier,
-            kind=MeasureKind(kind),
-            amount_fen=amount,
-            years=rules.TERM_YEARS[rules.AssetKind(asset_kind)],
+        return _measure(
+            uuid.uuid4().hex,
+            registry,
+            case_id,
+            number,
+            kind,
+            amount or 0,
+            (asset_id, debtor, asset_kind),
+            identifier,
+            balance,
         )
-        return Out(key, registry, case_id, asset_id, number, kind, amount or 0, balance, identifier, request)
 
     async def _send(self, outgoing: Sequence[Out], *, by_status: bool = False) -> None:
         async def one(item: Out) -> ControlReply | RegistryError | None:
@@ -801,40 +801,43 @@ class Sweep:
         """Measures left `requested` (lost or unconfirmed answers): asked by key, sent again if never seen."""
         rows = await self._db(
             self.db.rows,
-            "SELECT m.key, m.registry, m.case_id, c.case_number, m.kind, m.requested_fen, a.balance_fen, "
-            "a.identifier, a.debtor_id, a.id, a.kind FROM measures m JOIN cases c ON c.id = m.case_id "
+            "SELECT m.key, m.registry, m.case_id, c.case_number, m.kind, m.requested_fen, a.id, a.debtor_id, "
+            "a.kind, a.identifier, a.balance_fen FROM measures m JOIN cases c ON c.id = m.case_id "
             "JOIN assets a ON a.id = m.asset_id WHERE m.status = 'requested'",
         )
         if not rows:
             return
         self.figures.unconfirmed -= len(rows)
-        outgoing = []
-        for (
-            key,
-            registry,
-            case_id,
-            number,
-            kind,
-            requested,
-            balance,
-            identifier,
-            debtor,
-            asset_id,
-            asset_kind,
-        ) in rows:
-            request = ControlRequest(
-                idempotency_key=key,
-                case_number=number,
-                subject_ref=str(debtor),
-                asset_identifier=identifier,
-                kind=MeasureKind(kind),
-                amount_fen=requested or None,
-                years=rules.TERM_YEARS[rules.AssetKind(asset_kind)],
-            )
-            outgoing.append(
-                Out(key, registry, case_id, asset_id, number, kind, requested, balance, identifier, request)
-            )
+        outgoing = [
+            _measure(key, code, case, number, kind, fen, (asset, debtor, asset_kind), identifier, balance)
+            for key, code, case, number, kind, fen, asset, debtor, asset_kind, identifier, balance in rows
+        ]
         await self._send(outgoing, by_status=True)
+
+
+def _measure(
+    key: str,
+    registry: str,
+    case_id: int,
+    number: str,
+    kind: str,
+    requested: int,
+    asset: tuple[int, int, str],
+    identifier: str,
+    balance: int | None,
+) -> Out:
+    """A measure written down (`asset`: its id, its debtor's id, its kind), with the request sent for it."""
+    asset_id, debtor, asset_kind = asset
+    request = ControlRequest(
+        idempotency_key=key,
+        case_number=number,
+        subject_ref=str(debtor),
+        asset_identifier=identifier,
+        kind=MeasureKind(kind),
+        amount_fen=requested or None,
+        years=rules.TERM_YEARS[rules.AssetKind(asset_kind)],
+    )
+    return Out(key, registry, case_id, asset_id, number, kind, requested, balance, identifier, request)
 
 
 def _iso(day: dt.date | None) -> str | None:
