@@ -95,40 +95,18 @@ async def query_batch(
     actor: str,
 ) -> BatchResult:
     """Ask one registry about a batch of debtors and record the answer, the debtors answered stamped
-    queried (a case query's; a sweep asks a page at once: `query_page`); a failure is recorded, not
+    queried (a case query's): `query_page` with one registry and one batch; a failure is recorded, not
     raised."""
-    result = BatchResult(connector.code)
-
-    def load() -> tuple[QueryRequest, dict[int, int]]:
-        ref = runs.new_request_ref(run_id, connector.code)
-        with sessions.begin() as session:
-            subjects = runs.subjects(session, debtor_ids)
-            # Written down before the request leaves: a crash before its answer is recorded leaves these
-            # lookups `sent`, and their debtors due again (see querying.due).
-            queries = record.record_sent(
-                session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=ref
-            )
-        return QueryRequest(request_ref=ref, subjects=tuple(subjects)), queries
-
-    request, queries = await asyncio.to_thread(load)
-    try:
-        reply = await connector.query(request)
-    except RegistryError as exc:
-        result.failed, result.error = len(debtor_ids), exc.reason
-        result.skipped = isinstance(exc, RegistryUnavailable)
-        reason = str(exc)
-
-        def fail() -> None:
-            with sessions.begin() as session:
-                record.record_failure(
-                    session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, reason=reason
-                )
-
-        await asyncio.to_thread(fail)
-        return result
-
-    result.recorded = await asyncio.to_thread(
-        record_query_reply, sessions, run_id, registry_id, connector.code, reply, actor, queries
+    code = connector.code
+    [result] = await query_page(
+        sessions,
+        {code: connector},
+        {code: len(debtor_ids)},
+        {code: registry_id},
+        run_id,
+        debtor_ids,
+        actor,
+        stamp=True,
     )
     return result
 
@@ -141,14 +119,16 @@ async def query_page(
     run_id: int,
     debtor_ids: Sequence[int],
     actor: str,
+    *,
+    stamp: bool = False,
 ) -> list[BatchResult]:
     """Ask every registry about a page of debtors, in batches of each one's size, all at once, and record
-    the answers (a failure is recorded, not raised): `query_batch` for a sweep's page, with a page's work
-    done once. The subjects are read and every lookup written down (`sent`) in one transaction before any
-    request leaves; every answer and failure is recorded in one transaction once the last has come, the
-    debtors' cases read once for all of them. The debtors answered are not stamped: the sweep stamps its
-    page (`sweeping.after_answers`). A crash before the answers are recorded leaves the page's lookups
-    `sent` and its debtors due: they are asked again, and nothing is recorded twice."""
+    the answers (a failure is recorded, not raised), a result per batch. The subjects are read and every
+    lookup written down (`sent`) in one transaction before any request leaves; every answer and failure is
+    recorded in one transaction once the last has come, the debtors' cases read once for all of them. A
+    crash before the answers are recorded leaves the page's lookups `sent` and its debtors due: they are
+    asked again, and nothing is recorded twice. The debtors answered are stamped queried with `stamp`;
+    without, the sweep stamps its page once (`sweeping.after_answers`)."""
     codes = [code for code in batch_sizes if code in connectors]
     batches = [
         (code, list(debtor_ids[i : i + batch_sizes[code]]))
@@ -166,7 +146,7 @@ async def query_page(
                 [(registry_ids[code], ref, ids) for (code, ids), ref in zip(batches, refs, strict=True)],
             )
         requests = [
-            QueryRequest(request_ref=ref, subjects=tuple(subjects[d] for d in ids))
+            QueryRequest(request_ref=ref, subjects=tuple(subjects[d] for d in ids if d in subjects))
             for (_, ids), ref in zip(batches, refs, strict=True)
         ]
         return requests, queries
@@ -204,7 +184,7 @@ async def query_page(
                     registry_code=code,
                     reply=answer,
                     actor=actor,
-                    stamp=False,
+                    stamp=stamp,
                     queries=query_ids,
                     cases=by_status,
                 )

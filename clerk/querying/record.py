@@ -27,8 +27,10 @@ _QUERIES, _ASSETS = db.table(Query), db.table(Asset)
 def record_sent(
     session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str | None
 ) -> dict[int, int]:
-    """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert. Returns
-    debtor id -> query id, for recording the answer (`record_reply(queries=…)`) without reading them back."""
+    """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert of those the
+    run has not written yet (an answer collected later, or recorded without them, finds or writes them here
+    too). Returns debtor id -> query id, for recording the answer (`record_reply(queries=…)`) without
+    reading them back."""
     return record_sent_many(session, run_id, [(registry_id, ref, debtor_ids)])[0]
 
 
@@ -126,7 +128,9 @@ def record_reply(
     now = utcnow()
     debtor_ids = [int(r.subject_ref) for r in reply.results]
     if queries is None or any(d not in queries for d in debtor_ids):
-        queries = _ensure_queries(session, run_id, registry_id, debtor_ids, reply.request_ref)
+        queries = record_sent(
+            session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=reply.request_ref
+        )
     identifiers = [a.identifier for r in reply.results for a in r.assets]
     known: dict[str, dict[str, Any]] = {}
     for part in db.chunks(identifiers):
@@ -226,7 +230,7 @@ def record_failure(
 ) -> None:
     """A batch the registry did not answer: its queries are recorded as failed (the reason has no personal
     data), and the debtors stay due for the next run."""
-    queries = _ensure_queries(session, run_id, registry_id, debtor_ids, None)
+    queries = record_sent(session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=None)
     for chunk in db.chunks(list(queries.values())):
         session.execute(
             update(Query).where(Query.id.in_(chunk)).values(status="failed", error=scrub_text(reason)[:500])
@@ -241,18 +245,6 @@ def pending_requests(session: Session) -> list[tuple[int, int, str]]:
         .distinct()
     )
     return [(run, registry, ref) for run, registry, ref in rows if ref]
-
-
-def _ensure_queries(
-    session: Session,
-    run_id: int,
-    registry_id: int,
-    debtor_ids: Sequence[int],
-    ref: str | None,
-) -> dict[int, int]:
-    """The run's lookups of these debtors at the registry, written now if they were not before (an answer
-    collected or recorded without `record_sent`): debtor id -> query id."""
-    return record_sent_many(session, run_id, [(registry_id, ref, debtor_ids)])[0]
 
 
 def cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[str, dict[int, dict[int, str]]]:
