@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.store import db
@@ -51,8 +51,7 @@ def notify(
 def notify_many(session: Session, drafts: Sequence[Draft]) -> None:
     """Write many notices down in one INSERT (rows, no ORM objects: a sweep writes one for each case with
     new hits and each measure that took effect). The cases must already be written."""
-    if drafts:
-        session.execute(insert(db.table(Notification)), [_row(d) for d in drafts])
+    db.insert_rows(session, db.table(Notification), [_row(d) for d in drafts])
 
 
 def notify_case(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from clerk.store import audit, db
@@ -40,18 +40,12 @@ Sent = tuple[int, str | None, Sequence[int]]
 
 def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) -> list[dict[int, int]]:
     """`record_sent` for many requests of a run (a sweep's page at every registry): one read of what was
-    written before, one insert of the rest. Each request's debtor id -> query id, in order."""
+    written before, one insert of the rest (`db.insert_rows`) and one read of their ids. Each request's
+    debtor id -> query id, in order."""
     debtors = sorted({d for _, _, debtor_ids in requests for d in debtor_ids})
-    found: dict[tuple[int, int], int] = {}
-    for chunk in db.chunks(debtors):
-        rows = session.execute(
-            select(_QUERIES.c.registry_id, _QUERIES.c.debtor_id, _QUERIES.c.id).where(
-                _QUERIES.c.run_id == run_id, _QUERIES.c.debtor_id.in_(chunk)
-            )
-        )
-        found.update(((registry_id, debtor_id), query_id) for registry_id, debtor_id, query_id in rows)
+    found = _query_ids(session, run_id, debtors)
     now = utcnow()
-    rows_to_write = [
+    rows_to_write: list[dict[str, Any]] = [
         {
             "run_id": run_id,
             "registry_id": registry_id,
@@ -64,12 +58,22 @@ def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) ->
         if (registry_id, d) not in found
     ]
     if rows_to_write:
-        written = session.execute(
-            insert(_QUERIES).returning(_QUERIES.c.registry_id, _QUERIES.c.debtor_id, _QUERIES.c.id),
-            rows_to_write,
-        )
-        found.update(((registry_id, debtor_id), query_id) for registry_id, debtor_id, query_id in written)
+        db.insert_rows(session, _QUERIES, rows_to_write)
+        found.update(_query_ids(session, run_id, sorted({row["debtor_id"] for row in rows_to_write})))
     return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
+
+
+def _query_ids(session: Session, run_id: int, debtor_ids: Sequence[int]) -> dict[tuple[int, int], int]:
+    """(registry id, debtor id) -> query id of the run's lookups of these debtors."""
+    found: dict[tuple[int, int], int] = {}
+    for chunk in db.chunks(debtor_ids):
+        rows = session.execute(
+            select(_QUERIES.c.registry_id, _QUERIES.c.debtor_id, _QUERIES.c.id).where(
+                _QUERIES.c.run_id == run_id, _QUERIES.c.debtor_id.in_(chunk)
+            )
+        )
+        found.update(((registry_id, debtor_id), query_id) for registry_id, debtor_id, query_id in rows)
+    return found
 
 
 def add_counts(total: object, other: object) -> None:
@@ -196,7 +200,7 @@ def record_reply(
     # unique key and the reply is recorded again (querying.query_batch). (Appending to the audit trail takes
     # no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
     if new_assets:
-        session.execute(insert(_ASSETS), list(new_assets.values()))
+        db.insert_rows(session, _ASSETS, list(new_assets.values()))
     seen = [a for a in known.values() if "id" in a]  # every known asset was seen now: its balance, its date
     if seen:
         session.execute(

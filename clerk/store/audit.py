@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clerk.store import db
@@ -117,8 +117,7 @@ def append_many(session: Session, entries: Iterable[Entry]) -> None:
                 "hash": event_hash(when, entry.actor, entry.action, entry.case_number, body),
             }
         )
-    if rows:
-        session.execute(insert(db.table(AuditEvent)), rows)
+    db.insert_rows(session, db.table(AuditEvent), rows)
 
 
 def case_events(session: Session, case_number: str) -> Iterator[AuditEvent]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -13,7 +13,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, Table, create_engine, event
+from psycopg import sql as psql
+from sqlalchemy import Dialect, Engine, Table, create_engine, event, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -116,6 +117,76 @@ def insert_missing(session: Session, table: Any, rows: list[dict[str, Any]]) -> 
     dialect = session.get_bind().dialect.name
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
     session.execute(insert(table).values(rows).on_conflict_do_nothing())
+
+
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows (dicts with the same keys) in the caller's transaction, for the sweep's hot statements:
+    on SQLite in one `executemany` of the driver, on PostgreSQL in one COPY. Each column's type processing
+    (a timestamp made naive UTC, a dict made JSON) runs once per distinct value, not once per row and column
+    as a Core INSERT runs it, and the statement is built once per table and column set (a Core INSERT of a
+    page's 5,000 lookups spent most of its time there; bench/README.md item 23). The columns' Python
+    defaults fill what the rows leave out. Nothing is returned: read back what needs ids."""
+    if not rows:
+        return
+    given = tuple(rows[0])
+    defaults = {  # the columns' Python defaults, for those the rows leave out: once for the lot
+        c.name: _default(c.default)
+        for c in table.columns
+        if c.name not in given and c.default is not None and (c.default.is_scalar or c.default.is_callable)
+    }
+    names = given + tuple(defaults)
+    connection = session.connection()
+    dialect = connection.dialect
+    columns = []
+    for name in names:
+        values = [row[name] for row in rows] if name in given else [defaults[name]] * len(rows)
+        process = _bind_processor(dialect, table.c[name])
+        columns.append(values if process is None else _processed(values, process))
+    if dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        statement = psql.SQL("COPY {} ({}) FROM STDIN").format(
+            psql.Identifier(table.name), psql.SQL(", ").join(map(psql.Identifier, names))
+        )
+        with cursor.copy(statement) as copy:
+            for row in zip(*columns, strict=True):
+                copy.write_row(row)
+        return
+    sql, order = _insert_statement(dialect, table, names)
+    by_name = dict(zip(names, columns, strict=True))
+    connection.exec_driver_sql(sql, list(zip(*(by_name[name] for name in order), strict=True)))
+
+
+def _default(default: Any) -> Any:
+    """A column's Python default (SQLAlchemy takes a callable's context argument; these ignore it)."""
+    return default.arg(None) if default.is_callable else default.arg
+
+
+def _bind_processor(dialect: Dialect, column: Any) -> Callable[[Any], Any] | None:
+    return cast(Callable[[Any], Any] | None, column.type.dialect_impl(dialect).bind_processor(dialect))
+
+
+def _processed(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
+    """`process` of each value, once per distinct value where values can be told apart (timestamps, codes);
+    dicts (JSON) each time."""
+    done: dict[Any, Any] = {}
+    out = []
+    for value in values:
+        try:
+            out.append(done[value])
+        except KeyError:
+            out.append(done.setdefault(value, process(value)))
+        except TypeError:  # unhashable: a dict or a list
+            out.append(process(value))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(dialect: Dialect, table: Table, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """SQLite's INSERT text for the driver, and the order its parameters go in."""
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
+    order = tuple(compiled.positiontup or ())
+    assert set(order) == set(names), "the INSERT takes exactly the given columns"
+    return compiled.string, order
 
 
 def table(model: type[DeclarativeBase]) -> Table:
