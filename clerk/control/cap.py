@@ -6,16 +6,51 @@ is owed over accounts is `models.rules.allocate_freezes`; this reads what it nee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clerk.store import db
 from models.status import LIVE
-from models.tables import Asset, ControlMeasure
+from models.tables import ControlMeasure
 
 
-def covered_by(measure: ControlMeasure) -> int:
+class Claim(Protocol):
+    """What `covered_by` reads of a measure: a `ControlMeasure`, or a row of its columns."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def requested_amount_fen(self) -> int: ...
+    @property
+    def actual_amount_fen(self) -> int | None: ...
+
+
+class Holding(Protocol):
+    """What `available` reads of an asset: an `Asset`, or a row of its columns."""
+
+    @property
+    def balance_fen(self) -> int | None: ...
+    @property
+    def other_measures(self) -> Mapping[str, Any] | None: ...
+
+
+#: The columns of a measure that `covered_by` reads, for reads of many measures as rows (planning).
+CLAIM = (
+    ControlMeasure.case_id,
+    ControlMeasure.asset_id,
+    ControlMeasure.kind,
+    ControlMeasure.status,
+    ControlMeasure.requested_amount_fen,
+    ControlMeasure.actual_amount_fen,
+)
+
+
+def covered_by(measure: Claim) -> int:
     """What a live freeze counts against the cap: its claim, the amount it asks for. A pending or queued
     freeze may still take effect, and a partial one keeps catching deposits on its account until it holds
     its claim (banks top it up), so each counts in full; a partial release or a deduction lowers the claim."""
@@ -47,14 +82,15 @@ def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int
     held: dict[int, int] = {}
     if not asset_ids:
         return held
-    for measure in session.scalars(
-        select(ControlMeasure).where(ControlMeasure.asset_id.in_(asset_ids), ControlMeasure.status.in_(LIVE))
-    ):
-        held[measure.asset_id] = held.get(measure.asset_id, 0) + covered_by(measure)
+    for chunk in db.chunks(asset_ids):
+        for measure in session.execute(
+            select(*CLAIM).where(ControlMeasure.asset_id.in_(chunk), ControlMeasure.status.in_(LIVE))
+        ):
+            held[measure.asset_id] = held.get(measure.asset_id, 0) + covered_by(measure)
     return held
 
 
-def available(asset: Asset, ours: int) -> int:
+def available(asset: Holding, ours: int) -> int:
     """What can still be frozen on a deposit: its balance less other authorities' measures and ours."""
     balance = asset.balance_fen or 0
     others = 0

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
-from clerk.control.cap import _held_on_assets, available, covered_by
+from clerk.control.cap import CLAIM, _held_on_assets, available, covered_by
 from clerk.settings import Settings
 from clerk.store import audit, db, locks
 from models import rules
@@ -88,28 +88,29 @@ def plan_cases(
     if not ids:
         return []
     locked = locks.lock_cases(session, ids)
-    live: dict[int, list[ControlMeasure]] = {}
-    for measure in session.scalars(
-        select(ControlMeasure).where(ControlMeasure.case_id.in_(ids), ControlMeasure.status.in_(LIVE))
-    ):
-        live.setdefault(measure.case_id, []).append(measure)
-    assets: dict[int, list[Asset]] = {}
+    live: dict[int, list[Row[Any]]] = {}
+    assets: dict[int, list[Row[Any]]] = {}
     people: dict[int, int | None] = {}  # natural persons among the debtors -> their dependants
-    for case_id, asset, kind, dependants in session.execute(
-        select(CaseDebtor.case_id, Asset, Debtor.kind, Debtor.dependants)
-        .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
-        .join(Debtor, Debtor.id == CaseDebtor.debtor_id)
-        .where(CaseDebtor.case_id.in_(ids))
-        .order_by(Asset.id)
-    ).tuples():
-        assets.setdefault(case_id, []).append(asset)
-        if kind == DebtorKind.PERSON:
-            people[asset.debtor_id] = dependants
+    for chunk in db.chunks(ids):  # rows, not objects: a page plans a thousand cases
+        for measure in session.execute(
+            select(*CLAIM).where(ControlMeasure.case_id.in_(chunk), ControlMeasure.status.in_(LIVE))
+        ):
+            live.setdefault(measure.case_id, []).append(measure)
+        for row in session.execute(
+            select(CaseDebtor.case_id, *_ASSET, Debtor.kind.label("debtor_kind"), Debtor.dependants)
+            .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
+            .join(Debtor, Debtor.id == CaseDebtor.debtor_id)
+            .where(CaseDebtor.case_id.in_(chunk))
+            .order_by(Asset.id)
+        ):
+            assets.setdefault(row.case_id, []).append(row)
+            if row.debtor_kind == DebtorKind.PERSON:
+                people[row.debtor_id] = row.dependants
     held_on = _held_on_assets(session, sorted({a.id for group in assets.values() for a in group}))
     registries = _registry_codes(session)
 
     plans: dict[int, Plan] = {}
-    written: list[tuple[Case, Asset, dict[str, Any]]] = []
+    written: list[tuple[Case, Row[Any], dict[str, Any]]] = []
     for case_id in ids:
         case = locked.get(case_id)
         if case is None:
@@ -135,25 +136,18 @@ def plan_cases(
                 if asset.kind in policy.auto_seize and asset.id not in seized:
                     written.append((case, asset, _row(case, asset, "seizure", None)))
                     result.seizures += 1
-    measure_ids = (  # every measure in one INSERT, as rows (no ORM objects and flush)
-        session.scalars(
-            insert(_MEASURES).returning(_MEASURES.c.id, sort_by_parameter_order=True),
-            [row for _, _, row in written],
-        ).all()
-        if written
-        else []
-    )
+    measure_ids = _insert_measures(session, [values for _, _, values in written])
     entries: list[audit.Entry] = []
-    for (case, asset, row), measure_id in zip(written, measure_ids, strict=True):
+    for (case, asset, values), measure_id in zip(written, measure_ids, strict=True):
         plans[case.id].measure_ids.append(measure_id)
-        entries.append(_requested(case, asset, measure_id, row, registries[asset.registry_id], actor))
+        entries.append(_requested(case, asset, measure_id, values, registries[asset.registry_id], actor))
     audit.append_many(session, entries)
     return [plans[case_id] for case_id in case_ids]
 
 
 def _freezable(
     case: Case,
-    found: Sequence[Asset],
+    found: Sequence[Row[Any]],
     held_on: Mapping[int, int],
     people: Mapping[int, int | None],
     exempt: Exemptions,
@@ -197,7 +191,33 @@ def _registry_codes(session: Session) -> dict[int, str]:
     return codes
 
 
-def _row(case: Case, asset: Asset, kind: str, amount: int | None) -> dict[str, Any]:
+#: The columns of an asset that planning reads.
+_ASSET = (
+    Asset.id,
+    Asset.debtor_id,
+    Asset.registry_id,
+    Asset.kind,
+    Asset.identifier,
+    Asset.balance_fen,
+    Asset.other_measures,
+    Asset.purpose,
+)
+
+
+def _insert_measures(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Write the measures down in one insert (`db.insert_rows`); their ids, in order, read back by their
+    idempotency keys."""
+    db.insert_rows(session, _MEASURES, rows)
+    ids: dict[str, int] = {}
+    for chunk in db.chunks([row["idempotency_key"] for row in rows]):
+        rows_read = session.execute(
+            select(_MEASURES.c.idempotency_key, _MEASURES.c.id).where(_MEASURES.c.idempotency_key.in_(chunk))
+        )
+        ids.update((key, measure_id) for key, measure_id in rows_read)
+    return [ids[row["idempotency_key"]] for row in rows]
+
+
+def _row(case: Case, asset: Row[Any], kind: str, amount: int | None) -> dict[str, Any]:
     """A measure to write down (status `requested`, by the column's default)."""
     return {
         "case_id": case.id,
@@ -210,7 +230,7 @@ def _row(case: Case, asset: Asset, kind: str, amount: int | None) -> dict[str, A
 
 
 def _requested(
-    case: Case, asset: Asset, measure_id: int, row: dict[str, Any], registry: str, actor: str
+    case: Case, asset: Row[Any], measure_id: int, row: dict[str, Any], registry: str, actor: str
 ) -> audit.Entry:
     return audit.Entry(
         "measure.requested",
