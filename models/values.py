@@ -291,8 +291,12 @@ _ACCOUNT_LIKE = re.compile(r"(?<![0-9])[0-9]{10,}(?![0-9])")
 _OWN_KEY = re.compile(r"(?=[0-9a-f]*[a-f])[0-9a-f]{32}")
 
 
+#: Both patterns above need six digits in a row: text without them is returned as it is, at one scan.
+_SIX_DIGITS = re.compile(r"[0-9]{6}")
+
+
 def scrub_text(value: str) -> str:
-    if _OWN_KEY.fullmatch(value):
+    if not _SIX_DIGITS.search(value) or _OWN_KEY.fullmatch(value):
         return value
     value = _ID_LIKE.sub(lambda m: mask_id(m.group()), value)
     return _ACCOUNT_LIKE.sub(lambda m: mask_account(m.group()), value)
@@ -303,11 +307,14 @@ def scrub_personal_data(value: object) -> object:
     payloads and operator-facing text; callers mask what they know to be personal in the first place)."""
     if isinstance(value, str):
         return scrub_text(value)
-    if isinstance(value, dict):
-        return {k: scrub_personal_data(v) for k, v in value.items()}
+    if isinstance(value, dict):  # numbers and None as they are, without a call each (audit payloads)
+        return {k: v if type(v) in _PLAIN else scrub_personal_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub_personal_data(v) for v in value]
     return value
+
+
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 
 def iso_date(day: dt.date | None) -> str | None:
