@@ -138,11 +138,7 @@ def record_reply(
     identifiers = [a.identifier for r in reply.results for a in r.assets]
     known: dict[str, dict[str, Any]] = {}
     for part in db.chunks(identifiers):
-        rows = session.execute(
-            select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
-                _ASSETS.c.registry_id == registry_id, _ASSETS.c.identifier.in_(part)
-            )
-        )
+        rows = session.execute(_KNOWN, {"registry_id": registry_id, "identifiers": part})
         known.update((row.identifier, dict(row._mapping)) for row in rows)
     by_status = cases_of(session, debtor_ids) if cases is None else cases
     active_of, terminated_of = by_status.get("active", {}), by_status.get("terminated", {})
@@ -182,16 +178,11 @@ def record_reply(
             numbers = [*active.values(), *terminated_of.get(debtor_id, {}).values()]
             events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
     for chunk in db.chunks(pending):
-        session.execute(
-            update(Query)
-            .where(Query.id.in_(chunk))
-            .values(status="pending", registry_reference=reply.request_ref)
-        )
+        session.execute(_LOOKUPS_PENDING, {"ids": chunk, "ref": reply.request_ref})
     for chunk in db.chunks(sorted(answered)):
         session.execute(
-            update(Query)
-            .where(Query.id.in_([queries[d] for d in chunk]))
-            .values(status="answered", answered_at=now, registry_reference=reply.request_ref)
+            _LOOKUPS_ANSWERED,
+            {"ids": [queries[d] for d in chunk], "at": now, "ref": reply.request_ref},
         )
     result.answered = set(answered)
     if stamp:
@@ -285,6 +276,24 @@ def _others(report: AssetReport) -> dict[str, object] | None:
 
 #: What a registry's report of an asset sets on it (`_reported`); the rest of its row is set once.
 _REPORTED = ("balance_fen", "other_measures", "purpose", "description", "last_seen_at")
+
+#: A reply's lookups answered, or answered "later": built once, as a sweep records hundreds of replies.
+_LOOKUPS_ANSWERED = (
+    update(_QUERIES)
+    .where(_QUERIES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status="answered", answered_at=bindparam("at"), registry_reference=bindparam("ref"))
+)
+_LOOKUPS_PENDING = (
+    update(_QUERIES)
+    .where(_QUERIES.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status="pending", registry_reference=bindparam("ref"))
+)
+
+#: The assets of a reply that the case book knows, by their identifiers at the registry.
+_KNOWN = select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
+    _ASSETS.c.registry_id == bindparam("registry_id"),
+    _ASSETS.c.identifier.in_(bindparam("identifiers", expanding=True)),
+)
 
 _UPDATE_SEEN = (
     update(_ASSETS)
