@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import notices
@@ -161,13 +161,13 @@ def record_replies(
             if excess is not None:
                 excess.append(release.id)
         changes[measure_id] = {
-            "measure_id": measure_id,
-            "new_status": status,
-            "new_registry_reference": reply.registry_reference,
-            "new_actual_amount_fen": actual,
-            "new_started_on": reply.started_on,
-            "new_expires_on": reply.expires_on,
-            "new_queue_position": reply.queue_position,
+            "id": measure_id,
+            "status": status,
+            "registry_reference": reply.registry_reference,
+            "actual_amount_fen": actual,
+            "started_on": reply.started_on,
+            "expires_on": reply.expires_on,
+            "queue_position": reply.queue_position,
         }
         if status in ("effective", "queued"):
             params = {"case": measure.case_number, "kind": measure.kind, "amount_fen": actual}
@@ -193,7 +193,7 @@ def record_replies(
             )
         )
     if changes:
-        session.execute(_UPDATE_ANSWERED, list(changes.values()))
+        db.update_rows(session, _MEASURES, list(changes.values()))
         db.expire_cached(session, ControlMeasure, changes)
     new_flags = _flag(session, flagged, measures, actor, entries)
     drafts.extend(draft for _, draft in new_flags)
@@ -274,25 +274,6 @@ def _flag(
         params = {"case": number, "measure": measure_id, "problem": problem}
         drafts.append((measure_id, notices.Draft(case_id, "judge", "registry.invalid_reply", params)))
     return drafts
-
-
-_UPDATE_ANSWERED = (
-    update(_MEASURES)
-    .where(_MEASURES.c.id == bindparam("measure_id"))
-    .values(
-        {
-            name: bindparam(f"new_{name}")
-            for name in (
-                "status",
-                "registry_reference",
-                "actual_amount_fen",
-                "started_on",
-                "expires_on",
-                "queue_position",
-            )
-        }
-    )
-)
 
 
 def record_error(session: Session, measure_id: int, error: RegistryError, actor: str) -> str:

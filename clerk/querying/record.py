@@ -194,9 +194,7 @@ def record_reply(
         db.insert_rows(session, _ASSETS, list(new_assets.values()))
     seen = [a for a in known.values() if "id" in a]  # every known asset was seen now: its balance, its date
     if seen:
-        session.execute(
-            _UPDATE_SEEN, [{f"new_{k}": a[k] for k in _REPORTED} | {"asset_id": a["id"]} for a in seen]
-        )
+        db.update_rows(session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in seen])
         db.expire_cached(session, Asset, [a["id"] for a in seen])
     audit.append_many(session, events)
     return result
@@ -293,12 +291,6 @@ _LOOKUPS_PENDING = (
 _KNOWN = select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
     _ASSETS.c.registry_id == bindparam("registry_id"),
     _ASSETS.c.identifier.in_(bindparam("identifiers", expanding=True)),
-)
-
-_UPDATE_SEEN = (
-    update(_ASSETS)
-    .where(_ASSETS.c.id == bindparam("asset_id"))
-    .values({name: bindparam(f"new_{name}") for name in _REPORTED})
 )
 
 

@@ -13,11 +13,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from psycopg import sql as psql
-from sqlalchemy import Dialect, Engine, Table, create_engine, event, insert
+from sqlalchemy import Column, Connection, Dialect, Engine, Table, bindparam, create_engine, event, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -121,44 +121,123 @@ def insert_missing(session: Session, table: Any, rows: list[dict[str, Any]]) -> 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert rows (dicts with the same keys) in the caller's transaction, for the sweep's hot statements:
-    on SQLite in one `executemany` of the driver, on PostgreSQL in one COPY. Each column's type processing
-    (a timestamp made naive UTC, a dict made JSON) runs once per distinct value, not once per row and column
-    as a Core INSERT runs it, and the statement is built once per table and column set (a Core INSERT of a
-    page's 5,000 lookups spent most of its time there; bench/README.md item 23). The columns' Python
-    defaults fill what the rows leave out. Nothing is returned: read back what needs ids."""
+    on SQLite as multi-row INSERTs (`_sqlite_many`), on PostgreSQL in one COPY. Each column's type
+    processing (a timestamp made naive UTC, a dict made JSON) runs once per distinct value, not once per row
+    and column as a Core INSERT runs it (a Core INSERT of a page's 5,000 lookups spent most of its time
+    there; bench/README.md item 23). The columns' Python defaults fill what the rows leave out. Nothing is
+    returned: read back what needs ids."""
     if not rows:
         return
-    given = tuple(rows[0])
-    defaults = {  # the columns' Python defaults, for those the rows leave out: once for the lot
-        c.name: _default(c.default)
-        for c in table.columns
-        if c.name not in given and c.default is not None and (c.default.is_scalar or c.default.is_callable)
-    }
-    names = given + tuple(defaults)
     connection = session.connection()
-    dialect = connection.dialect
-    columns = []
-    for name in names:
-        values = [row[name] for row in rows] if name in given else [defaults[name]] * len(rows)
-        process = _bind_processor(dialect, table.c[name])
-        columns.append(values if process is None else _processed(values, process))
-    if dialect.name == "postgresql":
+    names, columns = _columns(connection.dialect, table, rows, _default_of)
+    if connection.dialect.name == "postgresql":
+        import psycopg  # here: a SQLite clerk never loads the PostgreSQL driver
+        from psycopg import sql as psql
+
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         statement = psql.SQL("COPY {} ({}) FROM STDIN").format(
             psql.Identifier(table.name), psql.SQL(", ").join(map(psql.Identifier, names))
         )
-        with cursor.copy(statement) as copy:
-            for row in zip(*columns, strict=True):
-                copy.write_row(row)
+        try:
+            with cursor.copy(statement) as copy:
+                for row in zip(*columns, strict=True):
+                    copy.write_row(row)
+        except psycopg.Error as exc:  # as SQLAlchemy raises the driver's errors (IntegrityError, …)
+            raise DBAPIError.instance(str(statement), None, exc, psycopg.Error) from exc
         return
-    sql, order = _insert_statement(dialect, table, names)
-    by_name = dict(zip(names, columns, strict=True))
-    connection.exec_driver_sql(sql, list(zip(*(by_name[name] for name in order), strict=True)))
+    # The text names the schema's own table and columns, quoted by the dialect; every value is bound.
+    quote = connection.dialect.identifier_preparer.quote
+    head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES "  # noqa: S608
+    _sqlite_many(connection, head, "", list(zip(*columns, strict=True)))
 
 
-def _default(default: Any) -> Any:
-    """A column's Python default (SQLAlchemy takes a callable's context argument; these ignore it)."""
+def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id") -> None:
+    """Update rows (dicts with the same keys, `key` among them: which row; the rest: its new values) in the
+    caller's transaction, as `insert_rows` inserts: on SQLite as multi-row statements (`WITH v AS (VALUES
+    …) UPDATE … FROM v`), on PostgreSQL in one executemany (psycopg sends it as a pipeline). Columns with an
+    `onupdate` (`updated_at`) are set as a Core UPDATE sets them."""
+    if not rows:
+        return
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name == "postgresql":  # Core processes the values and sets the `onupdate`s
+        params = [{f"new_{name}": value for name, value in row.items()} for row in rows]
+        connection.execute(_pg_update(table, tuple(rows[0]), key), params)
+        return
+    names, columns = _columns(dialect, table, rows, _onupdate_of)
+    quote = dialect.identifier_preparer.quote  # names of the schema, quoted; every value is bound
+    target, alias = quote(table.name), "v"
+    sets = ", ".join(f"{quote(n)} = {alias}.{quote(n)}" for n in names if n != key)
+    head = f"WITH {alias}({', '.join(map(quote, names))}) AS (VALUES "
+    where = f"{target}.{quote(key)} = {alias}.{quote(key)}"
+    tail = f") UPDATE {target} SET {sets} FROM {alias} WHERE {where}"  # noqa: S608
+    _sqlite_many(connection, head, tail, list(zip(*columns, strict=True)))
+
+
+#: The most parameters one SQLite statement takes (SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32).
+SQLITE_PARAMETERS = 32_766
+
+
+def _sqlite_many(connection: Connection, head: str, tail: str, rows: list[tuple[Any, ...]]) -> None:
+    """`head` (…) , (…) … `tail` for as many rows as one statement takes, until all are written.
+
+    Not `executemany`: sqlite3 lets go of the GIL at each row's step and takes it back after, and while the
+    event loop runs registry HTTP in the other thread each take waits for its switch interval (5 ms). A
+    page's 3,000 new assets took seconds that way; one statement takes it once (bench/README.md item 23)."""
+    per = SQLITE_PARAMETERS // len(rows[0])
+    group = "(" + ", ".join("?" * len(rows[0])) + ")"
+    for i in range(0, len(rows), per):
+        part = rows[i : i + per]
+        sql = head + ", ".join([group] * len(part)) + tail
+        connection.exec_driver_sql(sql, tuple(value for row in part for value in row))
+
+
+def _columns(
+    dialect: Dialect,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    filler: Callable[[Column[Any]], Any],
+) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The rows' column names with those `filler` gives a value for (the columns' Python defaults, or
+    their `onupdate`s), and each column's values, bind-processed for the database."""
+    given = tuple(rows[0])
+    extra = {c.name: filler(c) for c in table.columns if c.name not in given}
+    extra = {name: value for name, value in extra.items() if value is not _NONE}
+    names = given + tuple(extra)
+    columns = []
+    for name in names:
+        values = [row[name] for row in rows] if name in given else [extra[name]] * len(rows)
+        process = _bind_processor(dialect, table.c[name])
+        columns.append(values if process is None else _processed(values, process))
+    return names, columns
+
+
+_NONE = object()
+
+
+def _default_of(column: Column[Any]) -> Any:
+    """A column's Python default, once for the lot (SQLAlchemy passes a callable a context; these take
+    none); `_NONE` when it has none."""
+    return _generated(column.default)
+
+
+def _onupdate_of(column: Column[Any]) -> Any:
+    return _generated(column.onupdate)
+
+
+def _generated(default: Any) -> Any:
+    if default is None or not (default.is_scalar or default.is_callable):
+        return _NONE
     return default.arg(None) if default.is_callable else default.arg
+
+
+@functools.lru_cache(maxsize=32)
+def _pg_update(table: Table, names: tuple[str, ...], key: str) -> Any:
+    return (
+        update(table)
+        .where(table.c[key] == bindparam(f"new_{key}"))
+        .values({n: bindparam(f"new_{n}") for n in names if n != key})
+    )
 
 
 def _bind_processor(dialect: Dialect, column: Any) -> Callable[[Any], Any] | None:
@@ -178,15 +257,6 @@ def _processed(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
         except TypeError:  # unhashable: a dict or a list
             out.append(process(value))
     return out
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_statement(dialect: Dialect, table: Table, names: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """SQLite's INSERT text for the driver, and the order its parameters go in."""
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(names))
-    order = tuple(compiled.positiontup or ())
-    assert set(order) == set(names), "the INSERT takes exactly the given columns"
-    return compiled.string, order
 
 
 def table(model: type[DeclarativeBase]) -> Table:

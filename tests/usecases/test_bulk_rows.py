@@ -1,0 +1,131 @@
+"""`db.insert_rows` and `db.update_rows`, the sweep's bulk writers: what they write reads back as the ORM
+and Core write it (timestamps in UTC, JSON, dates, the columns' defaults and `onupdate`s), on SQLite and
+PostgreSQL, in more statements than one when the rows need them, and nothing of a failed write stays."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk.store import db
+from models.tables import Asset, Case, ControlMeasure, Debtor, Registry, utcnow
+
+_ASSETS, _MEASURES = db.table(Asset), db.table(ControlMeasure)
+
+
+def _world(sessions: sessionmaker[Session]) -> tuple[int, int, int]:
+    """A registry, a debtor and a case: what assets and measures refer to."""
+    with sessions.begin() as session:
+        registry = Registry(code="bank-a", name="Bank A", kind="bank")
+        debtor = Debtor(kind="organisation", id_number="91410100MA44X9KQ1N", name="Firm")
+        case = Case(
+            case_number="（2024）豫0185执1号",
+            court_code="豫0185",
+            filed_on=dt.date(2024, 3, 1),
+            judge="j",
+            applicant="a",
+            principal_fen=100_000,
+            performance_due_on=dt.date(2024, 3, 1),
+        )
+        session.add_all([registry, debtor, case])
+        session.flush()
+        return registry.id, debtor.id, case.id
+
+
+def _asset(registry_id: int, debtor_id: int, i: int, seen: dt.datetime) -> dict[str, object]:
+    return {
+        "debtor_id": debtor_id,
+        "registry_id": registry_id,
+        "kind": "deposit",
+        "identifier": f"62220000{i:08d}",
+        "balance_fen": i * 100,
+        "other_measures": {"measures": [{"authority": "court B", "amount_fen": i}]} if i % 2 else None,
+        "purpose": None,
+        "description": None,
+        "first_seen_at": seen,
+        "last_seen_at": seen,
+    }
+
+
+def test_rows_written_in_bulk_read_back_as_written(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "SQLITE_PARAMETERS", 100)  # ten columns: ten rows a statement, 25 statements
+    registry_id, debtor_id, case_id = _world(sessions)
+    seen = dt.datetime(2026, 12, 6, 7, 30, 1, 123456, tzinfo=dt.UTC)
+    with sessions.begin() as session:
+        db.insert_rows(session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(250)])
+    with sessions() as session:
+        assets = session.scalars(select(Asset).order_by(Asset.identifier)).all()
+    assert len(assets) == 250
+    assert [a.balance_fen for a in assets] == [i * 100 for i in range(250)]
+    assert assets[3].other_measures == {"measures": [{"authority": "court B", "amount_fen": 3}]}
+    assert assets[2].other_measures is None
+    assert {a.last_seen_at for a in assets} == {seen}  # aware, in UTC, to the microsecond
+
+    before = utcnow()
+    with sessions.begin() as session:
+        db.insert_rows(  # status and created_at by the columns' defaults
+            session,
+            _MEASURES,
+            [
+                {
+                    "case_id": case_id,
+                    "asset_id": a.id,
+                    "registry_id": registry_id,
+                    "kind": "freeze",
+                    "requested_amount_fen": 50,
+                    "idempotency_key": f"{a.id:032x}",
+                }
+                for a in assets
+            ],
+        )
+    with sessions() as session:
+        measures = session.scalars(select(ControlMeasure).order_by(ControlMeasure.id)).all()
+    assert {m.status for m in measures} == {"requested"}
+    assert all(before <= m.created_at <= utcnow() for m in measures)
+
+    later = before + dt.timedelta(seconds=5)
+    with sessions.begin() as session:
+        db.update_rows(
+            session,
+            _MEASURES,
+            [
+                {
+                    "id": m.id,
+                    "status": "effective",
+                    "actual_amount_fen": 40 + i,
+                    "started_on": dt.date(2026, 12, 6),
+                    "expires_on": dt.date(2027, 12, 5),
+                }
+                for i, m in enumerate(measures[:120])
+            ],
+        )
+        db.update_rows(
+            session, _ASSETS, [{"id": a.id, "balance_fen": 7, "last_seen_at": later} for a in assets[:5]]
+        )
+    with sessions() as session:
+        after = session.scalars(select(ControlMeasure).order_by(ControlMeasure.id)).all()
+        balances = dict(session.execute(select(Asset.id, Asset.balance_fen)).tuples().all())
+        last_seen = dict(session.execute(select(Asset.id, Asset.last_seen_at)).tuples().all())
+    assert [m.status for m in after] == ["effective"] * 120 + ["requested"] * 130
+    assert [m.actual_amount_fen for m in after[:3]] == [40, 41, 42]
+    assert after[0].expires_on == dt.date(2027, 12, 5) and after[0].started_on == dt.date(2026, 12, 6)
+    assert all(m.updated_at > m.created_at for m in after[:120])  # the column's onupdate
+    assert [balances[a.id] for a in assets[:6]] == [7, 7, 7, 7, 7, 500]
+    assert last_seen[assets[0].id] == later and last_seen[assets[5].id] == seen
+
+
+def test_a_failed_bulk_insert_leaves_nothing(sessions: sessionmaker[Session]) -> None:
+    registry_id, debtor_id, _ = _world(sessions)
+    seen = utcnow()
+    rows = [_asset(registry_id, debtor_id, i, seen) for i in range(30)]
+    rows.append(rows[0])  # the same (registry, identifier) twice: the unique key refuses the lot
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        db.insert_rows(session, _ASSETS, rows)
+    with sessions() as session:
+        assert session.scalars(select(Asset.id)).all() == []
