@@ -125,7 +125,7 @@ async def query_page(
     """Ask every registry about a page of debtors, in batches of each one's size, all at once, and record
     the answers (a failure is recorded, not raised), a result per batch. The subjects are read and every
     lookup written down (`sent`) in one transaction before any request leaves; every answer and failure is
-    recorded in one transaction once the last has come, the debtors' cases read once for all of them. A
+    recorded in one transaction once the last has come, the answers together (`record.record_replies`). A
     crash before the answers are recorded leaves the page's lookups `sent` and its debtors due: they are
     asked again, and nothing is recorded twice. The debtors answered are stamped queried with `stamp`;
     without, the sweep stamps its page once (`sweeping.after_answers`)."""
@@ -167,29 +167,20 @@ async def query_page(
             result.skipped = isinstance(answer, RegistryUnavailable)
 
     def record_all(session: Session) -> list[Recorded]:
-        by_status = record.cases_of(session, debtor_ids)
-        recorded = []
+        replies = []
         for (code, ids), query_ids, answer in zip(batches, queries, answers, strict=True):
             if isinstance(answer, RegistryError):
                 record.record_failure(
                     session, run_id=run_id, registry_id=registry_ids[code], debtor_ids=ids, reason=str(answer)
                 )
-                recorded.append(Recorded())
-                continue
-            recorded.append(
-                record.record_reply(
-                    session,
-                    run_id=run_id,
-                    registry_id=registry_ids[code],
-                    registry_code=code,
-                    reply=answer,
-                    actor=actor,
-                    stamp=stamp,
-                    queries=query_ids,
-                    cases=by_status,
-                )
+            else:
+                replies.append(record.Reply(registry_ids[code], code, answer, query_ids))
+        recorded = iter(
+            record.record_replies(
+                session, run_id, replies, actor, stamp=stamp, cases=record.cases_of(session, debtor_ids)
             )
-        return recorded
+        )
+        return [Recorded() if isinstance(answer, RegistryError) else next(recorded) for answer in answers]
 
     for result, recorded in zip(
         results, await asyncio.to_thread(_recorded, sessions, record_all), strict=True

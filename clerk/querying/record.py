@@ -106,6 +106,17 @@ class Recorded:
         self.terminated_queried |= other.terminated_queried
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A registry's reply to record (`record_replies`), with the lookups `record_sent` wrote for its request
+    (debtor id -> query id; None: read, or written for an answer collected later)."""
+
+    registry_id: int
+    registry_code: str
+    reply: QueryReply
+    queries: Mapping[int, int] | None = None
+
+
 def record_reply(
     session: Session,
     *,
@@ -118,86 +129,115 @@ def record_reply(
     queries: Mapping[int, int] | None = None,
     cases: Mapping[str, Mapping[int, Mapping[int, str]]] | None = None,
 ) -> Recorded:
-    """Record the queries and hits of one reply in the caller's transaction; safe to call again with the
-    same reply (a retried batch, a collected answer): nothing is recorded twice. The debtors answered are
-    stamped queried now, unless `stamp` is False: the sweep stamps a page's debtors once, after every
-    registry's reply to it is recorded (`stamp_queried`), so that the five replies' transactions do not
-    each lock the same debtors' rows. `queries`: the lookups `record_sent` wrote for this request (debtor id
-    -> query id); else they are read (or written, for an answer collected later). `cases`: the debtors'
-    cases as `cases_of` reads them (a page's, read once for every registry's reply); else they are read.
+    """`record_replies` of one reply."""
+    [result] = record_replies(
+        session, run_id, [Reply(registry_id, registry_code, reply, queries)], actor, stamp=stamp, cases=cases
+    )
+    return result
 
-    Everything is written in bulk, as rows (a reply answers hundreds of debtors, most with nothing): the
-    lookups, the new assets, the known assets' new balances, the audit events; no ORM object is made."""
-    result = Recorded()
+
+def record_replies(
+    session: Session,
+    run_id: int,
+    replies: Sequence[Reply],
+    actor: str,
+    *,
+    stamp: bool = True,
+    cases: Mapping[str, Mapping[int, Mapping[int, str]]] | None = None,
+) -> list[Recorded]:
+    """Record the queries and hits of replies in the caller's transaction, what each changed in order;
+    safe to call again with the same replies (a retried batch, a collected answer): nothing is recorded
+    twice. The debtors answered are stamped queried now, unless `stamp` is False: the sweep stamps a page's
+    debtors once, after every registry's reply to it is recorded (`stamp_queried`). `cases`: the debtors'
+    cases as `cases_of` reads them; else they are read.
+
+    Everything is read once and written once for all the replies (a sweep's page: 25 replies, 5,000 lookups),
+    as rows, no ORM object made: the known assets of each registry, the debtors' cases; then the lookups'
+    answers, the new assets, the known assets' new balances and the audit events, each in one bulk
+    statement (`db.insert_rows`, `db.update_rows`). Replies of one registry name different debtors' assets:
+    what one reply adds, another of the page does not read."""
     now = utcnow()
-    debtor_ids = [int(r.subject_ref) for r in reply.results]
-    if queries is None or any(d not in queries for d in debtor_ids):
-        queries = record_sent(
-            session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=reply.request_ref
+    queries = [
+        r.queries
+        if r.queries is not None and all(int(s.subject_ref) in r.queries for s in r.reply.results)
+        else record_sent(
+            session,
+            run_id=run_id,
+            registry_id=r.registry_id,
+            debtor_ids=[int(s.subject_ref) for s in r.reply.results],
+            ref=r.reply.request_ref,
         )
-    identifiers = [a.identifier for r in reply.results for a in r.assets]
-    known: dict[str, dict[str, Any]] = {}
-    for part in db.chunks(identifiers):
-        rows = session.execute(_KNOWN, {"registry_id": registry_id, "identifiers": part})
-        known.update((row.identifier, dict(row._mapping)) for row in rows)
-    by_status = cases_of(session, debtor_ids) if cases is None else cases
-    active_of, terminated_of = by_status.get("active", {}), by_status.get("terminated", {})
+        for r in replies
+    ]
+    known: dict[tuple[int, str], dict[str, Any]] = {}
+    wanted: dict[int, list[str]] = {}
+    for r in replies:
+        wanted.setdefault(r.registry_id, []).extend(a.identifier for s in r.reply.results for a in s.assets)
+    for registry_id, identifiers in wanted.items():
+        for part in db.chunks(identifiers):
+            rows = session.execute(_KNOWN, {"registry_id": registry_id, "identifiers": part})
+            known.update(((registry_id, row.identifier), dict(row._mapping)) for row in rows)
+    if cases is None:
+        cases = cases_of(session, sorted({int(s.subject_ref) for r in replies for s in r.reply.results}))
+    active_of, terminated_of = cases.get("active", {}), cases.get("terminated", {})
     events: list[audit.Entry] = []
-    new_assets: dict[str, dict[str, Any]] = {}  # by identifier: a reply may name an account twice
-    pending: list[int] = []
-    answered: list[int] = []
-    for subject in reply.results:
-        debtor_id = int(subject.subject_ref)
-        result.queried += 1
-        if subject.status is SubjectStatus.PENDING:
-            pending.append(queries[debtor_id])
-            result.pending += 1
-            continue
-        answered.append(debtor_id)
-        result.terminated_queried |= set(terminated_of.get(debtor_id, {}))
-        if subject.status is SubjectStatus.NONE:
-            result.none += 1
-        for report in subject.assets:
-            result.hits += 1
-            asset = known.get(report.identifier)
-            if asset is None:
-                asset = known[report.identifier] = new_assets[report.identifier] = _new_asset(
-                    debtor_id, registry_id, queries[debtor_id], report, now
-                )
-                result.new_assets += 1
-                action = "hit.recorded"
-            elif _update(asset, report, now):
-                result.changed += 1
-                action = "hit.changed"
-            else:
+    new_assets: dict[tuple[int, str], dict[str, Any]] = {}  # a reply may name an account twice
+    lookups: list[dict[str, Any]] = []  # answered
+    later: list[dict[str, Any]] = []  # answered "later"
+    results = []
+    for r, asked in zip(replies, queries, strict=True):
+        result = Recorded()
+        results.append(result)
+        ref = r.reply.request_ref
+        for subject in r.reply.results:
+            debtor_id = int(subject.subject_ref)
+            result.queried += 1
+            if subject.status is SubjectStatus.PENDING:
+                later.append({"id": asked[debtor_id], "status": "pending", "registry_reference": ref})
+                result.pending += 1
                 continue
-            active = active_of.get(debtor_id, {})
-            result.cases_with_new_hits |= set(active)
-            result.terminated_with_new_hits |= set(terminated_of.get(debtor_id, {}))
-            payload = _hit_payload(registry_code, asset)
-            numbers = [*active.values(), *terminated_of.get(debtor_id, {}).values()]
-            events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
-    for chunk in db.chunks(pending):
-        session.execute(_LOOKUPS_PENDING, {"ids": chunk, "ref": reply.request_ref})
-    for chunk in db.chunks(sorted(answered)):
-        session.execute(
-            _LOOKUPS_ANSWERED,
-            {"ids": [queries[d] for d in chunk], "at": now, "ref": reply.request_ref},
-        )
-    result.answered = set(answered)
+            lookups.append(
+                {"id": asked[debtor_id], "status": "answered", "answered_at": now, "registry_reference": ref}
+            )
+            result.answered.add(debtor_id)
+            result.terminated_queried |= set(terminated_of.get(debtor_id, {}))
+            if subject.status is SubjectStatus.NONE:
+                result.none += 1
+            for report in subject.assets:
+                result.hits += 1
+                key = (r.registry_id, report.identifier)
+                asset = known.get(key)
+                if asset is None:
+                    asset = known[key] = new_assets[key] = _new_asset(
+                        debtor_id, r.registry_id, asked[debtor_id], report, now
+                    )
+                    result.new_assets += 1
+                    action = "hit.recorded"
+                elif _update(asset, report, now):
+                    result.changed += 1
+                    action = "hit.changed"
+                else:
+                    continue
+                active = active_of.get(debtor_id, {})
+                result.cases_with_new_hits |= set(active)
+                result.terminated_with_new_hits |= set(terminated_of.get(debtor_id, {}))
+                payload = _hit_payload(r.registry_code, asset)
+                numbers = [*active.values(), *terminated_of.get(debtor_id, {}).values()]
+                events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
+    db.update_rows(session, _QUERIES, later)
+    db.update_rows(session, _QUERIES, lookups)
     if stamp:
-        stamp_queried(session, answered, now)
+        stamp_queried(session, {d for result in results for d in result.answered}, now)
     # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on the
-    # unique key and the reply is recorded again (querying.query_batch). (Appending to the audit trail takes
-    # no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
-    if new_assets:
-        db.insert_rows(session, _ASSETS, list(new_assets.values()))
+    # unique key and the replies are recorded again (querying.query_page). (Appending to the audit trail
+    # takes no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
+    db.insert_rows(session, _ASSETS, list(new_assets.values()))
     seen = [a for a in known.values() if "id" in a]  # every known asset was seen now: its balance, its date
     if seen:
         db.update_rows(session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in seen])
         db.expire_cached(session, Asset, [a["id"] for a in seen])
     audit.append_many(session, events)
-    return result
+    return results
 
 
 def stamp_queried(session: Session, debtor_ids: Iterable[int], now: dt.datetime) -> None:
@@ -274,18 +314,6 @@ def _others(report: AssetReport) -> dict[str, object] | None:
 
 #: What a registry's report of an asset sets on it (`_reported`); the rest of its row is set once.
 _REPORTED = ("balance_fen", "other_measures", "purpose", "description", "last_seen_at")
-
-#: A reply's lookups answered, or answered "later": built once, as a sweep records hundreds of replies.
-_LOOKUPS_ANSWERED = (
-    update(_QUERIES)
-    .where(_QUERIES.c.id.in_(bindparam("ids", expanding=True)))
-    .values(status="answered", answered_at=bindparam("at"), registry_reference=bindparam("ref"))
-)
-_LOOKUPS_PENDING = (
-    update(_QUERIES)
-    .where(_QUERIES.c.id.in_(bindparam("ids", expanding=True)))
-    .values(status="pending", registry_reference=bindparam("ref"))
-)
 
 #: The assets of a reply that the case book knows, by their identifiers at the registry.
 _KNOWN = select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(

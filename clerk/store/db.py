@@ -161,6 +161,14 @@ def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "postgresql":  # Core processes the values and sets the `onupdate`s
+        same = _alike(rows, key)
+        if same is not None:  # a few sets of values (a page's lookups): one `WHERE key IN (…)` each
+            changed = [name for name in rows[0] if name != key]
+            for values, keys in same.items():
+                change = update(table).values(dict(zip(changed, values, strict=True)))
+                for chunk in chunks(keys):
+                    connection.execute(change.where(table.c[key].in_(chunk)))
+            return
         params = [{f"new_{name}": value for name, value in row.items()} for row in rows]
         connection.execute(_pg_update(table, tuple(rows[0]), key), params)
         return
@@ -172,6 +180,18 @@ def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     where = f"{target}.{quote(key)} = {alias}.{quote(key)}"
     tail = f") UPDATE {target} SET {sets} FROM {alias} WHERE {where}"  # noqa: S608
     _sqlite_many(connection, head, tail, list(zip(*columns, strict=True)))
+
+
+def _alike(rows: Sequence[Mapping[str, Any]], key: str) -> dict[tuple[Any, ...], list[Any]] | None:
+    """The rows' keys by their values (the rest of each row), when the rows share a few sets of values;
+    None when they do not (or a value is a dict)."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    try:
+        for row in rows:
+            groups.setdefault(tuple(v for n, v in row.items() if n != key), []).append(row[key])
+    except TypeError:  # unhashable
+        return None
+    return groups if len(groups) * 10 <= len(rows) else None
 
 
 #: The most parameters one SQLite statement takes (SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32).

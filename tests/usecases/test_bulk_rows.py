@@ -87,7 +87,8 @@ def test_rows_written_in_bulk_read_back_as_written(
     with sessions() as session:
         measures = session.scalars(select(ControlMeasure).order_by(ControlMeasure.id)).all()
     assert {m.status for m in measures} == {"requested"}
-    assert all(before <= m.created_at <= utcnow() for m in measures)
+    written = utcnow()
+    assert all(before <= m.created_at <= written for m in measures)
 
     later = before + dt.timedelta(seconds=5)
     with sessions.begin() as session:
@@ -108,14 +109,17 @@ def test_rows_written_in_bulk_read_back_as_written(
         db.update_rows(
             session, _ASSETS, [{"id": a.id, "balance_fen": 7, "last_seen_at": later} for a in assets[:5]]
         )
+        # Rows that share their values (a page's lookups): on PostgreSQL one `WHERE id IN (…)` for them all.
+        db.update_rows(session, _MEASURES, [{"id": m.id, "status": "failed"} for m in measures[200:]])
     with sessions() as session:
         after = session.scalars(select(ControlMeasure).order_by(ControlMeasure.id)).all()
         balances = dict(session.execute(select(Asset.id, Asset.balance_fen)).tuples().all())
         last_seen = dict(session.execute(select(Asset.id, Asset.last_seen_at)).tuples().all())
-    assert [m.status for m in after] == ["effective"] * 120 + ["requested"] * 130
+    assert [m.status for m in after] == ["effective"] * 120 + ["requested"] * 80 + ["failed"] * 50
     assert [m.actual_amount_fen for m in after[:3]] == [40, 41, 42]
     assert after[0].expires_on == dt.date(2027, 12, 5) and after[0].started_on == dt.date(2026, 12, 6)
-    assert all(m.updated_at > m.created_at for m in after[:120])  # the column's onupdate
+    assert all(m.updated_at > written for m in after[:120] + after[200:])  # the column's onupdate
+    assert all(m.updated_at < written for m in after[120:200])
     assert [balances[a.id] for a in assets[:6]] == [7, 7, 7, 7, 7, 500]
     assert last_seen[assets[0].id] == later and last_seen[assets[5].id] == seen
 
