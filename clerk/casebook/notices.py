@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.store import db
+from clerk.store import bulk, db
 from connectors.base import RegistryError
 from connectors.notify import Notice, NotifierPort
 from models.tables import Case, Notification, utcnow
@@ -51,7 +51,7 @@ def notify(
 def notify_many(session: Session, drafts: Sequence[Draft]) -> None:
     """Write many notices down in one INSERT (rows, no ORM objects: a sweep writes one for each case with
     new hits and each measure that took effect). The cases must already be written."""
-    db.insert_rows(session, db.table(Notification), [_row(d) for d in drafts])
+    bulk.insert_rows(session, db.table(Notification), [_row(d) for d in drafts])
 
 
 def notify_case(

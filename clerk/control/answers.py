@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import notices
 from clerk.control.planning import _MEASURES
-from clerk.store import audit, db
+from clerk.store import audit, bulk, db
 from connectors.base import (
     ControlOutcome,
     ControlReply,
@@ -193,7 +193,7 @@ def record_replies(
             )
         )
     if changes:
-        db.update_rows(session, _MEASURES, list(changes.values()))
+        bulk.update_rows(session, _MEASURES, list(changes.values()))
         db.expire_cached(session, ControlMeasure, changes)
     new_flags = _flag(session, flagged, measures, actor, entries)
     drafts.extend(draft for _, draft in new_flags)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from clerk.casebook import cases
 from clerk.control.cap import CLAIM, _held_on_assets, available, covered_by
 from clerk.settings import Settings
-from clerk.store import audit, db, locks
+from clerk.store import audit, bulk, db, locks
 from models import rules
 from models.exemptions import NO_EXEMPTIONS, Exemptions, within_allowance
 from models.status import LIVE, CaseStatus
@@ -205,9 +205,9 @@ _ASSET = (
 
 
 def _insert_measures(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Write the measures down in one insert (`db.insert_rows`); their ids, in order, read back by their
+    """Write the measures down in one insert (`bulk.insert_rows`); their ids, in order, read back by their
     idempotency keys."""
-    db.insert_rows(session, _MEASURES, rows)
+    bulk.insert_rows(session, _MEASURES, rows)
     ids: dict[str, int] = {}
     for chunk in db.chunks([row["idempotency_key"] for row in rows]):
         rows_read = session.execute(

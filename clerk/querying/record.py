@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from clerk.store import audit, db
+from clerk.store import audit, bulk, db
 from connectors.base import AssetReport, QueryReply, SubjectStatus
 from models.status import LookupStatus
 from models.tables import Asset, Case, CaseDebtor, Debtor, Query, utcnow
@@ -40,7 +40,7 @@ Sent = tuple[int, str | None, Sequence[int]]
 
 def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) -> list[dict[int, int]]:
     """`record_sent` for many requests of a run (a sweep's page at every registry): one read of what was
-    written before, one insert of the rest (`db.insert_rows`) and one read of their ids. Each request's
+    written before, one insert of the rest (`bulk.insert_rows`) and one read of their ids. Each request's
     debtor id -> query id, in order."""
     debtors = sorted({d for _, _, debtor_ids in requests for d in debtor_ids})
     found = _query_ids(session, run_id, debtors)
@@ -58,7 +58,7 @@ def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) ->
         if (registry_id, d) not in found
     ]
     if rows_to_write:
-        db.insert_rows(session, _QUERIES, rows_to_write)
+        bulk.insert_rows(session, _QUERIES, rows_to_write)
         found.update(_query_ids(session, run_id, sorted({row["debtor_id"] for row in rows_to_write})))
     return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
 
@@ -154,8 +154,8 @@ def record_replies(
     Everything is read once and written once for all the replies (a sweep's page: 25 replies, 5,000 lookups),
     as rows, no ORM object made: the known assets of each registry, the debtors' cases; then the lookups'
     answers, the new assets, the known assets' new balances and the audit events, each in one bulk
-    statement (`db.insert_rows`, `db.update_rows`). Replies of one registry name different debtors' assets:
-    what one reply adds, another of the page does not read."""
+    statement (`bulk.insert_rows`, `bulk.update_rows`). Replies of one registry name different debtors'
+    assets: what one reply adds, another of the page does not read."""
     now = utcnow()
     queries = [
         r.queries
@@ -224,17 +224,17 @@ def record_replies(
                 payload = _hit_payload(r.registry_code, asset)
                 numbers = [*active.values(), *terminated_of.get(debtor_id, {}).values()]
                 events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
-    db.update_rows(session, _QUERIES, later)
-    db.update_rows(session, _QUERIES, lookups)
+    bulk.update_rows(session, _QUERIES, later)
+    bulk.update_rows(session, _QUERIES, lookups)
     if stamp:
         stamp_queried(session, {d for result in results for d in result.answered}, now)
     # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on the
     # unique key and the replies are recorded again (querying.query_page). (Appending to the audit trail
     # takes no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
-    db.insert_rows(session, _ASSETS, list(new_assets.values()))
+    bulk.insert_rows(session, _ASSETS, list(new_assets.values()))
     seen = [a for a in known.values() if "id" in a]  # every known asset was seen now: its balance, its date
     if seen:
-        db.update_rows(session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in seen])
+        bulk.update_rows(session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in seen])
         db.expire_cached(session, Asset, [a["id"] for a in seen])
     audit.append_many(session, events)
     return results

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from clerk.store import db
+from clerk.store import bulk, db
 from models import merkle
 from models.tables import AuditEvent, utcnow
 from models.values import scrub_personal_data
@@ -119,7 +119,7 @@ def append_many(session: Session, entries: Iterable[Entry]) -> None:
                 "hash": merkle.leaf_hash(leaf).hex(),
             }
         )
-    db.insert_rows(session, db.table(AuditEvent), rows)
+    bulk.insert_rows(session, db.table(AuditEvent), rows)
 
 
 def case_events(session: Session, case_number: str) -> Iterator[AuditEvent]:

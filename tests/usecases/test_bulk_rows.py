@@ -1,4 +1,4 @@
-"""`db.insert_rows` and `db.update_rows`, the sweep's bulk writers: what they write reads back as the ORM
+"""`bulk.insert_rows` and `bulk.update_rows`, the sweep's bulk writers: what they write reads back as the ORM
 and Core write it (timestamps in UTC, JSON, dates, the columns' defaults and `onupdate`s), on SQLite and
 PostgreSQL, in more statements than one when the rows need them, and nothing of a failed write stays."""
 
@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.store import db
+from clerk.store import bulk, db
 from models.tables import Asset, Case, ControlMeasure, Debtor, Registry, utcnow
 
 _ASSETS, _MEASURES = db.table(Asset), db.table(ControlMeasure)
@@ -54,11 +54,11 @@ def _asset(registry_id: int, debtor_id: int, i: int, seen: dt.datetime) -> dict[
 def test_rows_written_in_bulk_read_back_as_written(
     sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(db, "SQLITE_PARAMETERS", 100)  # ten columns: ten rows a statement, 25 statements
+    monkeypatch.setattr(bulk, "SQLITE_PARAMETERS", 100)  # ten columns: ten rows a statement, 25 statements
     registry_id, debtor_id, case_id = _world(sessions)
     seen = dt.datetime(2026, 12, 6, 7, 30, 1, 123456, tzinfo=dt.UTC)
     with sessions.begin() as session:
-        db.insert_rows(session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(250)])
+        bulk.insert_rows(session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(250)])
     with sessions() as session:
         assets = session.scalars(select(Asset).order_by(Asset.identifier)).all()
     assert len(assets) == 250
@@ -69,7 +69,7 @@ def test_rows_written_in_bulk_read_back_as_written(
 
     before = utcnow()
     with sessions.begin() as session:
-        db.insert_rows(  # status and created_at by the columns' defaults
+        bulk.insert_rows(  # status and created_at by the columns' defaults
             session,
             _MEASURES,
             [
@@ -92,7 +92,7 @@ def test_rows_written_in_bulk_read_back_as_written(
 
     later = before + dt.timedelta(seconds=5)
     with sessions.begin() as session:
-        db.update_rows(
+        bulk.update_rows(
             session,
             _MEASURES,
             [
@@ -106,11 +106,11 @@ def test_rows_written_in_bulk_read_back_as_written(
                 for i, m in enumerate(measures[:120])
             ],
         )
-        db.update_rows(
+        bulk.update_rows(
             session, _ASSETS, [{"id": a.id, "balance_fen": 7, "last_seen_at": later} for a in assets[:5]]
         )
         # Rows that share their values (a page's lookups): on PostgreSQL one `WHERE id IN (…)` for them all.
-        db.update_rows(session, _MEASURES, [{"id": m.id, "status": "failed"} for m in measures[200:]])
+        bulk.update_rows(session, _MEASURES, [{"id": m.id, "status": "failed"} for m in measures[200:]])
     with sessions() as session:
         after = session.scalars(select(ControlMeasure).order_by(ControlMeasure.id)).all()
         balances = dict(session.execute(select(Asset.id, Asset.balance_fen)).tuples().all())
@@ -130,6 +130,6 @@ def test_a_failed_bulk_insert_leaves_nothing(sessions: sessionmaker[Session]) ->
     rows = [_asset(registry_id, debtor_id, i, seen) for i in range(30)]
     rows.append(rows[0])  # the same (registry, identifier) twice: the unique key refuses the lot
     with pytest.raises(IntegrityError), sessions.begin() as session:
-        db.insert_rows(session, _ASSETS, rows)
+        bulk.insert_rows(session, _ASSETS, rows)
     with sessions() as session:
         assert session.scalars(select(Asset.id)).all() == []
