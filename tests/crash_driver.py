@@ -64,7 +64,8 @@ async def cycle() -> None:
 def main() -> None:
     point, n = sys.argv[1], int(sys.argv[2])
     if point == "mid-batch":
-        record.record_reply = die_on(n, record.record_reply)  # type: ignore[assignment]
+        # A page's replies are read one after another, then written together (`record.Recording`).
+        record.Recording.add = die_on(n, record.Recording.add)  # type: ignore[method-assign]
     elif point == "before-send":
         measures.outgoing = die_on(n, measures.outgoing)  # type: ignore[assignment]
     elif point == "before-record":

@@ -151,12 +151,8 @@ def record_replies(
     debtors once, after every registry's reply to it is recorded (`stamp_queried`). `cases`: the debtors'
     cases as `cases_of` reads them; else they are read.
 
-    Everything is read once and written once for all the replies (a sweep's page: 25 replies, 5,000 lookups),
-    as rows, no ORM object made: the known assets of each registry, the debtors' cases; then the lookups'
-    answers, the new assets, the known assets' new balances and the audit events, each in one bulk
-    statement (`bulk.insert_rows`, `bulk.update_rows`). Replies of one registry name different debtors'
-    assets: what one reply adds, another of the page does not read."""
-    now = utcnow()
+    Everything is read once and written once for all the replies (a sweep's page: 25 replies, 5,000
+    lookups), as rows, no ORM object made (`Recording`)."""
     queries = [
         r.queries
         if r.queries is not None and all(int(s.subject_ref) in r.queries for s in r.reply.results)
@@ -169,35 +165,65 @@ def record_replies(
         )
         for r in replies
     ]
-    known: dict[tuple[int, str], dict[str, Any]] = {}
+    if cases is None:
+        cases = cases_of(session, sorted({int(s.subject_ref) for r in replies for s in r.reply.results}))
+    recording = Recording(actor, cases, _known(session, replies))
+    results = [recording.add(r, asked) for r, asked in zip(replies, queries, strict=True)]
+    recording.write(session, stamp)
+    return results
+
+
+def _known(session: Session, replies: Sequence[Reply]) -> dict[tuple[int, str], dict[str, Any]]:
+    """(registry id, identifier) -> the row of each asset the replies name that the case book knows: one
+    read per registry."""
     wanted: dict[int, list[str]] = {}
     for r in replies:
         wanted.setdefault(r.registry_id, []).extend(a.identifier for s in r.reply.results for a in s.assets)
+    known: dict[tuple[int, str], dict[str, Any]] = {}
     for registry_id, identifiers in wanted.items():
         for part in db.chunks(identifiers):
             rows = session.execute(_KNOWN, {"registry_id": registry_id, "identifiers": part})
             known.update(((registry_id, row.identifier), dict(row._mapping)) for row in rows)
-    if cases is None:
-        cases = cases_of(session, sorted({int(s.subject_ref) for r in replies for s in r.reply.results}))
-    active_of, terminated_of = cases.get("active", {}), cases.get("terminated", {})
-    events: list[audit.Entry] = []
-    new_assets: dict[tuple[int, str], dict[str, Any]] = {}  # a reply may name an account twice
-    lookups: list[dict[str, Any]] = []  # answered
-    later: list[dict[str, Any]] = []  # answered "later"
-    results = []
-    for r, asked in zip(replies, queries, strict=True):
+    return known
+
+
+@dataclass
+class Recording:
+    """Replies being recorded together (`record_replies`): each is read in turn (`add`), what they change
+    is gathered, and it is written at the end (`write`), each kind of row in one bulk statement
+    (`bulk.insert_rows`, `bulk.update_rows`): the lookups' answers, the new assets, the known assets' new
+    reports, the audit events. Replies of one registry name different debtors' assets: what one reply adds,
+    another of the same page does not read."""
+
+    actor: str
+    cases: Mapping[str, Mapping[int, Mapping[int, str]]]  # as `cases_of` reads them
+    known: dict[tuple[int, str], dict[str, Any]]  # (registry id, identifier) -> the asset's row
+    now: dt.datetime = field(default_factory=utcnow)
+    new_assets: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # named twice: once
+    answered: list[dict[str, Any]] = field(default_factory=list)  # lookups answered
+    later: list[dict[str, Any]] = field(default_factory=list)  # lookups answered "later"
+    events: list[audit.Entry] = field(default_factory=list)
+    debtors: set[int] = field(default_factory=set)  # answered, to stamp
+
+    def add(self, r: Reply, asked: Mapping[int, int]) -> Recorded:
+        """Read one reply (its lookups `asked`: debtor id -> query id); what it changed, in counts."""
         result = Recorded()
-        results.append(result)
+        active_of, terminated_of = self.cases.get("active", {}), self.cases.get("terminated", {})
         ref = r.reply.request_ref
         for subject in r.reply.results:
             debtor_id = int(subject.subject_ref)
             result.queried += 1
             if subject.status is SubjectStatus.PENDING:
-                later.append({"id": asked[debtor_id], "status": "pending", "registry_reference": ref})
+                self.later.append({"id": asked[debtor_id], "status": "pending", "registry_reference": ref})
                 result.pending += 1
                 continue
-            lookups.append(
-                {"id": asked[debtor_id], "status": "answered", "answered_at": now, "registry_reference": ref}
+            self.answered.append(
+                {
+                    "id": asked[debtor_id],
+                    "status": "answered",
+                    "answered_at": self.now,
+                    "registry_reference": ref,
+                }
             )
             result.answered.add(debtor_id)
             result.terminated_queried |= set(terminated_of.get(debtor_id, {}))
@@ -206,14 +232,14 @@ def record_replies(
             for report in subject.assets:
                 result.hits += 1
                 key = (r.registry_id, report.identifier)
-                asset = known.get(key)
+                asset = self.known.get(key)
                 if asset is None:
-                    asset = known[key] = new_assets[key] = _new_asset(
-                        debtor_id, r.registry_id, asked[debtor_id], report, now
+                    asset = self.known[key] = self.new_assets[key] = _new_asset(
+                        debtor_id, r.registry_id, asked[debtor_id], report, self.now
                     )
                     result.new_assets += 1
                     action = "hit.recorded"
-                elif _update(asset, report, now):
+                elif _update(asset, report, self.now):
                     result.changed += 1
                     action = "hit.changed"
                 else:
@@ -223,21 +249,26 @@ def record_replies(
                 result.terminated_with_new_hits |= set(terminated_of.get(debtor_id, {}))
                 payload = _hit_payload(r.registry_code, asset)
                 numbers = [*active.values(), *terminated_of.get(debtor_id, {}).values()]
-                events.extend(audit.Entry(action, actor, number, payload) for number in numbers)
-    bulk.update_rows(session, _QUERIES, later)
-    bulk.update_rows(session, _QUERIES, lookups)
-    if stamp:
-        stamp_queried(session, {d for result in results for d in result.answered}, now)
-    # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on the
-    # unique key and the replies are recorded again (querying.query_page). (Appending to the audit trail
-    # takes no lock since the log became a Merkle tree placed by its sequencer: nothing else is held here.)
-    bulk.insert_rows(session, _ASSETS, list(new_assets.values()))
-    seen = [a for a in known.values() if "id" in a]  # every known asset was seen now: its balance, its date
-    if seen:
-        bulk.update_rows(session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in seen])
-        db.expire_cached(session, Asset, [a["id"] for a in seen])
-    audit.append_many(session, events)
-    return results
+                self.events.extend(audit.Entry(action, self.actor, number, payload) for number in numbers)
+        self.debtors |= result.answered
+        return result
+
+    def write(self, session: Session, stamp: bool) -> None:
+        """Write what the replies changed, in the caller's transaction; with `stamp`, the debtors answered
+        are stamped queried."""
+        bulk.update_rows(session, _QUERIES, self.later)
+        bulk.update_rows(session, _QUERIES, self.answered)
+        if stamp:
+            stamp_queried(session, self.debtors, self.now)
+        # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on
+        # the unique key and the replies are recorded again (querying.query_page). (Appending to the audit
+        # trail takes no lock since the log became a Merkle tree placed by its sequencer.)
+        bulk.insert_rows(session, _ASSETS, list(self.new_assets.values()))
+        seen = [a for a in self.known.values() if "id" in a]  # every known asset was seen now
+        if seen:
+            bulk.update_rows(session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in seen])
+            db.expire_cached(session, Asset, [a["id"] for a in seen])
+        audit.append_many(session, self.events)
 
 
 def stamp_queried(session: Session, debtor_ids: Iterable[int], now: dt.datetime) -> None:
