@@ -8,7 +8,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import audit, busy, latency, prefect_cost, simulators, sweep, transport, watch, workers
+from bench import audit, busy, convoy, latency, prefect_cost, simulators, sweep, transport, watch, workers
 
 
 def main() -> int:
@@ -71,6 +71,7 @@ def main() -> int:
         "watch": lambda a: watch.run(quick=a.quick),
         "workers": lambda a: workers.run(quick=a.quick),
         "audit": lambda a: audit.run(quick=a.quick),
+        "convoy": lambda a: convoy.run(quick=a.quick),
     }
     parser.add_argument(
         "names", nargs="*", choices=[*benchmarks, []], help=f"which (default: all): {', '.join(benchmarks)}"

@@ -43,7 +43,8 @@ def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) ->
     written before, one insert of the rest (`bulk.insert_rows`) and one read of their ids. Each request's
     debtor id -> query id, in order."""
     debtors = sorted({d for _, _, debtor_ids in requests for d in debtor_ids})
-    found = _query_ids(session, run_id, debtors)
+    registries = sorted({registry_id for registry_id, _, _ in requests})
+    found = _query_ids(session, run_id, registries, debtors)
     now = utcnow()
     rows_to_write: list[dict[str, Any]] = [
         {
@@ -59,17 +60,25 @@ def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) ->
     ]
     if rows_to_write:
         bulk.insert_rows(session, _QUERIES, rows_to_write)
-        found.update(_query_ids(session, run_id, sorted({row["debtor_id"] for row in rows_to_write})))
+        found.update(
+            _query_ids(session, run_id, registries, sorted({row["debtor_id"] for row in rows_to_write}))
+        )
     return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
 
 
-def _query_ids(session: Session, run_id: int, debtor_ids: Sequence[int]) -> dict[tuple[int, int], int]:
-    """(registry id, debtor id) -> query id of the run's lookups of these debtors."""
+def _query_ids(
+    session: Session, run_id: int, registry_ids: Sequence[int], debtor_ids: Sequence[int]
+) -> dict[tuple[int, int], int]:
+    """(registry id, debtor id) -> query id of the run's lookups of these debtors at these registries. All
+    three columns of the lookups' unique key are named, so that the read probes it: with the run alone,
+    SQLite walked every lookup of the run for each chunk, and a 1,000,000-debtor sweep slowed as it went."""
     found: dict[tuple[int, int], int] = {}
     for chunk in db.chunks(debtor_ids):
         rows = session.execute(
             select(_QUERIES.c.registry_id, _QUERIES.c.debtor_id, _QUERIES.c.id).where(
-                _QUERIES.c.run_id == run_id, _QUERIES.c.debtor_id.in_(chunk)
+                _QUERIES.c.run_id == run_id,
+                _QUERIES.c.registry_id.in_(registry_ids),
+                _QUERIES.c.debtor_id.in_(chunk),
             )
         )
         found.update(((registry_id, debtor_id), query_id) for registry_id, debtor_id, query_id in rows)

@@ -30,6 +30,7 @@ BENCHMARKS = [
     "simulators",
     "transport",
     "audit",
+    "convoy",
 ]
 
 
