@@ -4,9 +4,8 @@
 INSERT of a page's 5,000 lookups spent most of its time in per-row, per-column type processing; here each
 column's values are processed once per distinct value. On SQLite they are multi-row statements, never
 `executemany`: the driver lets go of the GIL at every row it steps and takes it back after, and while the
-event loop in the other thread runs registry HTTP each take-back waits for the interpreter's switch
-interval (a page's 3,000 new assets took seconds that way; bench/README.md item 23). On PostgreSQL inserts
-go by COPY.
+event loop in the other thread runs registry HTTP each take-back waits for it to let go (`python -m bench
+convoy`; bench/README.md item 23). On PostgreSQL inserts go by COPY.
 """
 
 from __future__ import annotations

@@ -40,9 +40,9 @@ SQLITE_CACHE_MB = 64
 #: The interpreter's thread switch interval, in seconds, in a process with a SQLite engine (Python's default
 #: is 0.005). SQLite's driver lets go of the GIL at each row it steps through (a read's rows, an
 #: executemany's), and takes it back after; while the event loop in the other thread runs registry HTTP,
-#: each take-back waits a whole interval. 3,000 rows stepped one at a time took 8.8 s beside a busy thread
-#: at the default, 0.7 s at this, 9 ms alone (bench/README.md item 23). The sweep's bulk writes take one
-#: step per statement (`clerk.store.bulk`).
+#: each take-back waits for it to let go, up to an interval. `python -m bench convoy`: 3,000 rows inserted
+#: by executemany beside a busy thread took 107 ms at the default, 61 ms at this, 26 ms alone (bench/README.md
+#: item 23). The sweep's bulk writes take one step per statement (`clerk.store.bulk`).
 SQLITE_SWITCH_INTERVAL = 0.0005
 
 
