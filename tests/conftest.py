@@ -98,8 +98,11 @@ def clerk_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path
     monkeypatch.setenv("CLERK_ACTOR", "tester")
     from connectors.simulator.serve import free_loopback_ports
 
-    # A port nothing listens on: `clerk query` finds no `clerk serve` this machine may be running.
+    # A port nothing listens on: `clerk query` finds no `clerk serve` this machine may be running. Nor a
+    # PREFECT_API_URL an earlier test's `clerk query` set in this process (it sets it when a server answers):
+    # removed here, and whatever this test's sets is removed after it.
     monkeypatch.setenv("CLERK_PREFECT_PORT", str(free_loopback_ports(1)[0]))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
     yield database_url
