@@ -4,8 +4,9 @@ releases and deductions (actions, `control.actions`).
 
 1. The use case that decides writes each request down first, with its own idempotency key, status
    `requested`, in the transaction that decided it (`control.plan_cases`, `control.write_action`).
-2. `send` sends them (concurrently; each registry's client keeps its own limits) and records each answer
-   as it comes. A registry error that is not a refusal leaves the request `requested`.
+2. `send` sends them (concurrently; each registry's client keeps its own limits) and records the answers
+   as they come, those of a second together. A registry error that is not a refusal leaves the request
+   `requested`.
 3. `settle` takes what stayed `requested` (a crash between 1 and 3, a lost reply, an answer "later") and
    asks the registry the key's status: an answer is recorded; a key the registry never saw is sent again,
    with the same key. Nothing is sent twice, nothing is lost.
@@ -17,6 +18,7 @@ What differs between measures and actions (how a request is read, sent and recor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +41,12 @@ from connectors.base import (
 )
 from models.status import MeasureStatus
 from models.tables import ControlMeasure, MeasureAction
+
+#: How long answers gather before they are recorded together, in seconds (unless every request is answered
+#: sooner): a sweep's page of freezes answered within it is one transaction, not one per answer that
+#: happened to arrive while the last was written (bench/README.md item 24), and a freeze is still written
+#: down within seconds of its answer.
+RECORD_EVERY_S = 1.0
 
 Request = ControlRequest | RenewRequest | ReleaseRequest | DeductRequest
 Reply = ControlReply | DeductReply
@@ -110,12 +118,17 @@ async def send(
     exchange: Exchange,
     ids: Sequence[int],
 ) -> Counts:
-    """Send written-down requests and record the answers as they come: those that arrived while the last
-    ones were being written go together (in one transaction when `exchange.batched`). A request to a
-    registry not at hand stays `requested`, counted unconfirmed."""
+    """Send written-down requests and record their answers: those that arrive within `RECORD_EVERY_S` of
+    the first unrecorded one, or while the last ones were being written, go together (in one transaction
+    when `exchange.batched`). A request to a registry not at hand stays `requested`, counted
+    unconfirmed."""
     counts = Counts()
     items = await db.read(sessions, exchange.load, ids)
-    answers: asyncio.Queue[tuple[Outgoing, Answer | None]] = asyncio.Queue()
+    sendable = [item for item in items if item.registry in registries]
+    counts.unconfirmed += len(items) - len(sendable)
+    arrived: list[tuple[Outgoing, Answer | None]] = []
+    expected = len(sendable)  # answers not yet taken to record
+    some, every = asyncio.Event(), asyncio.Event()
 
     async def one(item: Outgoing) -> None:
         answer: Answer | None = None
@@ -124,20 +137,25 @@ async def send(
         except RegistryError as exc:
             answer = exc
         finally:
-            answers.put_nowait((item, answer))  # None: an unexpected error, raised by gather below
+            arrived.append((item, answer))  # None: an unexpected error, raised by gather below
+            some.set()
+            if len(arrived) == expected:
+                every.set()
 
-    async def recorder(expected: int) -> None:
+    async def recorder() -> None:
+        nonlocal expected
         while expected:
-            group = [await answers.get()]
-            while not answers.empty():
-                group.append(answers.get_nowait())
+            await some.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(every.wait(), RECORD_EVERY_S)
+            group = arrived[:]
+            arrived.clear()
+            some.clear()
             expected -= len(group)
             answered = [(item, answer) for item, answer in group if answer is not None]
             await _record(sessions, exchange, answered, counts)
 
-    sendable = [item for item in items if item.registry in registries]
-    counts.unconfirmed += len(items) - len(sendable)
-    await asyncio.gather(recorder(len(sendable)), *(one(item) for item in sendable))
+    await asyncio.gather(recorder(), *(one(item) for item in sendable))
     return counts
 
 
