@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying, supervision
 from clerk.casebook import notices
+from clerk.store import db
 from connectors.base import RegistryPort
 from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
@@ -202,7 +203,9 @@ def after_answers(
         querying.stamp_queried(session, answered, utcnow())
         resumed = supervision.resume(session, sorted(found), today, actor)
         told = _told_since(session, touched, "hits.found", since)
-        unseen = session.execute(select(Case.id, Case.case_number).where(Case.id.in_(sorted(touched - told))))
+        unseen = sorted(
+            db.all_rows(session, select(Case.id, Case.case_number).where(Case.id.in_(sorted(touched - told))))
+        )
         notices.notify_many(
             session, [notices.Draft(i, "applicant", "hits.found", {"case": number}) for i, number in unseen]
         )
@@ -210,15 +213,12 @@ def after_answers(
 
 
 def _told_since(session: Session, case_ids: set[int], template: str, since: dt.datetime) -> set[int]:
-    return set(
-        session.scalars(
-            select(Notification.case_id).where(
-                Notification.case_id.in_(sorted(case_ids)),
-                Notification.template == template,
-                Notification.created_at >= since,
-            )
-        )
+    told = select(Notification.case_id).where(
+        Notification.case_id.in_(sorted(case_ids)),
+        Notification.template == template,
+        Notification.created_at >= since,
     )
+    return {case_id for (case_id,) in db.all_rows(session, told)}
 
 
 async def sweep_due(

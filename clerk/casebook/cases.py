@@ -9,7 +9,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
@@ -45,7 +45,20 @@ def get_case(session: Session, case_number: str, *, for_update: bool = False) ->
     return case
 
 
-def debt_of(case: Case) -> rules.Debt:
+class Terms(Protocol):
+    """What a case's debt is made of: a `Case`, or a row of its columns (`control.plan_cases`)."""
+
+    @property
+    def principal_fen(self) -> int: ...
+    @property
+    def judgment_interest_fen(self) -> int: ...
+    @property
+    def costs_fen(self) -> int: ...
+    @property
+    def performance_due_on(self) -> dt.date: ...
+
+
+def debt_of(case: Terms) -> rules.Debt:
     return rules.Debt(
         principal=case.principal_fen,
         judgment_interest=case.judgment_interest_fen,

@@ -77,6 +77,8 @@ def _invalid(measure: Any, reply: ControlReply, taken: dict[tuple[int, str], int
 
 
 def _same_case(named: str, ours: str) -> bool:
+    if named == ours:  # as we sent it (most answers): nothing to parse
+        return True
     try:
         return str(CaseNumber.parse(named)) == ours
     except InvalidValue:
@@ -100,7 +102,8 @@ def record_replies(
     ids = sorted({measure_id for measure_id, _ in replies})
     measures = {
         m.id: m
-        for m in session.execute(  # in id order, like every multi-row lock here (querying.record_reply)
+        for m in db.all_rows(  # locked in id order (PostgreSQL), like every multi-row lock here
+            session,
             select(
                 ControlMeasure.id,
                 ControlMeasure.case_id,
@@ -117,7 +120,7 @@ def record_replies(
             .join(Asset, Asset.id == ControlMeasure.asset_id)
             .where(ControlMeasure.id.in_(ids))
             .order_by(ControlMeasure.id)
-            .with_for_update(of=ControlMeasure)
+            .with_for_update(of=ControlMeasure),
         )
     }
     state = {i: (m.status, m.registry_reference) for i, m in measures.items()}  # as the replies go

@@ -83,8 +83,8 @@ def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int
     if not asset_ids:
         return held
     for chunk in db.chunks(asset_ids):
-        for measure in session.execute(
-            select(*CLAIM).where(ControlMeasure.asset_id.in_(chunk), ControlMeasure.status.in_(LIVE))
+        for measure in db.all_rows(
+            session, select(*CLAIM).where(ControlMeasure.asset_id.in_(chunk), ControlMeasure.status.in_(LIVE))
         ):
             held[measure.asset_id] = held.get(measure.asset_id, 0) + covered_by(measure)
     return held

@@ -41,7 +41,8 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
     """The measures of these ids still `requested`, as requests. Columns, not objects: a control page
     sends a thousand measures (their ORM objects and the assets' were 90 % of this read; bench/README.md
     item 23)."""
-    rows = session.execute(
+    rows = db.all_rows(
+        session,
         select(
             ControlMeasure.id,
             ControlMeasure.kind,
@@ -56,11 +57,11 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
         .join(Asset, Asset.id == ControlMeasure.asset_id)
         .join(Case, Case.id == ControlMeasure.case_id)
         .join(Registry, Registry.id == ControlMeasure.registry_id)
-        .where(ControlMeasure.id.in_(measure_ids), ControlMeasure.status == MeasureStatus.REQUESTED)
-        .order_by(ControlMeasure.id)
+        .where(ControlMeasure.id.in_(measure_ids), ControlMeasure.status == MeasureStatus.REQUESTED),
     )
     result = []
-    for measure_id, kind, key, amount, debtor_id, identifier, asset_kind, case_number, registry in rows:
+    for row in sorted(rows):
+        measure_id, kind, key, amount, debtor_id, identifier, asset_kind, case_number, registry = row
         request = ControlRequest(
             idempotency_key=key,
             case_number=case_number,

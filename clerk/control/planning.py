@@ -10,9 +10,10 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
@@ -22,7 +23,7 @@ from clerk.store import audit, bulk, db, locks
 from models import rules
 from models.exemptions import NO_EXEMPTIONS, Exemptions, within_allowance
 from models.status import LIVE, CaseStatus
-from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Registry
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Payment, Registry
 from models.values import DebtorKind, mask_account
 
 _CASES, _MEASURES = db.table(Case), db.table(ControlMeasure)
@@ -87,22 +88,28 @@ def plan_cases(
     ids = sorted(set(case_ids))
     if not ids:
         return []
-    locked = locks.lock_cases(session, ids)
-    live: dict[int, list[Row[Any]]] = {}
-    assets: dict[int, list[Row[Any]]] = {}
+    locked: dict[int, Any] = {}
+    paid: dict[int, list[rules.Payment]] = {}
+    live: dict[int, list[Any]] = {}
+    assets: dict[int, list[Any]] = {}
     people: dict[int, int | None] = {}  # natural persons among the debtors -> their dependants
-    for chunk in db.chunks(ids):  # rows, not objects: a page plans a thousand cases
-        for measure in session.execute(
-            select(*CLAIM).where(ControlMeasure.case_id.in_(chunk), ControlMeasure.status.in_(LIVE))
+    for chunk in db.chunks(locks.lock_case_ids(session, ids)):  # rows, not objects: a thousand cases a page
+        locked.update((c.id, c) for c in db.all_rows(session, select(*_CASE).where(Case.id.in_(chunk))))
+        payments = select(Payment.case_id, Payment.paid_on, Payment.amount_fen)
+        for case_id, paid_on, amount in db.all_rows(session, payments.where(Payment.case_id.in_(chunk))):
+            paid.setdefault(case_id, []).append(rules.Payment(paid_on, amount))  # owed_on orders them
+        for measure in db.all_rows(
+            session, select(*CLAIM).where(ControlMeasure.case_id.in_(chunk), ControlMeasure.status.in_(LIVE))
         ):
             live.setdefault(measure.case_id, []).append(measure)
-        for row in session.execute(
+        found = db.all_rows(
+            session,
             select(CaseDebtor.case_id, *_ASSET, Debtor.kind.label("debtor_kind"), Debtor.dependants)
             .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
             .join(Debtor, Debtor.id == CaseDebtor.debtor_id)
-            .where(CaseDebtor.case_id.in_(chunk))
-            .order_by(Asset.id)
-        ):
+            .where(CaseDebtor.case_id.in_(chunk)),
+        )
+        for row in sorted(found, key=attrgetter("id")):
             assets.setdefault(row.case_id, []).append(row)
             if row.debtor_kind == DebtorKind.PERSON:
                 people[row.debtor_id] = row.dependants
@@ -110,12 +117,12 @@ def plan_cases(
     registries = _registry_codes(session)
 
     plans: dict[int, Plan] = {}
-    written: list[tuple[Case, Row[Any], dict[str, Any]]] = []
+    written: list[tuple[Any, Any, dict[str, Any]]] = []
     for case_id in ids:
         case = locked.get(case_id)
         if case is None:
             raise LookupError(f"case id {case_id} does not exist")
-        owed = cases.owed(case, today)
+        owed = rules.owed_on(cases.debt_of(case), paid.get(case_id, []), today)
         mine = live.get(case_id, [])
         covered = sum(covered_by(m) for m in mine)
         result = plans[case_id] = Plan(case.case_number, owed.remaining, covered)
@@ -146,8 +153,8 @@ def plan_cases(
 
 
 def _freezable(
-    case: Case,
-    found: Sequence[Row[Any]],
+    case: Any,
+    found: Sequence[Any],
     held_on: Mapping[int, int],
     people: Mapping[int, int | None],
     exempt: Exemptions,
@@ -191,6 +198,20 @@ def _registry_codes(session: Session) -> dict[int, str]:
     return codes
 
 
+#: The columns of a case that planning reads.
+_CASE = (
+    Case.id,
+    Case.case_number,
+    Case.status,
+    Case.court_code,
+    Case.override_allowance,
+    Case.override_protected,
+    Case.principal_fen,
+    Case.judgment_interest_fen,
+    Case.costs_fen,
+    Case.performance_due_on,
+)
+
 #: The columns of an asset that planning reads.
 _ASSET = (
     Asset.id,
@@ -205,9 +226,11 @@ _ASSET = (
 
 
 def _insert_measures(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Write the measures down in one insert (`bulk.insert_rows`); their ids, in order, read back by their
-    idempotency keys."""
-    bulk.insert_rows(session, _MEASURES, rows)
+    """Write the measures down in one insert (`bulk.insert_rows`); their ids, in order (on PostgreSQL read
+    back by their idempotency keys)."""
+    inserted = bulk.insert_rows(session, _MEASURES, rows)
+    if inserted is not None:
+        return inserted
     ids: dict[str, int] = {}
     for chunk in db.chunks([row["idempotency_key"] for row in rows]):
         rows_read = session.execute(
@@ -217,7 +240,7 @@ def _insert_measures(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return [ids[row["idempotency_key"]] for row in rows]
 
 
-def _row(case: Case, asset: Row[Any], kind: str, amount: int | None) -> dict[str, Any]:
+def _row(case: Any, asset: Any, kind: str, amount: int | None) -> dict[str, Any]:
     """A measure to write down (status `requested`, by the column's default)."""
     return {
         "case_id": case.id,
@@ -230,7 +253,7 @@ def _row(case: Case, asset: Row[Any], kind: str, amount: int | None) -> dict[str
 
 
 def _requested(
-    case: Case, asset: Row[Any], measure_id: int, row: dict[str, Any], registry: str, actor: str
+    case: Any, asset: Any, measure_id: int, row: dict[str, Any], registry: str, actor: str
 ) -> audit.Entry:
     return audit.Entry(
         "measure.requested",

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from clerk.store import audit, bulk, db
@@ -40,8 +40,8 @@ Sent = tuple[int, str | None, Sequence[int]]
 
 def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) -> list[dict[int, int]]:
     """`record_sent` for many requests of a run (a sweep's page at every registry): one read of what was
-    written before, one insert of the rest (`bulk.insert_rows`) and one read of their ids. Each request's
-    debtor id -> query id, in order."""
+    written before, one insert of the rest (`bulk.insert_rows`; on PostgreSQL one read of their ids). Each
+    request's debtor id -> query id, in order."""
     debtors = sorted({d for _, _, debtor_ids in requests for d in debtor_ids})
     registries = sorted({registry_id for registry_id, _, _ in requests})
     found = _query_ids(session, run_id, registries, debtors)
@@ -59,10 +59,15 @@ def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) ->
         if (registry_id, d) not in found
     ]
     if rows_to_write:
-        bulk.insert_rows(session, _QUERIES, rows_to_write)
-        found.update(
-            _query_ids(session, run_id, registries, sorted({row["debtor_id"] for row in rows_to_write}))
-        )
+        ids = bulk.insert_rows(session, _QUERIES, rows_to_write)
+        if ids is None:  # PostgreSQL: read back
+            debtors = sorted({row["debtor_id"] for row in rows_to_write})
+            found.update(_query_ids(session, run_id, registries, debtors))
+        else:
+            found.update(
+                ((row["registry_id"], row["debtor_id"]), query_id)
+                for row, query_id in zip(rows_to_write, ids, strict=True)
+            )
     return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
 
 
@@ -191,8 +196,8 @@ def _known(session: Session, replies: Sequence[Reply]) -> dict[tuple[int, str], 
     known: dict[tuple[int, str], dict[str, Any]] = {}
     for registry_id, identifiers in wanted.items():
         for part in db.chunks(identifiers):
-            rows = session.execute(_KNOWN, {"registry_id": registry_id, "identifiers": part})
-            known.update(((registry_id, row.identifier), dict(row._mapping)) for row in rows)
+            rows = db.all_rows(session, _known_of(registry_id, part))
+            known.update(((registry_id, row.identifier), row._asdict()) for row in rows)
     return known
 
 
@@ -326,10 +331,11 @@ def cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[str, dict[int,
     The status is filtered here, not in SQL: with `cases.status = ?` in the query, SQLite walked every case
     of that status to find a batch's few (bench/README.md has the figures); by the debtors' index it reads
     only their links."""
-    rows = session.execute(
+    rows = db.all_rows(
+        session,
         select(CaseDebtor.debtor_id, Case.id, Case.case_number, Case.status)
         .join(Case, Case.id == CaseDebtor.case_id)
-        .where(CaseDebtor.debtor_id.in_(debtor_ids))
+        .where(CaseDebtor.debtor_id.in_(debtor_ids)),
     )
     found: dict[str, dict[int, dict[int, str]]] = {}
     for debtor_id, case_id, number, status in rows:
@@ -355,11 +361,12 @@ def _others(report: AssetReport) -> dict[str, object] | None:
 #: What a registry's report of an asset sets on it (`_reported`); the rest of its row is set once.
 _REPORTED = ("balance_fen", "other_measures", "purpose", "description", "last_seen_at")
 
+
 #: The assets of a reply that the case book knows, by their identifiers at the registry.
-_KNOWN = select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
-    _ASSETS.c.registry_id == bindparam("registry_id"),
-    _ASSETS.c.identifier.in_(bindparam("identifiers", expanding=True)),
-)
+def _known_of(registry_id: int, identifiers: Sequence[str]) -> Select[Any]:
+    return select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
+        _ASSETS.c.registry_id == registry_id, _ASSETS.c.identifier.in_(identifiers)
+    )
 
 
 def _reported(report: AssetReport, now: dt.datetime, description: str | None = None) -> dict[str, Any]:

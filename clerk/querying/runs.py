@@ -45,12 +45,9 @@ def debtor_ids_of_case(session: Session, case_id: int) -> list[int]:
 
 def subjects(session: Session, debtor_ids: Sequence[int]) -> list[Subject]:
     """What a registry is asked about each debtor; `ref` is the debtor's id, never personal data."""
-    rows = session.execute(
-        select(Debtor.id, Debtor.kind, Debtor.id_number, Debtor.name)
-        .where(Debtor.id.in_(debtor_ids))
-        .order_by(Debtor.id)
-    )
-    return [Subject(ref=str(i), kind=DebtorKind(k), id_number=n, name=name) for i, k, n, name in rows]
+    columns = (Debtor.id, Debtor.kind, Debtor.id_number, Debtor.name)
+    rows = db.all_rows(session, select(*columns).where(Debtor.id.in_(debtor_ids)))
+    return [Subject(ref=str(i), kind=DebtorKind(k), id_number=n, name=name) for i, k, n, name in sorted(rows)]
 
 
 def start_run(session: Session, trigger: str, flow_run_id: str | None = None) -> int:

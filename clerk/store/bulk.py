@@ -11,7 +11,9 @@ convoy`; bench/README.md item 23). On PostgreSQL inserts go by COPY.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Column, Connection, Dialect, Table, bindparam, update
@@ -21,13 +23,19 @@ from sqlalchemy.orm import Session
 from clerk.store.db import chunks
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert rows (dicts with the same keys) in the caller's transaction: on SQLite as multi-row INSERTs,
-    on PostgreSQL in one COPY (its errors raised as SQLAlchemy raises the driver's: a unique key's as
-    `IntegrityError`). The columns' Python defaults fill what the rows leave out, once for the lot. Nothing
-    is returned: read back what needs ids."""
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
+    """Insert rows (dicts with the same keys, no `id`) in the caller's transaction: on SQLite as multi-row
+    INSERTs, on PostgreSQL in one COPY (its errors raised as SQLAlchemy raises the driver's: a unique key's
+    as `IntegrityError`). The columns' Python defaults fill what the rows leave out, once for the lot.
+
+    Returns the new rows' ids, in order, where the database tells them without a read: on SQLite, whose
+    each statement's rows take consecutive rowids ending at the statement's last one (SQLite gives a new
+    row "one larger than the largest ROWID in the table prior to the insert", and nothing else inserts
+    while a statement runs). None on PostgreSQL, whose COPY returns nothing: read them back by a key.
+    (Reading 5,000 ids back a page cost the SQLite sweep a GIL hand-over per row: bench/README.md item
+    24.)"""
     if not rows:
-        return
+        return []
     connection = session.connection()
     names, columns = _columns(connection.dialect, table, rows, _default_of)
     if connection.dialect.name == "postgresql":
@@ -44,32 +52,42 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
                     copy.write_row(row)
         except psycopg.Error as exc:  # as SQLAlchemy raises the driver's errors (IntegrityError, …)
             raise DBAPIError.instance(str(statement), None, exc, psycopg.Error) from exc
-        return
+        return None
     # The text names the schema's own table and columns, quoted by the dialect; every value is bound.
     quote = connection.dialect.identifier_preparer.quote
     head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES "  # noqa: S608
-    _sqlite_many(connection, head, "", list(zip(*columns, strict=True)))
+    ids: list[int] = []
+    for count, last in _sqlite_many(connection, head, "", list(zip(*columns, strict=True))):
+        if not last or last >= _LARGEST_ROWID:  # at the largest rowid SQLite picks new ones at random
+            raise RuntimeError(f"{table.name}: SQLite did not tell the rowids of an insert")
+        ids.extend(range(last - count + 1, last + 1))
+    return ids
+
+
+#: SQLite's largest rowid (2**63 - 1).
+_LARGEST_ROWID = 2**63 - 1
 
 
 def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id") -> None:
     """Update rows (dicts with the same keys, `key` among them: which row; the rest: its new values) in the
-    caller's transaction: on SQLite as multi-row statements (`WITH v AS (VALUES …) UPDATE … FROM v`); on
-    PostgreSQL rows that share their values (a page's lookups) with one `WHERE key IN (…)` each, others in
-    one executemany (psycopg sends it as a pipeline). Columns with an `onupdate` (`updated_at`) are set as
-    a Core UPDATE sets them."""
+    caller's transaction. Rows that share their values (a page's lookups: 25 sets of values for 5,000
+    rows) go with one `WHERE key IN (…)` each (on SQLite 7 ms a page against 12–23 ms for the statement
+    below). Others: on SQLite as multi-row statements (`WITH v AS (VALUES …) UPDATE … FROM v`), on
+    PostgreSQL in one executemany (psycopg sends it as a pipeline). Columns with an `onupdate`
+    (`updated_at`) are set as a Core UPDATE sets them."""
     if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
-    if dialect.name == "postgresql":  # Core processes the values and sets the `onupdate`s
-        same = _alike(rows, key)
-        if same is not None:  # a few sets of values (a page's lookups): one `WHERE key IN (…)` each
-            changed = [name for name in rows[0] if name != key]
-            for values, keys in same.items():
-                change = update(table).values(dict(zip(changed, values, strict=True)))
-                for chunk in chunks(keys):
-                    connection.execute(change.where(table.c[key].in_(chunk)))
-            return
+    same = _alike(rows, key)
+    if same is not None:  # a few sets of values (a page's lookups): one `WHERE key IN (…)` each
+        changed = [name for name in rows[0] if name != key]
+        for values, keys in same.items():  # Core processes the values and sets the `onupdate`s
+            change = update(table).values(dict(zip(changed, values, strict=True)))
+            for chunk in chunks(keys):
+                connection.execute(change.where(table.c[key].in_(chunk)))
+        return
+    if dialect.name == "postgresql":
         params = [{f"new_{name}": value for name, value in row.items()} for row in rows]
         connection.execute(_pg_update(table, tuple(rows[0]), key), params)
         return
@@ -99,15 +117,21 @@ def _alike(rows: Sequence[Mapping[str, Any]], key: str) -> dict[tuple[Any, ...],
 SQLITE_PARAMETERS = 32_766
 
 
-def _sqlite_many(connection: Connection, head: str, tail: str, rows: list[tuple[Any, ...]]) -> None:
+def _sqlite_many(
+    connection: Connection, head: str, tail: str, rows: list[tuple[Any, ...]]
+) -> list[tuple[int, int | None]]:
     """`head` (…) , (…) … `tail` for as many rows as one statement takes, until all are written: one step
-    of the driver per statement, not one per row (the module says why)."""
+    of the driver per statement, not one per row (the module says why). Each statement's rows and the
+    connection's last inserted rowid after it."""
     per = SQLITE_PARAMETERS // len(rows[0])
     group = "(" + ", ".join("?" * len(rows[0])) + ")"
+    done: list[tuple[int, int | None]] = []
     for i in range(0, len(rows), per):
         part = rows[i : i + per]
         sql = head + ", ".join([group] * len(part)) + tail
-        connection.exec_driver_sql(sql, tuple(value for row in part for value in row))
+        result = connection.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(part)))
+        done.append((len(part), result.lastrowid))
+    return done
 
 
 def _columns(
@@ -124,7 +148,7 @@ def _columns(
     names = given + tuple(extra)
     columns = []
     for name in names:
-        values = [row[name] for row in rows] if name in given else [extra[name]] * len(rows)
+        values = list(map(itemgetter(name), rows)) if name in given else [extra[name]] * len(rows)
         process = _bind_processor(dialect, table.c[name])
         columns.append(values if process is None else _processed(values, process))
     return names, columns
