@@ -145,7 +145,9 @@ def test_sqlite_tells_the_ids_of_the_rows_it_inserted(
     registry_id, debtor_id, _ = _world(sessions)
     seen = utcnow()
     with sessions.begin() as session:
-        first = bulk.insert_rows(session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(35)])
+        first = bulk.insert_rows(
+            session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(35)]
+        )
         if session.get_bind().dialect.name == "postgresql":
             assert first is None  # COPY tells nothing: callers read back by a key
             return
