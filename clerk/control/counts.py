@@ -5,10 +5,13 @@ the same way. Counts only: no personal data, so they may go into a flow's result
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
-from clerk.control.planning import Plan
 from connectors.base import ControlOutcome, ControlReply
 from models.status import MeasureStatus
+
+if TYPE_CHECKING:  # planning sends through the exchange, which counts here
+    from clerk.control.planning import Plan
 
 #: How many cases short of what they owe a run's result names; the rest are counted only, so a sweep of a
 #: province holds no more than these whatever it controls.

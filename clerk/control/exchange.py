@@ -118,12 +118,21 @@ async def send(
     exchange: Exchange,
     ids: Sequence[int],
 ) -> Counts:
-    """Send written-down requests and record their answers: those that arrive within `RECORD_EVERY_S` of
-    the first unrecorded one, or while the last ones were being written, go together (in one transaction
-    when `exchange.batched`). A request to a registry not at hand stays `requested`, counted
-    unconfirmed."""
+    """Send the written-down requests of these ids that are still `requested` (`send_items`)."""
+    return await send_items(sessions, registries, exchange, await db.read(sessions, exchange.load, ids))
+
+
+async def send_items(
+    sessions: sessionmaker[Session],
+    registries: Mapping[str, RegistryPort],
+    exchange: Exchange,
+    items: Sequence[Outgoing],
+) -> Counts:
+    """Send written-down requests (as the transaction that wrote them down made them, or as read) and
+    record their answers: those that arrive within `RECORD_EVERY_S` of the first unrecorded one, or while
+    the last ones were being written, go together (in one transaction when `exchange.batched`). A request
+    to a registry not at hand stays `requested`, counted unconfirmed."""
     counts = Counts()
-    items = await db.read(sessions, exchange.load, ids)
     sendable = [item for item in items if item.registry in registries]
     counts.unconfirmed += len(items) - len(sendable)
     arrived: list[tuple[Outgoing, Answer | None]] = []

@@ -20,7 +20,7 @@ from clerk import querying
 from clerk.control import actions, answers, exchange
 from clerk.control.counts import Counts
 from clerk.control.exchange import Answer, Outgoing, Reply
-from clerk.control.planning import Policy, plan, plan_cases
+from clerk.control.planning import Policy, plan, plan_cases, request_of
 from clerk.control.sheet import case_sheet
 from clerk.store import db
 from connectors.base import (
@@ -31,7 +31,7 @@ from connectors.base import (
     RegistryError,
     RegistryPort,
 )
-from models import casesheet, rules
+from models import casesheet
 from models.status import MeasureStatus
 from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure, Registry
@@ -59,20 +59,7 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
         .join(Registry, Registry.id == ControlMeasure.registry_id)
         .where(ControlMeasure.id.in_(measure_ids), ControlMeasure.status == MeasureStatus.REQUESTED),
     )
-    result = []
-    for row in sorted(rows):
-        measure_id, kind, key, amount, debtor_id, identifier, asset_kind, case_number, registry = row
-        request = ControlRequest(
-            idempotency_key=key,
-            case_number=case_number,
-            subject_ref=str(debtor_id),
-            asset_identifier=identifier,
-            kind=MeasureKind(kind),
-            amount_fen=amount if kind == "freeze" else None,
-            years=rules.TERM_YEARS[rules.AssetKind(asset_kind)],
-        )
-        result.append(Outgoing(measure_id, kind, registry, request))
-    return result
+    return [request_of(*row) for row in sorted(rows)]
 
 
 @dataclass
@@ -134,23 +121,23 @@ async def control_cases(
     plans = await db.write(sessions, plan_cases, case_ids, today, policy, actor)
     for planned in plans:
         counts.note(planned)
-    measure_ids = [measure_id for planned in plans for measure_id in planned.measure_ids]
-    counts.requested = len(measure_ids)
-    if measure_ids:
-        counts.add(await send(sessions, registries, measure_ids, actor))
+    planned_now = [item for planned in plans for item in planned.outgoing]
+    counts.requested = len(planned_now)
+    if planned_now:
+        counts.add(await send(sessions, registries, planned_now, actor))
     return counts
 
 
 async def send(
     sessions: sessionmaker[Session],
     registries: Mapping[str, RegistryPort],
-    measure_ids: Sequence[int],
+    items: Sequence[Outgoing],
     actor: str,
 ) -> Counts:
-    """Send written-down measures and record the answers (`control.exchange.send`); what a registry held
-    beyond what was asked is released at once."""
+    """Send measures as their plan made them (`Plan.outgoing`: not read back) and record the answers
+    (`control.exchange.send_items`); what a registry held beyond what was asked is released at once."""
     return await _releasing_excess(
-        sessions, registries, actor, lambda m: exchange.send(sessions, registries, m, measure_ids)
+        sessions, registries, actor, lambda m: exchange.send_items(sessions, registries, m, items)
     )
 
 

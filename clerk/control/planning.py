@@ -18,8 +18,10 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
 from clerk.control.cap import CLAIM, _held_on_assets, available, covered_by
+from clerk.control.exchange import Outgoing
 from clerk.settings import Settings
 from clerk.store import audit, bulk, db, locks
+from connectors.base import ControlRequest, MeasureKind
 from models import rules
 from models.exemptions import NO_EXEMPTIONS, Exemptions, within_allowance
 from models.status import LIVE, CaseStatus
@@ -52,6 +54,8 @@ class Plan:
     remaining_fen: int
     covered_before_fen: int
     measure_ids: list[int] = field(default_factory=list)
+    #: The requests of those measures, to send (they hold personal data: never in a task's result).
+    outgoing: list[Outgoing] = field(default_factory=list, repr=False)
     freeze_fen: int = 0
     seizures: int = 0
     allowance_kept_fen: int = 0  # left free on persons' deposits as their living allowance
@@ -146,8 +150,22 @@ def plan_cases(
     measure_ids = _insert_measures(session, [values for _, _, values in written])
     entries: list[audit.Entry] = []
     for (case, asset, values), measure_id in zip(written, measure_ids, strict=True):
+        registry = registries[asset.registry_id]
         plans[case.id].measure_ids.append(measure_id)
-        entries.append(_requested(case, asset, measure_id, values, registries[asset.registry_id], actor))
+        plans[case.id].outgoing.append(
+            request_of(
+                measure_id,
+                values["kind"],
+                values["idempotency_key"],
+                values["requested_amount_fen"],
+                asset.debtor_id,
+                asset.identifier,
+                asset.kind,
+                case.case_number,
+                registry,
+            )
+        )
+        entries.append(_requested(case, asset, measure_id, values, registry, actor))
     audit.append_many(session, entries)
     return [plans[case_id] for case_id in case_ids]
 
@@ -250,6 +268,30 @@ def _row(case: Any, asset: Any, kind: str, amount: int | None) -> dict[str, Any]
         "requested_amount_fen": amount or 0,
         "idempotency_key": uuid.uuid4().hex,
     }
+
+
+def request_of(
+    measure_id: int,
+    kind: str,
+    key: str,
+    amount: int,
+    debtor_id: int,
+    identifier: str,
+    asset_kind: str,
+    case_number: str,
+    registry: str,
+) -> Outgoing:
+    """A written-down measure as the request that places it."""
+    request = ControlRequest(
+        idempotency_key=key,
+        case_number=case_number,
+        subject_ref=str(debtor_id),
+        asset_identifier=identifier,
+        kind=MeasureKind(kind),
+        amount_fen=amount if kind == "freeze" else None,
+        years=rules.TERM_YEARS[rules.AssetKind(asset_kind)],
+    )
+    return Outgoing(measure_id, kind, registry, request)
 
 
 def _requested(
