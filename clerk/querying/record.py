@@ -40,34 +40,31 @@ Sent = tuple[int, str | None, Sequence[int]]
 
 def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) -> list[dict[int, int]]:
     """`record_sent` for many requests of a run (a sweep's page at every registry): one read of what was
-    written before, one insert of the rest (`bulk.insert_rows`; on PostgreSQL one read of their ids). Each
+    written before, one insert of the rest (`bulk.insert_columns`; on PostgreSQL one read of their ids). Each
     request's debtor id -> query id, in order."""
     debtors = sorted({d for _, _, debtor_ids in requests for d in debtor_ids})
     registries = sorted({registry_id for registry_id, _, _ in requests})
     found = _query_ids(session, run_id, registries, debtors)
-    now = utcnow()
-    rows_to_write: list[dict[str, Any]] = [
-        {
-            "run_id": run_id,
-            "registry_id": registry_id,
-            "debtor_id": d,
-            "registry_reference": ref,
-            "sent_at": now,
-        }
+    new = [
+        (registry_id, d, ref)
         for registry_id, ref, debtor_ids in requests
         for d in debtor_ids
         if (registry_id, d) not in found
     ]
-    if rows_to_write:
-        ids = bulk.insert_rows(session, _QUERIES, rows_to_write)
+    if new:
+        registry_ids, debtor_ids, refs = (list(column) for column in zip(*new, strict=True))
+        columns: dict[str, list[Any]] = {
+            "registry_id": registry_ids,
+            "debtor_id": debtor_ids,
+            "registry_reference": refs,
+            "run_id": [run_id] * len(new),
+            "sent_at": [utcnow()] * len(new),
+        }
+        ids = bulk.insert_columns(session, _QUERIES, columns)
         if ids is None:  # PostgreSQL: read back
-            debtors = sorted({row["debtor_id"] for row in rows_to_write})
-            found.update(_query_ids(session, run_id, registries, debtors))
+            found.update(_query_ids(session, run_id, registries, sorted(set(debtor_ids))))
         else:
-            found.update(
-                ((row["registry_id"], row["debtor_id"]), query_id)
-                for row, query_id in zip(rows_to_write, ids, strict=True)
-            )
+            found.update(zip(zip(registry_ids, debtor_ids, strict=True), ids, strict=True))
     return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
 
 
@@ -214,8 +211,10 @@ class Recording:
     known: dict[tuple[int, str], dict[str, Any]]  # (registry id, identifier) -> the asset's row
     now: dt.datetime = field(default_factory=utcnow)
     new_assets: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # named twice: once
-    answered: list[dict[str, Any]] = field(default_factory=list)  # lookups answered
-    later: list[dict[str, Any]] = field(default_factory=list)  # lookups answered "later"
+    # The lookups answered, and answered "later", by the request that asked them (its reference): the
+    # lookups of one request take the same values (`bulk.set_values`).
+    answered: dict[str | None, list[int]] = field(default_factory=dict)
+    later: dict[str | None, list[int]] = field(default_factory=dict)
     events: list[audit.Entry] = field(default_factory=list)
     debtors: set[int] = field(default_factory=set)  # answered, to stamp
 
@@ -224,21 +223,15 @@ class Recording:
         result = Recorded()
         active_of, terminated_of = self.cases.get("active", {}), self.cases.get("terminated", {})
         ref = r.reply.request_ref
+        answered, later = self.answered.setdefault(ref, []), self.later.setdefault(ref, [])
         for subject in r.reply.results:
             debtor_id = int(subject.subject_ref)
             result.queried += 1
             if subject.status is SubjectStatus.PENDING:
-                self.later.append({"id": asked[debtor_id], "status": "pending", "registry_reference": ref})
+                later.append(asked[debtor_id])
                 result.pending += 1
                 continue
-            self.answered.append(
-                {
-                    "id": asked[debtor_id],
-                    "status": "answered",
-                    "answered_at": self.now,
-                    "registry_reference": ref,
-                }
-            )
+            answered.append(asked[debtor_id])
             result.answered.add(debtor_id)
             result.terminated_queried |= set(terminated_of.get(debtor_id, {}))
             if subject.status is SubjectStatus.NONE:
@@ -270,8 +263,11 @@ class Recording:
     def write(self, session: Session, stamp: bool) -> None:
         """Write what the replies changed, in the caller's transaction; with `stamp`, the debtors answered
         are stamped queried."""
-        bulk.update_rows(session, _QUERIES, self.later)
-        bulk.update_rows(session, _QUERIES, self.answered)
+        for ref, ids in self.later.items():
+            bulk.set_values(session, _QUERIES, {"status": "pending", "registry_reference": ref}, ids)
+        for ref, ids in self.answered.items():
+            answer = {"status": "answered", "answered_at": self.now, "registry_reference": ref}
+            bulk.set_values(session, _QUERIES, answer, ids)
         if stamp:
             stamp_queried(session, self.debtors, self.now)
         # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on

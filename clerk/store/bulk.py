@@ -24,9 +24,17 @@ from clerk.store.db import chunks
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
-    """Insert rows (dicts with the same keys, no `id`) in the caller's transaction: on SQLite as multi-row
-    INSERTs, on PostgreSQL in one COPY (its errors raised as SQLAlchemy raises the driver's: a unique key's
-    as `IntegrityError`). The columns' Python defaults fill what the rows leave out, once for the lot.
+    """`insert_columns` of rows (dicts with the same keys)."""
+    if not rows:
+        return []
+    return insert_columns(session, table, _by_column(rows))
+
+
+def insert_columns(session: Session, table: Table, given: Mapping[str, Sequence[Any]]) -> list[int] | None:
+    """Insert rows given column by column (each column's values, all as long; no `id`) in the caller's
+    transaction: on SQLite as multi-row INSERTs, on PostgreSQL in one COPY (its errors raised as SQLAlchemy
+    raises the driver's: a unique key's as `IntegrityError`). The columns' Python defaults fill what is
+    not given, once for the lot.
 
     Returns the new rows' ids, in order, where the database tells them without a read: on SQLite, whose
     each statement's rows take consecutive rowids ending at the statement's last one (SQLite gives a new
@@ -34,10 +42,10 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     while a statement runs). None on PostgreSQL, whose COPY returns nothing: read them back by a key.
     (Reading 5,000 ids back a page cost the SQLite sweep a GIL hand-over per row: bench/README.md item
     24.)"""
-    if not rows:
+    if not given or not next(iter(given.values())):
         return []
     connection = session.connection()
-    names, columns = _columns(connection.dialect, table, rows, _default_of)
+    names, columns = _columns(connection.dialect, table, given, _default_of)
     if connection.dialect.name == "postgresql":
         import psycopg  # here: a SQLite clerk never loads the PostgreSQL driver
         from psycopg import sql as psql
@@ -70,28 +78,18 @@ _LARGEST_ROWID = 2**63 - 1
 
 def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]], key: str = "id") -> None:
     """Update rows (dicts with the same keys, `key` among them: which row; the rest: its new values) in the
-    caller's transaction. Rows that share their values (a page's lookups: 25 sets of values for 5,000
-    rows) go with one `WHERE key IN (…)` each (on SQLite 7 ms a page against 12–23 ms for the statement
-    below). Others: on SQLite as multi-row statements (`WITH v AS (VALUES …) UPDATE … FROM v`), on
+    caller's transaction: on SQLite as multi-row statements (`WITH v AS (VALUES …) UPDATE … FROM v`), on
     PostgreSQL in one executemany (psycopg sends it as a pipeline). Columns with an `onupdate`
-    (`updated_at`) are set as a Core UPDATE sets them."""
+    (`updated_at`) are set as a Core UPDATE sets them. Rows that all take the same values: `set_values`."""
     if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
-    same = _alike(rows, key)
-    if same is not None:  # a few sets of values (a page's lookups): one `WHERE key IN (…)` each
-        changed = [name for name in rows[0] if name != key]
-        for values, keys in same.items():  # Core processes the values and sets the `onupdate`s
-            change = update(table).values(dict(zip(changed, values, strict=True)))
-            for chunk in chunks(keys):
-                connection.execute(change.where(table.c[key].in_(chunk)))
-        return
     if dialect.name == "postgresql":
         params = [{f"new_{name}": value for name, value in row.items()} for row in rows]
         connection.execute(_pg_update(table, tuple(rows[0]), key), params)
         return
-    names, columns = _columns(dialect, table, rows, _onupdate_of)
+    names, columns = _columns(dialect, table, _by_column(rows), _onupdate_of)
     quote = dialect.identifier_preparer.quote  # names of the schema, quoted; every value is bound
     target, alias = quote(table.name), "v"
     sets = ", ".join(f"{quote(n)} = {alias}.{quote(n)}" for n in names if n != key)
@@ -101,20 +99,18 @@ def update_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     _sqlite_many(connection, head, tail, list(zip(*columns, strict=True)))
 
 
-def _alike(rows: Sequence[Mapping[str, Any]], key: str) -> dict[tuple[Any, ...], list[Any]] | None:
-    """The rows' keys by their values (the rest of each row), when the rows share a few sets of values;
-    None when they do not (or a value is a dict)."""
-    groups: dict[tuple[Any, ...], list[Any]] = {}
-    try:
-        for row in rows:
-            groups.setdefault(tuple(v for n, v in row.items() if n != key), []).append(row[key])
-    except TypeError:  # unhashable
-        return None
-    return groups if len(groups) * 10 <= len(rows) else None
-
-
 #: The most parameters one SQLite statement takes (SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32).
 SQLITE_PARAMETERS = 32_766
+
+
+def set_values(session: Session, table: Table, values: Mapping[str, Any], ids: Sequence[int]) -> None:
+    """Set the same values on many rows (a page's lookups answered by one request), in the caller's
+    transaction: one `UPDATE … WHERE id IN (…)` (per `chunks`), which Core processes and gives the
+    columns' `onupdate`s. On SQLite 7 ms for a page's 5,000 lookups, against 12–23 ms as `update_rows`."""
+    connection = session.connection()
+    change = update(table).values(dict(values))
+    for chunk in chunks(ids):
+        connection.execute(change.where(table.c.id.in_(chunk)))
 
 
 def _sqlite_many(
@@ -134,21 +130,25 @@ def _sqlite_many(
     return done
 
 
+def _by_column(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    return {name: list(map(itemgetter(name), rows)) for name in rows[0]}
+
+
 def _columns(
     dialect: Dialect,
     table: Table,
-    rows: Sequence[Mapping[str, Any]],
+    given: Mapping[str, Sequence[Any]],
     filler: Callable[[Column[Any]], Any],
 ) -> tuple[tuple[str, ...], list[list[Any]]]:
-    """The rows' column names with those `filler` gives a value for (the columns' Python defaults, or
+    """The given columns' names with those `filler` gives a value for (the columns' Python defaults, or
     their `onupdate`s), and each column's values, bind-processed for the database."""
-    given = tuple(rows[0])
+    count = len(next(iter(given.values())))
     extra = {c.name: filler(c) for c in table.columns if c.name not in given}
     extra = {name: value for name, value in extra.items() if value is not _NONE}
-    names = given + tuple(extra)
+    names = tuple(given) + tuple(extra)
     columns = []
     for name in names:
-        values = list(map(itemgetter(name), rows)) if name in given else [extra[name]] * len(rows)
+        values = list(given[name]) if name in given else [extra[name]] * count
         process = _bind_processor(dialect, table.c[name])
         columns.append(values if process is None else _processed(values, process))
     return names, columns

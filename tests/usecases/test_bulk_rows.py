@@ -1,5 +1,5 @@
-"""`bulk.insert_rows` and `bulk.update_rows`, the sweep's bulk writers: what they write reads back as the ORM
-and Core write it (timestamps in UTC, JSON, dates, the columns' defaults and `onupdate`s), on SQLite and
+"""`bulk.insert_rows`, `bulk.update_rows` and `bulk.set_values`, the sweep's bulk writers: what they write
+reads back as the ORM and Core write it (timestamps in UTC, JSON, dates, the columns' defaults and `onupdate`s), on SQLite and
 PostgreSQL, in more statements than one when the rows need them, and nothing of a failed write stays. On
 SQLite the insert tells the new rows' ids without reading them back."""
 
@@ -110,8 +110,8 @@ def test_rows_written_in_bulk_read_back_as_written(
         bulk.update_rows(
             session, _ASSETS, [{"id": a.id, "balance_fen": 7, "last_seen_at": later} for a in assets[:5]]
         )
-        # Rows that share their values (a page's lookups): one `WHERE id IN (…)` for them all.
-        bulk.update_rows(session, _MEASURES, [{"id": m.id, "status": "failed"} for m in measures[200:]])
+        # Rows that take the same values (a page's lookups): one `WHERE id IN (…)` for them all.
+        bulk.set_values(session, _MEASURES, {"status": "failed"}, [m.id for m in measures[200:]])
     with sessions() as session:
         after = session.scalars(select(ControlMeasure).order_by(ControlMeasure.id)).all()
         balances = dict(session.execute(select(Asset.id, Asset.balance_fen)).tuples().all())
