@@ -67,7 +67,8 @@ def main() -> None:
         # A page's replies are read one after another, then written together (`record.Recording`).
         record.Recording.add = die_on(n, record.Recording.add)  # type: ignore[method-assign]
     elif point == "before-send":
-        measures.outgoing = die_on(n, measures.outgoing)  # type: ignore[assignment]
+        # A plan's measures go to their send as the plan made them (`Plan.outgoing`), not read back.
+        measures.send = die_on(n, measures.send)  # type: ignore[assignment]
     elif point == "before-record":
         measures.Measures.record = die_on(n, measures.Measures.record)  # type: ignore[assignment]
     elif point != "none":
