@@ -233,7 +233,9 @@ class Recording:
                 continue
             answered.append(asked[debtor_id])
             result.answered.add(debtor_id)
-            result.terminated_queried |= set(terminated_of.get(debtor_id, {}))
+            terminated = terminated_of.get(debtor_id)
+            if terminated:
+                result.terminated_queried.update(terminated)
             if subject.status is SubjectStatus.NONE:
                 result.none += 1
             for report in subject.assets:
@@ -252,10 +254,11 @@ class Recording:
                 else:
                     continue
                 active = active_of.get(debtor_id, {})
-                result.cases_with_new_hits |= set(active)
-                result.terminated_with_new_hits |= set(terminated_of.get(debtor_id, {}))
+                result.cases_with_new_hits.update(active)
+                if terminated:
+                    result.terminated_with_new_hits.update(terminated)
                 payload = _hit_payload(r.registry_code, asset)
-                numbers = [*active.values(), *terminated_of.get(debtor_id, {}).values()]
+                numbers = [*active.values(), *(terminated or {}).values()]
                 self.events.extend(audit.Entry(action, self.actor, number, payload) for number in numbers)
         self.debtors |= result.answered
         return result
