@@ -147,7 +147,7 @@ async def sweep(
     # and on the database overlap instead of taking turns; one page's control at a time, in page order.
     finishing: asyncio.Task[None] | None = None
     try:
-        while page := await asyncio.to_thread(next_page):
+        while page := await db.run(sessions, next_page):
             last = page[-1]
             batches = await ask(page)
             swept.tally.add(batches)
@@ -159,8 +159,8 @@ async def sweep(
                 touched |= batch.recorded.cases_with_new_hits
                 requeried |= batch.recorded.terminated_queried
                 answered |= batch.recorded.answered
-            resumed = await asyncio.to_thread(
-                after_answers, sessions, found, touched, started.at, today, actor, answered
+            resumed = await db.run(
+                sessions, after_answers, sessions, found, touched, started.at, today, actor, answered
             )
             swept.resumed += len(resumed)
             if finishing is not None:
@@ -182,7 +182,7 @@ async def sweep(
             return supervision.tell_applicants_of_requery(session, sorted(requeried), actor)
 
     if requeried:
-        swept.told_requeried = await asyncio.to_thread(tell)
+        swept.told_requeried = await db.run(sessions, tell)
     return swept
 
 
@@ -237,7 +237,7 @@ async def sweep_due(
     """The sweep without Prefect (benchmarks, simulated clocks, crash tests): the flow's pages and steps,
     with the plain use cases in place of its tasks; with `shard`, one shard's debtors (as a province's
     sweep splits them among processes)."""
-    started = await asyncio.to_thread(start, sessions, "sweep (plain)", None, now, schedule, shard)
+    started = await db.run(sessions, start, sessions, "sweep (plain)", None, now, schedule, shard)
     today = bureau_today(now)
 
     async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:

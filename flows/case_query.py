@@ -75,7 +75,8 @@ async def case_query(
         return Failed(message=str(exc))
     async with runtime.opened(registries or None, requested_by) as rt:
         try:
-            started = await asyncio.to_thread(
+            started = await db.run(
+                rt.sessions,
                 querying.start_case_query,
                 rt.sessions,
                 number,

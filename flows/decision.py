@@ -223,7 +223,8 @@ async def _refused(
 ) -> str | None:
     """Why the rules refuse this decision (who decides, how much), or None."""
     try:
-        await asyncio.to_thread(
+        await db.run(
+            rt.sessions,
             access.authorize_case,
             rt.sessions,
             proposal.case_number,

@@ -47,7 +47,8 @@ async def deduction(case_number: str, requested_by: str) -> State:
         settings = rt.settings
 
         try:
-            proposal = await asyncio.to_thread(
+            proposal = await db.run(
+                rt.sessions,
                 lifecycle.start_deduction,
                 rt.sessions,
                 number,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
@@ -71,8 +69,8 @@ async def sweep(
     part = querying.Shard(shard, shards)
     async with runtime.opened(registries) as rt:
         now, today = utcnow(), runtime.today()
-        started = await asyncio.to_thread(
-            sweeping.start, rt.sessions, "sweep", runtime.flow_run_id(), now, rt.schedule, part
+        started = await db.run(
+            rt.sessions, sweeping.start, rt.sessions, "sweep", runtime.flow_run_id(), now, rt.schedule, part
         )
         log.info(
             "sweep %s (shard %s): %d debtors due at %d registries",

@@ -5,7 +5,6 @@ crashes in between: the gateway keys on it. Params hold case numbers, amounts an
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -92,13 +91,13 @@ async def send_notifications(
             ]
 
     sent = 0
-    for notification_id, notice in await asyncio.to_thread(load):
+    for notification_id, notice in await db.run(sessions, load):
         try:
             await notifier.send(notice)
         except RegistryError as exc:  # the gateway is down or refuses: try again next run, in order
-            await asyncio.to_thread(_mark, sessions, notification_id, exc.reason)
+            await db.run(sessions, _mark, sessions, notification_id, exc.reason)
             break
-        await asyncio.to_thread(_mark, sessions, notification_id, None)
+        await db.run(sessions, _mark, sessions, notification_id, None)
         sent += 1
     return sent
 

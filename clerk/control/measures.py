@@ -8,7 +8,6 @@ leaves here, so flows can pass ids in and counts out.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -188,8 +187,8 @@ async def dry_run_case(
     session = sessions()
     session.begin()
     try:
-        run_id, registry_ids, debtor_ids = await asyncio.to_thread(_dry_start, session, registries, case_id)
-        subjects = tuple(await asyncio.to_thread(querying.subjects, session, debtor_ids))
+        run_id, registry_ids, debtor_ids = await db.run(sessions, _dry_start, session, registries, case_id)
+        subjects = tuple(await db.run(sessions, querying.subjects, session, debtor_ids))
         batches = []
         for code, registry in registries.items():
             request = QueryRequest(request_ref=querying.new_request_ref(run_id, code), subjects=subjects)
@@ -199,7 +198,8 @@ async def dry_run_case(
             except RegistryError as exc:
                 batch.failed, batch.error = len(debtor_ids), exc.reason
             else:
-                batch.recorded = await asyncio.to_thread(
+                batch.recorded = await db.run(
+                    sessions,
                     querying.record_reply,
                     session,
                     run_id=run_id,
@@ -209,13 +209,13 @@ async def dry_run_case(
                     actor=actor,
                 )
             batches.append(batch)
-        planned = await asyncio.to_thread(plan, session, case_id, today, policy, actor)
+        planned = await db.run(sessions, plan, session, case_id, today, policy, actor)
         counts = Counts(cases=1, requested=len(planned.measure_ids))
         counts.note(planned)
-        sheet = await asyncio.to_thread(case_sheet, session, planned.case_number, today, policy, planned=True)
+        sheet = await db.run(sessions, case_sheet, session, planned.case_number, today, policy, planned=True)
         return batches, counts, sheet
     finally:
-        await asyncio.to_thread(session.rollback)
+        await db.run(sessions, session.rollback)
         session.close()
 
 

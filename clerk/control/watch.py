@@ -203,7 +203,7 @@ async def poll_once(
     what rose."""
     result = WatchResult()
     with sessions() as session:
-        accounts = await asyncio.to_thread(uncovered_accounts, session, today)
+        accounts = await db.run(sessions, uncovered_accounts, session, today)
     codes = {v: k for k, v in registry_ids.items()}
     touched: set[int] = set()
     for registry_id, identifiers in accounts.items():
@@ -226,7 +226,7 @@ async def poll_once(
                 with sessions.begin() as session:
                     return record_balances(session, registry_id, code, reports, actor)
 
-            touched |= await asyncio.to_thread(record)
+            touched |= await db.run(sessions, record)
     result.deposits = len(touched)
     if touched:
         result.control = await control.control_cases(
@@ -252,7 +252,7 @@ async def listen(
     assert isinstance(connector, FeedPort)
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        position = await asyncio.to_thread(_read_position, sessions, registry_id)
+        position = await db.run(sessions, _read_position, sessions, registry_id)
         try:
             feed = await connector.deposits(position, min(wait_s, max(left, 0.0)))
         except RegistryError:
@@ -266,7 +266,7 @@ async def listen(
             with sessions.begin() as session:
                 return record_feed(session, registry_id, code, feed, actor)
 
-        touched = await asyncio.to_thread(record)
+        touched = await db.run(sessions, record)
         result.feed_events += len(feed.events)
         result.deposits += len(touched)
         if touched:

@@ -9,7 +9,6 @@ does), so that they and new freezes are serialised per case and the cap holds.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -142,6 +141,6 @@ async def release_due(
     court_account: str,
 ) -> Released:
     """Release what the cap no longer allows (`plan_release`), and send the releases."""
-    count, action_ids = await asyncio.to_thread(plan_releases, sessions, today, order, actor)
+    count, action_ids = await db.run(sessions, plan_releases, sessions, today, order, actor)
     sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
     return Released(count, len(action_ids), sent)

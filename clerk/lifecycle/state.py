@@ -9,7 +9,6 @@ does), so that they and new freezes are serialised per case and the cap holds.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
 from sqlalchemy import select
@@ -98,8 +97,6 @@ async def refresh_measures(
         except RegistryError:
             tally.unconfirmed += 1
             continue
-        tally.done += await asyncio.to_thread(
-            db.in_transaction, sessions, record_state, measure_id, reply, actor
-        )
+        tally.done += await db.write(sessions, record_state, measure_id, reply, actor)
     tally.planned = len(watched)
     return tally

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.querying import record, runs
 from clerk.querying.record import Recorded
+from clerk.store import db
 from connectors.base import (
     QueryReply,
     QueryRequest,
@@ -151,7 +152,7 @@ async def query_page(
         ]
         return requests, queries
 
-    requests, queries = await asyncio.to_thread(load)
+    requests, queries = await db.run(sessions, load)
 
     async def ask(code: str, request: QueryRequest) -> QueryReply | RegistryError:
         try:
@@ -183,7 +184,7 @@ async def query_page(
         return [Recorded() if isinstance(answer, RegistryError) else next(recorded) for answer in answers]
 
     for result, recorded in zip(
-        results, await asyncio.to_thread(_recorded, sessions, record_all), strict=True
+        results, await db.run(sessions, _recorded, sessions, record_all), strict=True
     ):
         result.recorded = recorded
     return results
@@ -243,7 +244,7 @@ async def collect_queries(
             return record.pending_requests(session)
 
     total = Recorded()
-    for run_id, registry_id, ref in await asyncio.to_thread(load):
+    for run_id, registry_id, ref in await db.run(sessions, load):
         code = codes.get(registry_id)
         if code is None or code not in connectors:
             continue
@@ -255,6 +256,6 @@ async def collect_queries(
             continue
 
         total.add(
-            await asyncio.to_thread(record_query_reply, sessions, run_id, registry_id, code, reply, actor)
+            await db.run(sessions, record_query_reply, sessions, run_id, registry_id, code, reply, actor)
         )
     return total
