@@ -2,8 +2,8 @@
 at one registry, plan and place controls for cases, resolve unconfirmed measures, collect late answers.
 
 Each step takes a sessionmaker and connectors and returns counts only: no personal data leaves here, so
-flows can pass ids in and counts out. Database work runs in a worker thread, off the event loop that
-carries the registries' HTTP.
+flows can pass ids in and counts out. Database work runs as `db.run` runs it: in a worker thread, off the
+event loop that carries the registries' HTTP, but on SQLite in the loop's own thread.
 """
 
 from __future__ import annotations
