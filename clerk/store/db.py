@@ -180,10 +180,11 @@ async def run(sessions: sessionmaker[Session], func: Callable[P, T], *args: P.ar
 
     SQLite is no server: its work is this process's CPU, under the GIL, and a worker thread only adds GIL
     hand-overs with the event loop, several per statement and one per row read (`python -m bench convoy`).
-    The sweep at 20,000 debtors on SQLite took 22.8 s of CPU with its steps here against 26.2 s in a thread,
-    in the same run (bench/README.md item 24). A step holds the loop for its length (tens of ms to a few
-    hundred a page): requests already sent are answered meanwhile and read after. Either way the step is a
-    point where other tasks run first (a page's control starts before the next page is read)."""
+    The sweep at 20,000 debtors on SQLite took 22.1 s of CPU with its steps here against 25.4 s in a thread
+    (medians of four alternating rounds; bench/README.md item 24). A step holds the loop for its length
+    (tens of ms to a few hundred a page): requests already sent are answered meanwhile and read after.
+    Either way the step is a point where other tasks run first (a page's control starts before the next
+    page is read)."""
     if sessions.kw.get("bind") is not None and sessions.kw["bind"].dialect.name == "sqlite":
         await asyncio.sleep(0)
         return func(*args, **kwargs)
