@@ -68,7 +68,12 @@ def debt_of(case: Terms) -> rules.Debt:
 
 
 def owed(case: Case, on: dt.date) -> rules.Owed:
-    payments = [rules.Payment(p.paid_on, p.amount_fen) for p in case.payments]
+    return owed_with(case, [rules.Payment(p.paid_on, p.amount_fen) for p in case.payments], on)
+
+
+def owed_with(case: Terms, payments: Sequence[rules.Payment], on: dt.date) -> rules.Owed:
+    """What a case owes on `on`, its payments given (`owed` reads them off a `Case`; planning reads a page's
+    cases and payments as rows)."""
     return rules.owed_on(debt_of(case), payments, on)
 
 

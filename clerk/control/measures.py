@@ -42,23 +42,23 @@ def outgoing(session: Session, measure_ids: Sequence[int]) -> list[Outgoing]:
     item 23)."""
     rows = db.all_rows(
         session,
-        select(
-            ControlMeasure.id,
+        select(  # named as `request_of` names them
+            ControlMeasure.id.label("measure_id"),
             ControlMeasure.kind,
-            ControlMeasure.idempotency_key,
-            ControlMeasure.requested_amount_fen,
+            ControlMeasure.idempotency_key.label("key"),
+            ControlMeasure.requested_amount_fen.label("amount"),
             Asset.debtor_id,
             Asset.identifier,
-            Asset.kind,
+            Asset.kind.label("asset_kind"),
             Case.case_number,
-            Registry.code,
+            Registry.code.label("registry"),
         )
         .join(Asset, Asset.id == ControlMeasure.asset_id)
         .join(Case, Case.id == ControlMeasure.case_id)
         .join(Registry, Registry.id == ControlMeasure.registry_id)
         .where(ControlMeasure.id.in_(measure_ids), ControlMeasure.status == MeasureStatus.REQUESTED),
     )
-    return [request_of(*row) for row in sorted(rows)]
+    return [request_of(**row._asdict()) for row in sorted(rows)]
 
 
 @dataclass

@@ -53,13 +53,17 @@ class Plan:
     case_number: str
     remaining_fen: int
     covered_before_fen: int
-    measure_ids: list[int] = field(default_factory=list)
-    #: The requests of those measures, to send (they hold personal data: never in a task's result).
+    #: The measures written down, as the requests that place them (they hold personal data: never in a
+    #: task's result; `measure_ids` are their ids).
     outgoing: list[Outgoing] = field(default_factory=list, repr=False)
     freeze_fen: int = 0
     seizures: int = 0
     allowance_kept_fen: int = 0  # left free on persons' deposits as their living allowance
     protected_accounts: int = 0  # deposits not frozen because their purpose is protected
+
+    @property
+    def measure_ids(self) -> list[int]:
+        return [item.id for item in self.outgoing]
 
     @property
     def short_fen(self) -> int:
@@ -126,7 +130,7 @@ def plan_cases(
         case = locked.get(case_id)
         if case is None:
             raise LookupError(f"case id {case_id} does not exist")
-        owed = rules.owed_on(cases.debt_of(case), paid.get(case_id, []), today)
+        owed = cases.owed_with(case, paid.get(case_id, []), today)
         mine = live.get(case_id, [])
         covered = sum(covered_by(m) for m in mine)
         result = plans[case_id] = Plan(case.case_number, owed.remaining, covered)
@@ -151,7 +155,6 @@ def plan_cases(
     entries: list[audit.Entry] = []
     for (case, asset, values), measure_id in zip(written, measure_ids, strict=True):
         registry = registries[asset.registry_id]
-        plans[case.id].measure_ids.append(measure_id)
         plans[case.id].outgoing.append(
             request_of(
                 measure_id,
