@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,40 @@ def test_when_asking_fails_the_page_being_controlled_stops_and_the_asking_error_
 
     asyncio.run(scenario())
     assert cancelled == [1]
+
+
+def test_a_sweep_tunes_the_collector_while_it_runs_and_puts_it_back_even_when_it_fails(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """While a sweep runs, the objects alive at its start are set aside (gc.freeze) and the youngest
+    generation is collected every `COLLECT_EVERY` containers; afterwards, the process's own settings are
+    back and nothing stays frozen, whether the sweep ended or failed, and with two sweeps overlapping."""
+    case_book(sessions, tmp_path)
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    seen: list[tuple[int, bool]] = []
+
+    def ask_that(fail: bool) -> sweeping.Ask:
+        async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
+            seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+            await asyncio.sleep(0)
+            if fail:
+                raise RuntimeError("registry client broke")
+            return [querying.BatchResult("bank", querying.Recorded(queried=len(debtor_ids)))]
+
+        return ask
+
+    async def control(case_ids: list[int]) -> Counts:
+        return Counts(cases=len(case_ids))
+
+    async def overlapping() -> None:
+        one = asyncio.create_task(sweep(sessions, ask_that(False), control))
+        with pytest.raises(RuntimeError, match="registry client broke"):
+            await sweep(sessions, ask_that(True), control)
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))  # the other sweep still runs
+        await one
+
+    asyncio.run(overlapping())
+    assert seen and all(seen_ == (sweeping.COLLECT_EVERY, True) for seen_ in seen)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
