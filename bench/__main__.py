@@ -52,6 +52,15 @@ def main() -> int:
         help="`scale` without the reference sweep and its twin world (its columns read -): at 1,000,000 "
         "the two would double the time",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        choices=range(1, 10),
+        metavar="N",
+        help="`scale`: measure each size and database N times in fresh worlds, alternating which sweep runs "
+        "first, and print the median reference ratio (default 1; 3 at 20,000, where one run moves by ±0.15)",
+    )
     benchmarks: dict[str, Callable[[argparse.Namespace], object]] = {
         "simulators": lambda a: simulators.run(quick=a.quick),
         "transport": lambda a: transport.run(quick=a.quick),
@@ -64,6 +73,7 @@ def main() -> int:
             shards=a.shards,
             flow=a.flow,
             with_reference=not a.no_reference,
+            rounds=a.rounds,
         ),
         "prefect": lambda a: prefect_cost.run(quick=a.quick),
         "latency": lambda a: latency.run(quick=a.quick),

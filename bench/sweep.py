@@ -19,6 +19,7 @@ import csv
 import datetime as dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -307,6 +308,7 @@ def measure(
     reference_url: str | None = None,
     flow: bool = False,
     with_reference: bool = True,
+    clerk_first: bool = False,
 ) -> dict[str, Any]:
     """One size, side by side: plain client, reference sweep, the clerk's sweep, then (with `resweep`)
     plain client, the clerk's re-sweep and the reference's; each sweep of the clerk by `shards` processes
@@ -315,7 +317,9 @@ def measure(
     over the cap, no key placed twice) and the reference's case book (its audit chain, each hit once).
     With `flow`, the clerk's sweep is the sweep flow, run against a Prefect server started for it as `clerk
     serve` starts one (a first sweep only). Without `with_reference`, the clerk's sweep alone (its world's
-    ledgers still checked), for sizes where the reference's world and sweep would not fit the time."""
+    ledgers still checked), for sizes where the reference's world and sweep would not fit the time. With
+    `clerk_first`, each of the clerk's sweeps runs before the reference's instead of after (`scale`'s rounds
+    alternate the order, so that the host's drift over a run does not always favour the same one)."""
     regs, twin_regs = configs(), configs()
     resweep = resweep and not flow
     none: dict[str, Any] = dict.fromkeys(("seconds", "lookups", "effective", "cpu_s", "peak_rss_mb"))
@@ -340,15 +344,19 @@ def measure(
                     ["bench.reference", "load", ref_url, str(twin.case_file)], clerk_env(ref_url, twin_regs)
                 )
             plain = [asyncio.run(plain_limit(regs, subjects))]
-            if twin is not None:
+            if twin is not None and not clerk_first:
                 ref = reference_once(ref_url, twin_regs)
             sweep = sweep_once(env, shards=shards, flow=flow)
+            if twin is not None and clerk_first:
+                ref = reference_once(ref_url, twin_regs)
             again: dict[str, Any] | None = None
             ref_again: dict[str, Any] | None = None
             if resweep:
                 plain.append(asyncio.run(plain_limit(regs, subjects)))
+                if twin is not None and not clerk_first:
+                    ref_again = reference_once(ref_url, twin_regs, days_later=31)
                 again = sweep_once(env, days_later=31, shards=shards)
-                if twin is not None:
+                if twin is not None and clerk_first:
                     ref_again = reference_once(ref_url, twin_regs, days_later=31)
             # The cap as the last sweep applied it: on the re-sweep's day (31 days on), what a case owes has
             # grown by a month's delayed interest, and a case whose balance changed is planned again on it.
@@ -366,6 +374,7 @@ def measure(
         "database": url.split(":", 1)[0].split("+", 1)[0],
         "sweep": "flow" if flow else "plain",
         "sweepers": shards,
+        "first": "clerk" if clerk_first or twin is None else "reference",
         "lookups": sweep["lookups"],
         "failed": sweep["failed"],
         "sweep s": round(sweep["seconds"], 2),
@@ -437,30 +446,41 @@ def scale(
     shards: int = 1,
     flow: bool = False,
     with_reference: bool = True,
+    rounds: int = 1,
 ) -> None:
     """Scale: the same at growing sizes, on SQLite and on PostgreSQL (a throwaway server); each sweep by
     `shards` processes side by side; with `flow`, the sweep flow's; without `with_reference`, no reference
-    sweep (`measure`)."""
+    sweep (`measure`). With `rounds` above 1, each size and database is measured that many times in fresh
+    worlds, the reference first in odd rounds and the clerk first in even ones, and the median of the rounds'
+    ratios is printed beside each round's: on these shared hosts one run's ratio at 20,000 moves by ±0.15
+    with nothing changed (bench/README.md, stop 32)."""
     from deployments.pgserver import postgres_server
 
     sizes = sizes or ([500, 1_000] if quick else [10_000, 100_000, 1_000_000])
     rows = []
+    medians = []
     for n in sizes:
-        if "sqlite" in databases:
-            rows.append(measure(n, resweep=resweep, shards=shards, flow=flow, with_reference=with_reference))
-        if "postgresql" in databases:
-            with postgres_server(durable=True) as pg:  # every commit flushed, as in production
-                rows.append(
-                    measure(
-                        n,
-                        pg.create_database(f"bench_{n}"),
-                        resweep=resweep,
-                        shards=shards,
-                        reference_url=pg.create_database(f"reference_{n}"),
-                        flow=flow,
-                        with_reference=with_reference,
-                    )
-                )
+        for database in [d for d in ("sqlite", "postgresql") if d in databases]:
+            runs = []
+            for r in range(rounds):
+                how: dict[str, Any] = {
+                    "resweep": resweep,
+                    "shards": shards,
+                    "flow": flow,
+                    "with_reference": with_reference,
+                    "clerk_first": r % 2 == 1,
+                }
+                if database == "sqlite":
+                    runs.append(measure(n, **how))
+                    continue
+                with postgres_server(durable=True) as pg:  # every commit flushed, as in production
+                    url, ref_url = pg.create_database(f"bench_{n}"), pg.create_database(f"reference_{n}")
+                    runs.append(measure(n, url, reference_url=ref_url, **how))
+            for r, row in enumerate(runs, 1):
+                row["round"] = f"{r} of {rounds}"
+            rows += runs
+            if rounds > 1 and with_reference:
+                medians.append(median_row(runs))
     for row in rows:
         row["µs per lookup"] = round(1e6 * row["sweep s"] / max(row["lookups"], 1), 1)
     table(
@@ -469,3 +489,44 @@ def scale(
         rows,
     )
     record("scale", rows, quick=quick)
+    if medians:
+        table("reference ratio: the median of alternating rounds (goal: plain ≥ 0.8, flow ≥ 0.7)", medians)
+        record("scale-median", medians, quick=quick)
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One size and database's rounds in a line: the median of their reference ratios (first sweep and
+    re-sweep), and each round's, in the order they ran."""
+
+    def median_of(key: str) -> float | None:
+        values = [row[key] for row in runs if row[key] is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    first = runs[0]
+    return {
+        "debtors": first["debtors"],
+        "database": first["database"],
+        "sweep": first["sweep"],
+        "sweepers": first["sweepers"],
+        "rounds": len(runs),
+        "reference ratio": median_of("reference ratio"),
+        "each round": " ".join(_fmt_ratio(row["reference ratio"]) for row in runs),
+        "re-sweep reference ratio": median_of("re-sweep reference ratio"),
+        "each re-sweep": " ".join(_fmt_ratio(row["re-sweep reference ratio"]) for row in runs),
+        "checks": sum(
+            row[key] or 0
+            for row in runs
+            for key in (
+                "cases over the cap",
+                "keys placed twice",
+                "reference cases over the cap",
+                "reference keys placed twice",
+                "reference chain breaks",
+                "reference assets twice",
+            )
+        ),
+    }
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
