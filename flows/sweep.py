@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
@@ -12,6 +14,10 @@ from clerk import control, querying, sweeping
 from clerk.store import db
 from flows import report, runtime
 from models.tables import utcnow
+
+#: The UI's progress bar moves at most this often (and at the end): each move is a call to the Prefect
+#: server, and a page of a sweep takes about a second.
+PROGRESS_EVERY_S = 5.0
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=0)
@@ -83,8 +89,14 @@ async def sweep(
             0.0, key="sweep-progress", description=f"0 of {started.due} debtors"
         )
 
+        shown = time.monotonic()
+
         async def progress(done: int, total: int) -> None:
+            nonlocal shown
             runtime.progress(done, total)  # a terminal that runs this sweep shows it too
+            if done < total and time.monotonic() - shown < PROGRESS_EVERY_S:
+                return
+            shown = time.monotonic()
             await aupdate_progress_artifact(bar, 100 * done / total, description=f"{done} of {total} debtors")
 
         async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:

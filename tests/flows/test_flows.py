@@ -83,6 +83,9 @@ def test_sweep_records_hits_once_freezes_within_the_cap_and_reports(world: World
         assert tree.verify(session).ok
     found = asyncio.run(artifacts_of(state.state_details.flow_run_id))
     assert {"sweep-registries", "sweep-control", "sweep-summary", "sweep-progress"} <= set(found)
+    # the bar moves at most every few seconds, and always to its end
+    assert found["sweep-progress"].data == 100  # type: ignore[attr-defined]
+    assert found["sweep-progress"].description == "120 of 120 debtors"  # type: ignore[attr-defined]
     summary = str(found["sweep-summary"].data)  # type: ignore[attr-defined]
     assert "# Sweep" in summary and "bank-a: 120 queried" in summary
     for debtor in world.debtor_ids:
