@@ -71,3 +71,38 @@ def test_runs_at_small_size_and_records_its_figures(name: str, tmp_path: Path) -
             )
             assert {key: row[key] for key in checked} == dict.fromkeys(checked, 0), row
             assert row["reference audit events"] > 0 and row["reference placed"] > 0, row
+
+
+@pytest.mark.minutes
+def test_scale_in_rounds_alternates_which_sweep_goes_first_and_records_the_median(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    args = [
+        "--quick",
+        "scale",
+        "--sizes",
+        "300",
+        "--database",
+        "sqlite",
+        "--first-sweep-only",
+        "--rounds",
+        "2",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=os.environ | {"BENCH_RESULTS": str(results)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    rounds = [row for row in rows if row["benchmark"] == "scale"]
+    assert [(row["round"], row["first"]) for row in rounds] == [("1 of 2", "reference"), ("2 of 2", "clerk")]
+    (median,) = [row for row in rows if row["benchmark"] == "scale-median"]
+    ratios = sorted(row["reference ratio"] for row in rounds)
+    assert median["reference ratio"] == round((ratios[0] + ratios[1]) / 2, 2)
+    assert median["each round"] == " ".join(f"{row['reference ratio']:.2f}" for row in rounds)
+    assert median["checks"] == 0 and median["rounds"] == 2
+    assert "the median of alternating rounds" in done.stdout
