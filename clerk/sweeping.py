@@ -134,7 +134,65 @@ async def sweep(
 ) -> Swept:
     """Sweep the due debtors page by page (see the module); `control_cases` None asks without controlling."""
     with _collector_for_sweeping():
-        return await _sweep(sessions, started, ask, control_cases, today, actor, page_size, progress)
+        swept = Swept()
+        requeried: set[int] = set()
+        last = 0
+
+        def next_page() -> list[int]:
+            with sessions() as session:
+                return querying.due_page(
+                    session, started.now, started.schedule, last, page_size, started.shard
+                )
+
+        async def finish_page(cases: list[int], debtors: int) -> None:
+            if control_cases is not None:
+                for i in range(0, len(cases), CONTROL_BATCH):
+                    swept.control.add(await control_cases(cases[i : i + CONTROL_BATCH]))
+            swept.debtors += debtors
+            if progress is not None:
+                await progress(swept.debtors, max(started.due, swept.debtors))
+
+        # A page is controlled while the next one is asked, so that the sweeper's waits on the registries
+        # and on the database overlap instead of taking turns; one page's control at a time, in page order.
+        finishing: asyncio.Task[None] | None = None
+        try:
+            while page := await db.run(sessions, next_page):
+                last = page[-1]
+                batches = await ask(page)
+                swept.tally.add(batches)
+                found: set[int] = set()
+                touched: set[int] = set()
+                answered: set[int] = set()
+                for batch in batches:
+                    found |= batch.recorded.terminated_with_new_hits
+                    touched |= batch.recorded.cases_with_new_hits
+                    requeried |= batch.recorded.terminated_queried
+                    answered |= batch.recorded.answered
+                resumed = await db.run(
+                    sessions, after_answers, sessions, found, touched, started.at, today, actor, answered
+                )
+                swept.resumed += len(resumed)
+                if finishing is not None:
+                    await finishing
+                finishing = asyncio.create_task(finish_page(sorted(touched | set(resumed)), len(page)))
+            if finishing is not None:
+                await finishing
+        finally:
+            if finishing is not None and not finishing.done():
+                # The sweep failed while a page was controlled: that stops too (its measures were written down
+                # before they were sent, and are settled by key), and the sweep's own error is the one raised.
+                finishing.cancel()
+                await asyncio.wait([finishing])
+            if finishing is not None and not finishing.cancelled():
+                finishing.exception()  # retrieved: asyncio would log an error it thinks nobody saw
+
+        def tell() -> int:
+            with sessions.begin() as session:
+                return supervision.tell_applicants_of_requery(session, sorted(requeried), actor)
+
+        if requeried:
+            swept.told_requeried = await db.run(sessions, tell)
+        return swept
 
 
 _sweeping = 0  # sweeps running in this process (the collector's settings are the process's)
@@ -147,7 +205,7 @@ def _collector_for_sweeping() -> Iterator[None]:
 
     A sweep makes millions of short-lived containers (rows, replies, requests). With the default
     thresholds the collector ran ~5,000 times in a sweep of 20,000 debtors, 43 of them over every object
-    in the process (modules, mappers, settings, connectors), and took ~5.8 s of the sweep's ~17 s of CPU
+    in the process (modules, mappers, settings, connectors), and took ~5.5 s of the sweep's ~17 s of CPU
     (bench/README.md item 25). During a sweep, the objects alive when it began are set aside (`gc.freeze`:
     they are not scanned again) and the youngest generation is collected every `COLLECT_EVERY` new
     containers. Cycles are still collected, less often; both are undone when the last sweep in the
@@ -165,75 +223,6 @@ def _collector_for_sweeping() -> Iterator[None]:
         if _sweeping == 0:
             gc.set_threshold(*_thresholds)
             gc.unfreeze()
-
-
-async def _sweep(
-    sessions: sessionmaker[Session],
-    started: Started,
-    ask: Ask,
-    control_cases: Control | None,
-    today: dt.date,
-    actor: str,
-    page_size: int,
-    progress: Progress | None,
-) -> Swept:
-    swept = Swept()
-    requeried: set[int] = set()
-    last = 0
-
-    def next_page() -> list[int]:
-        with sessions() as session:
-            return querying.due_page(session, started.now, started.schedule, last, page_size, started.shard)
-
-    async def finish_page(cases: list[int], debtors: int) -> None:
-        if control_cases is not None:
-            for i in range(0, len(cases), CONTROL_BATCH):
-                swept.control.add(await control_cases(cases[i : i + CONTROL_BATCH]))
-        swept.debtors += debtors
-        if progress is not None:
-            await progress(swept.debtors, max(started.due, swept.debtors))
-
-    # A page is controlled while the next one is asked, so that the sweeper's waits on the registries
-    # and on the database overlap instead of taking turns; one page's control at a time, in page order.
-    finishing: asyncio.Task[None] | None = None
-    try:
-        while page := await db.run(sessions, next_page):
-            last = page[-1]
-            batches = await ask(page)
-            swept.tally.add(batches)
-            found: set[int] = set()
-            touched: set[int] = set()
-            answered: set[int] = set()
-            for batch in batches:
-                found |= batch.recorded.terminated_with_new_hits
-                touched |= batch.recorded.cases_with_new_hits
-                requeried |= batch.recorded.terminated_queried
-                answered |= batch.recorded.answered
-            resumed = await db.run(
-                sessions, after_answers, sessions, found, touched, started.at, today, actor, answered
-            )
-            swept.resumed += len(resumed)
-            if finishing is not None:
-                await finishing
-            finishing = asyncio.create_task(finish_page(sorted(touched | set(resumed)), len(page)))
-        if finishing is not None:
-            await finishing
-    finally:
-        if finishing is not None and not finishing.done():
-            # The sweep failed while a page was controlled: that stops too (its measures were written down
-            # before they were sent, and are settled by key), and the sweep's own error is the one raised.
-            finishing.cancel()
-            await asyncio.wait([finishing])
-        if finishing is not None and not finishing.cancelled():
-            finishing.exception()  # retrieved: asyncio would log an error it thinks nobody saw
-
-    def tell() -> int:
-        with sessions.begin() as session:
-            return supervision.tell_applicants_of_requery(session, sorted(requeried), actor)
-
-    if requeried:
-        swept.told_requeried = await db.run(sessions, tell)
-    return swept
 
 
 def after_answers(

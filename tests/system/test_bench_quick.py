@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,23 @@ BENCHMARKS = [
 ]
 
 
+def bench(args: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """`python -m bench ARGS` as `make bench` runs it, to a good end: what it printed, and the rows it
+    recorded (in a results file of its own)."""
+    results = tmp_path / "results.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        env=os.environ | {"BENCH_RESULTS": str(results)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done, [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+
+
 def test_the_list_is_every_benchmark() -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -46,19 +64,8 @@ def test_the_list_is_every_benchmark() -> None:
 @pytest.mark.minutes
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_runs_at_small_size_and_records_its_figures(name: str, tmp_path: Path) -> None:
-    results = tmp_path / "results.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", name],
-        cwd=ROOT,
-        env=os.environ | {"BENCH_RESULTS": str(results)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    done, rows = bench(["--quick", name], tmp_path)
     print(done.stdout)  # the tables, shown by pytest when something else fails
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
     assert rows, f"bench {name} recorded nothing"
     assert all(row["quick"] is True and row["machine"]["cpus"] for row in rows), rows[0]
     for row in rows:
@@ -75,29 +82,8 @@ def test_runs_at_small_size_and_records_its_figures(name: str, tmp_path: Path) -
 
 @pytest.mark.minutes
 def test_scale_in_rounds_alternates_which_sweep_goes_first_and_records_the_median(tmp_path: Path) -> None:
-    results = tmp_path / "results.jsonl"
-    args = [
-        "--quick",
-        "scale",
-        "--sizes",
-        "300",
-        "--database",
-        "sqlite",
-        "--first-sweep-only",
-        "--rounds",
-        "2",
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=ROOT,
-        env=os.environ | {"BENCH_RESULTS": str(results)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    args = ["--quick", "scale", "--sizes", "300", "--database", "sqlite", "--first-sweep-only"]
+    done, rows = bench([*args, "--rounds", "2"], tmp_path)
     rounds = [row for row in rows if row["benchmark"] == "scale"]
     assert [(row["round"], row["first"]) for row in rounds] == [("1 of 2", "reference"), ("2 of 2", "clerk")]
     (median,) = [row for row in rows if row["benchmark"] == "scale-median"]

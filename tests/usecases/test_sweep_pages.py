@@ -146,27 +146,31 @@ def test_a_sweep_tunes_the_collector_while_it_runs_and_puts_it_back_even_when_it
     assert gc.get_freeze_count() == 0
     seen: list[tuple[int, bool]] = []
 
-    def ask_that(fail: bool) -> sweeping.Ask:
-        async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
-            seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
-            await asyncio.sleep(0)
-            if fail:
-                raise RuntimeError("registry client broke")
-            return [querying.BatchResult("bank", querying.Recorded(queried=len(debtor_ids)))]
-
-        return ask
-
     async def control(case_ids: list[int]) -> Counts:
         return Counts(cases=len(case_ids))
 
     async def overlapping() -> None:
-        one = asyncio.create_task(sweep(sessions, ask_that(False), control))
+        asking, go_on = asyncio.Event(), asyncio.Event()
+
+        async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
+            seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+            asking.set()
+            await asyncio.wait_for(go_on.wait(), WAIT_S)  # until the other sweep has failed
+            return [querying.BatchResult("bank", querying.Recorded(queried=len(debtor_ids)))]
+
+        async def ask_and_fail(debtor_ids: list[int]) -> list[querying.BatchResult]:
+            seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+            raise RuntimeError("registry client broke")
+
+        one = asyncio.create_task(sweep(sessions, ask, control))
+        await asyncio.wait_for(asking.wait(), WAIT_S)
         with pytest.raises(RuntimeError, match="registry client broke"):
-            await sweep(sessions, ask_that(True), control)
-        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))  # the other sweep still runs
+            await sweep(sessions, ask_and_fail, control)
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))  # the first sweep still runs
+        go_on.set()
         await one
 
     asyncio.run(overlapping())
-    assert seen and all(seen_ == (sweeping.COLLECT_EVERY, True) for seen_ in seen)
+    assert len(seen) >= 4 and all(seen_ == (sweeping.COLLECT_EVERY, True) for seen_ in seen), seen
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
