@@ -343,21 +343,24 @@ def measure(
                 run_module(
                     ["bench.reference", "load", ref_url, str(twin.case_file)], clerk_env(ref_url, twin_regs)
                 )
+
+            def reference_sweep(days_later: int) -> dict[str, Any] | None:
+                return reference_once(ref_url, twin_regs, days_later) if twin is not None else None
+
+            def side_by_side(days_later: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+                """The clerk's sweep and the reference's (None without a twin), in this round's order."""
+                before = None if clerk_first else reference_sweep(days_later)
+                ours = sweep_once(env, days_later=days_later, shards=shards, flow=flow)
+                return ours, reference_sweep(days_later) if clerk_first else before
+
             plain = [asyncio.run(plain_limit(regs, subjects))]
-            if twin is not None and not clerk_first:
-                ref = reference_once(ref_url, twin_regs)
-            sweep = sweep_once(env, shards=shards, flow=flow)
-            if twin is not None and clerk_first:
-                ref = reference_once(ref_url, twin_regs)
+            sweep, first_ref = side_by_side(0)
+            ref = first_ref or ref
             again: dict[str, Any] | None = None
             ref_again: dict[str, Any] | None = None
             if resweep:
                 plain.append(asyncio.run(plain_limit(regs, subjects)))
-                if twin is not None and not clerk_first:
-                    ref_again = reference_once(ref_url, twin_regs, days_later=31)
-                again = sweep_once(env, days_later=31, shards=shards)
-                if twin is not None and clerk_first:
-                    ref_again = reference_once(ref_url, twin_regs, days_later=31)
+                again, ref_again = side_by_side(31)
             # The cap as the last sweep applied it: on the re-sweep's day (31 days on), what a case owes has
             # grown by a month's delayed interest, and a case whose balance changed is planned again on it.
             today = bureau_today(dt.datetime.now(dt.UTC) + dt.timedelta(days=31 if again else 0))

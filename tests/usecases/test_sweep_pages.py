@@ -146,6 +146,9 @@ def test_a_sweep_tunes_the_collector_while_it_runs_and_puts_it_back_even_when_it
     assert gc.get_freeze_count() == 0
     seen: list[tuple[int, bool]] = []
 
+    def look() -> None:  # the collector's youngest threshold, and whether objects are frozen
+        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+
     async def control(case_ids: list[int]) -> Counts:
         return Counts(cases=len(case_ids))
 
@@ -153,20 +156,20 @@ def test_a_sweep_tunes_the_collector_while_it_runs_and_puts_it_back_even_when_it
         asking, go_on = asyncio.Event(), asyncio.Event()
 
         async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
-            seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+            look()
             asking.set()
             await asyncio.wait_for(go_on.wait(), WAIT_S)  # until the other sweep has failed
             return [querying.BatchResult("bank", querying.Recorded(queried=len(debtor_ids)))]
 
         async def ask_and_fail(debtor_ids: list[int]) -> list[querying.BatchResult]:
-            seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+            look()
             raise RuntimeError("registry client broke")
 
         one = asyncio.create_task(sweep(sessions, ask, control))
         await asyncio.wait_for(asking.wait(), WAIT_S)
         with pytest.raises(RuntimeError, match="registry client broke"):
             await sweep(sessions, ask_and_fail, control)
-        seen.append((gc.get_threshold()[0], gc.get_freeze_count() > 0))  # the first sweep still runs
+        look()  # the first sweep still runs
         go_on.set()
         await one
 
