@@ -247,18 +247,8 @@ _ASSET = (
 
 
 def _insert_measures(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Write the measures down in one insert (`bulk.insert_rows`); their ids, in order (on PostgreSQL read
-    back by their idempotency keys)."""
-    inserted = bulk.insert_rows(session, _MEASURES, rows)
-    if inserted is not None:
-        return inserted
-    ids: dict[str, int] = {}
-    for chunk in db.chunks([row["idempotency_key"] for row in rows]):
-        rows_read = session.execute(
-            select(_MEASURES.c.idempotency_key, _MEASURES.c.id).where(_MEASURES.c.idempotency_key.in_(chunk))
-        )
-        ids.update((key, measure_id) for key, measure_id in rows_read)
-    return [ids[row["idempotency_key"]] for row in rows]
+    """Write the measures down in one insert (`bulk.insert_rows`); their ids, in order."""
+    return bulk.insert_rows(session, _MEASURES, rows)
 
 
 def _row(case: Any, asset: Any, kind: str, amount: int | None) -> dict[str, Any]:

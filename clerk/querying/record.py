@@ -40,7 +40,7 @@ Sent = tuple[int, str | None, Sequence[int]]
 
 def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) -> list[dict[int, int]]:
     """`record_sent` for many requests of a run (a sweep's page at every registry): one read of what was
-    written before, one insert of the rest (`bulk.insert_columns`; on PostgreSQL one read of their ids). Each
+    written before, one insert of the rest (`bulk.insert_columns`, which tells their ids). Each
     request's debtor id -> query id, in order."""
     debtors = sorted({d for _, _, debtor_ids in requests for d in debtor_ids})
     registries = sorted({registry_id for registry_id, _, _ in requests})
@@ -61,10 +61,7 @@ def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) ->
             "sent_at": [utcnow()] * len(new),
         }
         ids = bulk.insert_columns(session, _QUERIES, columns)
-        if ids is None:  # PostgreSQL: read back
-            found.update(_query_ids(session, run_id, registries, sorted(set(debtor_ids))))
-        else:
-            found.update(zip(zip(registry_ids, debtor_ids, strict=True), ids, strict=True))
+        found.update(zip(zip(registry_ids, debtor_ids, strict=True), ids, strict=True))
     return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
 
 

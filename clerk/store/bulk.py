@@ -16,40 +16,47 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Column, Connection, Dialect, Table, bindparam, update
+from sqlalchemy import Column, Connection, Dialect, Table, bindparam, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from clerk.store.db import chunks
 
 
-def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """`insert_columns` of rows (dicts with the same keys)."""
     if not rows:
         return []
     return insert_columns(session, table, _by_column(rows))
 
 
-def insert_columns(session: Session, table: Table, given: Mapping[str, Sequence[Any]]) -> list[int] | None:
+def insert_columns(session: Session, table: Table, given: Mapping[str, Sequence[Any]]) -> list[int]:
     """Insert rows given column by column (each column's values, all as long; no `id`) in the caller's
     transaction: on SQLite as multi-row INSERTs, on PostgreSQL in one COPY (its errors raised as SQLAlchemy
     raises the driver's: a unique key's as `IntegrityError`). The columns' Python defaults fill what is
     not given, once for the lot.
 
-    Returns the new rows' ids, in order, where the database tells them without a read: on SQLite, whose
-    each statement's rows take consecutive rowids ending at the statement's last one (SQLite gives a new
-    row "one larger than the largest ROWID in the table prior to the insert", and nothing else inserts
-    while a statement runs). None on PostgreSQL, whose COPY returns nothing: read them back by a key.
-    (Reading 5,000 ids back a page cost the SQLite sweep a GIL hand-over per row: bench/README.md item
-    24.)"""
+    Returns the new rows' ids (their autoincrement key's values), in order, without reading the rows back:
+    on SQLite, each statement's rows take consecutive rowids ending at the statement's last one (SQLite
+    gives a new row "one larger than the largest ROWID in the table prior to the insert", and nothing else
+    inserts while a statement runs); on PostgreSQL, whose COPY tells nothing, they are taken from the key's
+    sequence in one statement first and copied with the rows, as the column's default would have taken
+    them one by one. (Reading 5,000 ids back by a key cost each page of a sweep a read on both databases,
+    and on SQLite a GIL hand-over per row: bench/README.md items 24 and 26.) A table without an
+    autoincrement key: [] (nothing to tell)."""
     if not given or not next(iter(given.values())):
         return []
     connection = session.connection()
     names, columns = _columns(connection.dialect, table, given, _default_of)
+    key = table.autoincrement_column
     if connection.dialect.name == "postgresql":
         import psycopg  # here: a SQLite clerk never loads the PostgreSQL driver
         from psycopg import sql as psql
 
+        ids: list[int] = []
+        if key is not None:
+            ids = _reserve_ids(connection, table, key.name, len(columns[0]))
+            names, columns = (key.name, *names), [ids, *columns]
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         statement = psql.SQL("COPY {} ({}) FROM STDIN").format(
             psql.Identifier(table.name), psql.SQL(", ").join(map(psql.Identifier, names))
@@ -60,16 +67,28 @@ def insert_columns(session: Session, table: Table, given: Mapping[str, Sequence[
                     copy.write_row(row)
         except psycopg.Error as exc:  # as SQLAlchemy raises the driver's errors (IntegrityError, …)
             raise DBAPIError.instance(str(statement), None, exc, psycopg.Error) from exc
-        return None
+        return ids
     # The text names the schema's own table and columns, quoted by the dialect; every value is bound.
     quote = connection.dialect.identifier_preparer.quote
     head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) VALUES "  # noqa: S608
-    ids: list[int] = []
+    rowids: list[int] = []
     for count, last in _sqlite_many(connection, head, "", list(zip(*columns, strict=True))):
         if not last or last >= _LARGEST_ROWID:  # at the largest rowid SQLite picks new ones at random
             raise RuntimeError(f"{table.name}: SQLite did not tell the rowids of an insert")
-        ids.extend(range(last - count + 1, last + 1))
-    return ids
+        rowids.extend(range(last - count + 1, last + 1))
+    return rowids if key is not None else []
+
+
+def _reserve_ids(connection: Connection, table: Table, key: str, count: int) -> list[int]:
+    """`count` new values of `table`'s `key` from its sequence (PostgreSQL), in one statement. Other
+    writers take theirs from the same sequence: no two rows get one value, though a writer's need not
+    follow one another."""
+    reserve = text(  # the sequence is looked up once, not once a row (a third of the time at 5,000 rows)
+        "SELECT nextval(s.seq) FROM (SELECT pg_get_serial_sequence(:table, :key)::regclass AS seq) AS s "
+        "CROSS JOIN generate_series(1, :count)"
+    )
+    rows = connection.execute(reserve, {"table": table.name, "key": key, "count": count})
+    return [value for (value,) in rows]
 
 
 #: SQLite's largest rowid (2**63 - 1).

@@ -1,7 +1,7 @@
 """`bulk.insert_rows`, `bulk.update_rows` and `bulk.set_values`, the sweep's bulk writers: what they write
 reads back as the ORM and Core write it (timestamps in UTC, JSON, dates, the columns' defaults and `onupdate`s), on SQLite and
 PostgreSQL, in more statements than one when the rows need them, and nothing of a failed write stays. On
-SQLite the insert tells the new rows' ids without reading them back."""
+both the insert tells the new rows' ids without reading them back."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.store import bulk, db
-from models.tables import Asset, Case, ControlMeasure, Debtor, Registry, utcnow
+from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Registry, utcnow
 
 _ASSETS, _MEASURES = db.table(Asset), db.table(ControlMeasure)
 
@@ -136,11 +136,12 @@ def test_a_failed_bulk_insert_leaves_nothing(sessions: sessionmaker[Session]) ->
         assert session.scalars(select(Asset.id)).all() == []
 
 
-def test_sqlite_tells_the_ids_of_the_rows_it_inserted(
+def test_an_insert_tells_the_ids_of_the_rows_it_inserted(
     sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The ids `insert_rows` returns are the rows' own, in order, across statements and after rows were
-    deleted at the table's end and in its middle (SQLite gives the largest id before + 1)."""
+    deleted at the table's end and in its middle: SQLite gives the largest id before + 1; PostgreSQL's
+    COPY takes them from the key's sequence, which goes on where it was."""
     monkeypatch.setattr(bulk, "SQLITE_PARAMETERS", 100)  # ten rows a statement
     registry_id, debtor_id, _ = _world(sessions)
     seen = utcnow()
@@ -148,10 +149,6 @@ def test_sqlite_tells_the_ids_of_the_rows_it_inserted(
         first = bulk.insert_rows(
             session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(35)]
         )
-        if session.get_bind().dialect.name == "postgresql":
-            assert first is None  # COPY tells nothing: callers read back by a key
-            return
-        assert first is not None
         session.execute(_ASSETS.delete().where(_ASSETS.c.id.in_([first[5], first[-1], first[-2]])))
     with sessions.begin() as session:
         ids = bulk.insert_rows(
@@ -161,4 +158,21 @@ def test_sqlite_tells_the_ids_of_the_rows_it_inserted(
         by_identifier = dict(session.execute(select(Asset.identifier, Asset.id)).tuples().all())
     assert first == [by_identifier.get(f"62220000{i:08d}", first[i]) for i in range(35)]
     assert ids == [by_identifier[f"62220000{i:08d}"] for i in range(100, 125)]
-    assert ids == list(range(first[-3] + 1, first[-3] + 26))  # after the largest left, in order
+    after = first[-1] if session.get_bind().dialect.name == "postgresql" else first[-3]
+    assert ids == list(range(after + 1, after + 26))  # in order, after the largest left (SQLite)
+
+
+def test_an_insert_into_a_table_without_an_autoincrement_key_tells_no_ids(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A link table's rows (keyed by the two ids they link) are written, and there is no id to tell."""
+    _, debtor_id, case_id = _world(sessions)
+    with sessions.begin() as session:
+        assert (
+            bulk.insert_rows(session, db.table(CaseDebtor), [{"case_id": case_id, "debtor_id": debtor_id}])
+            == []
+        )
+    with sessions() as session:
+        assert session.execute(select(CaseDebtor.case_id, CaseDebtor.debtor_id)).tuples().all() == [
+            (case_id, debtor_id)
+        ]
