@@ -27,6 +27,7 @@ from connectors.base import (
     RegistryUnavailable,
     SubjectStatus,
 )
+from models.tables import utcnow
 
 T = TypeVar("T")
 
@@ -124,12 +125,18 @@ async def query_page(
     stamp: bool = False,
 ) -> list[BatchResult]:
     """Ask every registry about a page of debtors, in batches of each one's size, all at once, and record
-    the answers (a failure is recorded, not raised), a result per batch. The subjects are read and every
-    lookup written down (`sent`) in one transaction before any request leaves; every answer and failure is
-    recorded in one transaction once the last has come, the answers together (`record.record_replies`). A
-    crash before the answers are recorded leaves the page's lookups `sent` and its debtors due: they are
-    asked again, and nothing is recorded twice. The debtors answered are stamped queried with `stamp`;
-    without, the sweep stamps its page once (`sweeping.after_answers`)."""
+    the answers (a failure is recorded, not raised), a result per batch. Every answer and failure is
+    recorded in one transaction once the last has come, each lookup written once, with its answer
+    (`record.record_replies`). The debtors answered are stamped queried with `stamp`; without, the sweep
+    stamps its page once, after (`sweeping.after_answers`).
+
+    A crash before the answers are recorded leaves the debtors due (none is stamped): they are asked again,
+    and nothing is recorded twice. With `stamp`, a debtor may be stamped by another registry's batch
+    recorded on its own (a case query asks each registry in a task of its own): then each lookup is
+    written down (`sent`) before its request leaves, so that a crash leaves a lookup never answered, which
+    makes its debtor due again (`querying.due`). A sweep's page needs no such trace: its answers are
+    recorded together, and its debtors stamped after. (Writing every lookup twice cost the re-sweep on
+    PostgreSQL half its speed: bench/README.md item 26.)"""
     codes = [code for code in batch_sizes if code in connectors]
     batches = [
         (code, list(debtor_ids[i : i + batch_sizes[code]]))
@@ -137,15 +144,16 @@ async def query_page(
         for i in range(0, len(debtor_ids), batch_sizes[code])
     ]
 
-    def load() -> tuple[list[QueryRequest], list[dict[int, int]]]:
+    def load() -> tuple[list[QueryRequest], list[dict[int, int] | None]]:
         refs = [runs.new_request_ref(run_id, code) for code, _ in batches]
         with sessions.begin() as session:
             subjects = {int(s.ref): s for s in runs.subjects(session, debtor_ids)}
-            queries = record.record_sent_many(
-                session,
-                run_id,
-                [(registry_ids[code], ref, ids) for (code, ids), ref in zip(batches, refs, strict=True)],
-            )
+            queries: list[dict[int, int] | None] = [None] * len(batches)
+            if stamp:  # written down ahead (see above)
+                asked = [
+                    (registry_ids[code], ref, ids) for (code, ids), ref in zip(batches, refs, strict=True)
+                ]
+                queries = list(record.record_sent_many(session, run_id, asked))
         requests = [
             QueryRequest(request_ref=ref, subjects=tuple(subjects[d] for d in ids if d in subjects))
             for (_, ids), ref in zip(batches, refs, strict=True)
@@ -153,6 +161,7 @@ async def query_page(
         return requests, queries
 
     requests, queries = await db.run(sessions, load)
+    sent_at = utcnow()
 
     async def ask(code: str, request: QueryRequest) -> QueryReply | RegistryError:
         try:
@@ -172,14 +181,18 @@ async def query_page(
         for (code, ids), query_ids, answer in zip(batches, queries, answers, strict=True):
             if isinstance(answer, RegistryError):
                 record.record_failure(
-                    session, run_id=run_id, registry_id=registry_ids[code], debtor_ids=ids, reason=str(answer)
+                    session,
+                    run_id=run_id,
+                    registry_id=registry_ids[code],
+                    debtor_ids=ids,
+                    reason=str(answer),
+                    sent_at=sent_at,
                 )
             else:
                 replies.append(record.Reply(registry_ids[code], code, answer, query_ids))
+        cases = record.cases_of(session, debtor_ids)
         recorded = iter(
-            record.record_replies(
-                session, run_id, replies, actor, stamp=stamp, cases=record.cases_of(session, debtor_ids)
-            )
+            record.record_replies(session, run_id, replies, actor, stamp=stamp, cases=cases, sent_at=sent_at)
         )
         return [Recorded() if isinstance(answer, RegistryError) else next(recorded) for answer in answers]
 

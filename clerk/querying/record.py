@@ -27,10 +27,10 @@ _QUERIES, _ASSETS = db.table(Query), db.table(Asset)
 def record_sent(
     session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], ref: str | None
 ) -> dict[int, int]:
-    """Write a batch's lookups down (status `sent`) before the request leaves: one bulk insert of those the
-    run has not written yet (an answer collected later, or recorded without them, finds or writes them here
-    too). Returns debtor id -> query id, for recording the answer (`record_reply(queries=…)`) without
-    reading them back."""
+    """Write a batch's lookups down (status `sent`) before the request leaves, where a crash must leave a
+    trace of it (`querying.query_page` says when): one bulk insert of those the run has not written yet.
+    Returns debtor id -> query id, for recording the answer (`record_reply(queries=…)`) without reading
+    them back."""
     return record_sent_many(session, run_id, [(registry_id, ref, debtor_ids)])[0]
 
 
@@ -84,6 +84,68 @@ def _query_ids(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """How one debtor's lookup at one registry ended, to write (`write_lookups`)."""
+
+    registry_id: int
+    debtor_id: int
+    ref: str | None  # the request's reference
+    status: LookupStatus  # answered, pending (answered "later") or failed
+    error: str | None = None  # why it failed (no personal data)
+
+
+def write_lookups(
+    session: Session,
+    run_id: int,
+    lookups: Sequence[Lookup],
+    sent_at: dt.datetime,
+    written: Mapping[tuple[int, int], int] | None = None,
+) -> dict[tuple[int, int], int]:
+    """Write how lookups of a run ended, in the caller's transaction: each once. Those the run wrote before
+    (`sent` ahead of their request, or answered "later" and collected now) are updated, found in `written`
+    ((registry id, debtor id) -> query id) or else read by their key; the rest are inserted, in one
+    statement, sent at `sent_at`. (registry id, debtor id) -> query id of every lookup, for the assets
+    they found (`Asset.first_query_id`)."""
+    now = utcnow()
+    ids = dict(written or {})
+    missing = [(x.registry_id, x.debtor_id) for x in lookups if (x.registry_id, x.debtor_id) not in ids]
+    if missing:
+        registries, debtors = (sorted(set(column)) for column in zip(*missing, strict=True))
+        ids.update(_query_ids(session, run_id, registries, debtors))
+    changes: dict[tuple[LookupStatus, str | None, str | None], list[int]] = {}
+    new = []
+    for x in lookups:
+        query_id = ids.get((x.registry_id, x.debtor_id))
+        if query_id is None:
+            new.append(x)
+        else:
+            changes.setdefault((x.status, x.ref, x.error), []).append(query_id)
+    for (status, ref, error), query_ids in changes.items():
+        answered_at = now if status is LookupStatus.ANSWERED else None
+        values = {
+            "status": status.value,
+            "registry_reference": ref,
+            "answered_at": answered_at,
+            "error": error,
+        }
+        bulk.set_values(session, _QUERIES, values, query_ids)
+    if new:
+        columns: dict[str, list[Any]] = {
+            "registry_id": [x.registry_id for x in new],
+            "debtor_id": [x.debtor_id for x in new],
+            "registry_reference": [x.ref for x in new],
+            "status": [x.status.value for x in new],
+            "error": [x.error for x in new],
+            "answered_at": [now if x.status is LookupStatus.ANSWERED else None for x in new],
+            "run_id": [run_id] * len(new),
+            "sent_at": [sent_at] * len(new),
+        }
+        inserted = bulk.insert_columns(session, _QUERIES, columns)
+        ids.update(zip(((x.registry_id, x.debtor_id) for x in new), inserted, strict=True))
+    return ids
+
+
 def add_counts(total: object, other: object) -> None:
     """Add every integer field of the dataclass `other` to the same field of `total`."""
     for f in dataclasses.fields(other):  # type: ignore[arg-type]
@@ -116,8 +178,8 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Reply:
-    """A registry's reply to record (`record_replies`), with the lookups `record_sent` wrote for its request
-    (debtor id -> query id; None: read, or written for an answer collected later)."""
+    """A registry's reply to record (`record_replies`), with the lookups `record_sent` wrote ahead of its
+    request (debtor id -> query id; None: none written ahead, or not known here: read by their key)."""
 
     registry_id: int
     registry_code: str
@@ -136,10 +198,17 @@ def record_reply(
     stamp: bool = True,
     queries: Mapping[int, int] | None = None,
     cases: Mapping[str, Mapping[int, Mapping[int, str]]] | None = None,
+    sent_at: dt.datetime | None = None,
 ) -> Recorded:
     """`record_replies` of one reply."""
     [result] = record_replies(
-        session, run_id, [Reply(registry_id, registry_code, reply, queries)], actor, stamp=stamp, cases=cases
+        session,
+        run_id,
+        [Reply(registry_id, registry_code, reply, queries)],
+        actor,
+        stamp=stamp,
+        cases=cases,
+        sent_at=sent_at,
     )
     return result
 
@@ -152,33 +221,43 @@ def record_replies(
     *,
     stamp: bool = True,
     cases: Mapping[str, Mapping[int, Mapping[int, str]]] | None = None,
+    sent_at: dt.datetime | None = None,
 ) -> list[Recorded]:
-    """Record the queries and hits of replies in the caller's transaction, what each changed in order;
+    """Record the lookups and hits of replies in the caller's transaction, what each changed in order;
     safe to call again with the same replies (a retried batch, a collected answer): nothing is recorded
-    twice. The debtors answered are stamped queried now, unless `stamp` is False: the sweep stamps a page's
-    debtors once, after every registry's reply to it is recorded (`stamp_queried`). `cases`: the debtors'
-    cases as `cases_of` reads them; else they are read.
+    twice. Each lookup is written once, with its answer (`write_lookups`: those written ahead are
+    updated); new ones as sent at `sent_at` (when the requests left; else now). The debtors answered are
+    stamped queried now, unless `stamp` is False: the sweep stamps a page's debtors once, after every
+    registry's reply to it is recorded (`stamp_queried`). `cases`: the debtors' cases as `cases_of` reads
+    them; else they are read.
 
     Everything is read once and written once for all the replies (a sweep's page: 25 replies, 5,000
     lookups), as rows, no ORM object made (`Recording`)."""
-    queries = [
-        r.queries
-        if r.queries is not None and all(int(s.subject_ref) in r.queries for s in r.reply.results)
-        else record_sent(
-            session,
-            run_id=run_id,
-            registry_id=r.registry_id,
-            debtor_ids=[int(s.subject_ref) for s in r.reply.results],
-            ref=r.reply.request_ref,
-        )
+    written = {
+        (r.registry_id, debtor_id): query_id
         for r in replies
+        for debtor_id, query_id in (r.queries or {}).items()
+    }
+    lookups = [
+        Lookup(r.registry_id, int(s.subject_ref), r.reply.request_ref, _ENDED[s.status])
+        for r in replies
+        for s in r.reply.results
     ]
+    ids = write_lookups(session, run_id, lookups, sent_at or utcnow(), written)
     if cases is None:
         cases = cases_of(session, sorted({int(s.subject_ref) for r in replies for s in r.reply.results}))
     recording = Recording(actor, cases, _known(session, replies))
-    results = [recording.add(r, asked) for r, asked in zip(replies, queries, strict=True)]
+    results = [recording.add(r, ids) for r in replies]
     recording.write(session, stamp)
     return results
+
+
+#: How a subject's answer leaves its lookup.
+_ENDED = {
+    SubjectStatus.PENDING: LookupStatus.PENDING,
+    SubjectStatus.FOUND: LookupStatus.ANSWERED,
+    SubjectStatus.NONE: LookupStatus.ANSWERED,
+}
 
 
 def _known(session: Session, replies: Sequence[Reply]) -> dict[tuple[int, str], dict[str, Any]]:
@@ -197,38 +276,32 @@ def _known(session: Session, replies: Sequence[Reply]) -> dict[tuple[int, str], 
 
 @dataclass
 class Recording:
-    """Replies being recorded together (`record_replies`): each is read in turn (`add`), what they change
-    is gathered, and it is written at the end (`write`), each kind of row in one bulk statement
-    (`bulk.insert_rows`, `bulk.update_rows`): the lookups' answers, the new assets, the known assets' new
-    reports, the audit events. Replies of one registry name different debtors' assets: what one reply adds,
-    another of the same page does not read."""
+    """Replies being recorded together (`record_replies`, their lookups written): each is read in turn
+    (`add`), what they change is gathered, and it is written at the end (`write`), each kind of row in one
+    bulk statement (`bulk.insert_rows`, `bulk.update_rows`): the new assets, the known assets' new reports,
+    the audit events. Replies of one registry name different debtors' assets: what one reply adds, another
+    of the same page does not read."""
 
     actor: str
     cases: Mapping[str, Mapping[int, Mapping[int, str]]]  # as `cases_of` reads them
     known: dict[tuple[int, str], dict[str, Any]]  # (registry id, identifier) -> the asset's row
     now: dt.datetime = field(default_factory=utcnow)
     new_assets: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # named twice: once
-    # The lookups answered, and answered "later", by the request that asked them (its reference): the
-    # lookups of one request take the same values (`bulk.set_values`).
-    answered: dict[str | None, list[int]] = field(default_factory=dict)
-    later: dict[str | None, list[int]] = field(default_factory=dict)
     events: list[audit.Entry] = field(default_factory=list)
     debtors: set[int] = field(default_factory=set)  # answered, to stamp
+    rewritten: set[int] = field(default_factory=set)  # known assets whose report changed (not only seen)
 
-    def add(self, r: Reply, asked: Mapping[int, int]) -> Recorded:
-        """Read one reply (its lookups `asked`: debtor id -> query id); what it changed, in counts."""
+    def add(self, r: Reply, lookups: Mapping[tuple[int, int], int]) -> Recorded:
+        """Read one reply (the lookups written: (registry id, debtor id) -> query id); what it changed, in
+        counts."""
         result = Recorded()
         active_of, terminated_of = self.cases.get("active", {}), self.cases.get("terminated", {})
-        ref = r.reply.request_ref
-        answered, later = self.answered.setdefault(ref, []), self.later.setdefault(ref, [])
         for subject in r.reply.results:
             debtor_id = int(subject.subject_ref)
             result.queried += 1
             if subject.status is SubjectStatus.PENDING:
-                later.append(asked[debtor_id])
                 result.pending += 1
                 continue
-            answered.append(asked[debtor_id])
             result.answered.add(debtor_id)
             terminated = terminated_of.get(debtor_id)
             if terminated:
@@ -241,15 +314,18 @@ class Recording:
                 asset = self.known.get(key)
                 if asset is None:
                     asset = self.known[key] = self.new_assets[key] = _new_asset(
-                        debtor_id, r.registry_id, asked[debtor_id], report, self.now
+                        debtor_id, r.registry_id, lookups[(r.registry_id, debtor_id)], report, self.now
                     )
                     result.new_assets += 1
                     action = "hit.recorded"
-                elif _update(asset, report, self.now):
+                else:
+                    changed, rewritten = _update(asset, report, self.now)
+                    if rewritten:
+                        self.rewritten.add(asset["id"])
+                    if not changed:
+                        continue
                     result.changed += 1
                     action = "hit.changed"
-                else:
-                    continue
                 active = active_of.get(debtor_id, {})
                 result.cases_with_new_hits.update(active)
                 if terminated:
@@ -263,21 +339,22 @@ class Recording:
     def write(self, session: Session, stamp: bool) -> None:
         """Write what the replies changed, in the caller's transaction; with `stamp`, the debtors answered
         are stamped queried."""
-        for ref, ids in self.later.items():
-            bulk.set_values(session, _QUERIES, {"status": "pending", "registry_reference": ref}, ids)
-        for ref, ids in self.answered.items():
-            answer = {"status": "answered", "answered_at": self.now, "registry_reference": ref}
-            bulk.set_values(session, _QUERIES, answer, ids)
         if stamp:
             stamp_queried(session, self.debtors, self.now)
         # Two clerks inserting the same new asset: the second waits for the first's commit, then fails on
         # the unique key and the replies are recorded again (querying.query_page). (Appending to the audit
         # trail takes no lock since the log became a Merkle tree placed by its sequencer.)
         bulk.insert_rows(session, _ASSETS, list(self.new_assets.values()))
-        seen = [a for a in self.known.values() if "id" in a]  # every known asset was seen now
+        # Every known asset was seen now; most were seen as they were, and only the time changes: one
+        # statement for those, and a row each for the others.
+        seen = [a["id"] for a in self.known.values() if "id" in a]
         if seen:
-            bulk.update_rows(session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in seen])
-            db.expire_cached(session, Asset, [a["id"] for a in seen])
+            changed = [a for a in self.known.values() if a.get("id") in self.rewritten]
+            bulk.update_rows(
+                session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in changed]
+            )
+            bulk.set_values(session, _ASSETS, {"last_seen_at": self.now}, sorted(set(seen) - self.rewritten))
+            db.expire_cached(session, Asset, seen)
         audit.append_many(session, self.events)
 
 
@@ -300,15 +377,19 @@ def stamp_queried(session: Session, debtor_ids: Iterable[int], now: dt.datetime)
 
 
 def record_failure(
-    session: Session, *, run_id: int, registry_id: int, debtor_ids: Sequence[int], reason: str
+    session: Session,
+    *,
+    run_id: int,
+    registry_id: int,
+    debtor_ids: Sequence[int],
+    reason: str,
+    sent_at: dt.datetime | None = None,
 ) -> None:
-    """A batch the registry did not answer: its queries are recorded as failed (the reason has no personal
-    data), and the debtors stay due for the next run."""
-    queries = record_sent(session, run_id=run_id, registry_id=registry_id, debtor_ids=debtor_ids, ref=None)
-    for chunk in db.chunks(list(queries.values())):
-        session.execute(
-            update(Query).where(Query.id.in_(chunk)).values(status="failed", error=scrub_text(reason)[:500])
-        )
+    """A batch the registry did not answer: its lookups are written as failed (`write_lookups`; the reason
+    has no personal data), and the debtors stay due for the next run."""
+    error = scrub_text(reason)[:500]
+    failed = [Lookup(registry_id, d, None, LookupStatus.FAILED, error) for d in debtor_ids]
+    write_lookups(session, run_id, failed, sent_at or utcnow())
 
 
 def pending_requests(session: Session) -> list[tuple[int, int, str]]:
@@ -391,14 +472,15 @@ def _new_asset(
     } | _reported(report, now)
 
 
-def _update(asset: dict[str, Any], report: AssetReport, now: dt.datetime) -> bool:
-    """Bring a known asset's row (as `record_reply` holds it) up to date; True when its balance or others'
-    measures changed."""
+def _update(asset: dict[str, Any], report: AssetReport, now: dt.datetime) -> tuple[bool, bool]:
+    """Bring a known asset's row (as `record_reply` holds it) up to date: whether its balance or others'
+    measures changed, and whether anything the report sets but the time it was seen did."""
     values = _reported(report, now, asset["description"])
     before = (asset["balance_fen"], asset["other_measures"])
     changed = before != (values["balance_fen"], values["other_measures"])
+    rewritten = any(asset[name] != values[name] for name in _REPORTED if name != "last_seen_at")
     asset.update(values)
-    return changed
+    return changed, rewritten
 
 
 def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
