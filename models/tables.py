@@ -215,7 +215,8 @@ class Query(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("query_runs.id"), index=True)
+    # Read by run through the unique key, which begins with it (no index of its own: migration 0007).
+    run_id: Mapped[int] = mapped_column(ForeignKey("query_runs.id"))
     registry_id: Mapped[int] = mapped_column(ForeignKey("registries.id"))
     debtor_id: Mapped[int] = mapped_column(ForeignKey("debtors.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="sent")
