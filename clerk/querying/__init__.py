@@ -4,8 +4,9 @@ once.
 - `due`: the schedule (active cases, terminated ones, answers owed within 24 hours) and shards.
 - `runs`: query runs, the subjects of a batch, the registries' rows.
 - `record`: recording a reply (lookups, new and changed assets, audit) idempotently.
-- `batch`: one registry, one batch of debtors: written down, asked, recorded; a sweep's page at every
-  registry at once, the same way with a page's work done once; late answers collected.
+- `batch`: a sweep's page at every registry at once: asked, then each lookup recorded once with its
+  answer; one registry, one batch of debtors (a case query's): written down, asked, recorded; late
+  answers collected.
 """
 
 from __future__ import annotations
