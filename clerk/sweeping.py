@@ -243,7 +243,10 @@ def after_answers(
         resumed = supervision.resume(session, sorted(found), today, actor)
         told = _told_since(session, touched, "hits.found", since)
         unseen = sorted(
-            db.all_rows(session, select(Case.id, Case.case_number).where(Case.id.in_(sorted(touched - told))))
+            db.all_rows(
+                session,
+                select(Case.id, Case.case_number).where(db.among(session, Case.id, sorted(touched - told))),
+            )
         )
         notices.notify_many(
             session, [notices.Draft(i, "applicant", "hits.found", {"case": number}) for i, number in unseen]
@@ -253,7 +256,7 @@ def after_answers(
 
 def _told_since(session: Session, case_ids: set[int], template: str, since: dt.datetime) -> set[int]:
     told = select(Notification.case_id).where(
-        Notification.case_id.in_(sorted(case_ids)),
+        db.among(session, Notification.case_id, sorted(case_ids)),
         Notification.template == template,
         Notification.created_at >= since,
     )

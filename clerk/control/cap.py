@@ -84,7 +84,10 @@ def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int
         return held
     for chunk in db.chunks(asset_ids):
         for measure in db.all_rows(
-            session, select(*CLAIM).where(ControlMeasure.asset_id.in_(chunk), ControlMeasure.status.in_(LIVE))
+            session,
+            select(*CLAIM).where(
+                db.among(session, ControlMeasure.asset_id, chunk), ControlMeasure.status.in_(LIVE)
+            ),
         ):
             held[measure.asset_id] = held.get(measure.asset_id, 0) + covered_by(measure)
     return held

@@ -102,12 +102,19 @@ def plan_cases(
     assets: dict[int, list[Any]] = {}
     people: dict[int, int | None] = {}  # natural persons among the debtors -> their dependants
     for chunk in db.chunks(locks.lock_case_ids(session, ids)):  # rows, not objects: a thousand cases a page
-        locked.update((c.id, c) for c in db.all_rows(session, select(*_CASE).where(Case.id.in_(chunk))))
+        locked.update(
+            (c.id, c) for c in db.all_rows(session, select(*_CASE).where(db.among(session, Case.id, chunk)))
+        )
         payments = select(Payment.case_id, Payment.paid_on, Payment.amount_fen)
-        for case_id, paid_on, amount in db.all_rows(session, payments.where(Payment.case_id.in_(chunk))):
+        for case_id, paid_on, amount in db.all_rows(
+            session, payments.where(db.among(session, Payment.case_id, chunk))
+        ):
             paid.setdefault(case_id, []).append(rules.Payment(paid_on, amount))  # owed_on orders them
         for measure in db.all_rows(
-            session, select(*CLAIM).where(ControlMeasure.case_id.in_(chunk), ControlMeasure.status.in_(LIVE))
+            session,
+            select(*CLAIM).where(
+                db.among(session, ControlMeasure.case_id, chunk), ControlMeasure.status.in_(LIVE)
+            ),
         ):
             live.setdefault(measure.case_id, []).append(measure)
         found = db.all_rows(
@@ -115,7 +122,7 @@ def plan_cases(
             select(CaseDebtor.case_id, *_ASSET, Debtor.kind.label("debtor_kind"), Debtor.dependants)
             .join(Asset, Asset.debtor_id == CaseDebtor.debtor_id)
             .join(Debtor, Debtor.id == CaseDebtor.debtor_id)
-            .where(CaseDebtor.case_id.in_(chunk)),
+            .where(db.among(session, CaseDebtor.case_id, chunk)),
         )
         for row in sorted(found, key=attrgetter("id")):
             assets.setdefault(row.case_id, []).append(row)

@@ -76,8 +76,8 @@ def _query_ids(
         rows = session.execute(
             select(_QUERIES.c.registry_id, _QUERIES.c.debtor_id, _QUERIES.c.id).where(
                 _QUERIES.c.run_id == run_id,
-                _QUERIES.c.registry_id.in_(registry_ids),
-                _QUERIES.c.debtor_id.in_(chunk),
+                db.among(session, _QUERIES.c.registry_id, registry_ids),
+                db.among(session, _QUERIES.c.debtor_id, chunk),
             )
         )
         found.update(((registry_id, debtor_id), query_id) for registry_id, debtor_id, query_id in rows)
@@ -269,7 +269,7 @@ def _known(session: Session, replies: Sequence[Reply]) -> dict[tuple[int, str], 
     known: dict[tuple[int, str], dict[str, Any]] = {}
     for registry_id, identifiers in wanted.items():
         for part in db.chunks(identifiers):
-            rows = db.all_rows(session, _known_of(registry_id, part))
+            rows = db.all_rows(session, _known_of(session, registry_id, part))
             known.update(((registry_id, row.identifier), row._asdict()) for row in rows)
     return known
 
@@ -369,11 +369,11 @@ def stamp_queried(session: Session, debtor_ids: Iterable[int], now: dt.datetime)
         if session.get_bind().dialect.name == "postgresql":  # SQLite's writers take turns (db.py)
             session.execute(
                 select(Debtor.id)
-                .where(Debtor.id.in_(chunk))
+                .where(db.among(session, Debtor.id, chunk))
                 .order_by(Debtor.id)
                 .with_for_update(key_share=True)
             )
-        session.execute(update(Debtor).where(Debtor.id.in_(chunk)).values(last_queried_at=now))
+        session.execute(update(Debtor).where(db.among(session, Debtor.id, chunk)).values(last_queried_at=now))
 
 
 def record_failure(
@@ -412,7 +412,7 @@ def cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[str, dict[int,
         session,
         select(CaseDebtor.debtor_id, Case.id, Case.case_number, Case.status)
         .join(Case, Case.id == CaseDebtor.case_id)
-        .where(CaseDebtor.debtor_id.in_(debtor_ids)),
+        .where(db.among(session, CaseDebtor.debtor_id, debtor_ids)),
     )
     found: dict[str, dict[int, dict[int, str]]] = {}
     for debtor_id, case_id, number, status in rows:
@@ -440,9 +440,9 @@ _REPORTED = ("balance_fen", "other_measures", "purpose", "description", "last_se
 
 
 #: The assets of a reply that the case book knows, by their identifiers at the registry.
-def _known_of(registry_id: int, identifiers: Sequence[str]) -> Select[Any]:
+def _known_of(session: Session, registry_id: int, identifiers: Sequence[str]) -> Select[Any]:
     return select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
-        _ASSETS.c.registry_id == registry_id, _ASSETS.c.identifier.in_(identifiers)
+        _ASSETS.c.registry_id == registry_id, db.among(session, _ASSETS.c.identifier, identifiers)
     )
 
 

@@ -46,7 +46,7 @@ def debtor_ids_of_case(session: Session, case_id: int) -> list[int]:
 def subjects(session: Session, debtor_ids: Sequence[int]) -> list[Subject]:
     """What a registry is asked about each debtor; `ref` is the debtor's id, never personal data."""
     columns = (Debtor.id, Debtor.kind, Debtor.id_number, Debtor.name)
-    rows = db.all_rows(session, select(*columns).where(Debtor.id.in_(debtor_ids)))
+    rows = db.all_rows(session, select(*columns).where(db.among(session, Debtor.id, debtor_ids)))
     return [Subject(ref=str(i), kind=DebtorKind(k), id_number=n, name=name) for i, k, n, name in sorted(rows)]
 
 

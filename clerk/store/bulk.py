@@ -20,7 +20,7 @@ from sqlalchemy import Column, Connection, Dialect, Table, bindparam, text, upda
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from clerk.store.db import chunks
+from clerk.store.db import among, chunks
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> list[int]:
@@ -129,7 +129,7 @@ def set_values(session: Session, table: Table, values: Mapping[str, Any], ids: S
     connection = session.connection()
     change = update(table).values(dict(values))
     for chunk in chunks(ids):
-        connection.execute(change.where(table.c.id.in_(chunk)))
+        connection.execute(change.where(among(session, table.c.id, chunk)))
 
 
 def _sqlite_many(

@@ -45,9 +45,15 @@ def lock_case_ids(session: Session, case_ids: Iterable[int]) -> list[int]:
     if not ids:
         return []
     locked = db.all_rows(  # FOR NO KEY UPDATE (the module's docstring says why), in id order
-        session, select(Case.id).where(Case.id.in_(ids)).order_by(Case.id).with_for_update(key_share=True)
+        session,
+        select(Case.id)
+        .where(db.among(session, Case.id, ids))
+        .order_by(Case.id)
+        .with_for_update(key_share=True),
     )
-    session.execute(update(_CASES).where(_CASES.c.id.in_(ids)).values(version=_CASES.c.version + 1))
+    session.execute(
+        update(_CASES).where(db.among(session, _CASES.c.id, ids)).values(version=_CASES.c.version + 1)
+    )
     return sorted(case_id for (case_id,) in locked)
 
 

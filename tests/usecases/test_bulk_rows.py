@@ -176,3 +176,33 @@ def test_an_insert_into_a_table_without_an_autoincrement_key_tells_no_ids(
         assert session.execute(select(CaseDebtor.case_id, CaseDebtor.debtor_id)).tuples().all() == [
             (case_id, debtor_id)
         ]
+
+
+def test_among_finds_what_in_finds_and_binds_one_array_on_postgresql(
+    sessions: sessionmaker[Session],
+) -> None:
+    """`db.among` (the sweep's reads and writes of a page's ids) finds the rows `IN` finds, by numbers and
+    by text, none for no values; on PostgreSQL its values are one bound array, not one parameter each."""
+    registry_id, debtor_id, _ = _world(sessions)
+    seen = utcnow()
+    with sessions.begin() as session:
+        ids = bulk.insert_rows(session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(30)])
+    wanted_ids = ids[::3] + [10**9]
+    wanted_text = [f"62220000{i:08d}" for i in range(0, 30, 4)] + ["no such account"]
+    with sessions() as session:
+        for column, values in ((_ASSETS.c.id, wanted_ids), (_ASSETS.c.identifier, wanted_text)):
+            for chosen in (values, []):
+                among = select(_ASSETS.c.id).where(db.among(session, column, chosen))
+                expected = select(_ASSETS.c.id).where(column.in_(chosen))
+                assert sorted(session.scalars(among)) == sorted(session.scalars(expected))
+        found = sorted(
+            session.scalars(select(_ASSETS.c.id).where(db.among(session, _ASSETS.c.id, wanted_ids)))
+        )
+        assert found == wanted_ids[:-1]
+        statement = select(_ASSETS.c.id).where(db.among(session, _ASSETS.c.id, wanted_ids))
+        compiled = statement.compile(dialect=session.get_bind().dialect)
+        assert list(compiled.params.values()) == [wanted_ids]
+        if session.get_bind().dialect.name == "postgresql":
+            assert "= ANY (%(" in str(compiled) and " IN " not in str(compiled)
+        else:
+            assert " IN (__[POSTCOMPILE_" in str(compiled)  # a parameter per value, when it runs
