@@ -19,6 +19,7 @@ import datetime as dt
 import gc
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +31,8 @@ from connectors.base import RegistryPort
 from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
 from models.values import format_yuan
+
+T = TypeVar("T")
 
 #: Ask every registry about a page of debtor ids and record the answers: a result per batch.
 Ask = Callable[[list[int]], Awaitable[list[querying.BatchResult]]]
@@ -152,39 +155,50 @@ async def sweep(
             if progress is not None:
                 await progress(swept.debtors, max(started.due, swept.debtors))
 
-        # A page is controlled while the next one is asked, so that the sweeper's waits on the registries
-        # and on the database overlap instead of taking turns; one page's control at a time, in page order.
+        # The next page is asked while a page's answers are recorded, and a page is controlled while the next
+        # one is answered, so that the sweeper's waits on the registries and on the database overlap instead
+        # of taking turns: at most two pages asked at once, one page's control at a time, all in page order.
         finishing: asyncio.Task[None] | None = None
+        asking: list[asyncio.Future[list[querying.BatchResult]]] = []
+
+        async def take_answers(page: list[int], asked: asyncio.Future[list[querying.BatchResult]]) -> None:
+            nonlocal finishing
+            batches = await _first_error(asked, asking)
+            asking.remove(asked)  # its results are folded into the counts below, and dropped
+            swept.tally.add(batches)
+            found: set[int] = set()
+            touched: set[int] = set()
+            answered: set[int] = set()
+            for batch in batches:
+                found |= batch.recorded.terminated_with_new_hits
+                touched |= batch.recorded.cases_with_new_hits
+                requeried.update(batch.recorded.terminated_queried)
+                answered |= batch.recorded.answered
+            resumed = await db.run(
+                sessions, after_answers, sessions, found, touched, started.at, today, actor, answered
+            )
+            swept.resumed += len(resumed)
+            if finishing is not None:
+                await _first_error(finishing, asking)
+            finishing = asyncio.create_task(finish_page(sorted(touched | set(resumed)), len(page)))
+
         try:
+            previous: tuple[list[int], asyncio.Future[list[querying.BatchResult]]] | None = None
             while page := await db.run(sessions, next_page):
                 last = page[-1]
-                batches = await ask(page)
-                swept.tally.add(batches)
-                found: set[int] = set()
-                touched: set[int] = set()
-                answered: set[int] = set()
-                for batch in batches:
-                    found |= batch.recorded.terminated_with_new_hits
-                    touched |= batch.recorded.cases_with_new_hits
-                    requeried |= batch.recorded.terminated_queried
-                    answered |= batch.recorded.answered
-                resumed = await db.run(
-                    sessions, after_answers, sessions, found, touched, started.at, today, actor, answered
-                )
-                swept.resumed += len(resumed)
-                if finishing is not None:
-                    await finishing
-                finishing = asyncio.create_task(finish_page(sorted(touched | set(resumed)), len(page)))
+                asking.append(asyncio.ensure_future(ask(page)))
+                if previous is not None:
+                    await take_answers(*previous)
+                previous = (page, asking[-1])
+            if previous is not None:
+                await take_answers(*previous)
             if finishing is not None:
                 await finishing
         finally:
-            if finishing is not None and not finishing.done():
-                # The sweep failed while a page was controlled: that stops too (its measures were written down
-                # before they were sent, and are settled by key), and the sweep's own error is the one raised.
-                finishing.cancel()
-                await asyncio.wait([finishing])
-            if finishing is not None and not finishing.cancelled():
-                finishing.exception()  # retrieved: asyncio would log an error it thinks nobody saw
+            # The sweep failed while pages were asked or controlled: they stop too (lookups are recorded
+            # together or not at all; measures were written down before they were sent, and are settled by
+            # key), and the sweep's own error is the one raised.
+            await _stop([*asking, *([finishing] if finishing is not None else [])])
 
         def tell() -> int:
             with sessions.begin() as session:
@@ -193,6 +207,33 @@ async def sweep(
         if requeried:
             swept.told_requeried = await db.run(sessions, tell)
         return swept
+
+
+async def _first_error(awaited: asyncio.Future[T], watched: Iterable[asyncio.Future[Any]]) -> T:
+    """`awaited`'s result; but if one of `watched` (the pages being asked) fails first, its error at once:
+    a sweep waiting on a page's control stops as soon as asking the next page failed."""
+    others = [w for w in watched if w is not awaited]
+    while True:
+        running = [w for w in others if not w.done()]
+        await asyncio.wait([awaited, *running], return_when=asyncio.FIRST_COMPLETED)
+        for w in others:
+            if w.done() and not w.cancelled() and (error := w.exception()) is not None:
+                raise error
+        if awaited.done():
+            return awaited.result()
+
+
+async def _stop(tasks: list[asyncio.Future[Any]]) -> None:
+    """Cancel what is still running of a sweep's tasks and wait for it to stop; the errors of those that
+    failed are retrieved (asyncio would log an error it thinks nobody saw), not raised."""
+    running = [t for t in tasks if not t.done()]
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(running)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
 
 
 _sweeping = 0  # sweeps running in this process (the collector's settings are the process's)

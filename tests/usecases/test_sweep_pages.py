@@ -1,6 +1,7 @@
-"""The sweep's pages (clerk/sweeping.py): a page's cases are controlled while the next page is asked, one
-page's control at a time and in page order; when asking fails, the page still being controlled stops with
-the sweep and the asking error is the one raised. Real paging and case book (SQLite and PostgreSQL); the
+"""The sweep's pages (clerk/sweeping.py): the next page is asked while a page's answers are recorded, and a
+page's cases are controlled while the next page is asked, one page's control at a time and in page order;
+when asking fails, the page still being controlled stops with the sweep and the asking error is the one
+raised. Real paging and case book (SQLite and PostgreSQL); the
 registries and the control step are stand-ins that record when they run."""
 
 from __future__ import annotations
@@ -53,23 +54,34 @@ async def sweep(
     )
 
 
-def test_a_page_is_controlled_while_the_next_is_asked_one_page_at_a_time_in_order(
+def test_the_next_page_is_asked_while_a_page_is_answered_and_controlled_one_page_at_a_time_in_order(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
+    """A page's asking (its requests and the recording of its answers) is not done before the next page's
+    has begun; no more than two pages are asked at once; a page is controlled after it is answered, while
+    the next is asked, one page's control at a time, in page order."""
     case_of = case_book(sessions, tmp_path)
     pages = -(-len(case_of) // PAGE)
     assert pages >= 3
     events: list[tuple[str, int]] = []
     controlled: set[int] = set()
+    most_asked = 0
 
     async def scenario() -> sweeping.Swept:
         asked = [asyncio.Event() for _ in range(pages + 1)]  # asked[k]: asking page k has begun
-        controlling = 0
+        asking = controlling = 0
 
         async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
+            nonlocal asking, most_asked
             page = len([e for e in events if e[0] == "ask"])
             events.append(("ask", page))
             asked[page].set()
+            asking += 1
+            most_asked = max(most_asked, asking)
+            if page + 1 < pages:  # the next page is asked while this one is still being answered
+                await asyncio.wait_for(asked[page + 1].wait(), WAIT_S)
+            asking -= 1
+            events.append(("answered", page))
             cases = {case_of[d] for d in debtor_ids}
             return [
                 querying.BatchResult(
@@ -95,10 +107,12 @@ def test_a_page_is_controlled_while_the_next_is_asked_one_page_at_a_time_in_orde
     assert swept.debtors == len(case_of)
     assert controlled == set(case_of.values())  # a case with debtors on two pages is controlled on both
     assert [e for e in events if e[0] == "control"] == [("control", k) for k in range(pages)]
-    # each page asked before its own control, and the next one asked before that control ends
-    assert events[:2] == [("ask", 0), ("control", 0)]
-    for k in range(1, pages):
-        assert events.index(("ask", k)) < events.index(("control", k))
+    assert most_asked == 2
+    assert events[:2] == [("ask", 0), ("ask", 1)]
+    for k in range(pages):
+        assert events.index(("answered", k)) < events.index(("control", k))
+        if k + 1 < pages:
+            assert events.index(("ask", k + 1)) < events.index(("answered", k))
 
 
 def test_when_asking_fails_the_page_being_controlled_stops_and_the_asking_error_is_raised(
