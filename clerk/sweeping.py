@@ -1,6 +1,8 @@
-"""A sweep, page by page: read a page of due debtors, ask every registry about them in batches, resume the
-terminated cases that the answers found assets for, tell the applicants of cases with new hits, and
-control those cases while the next page is read and asked.
+"""A sweep, page by page: read a page of due debtors, ask every registry about them in batches and record
+the answers (while the next page is read and asked), resume the terminated cases that the answers found
+assets for, tell the applicants of cases with new hits, and control those cases (while the next page is
+answered). Two pages at most are asked at once; their answers are taken, and their cases controlled, in
+page order.
 
 Controlling each page as it is answered freezes a deposit minutes after the registry reported it, not hours
 later at the end of a province's sweep, and keeps memory flat: a page's results are folded into counts
