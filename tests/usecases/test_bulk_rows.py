@@ -187,8 +187,8 @@ def test_among_finds_what_in_finds_and_binds_one_array_on_postgresql(
     seen = utcnow()
     with sessions.begin() as session:
         ids = bulk.insert_rows(session, _ASSETS, [_asset(registry_id, debtor_id, i, seen) for i in range(30)])
-    wanted_ids = ids[::3] + [10**9]
-    wanted_text = [f"62220000{i:08d}" for i in range(0, 30, 4)] + ["no such account"]
+    wanted_ids = [*ids[::3], 10**9]
+    wanted_text = [*(f"62220000{i:08d}" for i in range(0, 30, 4)), "no such account"]
     with sessions() as session:
         for column, values in ((_ASSETS.c.id, wanted_ids), (_ASSETS.c.identifier, wanted_text)):
             for chosen in (values, []):
