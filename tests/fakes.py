@@ -18,7 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clerk.casebook.casefile import write_case_file
+from sqlalchemy.orm import Session, sessionmaker
+
+from clerk import querying
+from clerk.casebook.casefile import read_case_file, write_case_file
+from clerk.casebook.intake import import_cases
+from clerk.store import db
 from connectors.base import (
     AssetReport,
     ControlOutcome,
@@ -211,6 +216,19 @@ def fake_world(tmp: Path, debtors: int, seed: int, now: dt.datetime) -> FakeWorl
         s.code: LedgerRegistry(c.code, c.kind, s.ledger) for s, c in zip(sims, configs, strict=True)
     }
     return FakeWorld(registries, people, case_file, configs)
+
+
+def book(
+    sessions: sessionmaker[Session], world: FakeWorld, now: dt.datetime, actor: str
+) -> tuple[dict[str, int], list[int]]:
+    """The world's cases imported into the case book, its registries' rows: their ids by code, and the
+    first page of debtors due at `now`."""
+    rows, _ = read_case_file(world.case_file, max_bytes=10**7, today=now.date())
+    with sessions.begin() as session:
+        import_cases(session, rows, actor=actor)
+    registry_ids = db.in_transaction(sessions, querying.ensure_registries, world.configs)
+    with sessions() as session:
+        return registry_ids, querying.due_page(session, now, querying.Schedule(), 0, 100)
 
 
 def deposits(world: FakeWorld) -> Iterator[tuple[LedgerRegistry, str]]:

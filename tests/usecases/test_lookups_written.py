@@ -16,13 +16,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import querying
-from clerk.casebook.casefile import read_case_file
-from clerk.casebook.intake import import_cases
 from clerk.querying import record
 from clerk.store import db
 from connectors.base import QueryReply, QueryRequest, RegistryError, RegistryUnavailable
 from models.tables import Asset, Query
-from tests.fakes import FakeWorld, LedgerRegistry, fake_world
+from tests.fakes import FakeWorld, LedgerRegistry, book, fake_world
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
 ACTOR = "flow-run:test"
@@ -62,15 +60,9 @@ class Watching:
         return getattr(self.registry, name)
 
 
-def book(sessions: sessionmaker[Session], tmp_path: Path) -> tuple[FakeWorld, dict[str, int], list[int]]:
+def booked(sessions: sessionmaker[Session], tmp_path: Path) -> tuple[FakeWorld, dict[str, int], list[int]]:
     world = fake_world(tmp_path, debtors=30, seed=34, now=NOW)
-    rows, _ = read_case_file(world.case_file, max_bytes=10**7, today=NOW.date())
-    with sessions.begin() as session:
-        import_cases(session, rows, actor=ACTOR)
-    registry_ids = db.in_transaction(sessions, querying.ensure_registries, world.configs)
-    with sessions() as session:
-        debtor_ids = querying.due_page(session, NOW, querying.Schedule(), 0, 100)
-    return world, registry_ids, debtor_ids
+    return world, *book(sessions, world, NOW, ACTOR)
 
 
 def lookups(sessions: sessionmaker[Session], run_id: int) -> list[tuple[str, int, str, bool]]:
@@ -92,7 +84,7 @@ def test_a_sweep_page_writes_each_lookup_once_with_its_answer(
     """While a page's requests are out, none of its lookups is in the book; after, each is there once,
     answered after it was sent, or failed with its registry's reason, and the page's debtors are not yet
     stamped (the sweep stamps them)."""
-    world, registry_ids, debtor_ids = book(sessions, tmp_path)
+    world, registry_ids, debtor_ids = booked(sessions, tmp_path)
     run_id = db.in_transaction(sessions, querying.start_run, "sweep")
     watching = {
         code: Watching(r, sessions, registry_ids[code], run_id, fail=code == "vehicles")
@@ -127,7 +119,7 @@ def test_a_case_query_batch_writes_its_lookups_down_before_its_request_leaves(
     """A case query asks each registry in a task of its own, each stamping the debtors it answered: its
     lookups are in the book as `sent` while its request is out, so that a crash then leaves them
     unanswered and the debtors due (tests/system/test_crashes.py)."""
-    world, registry_ids, debtor_ids = book(sessions, tmp_path)
+    world, registry_ids, debtor_ids = booked(sessions, tmp_path)
     run_id = db.in_transaction(sessions, querying.start_run, "case query")
     bank = Watching(world.registries["bank-a"], sessions, registry_ids["bank-a"], run_id)
     asyncio.run(querying.query_batch(sessions, bank, registry_ids["bank-a"], run_id, debtor_ids, ACTOR))
@@ -141,7 +133,7 @@ def test_recording_the_same_replies_again_writes_nothing_twice(
 ) -> None:
     """A page's replies recorded, then recorded again (no lookup ids given: they are found by their key):
     the same lookups, updated, and the same assets."""
-    world, registry_ids, debtor_ids = book(sessions, tmp_path)
+    world, registry_ids, debtor_ids = booked(sessions, tmp_path)
     run_id = db.in_transaction(sessions, querying.start_run, "sweep")
 
     async def ask() -> list[record.Reply]:

@@ -21,7 +21,7 @@ from connectors.loader import build
 from connectors.simulator.faults import FaultPlan
 from models.scoreboard import ANSWER_WITHIN, percentile
 from models.tables import Query, Registry
-from tests.fakes import fake_world
+from tests.fakes import book, fake_world
 from tests.world import served_world
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
@@ -40,12 +40,7 @@ def test_a_registry_that_leaves_requests_open_past_24_hours_is_late_and_alerted_
     sessions: sessionmaker[Session], tmp_path: Path, clerk_env: str
 ) -> None:
     world = fake_world(tmp_path, debtors=40, seed=21, now=NOW)
-    rows, _ = read_case_file(world.case_file, max_bytes=10**7, today=NOW.date())
-    with sessions.begin() as session:
-        import_cases(session, rows, actor=ACTOR)
-    registry_ids = db.in_transaction(sessions, querying.ensure_registries, world.configs)
-    with sessions() as session:
-        debtor_ids = querying.due_page(session, NOW, querying.Schedule(), 0, 100)
+    registry_ids, debtor_ids = book(sessions, world, NOW, ACTOR)
     run_id = db.in_transaction(sessions, querying.start_run, "test")
 
     async def ask() -> None:
