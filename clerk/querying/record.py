@@ -46,22 +46,13 @@ def record_sent_many(session: Session, run_id: int, requests: Sequence[Sent]) ->
     registries = sorted({registry_id for registry_id, _, _ in requests})
     found = _query_ids(session, run_id, registries, debtors)
     new = [
-        (registry_id, d, ref)
+        Lookup(registry_id, d, ref, LookupStatus.SENT)
         for registry_id, ref, debtor_ids in requests
         for d in debtor_ids
         if (registry_id, d) not in found
     ]
-    if new:
-        registry_ids, debtor_ids, refs = (list(column) for column in zip(*new, strict=True))
-        columns: dict[str, list[Any]] = {
-            "registry_id": registry_ids,
-            "debtor_id": debtor_ids,
-            "registry_reference": refs,
-            "run_id": [run_id] * len(new),
-            "sent_at": [utcnow()] * len(new),
-        }
-        ids = bulk.insert_columns(session, _QUERIES, columns)
-        found.update(zip(zip(registry_ids, debtor_ids, strict=True), ids, strict=True))
+    now = utcnow()
+    found.update(_insert_lookups(session, run_id, new, now, now))
     return [{d: found[(registry_id, d)] for d in debtor_ids} for registry_id, _, debtor_ids in requests]
 
 
@@ -101,13 +92,14 @@ def write_lookups(
     lookups: Sequence[Lookup],
     sent_at: dt.datetime,
     written: Mapping[tuple[int, int], int] | None = None,
+    now: dt.datetime | None = None,
 ) -> dict[tuple[int, int], int]:
     """Write how lookups of a run ended, in the caller's transaction: each once. Those the run wrote before
     (`sent` ahead of their request, or answered "later" and collected now) are updated, found in `written`
     ((registry id, debtor id) -> query id) or else read by their key; the rest are inserted, in one
-    statement, sent at `sent_at`. (registry id, debtor id) -> query id of every lookup, for the assets
-    they found (`Asset.first_query_id`)."""
-    now = utcnow()
+    statement, sent at `sent_at`. Those answered are answered `now` (else now). (registry id, debtor id)
+    -> query id of every lookup, for the assets they found (`Asset.first_query_id`)."""
+    now = now or utcnow()
     ids = dict(written or {})
     missing = [(x.registry_id, x.debtor_id) for x in lookups if (x.registry_id, x.debtor_id) not in ids]
     if missing:
@@ -130,20 +122,29 @@ def write_lookups(
             "error": error,
         }
         bulk.set_values(session, _QUERIES, values, query_ids)
-    if new:
-        columns: dict[str, list[Any]] = {
-            "registry_id": [x.registry_id for x in new],
-            "debtor_id": [x.debtor_id for x in new],
-            "registry_reference": [x.ref for x in new],
-            "status": [x.status.value for x in new],
-            "error": [x.error for x in new],
-            "answered_at": [now if x.status is LookupStatus.ANSWERED else None for x in new],
-            "run_id": [run_id] * len(new),
-            "sent_at": [sent_at] * len(new),
-        }
-        inserted = bulk.insert_columns(session, _QUERIES, columns)
-        ids.update(zip(((x.registry_id, x.debtor_id) for x in new), inserted, strict=True))
+    ids.update(_insert_lookups(session, run_id, new, sent_at, now))
     return ids
+
+
+def _insert_lookups(
+    session: Session, run_id: int, new: Sequence[Lookup], sent_at: dt.datetime, now: dt.datetime
+) -> dict[tuple[int, int], int]:
+    """Insert lookups the run has not written (`sent` ahead, or as they ended), in one statement
+    (`bulk.insert_columns`, which tells their ids): (registry id, debtor id) -> query id."""
+    if not new:
+        return {}
+    columns: dict[str, list[Any]] = {
+        "registry_id": [x.registry_id for x in new],
+        "debtor_id": [x.debtor_id for x in new],
+        "registry_reference": [x.ref for x in new],
+        "status": [x.status.value for x in new],
+        "error": [x.error for x in new],
+        "answered_at": [now if x.status is LookupStatus.ANSWERED else None for x in new],
+        "run_id": [run_id] * len(new),
+        "sent_at": [sent_at] * len(new),
+    }
+    inserted = bulk.insert_columns(session, _QUERIES, columns)
+    return dict(zip(((x.registry_id, x.debtor_id) for x in new), inserted, strict=True))
 
 
 def add_counts(total: object, other: object) -> None:
@@ -243,10 +244,11 @@ def record_replies(
         for r in replies
         for s in r.reply.results
     ]
-    ids = write_lookups(session, run_id, lookups, sent_at or utcnow(), written)
+    now = utcnow()  # the lookups answered, the assets seen and the debtors stamped: one instant
+    ids = write_lookups(session, run_id, lookups, sent_at or now, written, now)
     if cases is None:
         cases = cases_of(session, sorted({int(s.subject_ref) for r in replies for s in r.reply.results}))
-    recording = Recording(actor, cases, _known(session, replies))
+    recording = Recording(actor, cases, _known(session, replies), now)
     results = [recording.add(r, ids) for r in replies]
     recording.write(session, stamp)
     return results
@@ -349,10 +351,9 @@ class Recording:
         # statement for those, and a row each for the others.
         seen = [a["id"] for a in self.known.values() if "id" in a]
         if seen:
-            changed = [a for a in self.known.values() if a.get("id") in self.rewritten]
-            bulk.update_rows(
-                session, _ASSETS, [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in changed]
-            )
+            rewritten = [a for a in self.known.values() if a.get("id") in self.rewritten]
+            rows = [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in rewritten]
+            bulk.update_rows(session, _ASSETS, rows)
             bulk.set_values(session, _ASSETS, {"last_seen_at": self.now}, sorted(set(seen) - self.rewritten))
             db.expire_cached(session, Asset, seen)
         audit.append_many(session, self.events)
