@@ -158,7 +158,7 @@ def plan_cases(
                 if asset.kind in policy.auto_seize and asset.id not in seized:
                     written.append((case, asset, _row(case, asset, "seizure", None)))
                     result.seizures += 1
-    measure_ids = _insert_measures(session, [values for _, _, values in written])
+    measure_ids = bulk.insert_rows(session, _MEASURES, [values for _, _, values in written])  # their ids
     entries: list[audit.Entry] = []
     for (case, asset, values), measure_id in zip(written, measure_ids, strict=True):
         registry = registries[asset.registry_id]
@@ -251,11 +251,6 @@ _ASSET = (
     Asset.other_measures,
     Asset.purpose,
 )
-
-
-def _insert_measures(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Write the measures down in one insert (`bulk.insert_rows`); their ids, in order."""
-    return bulk.insert_rows(session, _MEASURES, rows)
 
 
 def _row(case: Any, asset: Any, kind: str, amount: int | None) -> dict[str, Any]:
