@@ -3,7 +3,9 @@
 A control request (freeze, seizure, renewal, release) is sent once. If its reply is lost or unreadable,
 the registry may still have applied it: the status of its idempotency key says what happened. Only a key
 the registry never saw is sent again, with the same key, which the registry answers with its first answer
-if the two crossed: so nothing is ever placed twice.
+if the two crossed: so nothing is ever placed twice. An answer to a control request (or to its key's
+status, or a measure's state) that cannot be read raises `UnreadableAnswer`, an unknown outcome, never a
+refusal (`connectors.base.is_refusal`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from connectors.base import (
     ReleaseRequest,
     RenewRequest,
     UnknownOutcome,
+    UnreadableAnswer,
     reason_code,
 )
 from connectors.http import RegistryClient
@@ -90,32 +93,52 @@ class HttpConnector(ABC):
             response = await self.client.call(
                 "GET", self.status_path(idempotency_key), reference=idempotency_key, safe=True
             )
+        except InvalidReply as exc:  # an answer came (over the size limit, ...) but cannot be read
+            raise unreadable(exc) from None
         except RejectedError as exc:
             if "unknown_key" in exc.reason:
                 return None
             raise
-        return self.control_reply(response, idempotency_key)
+        return self.read_control(response, idempotency_key)
 
     async def measure_state(self, registry_reference: str, idempotency_key: str) -> ControlReply:
         """A measure's state now (a queued one may have taken effect, a partial one topped up); the
         registry answers with the key the measure was placed with."""
-        response = await self.client.call(
-            "GET", self.measure_path(registry_reference), reference=idempotency_key, safe=True
-        )
-        return self.control_reply(response, idempotency_key)
+        try:
+            response = await self.client.call(
+                "GET", self.measure_path(registry_reference), reference=idempotency_key, safe=True
+            )
+        except InvalidReply as exc:
+            raise unreadable(exc) from None
+        return self.read_control(response, idempotency_key)
 
     async def send_control(self, path: str, key: str, **body: Any) -> ControlReply:
         """POST a control request by the rule in the module docstring; `body` is `json_body=` or
         `content=` with `headers=`."""
         try:
-            response = await self.client.call("POST", path, reference=key, safe=False, **body)
-            return self.control_reply(response, key)
-        except (UnknownOutcome, InvalidReply):
-            known = await self.status(key)
+            return self.read_control(await self._post(path, key, body), key)
+        except UnknownOutcome as first:  # lost, or answered unreadably: the key's status says what happened
+            try:
+                known = await self.status(key)
+            except RejectedError:  # the status itself refused (not "unknown key"): the outcome stays unknown
+                raise first from None
             if known is not None:
                 return known
-        response = await self.client.call("POST", path, reference=key, safe=False, **body)
-        return self.control_reply(response, key)
+        return self.read_control(await self._post(path, key, body), key)
+
+    async def _post(self, path: str, key: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return await self.client.call("POST", path, reference=key, safe=False, **body)
+        except InvalidReply as exc:  # an answer came but cannot be read: the registry may have acted
+            raise unreadable(exc) from None
+
+    def read_control(self, response: httpx.Response, key: str) -> ControlReply:
+        """`control_reply`, where an answer that fails validation is an unknown outcome (`UnreadableAnswer`):
+        the registry answered, and may have acted, whatever its answer says."""
+        try:
+            return self.control_reply(response, key)
+        except InvalidReply as exc:
+            raise unreadable(exc) from None
 
     def checked(self, reply: ControlReply, wire_key: str) -> ControlReply:
         """What any registry's control reply must satisfy, whatever its wire format."""
@@ -159,6 +182,11 @@ class HttpConnector(ABC):
         if len(keys) != len(assets):
             raise InvalidReply(self.code, "invalid reply: one asset is listed twice", reference)
         return tuple(assets)
+
+
+def unreadable(error: InvalidReply) -> UnreadableAnswer:
+    """An invalid answer to a control request, as the unknown outcome it is."""
+    return UnreadableAnswer(error.registry, error.reason, error.reference)
 
 
 def yuan(fen: int) -> str:

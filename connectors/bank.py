@@ -12,18 +12,20 @@ Wire format (what `connectors/simulator/bank.py` serves):
     GET  /v1/deposits?after=N&wait=S      the push feed: deposits after N, long-polled up to S seconds
     POST /v1/deductions                   {key, freeze_no, amount, court_account}
     GET  /v1/health
-Amounts travel as yuan strings ("1234.56") and leave this module as integer fen, validated.
+Amounts travel as yuan strings ("1234.56") and leave this module as integer fen, validated. An account's
+`purpose` and `restrictions` left out of an answer say nothing (the case book keeps what it knows); `null`
+and `[]` say "none".
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.adapter import HttpConnector, yuan
+from connectors.adapter import HttpConnector, unreadable, yuan
 from connectors.base import (
     AssetReport,
     ControlOutcome,
@@ -184,12 +186,18 @@ class BankConnector(HttpConnector):
         return self.checked_query(QueryReply(request_ref=request_ref, results=tuple(results)))
 
     def _asset(self, account: WireAccount, reference: str) -> AssetReport:
+        """An account as the bank reports it. What the bank leaves out (`purpose`, `restrictions`) is left
+        out of the report too, so that it keeps what the case book knows; `null` or `[]` says "none"."""
+        said: dict[str, Any] = {}
+        if "purpose" in account.model_fields_set:
+            said["purpose"] = account.purpose
+        if "restrictions" in account.model_fields_set:
+            said["other_measures"] = tuple(self._other(r, reference) for r in account.restrictions)
         return AssetReport(
             asset_kind=AssetKind.DEPOSIT,
             identifier=account.account_no,
             balance_fen=self.fen(account.balance, "balance", reference),
-            other_measures=tuple(self._other(r, reference) for r in account.restrictions),
-            purpose=account.purpose,
+            **said,
         )
 
     def _other(self, wire: WireRestriction, reference: str) -> OtherMeasure:
@@ -289,6 +297,9 @@ class BankConnector(HttpConnector):
     # --- deduction ---
 
     async def deduct(self, request: DeductRequest) -> DeductReply:
+        """Move frozen money to the court's account. An answer lost is asked for by the key's status; an
+        answer that cannot be read (or says more moved than asked) is an unknown outcome (`UnreadableAnswer`):
+        the money may have moved, so the deduction is settled by its key, never taken as refused."""
         key = request.idempotency_key
         body = {
             "key": key,
@@ -297,15 +308,20 @@ class BankConnector(HttpConnector):
             "court_account": request.court_account,
         }
         try:
-            response = await self.client.call(
-                "POST", "/v1/deductions", reference=key, safe=False, json_body=body
-            )
-        except UnknownOutcome:  # the key's status holds the deduction's first answer
-            response = await self.client.call("GET", self.status_path(key), reference=key, safe=True)
-        wire = parse_json(response, WireDeductReply, self.code, key)
-        amount = self.fen(wire.amount, "amount", key)
-        if amount > request.amount_fen:
-            raise InvalidReply(self.code, "invalid reply: more was deducted than asked", key)
+            try:
+                response = await self.client.call(
+                    "POST", "/v1/deductions", reference=key, safe=False, json_body=body
+                )
+            except UnknownOutcome:  # the key's status holds the deduction's first answer
+                response = await self.client.call("GET", self.status_path(key), reference=key, safe=True)
+            wire = parse_json(response, WireDeductReply, self.code, key)
+            amount = self.fen(wire.amount, "amount", key)
+            if amount > request.amount_fen:
+                raise InvalidReply(self.code, "invalid reply: more was deducted than asked", key)
+            if wire.key != key:
+                raise InvalidReply(self.code, "reply names another request", key)
+        except InvalidReply as exc:
+            raise unreadable(exc) from None
         return DeductReply(
             idempotency_key=key,
             registry_reference=wire.freeze_no,

@@ -8,7 +8,13 @@ Errors, by what the caller must do (like httpx's tree, split by meaning, not by 
     ├── RejectedError              4xx, unknown account or reference: never retried; record and show it
     │   └── InvalidReply           the reply failed validation (wrong types, absurd amounts, bad XML, ...)
     └── UnknownOutcome             a control request whose reply was lost: ask `status(idempotency_key)`,
-                                   never send a second freeze
+        │                          never send a second freeze
+        └── UnreadableAnswer       a control request's answer (or its key's status) came but cannot be read
+                                   or fails validation: the registry may have acted on it; the request
+                                   stays open at its claim, is flagged for a person, and is settled by key
+
+Only a refusal (`is_refusal`: the registry's own "rejected", a 4xx) ends a control request as failed. An
+answer to a query that cannot be read is an `InvalidReply`: the lookup failed, and nothing was placed.
 
 They never carry personal data (IDs, names, account numbers) and they pickle, since Prefect moves them
 between processes. Amounts are integer fen; dates are the registry's dates.
@@ -71,6 +77,25 @@ class InvalidReply(RejectedError):
 
 class UnknownOutcome(RegistryError):
     """A control request may or may not have been applied: resolve it with `status(idempotency_key)`."""
+
+
+class UnreadableAnswer(UnknownOutcome):
+    """A control request was answered, but the answer cannot be read or fails validation (an amount that is
+    negative, NaN, 1e30 or a word; a body that is not the format; a reply in force without its reference).
+    The registry may have acted on it, so it is never a refusal: ask `status(idempotency_key)` later."""
+
+
+def is_refusal(error: RegistryError) -> bool:
+    """Whether an error from a control request (freeze, seizure, renewal, release, deduction) means the
+    registry refused it, so that nothing was placed, renewed, lifted or moved: a `RejectedError` (a 4xx,
+    or a request refused before it was sent). An answer that could not be read is never one, whichever
+    class a connector raised for it (`InvalidReply` or `UnreadableAnswer`): it is an unknown outcome."""
+    return isinstance(error, RejectedError) and not isinstance(error, InvalidReply)
+
+
+def is_unreadable(error: RegistryError) -> bool:
+    """Whether a control request's answer arrived but could not be read (flagged for a person, once)."""
+    return isinstance(error, (InvalidReply, UnreadableAnswer))
 
 
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")

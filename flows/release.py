@@ -4,7 +4,7 @@ any case whose freezes hold more than it owes today."""
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_table_artifact
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
@@ -34,10 +34,17 @@ async def release() -> State:
             "done": tally.done,
             "refused": tally.refused,
             "unconfirmed": tally.unconfirmed,
+            "holds for a person": len(released.to_check),
             "partly released (yuan)": report.yuan(tally.amount_fen),
         }
         await acreate_table_artifact([row], key="release", description="Releases")
         message = f"{tally.done} of {released.releases} release(s) done for {cases} case(s)"
+        lines = report.flag_events(tally, "release") + report.holds_to_check(released.to_check)
+        if released.to_check:
+            message += f"; {len(released.to_check)} hold(s) of ended cases for a person to lift"
+        if lines:
+            summary = "\n".join([f"# Release: {message}", *lines])
+            await acreate_markdown_artifact(summary, key="release-summary", description=message)
         await runtime.send_notices(rt)
         log.info(message)
         return Completed(message=message)

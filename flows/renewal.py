@@ -10,7 +10,7 @@ from prefect.events import emit_event
 from prefect.states import Completed
 
 from clerk import lifecycle
-from flows import runtime
+from flows import report, runtime
 
 
 @flow(name="renewal", flow_run_name=runtime.run_name("renewal"))
@@ -48,6 +48,7 @@ async def renewal() -> State:
         }
         await acreate_table_artifact([row], key="renewal", description="Renewals")
         message = f"{tally.done} of {renewed.due} measure(s) renewed; {len(lapsed)} lapsed (alerted)"
+        report.flag_events(tally, "renewal")  # unreadable answers: flagged, settled by key in collect
         await runtime.send_notices(rt)
         log.info(message)
         return Completed(message=message)

@@ -3,10 +3,13 @@ need a person. Case numbers are public record; no ID, name or account number app
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.events import emit_event
 
 from clerk import control, querying
+from models.casesheet import HoldToCheck
 from models.values import format_yuan
 
 
@@ -43,6 +46,36 @@ def needs_a_person(result: control.Counts) -> list[str]:
     if result.short_cases > len(result.short):
         lines.append(f"- … and {result.short_cases - len(result.short)} more")
     return lines
+
+
+def flag_events(result: control.Counts, key: str) -> list[str]:
+    """The answers this run flagged for a person, per registry: a Prefect event each (for an automation: a
+    bank that over-freezes, names another measure's reference or answers what cannot be read), and the
+    summary's lines."""
+    lines = []
+    for registry, count in sorted(result.invalid_replies.items()):
+        lines += [
+            "",
+            f"{registry} gave {count} invalid or unreadable answer(s): flagged for a person (a notice to "
+            "the judge).",
+        ]
+        emit_event(
+            event="clerk.registry.invalid_reply",
+            resource={
+                "prefect.resource.id": f"query-clerk.registry.{registry}",
+                "prefect.resource.name": registry,
+            },
+            payload={"count": count, "flow": key},
+        )
+    return lines
+
+
+def holds_to_check(holds: Sequence[HoldToCheck]) -> list[str]:
+    """Holds of cases that ended which the clerk cannot lift on its own: an operator's task each."""
+    if not holds:
+        return []
+    lines = ["", f"## Holds for a person to lift ({len(holds)})", ""]
+    return lines + [f"- {hold.case_number}: {hold.words()}" for hold in holds]
 
 
 async def publish(
@@ -83,19 +116,7 @@ async def publish(
     lines += notes
     if person:
         lines += ["", f"## Cases that need a person ({result.short_cases})", *person]
-    for registry, count in sorted(result.invalid_replies.items()):
-        lines += [
-            "",
-            f"{registry} gave {count} invalid answer(s): flagged for a person (a notice to the judge).",
-        ]
-        emit_event(  # for an automation: a bank that over-freezes or names another measure's reference
-            event="clerk.registry.invalid_reply",
-            resource={
-                "prefect.resource.id": f"query-clerk.registry.{registry}",
-                "prefect.resource.name": registry,
-            },
-            payload={"count": count, "flow": key},
-        )
+    lines += flag_events(result, key)
     markdown = "\n".join(lines)
     await acreate_markdown_artifact(markdown, key=f"{key}-summary", description=title)
     return markdown

@@ -58,6 +58,7 @@ class Ours:
     expires_on: dt.date | None
     queue_position: int | None
     reference: str | None  # the registry's reference for it
+    flag: str | None = None  # what was wrong with the registry's answer, flagged for a person
 
     def words(self, planned: bool) -> str:
         status = (
@@ -65,6 +66,8 @@ class Ours:
             if planned and self.status == MeasureStatus.REQUESTED
             else STATUS_WORDS.get(MeasureStatus(self.status), self.status)
         )
+        if self.flag:
+            status += f"; flagged: {self.flag}"
         if self.kind == "freeze":
             what = f"freeze {format_yuan(self.claim_fen)} yuan"
             if self.held_fen is not None and self.held_fen != self.claim_fen:
@@ -79,6 +82,30 @@ class Ours:
         if self.reference:
             parts.append(f"ref {self.reference}")
         return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldToCheck:
+    """A hold of a case that ended (paid, withdrawn, closed) or owes nothing, which the clerk cannot lift on
+    its own: the registry's answer to it (or to its release) is unknown, or was flagged as wrong. An
+    operator's task: ask the registry, and lift it there."""
+
+    case_number: str
+    measure_id: int
+    registry: str
+    asset: str  # masked
+    kind: str  # freeze | seizure
+    problem: str
+
+    def words(self) -> str:
+        return (
+            f"{self.registry} {self.kind} #{self.measure_id} on {self.asset}: {self.problem}; "
+            "ask the registry and lift it there"
+        )
+
+
+#: The problem of a hold whose answer has not come (or was lost): settled by its key, unless it stays so.
+UNKNOWN = "the registry's answer is not known (asked again by its key)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +192,7 @@ class Sheet:
     conditions: Conditions
     left_free: tuple[str, ...] = ()  # the living allowance and protected accounts, in words
     planned: bool = False  # a dry run's plan: requested measures would be sent, nothing was
+    to_check: tuple[HoldToCheck, ...] = ()  # holds the clerk cannot lift on its own: a person's task
 
     def reasons(self) -> list[str | None]:
         return [why_not(f, self.standing, self.conditions) for f in self.found]
@@ -253,6 +281,9 @@ class Sheet:
             lines.append("No asset found yet: the registries reported nothing for the case's debtors.")
         if self.left_free:
             lines += ["", "## Left free by law", ""] + [f"- {item}" for item in self.left_free]
+        if self.to_check:
+            lines += ["", f"## For a person: holds the clerk cannot lift ({len(self.to_check)})", ""]
+            lines += [f"- {_cell(hold.words())}" for hold in self.to_check]
         return "\n".join(lines) + "\n"
 
 

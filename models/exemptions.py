@@ -51,6 +51,11 @@ class Exemptions:
         """What a natural person keeps at this court on this day."""
         return living_allowance(standard_for(self.standards, court_code, on), self.months, dependants)
 
+    def protects(self, kind: str, purpose: str | None) -> bool:
+        """Whether an asset is left alone for its purpose (a deposit whose purpose the law exempts): the one
+        test the freeze, the deduction, the watch and the case sheet apply, so that they agree."""
+        return kind == "deposit" and purpose is not None and purpose in self.protected
+
     def for_case(self, *, allowance_overridden: bool, protected_overridden: bool) -> Exemptions:
         """These rules as they apply to one case once a judge has overridden either for it: an overridden
         allowance keeps nothing, an overridden protection protects no purpose."""

@@ -21,7 +21,15 @@ from clerk.control.actions import (
     resolve_actions,
     send_actions,
 )
-from clerk.control.answers import EXCESS_RELEASE, record_error, record_replies, record_reply, write_action
+from clerk.control.answers import (
+    EXCESS_RELEASE,
+    flagged,
+    holds_to_check,
+    record_error,
+    record_replies,
+    record_reply,
+    write_action,
+)
 from clerk.control.cap import claims, claims_by_case, covered_by
 from clerk.control.counts import SHORT_NAMED, Counts
 from clerk.control.exchange import Outgoing
@@ -53,6 +61,8 @@ __all__ = [
     "control_cases",
     "covered_by",
     "dry_run_case",
+    "flagged",
+    "holds_to_check",
     "outgoing",
     "outgoing_actions",
     "plan",

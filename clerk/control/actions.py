@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.casebook import cases
-from clerk.control import exchange
+from clerk.casebook import cases, notices
+from clerk.control import answers, exchange
 from clerk.control.answers import EXCESS_RELEASE
 from clerk.control.counts import Counts
 from clerk.control.exchange import Answer, Outgoing, Reply
@@ -30,6 +30,8 @@ from connectors.base import (
     RejectedError,
     ReleaseRequest,
     RenewRequest,
+    is_refusal,
+    is_unreadable,
 )
 from models import rules
 from models.status import KEPT, ActionKind, ActionStatus, MeasureStatus
@@ -181,13 +183,28 @@ def _record_deduction(
         cases.mark_paid(session, case, actor)
 
 
-def record_action_error(session: Session, action_id: int, error: RegistryError, actor: str) -> str:
-    """Refused for good (the action failed) or not confirmed (it stays requested, resolved by its key)."""
+def record_action_error(
+    session: Session, action_id: int, error: RegistryError, actor: str, invalid: list[int] | None = None
+) -> str:
+    """Refused for good (`is_refusal`: the action failed) or not confirmed (it stays requested, resolved by
+    its key). An answer that came but cannot be read is an unknown outcome, never a refusal: a release so
+    answered is not counted as released, a deduction not as moved; it is flagged for a person the first
+    time (the action's id goes into `invalid`) and settled by its key."""
     action, measure, case = _load_action(session, action_id)
     if action.status != ActionStatus.REQUESTED:
         return action.status
+    if is_unreadable(error):
+        entries: list[audit.Entry] = []
+        problem = f"{answers.UNREADABLE}: {error.reason}"
+        row = answers.Flag(measure.id, case.id, case.case_number, problem, action.amount_fen, None, action.id)
+        new = answers.flag(session, [row], actor, entries)
+        notices.notify_many(session, [draft for _, draft in new])
+        audit.append_many(session, entries)
+        if invalid is not None and new:
+            invalid.append(action.id)
+        return action.status
     payload = {"measure": measure.id, "key": action.idempotency_key, "reason": error.reason}
-    if isinstance(error, RejectedError):
+    if is_refusal(error):
         action.status, action.result, action.answered_at = (
             ActionStatus.FAILED,
             {"reason": error.reason},
@@ -220,6 +237,8 @@ class Actions:
     court_account: str
     batched: bool = False  # each answer in its own transaction: a deduction changes what a case owes
     rows: type[MeasureAction] = MeasureAction
+    #: The registry of each answer found unreadable for the first time (one entry per action).
+    invalid: list[str] = field(default_factory=list)
 
     def load(self, session: Session, ids: Sequence[int]) -> list[Outgoing]:
         return outgoing_actions(session, ids, self.court_account)
@@ -240,12 +259,16 @@ class Actions:
         return await registry.deduct(item.request)
 
     def record(self, session: Session, answered: Sequence[tuple[Outgoing, Answer]]) -> list[str]:
-        return [
-            record_action_error(session, item.id, answer, self.actor)
+        invalid: list[int] = []
+        statuses = [
+            record_action_error(session, item.id, answer, self.actor, invalid)
             if isinstance(answer, RegistryError)
             else record_action_reply(session, item.id, answer, self.actor, self.today)
             for item, answer in answered
         ]
+        registry = {item.id: item.registry for item, _ in answered}
+        self.invalid.extend(registry[action_id] for action_id in invalid)
+        return statuses
 
     def count(self, counts: Counts, item: Outgoing, answer: Answer, status: str) -> None:
         if isinstance(answer, DeductReply):
@@ -266,8 +289,10 @@ async def send_actions(
     court_account: str,
 ) -> Counts:
     """Send written-down actions and record each answer as it comes (`control.exchange.send`)."""
-    counts = await exchange.send(sessions, registries, Actions(actor, today, court_account), action_ids)
+    actions = Actions(actor, today, court_account)
+    counts = await exchange.send(sessions, registries, actions, action_ids)
     counts.planned += len(action_ids)
+    counts.flagged(actions.invalid)
     return counts
 
 
@@ -280,4 +305,7 @@ async def resolve_actions(
     court_account: str,
 ) -> Counts:
     """Actions written down but never confirmed, settled by their keys (`control.exchange.settle`)."""
-    return await exchange.settle(sessions, registries, Actions(actor, today, court_account), older_than)
+    actions = Actions(actor, today, court_account)
+    counts = await exchange.settle(sessions, registries, actions, older_than)
+    counts.flagged(actions.invalid)
+    return counts

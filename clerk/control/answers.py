@@ -1,15 +1,18 @@
 """Recording what registries answered to a freeze or seizure, in the caller's transaction: the measure's
 status, reference, amount held and term, its notices and audit events; recording the same answer again
 changes nothing. An answer the registry got wrong (more held than asked, another measure's reference, more
-than the balance) is flagged for a person, and what it held beyond what was asked is released at once.
-Also `write_action`: the one way a renewal, release or deduction is written down before it is sent.
+than the balance) is flagged for a person, and what it held beyond what was asked is released at once. An
+answer that cannot be read at all is an unknown outcome (`record_error`): the request keeps its claim, is
+flagged once, and is settled by its key like a lost answer; only the registry's refusal fails it.
+Also `write_action`: the one way a renewal, release or deduction is written down before it is sent, and
+`flagged`: what was flagged for a person, by measure and action.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,11 +24,14 @@ from connectors.base import (
     ControlOutcome,
     ControlReply,
     RegistryError,
-    RejectedError,
+    is_refusal,
+    is_unreadable,
 )
-from models.status import MeasureStatus
-from models.tables import Asset, Case, ControlMeasure, MeasureAction, Notification
-from models.values import CaseNumber, InvalidValue, iso_date
+from models import casesheet
+from models.casesheet import HoldToCheck
+from models.status import LIVE, MeasureStatus
+from models.tables import Asset, Case, ControlMeasure, MeasureAction, Notification, Registry
+from models.values import CaseNumber, InvalidValue, iso_date, short_mask
 
 _STATUS = {
     ControlOutcome.EFFECTIVE: "effective",
@@ -125,7 +131,7 @@ def record_replies(
     }
     state = {i: (m.status, m.registry_reference) for i, m in measures.items()}  # as the replies go
     taken = _references_taken(session, [(measures[i].registry_id, r.registry_reference) for i, r in replies])
-    flagged: list[tuple[int, int, str, str, int | None]] = []  # measure, case, number, problem, claimed
+    flagged: list[Flag] = []
     changes: dict[int, dict[str, Any]] = {}
     drafts: list[notices.Draft] = []
     entries: list[audit.Entry] = []
@@ -141,7 +147,7 @@ def record_replies(
         wrong = _invalid(measure, reply, taken) if status in ("effective", "queued") else None
         if wrong is not None and not wrong[1]:
             statuses.append(current)  # not recorded: the measure waits, counted at its claim
-            flagged.append((measure_id, measure.case_id, measure.case_number, wrong[0], reply.amount_fen))
+            flagged.append(Flag.of(measure, wrong[0], reply.amount_fen))
             continue
         statuses.append(status)
         if (current, reference) == (status, reply.registry_reference):
@@ -153,7 +159,7 @@ def record_replies(
         if wrong is not None:  # held more than asked: recorded at what was asked, the excess lifted now
             assert reply.amount_fen is not None
             actual = measure.requested_amount_fen
-            flagged.append((measure_id, measure.case_id, measure.case_number, wrong[0], reply.amount_fen))
+            flagged.append(Flag.of(measure, wrong[0], reply.amount_fen))
             release = write_action(
                 session,
                 measure_id,
@@ -198,7 +204,7 @@ def record_replies(
     if changes:
         bulk.update_rows(session, _MEASURES, list(changes.values()))
         db.expire_cached(session, ControlMeasure, changes)
-    new_flags = _flag(session, flagged, measures, actor, entries)
+    new_flags = flag(session, flagged, actor, entries)
     drafts.extend(draft for _, draft in new_flags)
     if invalid is not None:  # the measures flagged now for the first time (a Prefect event each registry)
         invalid.extend(measure_id for measure_id, _ in new_flags)
@@ -241,62 +247,150 @@ def _references_taken(
     return taken
 
 
-def _flag(
-    session: Session,
-    flagged: Sequence[tuple[int, int, str, str, int | None]],
-    measures: Mapping[int, Any],
-    actor: str,
-    entries: list[audit.Entry],
-) -> list[tuple[int, notices.Draft]]:
-    """Each invalid answer is audited (`measure.invalid_reply`, amounts only) and its case's judge told,
-    once per measure: an answer that stays wrong at every status request is not flagged again."""
-    if not flagged:
+class Flag(NamedTuple):
+    """An answer flagged for a person: which measure (and which of its actions, for a renewal, release or
+    deduction), which case, the problem in words, what we asked and what the answer claimed (fen)."""
+
+    measure_id: int
+    case_id: int
+    case_number: str
+    problem: str
+    requested_fen: int | None
+    claimed_fen: int | None = None
+    action_id: int | None = None
+
+    @classmethod
+    def of(cls, measure: Any, problem: str, claimed: int | None = None) -> Flag:
+        """A measure's flag, from its row (id, case_id, case_number, requested_amount_fen)."""
+        requested = measure.requested_amount_fen or None
+        return cls(measure.id, measure.case_id, measure.case_number, problem, requested, claimed)
+
+
+#: The problem written for an answer that cannot be read (its adapter's reason follows).
+UNREADABLE = "its answer cannot be read"
+
+
+def flagged(session: Session, case_ids: Sequence[int]) -> dict[tuple[int, int | None], str]:
+    """What was flagged for a person on these cases: (measure id, action id or None) -> the problem. Read
+    from the judge's notices (one per measure or action), the record the flags leave."""
+    if not case_ids:
+        return {}
+    found: dict[tuple[int, int | None], str] = {}
+    for params in session.scalars(
+        select(Notification.params).where(
+            Notification.case_id.in_(sorted(set(case_ids))),
+            Notification.template == "registry.invalid_reply",
+        )
+    ):
+        if params and "measure" in params:
+            found[(int(params["measure"]), params.get("action"))] = str(params.get("problem", ""))
+    return found
+
+
+def holds_to_check(session: Session, case_ids: Sequence[int]) -> list[HoldToCheck]:
+    """The live holds of these cases that the clerk cannot settle on its own: a measure whose answer is not
+    known (`requested`), or one flagged (its answer, or an open release's or deduction's, was wrong or
+    unreadable). For cases that ended or owe nothing, each is an operator's task (the release flow's summary,
+    the case sheet); the asset is masked."""
+    if not case_ids:
         return []
-    seen = {
-        (n.case_id, (n.params or {}).get("measure"))
-        for n in session.scalars(
-            select(Notification).where(
-                Notification.case_id.in_(sorted({case_id for _, case_id, _, _, _ in flagged})),
-                Notification.template == "registry.invalid_reply",
-            )
+    flags = flagged(session, case_ids)
+    open_actions = {
+        (measure_id, action_id)
+        for measure_id, action_id in session.execute(
+            select(MeasureAction.measure_id, MeasureAction.id)
+            .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
+            .where(ControlMeasure.case_id.in_(sorted(set(case_ids))), MeasureAction.status == "requested")
         )
     }
+    rows = session.execute(
+        select(ControlMeasure.id, ControlMeasure.kind, ControlMeasure.status, Case.case_number)
+        .add_columns(Asset.identifier, Registry.code)
+        .join(Case, Case.id == ControlMeasure.case_id)
+        .join(Asset, Asset.id == ControlMeasure.asset_id)
+        .join(Registry, Registry.id == ControlMeasure.registry_id)
+        .where(ControlMeasure.case_id.in_(sorted(set(case_ids))), ControlMeasure.status.in_(LIVE))
+        .order_by(ControlMeasure.id)
+    )
+    result = []
+    for measure_id, kind, status, number, identifier, registry in rows:
+        # An open release or deduction answered wrongly first; then a measure whose own answer is awaited.
+        opened = [flags[(m, a)] for m, a in sorted(open_actions) if m == measure_id and (m, a) in flags]
+        problem = opened[0] if opened else None
+        if problem is None and status == MeasureStatus.REQUESTED:
+            problem = flags.get((measure_id, None), casesheet.UNKNOWN)
+        if problem is not None:
+            result.append(
+                casesheet.HoldToCheck(number, measure_id, registry, short_mask(identifier), kind, problem)
+            )
+    return result
+
+
+def flag(
+    session: Session, flags: Sequence[Flag], actor: str, entries: list[audit.Entry]
+) -> list[tuple[int, notices.Draft]]:
+    """Each flagged answer is audited (`measure.invalid_reply`, amounts only) and its case's judge told,
+    once per measure (or action): an answer that stays wrong at every status request is not flagged again.
+    Returns the new flags' measures and notices (the caller writes the notices)."""
+    if not flags:
+        return []
+    seen = set(flagged(session, [f.case_id for f in flags]))
     drafts = []
-    for measure_id, case_id, number, problem, claimed in flagged:
-        if (case_id, measure_id) in seen:
+    for f in flags:
+        if (f.measure_id, f.action_id) in seen:
             continue
-        seen.add((case_id, measure_id))
-        requested = measures[measure_id].requested_amount_fen or None
-        payload = {
-            "measure": measure_id,
-            "problem": problem,
-            "requested_fen": requested,
-            "claimed_fen": claimed,
+        seen.add((f.measure_id, f.action_id))
+        payload: dict[str, Any] = {
+            "measure": f.measure_id,
+            "problem": f.problem,
+            "requested_fen": f.requested_fen,
+            "claimed_fen": f.claimed_fen,
         }
-        entries.append(audit.Entry("measure.invalid_reply", actor, number, payload))
-        params = {"case": number, "measure": measure_id, "problem": problem}
-        drafts.append((measure_id, notices.Draft(case_id, "judge", "registry.invalid_reply", params)))
+        params: dict[str, Any] = {"case": f.case_number, "measure": f.measure_id, "problem": f.problem}
+        if f.action_id is not None:
+            payload["action"] = params["action"] = f.action_id
+        entries.append(audit.Entry("measure.invalid_reply", actor, f.case_number, payload))
+        drafts.append((f.measure_id, notices.Draft(f.case_id, "judge", "registry.invalid_reply", params)))
     return drafts
 
 
-def record_error(session: Session, measure_id: int, error: RegistryError, actor: str) -> str:
-    """A request that failed: refused for good (`RejectedError`: the measure failed), or not confirmed (it
-    stays `requested`, to be resolved by its key's status on the next run)."""
+def record_error(
+    session: Session, measure_id: int, error: RegistryError, actor: str, invalid: list[int] | None = None
+) -> str:
+    """A request that failed: refused for good (`is_refusal`: the measure failed), or not confirmed (it
+    stays `requested`, counted at its claim, to be resolved by its key's status on the next run). An answer
+    that came but cannot be read is flagged for a person the first time (its measure goes into `invalid`)."""
     measure = session.get(ControlMeasure, measure_id, with_for_update=True)
     assert measure is not None
     if measure.status != MeasureStatus.REQUESTED:
         return measure.status
     case_number = session.scalar(select(Case.case_number).where(Case.id == measure.case_id))
-    if isinstance(error, RejectedError):
-        measure.status = MeasureStatus.FAILED
-        action = "measure.failed"
+    assert case_number is not None
+    entries: list[audit.Entry] = []
+    if is_unreadable(error):  # flagged the first time; after that it waits, flagged, for its key's status
+        row = Flag.of(measure_row(measure, case_number), f"{UNREADABLE}: {error.reason}")
+        new = flag(session, [row], actor, entries)
+        notices.notify_many(session, [draft for _, draft in new])
+        if invalid is not None:
+            invalid.extend(measure_id for measure_id, _ in new)
     else:
-        action = "measure.unconfirmed"
-    audit.append(
-        session,
-        action,
-        actor=actor,
-        case_number=case_number,
-        payload={"measure": measure.id, "reason": error.reason},
-    )
+        if is_refusal(error):
+            measure.status = MeasureStatus.FAILED
+        action = "measure.failed" if is_refusal(error) else "measure.unconfirmed"
+        entries.append(
+            audit.Entry(action, actor, case_number, {"measure": measure.id, "reason": error.reason})
+        )
+    audit.append_many(session, entries)
     return measure.status
+
+
+class _Row(NamedTuple):
+    id: int
+    case_id: int
+    case_number: str
+    requested_amount_fen: int
+
+
+def measure_row(measure: ControlMeasure, case_number: str) -> _Row:
+    """What `Flag.of` reads of a measure, from its ORM object and its case's number."""
+    return _Row(measure.id, measure.case_id, case_number, measure.requested_amount_fen)

@@ -4,6 +4,8 @@ the same way. Counts only: no personal data, so they may go into a flow's result
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
@@ -50,8 +52,12 @@ class Counts:
         for name in _NUMBERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.short.extend(other.short[: SHORT_NAMED - len(self.short)])
-        for registry, n in other.invalid_replies.items():
-            self.invalid_replies[registry] = self.invalid_replies.get(registry, 0) + n
+        self.flagged(Counter(other.invalid_replies).elements())
+
+    def flagged(self, registries: Iterable[str]) -> None:
+        """Count answers found invalid for the first time, one registry code each (the run's events)."""
+        for registry in registries:
+            self.invalid_replies[registry] = self.invalid_replies.get(registry, 0) + 1
 
     def note(self, plan: Plan) -> None:
         """Count a case's plan: what it asks to freeze, and whether it leaves the case short."""

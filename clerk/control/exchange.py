@@ -5,8 +5,9 @@ releases and deductions (actions, `control.actions`).
 1. The use case that decides writes each request down first, with its own idempotency key, status
    `requested`, in the transaction that decided it (`control.plan_cases`, `control.write_action`).
 2. `send` sends them (concurrently; each registry's client keeps its own limits) and records the answers
-   as they come, those of a second together. A registry error that is not a refusal leaves the request
-   `requested`.
+   as they come, those of a second together. A registry error that is not a refusal
+   (`connectors.base.is_refusal`) leaves the request `requested`: an answer that cannot be read is an
+   unknown outcome, flagged for a person once, never a refusal.
 3. `settle` takes what stayed `requested` (a crash between 1 and 3, a lost reply, an answer "later") and
    asks the registry the key's status: an answer is recorded; a key the registry never saw is sent again,
    with the same key. Nothing is sent twice, nothing is lost.
@@ -38,6 +39,7 @@ from connectors.base import (
     RegistryPort,
     ReleaseRequest,
     RenewRequest,
+    is_unreadable,
 )
 from models.status import MeasureStatus
 from models.tables import ControlMeasure, MeasureAction
@@ -99,17 +101,17 @@ class Exchange(Protocol):
 
 
 def requested_before(
-    session: Session, rows: type[ControlMeasure] | type[MeasureAction], older_than: dt.datetime
+    session: Session,
+    rows: type[ControlMeasure] | type[MeasureAction],
+    older_than: dt.datetime,
+    among: Sequence[int] | None = None,
 ) -> list[int]:
     """The ids of measures or actions written down before `older_than` and still `requested` (both kinds
-    name it so), in id order: what `settle` asks about."""
-    return list(
-        session.scalars(
-            select(rows.id)
-            .where(rows.status == MeasureStatus.REQUESTED, rows.created_at < older_than)
-            .order_by(rows.id)
-        )
-    )
+    name it so), in id order, of those `among` when given: what `settle` asks about."""
+    stmt = select(rows.id).where(rows.status == MeasureStatus.REQUESTED, rows.created_at < older_than)
+    if among is not None:
+        stmt = stmt.where(rows.id.in_(among))
+    return list(session.scalars(stmt.order_by(rows.id)))
 
 
 async def send(
@@ -173,12 +175,14 @@ async def settle(
     registries: Mapping[str, RegistryPort],
     exchange: Exchange,
     older_than: dt.datetime,
+    among: Sequence[int] | None = None,
 ) -> Counts:
-    """Requests written down before `older_than` and never confirmed: the key's status says what happened
-    (recorded); a key the registry never saw is sent again, with the same key."""
+    """Requests written down before `older_than` (of those `among`, when given) and never confirmed: the
+    key's status says what happened (recorded); a key the registry never saw is sent again, with the same
+    key."""
 
     def load(session: Session) -> list[Outgoing]:
-        return exchange.load(session, requested_before(session, exchange.rows, older_than))
+        return exchange.load(session, requested_before(session, exchange.rows, older_than, among))
 
     counts = Counts()
     unseen: list[int] = []
@@ -191,8 +195,11 @@ async def settle(
             continue
         try:
             reply = await registry.status(item.key)
-        except RegistryError:
-            counts.unconfirmed += 1
+        except RegistryError as exc:
+            if is_unreadable(exc):  # answered, unreadably: flagged for a person once, still open
+                await _record(sessions, exchange, [(item, exc)], counts)
+            else:
+                counts.unconfirmed += 1
             continue
         if reply is None:
             unseen.append(item.id)

@@ -88,20 +88,22 @@ class Measures:
         replies = [(item.id, a) for item, a in answered if isinstance(a, ControlReply)]
         invalid: list[int] = []
         recorded = iter(answers.record_replies(session, replies, self.actor, self.excess, invalid))
-        registry = {item.id: item.registry for item, _ in answered}
-        self.invalid.extend(registry[measure_id] for measure_id in invalid)
         statuses = []
         for item, answer in answered:
             if isinstance(answer, ControlReply):
                 statuses.append(next(recorded))
             else:
                 assert isinstance(answer, RegistryError), "a measure is answered by a ControlReply"
-                statuses.append(answers.record_error(session, item.id, answer, self.actor))
+                statuses.append(answers.record_error(session, item.id, answer, self.actor, invalid))
+        registry = {item.id: item.registry for item, _ in answered}
+        self.invalid.extend(registry[measure_id] for measure_id in invalid)
         return statuses
 
     def count(self, counts: Counts, item: Outgoing, answer: Answer, status: str) -> None:
         if isinstance(answer, ControlReply):
             counts.count(status, answer, seizure=item.kind == MeasureKind.SEIZURE)
+        elif status == MeasureStatus.FAILED:
+            counts.refused += 1
         else:
             counts.unconfirmed += 1
 
@@ -145,11 +147,13 @@ async def resolve_unconfirmed(
     registries: Mapping[str, RegistryPort],
     older_than: dt.datetime,
     actor: str,
+    among: Sequence[int] | None = None,
 ) -> Counts:
-    """Measures written down but never confirmed (a crash, a lost reply, an answer "later"), settled by
-    their keys (`control.exchange.settle`); what a registry held beyond what was asked is released at once."""
+    """Measures written down but never confirmed (a crash, a lost reply, an answer "later", an answer that
+    could not be read), of those `among` when given, settled by their keys (`control.exchange.settle`);
+    what a registry held beyond what was asked is released at once."""
     return await _releasing_excess(
-        sessions, registries, actor, lambda m: exchange.settle(sessions, registries, m, older_than)
+        sessions, registries, actor, lambda m: exchange.settle(sessions, registries, m, older_than, among)
     )
 
 
@@ -164,8 +168,7 @@ async def _releasing_excess(
     its key in the collect run)."""
     measures = Measures(actor)
     counts = await step(measures)
-    for registry in measures.invalid:
-        counts.invalid_replies[registry] = counts.invalid_replies.get(registry, 0) + 1
+    counts.flagged(measures.invalid)
     if measures.excess:
         released = await actions.send_actions(
             sessions, registries, measures.excess, actor, bureau_today(), ""

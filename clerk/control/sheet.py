@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
+from clerk.control import answers
 from clerk.control.cap import available, covered_by
 from clerk.control.planning import Policy
 from models import casesheet
-from models.status import LIVE
+from models.status import ENDED, LIVE, MeasureStatus
 from models.tables import Asset, CaseDebtor, ControlMeasure, Debtor, Registry
 from models.values import DebtorKind, format_yuan, mask_id, short_mask
 
@@ -58,6 +59,7 @@ def case_sheet(
     exempt = policy.exempt.for_case(
         allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
     )
+    flags = answers.flagged(session, [case.id])
     by_id = {d.id: d for d in debtors}
     rows = tuple(
         casesheet.Found(
@@ -68,10 +70,10 @@ def case_sheet(
             label=short_mask(a.identifier),
             balance_fen=a.balance_fen,
             others=_others(a.other_measures),
-            ours=tuple(_ours(m) for m in mine.get(a.id, [])),
+            ours=tuple(_ours(m, flags) for m in mine.get(a.id, [])),
             for_other_cases_fen=for_others.get(a.id, 0),
             room_fen=available(a, for_others.get(a.id, 0)),
-            protected=a.purpose if a.kind == "deposit" and a.purpose in exempt.protected else None,
+            protected=a.purpose if exempt.protects(a.kind, a.purpose) else None,
         )
         for a, code in found
     )
@@ -81,18 +83,21 @@ def case_sheet(
         if d.kind == DebtorKind.PERSON
     }
     free = cases.left_free(case, debtors, found, policy.exempt, on)
+    owed = cases.owed(case, on)
+    ended = case.status in ENDED or owed.remaining == 0
     return casesheet.Sheet(
         case_number=case.case_number,
         judge=case.judge,
-        standing=casesheet.standing_of(cases.owed(case, on), rows),
+        standing=casesheet.standing_of(owed, rows),
         found=rows,
         conditions=casesheet.Conditions(case.status, policy.auto_freeze, policy.auto_seize, allowance),
         left_free=tuple(_free_words(f) for f in free),
         planned=planned,
+        to_check=tuple(answers.holds_to_check(session, [case.id])) if ended and not planned else (),
     )
 
 
-def _ours(m: ControlMeasure) -> casesheet.Ours:
+def _ours(m: ControlMeasure, flags: dict[tuple[int, int | None], str]) -> casesheet.Ours:
     return casesheet.Ours(
         kind=m.kind,
         status=m.status,
@@ -101,6 +106,8 @@ def _ours(m: ControlMeasure) -> casesheet.Ours:
         expires_on=m.expires_on,
         queue_position=m.queue_position,
         reference=m.registry_reference,
+        # Flagged, and so waiting for a person or its key's status (a flag once settled is history).
+        flag=flags.get((m.id, None)) if m.status == MeasureStatus.REQUESTED else None,
     )
 
 

@@ -16,7 +16,14 @@ from clerk.lifecycle.deduction import (
     remind_judge,
     start_deduction,
 )
-from clerk.lifecycle.release import Released, cases_to_release, plan_release, plan_releases, release_due
+from clerk.lifecycle.release import (
+    Released,
+    cases_ended_holding,
+    cases_to_release,
+    plan_release,
+    plan_releases,
+    release_due,
+)
 from clerk.lifecycle.renewal import Lapsed, Renewed, expire_and_tell, expire_lapsed, plan_renewals, renew_due
 from clerk.lifecycle.state import record_state, refresh_measures, watched_measures
 
@@ -28,6 +35,7 @@ __all__ = [
     "Released",
     "Renewed",
     "approve_deduction",
+    "cases_ended_holding",
     "cases_to_release",
     "deduction_outcome",
     "expire_and_tell",

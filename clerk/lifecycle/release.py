@@ -10,7 +10,8 @@ does), so that they and new freezes are serialised per case and the cap holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -22,12 +23,25 @@ from clerk.control import Counts
 from clerk.store import audit, db, locks
 from connectors.base import RegistryPort
 from models import rules
+from models.casesheet import HoldToCheck
 from models.status import ENDED, ActionKind, ActionStatus, MeasureStatus
-from models.tables import Case, ControlMeasure, MeasureAction
+from models.tables import Case, ControlMeasure, MeasureAction, utcnow
 
 
 def cases_to_release(session: Session, today: dt.date) -> list[int]:
     """Cases holding more than they owe today, or holding anything after they ended."""
+    return [case_id for case_id, ended in _holding(session, today) if ended is not None]
+
+
+def cases_ended_holding(session: Session, today: dt.date) -> list[int]:
+    """Cases that ended (paid, withdrawn, closed) or owe nothing today and still hold something: every hold
+    of theirs is to be lifted."""
+    return [case_id for case_id, ended in _holding(session, today) if ended]
+
+
+def _holding(session: Session, today: dt.date) -> list[tuple[int, bool | None]]:
+    """Each case with live measures: True when it ended or owes nothing, False when its freezes claim more
+    than it owes, None otherwise."""
     live = (
         select(ControlMeasure.case_id)
         .where(ControlMeasure.status.in_(control.LIVE))
@@ -36,11 +50,12 @@ def cases_to_release(session: Session, today: dt.date) -> list[int]:
     )
     claims = control.claims_by_case(session)
     stmt = select(Case).where(Case.id.in_(live)).order_by(Case.id).options(selectinload(Case.payments))
-    return [
-        case.id
-        for case in session.scalars(stmt)
-        if case.status in ENDED or claims.get(case.id, 0) > cases.owed(case, today).remaining
-    ]
+    result: list[tuple[int, bool | None]] = []
+    for case in session.scalars(stmt):
+        owed = cases.owed(case, today).remaining
+        ended = case.status in ENDED or owed == 0
+        result.append((case.id, True if ended else (False if claims.get(case.id, 0) > owed else None)))
+    return result
 
 
 def plan_release(
@@ -118,6 +133,9 @@ class Released:
     cases: int  # cases that held more than they owe, or anything after they ended
     releases: int  # releases written down and sent
     counts: Counts
+    #: Holds of cases that ended or owe nothing which the clerk could not lift on its own (an answer
+    #: unknown or flagged): each an operator's task, masked.
+    to_check: tuple[HoldToCheck, ...] = ()
 
 
 def plan_releases(
@@ -140,7 +158,29 @@ async def release_due(
     actor: str,
     court_account: str,
 ) -> Released:
-    """Release what the cap no longer allows (`plan_release`), and send the releases."""
+    """Release what the cap no longer allows (`plan_release`), and send the releases. The holds of cases that
+    ended whose answers are not known yet are asked for by their keys first, so that what the registry
+    confirms now is lifted in this run; what stays unknown or flagged is an operator's task (`to_check`)."""
+    ended = await db.read(sessions, cases_ended_holding, today)
+    unknown = await db.read(sessions, _requested_measures, ended)
+    settled = (
+        await control.resolve_unconfirmed(sessions, registries, utcnow(), actor, unknown)
+        if unknown
+        else Counts()
+    )
     count, action_ids = await db.run(sessions, plan_releases, sessions, today, order, actor)
     sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
-    return Released(count, len(action_ids), sent)
+    sent.flagged(Counter(settled.invalid_replies).elements())
+    to_check = await db.read(sessions, control.holds_to_check, ended)
+    return Released(count, len(action_ids), sent, tuple(to_check))
+
+
+def _requested_measures(session: Session, case_ids: Sequence[int]) -> list[int]:
+    """The measures of these cases whose answers are not known yet (`requested`)."""
+    return list(
+        session.scalars(
+            select(ControlMeasure.id)
+            .where(ControlMeasure.case_id.in_(case_ids), ControlMeasure.status == MeasureStatus.REQUESTED)
+            .order_by(ControlMeasure.id)
+        )
+    )

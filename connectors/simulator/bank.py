@@ -157,6 +157,8 @@ class BankSimulator(RegistrySimulator):
             "end": m.end.isoformat(),
             "queue_no": m.queue_no,
         }
+        if self.hostile.unreadable_amount is not None:
+            reply["frozen_amount"] = self.hostile.unreadable_amount
         if outcome.ahead is not None:
             a = outcome.ahead
             reply["ahead"] = {
@@ -235,10 +237,11 @@ class BankSimulator(RegistrySimulator):
     def _deduct_reply(self, outcome: Outcome) -> dict[str, Any]:
         assert outcome.measure is not None
         assert outcome.deducted_fen is not None
+        amount = self.hostile.unreadable_amount
         return {
             "key": outcome.key,
             "freeze_no": outcome.measure.number,
-            "amount": yuan(outcome.deducted_fen),
+            "amount": yuan(outcome.deducted_fen) if amount is None else amount,
             "date": self.ledger.today.isoformat(),
         }
 

@@ -27,6 +27,8 @@ from connectors.base import (
     SubjectStatus,
     TransientError,
     UnknownOutcome,
+    UnreadableAnswer,
+    is_refusal,
 )
 from connectors.http import ClientLimits, RegistryClient
 from models.values import DebtorKind
@@ -300,11 +302,12 @@ async def test_freeze_request_and_partial_reply(bank: BankConnector) -> None:
 async def test_bad_control_replies(bank: BankConnector, body: dict[str, object], reason: str) -> None:
     sent = respx.post(f"{BASE}/v1/freezes").respond(json=body)
     status = respx.get(f"{BASE}/v1/requests/key-00000001").respond(404, json={"error": "unknown_key"})
-    with pytest.raises(InvalidReply, match=reason):
+    with pytest.raises(UnreadableAnswer, match=reason) as raised:
         await bank.control(freeze())
     assert (sent.call_count, status.call_count) == (2, 1), (
         "unreadable: ask the status, then resend the same key"
     )
+    assert not is_refusal(raised.value), "an answer that cannot be read is an unknown outcome"
 
 
 @respx.mock
@@ -537,7 +540,7 @@ async def test_a_measure_state_now_by_its_reference(bank: BankConnector) -> None
         dt.date(2027, 11, 22),
     )
     respx.get(f"{BASE}/v1/freezes/F-9").respond(json={"key": "x" * 16, "result": "FROZEN"})
-    with pytest.raises(InvalidReply, match="another request"):
+    with pytest.raises(UnreadableAnswer, match="another request"):
         await bank.measure_state("F-9", "k" * 16)
 
 
