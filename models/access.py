@@ -21,6 +21,7 @@ class Action(StrEnum):
     QUERY = "query"  # an on-demand case query, a deduction's start
     DECIDE = "decide"  # a judge's decision (a deduction's approval or rejection)
     MANAGE = "manage"  # a case's status (terminate, close, withdraw) or track: the release run acts on it
+    OVERRIDE = "override"  # freeze what the law leaves free (the living allowance, protected accounts)
     PAY = "pay"  # record a payment: it lowers what is owed, and a case paid in full has its measures lifted
 
 
@@ -28,12 +29,14 @@ ALLOWED_ROLES: dict[Action, frozenset[Role]] = {
     Action.QUERY: frozenset({Role.JUDGE, Role.OFFICER, Role.SUPERVISOR}),
     Action.DECIDE: frozenset({Role.JUDGE, Role.SUPERVISOR}),
     Action.MANAGE: frozenset({Role.JUDGE, Role.SUPERVISOR}),
+    Action.OVERRIDE: frozenset({Role.JUDGE, Role.SUPERVISOR}),
     Action.PAY: frozenset({Role.JUDGE, Role.OFFICER, Role.SUPERVISOR}),
 }
 _VERBS = {
     Action.QUERY: "query this case",
     Action.DECIDE: "decide for this case",
     Action.MANAGE: "change this case's status or track",
+    Action.OVERRIDE: "override what the law leaves free on this case (living allowance, protected accounts)",
     Action.PAY: "record a payment on this case",
 }
 ALL_COURTS = "*"

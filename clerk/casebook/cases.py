@@ -145,7 +145,7 @@ def left_free(
     result: list[dict[str, Any]] = []
     deposits: dict[int, int] = {}  # what each debtor's deposits found hold, protected ones apart
     for a, _ in found:
-        if a.kind == "deposit" and a.purpose not in exempt.protected:
+        if a.kind == "deposit" and not exempt.protects(a.kind, a.purpose):
             deposits[a.debtor_id] = deposits.get(a.debtor_id, 0) + (a.balance_fen or 0)
     for d in debtors:
         allowance = exempt.allowance(case.court_code, on, d.dependants) if d.kind == DebtorKind.PERSON else 0
@@ -155,7 +155,7 @@ def left_free(
         elif allowance:
             result.append({"debtor": mask_id(d.id_number), "amount": allowance, "why": LeftFree.NO_DEPOSITS})
     for a, code in found:
-        if a.kind == "deposit" and a.purpose in exempt.protected:
+        if exempt.protects(a.kind, a.purpose):
             account = f"{code} {mask_account(a.identifier)} ({a.purpose})"
             result.append({"account": account, "amount": a.balance_fen, "why": LeftFree.PROTECTED})
     return result

@@ -199,7 +199,7 @@ def _freezable(
     for asset in found:
         if asset.kind != "deposit":
             continue
-        if asset.purpose in exempt.protected:
+        if exempt.protects(asset.kind, asset.purpose):
             plan.protected_accounts += 1
             continue
         room = available(asset, held_on.get(asset.id, 0))

@@ -27,7 +27,6 @@ from connectors.base import (
     BalancePort,
     DepositFeed,
     FeedPort,
-    OtherMeasure,
     RegistryError,
     RegistryPort,
 )
@@ -145,17 +144,13 @@ def record_feed(
         asset = known.get(event.identifier)
         if asset is None:
             continue  # not a debtor of ours
+        # The balance only: a feed's event is silent on the account's purpose and on other authorities'
+        # measures, and so keeps what the case book knows of them (querying.update_asset).
         latest[event.identifier] = AssetReport(
-            asset_kind=AssetKind(asset.kind),
-            identifier=event.identifier,
-            balance_fen=event.balance_fen,
-            description=asset.description,
-            other_measures=(),
+            asset_kind=AssetKind(asset.kind), identifier=event.identifier, balance_fen=event.balance_fen
         )
     touched = (
-        record_balances(session, registry_id, registry_code, _keep_others(known, latest), actor)
-        if latest
-        else set()
+        record_balances(session, registry_id, registry_code, latest.values(), actor) if latest else set()
     )
     cursor.position = max(cursor.position, feed.last)
     return touched
@@ -168,23 +163,6 @@ def _locked_cursor(session: Session, registry_id: int) -> FeedCursor:
     cursor = session.get(FeedCursor, registry_id, with_for_update=True, populate_existing=True)
     assert cursor is not None
     return cursor
-
-
-def _keep_others(known: dict[str, Asset], latest: dict[str, AssetReport]) -> list[AssetReport]:
-    """A feed event carries the balance only: keep the other authorities' measures the last query saw."""
-    result = []
-    for identifier, report in latest.items():
-        others = (known[identifier].other_measures or {}).get("measures", [])
-        kept = tuple(
-            OtherMeasure(
-                authority=m["authority"],
-                amount_fen=m.get("amount_fen"),
-                expires_on=dt.date.fromisoformat(m["expires_on"]) if m.get("expires_on") else None,
-            )
-            for m in others
-        )
-        result.append(report.model_copy(update={"other_measures": kept}))
-    return result
 
 
 # --- the watch, with HTTP -----------------------------------------------------------------------------

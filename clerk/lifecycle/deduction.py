@@ -74,11 +74,11 @@ def propose_deduction(
         )
     ).all()
     remaining = cases.owed(case, today).remaining
-    protected = [m for m, _, purpose, _, _ in rows if purpose in exempt.protected]
+    protected = [m for m, _, purpose, _, _ in rows if exempt.protects("deposit", purpose)]
     frozen = [
         rules.Covered(m.id, m.actual_amount_fen or 0, m.started_on or today)
         for m, _, purpose, _, _ in rows
-        if purpose not in exempt.protected
+        if not exempt.protects("deposit", purpose)
     ]
     # The allowance first, then what is owed: what one person must keep, another's freeze may still cover.
     allowed = _within_allowances(
@@ -102,7 +102,8 @@ def _within_allowances(
 ) -> list[rules.Covered]:
     """The case's freezes with what may move from each once every natural person keeps the living
     allowance: per person, at most the person's deposits (last reported balances, less other authorities'
-    measures) less the allowance and less what they hold for our other cases (exemptions.deductible),
+    measures; protected accounts left out, as the freeze leaves them) less the allowance and less what they
+    hold for our other cases (exemptions.deductible),
     taken oldest freeze first, as the proposal takes them."""
     debtors = {debtor_of[f.key] for f in frozen}
     people = {
@@ -111,23 +112,32 @@ def _within_allowances(
     }
     if not people or exempt.months <= 0:
         return frozen
-    balances: dict[int, int] = {}  # what each person's deposits hold that no other authority holds
+    # What each person's deposits hold that no other authority holds, counted as the freeze counts them
+    # (control.planning): a protected account's balance is no part of it, unless a judge overrode that (a
+    # large wage account must not hide that the person's own deposits are under the allowance).
+    balances: dict[int, int] = {}
     for asset in session.scalars(select(Asset).where(Asset.debtor_id.in_(people), Asset.kind == "deposit")):
-        balances[asset.debtor_id] = balances.get(asset.debtor_id, 0) + control.cap.available(asset, 0)
-    elsewhere: dict[int, int] = {
-        debtor: total
-        for debtor, total in session.execute(
-            select(Asset.debtor_id, func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0))
-            .join(ControlMeasure, ControlMeasure.asset_id == Asset.id)
-            .where(
-                Asset.debtor_id.in_(people),
-                ControlMeasure.case_id != case.id,
-                ControlMeasure.kind == "freeze",
-                ControlMeasure.status == MeasureStatus.EFFECTIVE,
-            )
-            .group_by(Asset.debtor_id)
+        if not exempt.protects(asset.kind, asset.purpose):
+            balances[asset.debtor_id] = balances.get(asset.debtor_id, 0) + control.cap.available(asset, 0)
+    elsewhere: dict[int, int] = {}  # what our freezes for other cases hold on those same deposits
+    for debtor, kind, purpose, total in session.execute(
+        select(
+            Asset.debtor_id,
+            Asset.kind,
+            Asset.purpose,
+            func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0),
         )
-    }
+        .join(ControlMeasure, ControlMeasure.asset_id == Asset.id)
+        .where(
+            Asset.debtor_id.in_(people),
+            ControlMeasure.case_id != case.id,
+            ControlMeasure.kind == "freeze",
+            ControlMeasure.status == MeasureStatus.EFFECTIVE,
+        )
+        .group_by(Asset.debtor_id, Asset.kind, Asset.purpose)
+    ):
+        if not exempt.protects(kind, purpose):
+            elsewhere[debtor] = elsewhere.get(debtor, 0) + total
     oldest_first = sorted(frozen, key=lambda f: (f.placed_on, f.key))
     allowed: dict[int, int] = {}
     for debtor_id, dependants in people.items():

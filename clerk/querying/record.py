@@ -447,14 +447,25 @@ def _known_of(session: Session, registry_id: int, identifiers: Sequence[str]) ->
     )
 
 
-def _reported(report: AssetReport, now: dt.datetime, description: str | None = None) -> dict[str, Any]:
-    """The columns a report sets: its balance, other authorities' measures and purpose; its description
-    when it gives one (else `description`, the one known)."""
+def _reported(
+    report: AssetReport, now: dt.datetime, known: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The columns a report sets, the one place that decides how a registry's report changes what the case
+    book knows of an asset: its balance, and the time it was seen; other authorities' measures, the
+    account's purpose and the description only when the report says them. A report silent on a field (a
+    deposit feed's event says the balance only; a bank's answer that leaves an account's purpose out)
+    keeps what the case book knows (`known`, the asset's columns): a wage account stays a wage account,
+    another court's freeze stays ahead until a report says it is lifted."""
+    said = report.model_fields_set
+
+    def kept(name: str, value: Any) -> Any:
+        return value if known is None or name in said else known[name]
+
     return {
         "balance_fen": report.balance_fen,
-        "other_measures": _others(report),
-        "purpose": report.purpose,
-        "description": report.description or description,
+        "other_measures": kept("other_measures", _others(report)),
+        "purpose": kept("purpose", report.purpose),
+        "description": report.description or (known or {}).get("description"),
         "last_seen_at": now,
     }
 
@@ -476,7 +487,7 @@ def _new_asset(
 def _update(asset: dict[str, Any], report: AssetReport, now: dt.datetime) -> tuple[bool, bool]:
     """Bring a known asset's row (as `record_reply` holds it) up to date: whether its balance or others'
     measures changed, and whether anything the report sets but the time it was seen did."""
-    values = _reported(report, now, asset["description"])
+    values = _reported(report, now, asset)
     before = (asset["balance_fen"], asset["other_measures"])
     changed = before != (values["balance_fen"], values["other_measures"])
     rewritten = any(asset[name] != values[name] for name in _REPORTED if name != "last_seen_at")
@@ -487,7 +498,7 @@ def _update(asset: dict[str, Any], report: AssetReport, now: dt.datetime) -> tup
 def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
     """Bring a known asset (an object of the session) up to date; True when its balance or others'
     measures changed."""
-    values = _reported(report, now, asset.description)
+    values = _reported(report, now, {name: getattr(asset, name) for name in _REPORTED})
     changed = (asset.balance_fen, asset.other_measures) != (values["balance_fen"], values["other_measures"])
     for name, value in values.items():
         setattr(asset, name, value)

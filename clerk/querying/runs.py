@@ -109,7 +109,7 @@ def start_case_query(
             raise InvalidValue(
                 "override", "a dry run changes nothing: override in a real run, or with clerk cases override"
             )
-        access.authorize(sessions, case, requested_by, Action.MANAGE, people, operator)
+        access.authorize(sessions, case, requested_by, Action.OVERRIDE, people, operator)
         with sessions.begin() as session:
             for exemption in overrides:
                 cases.set_override(

@@ -74,6 +74,13 @@ class BankSimulator(RegistrySimulator):
             ],
         }
 
+    def _balance(self, holding: Holding) -> dict[str, Any]:
+        account = self._account(holding)
+        if self.hostile.silent_balances:
+            account.pop("purpose", None)
+            account.pop("restrictions")
+        return account
+
     async def query(self, request: Request, fault: Fault) -> Response:
         body = await request.json()
         ref = str(body["request_ref"])
@@ -103,7 +110,7 @@ class BankSimulator(RegistrySimulator):
         return JSONResponse(
             {
                 "request_ref": str(body["request_ref"]),
-                "accounts": [self._account(h) for h in found if h is not None],
+                "accounts": [self._balance(h) for h in found if h is not None],
             }
         )
 

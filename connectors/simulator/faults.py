@@ -76,6 +76,8 @@ class Hostile:
     - `foreign_namespace`: the real-estate registry answers its properties in another XML namespace.
     - `names_other_account`, `names_other_case`: a bank freezes what it was asked to, but its answers name
       another account (the last digit off by one) or another case.
+    - `silent_balances`: a bank's balance answers (`POST /v1/balances`) leave out each account's purpose
+      and other authorities' measures, as a bank whose balance service knows balances only would.
     - `unreadable_amount`: a bank does what it is asked (freezes, renewals, releases, deductions), but every
       answer to them, and to the status of their keys and the state of a freeze, carries this where the
       amount belongs (a JSON value: "-5.00", "NaN", "1e30", "lots", or a number such as 1e30).
@@ -90,6 +92,7 @@ class Hostile:
     names_other_account: bool = False
     names_other_case: bool = False
     unreadable_amount: str | float | None = None
+    silent_balances: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.over_freeze <= 1000:

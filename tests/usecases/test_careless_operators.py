@@ -81,6 +81,8 @@ def test_the_people_the_settings_allow_may_change_a_case(
     assert clerk("cases", "pay", CASE, "100", "--on", "2024-06-29", "--actor", "钱执行员")[0] == 0
     code, _, err = clerk("cases", "close", CASE, "--reason", "结案", "--actor", "钱执行员")
     assert code == 2 and "may not change this case's status or track" in err  # an officer does not decide
+    code, _, err = clerk("cases", "override", CASE, "protected", "--reason", "经审查", "--actor", "钱执行员")
+    assert code == 2 and "may not override what the law leaves free on this case" in err  # names the override
     assert clerk("cases", "close", CASE, "--reason", "结案", "--actor", "赵庭长")[0] == 0
     assert status_of(clerk_env) == "closed"
 

@@ -207,3 +207,34 @@ def test_a_deduction_checks_the_allowance_and_protected_accounts_again_on_the_da
         firm = lifecycle.propose_deduction(session, FIRM_CASE, TODAY, EXEMPT)
     assert (firm.total_fen, firm.protected_left) == (80_000_00, 1), "the wage account's money stays"
     assert all(not line.account.endswith("00002") for line in firm.lines)
+
+
+@pytest.mark.parametrize("overridden", [False, True])
+def test_a_large_protected_balance_never_hides_that_a_persons_own_deposits_are_under_the_allowance(
+    sessions: sessionmaker[Session], tmp_path: Path, overridden: bool
+) -> None:
+    """Issue 44: the deduction's re-check counted a protected account's balance in the person's total,
+    which the freeze leaves out, so a large wage account hid that the person's own deposits sat under the
+    allowance. Now both count the same deposits; with a judge's override of the protection, the account is
+    frozen and the allowance is still kept across all of the person's deposits."""
+    from clerk import lifecycle
+
+    banks = book(sessions, tmp_path, [1_500_00, 900_00, 400_00])  # 2,800 yuan; the allowance 2,100
+    person = banks["bank-a"].ledger.holdings["6222000000000000000"].owner_id
+    banks["bank-b"].ledger.add(
+        Holding("62220000000000999", person, AssetKind.DEPOSIT, 50_000_00, purpose="migrant_wage")
+    )
+    if overridden:
+        with sessions.begin() as session:
+            cases.set_override(session, PERSON_CASE, "protected", on=True, actor="李法官", reason="经审查")
+    control_all(sessions, banks)
+    total = 2_800_00 + (50_000_00 if overridden else 0)
+    assert sum(held(banks, PERSON_CASE)) == total - 3 * 700_00, "frozen: all but the allowance"
+
+    higher = Exemptions(
+        (LivingStandard("豫", 800_00, dt.date(2026, 7, 1)), *EXEMPT.standards), 3, EXEMPT.protected
+    )
+    with sessions() as session:
+        proposal = lifecycle.propose_deduction(session, PERSON_CASE, TODAY, higher)
+    assert (proposal.total_fen, proposal.allowance_kept_fen) == (total - 3 * 800_00, 300_00)
+    assert proposal.protected_left == 0
