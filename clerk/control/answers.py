@@ -368,7 +368,8 @@ def record_error(
     assert case_number is not None
     entries: list[audit.Entry] = []
     if is_unreadable(error):  # flagged the first time; after that it waits, flagged, for its key's status
-        row = Flag.of(measure_row(measure, case_number), f"{UNREADABLE}: {error.reason}")
+        problem = f"{UNREADABLE}: {error.reason}"
+        row = Flag(measure.id, measure.case_id, case_number, problem, measure.requested_amount_fen or None)
         new = flag(session, [row], actor, entries)
         notices.notify_many(session, [draft for _, draft in new])
         if invalid is not None:
@@ -382,15 +383,3 @@ def record_error(
         )
     audit.append_many(session, entries)
     return measure.status
-
-
-class _Row(NamedTuple):
-    id: int
-    case_id: int
-    case_number: str
-    requested_amount_fen: int
-
-
-def measure_row(measure: ControlMeasure, case_number: str) -> _Row:
-    """What `Flag.of` reads of a measure, from its ORM object and its case's number."""
-    return _Row(measure.id, measure.case_id, case_number, measure.requested_amount_fen)
