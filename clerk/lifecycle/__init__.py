@@ -18,7 +18,6 @@ from clerk.lifecycle.deduction import (
 )
 from clerk.lifecycle.release import (
     Released,
-    cases_ended_holding,
     cases_to_release,
     plan_release,
     plan_releases,
@@ -35,7 +34,6 @@ __all__ = [
     "Released",
     "Renewed",
     "approve_deduction",
-    "cases_ended_holding",
     "cases_to_release",
     "deduction_outcome",
     "expire_and_tell",

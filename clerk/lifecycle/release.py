@@ -33,12 +33,6 @@ def cases_to_release(session: Session, today: dt.date) -> list[int]:
     return [case_id for case_id, ended in _holding(session, today) if ended is not None]
 
 
-def cases_ended_holding(session: Session, today: dt.date) -> list[int]:
-    """Cases that ended (paid, withdrawn, closed) or owe nothing today and still hold something: every hold
-    of theirs is to be lifted."""
-    return [case_id for case_id, ended in _holding(session, today) if ended]
-
-
 def _holding(session: Session, today: dt.date) -> list[tuple[int, bool | None]]:
     """Each case with live measures: True when it ended or owes nothing, False when its freezes claim more
     than it owes, None otherwise."""
@@ -139,11 +133,17 @@ class Released:
 
 
 def plan_releases(
-    sessions: sessionmaker[Session], today: dt.date, order: rules.ReleaseOrder, actor: str
+    sessions: sessionmaker[Session],
+    today: dt.date,
+    order: rules.ReleaseOrder,
+    actor: str,
+    case_ids: Sequence[int] | None = None,
 ) -> tuple[int, list[int]]:
-    """Write down the releases every case needs today, each case in a transaction of its own (under its
-    lock); returns how many cases, and the actions' ids."""
-    case_ids = db.reading(sessions, cases_to_release, today)
+    """Write down the releases every case needs today (`case_ids`, when the caller read them already: the
+    cases `cases_to_release` names), each case in a transaction of its own (under its lock); returns how
+    many cases, and the actions' ids."""
+    if case_ids is None:
+        case_ids = db.reading(sessions, cases_to_release, today)
     ids: list[int] = []
     for case_id in case_ids:
         ids += db.in_transaction(sessions, plan_release, case_id, today, order, actor)
@@ -161,14 +161,16 @@ async def release_due(
     """Release what the cap no longer allows (`plan_release`), and send the releases. The holds of cases that
     ended whose answers are not known yet are asked for by their keys first, so that what the registry
     confirms now is lifted in this run; what stays unknown or flagged is an operator's task (`to_check`)."""
-    ended = await db.read(sessions, cases_ended_holding, today)
+    holding = await db.read(sessions, _holding, today)  # read once: settling by key changes no case's claim
+    ended = [case_id for case_id, is_ended in holding if is_ended]
     unknown = await db.read(sessions, _requested_measures, ended)
     settled = (
         await control.resolve_unconfirmed(sessions, registries, utcnow(), actor, unknown)
         if unknown
         else Counts()
     )
-    count, action_ids = await db.run(sessions, plan_releases, sessions, today, order, actor)
+    to_release = [case_id for case_id, is_ended in holding if is_ended is not None]
+    count, action_ids = await db.run(sessions, plan_releases, sessions, today, order, actor, to_release)
     sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
     sent.flagged(Counter(settled.invalid_replies).elements())
     to_check = await db.read(sessions, control.holds_to_check, ended)
