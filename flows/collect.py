@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
@@ -35,7 +34,7 @@ async def collect(registries: list[str] | None = None) -> State:
         states = await lifecycle.refresh_measures(rt.sessions, rt.connectors, rt.actor)
         sent = await runtime.send_notices(rt)
         batch = querying.BatchResult("(collected)", recorded=recorded)
-        resolved.flagged(Counter(actions.invalid_replies).elements())  # renewals, releases, deductions
+        resolved.add_flags(actions.invalid_replies)  # renewals, releases, deductions
         await report.publish(
             "Collect", "collect", querying.Tally.of([batch] if recorded.queried else []), resolved, []
         )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.casebook import cases, notices
+from clerk.casebook import cases
 from clerk.control import answers, exchange
 from clerk.control.answers import EXCESS_RELEASE
 from clerk.control.counts import Counts
@@ -195,13 +195,10 @@ def record_action_error(
         return action.status
     if is_unreadable(error):
         entries: list[audit.Entry] = []
-        problem = f"{answers.UNREADABLE}: {error.reason}"
-        row = answers.Flag(measure.id, case.id, case.case_number, problem, action.amount_fen, None, action.id)
-        new = answers.flag(session, [row], actor, entries)
-        notices.notify_many(session, [draft for _, draft in new])
-        audit.append_many(session, entries)
-        if invalid is not None and new:
+        row = answers.Flag(measure.id, case.id, case.case_number, "", action.amount_fen, None, action.id)
+        if answers.flag_unreadable(session, row, error, actor, entries) and invalid is not None:
             invalid.append(action.id)
+        audit.append_many(session, entries)
         return action.status
     payload = {"measure": measure.id, "key": action.idempotency_key, "reason": error.reason}
     if is_refusal(error):

@@ -354,6 +354,16 @@ def flag(
     return drafts
 
 
+def flag_unreadable(
+    session: Session, row: Flag, error: RegistryError, actor: str, entries: list[audit.Entry]
+) -> bool:
+    """Flag a request whose answer cannot be read (the problem is the adapter's reason), the notice written
+    now and the audit entry added to `entries`; whether it was flagged for the first time."""
+    new = flag(session, [row._replace(problem=f"{UNREADABLE}: {error.reason}")], actor, entries)
+    notices.notify_many(session, [draft for _, draft in new])
+    return bool(new)
+
+
 def record_error(
     session: Session, measure_id: int, error: RegistryError, actor: str, invalid: list[int] | None = None
 ) -> str:
@@ -368,12 +378,9 @@ def record_error(
     assert case_number is not None
     entries: list[audit.Entry] = []
     if is_unreadable(error):  # flagged the first time; after that it waits, flagged, for its key's status
-        problem = f"{UNREADABLE}: {error.reason}"
-        row = Flag(measure.id, measure.case_id, case_number, problem, measure.requested_amount_fen or None)
-        new = flag(session, [row], actor, entries)
-        notices.notify_many(session, [draft for _, draft in new])
-        if invalid is not None:
-            invalid.extend(measure_id for measure_id, _ in new)
+        row = Flag(measure.id, measure.case_id, case_number, "", measure.requested_amount_fen or None)
+        if flag_unreadable(session, row, error, actor, entries) and invalid is not None:
+            invalid.append(measure.id)
     else:
         if is_refusal(error):
             measure.status = MeasureStatus.FAILED

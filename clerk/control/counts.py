@@ -5,7 +5,7 @@ the same way. Counts only: no personal data, so they may go into a flow's result
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
@@ -52,12 +52,16 @@ class Counts:
         for name in _NUMBERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.short.extend(other.short[: SHORT_NAMED - len(self.short)])
-        self.flagged(Counter(other.invalid_replies).elements())
+        self.add_flags(other.invalid_replies)
 
     def flagged(self, registries: Iterable[str]) -> None:
         """Count answers found invalid for the first time, one registry code each (the run's events)."""
-        for registry in registries:
-            self.invalid_replies[registry] = self.invalid_replies.get(registry, 0) + 1
+        self.add_flags(Counter(registries))
+
+    def add_flags(self, by_registry: Mapping[str, int]) -> None:
+        """Add another step's count of answers found invalid, by registry."""
+        for registry, n in by_registry.items():
+            self.invalid_replies[registry] = self.invalid_replies.get(registry, 0) + n
 
     def note(self, plan: Plan) -> None:
         """Count a case's plan: what it asks to freeze, and whether it leaves the case short."""

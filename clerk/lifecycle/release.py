@@ -10,7 +10,6 @@ does), so that they and new freezes are serialised per case and the cap holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -172,7 +171,7 @@ async def release_due(
     to_release = [case_id for case_id, is_ended in holding if is_ended is not None]
     count, action_ids = await db.run(sessions, plan_releases, sessions, today, order, actor, to_release)
     sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
-    sent.flagged(Counter(settled.invalid_replies).elements())
+    sent.add_flags(settled.invalid_replies)
     to_check = await db.read(sessions, control.holds_to_check, ended)
     return Released(count, len(action_ids), sent, tuple(to_check))
 
