@@ -294,29 +294,30 @@ def holds_to_check(session: Session, case_ids: Sequence[int]) -> list[HoldToChec
     the case sheet); the asset is masked."""
     if not case_ids:
         return []
-    flags = flagged(session, case_ids)
-    open_actions = {
-        (measure_id, action_id)
-        for measure_id, action_id in session.execute(
-            select(MeasureAction.measure_id, MeasureAction.id)
-            .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
-            .where(ControlMeasure.case_id.in_(sorted(set(case_ids))), MeasureAction.status == "requested")
-        )
-    }
+    wanted = sorted(set(case_ids))
+    flags = flagged(session, wanted)
+    open_flags: dict[int, list[str]] = {}  # measure -> what its open releases or deductions were flagged for
+    for measure_id, action_id in session.execute(
+        select(MeasureAction.measure_id, MeasureAction.id)
+        .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
+        .where(ControlMeasure.case_id.in_(wanted), MeasureAction.status == "requested")
+        .order_by(MeasureAction.id)
+    ):
+        if (measure_id, action_id) in flags:
+            open_flags.setdefault(measure_id, []).append(flags[(measure_id, action_id)])
     rows = session.execute(
         select(ControlMeasure.id, ControlMeasure.kind, ControlMeasure.status, Case.case_number)
         .add_columns(Asset.identifier, Registry.code)
         .join(Case, Case.id == ControlMeasure.case_id)
         .join(Asset, Asset.id == ControlMeasure.asset_id)
         .join(Registry, Registry.id == ControlMeasure.registry_id)
-        .where(ControlMeasure.case_id.in_(sorted(set(case_ids))), ControlMeasure.status.in_(LIVE))
+        .where(ControlMeasure.case_id.in_(wanted), ControlMeasure.status.in_(LIVE))
         .order_by(ControlMeasure.id)
     )
     result = []
     for measure_id, kind, status, number, identifier, registry in rows:
         # An open release or deduction answered wrongly first; then a measure whose own answer is awaited.
-        opened = [flags[(m, a)] for m, a in sorted(open_actions) if m == measure_id and (m, a) in flags]
-        problem = opened[0] if opened else None
+        problem = open_flags.get(measure_id, [None])[0]
         if problem is None and status == MeasureStatus.REQUESTED:
             problem = flags.get((measure_id, None), casesheet.UNKNOWN)
         if problem is not None:
