@@ -22,7 +22,8 @@ import time
 from typing import Any, cast
 
 from bench.common import read_calls, status_mb
-from clerk import control, querying, sweeping
+from clerk import querying, sweeping
+from clerk.context import Context
 from clerk.settings import get_settings
 from clerk.store import db
 from connectors.loader import build
@@ -38,7 +39,7 @@ async def _sweep(later_days: int = 0, shard: querying.Shard = sweeping.EVERY_DEB
     connectors = build(conf.registries, conf.allowed_adapters)
     with sessions.begin() as session:
         registry_ids = querying.ensure_registries(session, conf.registries)
-    policy = control.Policy.of(conf)
+    ctx = Context.of(conf, sessions, connectors, registry_ids, "bench:sweep")
     schedule = querying.Schedule(conf.requery_days, conf.terminated_requery_days, conf.terminated_years)
     began = time.time()  # on the wall clock, for sweepers side by side (bench.sweep.sweep_once)
     started = time.perf_counter()
@@ -64,16 +65,7 @@ async def _sweep(later_days: int = 0, shard: querying.Shard = sweeping.EVERY_DEB
 
     try:
         swept = await sweeping.sweep_due(
-            sessions,
-            connectors,
-            {c.code: c.batch_size for c in conf.registries},
-            registry_ids,
-            utcnow() + dt.timedelta(days=later_days),
-            schedule,
-            policy,
-            "bench:sweep",
-            progress=progress,
-            shard=shard,
+            ctx.at(utcnow() + dt.timedelta(days=later_days)), schedule, progress=progress, shard=shard
         )
         seconds = time.perf_counter() - started
     finally:

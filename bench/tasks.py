@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from bench.common import status_mb
 from clerk import querying
+from clerk.context import Context
 from clerk.settings import get_settings
 from clerk.store import db
 from connectors.loader import build
@@ -38,11 +39,12 @@ async def _work(batch: int, ask: Any) -> tuple[float, int]:
         run_id = querying.start_run(session, "bench:tasks")
         ids = list(session.scalars(select(Debtor.id).order_by(Debtor.id)))
     connector = build([registry], conf.allowed_adapters)[registry.code]
+    ctx = Context.of(conf, sessions, {registry.code: connector}, {registry.code: registry_id}, "bench:tasks")
     slots = asyncio.Semaphore(IN_FLIGHT)
 
     async def one(chunk: list[int]) -> int:
         async with slots:
-            return int(await ask(sessions, connector, registry_id, run_id, chunk))
+            return int(await ask(ctx, registry.code, run_id, chunk))
 
     try:
         started = time.perf_counter()
@@ -52,8 +54,8 @@ async def _work(batch: int, ask: Any) -> tuple[float, int]:
         await connector.aclose()
 
 
-async def _lookup(sessions: Any, connector: Any, registry_id: int, run_id: int, chunk: list[int]) -> int:
-    result = await querying.query_batch(sessions, connector, registry_id, run_id, chunk, "bench:tasks")
+async def _lookup(ctx: Context, registry: str, run_id: int, chunk: list[int]) -> int:
+    result = await querying.query_batch(ctx, registry, run_id, chunk)
     return result.recorded.queried
 
 
@@ -65,7 +67,7 @@ def main() -> int:
         from prefect import flow, task
         from prefect.cache_policies import NO_CACHE
 
-        # NO_CACHE: the task's arguments (a sessionmaker, a connector) are not hashed for a cache key.
+        # NO_CACHE: the task's arguments (the context: sessions, connectors) are not hashed for a cache key.
         lookup = task(name="lookup", cache_policy=NO_CACHE, persist_result=False)(_lookup)
 
         @flow(name="bench-tasks")

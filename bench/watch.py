@@ -25,10 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import record, table
-from clerk import control, querying, sweeping
+from clerk import context, control, querying, sweeping
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
+from clerk.context import Context
 from clerk.control import watch
 from clerk.store import db
 from connectors.config import RegistryConfig, placeholder_configs
@@ -95,21 +96,23 @@ async def _measure(
     connectors = build(configs, ALLOWED)
     with sessions.begin() as session:
         registry_ids = querying.ensure_registries(session, configs)
-    policy = control.Policy()
+    ctx = Context(
+        sessions,
+        context.registries(connectors, registry_ids, {c.code: c.batch_size for c in configs}),
+        actor=ACTOR,
+    )
     urls = {c.code: c.base_url for c in configs}
     seconds = len(targets) * gap_s + poll_s + 10
     stop = asyncio.Event()
 
     async def poller() -> None:
         while not stop.is_set():
-            await watch.poll_once(sessions, connectors, registry_ids, bureau_today(), policy, ACTOR)
+            await watch.poll_once(ctx)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
 
     async def listener(code: str) -> None:
-        await watch.listen(
-            sessions, connectors, code, registry_ids[code], seconds, 5.0, bureau_today(), policy, ACTOR
-        )
+        await watch.listen(ctx, code, seconds, 5.0)
 
     watchers = (
         [asyncio.create_task(listener(code)) for code in banks]
@@ -171,9 +174,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             with sessions.begin() as session:
                 ids = querying.ensure_registries(session, configs)
             sizes = {c.code: c.batch_size for c in configs}
-            await sweeping.sweep_due(
-                sessions, connectors, sizes, ids, now, querying.Schedule(), control.Policy(), ACTOR
-            )
+            ctx = Context(sessions, context.registries(connectors, ids, sizes), actor=ACTOR).at(now)
+            await sweeping.sweep_due(ctx, querying.Schedule())
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
         asyncio.run(sweep())

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from connectors.config import SIM_CREDENTIAL, RegistryConfig, simulated_registries
 from models.access import Person, Role
 from models.exemptions import Exemptions, LivingStandard
+from models.policy import Policy
 from models.rules import MIN_RENEWAL_LEAD_DAYS, ReleaseOrder
 from models.supervision import NodeRules, Track, TriageRules
 from models.values import InvalidValue
@@ -262,6 +263,12 @@ class Settings(BaseSettings):
     @property
     def access(self) -> dict[str, Person]:
         return {name: Person(frozenset(p.courts), frozenset(p.roles)) for name, p in self.people.items()}
+
+    def policy(self) -> Policy:
+        """What the clerk may do without a judge, as the use cases take it (models.policy)."""
+        return Policy(
+            auto_freeze=self.auto_freeze, auto_seize=frozenset(self.auto_seize), exempt=self.exemptions()
+        )
 
     def exemptions(self) -> Exemptions:
         """What may never be frozen, as the rules take it (models.exemptions)."""

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk import control, querying, supervision
 from clerk.casebook import notices
+from clerk.context import Context
 from clerk.store import db
-from connectors.base import RegistryPort
 from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
 from models.values import format_yuan
@@ -111,15 +111,14 @@ class Swept:
 
 
 def start(
-    sessions: sessionmaker[Session],
+    ctx: Context,
     trigger: str,
     flow_run_id: str | None,
-    now: dt.datetime,
     schedule: querying.Schedule,
     shard: querying.Shard = EVERY_DEBTOR,
 ) -> Started:
-    """Record the run and count the debtors due."""
-    at = utcnow()
+    """Record the run and count the debtors due at the context's `now`."""
+    at, now, sessions = utcnow(), ctx.now(), ctx.sessions
     with sessions.begin() as session:
         run_id = querying.start_run(session, trigger, flow_run_id)
     with sessions() as session:
@@ -127,17 +126,16 @@ def start(
 
 
 async def sweep(
-    sessions: sessionmaker[Session],
+    ctx: Context,
     started: Started,
     ask: Ask,
     control_cases: Control | None,
     *,
-    today: dt.date,
-    actor: str,
     page_size: int = 1000,
     progress: Progress | None = None,
 ) -> Swept:
     """Sweep the due debtors page by page (see the module); `control_cases` None asks without controlling."""
+    sessions, today, actor = ctx.sessions, bureau_today(started.now), ctx.actor
     with _collector_for_sweeping():
         swept = Swept()
         requeried: set[int] = set()
@@ -176,8 +174,8 @@ async def sweep(
                 touched |= batch.recorded.cases_with_new_hits
                 requeried.update(batch.recorded.terminated_queried)
                 answered |= batch.recorded.answered
-            resumed = await db.run(
-                sessions, after_answers, sessions, found, touched, started.at, today, actor, answered
+            resumed = await db.call(
+                sessions, after_answers, found, touched, started.at, today, actor, answered
             )
             swept.resumed += len(resumed)
             if finishing is not None:
@@ -306,40 +304,36 @@ def _told_since(session: Session, case_ids: set[int], template: str, since: dt.d
     return {case_id for (case_id,) in db.all_rows(session, told)}
 
 
+async def finish(
+    ctx: Context, run_id: int, swept: Swept, shard: querying.Shard = EVERY_DEBTOR, **where: object
+) -> dict[str, object]:
+    """Record a query run's end (a sweep's or a case query's): completed when some registry answered, else
+    failed, with its counts and `where` it ran; the summary is returned."""
+    summary = swept.summary(shard) | where
+    done, _ = swept.outcome()
+    status = "completed" if done else "failed"
+    await db.write(ctx.sessions, querying.finish_run, run_id, status, summary)
+    return summary
+
+
 async def sweep_due(
-    sessions: sessionmaker[Session],
-    connectors: Mapping[str, RegistryPort],
-    batch_sizes: Mapping[str, int],
-    registry_ids: Mapping[str, int],
-    now: dt.datetime,
+    ctx: Context,
     schedule: querying.Schedule,
-    policy: control.Policy,
-    actor: str,
     page_size: int = 1000,
     progress: Progress | None = None,
     shard: querying.Shard = EVERY_DEBTOR,
 ) -> Swept:
     """The sweep without Prefect (benchmarks, simulated clocks, crash tests): the flow's pages and steps,
-    with the plain use cases in place of its tasks; with `shard`, one shard's debtors (as a province's
-    sweep splits them among processes)."""
-    started = await db.run(sessions, start, sessions, "sweep (plain)", None, now, schedule, shard)
-    today = bureau_today(now)
+    with the plain use cases in place of its tasks, started and finished on its run; with `shard`, one
+    shard's debtors (as a province's sweep splits them among processes)."""
+    started = await db.run(ctx.sessions, start, ctx, "sweep (plain)", None, schedule, shard)
 
     async def ask(debtor_ids: list[int]) -> list[querying.BatchResult]:
-        return await querying.query_page(
-            sessions, connectors, batch_sizes, registry_ids, started.run_id, debtor_ids, actor
-        )
+        return await querying.query_page(ctx, started.run_id, debtor_ids)
 
     async def control_cases(case_ids: list[int]) -> control.Counts:
-        return await control.control_cases(sessions, connectors, case_ids, today, policy, actor)
+        return await control.control_cases(ctx, case_ids)
 
-    return await sweep(
-        sessions,
-        started,
-        ask,
-        control_cases,
-        today=today,
-        actor=actor,
-        page_size=page_size,
-        progress=progress,
-    )
+    swept = await sweep(ctx, started, ask, control_cases, page_size=page_size, progress=progress)
+    await finish(ctx, started.run_id, swept, started.shard)
+    return swept

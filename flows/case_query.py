@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
+from clerk import case_query as clerk_case_query
 from clerk import control, querying
 from clerk.casebook import access, cases
 from clerk.store import db
@@ -22,17 +21,14 @@ from models.values import CaseNumber, InvalidValue
 @task(cache_policy=NO_CACHE, persist_result=False)
 async def dry_run_case(case_id: int) -> tuple[list[querying.BatchResult], control.Counts, Sheet]:
     """Ask, record and plan in a transaction that is rolled back: what would happen, with nothing changed."""
-    rt = runtime.current()
-    return await control.dry_run_case(
-        rt.sessions, rt.connectors, case_id, runtime.today(), rt.policy, rt.actor
-    )
+    return await control.dry_run_case(runtime.current().ctx, case_id)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 async def case_sheet(case_number: str) -> Sheet:
     """The case as it stands after the run: what is owed, every asset, what we hold and why not."""
-    rt = runtime.current()
-    return await db.read(rt.sessions, control.case_sheet, case_number, runtime.today(), rt.policy)
+    ctx = runtime.current().ctx
+    return await db.read(ctx.sessions, control.case_sheet, case_number, ctx.today(), ctx.policy)
 
 
 @flow(name="case-query", flow_run_name=runtime.run_name("case-query", "case_number", "requested_by"))
@@ -75,10 +71,9 @@ async def case_query(
         return Failed(message=str(exc))
     async with runtime.opened(registries or None, requested_by) as rt:
         try:
-            started = await db.run(
+            started = await db.call(
                 rt.sessions,
                 querying.start_case_query,
-                rt.sessions,
                 number,
                 requested_by,
                 rt.settings.access,
@@ -90,17 +85,24 @@ async def case_query(
             )
         except (cases.CaseNotFound, access.Refused, InvalidValue) as exc:
             return Failed(message=str(exc))
-        run_id, case_id, debtor_ids = started.run_id, started.case_id, started.debtor_ids
         log.info(
-            "case query of %s: %d debtor(s) at %d registries", number, len(debtor_ids), len(rt.connectors)
+            "case query of %s: %d debtor(s) at %d registries",
+            number,
+            len(started.debtor_ids),
+            len(rt.ctx.registries),
         )
         if dry_run:
-            batches, result, sheet = await dry_run_case(case_id)
+            batches, result, sheet = await dry_run_case(started.case_id)
+            tally = querying.Tally.of(batches)
         else:
-            batches = list(
-                await asyncio.gather(*(query_batch(code, run_id, debtor_ids) for code in rt.connectors))
+
+            async def ask(code: str) -> querying.BatchResult:
+                return await query_batch(code, started.run_id, started.debtor_ids)
+
+            queried = await clerk_case_query.query_case(
+                rt.ctx, started, ask, control_batch if auto_control else None
             )
-            result = await control_batch([case_id]) if auto_control else control.Counts()
+            tally, result = queried.tally, queried.control
             sheet = await case_sheet(number)
         # The judge's view first (what the case holds now, and why not where it holds nothing), then the
         # run's counts for operators.
@@ -111,11 +113,10 @@ async def case_query(
             )
         title = f"Case query {number}" + (" (dry run: nothing changed)" if dry_run else "")
         notes = ["", "Dry run: the measures above were planned, not recorded or sent."] if dry_run else []
-        tally = querying.Tally.of(batches)
         await report.publish(title, "case-query", tally, result, notes)
         if not dry_run:
             await runtime.send_notices(rt)
-        reasons = tally.unanswered() if batches else "no registry in the settings"
+        reasons = tally.unanswered() if tally.batches else "no registry in the settings"
         if reasons is not None:
             return Failed(message=f"no registry answered for {number} ({reasons})", data=sheet)
         return Completed(message=sheet.headline(), data=sheet)

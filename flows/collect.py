@@ -10,7 +10,6 @@ from prefect.states import Completed
 
 from clerk import control, lifecycle, querying
 from flows import report, runtime
-from models.tables import utcnow
 
 
 @flow(name="collect", flow_run_name=runtime.run_name("collect"))
@@ -25,13 +24,12 @@ async def collect(registries: list[str] | None = None) -> State:
     """
     log = get_run_logger()
     async with runtime.opened(registries) as rt:
-        recorded = await querying.collect_queries(rt.sessions, rt.connectors, rt.registry_ids, rt.actor)
-        older = utcnow() - dt.timedelta(seconds=rt.settings.unconfirmed_after_s)
-        resolved = await control.resolve_unconfirmed(rt.sessions, rt.connectors, older, rt.actor)
-        actions = await control.resolve_actions(
-            rt.sessions, rt.connectors, older, rt.actor, runtime.today(), rt.settings.court_account
-        )
-        states = await lifecycle.refresh_measures(rt.sessions, rt.connectors, rt.actor)
+        ctx = rt.ctx
+        recorded = await querying.collect_queries(ctx)
+        older = ctx.now() - dt.timedelta(seconds=rt.settings.unconfirmed_after_s)
+        resolved = await control.resolve_unconfirmed(ctx, older)
+        actions = await control.resolve_actions(ctx, older)
+        states = await lifecycle.refresh_measures(ctx)
         sent = await runtime.send_notices(rt)
         batch = querying.BatchResult("(collected)", recorded=recorded)
         resolved.add_flags(actions.invalid_replies)  # renewals, releases, deductions

@@ -26,7 +26,7 @@ async def deadlines() -> State:
         now = utcnow()
 
         tracks = await db.write(
-            rt.sessions, supervision.triage_new, runtime.today(), rt.settings.triage_rules, rt.actor
+            rt.sessions, supervision.triage_new, rt.ctx.today(), rt.settings.triage_rules, rt.ctx.actor
         )
         reached = await db.write(rt.sessions, supervision.check_deadlines, now, rt.settings.node_rules)
         for r in reached:

@@ -55,9 +55,9 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 requested_by,
                 settings.access,
                 runtime.actor(),
-                runtime.today(),
+                rt.ctx.today(),
                 runtime.flow_run_id(),
-                rt.policy.exempt,
+                rt.ctx.policy.exempt,
             )
         except (cases.CaseNotFound, access.Refused) as exc:
             return Failed(message=str(exc))
@@ -84,7 +84,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
         try:
             decision = await judge.wait_for_decision(rt, proposal)
         except (TimeoutError, FlowPauseTimeout):
-            await db.write(rt.sessions, lifecycle.record_timeout, proposal, rt.actor)
+            await db.write(rt.sessions, lifecycle.record_timeout, proposal, rt.ctx.actor)
             emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
             return Cancelled(
                 message=f"{number}: no decision within {settings.approval_timeout_s} s; nothing moved"
@@ -102,7 +102,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 proposal,
                 decision.judge,
                 reason,
-                rt.actor,
+                rt.ctx.actor,
                 decided_at,
             )
             await acreate_markdown_artifact(
@@ -119,14 +119,12 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 proposal,
                 approved,
                 decision.judge,
-                rt.actor,
+                rt.ctx.actor,
                 decided_at,
             )
         except (ValueError, InvalidValue) as exc:
             return Failed(message=f"{number}: the decision could not be applied: {exc}")
-        tally = await control.send_actions(
-            rt.sessions, rt.connectors, action_ids, rt.actor, runtime.today(), settings.court_account
-        )
+        tally = await control.send_actions(rt.ctx, action_ids)
         moved = await db.read(rt.sessions, lifecycle.deduction_outcome, action_ids)
         await acreate_markdown_artifact(
             judge.outcome_markdown(proposal, decision, decided_at, moved),

@@ -19,14 +19,7 @@ async def release() -> State:
     release_order names (newest first by default)."""
     log = get_run_logger()
     async with runtime.opened() as rt:
-        released = await lifecycle.release_due(
-            rt.sessions,
-            rt.connectors,
-            runtime.today(),
-            rt.settings.release_order,
-            rt.actor,
-            rt.settings.court_account,
-        )
+        released = await lifecycle.release_due(rt.ctx, rt.settings.release_order)
         cases, tally = released.cases, released.counts
         row = {
             "cases": cases,

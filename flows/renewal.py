@@ -21,14 +21,7 @@ async def renewal() -> State:
     renewed silently."""
     log = get_run_logger()
     async with runtime.opened() as rt:
-        renewed = await lifecycle.renew_due(
-            rt.sessions,
-            rt.connectors,
-            runtime.today(),
-            rt.settings.renewal_lead_days,
-            rt.actor,
-            rt.settings.court_account,
-        )
+        renewed = await lifecycle.renew_due(rt.ctx, rt.settings.renewal_lead_days)
         lapsed, tally = renewed.lapsed, renewed.counts
         for lapse in lapsed:
             emit_event(

@@ -1,7 +1,9 @@
 """What a flow run needs, opened once per run: settings, the database, the registries' connectors.
 
 Tasks take ids and return counts: personal data never becomes a task argument or result (it would be
-hashed into cache keys and could be persisted). They reach the run's connectors and database here.
+hashed into cache keys and could be persisted). They reach the run's context (`clerk.context.Context`:
+database, registries, policy, actor, clock) through `current()`, a `ContextVar` the flow sets and Prefect
+copies into every task it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,29 +23,28 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import control, querying
+from clerk import querying
+from clerk.context import Context
 from clerk.settings import Settings, get_settings
 from clerk.store import audit, db
-from connectors.adapter import HttpConnector
 from connectors.loader import build
 from connectors.notify import SmsGateway
 from flows import limits
-from models.supervision import CHINA, bureau_today
+from models.supervision import CHINA
 from models.values import CaseNumber, InvalidValue
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
+    """A flow run's settings, its use cases' context, and the SMS gateway (when one is set)."""
+
     settings: Settings
-    sessions: sessionmaker[Session]
-    connectors: dict[str, HttpConnector]
-    registry_ids: dict[str, int]
-    actor: str
+    ctx: Context
     notifier: SmsGateway | None = None
 
     @property
-    def policy(self) -> control.Policy:
-        return control.Policy.of(self.settings)
+    def sessions(self) -> sessionmaker[Session]:
+        return self.ctx.sessions
 
     @property
     def schedule(self) -> querying.Schedule:
@@ -50,13 +52,15 @@ class Runtime:
         return querying.Schedule(s.requery_days, s.terminated_requery_days, s.terminated_years)
 
 
-_current: Runtime | None = None
+_current: ContextVar[Runtime | None] = ContextVar("clerk_runtime", default=None)
 
 
 def current() -> Runtime:
-    if _current is None:
+    """The runtime of the flow run this task belongs to."""
+    runtime = _current.get()
+    if runtime is None:
         raise RuntimeError("no clerk runtime is open: tasks run inside a clerk flow")
-    return _current
+    return runtime
 
 
 def run_name(prefix: str, *parameters: str) -> Callable[[], str]:
@@ -106,7 +110,6 @@ async def opened(
     registries: list[str] | None = None, requested_by: str | None = None
 ) -> AsyncIterator[Runtime]:
     """Open the run's runtime; `registries` narrows the settings' registries to those codes."""
-    global _current
     settings = get_settings()
     configs = [c for c in settings.registries if c.code in check_registries(registries)]
     engine = await asyncio.to_thread(db.engine_for, settings.effective_database_url)
@@ -118,19 +121,16 @@ async def opened(
     notifier = (
         SmsGateway(settings.notifier_url, settings.notifier_credential) if settings.notifier_url else None
     )
+    token = None
     try:
-        runtime = Runtime(
-            settings,
-            sessions,
-            connectors,
-            await db.write(sessions, querying.ensure_registries, configs),
-            actor(requested_by),
-            notifier,
-        )
-        _current = runtime
+        ids = await db.write(sessions, querying.ensure_registries, configs)
+        ctx = Context.of(settings, sessions, connectors, ids, actor(requested_by))
+        runtime = Runtime(settings, ctx, notifier)
+        token = _current.set(runtime)
         yield runtime
     finally:
-        _current = None
+        if token is not None:
+            _current.reset(token)
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
         if notifier is not None:
             await notifier.aclose()
@@ -208,11 +208,6 @@ def run(flow_call: Awaitable[Any], what: str = "running") -> State:
             return asyncio.run(main())
     finally:
         _progress = None
-
-
-def today() -> dt.date:
-    """The day in the bureau's time zone (what is owed is computed per calendar day in China)."""
-    return bureau_today()
 
 
 async def send_notices(rt: Runtime) -> int:

@@ -13,7 +13,6 @@ from prefect.states import Completed, Failed
 from clerk import control, querying, sweeping
 from clerk.store import db
 from flows import report, runtime
-from models.tables import utcnow
 
 #: The UI's progress bar moves at most this often (and at the end): each move is a call to the Prefect
 #: server, and a page of a sweep takes about a second.
@@ -24,30 +23,20 @@ PROGRESS_EVERY_S = 5.0
 async def query_batch(registry: str, run_id: int, debtor_ids: list[int]) -> querying.BatchResult:
     """One request to one registry about a batch of debtors (a case query's; retries live in the
     connector)."""
-    rt = runtime.current()
-    return await querying.query_batch(
-        rt.sessions, rt.connectors[registry], rt.registry_ids[registry], run_id, debtor_ids, rt.actor
-    )
+    return await querying.query_batch(runtime.current().ctx, registry, run_id, debtor_ids)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=0)
 async def query_page(run_id: int, debtor_ids: list[int]) -> list[querying.BatchResult]:
     """A sweep's page at every registry: the requests in batches of each registry's size, all at once, and
     their answers recorded together (retries live in the connectors); the page is stamped by the sweep."""
-    rt = runtime.current()
-    sizes = {c.code: c.batch_size for c in rt.settings.registries}
-    return await querying.query_page(
-        rt.sessions, rt.connectors, sizes, rt.registry_ids, run_id, debtor_ids, rt.actor
-    )
+    return await querying.query_page(runtime.current().ctx, run_id, debtor_ids)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
 async def control_batch(case_ids: list[int]) -> control.Counts:
     """Plan (written down first), send and record the measures of a batch of cases."""
-    rt = runtime.current()
-    return await control.control_cases(
-        rt.sessions, rt.connectors, case_ids, runtime.today(), rt.policy, rt.actor
-    )
+    return await control.control_cases(runtime.current().ctx, case_ids)
 
 
 @flow(name="sweep", flow_run_name=runtime.run_name("sweep"))
@@ -74,16 +63,15 @@ async def sweep(
     log = get_run_logger()
     part = querying.Shard(shard, shards)
     async with runtime.opened(registries) as rt:
-        now, today = utcnow(), runtime.today()
         started = await db.run(
-            rt.sessions, sweeping.start, rt.sessions, "sweep", runtime.flow_run_id(), now, rt.schedule, part
+            rt.sessions, sweeping.start, rt.ctx, "sweep", runtime.flow_run_id(), rt.schedule, part
         )
         log.info(
             "sweep %s (shard %s): %d debtors due at %d registries",
             started.run_id,
             part,
             started.due,
-            len(rt.connectors),
+            len(rt.ctx.registries),
         )
         bar = await acreate_progress_artifact(
             0.0, key="sweep-progress", description=f"0 of {started.due} debtors"
@@ -103,20 +91,16 @@ async def sweep(
             return await query_page(started.run_id, debtor_ids)
 
         swept = await sweeping.sweep(
-            rt.sessions,
+            rt.ctx,
             started,
             ask,
             control_batch if auto_control else None,
-            today=today,
-            actor=rt.actor,
             page_size=page_size,
             progress=progress,
         )
-        summary = swept.summary(part) | runtime.where()
         await report.publish("Sweep", "sweep", swept.tally, swept.control, [])
         await runtime.send_notices(rt)
         done, message = swept.outcome()
-        status = "completed" if done else "failed"
-        await db.write(rt.sessions, querying.finish_run, started.run_id, status, summary)
+        summary = await sweeping.finish(rt.ctx, started.run_id, swept, part, **runtime.where())
         log.info("sweep %s done: %s; %s", started.run_id, message, swept.in_words())
         return (Completed if done else Failed)(message=message, data=summary)

@@ -38,44 +38,22 @@ async def watch(listen_s: float | None = None, poll_s: float | None = None) -> S
         feeds = [
             c.code
             for c in rt.settings.registries
-            if c.push_feed and isinstance(rt.connectors.get(c.code), FeedPort)
+            if c.push_feed and isinstance(rt.ctx.ports.get(c.code), FeedPort)
         ]
-        polled = [c for c, conn in rt.connectors.items() if isinstance(conn, BalancePort) and c not in feeds]
+        polled = [c for c, conn in rt.ctx.ports.items() if isinstance(conn, BalancePort) and c not in feeds]
         total = use_cases.WatchResult()
 
         async def poller() -> None:
             deadline = time.monotonic() + listen
             while True:
-                total.add(
-                    await use_cases.poll_once(
-                        rt.sessions,
-                        rt.connectors,
-                        rt.registry_ids,
-                        runtime.today(),
-                        rt.policy,
-                        rt.actor,
-                        feeds,
-                    )
-                )
+                total.add(await use_cases.poll_once(rt.ctx, feeds))
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 await asyncio.sleep(min(every, left))
 
         async def follow(code: str) -> None:
-            total.add(
-                await use_cases.listen(
-                    rt.sessions,
-                    rt.connectors,
-                    code,
-                    rt.registry_ids[code],
-                    listen,
-                    rt.settings.watch_feed_wait_s,
-                    runtime.today(),
-                    rt.policy,
-                    rt.actor,
-                )
-            )
+            total.add(await use_cases.listen(rt.ctx, code, listen, rt.settings.watch_feed_wait_s))
 
         log.info(
             "watching %d bank feed(s) and polling %d bank(s) for %.0f s", len(feeds), len(polled), listen

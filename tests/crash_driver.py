@@ -26,6 +26,7 @@ from clerk.querying import record
 from clerk.settings import get_settings
 from clerk.store import db
 from connectors.loader import build
+from tests.fakes import context_for
 
 ACTOR = "flow-run:crash-driver"
 
@@ -47,16 +48,11 @@ async def cycle() -> None:
     settings = get_settings()
     sessions = db.session_factory(db.engine_for(settings.effective_database_url))
     connectors = build(settings.registries, settings.allowed_adapters)
-    with sessions.begin() as session:
-        registry_ids = querying.ensure_registries(session, settings.registries)
-    sizes = {c.code: c.batch_size for c in settings.registries}
-    now = dt.datetime.now(dt.UTC)
+    ctx = context_for(sessions, connectors, settings.registries, actor=ACTOR)
     try:
-        await sweeping.sweep_due(
-            sessions, connectors, sizes, registry_ids, now, querying.Schedule(), control.Policy(), ACTOR
-        )
-        await control.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
-        await querying.collect_queries(sessions, connectors, registry_ids, ACTOR)
+        await sweeping.sweep_due(ctx, querying.Schedule())
+        await control.resolve_unconfirmed(ctx, dt.datetime.now(dt.UTC))
+        await querying.collect_queries(ctx)
     finally:
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
 

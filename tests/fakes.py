@@ -14,15 +14,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import querying
+from clerk import context, querying
 from clerk.casebook.casefile import read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
+from clerk.context import Context
 from clerk.store import db
 from connectors.base import (
     AssetReport,
@@ -36,6 +38,7 @@ from connectors.base import (
     QueryReply,
     QueryRequest,
     RegistryKind,
+    RegistryPort,
     RejectedError,
     ReleaseRequest,
     RenewRequest,
@@ -47,6 +50,7 @@ from connectors.config import RegistryConfig, placeholder_configs
 from connectors.simulator.ledger import Ledger, Outcome
 from connectors.simulator.serve import SIMULATORS
 from connectors.simulator.world import SimDebtor, case_rows, make_debtors, populate
+from models.policy import Policy
 from models.rules import AssetKind
 from models.supervision import bureau_today
 
@@ -198,6 +202,10 @@ class FakeWorld:
         """Every measure every registry holds, by idempotency key."""
         return {m.key: m for r in self.registries.values() for m in r.ledger.measures.values()}
 
+    def context(self, sessions: sessionmaker[Session], **options: Any) -> Context:
+        """The use cases' context for this world's registries (`context_for`'s options)."""
+        return context_for(sessions, self.registries, self.configs, **options)
+
     def keys_sent(self, verb: str = "control") -> list[str]:
         """Every key sent with `verb`, over all registries, once per sending."""
         return [c.split(" ", 1)[1] for r in self.registries.values() for c in r.calls if c.startswith(verb)]
@@ -216,6 +224,28 @@ def fake_world(tmp: Path, debtors: int, seed: int, now: dt.datetime) -> FakeWorl
         s.code: LedgerRegistry(c.code, c.kind, s.ledger) for s, c in zip(sims, configs, strict=True)
     }
     return FakeWorld(registries, people, case_file, configs)
+
+
+def context_for(
+    sessions: sessionmaker[Session],
+    ports: Mapping[str, RegistryPort],
+    configs: Sequence[RegistryConfig],
+    *,
+    at: dt.datetime | dt.date | None = None,
+    actor: str = "system",
+    policy: Policy | None = None,
+    court_account: str = "",
+) -> Context:
+    """The use cases' context for these registries (in process or over HTTP) and their configs (their rows
+    made sure of, their batch sizes), its clock stopped `at` when given (a day: its noon in China)."""
+    ids = db.in_transaction(sessions, querying.ensure_registries, configs)
+    sizes = {c.code: c.batch_size for c in configs}
+    ctx = Context(
+        sessions, context.registries(ports, ids, sizes), policy or Policy(), actor, court_account
+    )
+    if at is None:
+        return ctx
+    return ctx.at(at) if isinstance(at, dt.datetime) else ctx.on(at)
 
 
 def book(

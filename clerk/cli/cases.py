@@ -100,7 +100,7 @@ def cases_show(
     when = day(on, "--on")
     with unit_of_work() as session:
         view = cases.case_view(session, case_number, when)
-        sheet = control.case_sheet(session, case_number, when, control.Policy.of(settings()))
+        sheet = control.case_sheet(session, case_number, when, settings().policy())
     if as_json:
         data = view.as_dict() | {"sheet": sheet_as_dict(sheet)}
         out.print_json(json.dumps(data, ensure_ascii=False, default=str))

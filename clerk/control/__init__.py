@@ -41,8 +41,9 @@ from clerk.control.measures import (
     resolve_unconfirmed,
     send,
 )
-from clerk.control.planning import Plan, Policy, plan, plan_cases
+from clerk.control.planning import Plan, plan, plan_cases
 from clerk.control.sheet import case_sheet
+from models.policy import Policy
 from models.status import LIVE
 
 __all__ = [

@@ -7,13 +7,14 @@ Recording a release or a deduction takes the case lock (`store.locks`): what the
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
+from clerk.context import Context
 from clerk.control import answers, exchange
 from clerk.control.answers import EXCESS_RELEASE
 from clerk.control.counts import Counts
@@ -277,32 +278,18 @@ class Actions:
         counts.unconfirmed += status == ActionStatus.REQUESTED
 
 
-async def send_actions(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    action_ids: Sequence[int],
-    actor: str,
-    today: dt.date,
-    court_account: str,
-) -> Counts:
+async def send_actions(ctx: Context, action_ids: Sequence[int]) -> Counts:
     """Send written-down actions and record each answer as it comes (`control.exchange.send`)."""
-    actions = Actions(actor, today, court_account)
-    counts = await exchange.send(sessions, registries, actions, action_ids)
+    actions = Actions(ctx.actor, ctx.today(), ctx.court_account)
+    counts = await exchange.send(ctx, actions, action_ids)
     counts.planned += len(action_ids)
     counts.flagged(actions.invalid)
     return counts
 
 
-async def resolve_actions(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    older_than: dt.datetime,
-    actor: str,
-    today: dt.date,
-    court_account: str,
-) -> Counts:
+async def resolve_actions(ctx: Context, older_than: dt.datetime) -> Counts:
     """Actions written down but never confirmed, settled by their keys (`control.exchange.settle`)."""
-    actions = Actions(actor, today, court_account)
-    counts = await exchange.settle(sessions, registries, actions, older_than)
+    actions = Actions(ctx.actor, ctx.today(), ctx.court_account)
+    counts = await exchange.settle(ctx, actions, older_than)
     counts.flagged(actions.invalid)
     return counts

@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from clerk.context import Context
 from clerk.control.counts import Counts
 from clerk.store import db
 from connectors.base import (
@@ -114,26 +115,17 @@ def requested_before(
     return list(session.scalars(stmt.order_by(rows.id)))
 
 
-async def send(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    exchange: Exchange,
-    ids: Sequence[int],
-) -> Counts:
+async def send(ctx: Context, exchange: Exchange, ids: Sequence[int]) -> Counts:
     """Send the written-down requests of these ids that are still `requested` (`send_items`)."""
-    return await send_items(sessions, registries, exchange, await db.read(sessions, exchange.load, ids))
+    return await send_items(ctx, exchange, await db.read(ctx.sessions, exchange.load, ids))
 
 
-async def send_items(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    exchange: Exchange,
-    items: Sequence[Outgoing],
-) -> Counts:
+async def send_items(ctx: Context, exchange: Exchange, items: Sequence[Outgoing]) -> Counts:
     """Send written-down requests (as the transaction that wrote them down made them, or as read) and
     record their answers: those that arrive within `RECORD_EVERY_S` of the first unrecorded one, or while
     the last ones were being written, go together (in one transaction when `exchange.batched`). A request
     to a registry not at hand stays `requested`, counted unconfirmed."""
+    registries = ctx.ports
     counts = Counts()
     sendable = [item for item in items if item.registry in registries]
     counts.unconfirmed += len(items) - len(sendable)
@@ -164,18 +156,14 @@ async def send_items(
             some.clear()
             expected -= len(group)
             answered = [(item, answer) for item, answer in group if answer is not None]
-            await _record(sessions, exchange, answered, counts)
+            await _record(ctx.sessions, exchange, answered, counts)
 
     await asyncio.gather(recorder(), *(one(item) for item in sendable))
     return counts
 
 
 async def settle(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    exchange: Exchange,
-    older_than: dt.datetime,
-    among: Sequence[int] | None = None,
+    ctx: Context, exchange: Exchange, older_than: dt.datetime, among: Sequence[int] | None = None
 ) -> Counts:
     """Requests written down before `older_than` (of those `among`, when given) and never confirmed: the
     key's status says what happened (recorded); a key the registry never saw is sent again, with the same
@@ -184,10 +172,11 @@ async def settle(
     def load(session: Session) -> list[Outgoing]:
         return exchange.load(session, requested_before(session, exchange.rows, older_than, among))
 
+    sessions = ctx.sessions
     counts = Counts()
     unseen: list[int] = []
     for item in await db.read(sessions, load):
-        registry = registries.get(item.registry)
+        registry = ctx.ports.get(item.registry)
         if registry is None:
             continue
         if not exchange.asks_status(item):
@@ -206,7 +195,7 @@ async def settle(
         else:
             await _record(sessions, exchange, [(item, reply)], counts)
     if unseen:
-        counts.add(await send(sessions, registries, exchange, unseen))
+        counts.add(await send(ctx, exchange, unseen))
     return counts
 
 

@@ -9,30 +9,29 @@ leaves here, so flows can pass ids in and counts out.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from clerk import querying
+from clerk.context import Context
 from clerk.control import actions, answers, exchange
 from clerk.control.counts import Counts
 from clerk.control.exchange import Answer, Outgoing, Reply
-from clerk.control.planning import Policy, plan, plan_cases, request_of
+from clerk.control.planning import plan, plan_cases, request_of
 from clerk.control.sheet import case_sheet
 from clerk.store import db
 from connectors.base import (
     ControlReply,
     ControlRequest,
     MeasureKind,
-    QueryRequest,
     RegistryError,
     RegistryPort,
 )
 from models import casesheet
 from models.status import MeasureStatus
-from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure, Registry
 
 
@@ -108,125 +107,65 @@ class Measures:
             counts.unconfirmed += 1
 
 
-async def control_cases(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    case_ids: Sequence[int],
-    today: dt.date,
-    policy: Policy,
-    actor: str,
-) -> Counts:
+async def control_cases(ctx: Context, case_ids: Sequence[int]) -> Counts:
     """Plan the cases' measures (written down first, in one transaction), then send them and record the
     answers."""
     counts = Counts(cases=len(case_ids))
-    plans = await db.write(sessions, plan_cases, case_ids, today, policy, actor)
+    plans = await db.write(ctx.sessions, plan_cases, case_ids, ctx.today(), ctx.policy, ctx.actor)
     for planned in plans:
         counts.note(planned)
     planned_now = [item for planned in plans for item in planned.outgoing]
     counts.requested = len(planned_now)
     if planned_now:
-        counts.add(await send(sessions, registries, planned_now, actor))
+        counts.add(await send(ctx, planned_now))
     return counts
 
 
-async def send(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    items: Sequence[Outgoing],
-    actor: str,
-) -> Counts:
+async def send(ctx: Context, items: Sequence[Outgoing]) -> Counts:
     """Send measures as their plan made them (`Plan.outgoing`: not read back) and record the answers
     (`control.exchange.send_items`); what a registry held beyond what was asked is released at once."""
-    return await _releasing_excess(
-        sessions, registries, actor, lambda m: exchange.send_items(sessions, registries, m, items)
-    )
+    return await _releasing_excess(ctx, lambda m: exchange.send_items(ctx, m, items))
 
 
 async def resolve_unconfirmed(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    older_than: dt.datetime,
-    actor: str,
-    among: Sequence[int] | None = None,
+    ctx: Context, older_than: dt.datetime, among: Sequence[int] | None = None
 ) -> Counts:
     """Measures written down but never confirmed (a crash, a lost reply, an answer "later", an answer that
     could not be read), of those `among` when given, settled by their keys (`control.exchange.settle`);
     what a registry held beyond what was asked is released at once."""
-    return await _releasing_excess(
-        sessions, registries, actor, lambda m: exchange.settle(sessions, registries, m, older_than, among)
-    )
+    return await _releasing_excess(ctx, lambda m: exchange.settle(ctx, m, older_than, among))
 
 
-async def _releasing_excess(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    actor: str,
-    step: Callable[[Measures], Awaitable[Counts]],
-) -> Counts:
+async def _releasing_excess(ctx: Context, step: Callable[[Measures], Awaitable[Counts]]) -> Counts:
     """`step` (a send or a settle) on the measures' exchange; then the releases of what registries held
     beyond what was asked, which recording the answers wrote down (a release not confirmed now is settled by
     its key in the collect run)."""
-    measures = Measures(actor)
+    measures = Measures(ctx.actor)
     counts = await step(measures)
     counts.flagged(measures.invalid)
     if measures.excess:
-        released = await actions.send_actions(
-            sessions, registries, measures.excess, actor, bureau_today(), ""
-        )
+        released = await actions.send_actions(ctx, measures.excess)
         counts.excess_released += released.done
     return counts
 
 
 async def dry_run_case(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    case_id: int,
-    today: dt.date,
-    policy: Policy,
-    actor: str,
+    ctx: Context, case_id: int
 ) -> tuple[list[querying.BatchResult], Counts, casesheet.Sheet]:
-    """What a case query would record and place, computed in one transaction that is rolled back: the
-    registries are asked, nothing is written and no control request is sent. The sheet shows the plan."""
-    session = sessions()
-    session.begin()
-    try:
-        run_id, registry_ids, debtor_ids = await db.run(sessions, _dry_start, session, registries, case_id)
-        subjects = tuple(await db.run(sessions, querying.subjects, session, debtor_ids))
-        batches = []
-        for code, registry in registries.items():
-            request = QueryRequest(request_ref=querying.new_request_ref(run_id, code), subjects=subjects)
-            batch = querying.BatchResult(code)
-            try:
-                reply = await registry.query(request)
-            except RegistryError as exc:
-                batch.failed, batch.error = len(debtor_ids), exc.reason
-            else:
-                batch.recorded = await db.run(
-                    sessions,
-                    querying.record_reply,
-                    session,
-                    run_id=run_id,
-                    registry_id=registry_ids[code],
-                    registry_code=code,
-                    reply=reply,
-                    actor=actor,
-                )
-            batches.append(batch)
-        planned = await db.run(sessions, plan, session, case_id, today, policy, actor)
+    """What a case query would record and place: the query page (`querying.query_page`) and the plan, in
+    one transaction that is rolled back (`db.rolled_back`). The registries are asked; nothing is written
+    and no control request is sent. The sheet shows the plan."""
+    today = ctx.today()
+    with db.rolled_back(ctx.sessions) as sessions:
+        dry = replace(ctx, sessions=sessions)
+        run_id, debtor_ids = await db.write(sessions, _dry_start, case_id)
+        batches = await querying.query_page(dry, run_id, debtor_ids)
+        planned = await db.write(sessions, plan, case_id, today, ctx.policy, ctx.actor)
         counts = Counts(cases=1, requested=len(planned.measure_ids))
         counts.note(planned)
-        sheet = await db.run(sessions, case_sheet, session, planned.case_number, today, policy, planned=True)
+        sheet = await db.read(sessions, case_sheet, planned.case_number, today, ctx.policy, planned=True)
         return batches, counts, sheet
-    finally:
-        await db.run(sessions, session.rollback)
-        session.close()
 
 
-def _dry_start(
-    session: Session, registries: Mapping[str, RegistryPort], case_id: int
-) -> tuple[int, dict[str, int], list[int]]:
-    run_id = querying.start_run(session, "case-query (dry run)")
-    registry_ids = {
-        r.code: r.id for r in session.scalars(select(Registry).where(Registry.code.in_(list(registries))))
-    }
-    return run_id, registry_ids, querying.debtor_ids_of_case(session, case_id)
+def _dry_start(session: Session, case_id: int) -> tuple[int, list[int]]:
+    return querying.start_run(session, "case-query (dry run)"), querying.debtor_ids_of_case(session, case_id)

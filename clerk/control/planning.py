@@ -19,33 +19,16 @@ from sqlalchemy.orm import Session
 from clerk.casebook import cases
 from clerk.control.cap import CLAIM, _held_on_assets, available, covered_by
 from clerk.control.exchange import Outgoing
-from clerk.settings import Settings
 from clerk.store import audit, bulk, db, locks
 from connectors.base import ControlRequest, MeasureKind
 from models import rules
-from models.exemptions import NO_EXEMPTIONS, Exemptions, within_allowance
+from models.exemptions import Exemptions, within_allowance
+from models.policy import Policy
 from models.status import LIVE, CaseStatus
 from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Payment, Registry
 from models.values import DebtorKind, mask_account
 
 _CASES, _MEASURES = db.table(Case), db.table(ControlMeasure)
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """What the clerk may do without a judge (settings)."""
-
-    auto_freeze: bool = True
-    auto_seize: frozenset[str] = frozenset({"real_estate", "vehicle"})
-    exempt: Exemptions = NO_EXEMPTIONS
-
-    @classmethod
-    def of(cls, settings: Settings) -> Policy:
-        return cls(
-            auto_freeze=settings.auto_freeze,
-            auto_seize=frozenset(settings.auto_seize),
-            exempt=settings.exemptions(),
-        )
 
 
 @dataclass

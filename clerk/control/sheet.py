@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from clerk.casebook import cases
 from clerk.control import answers
 from clerk.control.cap import available, covered_by
-from clerk.control.planning import Policy
 from models import casesheet
+from models.policy import Policy
 from models.status import ENDED, LIVE, MeasureStatus
 from models.tables import Asset, CaseDebtor, ControlMeasure, Debtor, Registry
 from models.values import DebtorKind, format_yuan, mask_id, short_mask

@@ -13,14 +13,15 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, selectinload
 
 from clerk import control, querying
 from clerk.casebook import cases
+from clerk.context import Context
 from clerk.store import audit, db
 from connectors.base import (
     AssetReport,
@@ -28,7 +29,6 @@ from connectors.base import (
     DepositFeed,
     FeedPort,
     RegistryError,
-    RegistryPort,
 )
 from models.rules import AssetKind
 from models.status import CaseStatus
@@ -168,21 +168,13 @@ def _locked_cursor(session: Session, registry_id: int) -> FeedCursor:
 # --- the watch, with HTTP -----------------------------------------------------------------------------
 
 
-async def poll_once(
-    sessions: sessionmaker[Session],
-    connectors: Mapping[str, RegistryPort],
-    registry_ids: Mapping[str, int],
-    today: dt.date,
-    policy: control.Policy,
-    actor: str,
-    skip: Iterable[str] = (),
-) -> WatchResult:
+async def poll_once(ctx: Context, skip: Iterable[str] = ()) -> WatchResult:
     """Ask every bank (but those in `skip`) for the balances of the uncovered cases' accounts, then freeze
     what rose."""
+    sessions, connectors, actor = ctx.sessions, ctx.ports, ctx.actor
     result = WatchResult()
-    with sessions() as session:
-        accounts = await db.run(sessions, uncovered_accounts, session, today)
-    codes = {v: k for k, v in registry_ids.items()}
+    accounts = await db.read(sessions, uncovered_accounts, ctx.today())
+    codes = {r.id: code for code, r in ctx.registries.items()}
     touched: set[int] = set()
     for registry_id, identifiers in accounts.items():
         code = codes.get(registry_id)
@@ -207,30 +199,20 @@ async def poll_once(
             touched |= await db.run(sessions, record)
     result.deposits = len(touched)
     if touched:
-        result.control = await control.control_cases(
-            sessions, connectors, sorted(touched), today, policy, actor
-        )
+        result.control = await control.control_cases(ctx, sorted(touched))
     return result
 
 
-async def listen(
-    sessions: sessionmaker[Session],
-    connectors: Mapping[str, RegistryPort],
-    code: str,
-    registry_id: int,
-    seconds: float,
-    wait_s: float,
-    today: dt.date,
-    policy: control.Policy,
-    actor: str,
-) -> WatchResult:
+async def listen(ctx: Context, code: str, seconds: float, wait_s: float) -> WatchResult:
     """Follow one bank's push feed for `seconds`, freezing each deposit as it lands."""
+    sessions, actor = ctx.sessions, ctx.actor
+    registry_id = ctx.registries[code].id
     result = WatchResult()
-    connector = connectors[code]
+    connector = ctx.registries[code].port
     assert isinstance(connector, FeedPort)
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        position = await db.run(sessions, _read_position, sessions, registry_id)
+        position = await db.read(sessions, feed_position, registry_id)
         try:
             feed = await connector.deposits(position, min(wait_s, max(left, 0.0)))
         except RegistryError:
@@ -248,12 +230,5 @@ async def listen(
         result.feed_events += len(feed.events)
         result.deposits += len(touched)
         if touched:
-            result.control.add(
-                await control.control_cases(sessions, connectors, sorted(touched), today, policy, actor)
-            )
+            result.control.add(await control.control_cases(ctx, sorted(touched)))
     return result
-
-
-def _read_position(sessions: sessionmaker[Session], registry_id: int) -> int:
-    with sessions() as session:
-        return feed_position(session, registry_id)

@@ -10,7 +10,7 @@ does), so that they and new freezes are serialised per case and the cap holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from clerk import control
 from clerk.casebook import cases
+from clerk.context import Context
 from clerk.control import Counts
 from clerk.store import audit, db, locks
-from connectors.base import RegistryPort
 from models import rules
 from models.casesheet import HoldToCheck
 from models.status import ENDED, ActionKind, ActionStatus, MeasureStatus
@@ -149,28 +149,19 @@ def plan_releases(
     return len(case_ids), ids
 
 
-async def release_due(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    today: dt.date,
-    order: rules.ReleaseOrder,
-    actor: str,
-    court_account: str,
-) -> Released:
+async def release_due(ctx: Context, order: rules.ReleaseOrder) -> Released:
     """Release what the cap no longer allows (`plan_release`), and send the releases. The holds of cases that
     ended whose answers are not known yet are asked for by their keys first, so that what the registry
     confirms now is lifted in this run; what stays unknown or flagged is an operator's task (`to_check`)."""
+    sessions, today, actor = ctx.sessions, ctx.today(), ctx.actor
     holding = await db.read(sessions, _holding, today)  # read once: settling by key changes no case's claim
     ended = [case_id for case_id, is_ended in holding if is_ended]
     unknown = await db.read(sessions, _requested_measures, ended)
-    settled = (
-        await control.resolve_unconfirmed(sessions, registries, utcnow(), actor, unknown)
-        if unknown
-        else Counts()
-    )
+    # Rows are stamped in real time, whatever the context's clock says: every hold asked so far is asked.
+    settled = await control.resolve_unconfirmed(ctx, utcnow(), unknown) if unknown else Counts()
     to_release = [case_id for case_id, is_ended in holding if is_ended is not None]
-    count, action_ids = await db.run(sessions, plan_releases, sessions, today, order, actor, to_release)
-    sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
+    count, action_ids = await db.call(sessions, plan_releases, today, order, actor, to_release)
+    sent = await control.send_actions(ctx, action_ids)
     sent.add_flags(settled.invalid_replies)
     to_check = await db.read(sessions, control.holds_to_check, ended)
     return Released(count, len(action_ids), sent, tuple(to_check))

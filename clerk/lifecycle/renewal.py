@@ -10,17 +10,17 @@ does), so that they and new freezes are serialised per case and the cap holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Exists, exists, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from clerk import control
 from clerk.casebook import cases, notices
+from clerk.context import Context
 from clerk.control import Counts
 from clerk.store import audit, db
-from connectors.base import RegistryPort
 from models import rules
 from models.status import KEPT, ActionStatus, MeasureStatus
 from models.tables import Case, ControlMeasure, MeasureAction
@@ -135,16 +135,10 @@ def expire_and_tell(session: Session, today: dt.date, actor: str) -> list[Lapsed
     return told
 
 
-async def renew_due(
-    sessions: sessionmaker[Session],
-    registries: Mapping[str, RegistryPort],
-    today: dt.date,
-    lead_days: int,
-    actor: str,
-    court_account: str,
-) -> Renewed:
+async def renew_due(ctx: Context, lead_days: int) -> Renewed:
     """Lapses first (recorded and told), then the renewals whose day has come, written down and sent."""
+    sessions, today, actor = ctx.sessions, ctx.today(), ctx.actor
     lapsed = await db.write(sessions, expire_and_tell, today, actor)
     action_ids = await db.write(sessions, plan_renewals, today, lead_days, actor)
-    sent = await control.send_actions(sessions, registries, action_ids, actor, today, court_account)
+    sent = await control.send_actions(ctx, action_ids)
     return Renewed(lapsed, len(action_ids), sent)

@@ -9,19 +9,17 @@ does), so that they and new freezes are serialised per case and the cap holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from clerk import control
+from clerk.context import Context
 from clerk.control import Counts
 from clerk.store import audit, db
 from connectors.base import (
     ControlOutcome,
     ControlReply,
     RegistryError,
-    RegistryPort,
 )
 from models.status import MeasureStatus
 from models.tables import Case, ControlMeasure, Registry
@@ -82,10 +80,9 @@ def record_state(session: Session, measure_id: int, reply: ControlReply, actor: 
     return False
 
 
-async def refresh_measures(
-    sessions: sessionmaker[Session], connectors: Mapping[str, RegistryPort], actor: str
-) -> Counts:
+async def refresh_measures(ctx: Context) -> Counts:
     """Ask the registries for the state of queued and partial measures, and record what changed."""
+    sessions, connectors, actor = ctx.sessions, ctx.ports, ctx.actor
     tally = Counts()
     watched = await db.read(sessions, watched_measures)
     for measure_id, code, reference, key in watched:

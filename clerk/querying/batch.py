@@ -1,7 +1,7 @@
 """The clerk's work, one step at a time, for the flows (and the tests) to call: query a batch of debtors
 at one registry, plan and place controls for cases, resolve unconfirmed measures, collect late answers.
 
-Each step takes a sessionmaker and connectors and returns counts only: no personal data leaves here, so
+Each step takes the run's context (`clerk.context`) and returns counts only: no personal data leaves here, so
 flows can pass ids in and counts out. Database work runs as `db.run` runs it: in a worker thread, off the
 event loop that carries the registries' HTTP, but on SQLite in the loop's own thread.
 """
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from clerk.context import Context
 from clerk.querying import record, runs
 from clerk.querying.record import Recorded
 from clerk.store import db
@@ -23,7 +24,6 @@ from connectors.base import (
     QueryReply,
     QueryRequest,
     RegistryError,
-    RegistryPort,
     RegistryUnavailable,
     SubjectStatus,
 )
@@ -88,41 +88,17 @@ class Tally:
         return "; ".join(sorted(self.errors))
 
 
-async def query_batch(
-    sessions: sessionmaker[Session],
-    connector: RegistryPort,
-    registry_id: int,
-    run_id: int,
-    debtor_ids: Sequence[int],
-    actor: str,
-) -> BatchResult:
+async def query_batch(ctx: Context, registry: str, run_id: int, debtor_ids: Sequence[int]) -> BatchResult:
     """Ask one registry about a batch of debtors and record the answer, the debtors answered stamped
     queried (a case query's): `query_page` with one registry and one batch; a failure is recorded, not
     raised."""
-    code = connector.code
-    [result] = await query_page(
-        sessions,
-        {code: connector},
-        {code: len(debtor_ids)},
-        {code: registry_id},
-        run_id,
-        debtor_ids,
-        actor,
-        stamp=True,
-    )
+    one = replace(ctx.registries[registry], batch_size=max(1, len(debtor_ids)))
+    [result] = await query_page(replace(ctx, registries={registry: one}), run_id, debtor_ids, stamp=True)
     return result
 
 
 async def query_page(
-    sessions: sessionmaker[Session],
-    connectors: Mapping[str, RegistryPort],
-    batch_sizes: Mapping[str, int],
-    registry_ids: Mapping[str, int],
-    run_id: int,
-    debtor_ids: Sequence[int],
-    actor: str,
-    *,
-    stamp: bool = False,
+    ctx: Context, run_id: int, debtor_ids: Sequence[int], *, stamp: bool = False
 ) -> list[BatchResult]:
     """Ask every registry about a page of debtors, in batches of each one's size, all at once, and record
     the answers (a failure is recorded, not raised), a result per batch. Every answer and failure is
@@ -137,11 +113,11 @@ async def query_page(
     makes its debtor due again (`querying.due`). A sweep's page needs no such trace: its answers are
     recorded together, and its debtors stamped after. (Writing every lookup twice cost the re-sweep on
     PostgreSQL half its speed: bench/README.md item 26.)"""
-    codes = [code for code in batch_sizes if code in connectors]
+    sessions, registries, actor = ctx.sessions, ctx.registries, ctx.actor
     batches = [
-        (code, list(debtor_ids[i : i + batch_sizes[code]]))
-        for code in codes
-        for i in range(0, len(debtor_ids), batch_sizes[code])
+        (code, list(debtor_ids[i : i + r.batch_size]))
+        for code, r in registries.items()
+        for i in range(0, len(debtor_ids), r.batch_size)
     ]
 
     def load() -> tuple[list[QueryRequest], list[dict[int, int] | None]]:
@@ -151,7 +127,7 @@ async def query_page(
             queries: list[dict[int, int] | None] = [None] * len(batches)
             if stamp:  # written down ahead (see above)
                 asked = [
-                    (registry_ids[code], ref, ids) for (code, ids), ref in zip(batches, refs, strict=True)
+                    (registries[code].id, ref, ids) for (code, ids), ref in zip(batches, refs, strict=True)
                 ]
                 queries = list(record.record_sent_many(session, run_id, asked))
         requests = [
@@ -165,7 +141,7 @@ async def query_page(
 
     async def ask(code: str, request: QueryRequest) -> QueryReply | RegistryError:
         try:
-            return await connectors[code].query(request)
+            return await registries[code].port.query(request)
         except RegistryError as exc:
             return exc
 
@@ -183,13 +159,13 @@ async def query_page(
                 record.record_failure(
                     session,
                     run_id=run_id,
-                    registry_id=registry_ids[code],
+                    registry_id=registries[code].id,
                     debtor_ids=ids,
                     reason=str(answer),
                     sent_at=sent_at,
                 )
             else:
-                replies.append(record.Reply(registry_ids[code], code, answer, query_ids))
+                replies.append(record.Reply(registries[code].id, code, answer, query_ids))
         cases = record.cases_of(session, debtor_ids)
         recorded = iter(
             record.record_replies(session, run_id, replies, actor, stamp=stamp, cases=cases, sent_at=sent_at)
@@ -243,14 +219,10 @@ def record_query_reply(
     return _recorded(sessions, step)
 
 
-async def collect_queries(
-    sessions: sessionmaker[Session],
-    connectors: Mapping[str, RegistryPort],
-    registry_ids: Mapping[str, int],
-    actor: str,
-) -> Recorded:
+async def collect_queries(ctx: Context) -> Recorded:
     """Answers to queries that registries accepted "for later"."""
-    codes = {v: k for k, v in registry_ids.items()}
+    sessions, actor = ctx.sessions, ctx.actor
+    codes = {r.id: code for code, r in ctx.registries.items()}
 
     def load() -> list[tuple[int, int, str]]:
         with sessions() as session:
@@ -259,10 +231,10 @@ async def collect_queries(
     total = Recorded()
     for run_id, registry_id, ref in await db.run(sessions, load):
         code = codes.get(registry_id)
-        if code is None or code not in connectors:
+        if code is None:
             continue
         try:
-            reply = await connectors[code].collect(ref)
+            reply = await ctx.registries[code].port.collect(ref)
         except RegistryError:
             continue
         if any(r.status is SubjectStatus.PENDING for r in reply.results):

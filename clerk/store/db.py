@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import json
 import sys
@@ -201,6 +202,32 @@ async def run(sessions: sessionmaker[Session], func: Callable[P, T], *args: P.ar
         await asyncio.sleep(0)
         return func(*args, **kwargs)
     return await asyncio.to_thread(func, *args, **kwargs)
+
+
+async def call(
+    sessions: sessionmaker[Session],
+    func: Callable[Concatenate[sessionmaker[Session], P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """A blocking step that opens its own transactions on `sessions` (`func(sessions, *args)`), run as `run`
+    runs it."""
+    return await run(sessions, func, sessions, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def rolled_back(sessions: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
+    """Sessions whose every transaction is a savepoint in one that is rolled back at the end: what the
+    steps write, each step sees, and nothing stays (a dry run). One connection: its steps run one by one."""
+    engine = sessions.kw["bind"]
+    with engine.connect() as connection:
+        outer = connection.begin()
+        try:
+            yield sessionmaker(
+                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+            )
+        finally:
+            outer.rollback()
 
 
 async def write(

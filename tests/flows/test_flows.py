@@ -21,10 +21,10 @@ from clerk.casebook import cases
 from clerk.cli import app
 from clerk.settings import get_settings
 from clerk.store import audit, db, tree
-from flows import runtime
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.sweep import sweep
+from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure, Query
 from tests.world import World, flow_world
 
@@ -72,7 +72,7 @@ def test_sweep_records_hits_once_freezes_within_the_cap_and_reports(world: World
         assert session.scalar(select(func.count()).select_from(Asset)) == world.holdings_of_debtors()
         assert session.scalar(select(func.count()).select_from(Query)) == 120 * len(world.configs)
         ledger = world.ledger_measures()
-        today = runtime.today()
+        today = bureau_today()
         for case in session.scalars(select(Case)):
             keys = session.scalars(
                 select(ControlMeasure.idempotency_key).where(ControlMeasure.case_id == case.id)
@@ -166,7 +166,7 @@ def test_collect_resolves_a_measure_whose_sending_was_interrupted(world: World) 
     with sessions().begin() as session:
         case_id = session.scalar(select(ControlMeasure.case_id)) or 0
         planned = [
-            control.plan(session, cid, runtime.today(), control.Policy(), "test")
+            control.plan(session, cid, bureau_today(), control.Policy(), "test")
             for cid in session.scalars(select(Case.id))
         ]
     written = [m for p in planned for m in p.measure_ids]
@@ -238,7 +238,7 @@ def test_with_faults_nothing_is_lost_sent_twice_or_over_frozen(world: World) -> 
         ours = {m.idempotency_key: m for m in session.scalars(select(ControlMeasure))}
         assert set(ledger) <= set(ours), "every measure a registry holds is in our records"
         assert not [k for k, m in ours.items() if m.status == "requested"], "every measure is resolved"
-        today = runtime.today()
+        today = bureau_today()
         for case in session.scalars(select(Case)):
             keys = [m.idempotency_key for m in ours.values() if m.case_id == case.id]
             assert (

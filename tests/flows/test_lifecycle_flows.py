@@ -30,7 +30,6 @@ from clerk.casebook import cases
 from clerk.cli import app
 from clerk.settings import get_settings
 from clerk.store import db, tree
-from flows import runtime
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.daily_report import daily_report
@@ -40,6 +39,7 @@ from flows.release import release
 from flows.renewal import renewal
 from flows.sweep import sweep
 from flows.watch import watch
+from models.supervision import bureau_today
 from models.tables import (
     Asset,
     AuditEvent,
@@ -81,7 +81,7 @@ def sessions():  # type: ignore[no-untyped-def]
 def short_case_account() -> tuple[str, str, str]:
     """(case number, bank code, account) of an active case short of what it owes, with an account that no
     other authority holds."""
-    today = runtime.today()
+    today = bureau_today()
     with sessions()() as session:
         for case in session.scalars(select(Case).where(Case.status == "active").order_by(Case.id)):
             claims = control.claims(session, case.id)
@@ -282,7 +282,7 @@ def test_an_unanswered_deduction_reminds_the_judge_then_times_out(
 
 
 def test_renewal_renews_what_is_due_and_alerts_what_lapsed(world: World) -> None:
-    today = runtime.today()
+    today = bureau_today()
     with sessions().begin() as session:
         due, lapsed = session.scalars(
             select(ControlMeasure)
@@ -312,7 +312,7 @@ def test_renewal_renews_what_is_due_and_alerts_what_lapsed(world: World) -> None
 
 
 def test_release_lifts_a_paid_case_and_the_excess_after_a_part_payment(world: World) -> None:
-    today = runtime.today()
+    today = bureau_today()
     with sessions()() as session:
         frozen = session.execute(
             select(Case.case_number, func.sum(ControlMeasure.actual_amount_fen))
@@ -463,7 +463,7 @@ def test_a_terminated_case_with_a_new_hit_resumes_as_a_new_case(world: World) ->
         assert original.status == "resumed"
         resumed = session.scalars(select(Case).where(Case.resumed_from_id == original.id)).one()
         assert (
-            resumed.case_number.startswith(f"（{runtime.today().year}）{court}执恢")
+            resumed.case_number.startswith(f"（{bureau_today().year}）{court}执恢")
             and resumed.status == "active"
         )
         measures = session.scalars(select(ControlMeasure).where(ControlMeasure.case_id == resumed.id)).all()
@@ -476,7 +476,7 @@ def test_a_terminated_case_with_a_new_hit_resumes_as_a_new_case(world: World) ->
 
 
 def test_daily_report_per_court_and_judge(world: World, tmp_path: Path) -> None:
-    today = runtime.today()
+    today = bureau_today()
     state = asyncio.run(daily_report(day=today.isoformat(), return_state=True))
     assert state.is_completed(), state.message
     csv_file = get_settings().data_dir / "reports" / f"daily-{today.isoformat()}.csv"

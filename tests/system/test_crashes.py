@@ -25,6 +25,7 @@ from clerk.casebook.intake import import_cases
 from connectors.config import registries_json
 from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure
+from tests.fakes import context_for
 from tests.world import World, served_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -141,21 +142,18 @@ def test_two_sweeps_the_watch_and_case_queries_at_once(
 
         async def here() -> None:
             connectors = build(world.configs, ["bank-json", "real-estate-xml", "vehicle-json"])
+            judge = context_for(sessions, connectors, world.configs, actor="user:judge")
             with sessions.begin() as session:
-                registry_ids = querying.ensure_registries(session, world.configs)
                 run_id = querying.start_run(session, "case-query")
-            policy, today = control.Policy(), bureau_today()
             with sessions() as session:
                 some = list(session.scalars(select(Case.id).order_by(Case.id).limit(12)))
                 debtors = {c: querying.debtor_ids_of_case(session, c) for c in some}
 
             async def case_queries() -> None:
                 for case_id in some:
-                    for code, connector in connectors.items():
-                        await querying.query_batch(
-                            sessions, connector, registry_ids[code], run_id, debtors[case_id], "user:judge"
-                        )
-                    await control.control_cases(sessions, connectors, [case_id], today, policy, "user:judge")
+                    for code in connectors:
+                        await querying.query_batch(judge, code, run_id, debtors[case_id])
+                    await control.control_cases(judge, [case_id])
 
             async def deposits() -> None:
                 bank = world.simulators["bank-a"]
@@ -168,10 +166,7 @@ def test_two_sweeps_the_watch_and_case_queries_at_once(
                         await asyncio.sleep(0.2)
 
             listeners = [
-                watch.listen(
-                    sessions, connectors, code, registry_ids[code], 5, 1, today, policy, "flow-run:watch"
-                )
-                for code in ("bank-a", "bank-b")
+                watch.listen(judge.acting("flow-run:watch"), code, 5, 1) for code in ("bank-a", "bank-b")
             ]
             await asyncio.gather(case_queries(), deposits(), *listeners)
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
@@ -231,9 +226,8 @@ def test_a_lookup_sent_but_never_answered_makes_the_debtor_due_again(
         async def answer(code: str) -> None:
             connectors = build(world.configs, ["bank-json", "real-estate-xml", "vehicle-json"])
             try:
-                await querying.query_batch(
-                    sessions, connectors[code], registry_ids[code], run_id, debtors, "test"
-                )
+                ctx = context_for(sessions, connectors, world.configs, actor="test")
+                await querying.query_batch(ctx, code, run_id, debtors)
             finally:
                 await asyncio.gather(*(c.aclose() for c in connectors.values()))
 

@@ -19,6 +19,7 @@ from clerk.casebook.intake import import_cases
 from clerk.store import tree
 from connectors.loader import build
 from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Notification, Query
+from tests.fakes import context_for
 from tests.world import World, served_world
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
@@ -39,12 +40,8 @@ async def sweep(
     """The sweep flow's pages and steps, without Prefect."""
     connectors = build(world.configs, ALLOWED)
     try:
-        with sessions.begin() as session:
-            registry_ids = querying.ensure_registries(session, world.configs)
-        sizes = {c.code: c.batch_size for c in world.configs}
-        return await sweeping.sweep_due(
-            sessions, connectors, sizes, registry_ids, NOW, querying.Schedule(), policy, ACTOR, page_size
-        )
+        ctx = context_for(sessions, connectors, world.configs, at=NOW, actor=ACTOR, policy=policy)
+        return await sweeping.sweep_due(ctx, querying.Schedule(), page_size)
     finally:
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
@@ -190,16 +187,11 @@ def test_a_dry_run_plans_but_writes_and_sends_nothing(
             case_ids = list(session.scalars(select(Case.id)))
             trail = tree.verify(session).events
 
+        ctx = context_for(sessions, connectors, world.configs, at=NOW, actor=ACTOR)
+
         async def go() -> list[control.Counts]:
             try:
-                return [
-                    (
-                        await control.dry_run_case(
-                            sessions, connectors, case_id, TODAY, control.Policy(), ACTOR
-                        )
-                    )[1]
-                    for case_id in case_ids
-                ]
+                return [(await control.dry_run_case(ctx, case_id))[1] for case_id in case_ids]
             finally:
                 await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
@@ -225,26 +217,19 @@ def test_two_runs_controlling_the_same_cases_at_once_keep_the_cap(
         connectors = build(world.configs, ALLOWED)
 
         async def go() -> None:
+            ctx = context_for(sessions, connectors, world.configs, at=NOW, actor=ACTOR)
             with sessions.begin() as session:
-                registry_ids = querying.ensure_registries(session, world.configs)
                 run_id = querying.start_run(session, "test")
             with sessions() as session:
                 debtors = [
                     d for page in querying.due_debtor_ids(session, NOW, querying.Schedule()) for d in page
                 ]
             for c in world.configs:
-                await querying.query_batch(
-                    sessions, connectors[c.code], registry_ids[c.code], run_id, debtors, ACTOR
-                )
+                await querying.query_batch(ctx, c.code, run_id, debtors)
             with sessions() as session:
                 case_ids = list(session.scalars(select(Case.id)))
             # Two runs, two threads each planning, on the same cases at the same time.
-            await asyncio.gather(
-                *(
-                    control.control_cases(sessions, connectors, case_ids, TODAY, control.Policy(), ACTOR)
-                    for _ in range(2)
-                )
-            )
+            await asyncio.gather(*(control.control_cases(ctx, case_ids) for _ in range(2)))
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
         asyncio.run(go())

@@ -17,6 +17,7 @@ from clerk import control, lifecycle, querying, sweeping
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
+from clerk.context import Context
 from clerk.store import db, tree
 from models.rules import ReleaseOrder
 from models.status import ActionStatus, MeasureStatus
@@ -38,14 +39,12 @@ def world_in_book(sessions: sessionmaker[Session], tmp: Path, debtors: int, seed
     return world
 
 
+def at_work(sessions: sessionmaker[Session], world: FakeWorld) -> Context:
+    return world.context(sessions, at=NOW, actor=ACTOR, court_account=COURT_ACCOUNT)
+
+
 def sweep(sessions: sessionmaker[Session], world: FakeWorld) -> sweeping.Swept:
-    registry_ids = db.in_transaction(sessions, querying.ensure_registries, world.configs)
-    sizes = {c.code: c.batch_size for c in world.configs}
-    return asyncio.run(
-        sweeping.sweep_due(
-            sessions, world.registries, sizes, registry_ids, NOW, querying.Schedule(), control.Policy(), ACTOR
-        )
-    )
+    return asyncio.run(sweeping.sweep_due(at_work(sessions, world), querying.Schedule()))
 
 
 def sent_more_than_once(world: FakeWorld, verb: str) -> list[str]:
@@ -92,7 +91,7 @@ def test_replies_lost_after_the_registry_acted_are_settled_by_key_and_never_sent
 
     for registry in world.registries.values():
         registry.lose_replies = 0
-    settled = asyncio.run(control.resolve_unconfirmed(sessions, world.registries, LATER, ACTOR))
+    settled = asyncio.run(control.resolve_unconfirmed(at_work(sessions, world), LATER))
     assert settled.unconfirmed == 0 and settled.effective + settled.queued + settled.refused > 0
     ledger = world.ledger_measures()
     with sessions() as session:
@@ -108,15 +107,15 @@ def test_a_measure_written_down_but_never_sent_is_sent_once_with_its_key(
 ) -> None:
     """The crash between the plan's commit and the request leaving: the key is unknown to the registry."""
     world = world_in_book(sessions, tmp_path, debtors=60, seed=9)
-    registry_ids = db.in_transaction(sessions, querying.ensure_registries, world.configs)
+    ctx = at_work(sessions, world)
 
     with sessions() as session:
         debtor_ids = querying.due_page(session, NOW, querying.Schedule(), 0, 10_000)
 
     async def query_only() -> None:
         run_id = db.in_transaction(sessions, querying.start_run, "test")
-        for code, registry in world.registries.items():
-            await querying.query_batch(sessions, registry, registry_ids[code], run_id, debtor_ids, ACTOR)
+        for code in ctx.registries:
+            await querying.query_batch(ctx, code, run_id, debtor_ids)
 
     asyncio.run(query_only())
     with sessions() as session:
@@ -125,9 +124,9 @@ def test_a_measure_written_down_but_never_sent_is_sent_once_with_its_key(
     planned = [i for p in plans for i in p.measure_ids]
     assert planned and world.keys_sent("control") == []
 
-    first = asyncio.run(control.resolve_unconfirmed(sessions, world.registries, LATER, ACTOR))
+    first = asyncio.run(control.resolve_unconfirmed(at_work(sessions, world), LATER))
     assert first.effective + first.queued + first.refused == len(planned)
-    again = asyncio.run(control.resolve_unconfirmed(sessions, world.registries, LATER, ACTOR))
+    again = asyncio.run(control.resolve_unconfirmed(at_work(sessions, world), LATER))
     assert again.effective + again.queued + again.refused + again.unconfirmed == 0, "nothing left to settle"
     assert len(world.keys_sent("control")) == len(planned) and sent_more_than_once(world, "control") == []
 
@@ -148,15 +147,13 @@ def test_releases_lost_on_the_way_back_are_settled_like_freezes(
             cases.change_status(session, number, "withdrawn", actor=ACTOR, reason="test", today=TODAY)
     for registry in world.registries.values():
         registry.lose_replies = 10**6
-    released = asyncio.run(
-        lifecycle.release_due(sessions, world.registries, TODAY, ReleaseOrder.NEWEST, ACTOR, "")
-    )
+    released = asyncio.run(lifecycle.release_due(at_work(sessions, world), ReleaseOrder.NEWEST))
     assert released.cases == len(numbers) and released.releases > 0
     assert released.counts.unconfirmed == released.releases and released.counts.done == 0
 
     for registry in world.registries.values():
         registry.lose_replies = 0
-    settled = asyncio.run(control.resolve_actions(sessions, world.registries, LATER, ACTOR, TODAY, ""))
+    settled = asyncio.run(control.resolve_actions(at_work(sessions, world), LATER))
     assert settled.done == released.releases
     with sessions() as session:
         assert set(session.scalars(select(MeasureAction.status))) == {ActionStatus.DONE}
@@ -188,14 +185,12 @@ def test_a_deduction_whose_answer_was_lost_is_sent_again_with_its_key_and_moves_
     )
     for registry in world.registries.values():
         registry.lose_replies = 10**6
-    lost = asyncio.run(control.send_actions(sessions, world.registries, ids, ACTOR, TODAY, COURT_ACCOUNT))
+    lost = asyncio.run(control.send_actions(at_work(sessions, world), ids))
     assert lost.unconfirmed == len(ids) and lost.done == 0
 
     for registry in world.registries.values():
         registry.lose_replies = 0
-    settled = asyncio.run(
-        control.resolve_actions(sessions, world.registries, LATER, ACTOR, TODAY, COURT_ACCOUNT)
-    )
+    settled = asyncio.run(control.resolve_actions(at_work(sessions, world), LATER))
     assert settled.done == len(ids) and settled.amount_fen == proposal.total_fen
     with sessions() as session:
         moved = session.scalar(select(func.sum(Payment.amount_fen)).where(Payment.source == "deduction"))

@@ -23,6 +23,7 @@ from connectors.loader import build
 from connectors.simulator.faults import FaultPlan
 from models.supervision import bureau_today
 from models.tables import Asset, Case, ControlMeasure
+from tests.fakes import context_for
 from tests.world import World, served_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -50,14 +51,10 @@ async def catch_up(
 ) -> Counter[str]:
     """With faults on: a sweep and case queries. Then faults off, and the runs that follow."""
     connectors = build(world.configs, ALLOWED)
-    sizes = {c.code: c.batch_size for c in world.configs}
-    policy = control.Policy()
-    today = bureau_today()
+    ctx = context_for(sessions, connectors, world.configs, at=NOW, actor=ACTOR)
     seen: Counter[str] = Counter()
     try:
-        swept = await sweeping.sweep_due(
-            sessions, connectors, sizes, registry_ids, NOW, querying.Schedule(), policy, ACTOR
-        )
+        swept = await sweeping.sweep_due(ctx, querying.Schedule())
         seen["failed lookups under faults"] = swept.tally.total("failed")
         with sessions() as session:
             some = list(session.scalars(select(Case.id).order_by(Case.id).limit(8)))
@@ -65,11 +62,9 @@ async def catch_up(
             run_id = querying.start_run(session, "case-query")
             session.commit()
         for case_id in some:  # on-demand case queries, faults still on
-            for code, connector in connectors.items():
-                await querying.query_batch(
-                    sessions, connector, registry_ids[code], run_id, debtors[case_id], ACTOR
-                )
-            await control.control_cases(sessions, connectors, [case_id], today, policy, ACTOR)
+            for code in ctx.registries:
+                await querying.query_batch(ctx, code, run_id, debtors[case_id])
+            await control.control_cases(ctx, [case_id])
         for sim in world.simulators.values():
             sim.faults = FaultPlan()
     finally:
@@ -77,12 +72,10 @@ async def catch_up(
     for _ in range(2):  # the next scheduled sweeps and collects: new runs, new clients (breakers closed)
         connectors = build(world.configs, ALLOWED)
         try:
-            now = dt.datetime.now(dt.UTC)
-            await sweeping.sweep_due(
-                sessions, connectors, sizes, registry_ids, now, querying.Schedule(), policy, ACTOR
-            )
-            await querying.collect_queries(sessions, connectors, registry_ids, ACTOR)
-            await control.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
+            ctx = context_for(sessions, connectors, world.configs, actor=ACTOR)
+            await sweeping.sweep_due(ctx, querying.Schedule())
+            await querying.collect_queries(ctx)
+            await control.resolve_unconfirmed(ctx, dt.datetime.now(dt.UTC))
         finally:
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
     seen["registry requests"] = sum(sim.requests_seen for sim in world.simulators.values())

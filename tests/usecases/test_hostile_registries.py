@@ -21,6 +21,7 @@ from connectors.loader import build
 from connectors.simulator.faults import FaultPlan, Hostile
 from models.supervision import bureau_today
 from models.tables import Asset, AuditEvent, Case, ControlMeasure, Notification, Query, Registry
+from tests.fakes import context_for
 from tests.world import World, served_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -45,10 +46,8 @@ def sweep(
     async def run() -> sweeping.Swept:
         connectors = build(world.configs, ALLOWED)
         try:
-            sizes = {c.code: c.batch_size for c in world.configs}
-            return await sweeping.sweep_due(
-                sessions, connectors, sizes, ids, now, querying.Schedule(), control.Policy(), ACTOR
-            )
+            ctx = context_for(sessions, connectors, world.configs, at=now, actor=ACTOR)
+            return await sweeping.sweep_due(ctx, querying.Schedule())
         finally:
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
@@ -59,7 +58,8 @@ def resolve(sessions: sessionmaker[Session], world: World) -> control.Counts:
     async def run() -> control.Counts:
         connectors = build(world.configs, ALLOWED)
         try:
-            return await control.resolve_unconfirmed(sessions, connectors, dt.datetime.now(dt.UTC), ACTOR)
+            ctx = context_for(sessions, connectors, world.configs, actor=ACTOR)
+            return await control.resolve_unconfirmed(ctx, dt.datetime.now(dt.UTC))
         finally:
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
 

@@ -44,6 +44,7 @@ from connectors.simulator.synthetic import resident_id
 from models.rules import ReleaseOrder
 from models.status import MeasureStatus, may_move
 from models.tables import Case, ControlMeasure, MeasureAction, Payment
+from tests.fakes import context_for
 
 START = dt.date(2026, 3, 2)
 ACTOR = "flow-run:state-machine"
@@ -107,22 +108,23 @@ class Lifecycle(RuleBasedStateMachine):
         connector = BankConnector(
             RegistryClient(CODE, "http://bank.test", SecretStr("tok"), limits, transport=transport)
         )
-        connectors = {CODE: connector}
+        ctx = context_for(
+            self.sessions,
+            {CODE: connector},
+            [self.config()],
+            at=self.today,
+            actor=ACTOR,
+            court_account=COURT_ACCOUNT,
+        )
         try:
             if step == "query":
                 with self.sessions.begin() as session:
                     run_id = querying.start_run(session, "state-machine")
                     debtors = querying.debtor_ids_of_case(session, self.case_id)
-                await querying.query_batch(
-                    self.sessions, connector, self.registry_ids[CODE], run_id, debtors, ACTOR
-                )
-                await control.control_cases(
-                    self.sessions, connectors, [self.case_id], self.today, control.Policy(), ACTOR
-                )
+                await querying.query_batch(ctx, CODE, run_id, debtors)
+                await control.control_cases(ctx, [self.case_id])
             elif step == "control":  # planned from what the clerk knows, which the bank may have outrun
-                await control.control_cases(
-                    self.sessions, connectors, [self.case_id], self.today, control.Policy(), ACTOR
-                )
+                await control.control_cases(ctx, [self.case_id])
             elif step == "deduct":
                 with self.sessions.begin() as session:
                     proposal = lifecycle.propose_deduction(session, "（2026）豫0185执77号", self.today)
@@ -132,22 +134,20 @@ class Lifecycle(RuleBasedStateMachine):
                     ids = lifecycle.approve_deduction(
                         session, proposal, amount, "李法官", ACTOR, dt.datetime.now(dt.UTC)
                     )
-                tally = await control.send_actions(
-                    self.sessions, connectors, ids, ACTOR, self.today, COURT_ACCOUNT
-                )
+                tally = await control.send_actions(ctx, ids)
                 self.deducted += tally.amount_fen
             # The clerk's routine after every step: lapses and renewals, releases, queued and partial states.
             with self.sessions.begin() as session:
                 lifecycle.expire_lapsed(session, self.today, ACTOR)
                 renewals = lifecycle.plan_renewals(session, self.today, 30, ACTOR)
-            await control.send_actions(self.sessions, connectors, renewals, ACTOR, self.today, COURT_ACCOUNT)
+            await control.send_actions(ctx, renewals)
             with self.sessions() as session:
                 to_release = lifecycle.cases_to_release(session, self.today)
             for case_id in to_release:
                 with self.sessions.begin() as session:
                     ids = lifecycle.plan_release(session, case_id, self.today, ReleaseOrder.NEWEST, ACTOR)
-                await control.send_actions(self.sessions, connectors, ids, ACTOR, self.today, COURT_ACCOUNT)
-            await lifecycle.refresh_measures(self.sessions, connectors, ACTOR)
+                await control.send_actions(ctx, ids)
+            await lifecycle.refresh_measures(ctx)
         finally:
             await connector.aclose()
 
@@ -340,9 +340,15 @@ def test_an_unconfirmed_deduction_is_settled_once_by_its_key() -> None:
             connector = BankConnector(client)
             try:
                 later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-                return await control.resolve_actions(
-                    machine.sessions, {CODE: connector}, later, ACTOR, machine.today, COURT_ACCOUNT
+                ctx = context_for(
+                    machine.sessions,
+                    {CODE: connector},
+                    [machine.config()],
+                    at=machine.today,
+                    actor=ACTOR,
+                    court_account=COURT_ACCOUNT,
                 )
+                return await control.resolve_actions(ctx, later)
             finally:
                 await connector.aclose()
 

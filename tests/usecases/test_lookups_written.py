@@ -15,7 +15,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import querying
+from clerk import context, querying
+from clerk.context import Context
 from clerk.querying import record
 from clerk.store import db
 from connectors.base import QueryReply, QueryRequest, RegistryError, RegistryUnavailable
@@ -90,10 +91,8 @@ def test_a_sweep_page_writes_each_lookup_once_with_its_answer(
         code: Watching(r, sessions, registry_ids[code], run_id, fail=code == "vehicles")
         for code, r in world.registries.items()
     }
-    sizes = {code: 10 for code in watching}
-    batches = asyncio.run(
-        querying.query_page(sessions, watching, sizes, registry_ids, run_id, debtor_ids, ACTOR)
-    )
+    ctx = Context(sessions, context.registries(watching, registry_ids, 10), actor=ACTOR)
+    batches = asyncio.run(querying.query_page(ctx, run_id, debtor_ids))
 
     assert all(seen == Counter() for w in watching.values() for seen in w.seen), "nothing written ahead"
     assert sum(len(w.seen) for w in watching.values()) == len(batches) == 4 * -(-len(debtor_ids) // 10)
@@ -122,7 +121,8 @@ def test_a_case_query_batch_writes_its_lookups_down_before_its_request_leaves(
     world, registry_ids, debtor_ids = booked(sessions, tmp_path)
     run_id = db.in_transaction(sessions, querying.start_run, "case query")
     bank = Watching(world.registries["bank-a"], sessions, registry_ids["bank-a"], run_id)
-    asyncio.run(querying.query_batch(sessions, bank, registry_ids["bank-a"], run_id, debtor_ids, ACTOR))
+    ctx = Context(sessions, context.registries({"bank-a": bank}, registry_ids, 50), actor=ACTOR)
+    asyncio.run(querying.query_batch(ctx, "bank-a", run_id, debtor_ids))
 
     assert bank.seen == [Counter(sent=len(debtor_ids))]
     assert Counter(s for _, _, s, _ in lookups(sessions, run_id)) == Counter(answered=len(debtor_ids))

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from clerk import control, querying, sweeping
+from clerk import querying, sweeping
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
 from clerk.cli import app
@@ -21,7 +21,7 @@ from connectors.loader import build
 from connectors.simulator.faults import FaultPlan
 from models.scoreboard import ANSWER_WITHIN, percentile
 from models.tables import Query, Registry
-from tests.fakes import book, fake_world
+from tests.fakes import book, context_for, fake_world
 from tests.world import served_world
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
@@ -43,10 +43,12 @@ def test_a_registry_that_leaves_requests_open_past_24_hours_is_late_and_alerted_
     registry_ids, debtor_ids = book(sessions, world, NOW, ACTOR)
     run_id = db.in_transaction(sessions, querying.start_run, "test")
 
+    ctx = world.context(sessions, at=NOW, actor=ACTOR)
+
     async def ask() -> None:
-        for code, registry in world.registries.items():
+        for code in world.registries:
             if code != SLOW:
-                await querying.query_batch(sessions, registry, registry_ids[code], run_id, debtor_ids, ACTOR)
+                await querying.query_batch(ctx, code, run_id, debtor_ids)
 
     asyncio.run(ask())
     now = dt.datetime.now(dt.UTC)
@@ -109,18 +111,8 @@ def test_registries_made_slow_at_the_simulators_show_late_once_24_hours_pass(
 
         async def sweep() -> sweeping.Swept:
             try:
-                registry_ids = db.in_transaction(sessions, querying.ensure_registries, world.configs)
-                sizes = {c.code: c.batch_size for c in world.configs}
-                return await sweeping.sweep_due(
-                    sessions,
-                    connectors,
-                    sizes,
-                    registry_ids,
-                    NOW,
-                    querying.Schedule(),
-                    control.Policy(),
-                    ACTOR,
-                )
+                ctx = context_for(sessions, connectors, world.configs, at=NOW, actor=ACTOR)
+                return await sweeping.sweep_due(ctx, querying.Schedule())
             finally:
                 await asyncio.gather(*(c.aclose() for c in connectors.values()))
 

@@ -27,6 +27,7 @@ from connectors.simulator.world import PROTECTED_PURPOSES
 from models.exemptions import Exemptions
 from models.supervision import bureau_today
 from models.tables import Asset, AuditEvent, Case, CaseDebtor, Registry
+from tests.fakes import context_for
 from tests.world import World, served_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -95,7 +96,7 @@ def test_deposits_on_protected_accounts_are_never_frozen_and_never_make_them_ord
         rows, _ = read_case_file(world.case_file, max_bytes=10**8, today=NOW.date())
         with sessions.begin() as session:
             import_cases(session, rows, actor=ACTOR)
-            registry_ids = querying.ensure_registries(session, world.configs)
+            querying.ensure_registries(session, world.configs)
         if path != "push feed":
             for code in BANKS:
                 world.simulators[code].hostile = Hostile(silent_balances=True)
@@ -103,30 +104,21 @@ def test_deposits_on_protected_accounts_are_never_frozen_and_never_make_them_ord
         async def scenario() -> tuple[list[Asset], Asset, int]:
             connectors = build(world.configs, ALLOWED)
             try:
-                sizes = {c.code: c.batch_size for c in world.configs}
-                await sweeping.sweep_due(
-                    sessions, connectors, sizes, registry_ids, NOW, querying.Schedule(), POLICY, ACTOR
-                )
+                ctx = context_for(sessions, connectors, world.configs, at=NOW, actor=ACTOR, policy=POLICY)
+                await sweeping.sweep_due(ctx, querying.Schedule())
                 protected, ordinary = targets(sessions, today)
                 assert all(frozen_on(world, a.identifier) == 0 for a in protected), "left alone by the sweep"
                 ordinary_before = frozen_on(world, ordinary.identifier)
                 listening = []
                 if path == "push feed":
-                    listening = [
-                        asyncio.create_task(
-                            watch.listen(
-                                sessions, connectors, code, registry_ids[code], 4, 1, today, POLICY, ACTOR
-                            )
-                        )
-                        for code in BANKS
-                    ]
+                    listening = [asyncio.create_task(watch.listen(ctx, code, 4, 1)) for code in BANKS]
                     await asyncio.sleep(0.5)
                 for asset in [*protected, ordinary]:
                     await deposit(world, code_of(sessions, asset), asset.identifier)
                 if listening:
                     await asyncio.gather(*listening)
                 else:
-                    await watch.poll_once(sessions, connectors, registry_ids, today, POLICY, ACTOR)
+                    await watch.poll_once(ctx)
                 return protected, ordinary, ordinary_before
             finally:
                 await asyncio.gather(*(c.aclose() for c in connectors.values()))

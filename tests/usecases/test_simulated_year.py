@@ -33,6 +33,7 @@ from connectors.loader import build
 from connectors.simulator.ledger import Ledger
 from models.rules import ReleaseOrder
 from models.tables import Asset, AuditEvent, Case, CaseDebtor, ControlMeasure, MeasureAction, Payment
+from tests.fakes import context_for
 from tests.world import World, served_world
 
 START = dt.datetime(2026, 1, 5, 4, 0, tzinfo=dt.UTC)
@@ -50,9 +51,9 @@ class Year:
         self.sessions = sessions
         self.world = world
         self.connectors: dict[str, HttpConnector] = build(world.configs, ALLOWED)
-        self.policy = control.Policy()
-        with sessions.begin() as session:
-            self.registry_ids = querying.ensure_registries(session, world.configs)
+        self.ctx = context_for(
+            sessions, self.connectors, world.configs, actor=ACTOR, court_account=COURT_ACCOUNT
+        )
         self.payments: list[tuple[str, int]] = []
         self.approvals = 0
         self.deposits_landed = 0
@@ -62,17 +63,7 @@ class Year:
             httpx.post(f"{config.base_url}/_sim/clock", json={"now": now.isoformat()}).raise_for_status()
 
     async def sweep(self, now: dt.datetime) -> None:
-        sizes = {c.code: c.batch_size for c in self.world.configs}
-        await sweeping.sweep_due(
-            self.sessions,
-            self.connectors,
-            sizes,
-            self.registry_ids,
-            now,
-            querying.Schedule(),
-            self.policy,
-            ACTOR,
-        )
+        await sweeping.sweep_due(self.ctx.at(now), querying.Schedule())
 
     async def day(self, now: dt.datetime, rng: random.Random) -> None:
         today = now.date()
@@ -86,8 +77,8 @@ class Year:
             await self.deduct(today, rng)
         await self.release(today)
         await self.renew(today)
-        await lifecycle.refresh_measures(self.sessions, self.connectors, ACTOR)
-        await watch.poll_once(self.sessions, self.connectors, self.registry_ids, today, self.policy, ACTOR)
+        await lifecycle.refresh_measures(self.ctx.at(now))
+        await watch.poll_once(self.ctx.at(now))
         await self.release(today)  # two banks answering at once can leave an excess: released the same day
         self.check_deposits_frozen(today, landed)
 
@@ -101,7 +92,8 @@ class Year:
                         continue
                     asset = session.scalars(
                         select(Asset).where(
-                            Asset.registry_id == self.registry_ids[code], Asset.identifier == event.identifier
+                            Asset.registry_id == self.ctx.registry_ids[code],
+                            Asset.identifier == event.identifier,
                         )
                     ).one_or_none()
                     if asset is None:
@@ -146,7 +138,7 @@ class Year:
                 session, proposal, approved, "王法官", ACTOR, dt.datetime.now(dt.UTC)
             )
         self.approvals += 1
-        tally = await control.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
+        tally = await control.send_actions(self.ctx.on(today), ids)
         assert tally.done == len(ids), tally
 
     async def release(self, today: dt.date) -> None:
@@ -156,7 +148,7 @@ class Year:
         for case_id in case_ids:
             with self.sessions.begin() as session:
                 ids += lifecycle.plan_release(session, case_id, today, ReleaseOrder.NEWEST, ACTOR)
-        tally = await control.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
+        tally = await control.send_actions(self.ctx.on(today), ids)
         assert tally.done == len(ids), tally
 
     async def renew(self, today: dt.date) -> None:
@@ -164,7 +156,7 @@ class Year:
             lapsed = lifecycle.expire_lapsed(session, today, ACTOR)
             assert lapsed == [], f"measures lapsed on {today}: {lapsed}"
             ids = lifecycle.plan_renewals(session, today, LEAD_DAYS, ACTOR)
-        tally = await control.send_actions(self.sessions, self.connectors, ids, ACTOR, today, COURT_ACCOUNT)
+        tally = await control.send_actions(self.ctx.on(today), ids)
         assert tally.done == len(ids), tally
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clerk import querying, sweeping
 from clerk.casebook.casefile import read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
+from clerk.context import Context
 from clerk.control import Counts
 from connectors.simulator.synthetic import sample_case_rows
 from models.tables import CaseDebtor
@@ -46,12 +47,9 @@ def case_book(sessions: sessionmaker[Session], tmp_path: Path) -> dict[int, int]
 async def sweep(
     sessions: sessionmaker[Session], ask: sweeping.Ask, control: sweeping.Control
 ) -> sweeping.Swept:
-    started = await asyncio.to_thread(
-        sweeping.start, sessions, "sweep (test)", None, NOW, querying.Schedule()
-    )
-    return await sweeping.sweep(
-        sessions, started, ask, control, today=TODAY, actor="user:tester", page_size=PAGE
-    )
+    ctx = Context(sessions, actor="user:tester").at(NOW)
+    started = await asyncio.to_thread(sweeping.start, ctx, "sweep (test)", None, querying.Schedule())
+    return await sweeping.sweep(ctx, started, ask, control, page_size=PAGE)
 
 
 def test_the_next_page_is_asked_while_a_page_is_answered_and_controlled_one_page_at_a_time_in_order(

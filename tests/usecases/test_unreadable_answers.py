@@ -21,12 +21,13 @@ from clerk import control, lifecycle, querying, sweeping
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
-from connectors.base import RegistryPort
+from clerk.context import Context
 from connectors.loader import build
 from connectors.simulator.faults import Hostile
 from models.rules import ReleaseOrder
 from models.supervision import bureau_today
 from models.tables import AuditEvent, Case, ControlMeasure, MeasureAction, Notification, Payment, Registry
+from tests.fakes import context_for
 from tests.world import World, served_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -59,13 +60,16 @@ def mend(world: World) -> None:
         world.simulators[code].hostile = Hostile()
 
 
-def at_work(world: World, step: Any) -> Any:
-    """Run `step(connectors)` against the world's registries over HTTP, closing them after."""
+def at_work(sessions: sessionmaker[Session], world: World, step: Any) -> Any:
+    """Run `step(context)` against the world's registries over HTTP, closing them after."""
 
     async def run() -> Any:
         connectors = build(world.configs, ALLOWED)
         try:
-            return await step(connectors)
+            ctx = context_for(
+                sessions, connectors, world.configs, at=NOW, actor=ACTOR, court_account="62220000"
+            )
+            return await step(ctx)
         finally:
             await asyncio.gather(*(c.aclose() for c in connectors.values()))
 
@@ -73,46 +77,37 @@ def at_work(world: World, step: Any) -> Any:
 
 
 def sweep(sessions: sessionmaker[Session], world: World) -> sweeping.Swept:
-    with sessions() as session:
-        ids = {r.code: r.id for r in session.scalars(select(Registry))}
-    sizes = {c.code: c.batch_size for c in world.configs}
-    return at_work(  # type: ignore[no-any-return]
-        world,
-        lambda c: sweeping.sweep_due(
-            sessions, c, sizes, ids, NOW, querying.Schedule(), control.Policy(), ACTOR
-        ),
-    )
+    return at_work(sessions, world, lambda ctx: sweeping.sweep_due(ctx, querying.Schedule()))  # type: ignore[no-any-return]
 
 
 def collect(sessions: sessionmaker[Session], world: World) -> tuple[control.Counts, control.Counts]:
     """What the collect flow settles by key: measures, then renewals, releases and deductions."""
 
-    async def step(c: dict[str, RegistryPort]) -> tuple[control.Counts, control.Counts]:
+    async def step(ctx: Context) -> tuple[control.Counts, control.Counts]:
         now = dt.datetime.now(dt.UTC)
-        measures = await control.resolve_unconfirmed(sessions, c, now, ACTOR)
-        return measures, await control.resolve_actions(sessions, c, now, ACTOR, TODAY, "62220000")
+        measures = await control.resolve_unconfirmed(ctx, now)
+        return measures, await control.resolve_actions(ctx, now)
 
-    return at_work(world, step)  # type: ignore[no-any-return]
+    return at_work(sessions, world, step)  # type: ignore[no-any-return]
 
 
 def judge_query(sessions: sessionmaker[Session], world: World, case_id: int) -> control.Counts:
     """A judge's case query, as the case-query flow runs it: every registry asked, then the case controlled."""
 
-    async def step(c: dict[str, RegistryPort]) -> control.Counts:
+    async def step(ctx: Context) -> control.Counts:
         with sessions.begin() as session:
             run_id = querying.start_run(session, "case-query")
             debtor_ids = querying.debtor_ids_of_case(session, case_id)
-            ids = {r.code: r.id for r in session.scalars(select(Registry))}
-        for code, registry in c.items():
-            await querying.query_batch(sessions, registry, ids[code], run_id, debtor_ids, ACTOR)
-        return await control.control_cases(sessions, c, [case_id], TODAY, control.Policy(), ACTOR)
+        for code in ctx.registries:
+            await querying.query_batch(ctx, code, run_id, debtor_ids)
+        return await control.control_cases(ctx, [case_id])
 
-    return at_work(world, step)  # type: ignore[no-any-return]
+    return at_work(sessions, world, step)  # type: ignore[no-any-return]
 
 
 def release(sessions: sessionmaker[Session], world: World) -> lifecycle.Released:
     return at_work(  # type: ignore[no-any-return]
-        world, lambda c: lifecycle.release_due(sessions, c, TODAY, ReleaseOrder.NEWEST, ACTOR, "62220000")
+        sessions, world, lambda ctx: lifecycle.release_due(ctx, ReleaseOrder.NEWEST)
     )
 
 
@@ -279,10 +274,7 @@ def test_renewals_releases_and_deductions_answered_unreadably_are_unknown_never_
         renew = control.write_action(session, renewed.id, "renew", None, "due")
         deduct = control.write_action(session, deducted.id, "deduct", 100_00, "approved by 李法官")
         before = session.scalar(select(Payment.id).order_by(Payment.id.desc()).limit(1)) or 0
-    sent = at_work(
-        world,
-        lambda c: control.send_actions(sessions, c, [renew.id, deduct.id], ACTOR, TODAY, "62220000"),
-    )
+    sent = at_work(sessions, world, lambda ctx: control.send_actions(ctx, [renew.id, deduct.id]))
     assert (sent.done, sent.refused, sent.unconfirmed) == (0, 0, 2)
     assert sum(sent.invalid_replies.values()) == 2
     ledger = world.ledger_measures()

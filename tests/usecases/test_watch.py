@@ -20,6 +20,7 @@ from clerk.control import watch
 from connectors.loader import build
 from models.supervision import bureau_today
 from models.tables import Asset, AuditEvent, Case, ControlMeasure, FeedCursor, Registry
+from tests.fakes import context_for
 from tests.world import served_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -34,23 +35,18 @@ def test_overlapping_watch_runs_record_and_freeze_each_deposit_once(
         rows, _ = read_case_file(world.case_file, max_bytes=10**8, today=NOW.date())
         with sessions.begin() as session:
             import_cases(session, rows, actor=ACTOR)
-            registry_ids = querying.ensure_registries(session, world.configs)
+            querying.ensure_registries(session, world.configs)
         today = bureau_today()
         urls = {c.code: c.base_url for c in world.configs}
 
         async def scenario() -> list[tuple[str, str, int]]:
             connectors = build(world.configs, ALLOWED)
-            sizes = {c.code: c.batch_size for c in world.configs}
-            policy = control.Policy()
-            await sweeping.sweep_due(
-                sessions, connectors, sizes, registry_ids, NOW, querying.Schedule(), policy, ACTOR
-            )
+            ctx = context_for(sessions, connectors, world.configs, at=NOW, actor=ACTOR)
+            await sweeping.sweep_due(ctx, querying.Schedule())
             targets = short_accounts(sessions, today)[:4]
             assert len(targets) == 4
             runs = [
-                asyncio.create_task(
-                    watch.listen(sessions, connectors, code, registry_ids[code], 6, 2, today, policy, ACTOR)
-                )
+                asyncio.create_task(watch.listen(ctx, code, 6, 2))
                 for code in ("bank-a", "bank-b")
                 for _ in range(2)  # two overlapping runs per bank
             ]

@@ -29,7 +29,7 @@ from models.exemptions import Exemptions, LivingStandard
 from models.rules import AssetKind
 from models.tables import AuditEvent, Case
 from models.values import CaseNumber, InvalidValue
-from tests.fakes import LedgerRegistry
+from tests.fakes import LedgerRegistry, context_for
 
 NOW = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
@@ -101,18 +101,18 @@ def control_all(sessions: sessionmaker[Session], banks: dict[str, LedgerRegistry
         )
         for code in banks
     ]
-    registry_ids = db.in_transaction(sessions, querying.ensure_registries, configs)
+    ctx = context_for(sessions, banks, configs, at=TODAY, actor=ACTOR, policy=POLICY)
 
     async def go() -> control.Counts:
         with sessions() as session:
             debtor_ids = querying.due_page(session, NOW, querying.Schedule(), 0, 100)
         run_id = db.in_transaction(sessions, querying.start_run, "test")
-        for code, bank in banks.items():
+        for code in banks:
             if debtor_ids:  # not due again the second time
-                await querying.query_batch(sessions, bank, registry_ids[code], run_id, debtor_ids, ACTOR)
+                await querying.query_batch(ctx, code, run_id, debtor_ids)
         with sessions() as session:
             case_ids = list(session.scalars(select(Case.id).order_by(Case.id)))
-        return await control.control_cases(sessions, banks, case_ids, TODAY, POLICY, ACTOR)
+        return await control.control_cases(ctx, case_ids)
 
     return asyncio.run(go())
 
