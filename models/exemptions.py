@@ -14,7 +14,7 @@ No Prefect, HTTP or SQL here: callers bring the values and store the results.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -106,6 +106,73 @@ def deductible(
     in all, taken in the order given. The freeze kept the allowance when it was placed; this checks it
     again on the day the money moves (the standard, the dependants or the balances may have changed)."""
     return _take(frozen, balance - max(allowance, 0) - max(held_elsewhere, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    """One deposit of a case's debtor as the rule reckons it: `free`, its balance less what other
+    authorities hold on it; `held`, what our own holds already take of it that the caller counts as gone
+    (planning: all our live holds; the deduction and the case sheet: our holds for other cases)."""
+
+    key: int
+    debtor: int
+    free: int
+    held: int = 0
+    purpose: str | None = None
+
+
+@dataclass(frozen=True)
+class Room:
+    """What the law leaves a case on its debtors' deposits (`room_for`): the protected deposits, each
+    other deposit's room (free less held), and per debtor the room in all, the allowance the law keeps
+    and what of it the deposits hold (`kept`), and what the case may hold in all (`holdable`)."""
+
+    protected: frozenset[int]
+    room: Mapping[int, int]
+    allowance: Mapping[int, int]
+    kept: Mapping[int, int]
+    holdable: Mapping[int, int]
+
+    def take(self, debtor: int, holdings: Sequence[Holding]) -> list[Holding]:
+        """`holdings` on the debtor's deposits (new freezes, in the order to place them, or this case's
+        freezes, in the order money moves) cut so that together they take at most what the debtor's
+        deposits hold beyond the allowance: the first keep theirs, the last give it up."""
+        if debtor not in self.allowance:
+            return list(holdings)
+        return _take(holdings, self.holdable.get(debtor, 0))
+
+
+def room_for(
+    exempt: Exemptions,
+    court_code: str,
+    on: dt.date,
+    deposits: Sequence[Deposit],
+    people: Mapping[int, int | None],
+    *,
+    allowance_overridden: bool = False,
+    protected_overridden: bool = False,
+) -> Room:
+    """The one reckoning of 查扣冻规定 art. 3 for one case, which the freeze, the deduction and the case sheet
+    all take: a deposit whose purpose the law protects is left alone; every natural person (`people`: the
+    case's natural-person debtors and their dependants) keeps the living allowance across all of the
+    person's other deposits together; a judge's override for the case lifts either."""
+    exempt = exempt.for_case(
+        allowance_overridden=allowance_overridden, protected_overridden=protected_overridden
+    )
+    protected = frozenset(d.key for d in deposits if exempt.protects("deposit", d.purpose))
+    room = {d.key: max(d.free - d.held, 0) for d in deposits if d.key not in protected}
+    total: dict[int, int] = {}
+    for d in deposits:
+        if d.key not in protected:
+            total[d.debtor] = total.get(d.debtor, 0) + room[d.key]
+    allowance = {
+        person: exempt.allowance(court_code, on, dependants)
+        for person, dependants in people.items()
+        if exempt.months > 0
+    }
+    kept = {person: min(amount, total.get(person, 0)) for person, amount in allowance.items()}
+    holdable = {debtor: amount - kept.get(debtor, 0) for debtor, amount in total.items()}
+    return Room(protected, room, allowance, kept, holdable)
 
 
 def _take(holdings: Sequence[Holding], room: int) -> list[Holding]:

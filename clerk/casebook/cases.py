@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, selectinload
 from clerk.store import audit, locks
 from clerk.store.locks import CaseNotFound as CaseNotFound  # the case book's error, raised by the lock
 from models import rules
-from models.exemptions import Exemption, Exemptions, LeftFree
+from models.exemptions import Exemption
 from models.status import KEPT, CaseStatus
-from models.tables import TRACKS, Asset, Case, CaseDebtor, ControlMeasure, Debtor, Payment
-from models.values import CaseNumber, DebtorKind, InvalidValue, format_yuan, mask_account, mask_id, mask_name
+from models.tables import TRACKS, Case, CaseDebtor, ControlMeasure, Payment
+from models.values import CaseNumber, DebtorKind, InvalidValue, format_yuan, mask_id, mask_name
 
 DEFAULT_EXCEPTIONS = Path(__file__).parent / "data" / "credit_code_exceptions.txt"
 
@@ -127,38 +127,6 @@ def case_view(session: Session, case_number: str, on: dt.date) -> CaseView:
         ],
         payments=[{"paid_on": p.paid_on.isoformat(), "amount": p.amount_fen} for p in case.payments],
     )
-
-
-def left_free(
-    case: Case,
-    debtors: Sequence[Debtor],
-    found: Sequence[tuple[Asset, str]],
-    exempt: Exemptions,
-    on: dt.date,
-) -> list[dict[str, Any]]:
-    """What may never be frozen in this case (查扣冻规定 art. 3), and why: each natural person's living
-    allowance (what the person's deposits found hold of it, or the whole of it to keep once some are found)
-    and each account whose purpose the law protects, unless a judge overrode either for the case."""
-    exempt = exempt.for_case(
-        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
-    )
-    result: list[dict[str, Any]] = []
-    deposits: dict[int, int] = {}  # what each debtor's deposits found hold, protected ones apart
-    for a, _ in found:
-        if a.kind == "deposit" and not exempt.protects(a.kind, a.purpose):
-            deposits[a.debtor_id] = deposits.get(a.debtor_id, 0) + (a.balance_fen or 0)
-    for d in debtors:
-        allowance = exempt.allowance(case.court_code, on, d.dependants) if d.kind == DebtorKind.PERSON else 0
-        kept = min(allowance, deposits.get(d.id, 0))
-        if kept:
-            result.append({"debtor": mask_id(d.id_number), "amount": kept, "why": LeftFree.ALLOWANCE})
-        elif allowance:
-            result.append({"debtor": mask_id(d.id_number), "amount": allowance, "why": LeftFree.NO_DEPOSITS})
-    for a, code in found:
-        if exempt.protects(a.kind, a.purpose):
-            account = f"{code} {mask_account(a.identifier)} ({a.purpose})"
-            result.append({"account": account, "amount": a.balance_fen, "why": LeftFree.PROTECTED})
-    return result
 
 
 def record_payment(

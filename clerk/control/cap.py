@@ -77,7 +77,7 @@ def claims_by_case(session: Session) -> dict[int, int]:
     return result
 
 
-def _held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int]:
+def held_on_assets(session: Session, asset_ids: Sequence[int]) -> dict[int, int]:
     """What our own live freezes (for any case) hold on each asset."""
     held: dict[int, int] = {}
     if not asset_ids:

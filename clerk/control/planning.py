@@ -17,12 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
-from clerk.control.cap import CLAIM, _held_on_assets, available, covered_by
+from clerk.control.cap import CLAIM, available, covered_by, held_on_assets
 from clerk.control.exchange import Outgoing
 from clerk.store import audit, bulk, db, locks
 from connectors.base import ControlRequest, MeasureKind
 from models import rules
-from models.exemptions import Exemptions, within_allowance
+from models.exemptions import Deposit, Exemptions, room_for
 from models.policy import Policy
 from models.status import LIVE, CaseStatus
 from models.tables import Asset, Case, CaseDebtor, ControlMeasure, Debtor, Payment, Registry
@@ -111,7 +111,7 @@ def plan_cases(
             assets.setdefault(row.case_id, []).append(row)
             if row.debtor_kind == DebtorKind.PERSON:
                 people[row.debtor_id] = row.dependants
-    held_on = _held_on_assets(session, sorted({a.id for group in assets.values() for a in group}))
+    held_on = held_on_assets(session, sorted({a.id for group in assets.values() for a in group}))
     registries = _registry_codes(session)
 
     plans: dict[int, Plan] = {}
@@ -173,30 +173,36 @@ def _freezable(
     plan: Plan,
 ) -> list[rules.Holding]:
     """The case's deposits with what may be frozen on each, largest first (to touch as few banks as
-    possible): protected purposes left out, and each natural person's living allowance left free across
-    all of the person's deposits together, unless a judge overrode either for this case."""
-    exempt = exempt.for_case(
-        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
+    possible), as the law's one reckoning leaves them (`models.exemptions.room_for`): protected purposes
+    left out, and each natural person's living allowance left free across all of the person's deposits
+    together, unless a judge overrode either for this case."""
+    deposits = [
+        Deposit(a.id, a.debtor_id, available(a, 0), held_on.get(a.id, 0), a.purpose)
+        for a in found
+        if a.kind == "deposit"
+    ]
+    room = room_for(
+        exempt,
+        case.court_code,
+        today,
+        deposits,
+        people,
+        allowance_overridden=case.override_allowance,
+        protected_overridden=case.override_protected,
     )
+    plan.protected_accounts += len(room.protected)
     by_debtor: dict[int, list[rules.Holding]] = {}
-    for asset in found:
-        if asset.kind != "deposit":
-            continue
-        if exempt.protects(asset.kind, asset.purpose):
-            plan.protected_accounts += 1
-            continue
-        room = available(asset, held_on.get(asset.id, 0))
-        by_debtor.setdefault(asset.debtor_id, []).append(rules.Holding(asset.id, room))
+    for d in deposits:
+        if d.key not in room.protected:
+            by_debtor.setdefault(d.debtor, []).append(rules.Holding(d.key, room.room[d.key]))
     holdings: list[rules.Holding] = []
     for debtor_id, group in by_debtor.items():
         # Accounts we hold nothing on first, largest first: what the allowance keeps free stays on accounts
         # already frozen, so an account found later is frozen before a second freeze goes on one.
         group.sort(key=lambda h: (held_on.get(h.key, 0) > 0, -h.available))
-        if debtor_id in people:
-            kept = within_allowance(group, exempt.allowance(case.court_code, today, people[debtor_id]))
-            plan.allowance_kept_fen += sum(h.available for h in group) - sum(h.available for h in kept)
-            group = kept
-        holdings += group
+        kept = room.take(debtor_id, group)
+        plan.allowance_kept_fen += sum(h.available for h in group) - sum(h.available for h in kept)
+        holdings += kept
     holdings.sort(key=lambda h: -h.available)
     return holdings
 

@@ -8,6 +8,7 @@ would be sent.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -17,10 +18,11 @@ from clerk.casebook import cases
 from clerk.control import answers
 from clerk.control.cap import available, covered_by
 from models import casesheet
+from models.exemptions import Deposit, LeftFree, Room, room_for
 from models.policy import Policy
 from models.status import ENDED, LIVE, MeasureStatus
 from models.tables import Asset, CaseDebtor, ControlMeasure, Debtor, Registry
-from models.values import DebtorKind, format_yuan, mask_id, short_mask
+from models.values import DebtorKind, format_yuan, mask_account, mask_id, short_mask
 
 
 def case_sheet(
@@ -56,8 +58,20 @@ def case_sheet(
             mine.setdefault(m.asset_id, []).append(m)
         else:
             for_others[m.asset_id] = for_others.get(m.asset_id, 0) + covered_by(m)
-    exempt = policy.exempt.for_case(
-        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
+    people = {d.id: d.dependants for d in debtors if d.kind == DebtorKind.PERSON}
+    deposits = [
+        Deposit(a.id, a.debtor_id, available(a, 0), for_others.get(a.id, 0), a.purpose)
+        for a, _ in found
+        if a.kind == "deposit"
+    ]
+    room = room_for(
+        policy.exempt,
+        case.court_code,
+        on,
+        deposits,
+        people,
+        allowance_overridden=case.override_allowance,
+        protected_overridden=case.override_protected,
     )
     flags = answers.flagged(session, [case.id])
     by_id = {d.id: d for d in debtors}
@@ -73,16 +87,12 @@ def case_sheet(
             ours=tuple(_ours(m, flags) for m in mine.get(a.id, [])),
             for_other_cases_fen=for_others.get(a.id, 0),
             room_fen=available(a, for_others.get(a.id, 0)),
-            protected=a.purpose if exempt.protects(a.kind, a.purpose) else None,
+            protected=a.purpose if a.id in room.protected else None,
         )
         for a, code in found
     )
-    allowance = {
-        mask_id(d.id_number): exempt.allowance(case.court_code, on, d.dependants)
-        for d in debtors
-        if d.kind == DebtorKind.PERSON
-    }
-    free = cases.left_free(case, debtors, found, policy.exempt, on)
+    allowance = {mask_id(d.id_number): room.allowance.get(d.id, 0) for d in debtors if d.id in people}
+    free = _left_free(debtors, found, room)
     owed = cases.owed(case, on)
     ended = case.status in ENDED or owed.remaining == 0
     return casesheet.Sheet(
@@ -95,6 +105,26 @@ def case_sheet(
         planned=planned,
         to_check=tuple(answers.holds_to_check(session, [case.id])) if ended and not planned else (),
     )
+
+
+def _left_free(
+    debtors: Sequence[Debtor], found: Sequence[tuple[Asset, str]], room: Room
+) -> list[dict[str, Any]]:
+    """What may never be frozen in this case (查扣冻规定 art. 3), and why, as the law's reckoning says
+    (`room`): each natural person's living allowance (what the person's deposits hold of it, or the whole of
+    it to keep once some are found) and each account whose purpose the law protects."""
+    result: list[dict[str, Any]] = []
+    for d in debtors:
+        allowance, kept = room.allowance.get(d.id, 0), room.kept.get(d.id, 0)
+        if kept:
+            result.append({"debtor": mask_id(d.id_number), "amount": kept, "why": LeftFree.ALLOWANCE})
+        elif allowance:
+            result.append({"debtor": mask_id(d.id_number), "amount": allowance, "why": LeftFree.NO_DEPOSITS})
+    for a, code in found:
+        if a.id in room.protected:
+            account = f"{code} {mask_account(a.identifier)} ({a.purpose})"
+            result.append({"account": account, "amount": a.balance_fen, "why": LeftFree.PROTECTED})
+    return result
 
 
 def _ours(m: ControlMeasure, flags: dict[tuple[int, int | None], str]) -> casesheet.Ours:

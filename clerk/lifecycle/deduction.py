@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from clerk import control
 from clerk.casebook import access, cases, notices
 from clerk.store import audit, locks
-from models import rules
+from models import exemptions, rules
 from models.access import Action, Person
-from models.exemptions import NO_EXEMPTIONS, Exemptions, deductible
+from models.exemptions import NO_EXEMPTIONS, Exemptions
 from models.status import MeasureStatus
 from models.tables import Asset, Case, ControlMeasure, Debtor, MeasureAction, Registry
 from models.values import mask_account
@@ -58,11 +58,8 @@ def propose_deduction(
     a protected account's money stays unless a judge overrode that for the case, and a natural person keeps
     the living allowance across all of the person's deposits."""
     case = cases.get_case(session, case_number)
-    exempt = exempt.for_case(
-        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
-    )
     rows = session.execute(
-        select(ControlMeasure, Asset.identifier, Asset.purpose, Asset.debtor_id, Registry.code)
+        select(ControlMeasure, Asset.identifier, Asset.debtor_id, Registry.code)
         .join(Asset, Asset.id == ControlMeasure.asset_id)
         .join(Registry, Registry.id == ControlMeasure.registry_id)
         .where(
@@ -74,78 +71,69 @@ def propose_deduction(
         )
     ).all()
     remaining = cases.owed(case, today).remaining
-    protected = [m for m, _, purpose, _, _ in rows if exempt.protects("deposit", purpose)]
+    room = _room(session, case, {debtor for _, _, debtor, _ in rows}, exempt, today)
+    asset_of = {m.id: m.asset_id for m, _, _, _ in rows}
+    protected = [m for m in asset_of if asset_of[m] in room.protected]
     frozen = [
         rules.Covered(m.id, m.actual_amount_fen or 0, m.started_on or today)
-        for m, _, purpose, _, _ in rows
-        if not exempt.protects("deposit", purpose)
+        for m, _, _, _ in rows
+        if m.asset_id not in room.protected
     ]
     # The allowance first, then what is owed: what one person must keep, another's freeze may still cover.
-    allowed = _within_allowances(
-        session, case, frozen, {m.id: debtor for m, _, _, debtor, _ in rows}, exempt, today
-    )
-    proposed = rules.propose_deduction(remaining, allowed)
-    info = {m.id: (code, mask_account(identifier)) for m, identifier, _, _, code in rows}
+    oldest_first = sorted(frozen, key=lambda f: (f.placed_on, f.key))
+    debtor_of = {m.id: debtor for m, _, debtor, _ in rows}
+    allowed: dict[int, int] = {}
+    for debtor in {debtor_of[f.key] for f in frozen}:
+        mine = [rules.Holding(f.key, f.amount) for f in oldest_first if debtor_of[f.key] == debtor]
+        allowed |= {h.key: h.available for h in room.take(debtor, mine)}
+    movable = [rules.Covered(f.key, allowed[f.key], f.placed_on) for f in frozen]
+    proposed = rules.propose_deduction(remaining, movable)
+    info = {m.id: (code, mask_account(identifier)) for m, identifier, _, code in rows}
     lines = tuple(ProposedDeduction(a.key, info[a.key][0], info[a.key][1], a.amount) for a in proposed)
     without_allowance = rules.propose_deduction(remaining, frozen)
     kept = sum(a.amount for a in without_allowance) - sum(a.amount for a in proposed)
     return DeductionProposal(case.id, case.case_number, case.judge, remaining, lines, kept, len(protected))
 
 
-def _within_allowances(
-    session: Session,
-    case: Case,
-    frozen: list[rules.Covered],
-    debtor_of: Mapping[int, int],
-    exempt: Exemptions,
-    today: dt.date,
-) -> list[rules.Covered]:
-    """The case's freezes with what may move from each once every natural person keeps the living
-    allowance: per person, at most the person's deposits (last reported balances, less other authorities'
-    measures; protected accounts left out, as the freeze leaves them) less the allowance and less what they
-    hold for our other cases (exemptions.deductible),
-    taken oldest freeze first, as the proposal takes them."""
-    debtors = {debtor_of[f.key] for f in frozen}
-    people = {
-        d.id: d.dependants
-        for d in session.scalars(select(Debtor).where(Debtor.id.in_(debtors), Debtor.kind == "person"))
-    }
-    if not people or exempt.months <= 0:
-        return frozen
-    # What each person's deposits hold that no other authority holds, counted as the freeze counts them
-    # (control.planning): a protected account's balance is no part of it, unless a judge overrode that (a
-    # large wage account must not hide that the person's own deposits are under the allowance).
-    balances: dict[int, int] = {}
-    for asset in session.scalars(select(Asset).where(Asset.debtor_id.in_(people), Asset.kind == "deposit")):
-        if not exempt.protects(asset.kind, asset.purpose):
-            balances[asset.debtor_id] = balances.get(asset.debtor_id, 0) + control.cap.available(asset, 0)
-    elsewhere: dict[int, int] = {}  # what our freezes for other cases hold on those same deposits
-    for debtor, kind, purpose, total in session.execute(
-        select(
-            Asset.debtor_id,
-            Asset.kind,
-            Asset.purpose,
-            func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0),
-        )
-        .join(ControlMeasure, ControlMeasure.asset_id == Asset.id)
+def _room(
+    session: Session, case: Case, debtor_ids: set[int], exempt: Exemptions, today: dt.date
+) -> exemptions.Room:
+    """The law's reckoning (`models.exemptions.room_for`) of these debtors' deposits for the deduction:
+    each deposit's last reported balance less other authorities' measures, less what our freezes for other
+    cases hold on it (this case's freezes are what moves)."""
+    rows = session.execute(
+        select(ControlMeasure.asset_id, func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0))
+        .join(Asset, Asset.id == ControlMeasure.asset_id)
         .where(
-            Asset.debtor_id.in_(people),
+            Asset.debtor_id.in_(debtor_ids),
             ControlMeasure.case_id != case.id,
             ControlMeasure.kind == "freeze",
             ControlMeasure.status == MeasureStatus.EFFECTIVE,
         )
-        .group_by(Asset.debtor_id, Asset.kind, Asset.purpose)
-    ):
-        if not exempt.protects(kind, purpose):
-            elsewhere[debtor] = elsewhere.get(debtor, 0) + total
-    oldest_first = sorted(frozen, key=lambda f: (f.placed_on, f.key))
-    allowed: dict[int, int] = {}
-    for debtor_id, dependants in people.items():
-        mine = [rules.Holding(f.key, f.amount) for f in oldest_first if debtor_of[f.key] == debtor_id]
-        allowance = exempt.allowance(case.court_code, today, dependants)
-        for h in deductible(mine, balances.get(debtor_id, 0), allowance, elsewhere.get(debtor_id, 0)):
-            allowed[h.key] = h.available
-    return [rules.Covered(f.key, allowed.get(f.key, f.amount), f.placed_on) for f in frozen]
+        .group_by(ControlMeasure.asset_id)
+    )
+    held_elsewhere = {asset_id: int(total) for asset_id, total in rows}
+    deposits = [
+        exemptions.Deposit(
+            a.id, a.debtor_id, control.cap.available(a, 0), held_elsewhere.get(a.id, 0), a.purpose
+        )
+        for a in session.scalars(
+            select(Asset).where(Asset.debtor_id.in_(debtor_ids), Asset.kind == "deposit")
+        )
+    ]
+    people = {
+        d.id: d.dependants
+        for d in session.scalars(select(Debtor).where(Debtor.id.in_(debtor_ids), Debtor.kind == "person"))
+    }
+    return exemptions.room_for(
+        exempt,
+        case.court_code,
+        today,
+        deposits,
+        people,
+        allowance_overridden=case.override_allowance,
+        protected_overridden=case.override_protected,
+    )
 
 
 def approve_deduction(

@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from models.exemptions import (
+    Deposit,
     Exemptions,
     LivingStandard,
     deductible,
     living_allowance,
+    room_for,
     standard_for,
     within_allowance,
 )
@@ -110,3 +112,71 @@ def test_what_moves_never_eats_into_the_allowance(
     total = sum(m.available for m in moved)
     assert total <= max(balance - allowance - elsewhere, 0)
     assert total == min(sum(frozen), max(balance - allowance - elsewhere, 0))
+
+
+_PURPOSES = st.sampled_from([None, "salary", "social_security"])
+_DEPOSITS = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # debtor
+        st.integers(0, 50_000_00),  # free: the balance less other authorities' measures
+        st.integers(0, 20_000_00),  # held: our holds the caller counts as gone
+        _PURPOSES,
+    ),
+    max_size=8,
+)
+
+
+@given(
+    deposits=_DEPOSITS,
+    dependants=st.dictionaries(st.integers(0, 2), st.none() | st.integers(0, 4), max_size=3),
+    months=st.integers(0, 6),
+    overridden=st.tuples(st.booleans(), st.booleans()),
+    moving=st.lists(st.integers(0, 60_000_00), max_size=8),
+)
+def test_the_freeze_the_deduction_and_the_case_sheet_agree_on_what_the_law_leaves(
+    deposits: list[tuple[int, int, int, str | None]],
+    dependants: dict[int, int | None],
+    months: int,
+    overridden: tuple[bool, bool],
+    moving: list[int],
+) -> None:
+    """Planning, the deduction and the case sheet each take `room_for`: what the freeze leaves free on a
+    person's deposits is what the sheet says is kept, the deduction never moves more than the freeze could
+    have held, and a protected deposit is in none of them, unless the judge overrode the rule for the case."""
+    rules = Exemptions(STANDARDS, months, frozenset({"social_security"}))
+    found = [
+        Deposit(i, debtor, free, held, purpose) for i, (debtor, free, held, purpose) in enumerate(deposits)
+    ]
+    allowance_off, protected_off = overridden
+    room = room_for(
+        rules,
+        "豫0185",
+        dt.date(2026, 1, 5),
+        found,
+        dependants,
+        allowance_overridden=allowance_off,
+        protected_overridden=protected_off,
+    )
+    assert room.protected == (
+        frozenset() if protected_off else {d.key for d in found if d.purpose == "social_security"}
+    )
+    for debtor in {d.debtor for d in found}:
+        mine = [d for d in found if d.debtor == debtor and d.key not in room.protected]
+        total = sum(max(d.free - d.held, 0) for d in mine)
+        # The sheet's words: the allowance, and what of it the person's deposits hold.
+        allowance = room.allowance.get(debtor, 0)
+        expected = 0 if allowance_off or months == 0 or debtor not in dependants else allowance
+        assert allowance == expected
+        assert room.kept.get(debtor, 0) == min(allowance, total)
+        # The freeze: what it may place on the deposits leaves exactly what the sheet says is kept.
+        group = [Holding(d.key, room.room[d.key]) for d in mine]
+        frozen = sum(h.available for h in room.take(debtor, group))
+        assert frozen == total - room.kept.get(debtor, 0) == room.holdable.get(debtor, 0)
+        # The deduction: this case's freezes on them move at most what the freeze could have held.
+        held = [Holding(d.key, amount) for d, amount in zip(mine, moving, strict=False)]
+        moved = room.take(debtor, held)
+        assert all(0 <= m.available <= h.available for m, h in zip(moved, held, strict=True))
+        if debtor in room.allowance:
+            assert sum(m.available for m in moved) == min(
+                sum(h.available for h in held), room.holdable[debtor]
+            )
