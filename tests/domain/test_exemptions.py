@@ -178,5 +178,5 @@ def test_the_freeze_the_deduction_and_the_case_sheet_agree_on_what_the_law_leave
         assert all(0 <= m.available <= h.available for m, h in zip(moved, held, strict=True))
         if debtor in room.allowance:
             assert sum(m.available for m in moved) == min(
-                sum(h.available for h in held), room.holdable[debtor]
+                sum(h.available for h in held), room.holdable.get(debtor, 0)
             )
