@@ -20,38 +20,25 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import func, select
 
 from clerk.casebook.casefile import write_case_file
 from clerk.settings import Settings, get_settings
 from clerk.store import db
+from clerk.supervision import reports
 from connectors.config import registries_json, simulated_registries
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.world import case_rows
 from deployments import catalog
 from deployments.catalog import TIMEZONE
-from models.tables import Asset, Case, ControlMeasure, Query
 from models.values import InvalidValue
 
 
-@dataclass
-class DemoReport:
-    cases: int
-    cases_queried: int
-    lookups: int
-    failed_lookups: int
-    hits: int
-    measures_effective: int
-    frozen_fen: int
-    partial: int
-    queued: int
-    seizures: int
-    unconfirmed: int
+@dataclass(frozen=True)
+class DemoReport(reports.BookTotals):
     seconds: float
     sweep_message: str
 
@@ -123,39 +110,8 @@ def run_demo(
 
 def _report(conf: Settings, started: float, message: str) -> DemoReport:
     sessions = db.session_factory(db.engine_for(conf.effective_database_url))
-    with sessions() as session:
-
-        def count(stmt: object) -> int:
-            return int(session.scalar(stmt) or 0)  # type: ignore[call-overload]
-
-        measures = select(func.count()).select_from(ControlMeasure)
-        return DemoReport(
-            cases=count(select(func.count()).select_from(Case)),
-            cases_queried=count(select(func.count(func.distinct(Query.debtor_id)))),
-            lookups=count(select(func.count()).select_from(Query)),
-            failed_lookups=count(select(func.count()).select_from(Query).where(Query.status == "failed")),
-            hits=count(select(func.count()).select_from(Asset)),
-            measures_effective=count(measures.where(ControlMeasure.status == "effective")),
-            frozen_fen=count(
-                select(func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0)).where(
-                    ControlMeasure.status == "effective", ControlMeasure.kind == "freeze"
-                )
-            ),
-            partial=count(
-                measures.where(
-                    ControlMeasure.status == "effective",
-                    ControlMeasure.kind == "freeze",
-                    ControlMeasure.actual_amount_fen < ControlMeasure.requested_amount_fen,
-                )
-            ),
-            queued=count(measures.where(ControlMeasure.status == "queued")),
-            seizures=count(
-                measures.where(ControlMeasure.status == "effective", ControlMeasure.kind == "seizure")
-            ),
-            unconfirmed=count(measures.where(ControlMeasure.status == "requested")),
-            seconds=time.perf_counter() - started,
-            sweep_message=message,
-        )
+    totals = db.reading(sessions, reports.book_totals)
+    return DemoReport(**asdict(totals), seconds=time.perf_counter() - started, sweep_message=message)
 
 
 # --- clerk serve --------------------------------------------------------------------------------------

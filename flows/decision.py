@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import itertools
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -19,10 +20,9 @@ from pydantic import ConfigDict, Field, ValidationError, WithJsonSchema, create_
 from pydantic.config import JsonDict
 
 from clerk import lifecycle
-from clerk.casebook import access
+from clerk.lifecycle.decision import Decision, refusal
 from clerk.store import db
 from flows import runtime
-from models.access import Action
 from models.status import ActionStatus
 from models.supervision import CHINA
 from models.values import InvalidValue, format_yuan, parse_yuan
@@ -68,12 +68,15 @@ class DeductionDecision(RunInput):
     def approve(self) -> bool:
         return self.decision == "approve"
 
-    def approved_fen(self, proposed_fen: int) -> int:
-        """What the judge approved, in fen: the proposal when no amount was given; InvalidValue for an
-        amount with more than two decimals."""
-        if self.amount_yuan is None:
-            return proposed_fen
-        return parse_yuan(repr(self.amount_yuan), "amount_yuan", allow_zero=False)
+    def as_decision(self) -> Decision:
+        """The decision as the use case takes it (`clerk.lifecycle.decision`): the amount in fen (none given:
+        the proposal); InvalidValue for an amount with more than two decimals."""
+        amount = (
+            None
+            if self.amount_yuan is None or not self.approve
+            else parse_yuan(repr(self.amount_yuan), "amount_yuan", allow_zero=False)
+        )
+        return Decision(self.judge, self.approve, amount, self.reason)
 
     @model_validator(mode="after")
     def _reason_for_rejection(self) -> DeductionDecision:
@@ -148,9 +151,9 @@ def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
 
 def outcome_markdown(
     proposal: lifecycle.DeductionProposal,
-    decision: DeductionDecision,
+    decision: Decision,
     decided_at: dt.datetime,
-    moved: list[lifecycle.Moved] | None = None,
+    moved: Sequence[lifecycle.Moved] = (),
 ) -> str:
     """The decision and what it did, after the proposal (the `deduction-result` artifact)."""
     when = decided_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
@@ -159,7 +162,6 @@ def outcome_markdown(
             f"# Deduction rejected for {proposal.case_number}\n\nRejected by {decision.judge} at {when} "
             f"(Beijing time): {decision.reason.strip()}\n\nNothing moved; the freezes stay."
         )
-    moved = moved or []
     done = sum(m.amount_fen for m in moved if m.status == ActionStatus.DONE)
     words = {ActionStatus.DONE: "moved", ActionStatus.FAILED: "refused by the bank"}
     lines = [
@@ -180,72 +182,47 @@ def outcome_markdown(
     return "\n".join(lines)
 
 
-async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> DeductionDecision:
+async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> Decision:
     """Pause until a person allowed to decide for the case decides within the proposal. A decision the
-    rules refuse (anyone else's: audited; an amount above the proposal) is shown where it was made (above
-    the form, and as the `deduction-refusal` artifact, which `clerk approve` reads) and the run pauses
-    again. Our own deadline ends the wait while the run can still leave its paused state cleanly: past the
-    server's pause deadline, any new state becomes "Failed: never resumed"."""
+    rules refuse (`clerk.lifecycle.decision.refusal`: anyone else's, audited; an amount above the proposal)
+    is shown where it was made (above the form, and as the `deduction-refusal` artifact, which `clerk
+    approve` reads) and the run pauses again. Our own deadline ends the wait while the run can still leave
+    its paused state cleanly: past the server's pause deadline, any new state becomes "Failed: never
+    resumed"."""
     settings = rt.settings
     deadline = time.monotonic() + settings.approval_timeout_s
-    refusal: str | None = None
+    refused: str | None = None
     for attempt in itertools.count(1):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
         try:
-            decision: DeductionDecision = await asyncio.wait_for(
+            form: DeductionDecision = await asyncio.wait_for(
                 pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
-                    wait_for_input=decision_form(proposal, refusal),
+                    wait_for_input=decision_form(proposal, refused),
                     timeout=int(left) + PAUSE_MARGIN_S,
                     poll_interval=settings.approval_poll_s,
                     key="deduction-decision" if attempt == 1 else f"deduction-decision-{attempt}",
                 ),
                 left,
             )
+            decision = form.as_decision()
         except ValidationError as exc:  # the server checked the schema; this is what it cannot check
-            refusal = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            refused = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        except InvalidValue as exc:
+            refused = str(exc)
         else:
-            refusal = await _refused(rt, proposal, decision)
-            if refusal is None:
+            ctx = rt.ctx.acting(runtime.actor())  # a refusal is the run's to audit, not the requester's
+            refused = await db.run(rt.sessions, refusal, ctx, proposal, decision, settings.access)
+            if refused is None:
                 return decision
-        get_run_logger().warning("decision refused: %s; waiting again", refusal)
+        get_run_logger().warning("decision refused: %s; waiting again", refused)
         await acreate_markdown_artifact(
-            f"# Decision refused\n\n{refusal}.\n\nThe run waits for a new decision.",
+            f"# Decision refused\n\n{refused}.\n\nThe run waits for a new decision.",
             key="deduction-refusal",
-            description=f"Decision refused: {refusal}",
+            description=f"Decision refused: {refused}",
         )
     raise AssertionError("unreachable")
-
-
-async def _refused(
-    rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, decision: DeductionDecision
-) -> str | None:
-    """Why the rules refuse this decision (who decides, how much), or None."""
-    try:
-        await db.run(
-            rt.sessions,
-            access.authorize_case,
-            rt.sessions,
-            proposal.case_number,
-            decision.judge,
-            Action.DECIDE,
-            rt.settings.access,
-            runtime.actor(),
-        )
-    except access.Refused as exc:
-        return str(exc)
-    if decision.approve:
-        try:
-            asked = decision.approved_fen(proposal.total_fen)
-        except InvalidValue as exc:
-            return str(exc)
-        if asked > proposal.total_fen:
-            return (
-                f"amount_yuan: {format_yuan(asked)} is more than the {format_yuan(proposal.total_fen)} yuan "
-                "proposed"
-            )
-    return None
 
 
 async def remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, after_s: int) -> None:

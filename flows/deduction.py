@@ -19,12 +19,12 @@ from prefect.events import emit_event
 from prefect.exceptions import FlowPauseTimeout
 from prefect.states import Cancelled, Completed, Failed
 
-from clerk import control, lifecycle
+from clerk import lifecycle
 from clerk.casebook import access, cases
+from clerk.lifecycle.decision import Decision, Verdict, carry_out
 from clerk.store import db
 from flows import decision as judge
 from flows import runtime
-from models.tables import utcnow
 from models.values import CaseNumber, InvalidValue, format_yuan
 
 
@@ -82,60 +82,22 @@ async def deduction(case_number: str, requested_by: str) -> State:
 
         reminder = asyncio.create_task(judge.remind(rt, proposal, settings.approval_reminder_s))
         try:
-            decision = await judge.wait_for_decision(rt, proposal)
+            decision: Decision | None = await judge.wait_for_decision(rt, proposal)
         except (TimeoutError, FlowPauseTimeout):
-            await db.write(rt.sessions, lifecycle.record_timeout, proposal, rt.ctx.actor)
-            emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
-            return Cancelled(
-                message=f"{number}: no decision within {settings.approval_timeout_s} s; nothing moved"
-            )
+            decision = None
         finally:
             reminder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reminder
-        decided_at = utcnow()
-        if not decision.approve:
-            reason = decision.reason.strip()
-            await db.write(
-                rt.sessions,
-                lifecycle.reject_deduction,
-                proposal,
-                decision.judge,
-                reason,
-                rt.ctx.actor,
-                decided_at,
-            )
+        outcome = await carry_out(rt.ctx, proposal, decision, settings.approval_timeout_s)
+        if decision is None:
+            emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
+            return Cancelled(message=outcome.message)
+        if outcome.approved_fen or not decision.approve:
             await acreate_markdown_artifact(
-                judge.outcome_markdown(proposal, decision, decided_at),
+                judge.outcome_markdown(proposal, decision, outcome.decided_at, outcome.moved),
                 key="deduction-result",
-                description=f"Deduction rejected for {number}",
+                description=f"Deduction {'approved' if decision.approve else 'rejected'} for {number}",
             )
-            return Completed(message=f"{number}: deduction rejected by {decision.judge}: {reason}")
-        try:
-            approved = decision.approved_fen(proposal.total_fen)
-            action_ids = await db.write(
-                rt.sessions,
-                lifecycle.approve_deduction,
-                proposal,
-                approved,
-                decision.judge,
-                rt.ctx.actor,
-                decided_at,
-            )
-        except (ValueError, InvalidValue) as exc:
-            return Failed(message=f"{number}: the decision could not be applied: {exc}")
-        tally = await control.send_actions(rt.ctx, action_ids)
-        moved = await db.read(rt.sessions, lifecycle.deduction_outcome, action_ids)
-        await acreate_markdown_artifact(
-            judge.outcome_markdown(proposal, decision, decided_at, moved),
-            key="deduction-result",
-            description=f"Deduction approved for {number}",
-        )
-        message = (
-            f"{number}: {format_yuan(tally.amount_fen)} of {format_yuan(approved)} yuan approved moved "
-            f"to the case account ({tally.unconfirmed} transfer(s) unconfirmed, resolved by the collect flow)"
-        )
-        log.info(message)
-        if tally.refused:
-            return Failed(message=message + f"; {tally.refused} refused by the bank")
-        return Completed(message=message)
+        log.info(outcome.message)
+        return (Failed if outcome.verdict is Verdict.FAILED else Completed)(message=outcome.message)

@@ -8,16 +8,18 @@ import csv
 import datetime as dt
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import exports
 from clerk.store import audit
-from models.status import CaseStatus
+from models.status import CaseStatus, MeasureStatus
 from models.supervision import bureau_today, start_of
-from models.tables import AuditEvent, Case, CaseDebtor, NodeNotice, Query
+from models.tables import Asset, AuditEvent, Case, CaseDebtor, ControlMeasure, NodeNotice, Query
 
 COLUMNS = (
     "court",
@@ -140,3 +142,50 @@ def write_csv(
 
 def yesterday(now: dt.datetime) -> dt.date:
     return bureau_today(now) - dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class BookTotals:
+    """The case book in figures (the demo's summary): cases, lookups and hits, and the measures by state."""
+
+    cases: int
+    cases_queried: int  # debtors asked about at least once
+    lookups: int
+    failed_lookups: int
+    hits: int
+    measures_effective: int
+    frozen_fen: int
+    partial: int  # freezes in force for less than was asked
+    queued: int
+    seizures: int
+    unconfirmed: int
+
+
+def book_totals(session: Session) -> BookTotals:
+    def count(stmt: Select[Any]) -> int:
+        return int(session.scalar(stmt) or 0)
+
+    measures = select(func.count()).select_from(ControlMeasure)
+    in_force = measures.where(ControlMeasure.status == MeasureStatus.EFFECTIVE)
+    return BookTotals(
+        cases=count(select(func.count()).select_from(Case)),
+        cases_queried=count(select(func.count(func.distinct(Query.debtor_id)))),
+        lookups=count(select(func.count()).select_from(Query)),
+        failed_lookups=count(select(func.count()).select_from(Query).where(Query.status == "failed")),
+        hits=count(select(func.count()).select_from(Asset)),
+        measures_effective=count(in_force),
+        frozen_fen=count(
+            select(func.coalesce(func.sum(ControlMeasure.actual_amount_fen), 0)).where(
+                ControlMeasure.status == MeasureStatus.EFFECTIVE, ControlMeasure.kind == "freeze"
+            )
+        ),
+        partial=count(
+            in_force.where(
+                ControlMeasure.kind == "freeze",
+                ControlMeasure.actual_amount_fen < ControlMeasure.requested_amount_fen,
+            )
+        ),
+        queued=count(measures.where(ControlMeasure.status == MeasureStatus.QUEUED)),
+        seizures=count(in_force.where(ControlMeasure.kind == "seizure")),
+        unconfirmed=count(measures.where(ControlMeasure.status == MeasureStatus.REQUESTED)),
+    )
