@@ -2,7 +2,7 @@
 
 - `clerk query CASE --requested-by JUDGE` on the command line, its two routes: with `clerk serve` serving
   the case-query deployment, a run of it started and followed through the server's REST API (the command
-  imports typer, rich and httpx, not Prefect: clerk/cli/query.py); with nothing serving it, the flow in
+  imports typer, rich and httpx, not Prefect: cli/query.py); with nothing serving it, the flow in
   the command's own process (Python, Prefect and the clerk start, then the flow runs there), recorded on
   the running server;
 - `prefect deployment run case-query/case-query -p … --watch` against a served deployment (`clerk serve
@@ -279,8 +279,7 @@ def _measure(
     rows = []
     if cli:
         queried = [
-            _timed(["clerk.cli", "query", number, "--requested-by", who], env)
-            for number, who in picked[:runs]
+            _timed(["cli", "query", number, "--requested-by", who], env) for number, who in picked[:runs]
         ]
         rows.append(
             _row("clerk query, nothing serving case-query (the flow in its own process)", queried, None)
@@ -295,9 +294,9 @@ def _measure(
         busy = machine_cpu_s()
         time.sleep(QUIET_S * scale)
         waiting = (machine_cpu_s() - busy) / (QUIET_S * scale)
-        if judge:  # the judge's command on the served deployment (clerk/cli/query.py)
+        if judge:  # the judge's command on the served deployment (cli/query.py)
             on_server = [
-                _timed(["clerk.cli", "query", number, "--requested-by", who], env)
+                _timed(["cli", "query", number, "--requested-by", who], env)
                 for number, who in picked[-2 * runs : -runs]
             ]
             rows.append(_row(f"clerk query, on the served deployment ({served})", on_server, 3.0))

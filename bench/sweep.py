@@ -70,7 +70,7 @@ def simulators(debtors: int, folder: Path, regs: list[RegistryConfig]) -> Iterat
     case_file = folder / "cases.csv"
     env = os.environ | {"CLERK_REGISTRIES": registries_json(regs), "CLERK_NOTIFIER_URL": ""}
     args = ["sim", "--debtors", str(debtors), "--seed", "1", "--write-cases", str(case_file)]
-    with serving(["clerk.cli", *args], env, "serving") as process:
+    with serving(["cli", *args], env, "serving") as process:
         yield Served(case_file, process)
 
 
@@ -178,7 +178,7 @@ def clerk_env(database_url: str, regs: list[RegistryConfig]) -> dict[str, str]:
 
 
 def import_cases(env: dict[str, str], case_file: Path) -> float:
-    seconds, _ = run_module(["clerk.cli", "cases", "import", str(case_file)], env)
+    seconds, _ = run_module(["cli", "cases", "import", str(case_file)], env)
     return seconds
 
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _clerk(args: list[str], env: dict[str, str]) -> str:
-    return run_module(["clerk.cli", *args], env, timeout=1800)[1]
+    return run_module(["cli", *args], env, timeout=1800)[1]
 
 
 def _run_seconds(client: dict[str, str]) -> float:
@@ -82,7 +82,7 @@ def measure(workers: int, debtors: int) -> dict[str, Any]:
                 run_s = _run_seconds(client)
             finally:
                 subprocess.run(
-                    [sys.executable, "-m", "clerk.cli", "down"],
+                    [sys.executable, "-m", "cli", "down"],
                     env=env,
                     cwd=ROOT,
                     capture_output=True,

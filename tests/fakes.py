@@ -240,9 +240,7 @@ def context_for(
     made sure of, their batch sizes), its clock stopped `at` when given (a day: its noon in China)."""
     ids = db.in_transaction(sessions, querying.ensure_registries, configs)
     sizes = {c.code: c.batch_size for c in configs}
-    ctx = Context(
-        sessions, context.registries(ports, ids, sizes), policy or Policy(), actor, court_account
-    )
+    ctx = Context(sessions, context.registries(ports, ids, sizes), policy or Policy(), actor, court_account)
     if at is None:
         return ctx
     return ctx.at(at) if isinstance(at, dt.datetime) else ctx.on(at)

@@ -70,8 +70,8 @@ def flow_world(
     through the CLI: what the flow tests start from."""
     from typer.testing import CliRunner
 
-    from clerk.cli import app
     from clerk.settings import get_settings
+    from cli import app
 
     with served_world(tmp, debtors=debtors, seed=seed, now=now, **limits) as served:
         monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))

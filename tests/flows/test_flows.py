@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from clerk import control
 from clerk.casebook import cases
-from clerk.cli import app
 from clerk.settings import get_settings
 from clerk.store import audit, db, tree
+from cli import app
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.sweep import sweep
@@ -182,7 +182,7 @@ def test_collect_resolves_a_measure_whose_sending_was_interrupted(world: World) 
 
 
 def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None:
-    from clerk.cli import SAMPLE_CASES
+    from cli import SAMPLE_CASES
 
     result = CliRunner().invoke(app, ["demo", "--debtors", "200", "--seed", "4"])
     assert result.exit_code == 0, result.output

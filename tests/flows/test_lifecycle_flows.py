@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from clerk import control, querying
 from clerk.casebook import cases
-from clerk.cli import app
 from clerk.settings import get_settings
 from clerk.store import db, tree
+from cli import app
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.daily_report import daily_report

@@ -31,7 +31,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 from rich.cells import cell_len
 
-from clerk.cli import served
+from cli import served
 from connectors.simulator.serve import free_loopback_ports
 from deployments.embedded import prefect_server
 from models.values import CaseNumber

@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from clerk.cli import app
 from clerk.settings import get_settings
 from clerk.store import db
+from cli import app
 from connectors.config import registries_json
 from connectors.simulator.serve import free_loopback_ports
 from deployments.cluster import alive as pid_alive

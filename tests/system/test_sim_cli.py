@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clerk.cli import app
 from clerk.settings import get_settings
+from cli import app
 from connectors.simulator.serve import free_loopback_ports
 
 runner = CliRunner()
@@ -54,7 +54,7 @@ def test_sim_serves_every_registry_and_its_case_file_imports(
         [
             sys.executable,
             "-m",
-            "clerk.cli",
+            "cli",
             "sim",
             "--debtors",
             "3000",

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from clerk.casebook.casefile import FIELDS
-from clerk.cli import app
 from clerk.store import db
+from cli import app
 from models.tables import AuditEvent, Case, Payment
 
 runner = CliRunner()

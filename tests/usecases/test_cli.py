@@ -11,7 +11,7 @@ from rich.cells import cell_len
 from typer.testing import CliRunner
 
 from clerk.casebook.casefile import FIELDS
-from clerk.cli import app
+from cli import app
 
 runner = CliRunner()
 CASE = "(2024)豫0185执1234号"
@@ -285,7 +285,7 @@ def test_an_outsider_checks_an_export_with_the_public_key_alone(
 
 
 def test_cases_list_pages_and_says_what_it_left_out(clerk_env: str) -> None:
-    from clerk.cli import SAMPLE_CASES
+    from cli import SAMPLE_CASES
 
     assert clerk("cases", "import", str(SAMPLE_CASES))[0] == 0
     code, out, err = clerk("cases", "list", "--limit", "5")

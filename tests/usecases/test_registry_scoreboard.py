@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from clerk import querying, sweeping
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
-from clerk.cli import app
 from clerk.store import db
 from clerk.supervision.scoreboard import late_to_alert, registry_scoreboard
+from cli import app
 from connectors.loader import build
 from connectors.simulator.faults import FaultPlan
 from models.scoreboard import ANSWER_WITHIN, percentile

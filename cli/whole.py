@@ -3,8 +3,8 @@ lists them."""
 
 from __future__ import annotations
 
-from clerk.cli import audit, cases, ops, runs, sim
-from clerk.cli.common import SAMPLE_CASES, app
+from cli import audit, cases, ops, runs, sim
+from cli.common import SAMPLE_CASES, app
 
 #: `clerk --help` lists what a judge runs first, then the case book, then what operators run.
 ORDER = ("query", "deduct", "approve", "demo", "run", "sim", "serve", "setup", "up", "down", "status")

@@ -12,10 +12,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from clerk.cli.common import app, err, friendly_errors, out, settings, unit_of_work
 from clerk.settings import Settings
 from clerk.store import db
 from clerk.supervision.scoreboard import registry_scoreboard
+from cli.common import app, err, friendly_errors, out, settings, unit_of_work
 from connectors import loader
 from connectors.base import Health
 from deployments import catalog

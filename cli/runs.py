@@ -8,9 +8,10 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from clerk.cli import served
-from clerk.cli.cases import print_sheet
-from clerk.cli.common import (
+from clerk.settings import use_prefect_defaults
+from cli import served
+from cli.cases import print_sheet
+from cli.common import (
     RequestedByOption,
     app,
     check_access,
@@ -18,8 +19,7 @@ from clerk.cli.common import (
     friendly_errors,
     out,
 )
-from clerk.cli.query import query
-from clerk.settings import use_prefect_defaults
+from cli.query import query
 from deployments import catalog
 from models.access import Action
 from models.casesheet import Sheet

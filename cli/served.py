@@ -2,7 +2,7 @@
 names), through its REST API with httpx alone: no Prefect import, no temporary server, so `clerk query`
 answers in the time the served run takes (bench/latency.py measures both routes).
 
-Light on purpose: `clerk query` imports this and `clerk.cli.query`, not the rest of the command line.
+Light on purpose: `clerk query` imports this and `cli.query`, not the rest of the command line.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """`clerk query`: a judge's case query, now. Light on purpose (typer, rich, httpx and the case number's
 rule): with a Prefect server running that serves the case-query deployment (`clerk serve`, or the server
 PREFECT_API_URL names), the query is a run of that deployment, started and followed through the server's
-API (`clerk.cli.served`): no Prefect import, no temporary server. Without one, the flow runs in this
-process (`clerk.cli.runs.query_here`), against the running server if there is one.
+API (`cli.served`): no Prefect import, no temporary server. Without one, the flow runs in this
+process (`cli.runs.query_here`), against the running server if there is one.
 """
 
 from __future__ import annotations
@@ -13,22 +13,14 @@ from typing import Annotated
 
 import typer
 
-from clerk.cli import served
-from clerk.cli.console import err, out, print_assets, print_headline
+from cli import served
+from cli.console import err, out, print_assets, print_headline
+from cli.options import RequestedByOption
 from models.values import CaseNumber, InvalidValue
 
 #: A failed run whose message starts with one of these was refused for what the user typed: exit 2, as
 #: for any input error (registries: a code the settings do not have; requested_by: may not ask).
 INPUT_FIELDS = ("case_number:", "registries:", "requested_by:")
-
-
-RequestedByOption = Annotated[
-    str,
-    typer.Option(
-        "--requested-by",
-        help="Who asks (required): the case's judge, or a person CLERK_PEOPLE allows at the case's court.",
-    ),
-]
 
 
 def query(
@@ -77,8 +69,8 @@ def query(
     except served.ServerError as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(1) from None
-    from clerk.cli.common import friendly_errors
-    from clerk.cli.runs import query_here
+    from cli.common import friendly_errors
+    from cli.runs import query_here
 
     friendly_errors(query_here)(number, requested_by, registry, auto_control=auto_control, dry_run=dry_run)
 

@@ -21,12 +21,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.casebook import access, casefile, cases
-from clerk.cli import console
-from clerk.cli.query import RequestedByOption as RequestedByOption  # one definition, light
 from clerk.settings import Settings, SettingsError, get_settings
 from clerk.store import audit, db
 from clerk.store.heads import HeadError
 from clerk.store.tree import TreeError
+from cli import console
+from cli.options import RequestedByOption as RequestedByOption
 from connectors.loader import ConnectorLoadError
 from connectors.simulator.serve import SimulatorError
 from models.access import Action

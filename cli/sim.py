@@ -13,11 +13,11 @@ from rich.table import Table
 from rich.text import Text
 
 from clerk.casebook import casefile, cases
-from clerk.cli.cases import import_file
-from clerk.cli.common import SAMPLE_CASES, app, err, friendly_errors, out, sessions, settings, unit_of_work
-from clerk.cli.ops import print_scoreboard
 from clerk.store import audit, tree
 from clerk.supervision.scoreboard import registry_scoreboard
+from cli.cases import import_file
+from cli.common import SAMPLE_CASES, app, err, friendly_errors, out, sessions, settings, unit_of_work
+from cli.ops import print_scoreboard
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.world import case_rows

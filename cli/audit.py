@@ -16,8 +16,8 @@ from rich import box
 from rich.table import Table
 
 from clerk.casebook import cases, exports
-from clerk.cli.common import OverwriteOption, err, friendly_errors, out, sessions, settings, unit_of_work
 from clerk.store import audit, heads, tree
+from cli.common import OverwriteOption, err, friendly_errors, out, sessions, settings, unit_of_work
 from models.values import InvalidValue, format_yuan, parse_date
 
 audit_app = typer.Typer(

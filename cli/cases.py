@@ -17,7 +17,8 @@ from rich.text import Text
 
 from clerk import control
 from clerk.casebook import casefile, cases, intake
-from clerk.cli.common import (
+from clerk.store import audit
+from cli.common import (
     ActorOption,
     OnOption,
     ReasonOption,
@@ -30,8 +31,7 @@ from clerk.cli.common import (
     settings,
     unit_of_work,
 )
-from clerk.cli.console import print_assets, print_headline, print_standing
-from clerk.store import audit
+from cli.console import print_assets, print_headline, print_standing
 from models import casesheet
 from models.access import Action
 from models.supervision import bureau_today
