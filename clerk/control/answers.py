@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import notices
-from clerk.control.planning import _MEASURES
 from clerk.store import audit, bulk, db
 from connectors.base import (
     ControlOutcome,
@@ -202,7 +201,7 @@ def record_replies(
             )
         )
     if changes:
-        bulk.update_rows(session, _MEASURES, list(changes.values()))
+        bulk.update_rows(session, db.table(ControlMeasure), list(changes.values()))
         db.expire_cached(session, ControlMeasure, changes)
     new_flags = flag(session, flagged, actor, entries)
     drafts.extend(draft for _, draft in new_flags)

@@ -6,18 +6,31 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from connectors.base import ControlOutcome, ControlReply
 from models.status import MeasureStatus
-
-if TYPE_CHECKING:  # planning sends through the exchange, which counts here
-    from clerk.control.planning import Plan
+from models.tallies import add_fields
 
 #: How many cases short of what they owe a run's result names; the rest are counted only, so a sweep of a
 #: province holds no more than these whatever it controls.
 SHORT_NAMED = 200
+
+
+class Planned(Protocol):
+    """What a case's plan (`control.planning.Plan`) says that counts."""
+
+    @property
+    def case_number(self) -> str: ...
+    @property
+    def freeze_fen(self) -> int: ...
+    @property
+    def allowance_kept_fen(self) -> int: ...
+    @property
+    def protected_accounts(self) -> int: ...
+    @property
+    def short_fen(self) -> int: ...
 
 
 @dataclass
@@ -49,10 +62,8 @@ class Counts:
     invalid_replies: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: Counts) -> None:
-        for name in _NUMBERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        add_fields(self, other, skip=("short",))
         self.short.extend(other.short[: SHORT_NAMED - len(self.short)])
-        self.add_flags(other.invalid_replies)
 
     def flagged(self, registries: Iterable[str]) -> None:
         """Count answers found invalid for the first time, one registry code each (the run's events)."""
@@ -63,7 +74,7 @@ class Counts:
         for registry, n in by_registry.items():
             self.invalid_replies[registry] = self.invalid_replies.get(registry, 0) + n
 
-    def note(self, plan: Plan) -> None:
+    def note(self, plan: Planned) -> None:
         """Count a case's plan: what it asks to freeze, and whether it leaves the case short."""
         self.freeze_requested_fen += plan.freeze_fen
         self.allowance_kept_fen += plan.allowance_kept_fen
@@ -86,6 +97,3 @@ class Counts:
             self.queued += 1
         elif status == MeasureStatus.FAILED:
             self.refused += 1
-
-
-_NUMBERS = tuple(f.name for f in fields(Counts) if f.name not in ("short", "invalid_replies"))

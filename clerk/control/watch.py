@@ -33,6 +33,7 @@ from connectors.base import (
 from models.rules import AssetKind
 from models.status import CaseStatus
 from models.tables import Asset, Case, CaseDebtor, FeedCursor, utcnow
+from models.tallies import add_fields
 from models.values import mask_account
 
 
@@ -45,11 +46,7 @@ class WatchResult:
     control: control.Counts = field(default_factory=control.Counts)
 
     def add(self, other: WatchResult) -> None:
-        self.polled_accounts += other.polled_accounts
-        self.feed_events += other.feed_events
-        self.deposits += other.deposits
-        self.failed_calls += other.failed_calls
-        self.control.add(other.control)
+        add_fields(self, other)
 
 
 def uncovered_accounts(session: Session, today: dt.date) -> dict[int, list[str]]:

@@ -11,6 +11,7 @@ once.
 
 from __future__ import annotations
 
+from clerk.querying.assets import update_asset
 from clerk.querying.batch import (
     BatchResult,
     Tally,
@@ -22,14 +23,12 @@ from clerk.querying.batch import (
 from clerk.querying.due import MAX_SHARDS, Schedule, Shard, count_due, due_debtor_ids, due_page
 from clerk.querying.record import (
     Recorded,
-    add_counts,
     cases_of,
     pending_requests,
     record_failure,
     record_reply,
     record_sent,
     stamp_queried,
-    update_asset,
 )
 from clerk.querying.runs import (
     CaseQuery,
@@ -51,7 +50,6 @@ __all__ = [
     "Schedule",
     "Shard",
     "Tally",
-    "add_counts",
     "cases_of",
     "collect_queries",
     "count_due",

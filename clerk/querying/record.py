@@ -6,20 +6,21 @@ balance and other authorities' measures and says what changed, in the audit trai
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from clerk.querying import assets
 from clerk.store import audit, bulk, db
-from connectors.base import AssetReport, QueryReply, SubjectStatus
+from connectors.base import QueryReply, SubjectStatus
 from models.status import LookupStatus
 from models.tables import Asset, Case, CaseDebtor, Debtor, Query, utcnow
-from models.values import mask_account, scrub_text
+from models.tallies import add_fields
+from models.values import scrub_text
 
 _QUERIES, _ASSETS = db.table(Query), db.table(Asset)
 
@@ -147,13 +148,6 @@ def _insert_lookups(
     return dict(zip(((x.registry_id, x.debtor_id) for x in new), inserted, strict=True))
 
 
-def add_counts(total: object, other: object) -> None:
-    """Add every integer field of the dataclass `other` to the same field of `total`."""
-    for f in dataclasses.fields(other):  # type: ignore[arg-type]
-        if f.type in ("int", int):
-            setattr(total, f.name, getattr(total, f.name) + getattr(other, f.name))
-
-
 @dataclass
 class Recorded:
     """What one reply changed, in counts (never personal data)."""
@@ -170,11 +164,7 @@ class Recorded:
     answered: set[int] = field(default_factory=set)  # debtors answered, to stamp (`stamp_queried`)
 
     def add(self, other: Recorded) -> None:
-        add_counts(self, other)
-        self.answered |= other.answered
-        self.cases_with_new_hits |= other.cases_with_new_hits
-        self.terminated_with_new_hits |= other.terminated_with_new_hits
-        self.terminated_queried |= other.terminated_queried
+        add_fields(self, other)
 
 
 @dataclass(frozen=True)
@@ -271,7 +261,7 @@ def _known(session: Session, replies: Sequence[Reply]) -> dict[tuple[int, str], 
     known: dict[tuple[int, str], dict[str, Any]] = {}
     for registry_id, identifiers in wanted.items():
         for part in db.chunks(identifiers):
-            rows = db.all_rows(session, _known_of(session, registry_id, part))
+            rows = db.all_rows(session, assets.known_of(session, registry_id, part))
             known.update(((registry_id, row.identifier), row._asdict()) for row in rows)
     return known
 
@@ -315,13 +305,13 @@ class Recording:
                 key = (r.registry_id, report.identifier)
                 asset = self.known.get(key)
                 if asset is None:
-                    asset = self.known[key] = self.new_assets[key] = _new_asset(
+                    asset = self.known[key] = self.new_assets[key] = assets.new_asset(
                         debtor_id, r.registry_id, lookups[(r.registry_id, debtor_id)], report, self.now
                     )
                     result.new_assets += 1
                     action = "hit.recorded"
                 else:
-                    changed, rewritten = _update(asset, report, self.now)
+                    changed, rewritten = assets.refresh(asset, report, self.now)
                     if rewritten:
                         self.rewritten.add(asset["id"])
                     if not changed:
@@ -332,7 +322,7 @@ class Recording:
                 result.cases_with_new_hits.update(active)
                 if terminated:
                     result.terminated_with_new_hits.update(terminated)
-                payload = _hit_payload(r.registry_code, asset)
+                payload = assets.hit_payload(r.registry_code, asset)
                 numbers = [*active.values(), *(terminated or {}).values()]
                 self.events.extend(audit.Entry(action, self.actor, number, payload) for number in numbers)
         self.debtors |= result.answered
@@ -352,7 +342,7 @@ class Recording:
         seen = [a["id"] for a in self.known.values() if "id" in a]
         if seen:
             rewritten = [a for a in self.known.values() if a.get("id") in self.rewritten]
-            rows = [{"id": a["id"]} | {k: a[k] for k in _REPORTED} for a in rewritten]
+            rows = [{"id": a["id"]} | {k: a[k] for k in assets.REPORTED} for a in rewritten]
             bulk.update_rows(session, _ASSETS, rows)
             bulk.set_values(session, _ASSETS, {"last_seen_at": self.now}, sorted(set(seen) - self.rewritten))
             db.expire_cached(session, Asset, seen)
@@ -419,97 +409,3 @@ def cases_of(session: Session, debtor_ids: Sequence[int]) -> dict[str, dict[int,
     for debtor_id, case_id, number, status in rows:
         found.setdefault(status, {}).setdefault(debtor_id, {})[case_id] = number
     return found
-
-
-def _others(report: AssetReport) -> dict[str, object] | None:
-    if not report.other_measures:
-        return None
-    return {
-        "measures": [
-            {
-                "authority": m.authority,
-                "amount_fen": m.amount_fen,
-                "expires_on": m.expires_on.isoformat() if m.expires_on else None,
-            }
-            for m in report.other_measures
-        ]
-    }
-
-
-#: What a registry's report of an asset sets on it (`_reported`); the rest of its row is set once.
-_REPORTED = ("balance_fen", "other_measures", "purpose", "description", "last_seen_at")
-
-
-#: The assets of a reply that the case book knows, by their identifiers at the registry.
-def _known_of(session: Session, registry_id: int, identifiers: Sequence[str]) -> Select[Any]:
-    return select(*(_ASSETS.c[name] for name in ("id", "identifier", "kind", *_REPORTED))).where(
-        _ASSETS.c.registry_id == registry_id, db.among(session, _ASSETS.c.identifier, identifiers)
-    )
-
-
-def _reported(
-    report: AssetReport, now: dt.datetime, known: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """The columns a report sets, the one place that decides how a registry's report changes what the case
-    book knows of an asset: its balance, and the time it was seen; other authorities' measures, the
-    account's purpose and the description only when the report says them. A report silent on a field (a
-    deposit feed's event says the balance only; a bank's answer that leaves an account's purpose out)
-    keeps what the case book knows (`known`, the asset's columns): a wage account stays a wage account,
-    another court's freeze stays ahead until a report says it is lifted."""
-    said = report.model_fields_set
-
-    def kept(name: str, value: Any) -> Any:
-        return value if known is None or name in said else known[name]
-
-    return {
-        "balance_fen": report.balance_fen,
-        "other_measures": kept("other_measures", _others(report)),
-        "purpose": kept("purpose", report.purpose),
-        "description": report.description or (known or {}).get("description"),
-        "last_seen_at": now,
-    }
-
-
-def _new_asset(
-    debtor_id: int, registry_id: int, query_id: int, report: AssetReport, now: dt.datetime
-) -> dict[str, Any]:
-    """A hit not seen before, as the row `record_reply` inserts with the reply's other new assets."""
-    return {
-        "debtor_id": debtor_id,
-        "registry_id": registry_id,
-        "kind": report.asset_kind.value,
-        "identifier": report.identifier,
-        "first_query_id": query_id,
-        "first_seen_at": now,
-    } | _reported(report, now)
-
-
-def _update(asset: dict[str, Any], report: AssetReport, now: dt.datetime) -> tuple[bool, bool]:
-    """Bring a known asset's row (as `record_reply` holds it) up to date: whether its balance or others'
-    measures changed, and whether anything the report sets but the time it was seen did."""
-    values = _reported(report, now, asset)
-    before = (asset["balance_fen"], asset["other_measures"])
-    changed = before != (values["balance_fen"], values["other_measures"])
-    rewritten = any(asset[name] != values[name] for name in _REPORTED if name != "last_seen_at")
-    asset.update(values)
-    return changed, rewritten
-
-
-def update_asset(asset: Asset, report: AssetReport, now: dt.datetime) -> bool:
-    """Bring a known asset (an object of the session) up to date; True when its balance or others'
-    measures changed."""
-    values = _reported(report, now, {name: getattr(asset, name) for name in _REPORTED})
-    changed = (asset.balance_fen, asset.other_measures) != (values["balance_fen"], values["other_measures"])
-    for name, value in values.items():
-        setattr(asset, name, value)
-    return changed
-
-
-def _hit_payload(registry_code: str, asset: Mapping[str, Any]) -> dict[str, object]:
-    return {
-        "registry": registry_code,
-        "kind": asset["kind"],
-        "asset": mask_account(asset["identifier"]),
-        "balance_fen": asset["balance_fen"],
-        "others": len((asset["other_measures"] or {}).get("measures", [])),
-    }
