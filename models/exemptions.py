@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from models.rules import Holding
 
@@ -142,22 +143,30 @@ class Room:
         return _take(holdings, self.holdable.get(debtor, 0))
 
 
+class CaseTerms(Protocol):
+    """What of a case the rule reads: its court (for the local standard) and a judge's overrides."""
+
+    @property
+    def court_code(self) -> str: ...
+    @property
+    def override_allowance(self) -> bool: ...
+    @property
+    def override_protected(self) -> bool: ...
+
+
 def room_for(
     exempt: Exemptions,
-    court_code: str,
+    case: CaseTerms,
     on: dt.date,
     deposits: Sequence[Deposit],
     people: Mapping[int, int | None],
-    *,
-    allowance_overridden: bool = False,
-    protected_overridden: bool = False,
 ) -> Room:
     """The one reckoning of 查扣冻规定 art. 3 for one case, which the freeze, the deduction and the case sheet
     all take: a deposit whose purpose the law protects is left alone; every natural person (`people`: the
     case's natural-person debtors and their dependants) keeps the living allowance across all of the
     person's other deposits together; a judge's override for the case lifts either."""
     exempt = exempt.for_case(
-        allowance_overridden=allowance_overridden, protected_overridden=protected_overridden
+        allowance_overridden=case.override_allowance, protected_overridden=case.override_protected
     )
     protected = frozenset(d.key for d in deposits if exempt.protects("deposit", d.purpose))
     room = {d.key: max(d.free - d.held, 0) for d in deposits if d.key not in protected}
@@ -166,7 +175,7 @@ def room_for(
         if d.key not in protected:
             total[d.debtor] = total.get(d.debtor, 0) + room[d.key]
     allowance = {
-        person: exempt.allowance(court_code, on, dependants)
+        person: exempt.allowance(case.court_code, on, dependants)
         for person, dependants in people.items()
         if exempt.months > 0
     }

@@ -181,15 +181,7 @@ def _freezable(
         for a in found
         if a.kind == "deposit"
     ]
-    room = room_for(
-        exempt,
-        case.court_code,
-        today,
-        deposits,
-        people,
-        allowance_overridden=case.override_allowance,
-        protected_overridden=case.override_protected,
-    )
+    room = room_for(exempt, case, today, deposits, people)
     plan.protected_accounts += len(room.protected)
     by_debtor: dict[int, list[rules.Holding]] = {}
     for d in deposits:

@@ -64,15 +64,7 @@ def case_sheet(
         for a, _ in found
         if a.kind == "deposit"
     ]
-    room = room_for(
-        policy.exempt,
-        case.court_code,
-        on,
-        deposits,
-        people,
-        allowance_overridden=case.override_allowance,
-        protected_overridden=case.override_protected,
-    )
+    room = room_for(policy.exempt, case, on, deposits, people)
     flags = answers.flagged(session, [case.id])
     by_id = {d.id: d for d in debtors}
     rows = tuple(

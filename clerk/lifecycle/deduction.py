@@ -125,15 +125,7 @@ def _room(
         d.id: d.dependants
         for d in session.scalars(select(Debtor).where(Debtor.id.in_(debtor_ids), Debtor.kind == "person"))
     }
-    return exemptions.room_for(
-        exempt,
-        case.court_code,
-        today,
-        deposits,
-        people,
-        allowance_overridden=case.override_allowance,
-        protected_overridden=case.override_protected,
-    )
+    return exemptions.room_for(exempt, case, today, deposits, people)
 
 
 def approve_deduction(

@@ -4,6 +4,7 @@ local standard that sets it."""
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
@@ -148,15 +149,10 @@ def test_the_freeze_the_deduction_and_the_case_sheet_agree_on_what_the_law_leave
         Deposit(i, debtor, free, held, purpose) for i, (debtor, free, held, purpose) in enumerate(deposits)
     ]
     allowance_off, protected_off = overridden
-    room = room_for(
-        rules,
-        "豫0185",
-        dt.date(2026, 1, 5),
-        found,
-        dependants,
-        allowance_overridden=allowance_off,
-        protected_overridden=protected_off,
+    case = SimpleNamespace(
+        court_code="豫0185", override_allowance=allowance_off, override_protected=protected_off
     )
+    room = room_for(rules, case, dt.date(2026, 1, 5), found, dependants)
     assert room.protected == (
         frozenset() if protected_off else {d.key for d in found if d.purpose == "social_security"}
     )
