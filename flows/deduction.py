@@ -47,17 +47,15 @@ async def deduction(case_number: str, requested_by: str) -> State:
         settings = rt.settings
 
         try:
+            run = rt.ctx.acting(runtime.actor())  # a refusal is the run's to audit
             proposal = await db.run(
                 rt.sessions,
                 lifecycle.start_deduction,
-                rt.sessions,
+                run,
                 number,
                 requested_by,
                 settings.access,
-                runtime.actor(),
-                rt.ctx.today(),
                 runtime.flow_run_id(),
-                rt.ctx.policy.exempt,
             )
         except (cases.CaseNotFound, access.Refused) as exc:
             return Failed(message=str(exc))

@@ -19,7 +19,7 @@ from flows import runtime
 
 async def seal(sessions: sessionmaker[Session], settings: Settings) -> tree.Sequenced:
     """Place what is waiting and sign the head (tree.seal), off the event loop."""
-    return await db.run(sessions, tree.seal, sessions, settings)
+    return await db.call(sessions, tree.seal, settings)
 
 
 @flow(name="audit-sequencer", flow_run_name=runtime.run_name("audit-sequencer"))

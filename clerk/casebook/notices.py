@@ -95,9 +95,9 @@ async def send_notifications(
         try:
             await notifier.send(notice)
         except RegistryError as exc:  # the gateway is down or refuses: try again next run, in order
-            await db.run(sessions, _mark, sessions, notification_id, exc.reason)
+            await db.call(sessions, _mark, notification_id, exc.reason)
             break
-        await db.run(sessions, _mark, sessions, notification_id, None)
+        await db.call(sessions, _mark, notification_id, None)
         sent += 1
     return sent
 

@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from clerk import control
 from clerk.casebook import access, cases, notices
+from clerk.context import Context
 from clerk.store import audit, locks
 from models import exemptions, rules
 from models.access import Action, Person
@@ -215,20 +216,19 @@ def _decided(
 
 
 def start_deduction(
-    sessions: sessionmaker[Session],
+    ctx: Context,
     case_number: str,
     requested_by: str,
     people: Mapping[str, Person],
-    operator: str,
-    today: dt.date,
     flow_run_id: str | None,
-    exempt: Exemptions = NO_EXEMPTIONS,
 ) -> DeductionProposal:
-    """Check who asks (`access.authorize_case`: a refusal is audited and raised), propose what could move
-    today, and, when anything could, tell the case's judge that a decision is awaited."""
-    access.authorize_case(sessions, case_number, requested_by, Action.QUERY, people, operator)
+    """Check who asks (`access.authorize_case`: a refusal is audited and raised, by the context's actor),
+    propose what could move today, and, when anything could, tell the case's judge that a decision is
+    awaited."""
+    sessions = ctx.sessions
+    access.authorize_case(sessions, case_number, requested_by, Action.QUERY, people, ctx.actor)
     with sessions.begin() as session:
-        proposal = propose_deduction(session, case_number, today, exempt)
+        proposal = propose_deduction(session, case_number, ctx.today(), ctx.policy.exempt)
         if proposal.lines:
             params = {"case": proposal.case_number, "amount_fen": proposal.total_fen, "flow_run": flow_run_id}
             notices.notify_case(session, proposal.case_id, "judge", "deduction.awaiting", params)

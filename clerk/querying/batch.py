@@ -172,9 +172,7 @@ async def query_page(
         )
         return [Recorded() if isinstance(answer, RegistryError) else next(recorded) for answer in answers]
 
-    for result, recorded in zip(
-        results, await db.run(sessions, _recorded, sessions, record_all), strict=True
-    ):
+    for result, recorded in zip(results, await db.call(sessions, _recorded, record_all), strict=True):
         result.recorded = recorded
     return results
 
@@ -240,7 +238,5 @@ async def collect_queries(ctx: Context) -> Recorded:
         if any(r.status is SubjectStatus.PENDING for r in reply.results):
             continue
 
-        total.add(
-            await db.run(sessions, record_query_reply, sessions, run_id, registry_id, code, reply, actor)
-        )
+        total.add(await db.call(sessions, record_query_reply, run_id, registry_id, code, reply, actor))
     return total
