@@ -44,7 +44,7 @@ out, err = console.out, console.err
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SAMPLE_CASES = Path(__file__).resolve().parents[2] / "samples" / "cases.csv"
+SAMPLE_CASES = Path(__file__).resolve().parents[1] / "samples" / "cases.csv"
 
 
 def friendly_errors(func: F) -> F:
