@@ -2,14 +2,14 @@
 rule): with a Prefect server running that serves the case-query deployment (`clerk serve`, or the server
 PREFECT_API_URL names), the query is a run of that deployment, started and followed through the server's
 API (`cli.served`): no Prefect import, no temporary server. Without one, the flow runs in this
-process (`cli.runs.query_here`), against the running server if there is one.
+process (`query_here`), against the running server if there is one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -17,6 +17,9 @@ from cli import served
 from cli.console import err, out, print_assets, print_headline
 from cli.options import RequestedByOption
 from models.values import CaseNumber, InvalidValue
+
+if TYPE_CHECKING:
+    from models.casesheet import Sheet
 
 #: A failed run whose message starts with one of these was refused for what the user typed: exit 2, as
 #: for any input error (registries: a code the settings do not have; requested_by: may not ask).
@@ -70,9 +73,40 @@ def query(
         err.print(f"error: {exc}")
         raise typer.Exit(1) from None
     from cli.common import friendly_errors
-    from cli.runs import query_here
 
     friendly_errors(query_here)(number, requested_by, registry, auto_control=auto_control, dry_run=dry_run)
+
+
+def query_here(
+    number: str, requested_by: str, registry: list[str] | None, *, auto_control: bool, dry_run: bool
+) -> None:
+    """`clerk query` when no server serves the case-query deployment: the flow runs in this process
+    (`query` has checked the case number and the registry codes). What it needs is imported here, when it
+    runs: `clerk query` on a running server loads none of it."""
+    from clerk.settings import use_prefect_defaults
+    from cli.cases import print_sheet
+    from cli.common import check_access
+    from flows import runtime
+    from flows.case_query import case_query
+    from models.access import Action
+
+    check_access(number, requested_by, Action.QUERY)
+    use_prefect_defaults()
+    state = runtime.run(
+        case_query(
+            case_number=number,
+            registries=registry or [],
+            auto_control=auto_control,
+            dry_run=dry_run,
+            requested_by=requested_by,
+            return_state=True,
+        ),
+        f"case query {number}",
+    )
+    if not state.is_completed():
+        err.print(f"error: the case query failed: {state.message}")
+        raise typer.Exit(1)
+    print_sheet(cast("Sheet", state.result()))
 
 
 def _on_server(api: served.Api, deployment: str, parameters: dict[str, object], wait: float) -> None:

@@ -8,9 +8,7 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from clerk.settings import use_prefect_defaults
 from cli import served
-from cli.cases import print_sheet
 from cli.common import (
     RequestedByOption,
     app,
@@ -22,37 +20,9 @@ from cli.common import (
 from cli.query import query
 from deployments import catalog
 from models.access import Action
-from models.casesheet import Sheet
 from models.values import CaseNumber, InvalidValue, parse_yuan
 
 app.command("query")(query)
-
-
-def query_here(
-    number: str, requested_by: str, registry: list[str] | None, *, auto_control: bool, dry_run: bool
-) -> None:
-    """`clerk query` when no server serves the case-query deployment: the flow runs in this process
-    (`query` has checked the case number and the registry codes)."""
-    check_access(number, requested_by, Action.QUERY)
-    use_prefect_defaults()
-    from flows import runtime
-    from flows.case_query import case_query
-
-    state = runtime.run(
-        case_query(
-            case_number=number,
-            registries=registry or [],
-            auto_control=auto_control,
-            dry_run=dry_run,
-            requested_by=requested_by,
-            return_state=True,
-        ),
-        f"case query {number}",
-    )
-    if not state.is_completed():
-        err.print(f"error: the case query failed: {state.message}")
-        raise typer.Exit(1)
-    print_sheet(cast(Sheet, state.result()))
 
 
 FLOWS = catalog.SCHEDULED
