@@ -9,7 +9,7 @@ data: it is never a task's argument or result (tasks reach it through `flows.run
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -85,14 +85,6 @@ class Context:
 
     def acting(self, actor: str) -> Context:
         return replace(self, actor=actor)
-
-    def only(self, codes: Iterable[str]) -> Context:
-        """This context with only the registries named."""
-        wanted = set(codes)
-        return replace(self, registries={c: r for c, r in self.registries.items() if c in wanted})
-
-    def with_policy(self, policy: Policy) -> Context:
-        return replace(self, policy=policy)
 
 
 def registries(

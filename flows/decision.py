@@ -16,7 +16,7 @@ from prefect import get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from pydantic import ConfigDict, Field, ValidationError, WithJsonSchema, create_model, model_validator
+from pydantic import ConfigDict, Field, ValidationError, WithJsonSchema, create_model
 from pydantic.config import JsonDict
 
 from clerk import lifecycle
@@ -30,8 +30,9 @@ from models.values import InvalidValue, format_yuan, parse_yuan
 PAUSE_MARGIN_S = 120
 
 
-#: A rejection needs a reason: in the form's schema, so that the server refuses a rejection without one
-#: where it is made (the Resume form, `clerk approve`), not after the run resumed.
+#: A rejection needs a reason (the rule is `clerk.lifecycle.decision.refusal`'s): in the form's schema too, so
+#: that the server refuses a rejection without one where it is made (the Resume form, `clerk approve`), not
+#: after the run resumed.
 _REASON_TO_REJECT: JsonDict = {
     "if": {"properties": {"decision": {"const": "reject"}}, "required": ["decision"]},
     "then": {"required": ["reason"], "properties": {"reason": {"type": "string", "pattern": "\\S"}}},
@@ -77,12 +78,6 @@ class DeductionDecision(RunInput):
             else parse_yuan(repr(self.amount_yuan), "amount_yuan", allow_zero=False)
         )
         return Decision(self.judge, self.approve, amount, self.reason)
-
-    @model_validator(mode="after")
-    def _reason_for_rejection(self) -> DeductionDecision:
-        if not self.approve and not self.reason.strip():
-            raise ValueError("reason: a rejection needs a reason")
-        return self
 
 
 def decision_form(

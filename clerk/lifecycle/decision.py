@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from clerk import control
@@ -51,7 +51,6 @@ class Outcome:
     decided_at: dt.datetime
     approved_fen: int = 0
     moved: Sequence[Moved] = ()
-    counts: control.Counts = field(default_factory=control.Counts)
 
 
 def refusal(
@@ -114,5 +113,5 @@ async def carry_out(
     )
     if counts.refused:
         failed = message + f"; {counts.refused} refused by the bank"
-        return Outcome(Verdict.FAILED, failed, decided_at, approved, moved, counts)
-    return Outcome(Verdict.APPROVED, message, decided_at, approved, moved, counts)
+        return Outcome(Verdict.FAILED, failed, decided_at, approved, moved)
+    return Outcome(Verdict.APPROVED, message, decided_at, approved, moved)
