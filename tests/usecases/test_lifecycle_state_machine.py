@@ -33,6 +33,7 @@ from clerk import control, lifecycle, querying
 from clerk.casebook import cases
 from clerk.casebook.casefile import FIELDS, read_case_file
 from clerk.casebook.intake import import_cases
+from clerk.context import Context
 from clerk.store import db, tree
 from connectors.bank import BankConnector
 from connectors.base import RegistryKind
@@ -95,6 +96,17 @@ class Lifecycle(RuleBasedStateMachine):
             credential=SecretStr("tok"),
         )
 
+    def context(self, connector: BankConnector) -> Context:
+        """The use cases' context on the machine's day, with the bank behind `connector`."""
+        return context_for(
+            self.sessions,
+            {CODE: connector},
+            [self.config()],
+            at=self.today,
+            actor=ACTOR,
+            court_account=COURT_ACCOUNT,
+        )
+
     def teardown(self) -> None:
         self.sessions.kw["bind"].dispose()
         self.tmp.cleanup()
@@ -108,14 +120,7 @@ class Lifecycle(RuleBasedStateMachine):
         connector = BankConnector(
             RegistryClient(CODE, "http://bank.test", SecretStr("tok"), limits, transport=transport)
         )
-        ctx = context_for(
-            self.sessions,
-            {CODE: connector},
-            [self.config()],
-            at=self.today,
-            actor=ACTOR,
-            court_account=COURT_ACCOUNT,
-        )
+        ctx = self.context(connector)
         try:
             if step == "query":
                 with self.sessions.begin() as session:
@@ -340,15 +345,7 @@ def test_an_unconfirmed_deduction_is_settled_once_by_its_key() -> None:
             connector = BankConnector(client)
             try:
                 later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-                ctx = context_for(
-                    machine.sessions,
-                    {CODE: connector},
-                    [machine.config()],
-                    at=machine.today,
-                    actor=ACTOR,
-                    court_account=COURT_ACCOUNT,
-                )
-                return await control.resolve_actions(ctx, later)
+                return await control.resolve_actions(machine.context(connector), later)
             finally:
                 await connector.aclose()
 
