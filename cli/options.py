@@ -14,3 +14,5 @@ RequestedByOption = Annotated[
         help="Who asks (required): the case's judge, or a person CLERK_PEOPLE allows at the case's court.",
     ),
 ]
+
+SeedOption = Annotated[int, typer.Option(help="The same seed gives the same world.")]

@@ -18,6 +18,7 @@ from clerk.supervision.scoreboard import registry_scoreboard
 from cli.cases import import_file
 from cli.common import SAMPLE_CASES, app, err, friendly_errors, out, sessions, settings, unit_of_work
 from cli.ops import print_scoreboard
+from cli.options import SeedOption
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.world import case_rows
@@ -30,7 +31,7 @@ def sim(
     debtors: Annotated[
         int, typer.Option(min=1, max=5_000_000, help="How many debtors the world holds (the demo's 2,000).")
     ] = 2_000,
-    seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
+    seed: SeedOption = 1,
     write_cases: Annotated[
         Path | None, typer.Option(help="Also write a case file (CSV) that puts these debtors into cases.")
     ] = None,
@@ -89,7 +90,7 @@ def demo(
     debtors: Annotated[
         int, typer.Option(min=10, max=200_000, help="Debtors in the simulated world.")
     ] = 2_000,
-    seed: Annotated[int, typer.Option(help="The same seed gives the same world.")] = 1,
+    seed: SeedOption = 1,
     file: Annotated[Path, typer.Option(help="Sample cases imported as well.")] = SAMPLE_CASES,
     slow: Annotated[
         list[str] | None,
