@@ -159,16 +159,7 @@ class HttpConnector(ABC):
         return reply if kept == reply.reason else reply.model_copy(update={"reason": kept})
 
     def fen(self, text: str, what: str, reference: str) -> int:
-        """A registry's yuan string as fen; a bad one is an invalid reply, which never quotes the value (a
-        registry that misplaces fields may have put an ID, a name or an account number there)."""
-        try:
-            return parse_yuan(text, what)
-        except InvalidValue as exc:
-            value = str(text).strip()
-            rule = exc.rule.replace(repr(value), "the value")  # parse_yuan quotes what it was given
-            if value and value in rule:  # quoted some other way: say less
-                rule = "the value is not an amount of yuan"
-            raise InvalidReply(self.code, f"invalid reply: {what}: {rule}", reference) from None
+        return read_fen(self.code, text, what, reference)
 
     def checked_query(self, reply: QueryReply) -> QueryReply:
         """What any registry's answer to a query must satisfy: an asset is listed once."""
@@ -182,6 +173,19 @@ class HttpConnector(ABC):
         if len(keys) != len(assets):
             raise InvalidReply(self.code, "invalid reply: one asset is listed twice", reference)
         return tuple(assets)
+
+
+def read_fen(registry: str, text: str, what: str, reference: str) -> int:
+    """A registry's yuan string as fen; a bad one is an invalid reply, which never quotes the value (a
+    registry that misplaces fields may have put an ID, a name or an account number there)."""
+    try:
+        return parse_yuan(text, what)
+    except InvalidValue as exc:
+        value = str(text).strip()
+        rule = exc.rule.replace(repr(value), "the value")  # parse_yuan quotes what it was given
+        if value and value in rule:  # quoted some other way: say less
+            rule = "the value is not an amount of yuan"
+        raise InvalidReply(registry, f"invalid reply: {what}: {rule}", reference) from None
 
 
 def unreadable(error: InvalidReply) -> UnreadableAnswer:

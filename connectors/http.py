@@ -345,6 +345,22 @@ def safe_xml(content: bytes) -> ET.Element:
     return root
 
 
+def parse_xml(response: httpx.Response, registry: str, reference: str, root_tag: str) -> ET.Element:
+    """The reply's root element, or `InvalidReply` for anything unsafe, malformed or unexpected."""
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith(("application/xml", "text/xml")):
+        raise InvalidReply(registry, f"expected XML, got {content_type or 'no content type'!r}", reference)
+    try:
+        root = safe_xml(response.content)
+    except DefusedXmlException:
+        raise InvalidReply(registry, "reply uses DTDs or entities, which are refused", reference) from None
+    except ET.ParseError:
+        raise InvalidReply(registry, "reply is not well-formed XML", reference) from None
+    if root.tag != root_tag:  # the registry's tag is not quoted back: it is the registry's text
+        raise InvalidReply(registry, f"expected <{root_tag}> as the root element", reference)
+    return root
+
+
 def parse_json(response: httpx.Response, model: type[M], registry: str, reference: str) -> M:
     """Validate a JSON reply into `model`; the error says what was wrong, never what the value was."""
     content_type = response.headers.get("content-type", "")

@@ -25,7 +25,6 @@ import xml.etree.ElementTree as ET
 from xml.etree.ElementTree import Element
 
 import httpx
-from defusedxml import DefusedXmlException
 
 from connectors.adapter import HttpConnector
 from connectors.base import (
@@ -45,7 +44,7 @@ from connectors.base import (
     SubjectResult,
     SubjectStatus,
 )
-from connectors.http import safe_xml
+from connectors.http import parse_xml
 from models.rules import AssetKind
 from models.values import DebtorKind
 
@@ -65,22 +64,6 @@ def build(tag: str, children: list[Element] | None = None, **attrs: str) -> byte
     root.extend(children or [])
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return body
-
-
-def parse_xml(response: httpx.Response, registry: str, reference: str, root_tag: str) -> Element:
-    """The reply's root element, or `InvalidReply` for anything unsafe, malformed or unexpected."""
-    content_type = response.headers.get("content-type", "")
-    if not content_type.startswith(("application/xml", "text/xml")):
-        raise InvalidReply(registry, f"expected XML, got {content_type or 'no content type'!r}", reference)
-    try:
-        root = safe_xml(response.content)
-    except DefusedXmlException:
-        raise InvalidReply(registry, "reply uses DTDs or entities, which are refused", reference) from None
-    except ET.ParseError:
-        raise InvalidReply(registry, "reply is not well-formed XML", reference) from None
-    if root.tag != root_tag:  # the registry's tag is not quoted back: it is the registry's text
-        raise InvalidReply(registry, f"expected <{root_tag}> as the root element", reference)
-    return root
 
 
 def children(element: Element, tag: str, registry: str, reference: str) -> list[Element]:

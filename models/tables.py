@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from models.money import Account
 from models.status import ActionKind, ActionStatus, CaseStatus, LookupStatus, MeasureStatus, NoticeStatus
 from models.supervision import Track
 
@@ -414,3 +415,86 @@ class NodeNotice(Base):
     level: Mapped[str] = mapped_column(String(16))
     due_at: Mapped[dt.datetime] = mapped_column()
     noticed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- case money (案款: clerk.money; the rules in models.money) ------------------------------------------
+
+MONEY_ACCOUNTS = tuple(Account)
+MONEY_ENTRY_KINDS = ("arrived", "split", "unidentified", "assigned", "to_return", "reversed")
+
+
+class Subaccount(Base):
+    """A case's virtual sub-account at the court's bank (一案一账号): the number comes from the bank, once,
+    and is never given to another case."""
+
+    __tablename__ = "money_subaccounts"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True, autoincrement=False)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StatementLine(Base):
+    """An entry of the court's bank statement, recorded once by the bank's reference (append-only). The
+    counterparty and the remittance text are personal data, masked wherever shown."""
+
+    __tablename__ = "money_statement_lines"
+    __table_args__ = (CheckConstraint("amount_fen > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)  # the bank's sequence number
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    booked_at: Mapped[dt.datetime] = mapped_column()
+    value_date: Mapped[dt.date] = mapped_column(Date)
+    amount_fen: Mapped[int] = mapped_column(Fen)
+    credit: Mapped[bool] = mapped_column(Boolean)
+    subaccount: Mapped[str | None] = mapped_column(String(32))
+    reversal_of: Mapped[str | None] = mapped_column(String(64))
+    counterparty_account: Mapped[str | None] = mapped_column(String(64))
+    counterparty_name: Mapped[str | None] = mapped_column(String(200))
+    remittance: Mapped[str] = mapped_column(Text, default="")
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MoneyEntry(Base):
+    """An entry of the case-money journal (append-only): what caused it (a statement line, a deduction, a
+    person's decision with its reason), and its legs, which sum to zero."""
+
+    __tablename__ = "money_entries"
+    __table_args__ = (CheckConstraint(_one_of("kind", MONEY_ENTRY_KINDS), name="kind"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    line_id: Mapped[int | None] = mapped_column(ForeignKey("money_statement_lines.id"), index=True)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("measure_actions.id"))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MoneyLeg(Base):
+    """One leg of a journal entry: an account (of a case, or the bureau's) and fen, a debit when positive."""
+
+    __tablename__ = "money_legs"
+    __table_args__ = (
+        CheckConstraint(_one_of("account", MONEY_ACCOUNTS), name="account"),
+        CheckConstraint("fen <> 0", name="fen_nonzero"),
+        Index("ix_money_legs_account_case", "account", "case_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("money_entries.id"), index=True)
+    account: Mapped[str] = mapped_column(String(16))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatementCursor(Base):
+    """How far the court's bank statement has been read (the bank's sequence): one row."""
+
+    __tablename__ = "money_statement_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -44,9 +44,12 @@ from connectors.base import (
     RenewRequest,
     SubjectResult,
     SubjectStatus,
+    TransientError,
     UnknownOutcome,
 )
 from connectors.config import RegistryConfig, placeholder_configs
+from connectors.court_bank import Balances, Statement, StatementLine
+from connectors.simulator.court_bank import CourtBankSimulator
 from connectors.simulator.ledger import Ledger, Outcome
 from connectors.simulator.serve import SIMULATORS
 from connectors.simulator.world import SimDebtor, case_rows, make_debtors, populate
@@ -131,7 +134,9 @@ class LedgerRegistry:
 
     async def deduct(self, request: DeductRequest) -> DeductReply:
         self.calls.append(f"deduct {request.idempotency_key}")
-        outcome = self.ledger.deduct(request.idempotency_key, request.registry_reference, request.amount_fen)
+        outcome = self.ledger.deduct(
+            request.idempotency_key, request.registry_reference, request.amount_fen, request.court_account
+        )
         if outcome is None or outcome.measure is None or outcome.deducted_fen is None:
             raise RejectedError(self.code, "cannot_deduct", request.idempotency_key)
         self._lose(request.idempotency_key)
@@ -189,6 +194,60 @@ class LedgerRegistry:
 
 
 @dataclass
+class CourtBankInProcess:
+    """The court's bank, in process, over its simulator's books (`connectors.court_bank.CourtBankPort`);
+    the camt wire format is tested over HTTP in tests/adapters/test_court_bank.py."""
+
+    sim: CourtBankSimulator
+    lose_replies: int = 0  # the next this many calls fail after the bank acted (as a lost reply)
+    page: int = 2_000
+    calls: list[str] = field(default_factory=list)
+
+    async def open_subaccount(self, key: str, case_number: str) -> str:
+        self.calls.append(f"open {key}")
+        number = self.sim.books.open(key, case_number)
+        self._lose(key)
+        return number
+
+    async def entries(self, after: int) -> Statement:
+        self.calls.append(f"entries {after}")
+        books = self.sim.books
+        found = [e for e in books.entries[after:] if e.listed][: self.page]
+        lines = tuple(
+            StatementLine(
+                seq=e.seq,
+                reference=e.reference,
+                booked_at=e.booked_at,
+                value_date=e.value_date,
+                amount_fen=e.amount_fen,
+                credit=e.credit,
+                subaccount=e.account,
+                reversal_of=e.reversal_of,
+                counterparty_account=e.payer_account,
+                counterparty_name=e.payer_name,
+                remittance=e.remittance,
+            )
+            for e in found
+        )
+        self._lose(f"entries-{after}")
+        return Statement(lines=lines, last=lines[-1].seq if lines else after)
+
+    async def balances(self, through: int | None = None) -> Balances:
+        self.calls.append("balances")
+        books = self.sim.books
+        stood = len(books.entries) if through is None else through
+        return Balances(through=stood, master=books.master, accounts=books.balances(stood))
+
+    async def aclose(self) -> None:
+        pass
+
+    def _lose(self, reference: str) -> None:
+        if self.lose_replies > 0:
+            self.lose_replies -= 1
+            raise TransientError("court-bank", "reply lost (simulated)", reference)
+
+
+@dataclass
 class FakeWorld:
     """A seeded world held by in-process registries, and its case file (the same world `tests.world`
     serves over HTTP for the same seed)."""
@@ -197,6 +256,7 @@ class FakeWorld:
     debtors: list[SimDebtor]
     case_file: Path
     configs: list[RegistryConfig]
+    court_bank: CourtBankInProcess
 
     def ledger_measures(self) -> dict[str, object]:
         """Every measure every registry holds, by idempotency key."""
@@ -223,7 +283,10 @@ def fake_world(tmp: Path, debtors: int, seed: int, now: dt.datetime) -> FakeWorl
     registries = {
         s.code: LedgerRegistry(c.code, c.kind, s.ledger) for s, c in zip(sims, configs, strict=True)
     }
-    return FakeWorld(registries, people, case_file, configs)
+    court = CourtBankSimulator("court-bank", "sim-token", today=today)
+    for sim in sims:
+        sim.ledger.clearing = court.receive  # deductions are paid into the court's bank
+    return FakeWorld(registries, people, case_file, configs, CourtBankInProcess(court))
 
 
 def context_for(

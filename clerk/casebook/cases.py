@@ -139,6 +139,7 @@ def record_payment(
     today: dt.date,
     again: bool = False,
     overpaid: bool = False,
+    source: str = "manual",
 ) -> rules.Owed:
     """Record a payment and return what is owed on its date afterwards. Refused, unless the caller says it is
     meant: the same amount on the same day as a payment already recorded (`again`: a second payment, not
@@ -166,7 +167,7 @@ def record_payment(
             f"{format_yuan(amount_fen)} is more than the {format_yuan(before.remaining)} owed on {paid_on}: "
             "if the debtor really paid more, say so (--overpaid)",
         )
-    case.payments.append(Payment(paid_on=paid_on, amount_fen=amount_fen))
+    case.payments.append(Payment(paid_on=paid_on, amount_fen=amount_fen, source=source))
     session.flush()
     after = owed(case, paid_on)
     audit.append(
@@ -180,6 +181,7 @@ def record_payment(
             "remaining_before_fen": before.remaining,
             "remaining_after_fen": after.remaining,
             "overpaid_fen": max(amount_fen - before.remaining, 0),
+            "source": source,
         },
     )
     if after.remaining == 0 and case.status in KEPT:

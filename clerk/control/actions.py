@@ -36,22 +36,33 @@ from connectors.base import (
 )
 from models import rules
 from models.status import KEPT, ActionKind, ActionStatus, MeasureStatus
-from models.tables import Asset, Case, ControlMeasure, MeasureAction, Payment, Registry, utcnow
+from models.tables import (
+    Asset,
+    Case,
+    ControlMeasure,
+    MeasureAction,
+    Payment,
+    Registry,
+    Subaccount,
+    utcnow,
+)
 from models.values import iso_date
 
 
 def outgoing_actions(session: Session, action_ids: Sequence[int], court_account: str) -> list[Outgoing]:
-    """The actions of these ids still `requested`, as requests."""
+    """The actions of these ids still `requested`, as requests. A deduction is paid into its case's
+    sub-account at the court's bank (一案一账号), or the court's account while the case has none yet."""
     rows = session.execute(
-        select(MeasureAction, ControlMeasure, Asset.kind, Registry.code)
+        select(MeasureAction, ControlMeasure, Asset.kind, Registry.code, Subaccount.number)
         .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
         .join(Asset, Asset.id == ControlMeasure.asset_id)
         .join(Registry, Registry.id == ControlMeasure.registry_id)
+        .outerjoin(Subaccount, Subaccount.case_id == ControlMeasure.case_id)
         .where(MeasureAction.id.in_(action_ids), MeasureAction.status == ActionStatus.REQUESTED)
         .order_by(MeasureAction.id)
     )
     result = []
-    for action, measure, asset_kind, registry in rows:
+    for action, measure, asset_kind, registry, subaccount in rows:
         reference = measure.registry_reference
         assert reference is not None
         key = action.idempotency_key
@@ -69,7 +80,7 @@ def outgoing_actions(session: Session, action_ids: Sequence[int], court_account:
                 idempotency_key=key,
                 registry_reference=reference,
                 amount_fen=action.amount_fen,
-                court_account=court_account,
+                court_account=subaccount or court_account,
             )
         result.append(Outgoing(action.id, action.kind, registry, request))
     return result

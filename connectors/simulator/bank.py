@@ -256,7 +256,10 @@ class BankSimulator(RegistrySimulator):
         body = await request.json()
         amount = parse_yuan(str(body["amount"]), "amount", allow_zero=False)
         async with self.lock:
-            outcome = self.ledger.deduct(str(body["key"]), str(body["freeze_no"]), amount)
+            to = body.get("court_account")
+            outcome = self.ledger.deduct(
+                str(body["key"]), str(body["freeze_no"]), amount, None if to is None else str(to)
+            )
         if outcome is None:
             raise Refusal(409, "cannot_deduct")
         return JSONResponse(self._deduct_reply(outcome))

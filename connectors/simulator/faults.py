@@ -81,6 +81,7 @@ class Hostile:
     - `unreadable_amount`: a bank does what it is asked (freezes, renewals, releases, deductions), but every
       answer to them, and to the status of their keys and the state of a freeze, carries this where the
       amount belongs (a JSON value: "-5.00", "NaN", "1e30", "lots", or a number such as 1e30).
+    - `repeat_entries`: the court's bank lists every entry it books twice, under one reference.
     """
 
     over_freeze: int = 1
@@ -93,6 +94,7 @@ class Hostile:
     names_other_case: bool = False
     unreadable_amount: str | float | None = None
     silent_balances: bool = False
+    repeat_entries: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.over_freeze <= 1000:

@@ -20,6 +20,7 @@ import bisect
 import dataclasses
 import datetime as dt
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -103,6 +104,9 @@ class Ledger:
         self.on_asset: dict[str, list[Measure]] = {}  # each asset's measures, oldest first
         self.answers: dict[str, Outcome] = {}
         self.deducted: list[tuple[str, int]] = []
+        # Where deducted money goes: the court's bank, when one is simulated (its `receive`), called with
+        # the account credited, the amount, the deduction's key and the debtor's account.
+        self.clearing: Callable[[str, int, str, str], None] | None = None
         self.scheduled_deposits: list[Deposit] = []
         self.deposit_events: list[DepositEvent] = []
         self._numbers = itertools.count(1)
@@ -209,7 +213,8 @@ class Ledger:
             measure.held_fen = min(measure.held_fen or 0, measure.requested_fen)
         return self._remember(Outcome(key, _state(measure), measure))
 
-    def deduct(self, key: str, number: str, amount_fen: int) -> Outcome | None:
+    def deduct(self, key: str, number: str, amount_fen: int, to: str | None = None) -> Outcome | None:
+        """Move frozen money to the court's account `to` (once per key)."""
         if key in self.answers:
             return self.answers[key]
         measure = self.measures.get(number)
@@ -225,6 +230,8 @@ class Ledger:
             measure.status = "released"
         holding.balance_fen -= amount_fen
         self.deducted.append((number, amount_fen))
+        if self.clearing is not None and to is not None:
+            self.clearing(to, amount_fen, key, holding.identifier)
         return self._remember(Outcome(key, "effective", measure, deducted_fen=amount_fen))
 
     # --- the clock ---
