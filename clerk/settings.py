@@ -220,7 +220,29 @@ class Settings(BaseSettings):
     court_account: str = Field(
         "95588000000000000001",
         pattern=r"^[0-9]{8,32}$",
-        description="The court's case account (一案一账户) deductions are transferred to.",
+        description="The court's enforcement-money account at its bank; a deduction goes to its case's "
+        "sub-account (一案一账号), or here while the case has none yet.",
+    )
+    court_bank_url: str | None = Field(
+        "http://127.0.0.1:18501",
+        description="The court's bank (sub-accounts, statement, balances; connectors/court_bank.py); empty: "
+        "no case money is followed.",
+    )
+    court_bank_credential: SecretStr = Field(
+        SecretStr(SIM_CREDENTIAL), description="The court's bank's credential."
+    )
+    money_cron: str = Field(
+        "*/5 * * * *",
+        description="When the court's bank statement is read and new cases get sub-accounts (cron).",
+    )
+    reconcile_cron: str = Field(
+        "0 7 * * *", description="When the bank and the journal are reconciled (cron, before the report)."
+    )
+    unidentified_alert_days: int = Field(
+        3,
+        ge=1,
+        le=60,
+        description="Unidentified money (不明款) older than this is alerted (local rule: 3 days).",
     )
     notifier_url: str | None = Field(
         "http://127.0.0.1:18401",
@@ -288,9 +310,9 @@ class Settings(BaseSettings):
             raise ValueError("each must be 1 to 365 days")
         return value
 
-    @field_validator("notifier_url")
+    @field_validator("notifier_url", "court_bank_url")
     @classmethod
-    def _notifier_url(cls, value: str | None) -> str | None:
+    def _service_url(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
         assert value is not None

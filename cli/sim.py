@@ -53,7 +53,9 @@ def sim(
     now = dt.datetime.now(dt.UTC)
     plan = _fault_plan(faults)
     with err.status(Text(f"generating {debtors:,} debtors…")):
-        world = simulator_serve.build_world(conf.registries, debtors, seed, now, plan, conf.notifier_url)
+        world = simulator_serve.build_world(
+            conf.registries, debtors, seed, now, plan, conf.notifier_url, conf.court_bank_url
+        )
     held = ", ".join(f"{code} {count:,}" for code, count in world.holdings.items())
     out.print(f"{debtors:,} debtors (seed {seed}) in {world.seconds:.1f} s; holdings: {held}")
     if write_cases is not None:
@@ -65,6 +67,9 @@ def sim(
             out.print(f"  {simulator.code:<12} {simulator.kind:<12} http://{host}:{port}")
         if world.sms_at is not None:
             out.print(f"  {'sms-gateway':<12} {'notices':<12} http://{world.sms_at[0]}:{world.sms_at[1]}")
+        if world.court_bank_at is not None:
+            host, port = world.court_bank_at
+            out.print(f"  {'court-bank':<12} {'case money':<12} http://{host}:{port}")
         out.print("serving; Ctrl-C to stop")
 
     asyncio.run(simulator_serve.serve(world, ready))

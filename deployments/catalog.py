@@ -147,6 +147,26 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         tags=("audit", "schedule"),
     ),
     Deployment(
+        "money-statement",
+        "flows/money.py:money_statement",
+        "Case money: open new cases' sub-accounts at the court's bank, read its statement, place each line "
+        "once (a deduction, a debtor's transfer, or unidentified money for a person).",
+        serve_cron="money_cron",
+        pool_cron="money_cron",
+        concurrency_limit=1,
+        tags=("money", "schedule"),
+    ),
+    Deployment(
+        "money-reconcile",
+        "flows/money.py:money_reconcile",
+        "Case money: every account at the court's bank against the journal, to the fen; differences and "
+        "old unidentified money for a person.",
+        serve_cron="reconcile_cron",
+        pool_cron="reconcile_cron",
+        concurrency_limit=1,
+        tags=("money", "schedule"),
+    ),
+    Deployment(
         "deduction",
         "flows/deduction.py:deduction",
         "Move a case's frozen deposits to the court's case account: proposes an amount, pauses for the "

@@ -94,7 +94,9 @@ def run_demo(
     with (
         world_in_background(world) as configs,
         _settings_env(
-            CLERK_REGISTRIES=registries_json(configs), CLERK_NOTIFIER_URL=world.sms_url or ""
+            CLERK_REGISTRIES=registries_json(configs),
+            CLERK_NOTIFIER_URL=world.sms_url or "",
+            CLERK_COURT_BANK_URL=world.court_bank_url or "",
         ) as conf,
     ):
         for path in (sample_file, case_file):

@@ -27,6 +27,8 @@ from clerk import querying
 from clerk.context import Context
 from clerk.settings import Settings, get_settings
 from clerk.store import audit, db
+from connectors.court_bank import CourtBankConnector
+from connectors.http import RegistryClient
 from connectors.loader import build
 from connectors.notify import SmsGateway
 from flows import limits
@@ -41,6 +43,7 @@ class Runtime:
     settings: Settings
     ctx: Context
     notifier: SmsGateway | None = None
+    court_bank: CourtBankConnector | None = None  # when the settings name one (court_bank_url)
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -121,11 +124,18 @@ async def opened(
     notifier = (
         SmsGateway(settings.notifier_url, settings.notifier_credential) if settings.notifier_url else None
     )
+    court_bank = (
+        CourtBankConnector(
+            RegistryClient("court-bank", settings.court_bank_url, settings.court_bank_credential)
+        )
+        if settings.court_bank_url
+        else None
+    )
     token = None
     try:
         ids = await db.write(sessions, querying.ensure_registries, configs)
         ctx = Context.of(settings, sessions, connectors, ids, actor(requested_by))
-        runtime = Runtime(settings, ctx, notifier)
+        runtime = Runtime(settings, ctx, notifier, court_bank)
         token = _current.set(runtime)
         yield runtime
     finally:
@@ -134,6 +144,8 @@ async def opened(
         await asyncio.gather(*(c.aclose() for c in connectors.values()))
         if notifier is not None:
             await notifier.aclose()
+        if court_bank is not None:
+            await court_bank.aclose()
 
 
 class _OnlyWarnings(logging.Filter):

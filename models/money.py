@@ -1,10 +1,11 @@
 """Case money (案款), as the law and double-entry bookkeeping say, in plain Python: the journal's accounts and
 entries, how money that reached a case is split, and how the court's bank and the journal are compared.
 
-Sources (see GLOSSARY.md): 最高人民法院关于执行款物管理工作的规定 (法发〔2017〕6号): money deducted or paid goes to the
-court's enforcement-money account, kept per case (一案一账号; 专项管理、独立核算、专款专付); within 30 days it is
-accounted, the fees settled and the applicant paid (art. 10). 诉讼费用交纳办法 art. 14 and 20: the enforcement fee
-is borne by the debtor and taken first from what is enforced; what is left beyond the debt is the debtor's.
+Sources (see GLOSSARY.md): 最高人民法院关于执行款物管理工作的规定 (法发〔2017〕6号): money deducted or
+paid goes to the court's enforcement-money account, kept per case (一案一账号; 专项管理、独立核算、
+专款专付); within 30 days it is accounted, the fees settled and the applicant paid (art. 10).
+诉讼费用交纳办法 art. 14 and 20: the enforcement fee is borne by the debtor and taken first from what is
+enforced; what is left beyond the debt is the debtor's.
 
 The journal, as bookkeepers keep one:
 - every entry has two or more legs, each an account and an amount in integer fen, and they sum to zero
@@ -82,7 +83,7 @@ def arrived(bank_case: int | None, fen: int, case_id: int | None) -> tuple[Leg, 
     case `case_id` (None: money we cannot place, the bureau's unidentified money)."""
     if fen <= 0:
         raise Unbalanced("money arriving is more than 0 fen")
-    to = Leg(Account.RECEIVED, case_id, -fen) if case_id is not None else Leg(Account.UNIDENTIFIED, None, -fen)
+    to = Leg(Account.UNIDENTIFIED, None, -fen) if case_id is None else Leg(Account.RECEIVED, case_id, -fen)
     return entry(Leg(Account.BANK, bank_case, fen), to)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from clerk.casebook.casefile import write_case_file
 from connectors.config import RegistryConfig, placeholder_configs, registries_json
 from connectors.simulator.base import RegistrySimulator
+from connectors.simulator.court_bank import CourtBankSimulator
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.sms import SmsGatewaySimulator
@@ -28,6 +29,8 @@ class World:
     debtor_names: set[str]
     sms: SmsGatewaySimulator
     sms_url: str
+    court_bank: CourtBankSimulator
+    court_bank_url: str
 
     def ledger_measures(self) -> dict[str, object]:
         """Every measure every simulator holds, by idempotency key."""
@@ -59,6 +62,8 @@ def served_world(
             {d.name for d in world.debtors},
             world.sms,
             world.sms_url or "",
+            world.court_bank,
+            world.court_bank_url or "",
         )
 
 
@@ -77,6 +82,7 @@ def flow_world(
         monkeypatch.setenv("CLERK_REGISTRIES", registries_json(served.configs))
         monkeypatch.setenv("CLERK_UNCONFIRMED_AFTER_S", "0")
         monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
+        monkeypatch.setenv("CLERK_COURT_BANK_URL", served.court_bank_url)
         get_settings.cache_clear()
         result = CliRunner().invoke(app, ["cases", "import", str(served.case_file)])
         assert result.exit_code == 0, result.output

@@ -23,6 +23,7 @@ from connectors.base import RegistryKind
 from connectors.config import SIM_CREDENTIAL, RegistryConfig
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import RegistrySimulator
+from connectors.simulator.court_bank import CourtBankSimulator
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.property import PropertySimulator
 from connectors.simulator.sms import SmsGatewaySimulator
@@ -78,6 +79,16 @@ class SimulatedWorld:
     sms: SmsGatewaySimulator = field(default_factory=lambda: SmsGatewaySimulator(SIM_CREDENTIAL))
     sms_at: tuple[str, int] | None = None  # where `serve` serves the SMS gateway
     sms_url: str | None = None  # where `world_in_background` served it
+    court_bank: CourtBankSimulator = field(
+        default_factory=lambda: CourtBankSimulator("court-bank", SIM_CREDENTIAL)
+    )
+    court_bank_at: tuple[str, int] | None = None  # where `serve` serves the court's bank
+    court_bank_url: str | None = None  # where `world_in_background` served it
+
+    def __post_init__(self) -> None:
+        """Deductions at every simulated bank are paid into the simulated court's bank."""
+        for simulator, _, _ in self.simulators:
+            simulator.ledger.clearing = self.court_bank.receive
 
 
 def build_world(
@@ -87,10 +98,11 @@ def build_world(
     now: dt.datetime,
     faults: FaultPlan | None = None,
     sms_url: str | None = None,
+    court_bank_url: str | None = None,
 ) -> SimulatedWorld:
     """A simulator for every registry whose URL is on loopback, holding a seeded world of `debtors`; each
-    injects `faults`, from a generator seeded apart. With `sms_url` on loopback, `serve` serves a simulated
-    SMS gateway there too."""
+    injects `faults`, from a generator seeded apart. With `sms_url` (`court_bank_url`) on loopback, `serve`
+    serves a simulated SMS gateway (the court's bank) there too."""
     started = time.perf_counter()
     sims: list[tuple[RegistrySimulator, str, int]] = []
     for config in configs:
@@ -109,10 +121,11 @@ def build_world(
     people = make_debtors(random.Random(seed), debtors)
     holdings = populate([s for s, _, _ in sims], people, seed, now)
     world = SimulatedWorld(sims, list(configs), people, holdings, time.perf_counter() - started)
-    if sms_url:
-        url = urlsplit(sms_url)
+    world.court_bank.ledger.today = bureau_today(now)
+    for service, attribute in ((sms_url, "sms_at"), (court_bank_url, "court_bank_at")):
+        url = urlsplit(service or "")
         if url.hostname in LOOPBACK and url.port is not None:
-            world.sms_at = (url.hostname, url.port)
+            setattr(world, attribute, (url.hostname, url.port))
     return world
 
 
@@ -157,6 +170,7 @@ def world_in_background(world: SimulatedWorld) -> Iterator[list[RegistryConfig]]
             url = stack.enter_context(serving_in_background(simulator.app))
             configs.append(config.model_copy(update={"base_url": url}))
         world.sms_url = stack.enter_context(serving_in_background(world.sms.app))
+        world.court_bank_url = stack.enter_context(serving_in_background(world.court_bank.app))
         yield configs
 
 
@@ -173,6 +187,8 @@ async def serve(world: SimulatedWorld, on_ready: Callable[[], None] | None = Non
     apps = [(sim.app, host, port) for sim, host, port in world.simulators]
     if world.sms_at is not None:
         apps.append((world.sms.app, *world.sms_at))
+    if world.court_bank_at is not None:
+        apps.append((world.court_bank.app, *world.court_bank_at))
     servers = [
         _Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
@@ -188,7 +204,7 @@ async def serve(world: SimulatedWorld, on_ready: Callable[[], None] | None = Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
-    ticker = asyncio.create_task(_tick([sim for sim, _, _ in world.simulators]))  # noqa: RUF006 - held here, cancelled in finally
+    ticker = asyncio.create_task(_tick([*(sim for sim, _, _ in world.simulators), world.court_bank]))  # noqa: RUF006 - held here, cancelled in finally
     try:
         while not all(server.started for server in servers):
             if any(task.done() for task in tasks):

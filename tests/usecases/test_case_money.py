@@ -206,7 +206,9 @@ def test_money_nobody_can_place_waits_as_unidentified_until_a_person_assigns_or_
         sessions, unidentified.assign, stray.reference, number, actor=JUDGE, reason="电话核实", today=TODAY
     )
     assert owed_now(sessions, number) == before - 500_00
-    db.in_transaction(sessions, unidentified.send_back, unnamed.reference, actor=JUDGE, reason="付款人要求退回")
+    db.in_transaction(
+        sessions, unidentified.send_back, unnamed.reference, actor=JUDGE, reason="付款人要求退回"
+    )
     with pytest.raises(InvalidValue, match="no longer waiting"):
         db.in_transaction(sessions, unidentified.send_back, unnamed.reference, actor=JUDGE, reason="again")
     with sessions() as session:
@@ -230,9 +232,7 @@ def test_reconciliation_finds_the_banks_error_and_leaves_the_journal_alone(
     if error == "fen_off":
         sim.books.off[sub] = 1
     else:
-        sim.books.book(
-            7_00, sub, sim.now(), listed=error == "phantom", counted=error == "unlisted"
-        )
+        sim.books.book(7_00, sub, sim.now(), listed=error == "phantom", counted=error == "unlisted")
     kept = entries(sessions)
     found = reconciled(sessions, world)
     assert not found.agreed
@@ -274,7 +274,9 @@ def test_a_crash_between_the_statement_and_the_journal_loses_nothing_and_counts_
     assert take(sessions, world).placed == {"transfer": 5}
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(StatementLine)) == 5
-        assert session.scalar(select(func.count()).select_from(Payment).where(Payment.source == "transfer")) == 5
+        assert (
+            session.scalar(select(func.count()).select_from(Payment).where(Payment.source == "transfer")) == 5
+        )
         assert session.scalar(select(func.sum(MoneyLeg.fen))) == 0, "the journal balances"
     assert reconciled(sessions, world).agreed
 
@@ -282,3 +284,43 @@ def test_a_crash_between_the_statement_and_the_journal_loses_nothing_and_counts_
 def arriving_cursor(sessions: sessionmaker[Session]) -> int:
     with sessions() as session:
         return arriving.cursor(session)
+
+
+def test_a_judge_reads_a_cases_money_and_places_unidentified_money_at_the_command_line(
+    sessions: sessionmaker[Session], clerk_env: str, tmp_path: Path
+) -> None:
+    from rich.cells import cell_len
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    world = opened_world(sessions, tmp_path, debtors=20)
+    number = first_case(sessions)
+    with sessions() as session:
+        judge = cases.get_case(session, number).judge
+    sim = world.court_bank.sim
+    sim.credit(21_234_56, sub_of(sessions, number), payer_name="张三丰", payer_account="6222020200001111222")
+    stray = sim.credit(300_00, None, remittance="还款 110105194912310021")
+    take(sessions, world)
+
+    def clerk(*args: str) -> str:
+        result = CliRunner().invoke(app, list(args), terminal_width=80)
+        assert result.exit_code == 0, result.output
+        assert all(cell_len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
+        return result.stdout
+
+    shown = clerk("money", "show", number)
+    assert "21,234.56" in shown and "transfer" in shown and "payable to the applicant" in shown
+    assert "张三丰" not in shown and "6222020200001111222" not in shown, "who paid is masked"
+    waiting = clerk("money", "unidentified")
+    assert stray.reference in waiting and "300.00" in waiting and "110105194912310021" not in waiting
+    result = CliRunner().invoke(
+        app, ["money", "assign", stray.reference, number, "--reason", "", "--actor", judge]
+    )
+    assert result.exit_code == 2 and "reason" in result.output
+    placed = clerk(
+        "money", "assign", stray.reference, number, "--reason", "电话核实为被执行人还款", "--actor", judge
+    )
+    assert "placed with" in placed
+    assert "no unidentified money" in clerk("money", "unidentified")
+    assert "assigned" in clerk("money", "show", number)
