@@ -76,7 +76,7 @@ def case_balances(session: Session, case_id: int) -> dict[Account, int]:
         .where(MoneyLeg.case_id == case_id)
         .group_by(MoneyLeg.account)
     )
-    return {Account(account): (fen if account == Account.BANK else -fen) for account, fen in rows if fen}
+    return {Account(account): int(fen if account == Account.BANK else -fen) for account, fen in rows if fen}
 
 
 def bureau_balances(session: Session) -> dict[Account, int]:
