@@ -35,6 +35,7 @@ from flows.collect import collect
 from flows.daily_report import daily_report
 from flows.deadlines import deadlines
 from flows.deduction import deduction
+from flows.money import money_reconcile, money_statement
 from flows.release import release
 from flows.renewal import renewal
 from flows.sweep import sweep
@@ -50,6 +51,7 @@ from models.tables import (
     Notification,
     Payment,
     Registry,
+    Subaccount,
 )
 from tests.flows.test_flows import artifacts_of
 from tests.world import World, flow_world
@@ -163,6 +165,27 @@ def test_watch_freezes_a_deposit_from_the_push_feed(world: World) -> None:
         assert arrived and account not in arrived[0]  # masked
         assert tree.verify(session).ok
     assert latency[0] < 9
+
+
+def test_money_reaches_a_cases_sub_account_and_the_bank_and_the_journal_are_reconciled(world: World) -> None:
+    opened = asyncio.run(money_statement(return_state=True))
+    assert opened.is_completed() and (opened.message or "").startswith("0 line(s)"), opened.message
+    with sessions()() as session:
+        number, sub = session.execute(
+            select(Case.case_number, Subaccount.number).join(Subaccount).order_by(Case.id)
+        ).first()  # type: ignore[misc]
+        owed = cases.owed(cases.get_case(session, number), bureau_today()).remaining
+    world.court_bank.credit(min(100_00, owed), sub)
+    read = asyncio.run(money_statement(return_state=True))
+    assert "1 transfer(s)" in (read.message or ""), read.message
+    agreed = asyncio.run(money_reconcile(return_state=True))
+    assert agreed.is_completed() and "agree to the fen" in (agreed.message or ""), agreed.message
+    world.court_bank.books.off[sub] = 1  # the bank's error, one fen
+    differs = asyncio.run(money_reconcile(return_state=True))
+    assert differs.is_completed() and "1 account(s) differ" in (differs.message or ""), differs.message
+    shown = asyncio.run(artifacts_of(differs.state_details.flow_run_id))
+    assert "money-unreconciled" in shown
+    assert sub not in str(shown["money-unreconciled"].data), "the account is masked"
 
 
 def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> None:
