@@ -14,17 +14,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk import control, lifecycle, querying, sweeping
+from clerk import control, querying, sweeping
 from clerk.casebook import cases
 from clerk.context import Context
 from clerk.money import arriving, journal, reconcile, subaccounts, unidentified
 from clerk.store import db
 from models.money import Account
-from models.status import MeasureStatus
-from models.tables import Case, ControlMeasure, MoneyEntry, MoneyLeg, Payment, StatementLine, Subaccount
+from models.tables import Case, MoneyEntry, MoneyLeg, Payment, StatementLine, Subaccount
 from models.values import InvalidValue
 from tests.fakes import FakeWorld
-from tests.usecases.test_exactly_once import ACTOR, NOW, TODAY, world_in_book
+from tests.usecases.test_exactly_once import ACTOR, NOW, TODAY, approved_deduction, world_in_book
 
 JUDGE = "李法官"
 
@@ -100,18 +99,7 @@ def test_a_deductions_money_lands_on_its_cases_subaccount_and_is_counted_once(
 ) -> None:
     world = opened_world(sessions, tmp_path)
     asyncio.run(sweeping.sweep_due(ctx_of(sessions, world), querying.Schedule()))
-    with sessions() as session:
-        number = session.scalars(
-            select(Case.case_number)
-            .join(ControlMeasure, ControlMeasure.case_id == Case.id)
-            .where(ControlMeasure.status == MeasureStatus.EFFECTIVE, ControlMeasure.actual_amount_fen > 0)
-            .order_by(Case.id)
-        ).first()
-    assert number is not None
-    proposal = db.in_transaction(sessions, lifecycle.propose_deduction, number, TODAY)
-    ids = db.in_transaction(
-        sessions, lifecycle.approve_deduction, proposal, proposal.total_fen, JUDGE, ACTOR, NOW
-    )
+    number, proposal, ids = approved_deduction(sessions)
     sent = asyncio.run(control.send_actions(ctx_of(sessions, world), ids))
     assert sent.done == len(ids)
     books = world.court_bank.sim.books

@@ -47,6 +47,24 @@ def sweep(sessions: sessionmaker[Session], world: FakeWorld) -> sweeping.Swept:
     return asyncio.run(sweeping.sweep_due(at_work(sessions, world), querying.Schedule()))
 
 
+def approved_deduction(sessions: sessionmaker[Session]) -> tuple[str, lifecycle.DeductionProposal, list[int]]:
+    """The first case holding a freeze with money on it, its deduction proposed and approved in full by
+    its judge: (case number, proposal, the actions written down, not yet sent)."""
+    with sessions() as session:
+        number = session.scalars(
+            select(Case.case_number)
+            .join(ControlMeasure, ControlMeasure.case_id == Case.id)
+            .where(ControlMeasure.status == MeasureStatus.EFFECTIVE, ControlMeasure.actual_amount_fen > 0)
+            .order_by(Case.id)
+        ).first()
+    assert number is not None
+    proposal = db.in_transaction(sessions, lifecycle.propose_deduction, number, TODAY)
+    ids = db.in_transaction(
+        sessions, lifecycle.approve_deduction, proposal, proposal.total_fen, "李法官", ACTOR, NOW
+    )
+    return number, proposal, ids
+
+
 def sent_more_than_once(world: FakeWorld, verb: str) -> list[str]:
     return [key for key, n in collections.Counter(world.keys_sent(verb)).items() if n > 1]
 
@@ -171,18 +189,7 @@ def test_a_deduction_whose_answer_was_lost_is_sent_again_with_its_key_and_moves_
 ) -> None:
     world = world_in_book(sessions, tmp_path, debtors=80, seed=13)
     sweep(sessions, world)
-    with sessions() as session:
-        number = session.scalars(
-            select(Case.case_number)
-            .join(ControlMeasure, ControlMeasure.case_id == Case.id)
-            .where(ControlMeasure.status == MeasureStatus.EFFECTIVE, ControlMeasure.actual_amount_fen > 0)
-            .order_by(Case.id)
-        ).first()
-    assert number is not None
-    proposal = db.in_transaction(sessions, lifecycle.propose_deduction, number, TODAY)
-    ids = db.in_transaction(
-        sessions, lifecycle.approve_deduction, proposal, proposal.total_fen, "李法官", ACTOR, NOW
-    )
+    _, proposal, ids = approved_deduction(sessions)
     for registry in world.registries.values():
         registry.lose_replies = 10**6
     lost = asyncio.run(control.send_actions(at_work(sessions, world), ids))
