@@ -68,7 +68,11 @@ class Served:
 def simulators(debtors: int, folder: Path, regs: list[RegistryConfig]) -> Iterator[Served]:
     """`clerk sim` with a world of `debtors`, serving `regs`, writing its case file into `folder`."""
     case_file = folder / "cases.csv"
-    env = os.environ | {"CLERK_REGISTRIES": registries_json(regs), "CLERK_NOTIFIER_URL": ""}
+    env = os.environ | {
+        "CLERK_REGISTRIES": registries_json(regs),
+        "CLERK_NOTIFIER_URL": "",
+        "CLERK_COURT_BANK_URL": "",
+    }
     args = ["sim", "--debtors", str(debtors), "--seed", "1", "--write-cases", str(case_file)]
     with serving(["cli", *args], env, "serving") as process:
         yield Served(case_file, process)
@@ -172,6 +176,7 @@ def clerk_env(database_url: str, regs: list[RegistryConfig]) -> dict[str, str]:
         "CLERK_DATABASE_URL": database_url,
         "CLERK_REGISTRIES": registries_json(regs),
         "CLERK_NOTIFIER_URL": "",
+        "CLERK_COURT_BANK_URL": "",
         "CLERK_LOG_LEVEL": "WARNING",
         "PREFECT_LOGGING_LEVEL": "WARNING",  # the flow's line per task stays out of the bench's output
     }

@@ -58,6 +58,7 @@ def measure(workers: int, debtors: int) -> dict[str, Any]:
             "CLERK_DATA_DIR": f"{tmp}/var",
             "CLERK_REGISTRIES": registries_json(regs),
             "CLERK_NOTIFIER_URL": "",
+            "CLERK_COURT_BANK_URL": "",
             "CLERK_LOG_LEVEL": "WARNING",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }

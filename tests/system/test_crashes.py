@@ -37,6 +37,7 @@ def clerk_process(world: World, database_url: str, point: str, n: int = 1) -> su
         "CLERK_DATABASE_URL": database_url,
         "CLERK_REGISTRIES": registries_json(world.configs),
         "CLERK_NOTIFIER_URL": "",
+        "CLERK_COURT_BANK_URL": "",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tests.crash_driver", point, str(n)],

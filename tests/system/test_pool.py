@@ -70,6 +70,7 @@ def pool(tmp_path: Path) -> Iterator[tuple[World, dict[str, str], dict[str, obje
             "CLERK_DATA_DIR": str(data),
             "CLERK_REGISTRIES": registries_json(world.configs),
             "CLERK_NOTIFIER_URL": world.sms_url,
+            "CLERK_COURT_BANK_URL": world.court_bank_url,
             "CLERK_UNCONFIRMED_AFTER_S": "0",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }

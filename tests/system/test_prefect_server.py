@@ -148,6 +148,7 @@ def world(clerk_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         registries = registries_json(served.configs)
         monkeypatch.setenv("CLERK_REGISTRIES", registries)
         monkeypatch.setenv("CLERK_NOTIFIER_URL", served.sms_url)
+        monkeypatch.setenv("CLERK_COURT_BANK_URL", served.court_bank_url)
         get_settings.cache_clear()
         assert CliRunner().invoke(app, ["cases", "import", str(served.case_file)]).exit_code == 0
         yield served
