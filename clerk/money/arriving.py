@@ -31,7 +31,7 @@ from clerk.money import journal
 from clerk.store import audit, db, locks
 from connectors.court_bank import CourtBankPort, Statement
 from connectors.court_bank import StatementLine as Line
-from models import money
+from models import money, rules
 from models.status import KEPT, ActionKind, ActionStatus, CaseStatus
 from models.tables import (
     Case,
@@ -43,6 +43,8 @@ from models.tables import (
     StatementLine,
     Subaccount,
 )
+from models.tallies import add_fields
+from models.values import format_yuan
 
 DEDUCTION = re.compile(r"\bDEDUCTION ([A-Za-z0-9_.:\-]{8,64})\b")
 
@@ -56,9 +58,7 @@ class Arrived:
     fen: int = 0  # credits placed with a case
 
     def add(self, other: Arrived) -> None:
-        self.lines += other.lines
-        self.placed.update(other.placed)
-        self.fen += other.fen
+        add_fields(self, other)
 
 
 def cursor(session: Session) -> int:
@@ -141,26 +141,18 @@ def _place(session: Session, row: StatementLine, line: Line, actor: str, today: 
             assert case is not None
             locks.lock_case(session, case.id)
             moved = (action.result or {}).get("deducted_fen", 0) if action.status == ActionStatus.DONE else 0
-            before = cases.owed(case, line.value_date).remaining + int(moved)
-            _journal(session, row, case, bank_case, before, actor, action_id=action.id)
+            owed = cases.owed(case, line.value_date)
+            legs = money.arrived(bank_case, line.amount_fen, case.id)
+            place(session, case, row, "arrived", legs, owed, actor, counted=int(moved), action_id=action.id)
             return "deduction"
     if sub is not None:
         case = session.get(Case, sub.case_id)
         assert case is not None
         locks.lock_case(session, case.id)
-        before = cases.owed(case, line.value_date).remaining
-        if case.status in KEPT and line.amount_fen <= before and line.value_date <= today:
-            cases.record_payment(
-                session,
-                case.case_number,
-                line.amount_fen,
-                line.value_date,
-                actor=actor,
-                today=today,
-                again=True,
-                source="transfer",
-            )
-            _journal(session, row, case, bank_case, before, actor)
+        owed = cases.owed(case, line.value_date)
+        if line.value_date <= today and cannot_take(case, line.amount_fen, owed) is None:
+            legs = money.arrived(bank_case, line.amount_fen, case.id)
+            place_as_payment(session, case, row, "arrived", legs, owed, actor, today, source="transfer")
             return "transfer"
     journal.post(
         session, "unidentified", money.arrived(bank_case, line.amount_fen, None), actor=actor, line=row
@@ -168,46 +160,75 @@ def _place(session: Session, row: StatementLine, line: Line, actor: str, today: 
     return "unidentified"
 
 
-def _journal(
+def cannot_take(case: Case, fen: int, owed: rules.Owed) -> str | None:
+    """Why `fen` cannot be placed with `case` as its payment (it has ended, or owes less), or None."""
+    if case.status not in KEPT:
+        return f"{case.case_number} is {case.status}: money cannot be placed with it"
+    if fen > owed.remaining:
+        return f"{format_yuan(fen)} is more than the {format_yuan(owed.remaining)} {case.case_number} owes"
+    return None
+
+
+def place(
     session: Session,
-    row: StatementLine,
     case: Case,
-    bank_case: int | None,
-    owed_before: int,
+    row: StatementLine,
+    kind: str,
+    legs: tuple[money.Leg, ...],
+    owed: rules.Owed,
     actor: str,
+    *,
+    counted: int = 0,
     action_id: int | None = None,
-) -> None:
-    """Money that reached `case`: arrived on the bank's side, then split by the law's order."""
-    fen = row.amount_fen
+    reason: str | None = None,
+) -> money.Split:
+    """The statement line's money placed with `case` (the entry `kind` with its `legs`: it reached the
+    case's `received`), then split by the law's order: the fee and costs not yet taken, then what the case
+    owed on the money's day (`owed`; `counted`: what of this money `owed` already counts as paid, as a
+    deduction's reply recorded its payment), the rest the debtor's."""
     journal.post(
         session,
-        "arrived",
-        money.arrived(bank_case, fen, case.id),
+        kind,
+        legs,
         actor=actor,
         case_number=case.case_number,
         line=row,
         action_id=action_id,
+        reason=reason,
     )
-    split_money(session, case, fen, owed_before, actor, row)
-
-
-def split_money(
-    session: Session, case: Case, fen: int, owed_before: int, actor: str, line: StatementLine | None
-) -> money.Split:
-    """Split money the case received (`received` to fees, applicant and the debtor's surplus): the fee and
-    costs not yet taken first, then what the case owed before this money."""
-    terms = cases.owed(case, case.filed_on)  # the fee and costs do not change with the day
-    fees_due = max(terms.fee + terms.costs - journal.fees_taken(session, case.id), 0)
-    parts = money.split(fen, fees_due, max(owed_before - fees_due, 0))
+    fees_due = max(owed.fee + owed.costs - journal.fees_taken(session, case.id), 0)
+    parts = money.split(row.amount_fen, fees_due, max(owed.remaining + counted - fees_due, 0))
     journal.post(
         session,
         "split",
         money.split_entry(case.id, parts),
         actor=actor,
         case_number=case.case_number,
-        line=line,
+        line=row,
     )
     return parts
+
+
+def place_as_payment(
+    session: Session,
+    case: Case,
+    row: StatementLine,
+    kind: str,
+    legs: tuple[money.Leg, ...],
+    owed: rules.Owed,
+    actor: str,
+    today: dt.date,
+    *,
+    source: str,
+    reason: str | None = None,
+) -> money.Split:
+    """`place`, the money recorded first as the case's payment on the day it arrived (`source`: a
+    debtor's transfer, or unidentified money a person assigned)."""
+    cases.record_payment(
+        session, case.case_number, row.amount_fen, row.value_date, actor=actor, today=today, again=True,
+        source=source,
+    )  # fmt: skip
+    return place(session, case, row, kind, legs, owed, actor, reason=reason)
 
 
 def _reverse(session: Session, row: StatementLine, actor: str) -> str:
@@ -221,10 +242,9 @@ def _reverse(session: Session, row: StatementLine, actor: str) -> str:
             )
         )
     )
-    if not entries:
+    if original is None or not entries:
         audit.append(session, "money.reversal_unmatched", actor=actor, payload={"reference": row.reference})
         return "reversal_unmatched"
-    case_number = None
     for done in reversed(entries):
         legs = journal.legs_of(session, [done.id])
         case = None if done.case_id is None else session.get(Case, done.case_id)
@@ -235,7 +255,7 @@ def _reverse(session: Session, row: StatementLine, actor: str) -> str:
         )  # fmt: skip
     arrival = entries[0]
     if arrival.kind == "arrived" and arrival.action_id is None and arrival.case_id is not None:
-        _undo_transfer(session, arrival.case_id, original, actor)  # type: ignore[arg-type]
+        _undo_transfer(session, arrival.case_id, original, actor)
     return "reversal"
 
 

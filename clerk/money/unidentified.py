@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
 from clerk.money import journal
-from clerk.money.arriving import split_money
+from clerk.money.arriving import cannot_take, place_as_payment
 from clerk.store import locks
 from models import money
 from models.status import KEPT
 from models.tables import MoneyEntry, StatementLine
-from models.values import InvalidValue, format_yuan
+from models.values import InvalidValue
 
 SETTLED = ("assigned", "to_return", "reversed")
 
@@ -90,31 +90,15 @@ def assign(
     why = _reason(reason)
     line = _line(session, reference)
     case = cases.get_case(session, case_number, for_update=True)
-    if case.status not in KEPT:
-        raise InvalidValue(
-            "case_number", f"{case.case_number} is {case.status}: money cannot be placed with it"
-        )
     locks.lock_case(session, case.id)
-    before = cases.owed(case, line.value_date).remaining
-    if line.amount_fen > before:
-        raise InvalidValue(
-            "reference",
-            f"{format_yuan(line.amount_fen)} is more than the {format_yuan(before)} {case.case_number} owes",
-        )
-    cases.record_payment(
-        session, case.case_number, line.amount_fen, line.value_date, actor=actor, today=today, again=True,
-        source="assigned",
-    )  # fmt: skip
-    journal.post(
-        session,
-        "assigned",
-        money.assigned(line.amount_fen, case.id),
-        actor=actor,
-        case_number=case.case_number,
-        line=line,
-        reason=why,
+    owed = cases.owed(case, line.value_date)
+    refused = cannot_take(case, line.amount_fen, owed)
+    if refused is not None:
+        raise InvalidValue("case_number" if case.status not in KEPT else "reference", refused)
+    legs = money.assigned(line.amount_fen, case.id)
+    return place_as_payment(
+        session, case, line, "assigned", legs, owed, actor, today, source="assigned", reason=why
     )
-    return split_money(session, case, line.amount_fen, before, actor, line)
 
 
 def send_back(session: Session, reference: str, *, actor: str, reason: str) -> int:
