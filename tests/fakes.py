@@ -211,8 +211,7 @@ class CourtBankInProcess:
 
     async def entries(self, after: int) -> Statement:
         self.calls.append(f"entries {after}")
-        books = self.sim.books
-        found = [e for e in books.entries[after:] if e.listed][: self.page]
+        found = self.sim.books.listed(after, self.page)
         lines = tuple(
             StatementLine(
                 seq=e.seq,

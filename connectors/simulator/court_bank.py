@@ -12,6 +12,7 @@ test injects. What a bank gets wrong, on purpose (`Hostile.repeat_entries`, and 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import xml.etree.ElementTree as ET
@@ -75,6 +76,10 @@ class CourtBankBooks:
         self.entries.append(entry)
         return entry
 
+    def listed(self, after: int, limit: int) -> list[Entry]:
+        """The entries the statement shows after sequence `after`, at most `limit`."""
+        return [e for e in self.entries[after:] if e.listed][:limit]
+
     def balances(self, through: int) -> dict[str, int]:
         """Each account's closing balance as of entry `through`: the master account (the whole money at the
         bank) first, then every sub-account opened."""
@@ -126,7 +131,7 @@ class CourtBankSimulator(RegistrySimulator):
         entry = self.books.book(amount_fen, to, self.now(), **details)
         if self.hostile.repeat_entries:
             self.books.entries.append(
-                Entry(**{**entry.__dict__, "seq": len(self.books.entries) + 1, "counted": False})
+                dataclasses.replace(entry, seq=len(self.books.entries) + 1, counted=False)
             )
         return entry
 
@@ -156,8 +161,7 @@ class CourtBankSimulator(RegistrySimulator):
         limit = min(int(request.query_params.get("limit", "2000")), 5000)
         if after < 0 or limit < 1:
             raise Refusal(400, "bad_request")
-        page = [e for e in self.books.entries[after:] if e.listed][:limit]
-        return _xml(_camt054(self.books.master, page))
+        return _xml(_camt054(self.books.master, self.books.listed(after, limit)))
 
     async def list_balances(self, request: Request, fault: Fault) -> Response:
         newest = len(self.books.entries)
