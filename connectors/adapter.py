@@ -10,7 +10,6 @@ refusal (`connectors.base.is_refusal`).
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +25,6 @@ from connectors.base import (
     InvalidReply,
     QueryReply,
     QueryRequest,
-    RegistryError,
     RegistryKind,
     RejectedError,
     ReleaseRequest,
@@ -53,12 +51,7 @@ class HttpConnector(ABC):
         await self.client.aclose()
 
     async def health(self) -> Health:
-        started = time.perf_counter()
-        try:
-            await self.client.call("GET", self.health_path, reference="health", safe=True)
-        except RegistryError as exc:
-            return Health(registry=self.code, ok=False, latency_ms=_ms(started), detail=exc.reason)
-        return Health(registry=self.code, ok=True, latency_ms=_ms(started))
+        return await self.client.health(self.health_path)
 
     # The ports every registry adapter serves (connectors/base.py: QueryPort and ControlPort).
 
@@ -196,7 +189,3 @@ def unreadable(error: InvalidReply) -> UnreadableAnswer:
 def yuan(fen: int) -> str:
     """Fen as the yuan string registries expect: '1234.50'."""
     return format_yuan(fen).replace(",", "")
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)

@@ -24,14 +24,13 @@ Replies are parsed with defusedxml (`connectors.http.parse_xml`); anything that 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Protocol, runtime_checkable
 from xml.etree.ElementTree import Element
 
 from pydantic import Field, ValidationError
 
 from connectors.adapter import read_fen
-from connectors.base import Health, InvalidReply, Message, RegistryError
+from connectors.base import Health, InvalidReply, Message
 from connectors.http import RegistryClient, describe, parse_json, parse_xml
 from models.values import mask_account
 
@@ -103,12 +102,7 @@ class CourtBankConnector:
         await self.client.aclose()
 
     async def health(self) -> Health:
-        started = time.perf_counter()
-        try:
-            await self.client.call("GET", "/v1/health", reference="health", safe=True)
-        except RegistryError as exc:
-            return Health(registry=self.code, ok=False, latency_ms=_ms(started), detail=exc.reason)
-        return Health(registry=self.code, ok=True, latency_ms=_ms(started))
+        return await self.client.health("/v1/health")
 
     async def open_subaccount(self, key: str, case_number: str) -> str:
         """The case's sub-account, opened once per key: asking again (after a lost reply) gives the same."""
@@ -247,7 +241,3 @@ def _indicator(text: str, registry: str, ref: str) -> bool:
     if text not in ("CRDT", "DBIT"):
         raise InvalidReply(registry, "invalid reply: CdtDbtInd is not CRDT or DBIT", ref)
     return text == "CRDT"
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)

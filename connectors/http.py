@@ -36,6 +36,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
 from connectors.base import (
+    Health,
     InvalidReply,
     RegistryError,
     RegistryUnavailable,
@@ -209,6 +210,15 @@ class RegistryClient:
             raise
         raise AssertionError("tenacity returns or raises")  # pragma: no cover
 
+    async def health(self, path: str) -> Health:
+        """The registry's answer to `GET path`, its health check: up (with the time it took) or down (why)."""
+        started = time.perf_counter()
+        try:
+            await self.call("GET", path, reference="health", safe=True)
+        except RegistryError as exc:
+            return Health(registry=self.code, ok=False, latency_ms=_ms(started), detail=exc.reason)
+        return Health(registry=self.code, ok=True, latency_ms=_ms(started))
+
     def _wait(self, retry_state: Any) -> float:
         """Exponential backoff with full jitter, or the registry's Retry-After when it is longer."""
         attempt = retry_state.attempt_number
@@ -334,6 +344,10 @@ def _short_reason(response: httpx.Response) -> str:
         except (ValueError, UnicodeDecodeError):
             pass
     return reason_code(code) if isinstance(code, str) and code else "no reason given"
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
 
 
 def safe_xml(content: bytes) -> ET.Element:
