@@ -167,37 +167,74 @@ def record_payment(
             f"{format_yuan(amount_fen)} is more than the {format_yuan(before.remaining)} owed on {paid_on}: "
             "if the debtor really paid more, say so (--overpaid)",
         )
-    case.payments.append(Payment(paid_on=paid_on, amount_fen=amount_fen, source=source))
+    after, events = add_payment(case, amount_fen, paid_on, actor=actor, source=source)
     session.flush()
-    after = owed(case, paid_on)
-    audit.append(
-        session,
-        "payment.recorded",
-        actor=actor,
-        case_number=case.case_number,
-        payload={
-            "amount_fen": amount_fen,
-            "paid_on": paid_on.isoformat(),
-            "remaining_before_fen": before.remaining,
-            "remaining_after_fen": after.remaining,
-            "overpaid_fen": max(amount_fen - before.remaining, 0),
-            "source": source,
-        },
-    )
-    if after.remaining == 0 and case.status in KEPT:
-        mark_paid(session, case, actor)
+    audit.append_many(session, events)
     return after
+
+
+def add_payment(
+    case: Case, amount_fen: int, paid_on: dt.date, *, actor: str, source: str
+) -> tuple[rules.Owed, list[audit.Entry]]:
+    """A payment added to a case its caller locked and checked (`record_payment`): what is owed on its
+    date afterwards, and the events to append (`payment_events`). The case is marked paid when nothing
+    is owed."""
+    before = owed(case, paid_on)
+    case.payments.append(Payment(paid_on=paid_on, amount_fen=amount_fen, source=source))
+    after = owed(case, paid_on)
+    events = payment_events(case, amount_fen, paid_on, before, after, actor=actor, source=source)
+    if len(events) > 1:
+        case.status = CaseStatus.PAID
+    return after, events
+
+
+class Payable(Protocol):
+    @property
+    def case_number(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+
+
+def payment_events(
+    case: Payable,
+    amount_fen: int,
+    paid_on: dt.date,
+    before: rules.Owed,
+    after: rules.Owed,
+    *,
+    actor: str,
+    source: str,
+) -> list[audit.Entry]:
+    """The events of a payment recorded (a person's, `add_payment`; a page of the court's bank statement's,
+    which writes its payments as rows): the payment, and the case paid when nothing is owed after it
+    and the case was running (the caller then marks it paid)."""
+    events = [
+        audit.Entry(
+            "payment.recorded",
+            actor,
+            case.case_number,
+            {
+                "amount_fen": amount_fen,
+                "paid_on": paid_on.isoformat(),
+                "remaining_before_fen": before.remaining,
+                "remaining_after_fen": after.remaining,
+                "overpaid_fen": max(amount_fen - before.remaining, 0),
+                "source": source,
+            },
+        )
+    ]
+    if after.remaining == 0 and case.status in KEPT:
+        events.append(paid_event(case, actor))
+    return events
+
+
+def paid_event(case: Payable, actor: str) -> audit.Entry:
+    return audit.Entry("case.paid", actor, case.case_number, {"status_before": case.status})
 
 
 def mark_paid(session: Session, case: Case, actor: str) -> None:
     """Nothing is owed any more: the case is paid, and the release step lifts all its measures."""
-    audit.append(
-        session,
-        "case.paid",
-        actor=actor,
-        case_number=case.case_number,
-        payload={"status_before": case.status},
-    )
+    audit.append_many(session, [paid_event(case, actor)])
     case.status = CaseStatus.PAID
 
 

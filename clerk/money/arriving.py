@@ -20,15 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
 from clerk.context import Context
 from clerk.money import journal
-from clerk.store import audit, db, locks
+from clerk.store import audit, bulk, db, locks
 from connectors.court_bank import CourtBankPort, Statement
 from connectors.court_bank import StatementLine as Line
 from models import money, rules
@@ -74,93 +75,288 @@ def _advance(session: Session, last: int) -> None:
         row.position = last
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """A statement line as the page wrote it: what placing its money needs (a `StatementLine` row has
+    the same)."""
+
+    id: int
+    reference: str
+    amount_fen: int
+    value_date: dt.date
+
+
+@dataclass
+class Held:
+    """A case as placing money reads it, under its lock: its terms, status and payments, as a row (a page
+    of the statement may touch thousands)."""
+
+    id: int
+    case_number: str
+    status: str
+    principal_fen: int
+    judgment_interest_fen: int
+    costs_fen: int
+    performance_due_on: dt.date
+    payments: list[rules.Payment] = field(default_factory=list)
+
+    def owed(self, on: dt.date) -> rules.Owed:
+        return cases.owed_with(self, self.payments, on)
+
+
+_HELD = (
+    Case.id,
+    Case.case_number,
+    Case.status,
+    Case.principal_fen,
+    Case.judgment_interest_fen,
+    Case.costs_fen,
+    Case.performance_due_on,
+)
+
+
+def held_cases(session: Session, case_ids: Iterable[int]) -> dict[int, Held]:
+    """Lock the cases (`store.locks`) and read them with their payments; ids of no case are left out."""
+    held: dict[int, Held] = {}
+    for chunk in db.chunks(locks.lock_case_ids(session, case_ids)):
+        held.update(
+            (row.id, Held(*row))
+            for row in db.all_rows(session, select(*_HELD).where(db.among(session, Case.id, chunk)))
+        )
+        for case_id, paid_on, amount in db.all_rows(
+            session,
+            select(Payment.case_id, Payment.paid_on, Payment.amount_fen).where(
+                db.among(session, Payment.case_id, chunk)
+            ),
+        ):
+            held[case_id].payments.append(rules.Payment(paid_on, amount))  # owed_on orders them
+    return held
+
+
+@dataclass
+class Placer:
+    """Places money with cases in the caller's transaction: payments as they come (the cases' objects,
+    locked by the caller, see them at once), the journal's entries and every event written together by
+    `flush`, in order: a page of the statement costs a few statements, not a few per line."""
+
+    session: Session
+    actor: str
+    today: dt.date
+    fees: dict[int, int] = field(default_factory=dict)  # fee and costs taken, by case, as placed so far
+    _items: list[journal.Posting | audit.Entry] = field(default_factory=list)
+    _payments: list[dict[str, object]] = field(default_factory=list)
+    _paid: list[int] = field(default_factory=list)  # cases this placing paid in full
+
+    def event(self, action: str, case_number: str | None = None, **payload: object) -> None:
+        self._items.append(audit.Entry(action, self.actor, case_number, payload))
+
+    def post(self, posting: journal.Posting) -> None:
+        self._items.append(posting)
+
+    def place(
+        self,
+        case: Held,
+        line: Recorded | StatementLine,
+        kind: str,
+        legs: tuple[money.Leg, ...],
+        owed: rules.Owed,
+        *,
+        counted: int = 0,
+        action_id: int | None = None,
+        reason: str | None = None,
+    ) -> money.Split:
+        """The line's money placed with `case` (the entry `kind` with its `legs`: it reached the case's
+        `received`), then split by the law's order: the fee and costs not yet taken, then what the case
+        owed on the money's day (`owed`; `counted`: what of this money `owed` already counts as paid, as a
+        deduction's reply recorded its payment), the rest the debtor's."""
+        self.post(journal.Posting(kind, legs, case.case_number, line, action_id, reason))
+        if case.id not in self.fees:
+            self.fees.update(journal.fees_taken(self.session, [case.id]))
+        fees_due = max(owed.fee + owed.costs - self.fees[case.id], 0)
+        parts = money.split(line.amount_fen, fees_due, max(owed.remaining + counted - fees_due, 0))
+        self.fees[case.id] += parts.fees
+        self.post(journal.Posting("split", money.split_entry(case.id, parts), case.case_number, line))
+        return parts
+
+    def place_as_payment(
+        self,
+        case: Held,
+        line: Recorded | StatementLine,
+        kind: str,
+        legs: tuple[money.Leg, ...],
+        owed: rules.Owed,
+        *,
+        source: str,
+        reason: str | None = None,
+    ) -> money.Split:
+        """`place`, the money recorded first as the case's payment on the day it arrived (`source`: a
+        debtor's transfer, or unidentified money a person assigned); the caller checked it may
+        (`cannot_take`) and holds the case's lock. A case paid in full is marked paid."""
+        paid_on = line.value_date
+        before = case.owed(paid_on)
+        case.payments.append(rules.Payment(paid_on, line.amount_fen))
+        events = cases.payment_events(
+            case, line.amount_fen, paid_on, before, case.owed(paid_on), actor=self.actor, source=source
+        )
+        self._payments.append(
+            {"case_id": case.id, "paid_on": paid_on, "amount_fen": line.amount_fen, "source": source}
+        )
+        if len(events) > 1:
+            case.status = CaseStatus.PAID
+            self._paid.append(case.id)
+        self._items.extend(events)
+        return self.place(case, line, kind, legs, owed, reason=reason)
+
+    def flush(self) -> None:
+        """Write what was placed: payments, cases paid, entries with their legs, and every event in order."""
+        bulk.insert_rows(self.session, db.table(Payment), self._payments)
+        for chunk in db.chunks(self._paid):
+            self.session.execute(
+                update(Case).where(db.among(self.session, Case.id, chunk)).values(status=CaseStatus.PAID)
+            )
+        db.expire_cached(self.session, Case, self._paid)
+        postings = [item for item in self._items if isinstance(item, journal.Posting)]
+        written = iter(journal.write(self.session, postings, actor=self.actor))
+        audit.append_many(
+            self.session, [next(written) if isinstance(i, journal.Posting) else i for i in self._items]
+        )
+        self._items.clear()
+        self._payments.clear()
+        self._paid.clear()
+
+
 def record_page(session: Session, page: Statement, actor: str, today: dt.date, master: str) -> Arrived:
     """Record and place one page of the statement, and move the cursor past it, in the caller's
-    transaction. Lines already recorded (by reference) are skipped."""
+    transaction. Lines already recorded (by reference) are skipped. What the page's lines need (their
+    sub-accounts, the deductions they name, their cases under lock, the fees taken) is read once."""
     done = Arrived()
     if not page.lines:
         return done
     known = set(
         session.scalars(
             select(StatementLine.reference).where(
-                StatementLine.reference.in_([x.reference for x in page.lines])
+                db.among(session, StatementLine.reference, [x.reference for x in page.lines])
             )
         )
     )
+    new: list[Line] = []
     for line in page.lines:
         if line.reference in known:
             done.placed["repeated"] += 1
-            continue
-        known.add(line.reference)
+        else:
+            known.add(line.reference)
+            new.append(line)
+    ids = bulk.insert_rows(
+        session,
+        db.table(StatementLine),
+        [
+            {
+                "seq": line.seq,
+                "reference": line.reference,
+                "booked_at": line.booked_at,
+                "value_date": line.value_date,
+                "amount_fen": line.amount_fen,
+                "credit": line.credit,
+                "subaccount": None if line.subaccount == master else line.subaccount,
+                "reversal_of": line.reversal_of,
+                "counterparty_account": line.counterparty_account,
+                "counterparty_name": line.counterparty_name,
+                "remittance": line.remittance,
+            }
+            for line in new
+        ],
+    )
+    page_of = _PageOf.read(session, new, master)
+    placer = Placer(session, actor, today, journal.fees_taken(session, page_of.cases))
+    for line, row_id in zip(new, ids, strict=True):
         done.lines += 1
-        row = StatementLine(
-            seq=line.seq,
-            reference=line.reference,
-            booked_at=line.booked_at,
-            value_date=line.value_date,
-            amount_fen=line.amount_fen,
-            credit=line.credit,
-            subaccount=None if line.subaccount == master else line.subaccount,
-            reversal_of=line.reversal_of,
-            counterparty_account=line.counterparty_account,
-            counterparty_name=line.counterparty_name,
-            remittance=line.remittance,
-        )
-        session.add(row)
-        session.flush()
-        how = _place(session, row, line, actor, today)
+        row = Recorded(row_id, line.reference, line.amount_fen, line.value_date)
+        if line.reversal_of is not None:
+            placer.flush()
+            how = _reverse(session, row, line.reversal_of, actor)
+            placer.fees.clear()  # a reversed split gave its fee back
+            page_of.cases.update(held_cases(session, page_of.cases))  # a payment may have been taken back
+        else:
+            how = _place(placer, page_of, row, line)
         done.placed[how] += 1
         if how in ("deduction", "transfer"):
             done.fen += line.amount_fen
+    placer.flush()
     _advance(session, page.last)
     return done
 
 
-def _place(session: Session, row: StatementLine, line: Line, actor: str, today: dt.date) -> str:
-    if line.reversal_of is not None:
-        return _reverse(session, row, actor)
+@dataclass(frozen=True)
+class _PageOf:
+    """What a page's lines name, read at once: sub-accounts' cases, the deductions their remittance names,
+    and those cases, locked, with their payments."""
+
+    subaccounts: dict[str, int]  # number -> case id
+    deductions: dict[str, tuple[int, int, int]]  # key -> (action id, case id, fen it moved)
+    cases: dict[int, Held]
+
+    @classmethod
+    def read(cls, session: Session, lines: list[Line], master: str) -> _PageOf:
+        numbers = {x.subaccount for x in lines if x.subaccount is not None and x.subaccount != master}
+        subs: dict[str, int] = {}
+        for chunk in db.chunks(sorted(numbers)):
+            subs.update(
+                session.execute(
+                    select(Subaccount.number, Subaccount.case_id).where(
+                        db.among(session, Subaccount.number, chunk)
+                    )
+                )
+                .tuples()
+                .all()
+            )
+        keys = sorted({m.group(1) for x in lines if x.credit and (m := DEDUCTION.search(x.remittance))})
+        deductions: dict[str, tuple[int, int, int]] = {}
+        for chunk in db.chunks(keys):
+            for key, action_id, case_id, status, result in session.execute(
+                select(
+                    MeasureAction.idempotency_key,
+                    MeasureAction.id,
+                    ControlMeasure.case_id,
+                    MeasureAction.status,
+                    MeasureAction.result,
+                )
+                .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
+                .where(
+                    db.among(session, MeasureAction.idempotency_key, chunk),
+                    MeasureAction.kind == ActionKind.DEDUCT,
+                )
+            ):
+                moved = (result or {}).get("deducted_fen", 0) if status == ActionStatus.DONE else 0
+                deductions[key] = (action_id, case_id, int(moved))
+        wanted = set(subs.values()) | {case_id for _, case_id, _ in deductions.values()}
+        return cls(subs, deductions, held_cases(session, wanted))
+
+
+def _place(placer: Placer, page: _PageOf, row: Recorded, line: Line) -> str:
     if not line.credit:
-        audit.append(session, "money.unexpected_debit", actor=actor, payload={"reference": row.reference})
+        placer.event("money.unexpected_debit", reference=row.reference)
         return "debit"
-    sub = (
-        None
-        if row.subaccount is None
-        else session.scalar(select(Subaccount).where(Subaccount.number == row.subaccount))
-    )
-    bank_case = None if sub is None else sub.case_id
+    case_id = None if line.subaccount is None else page.subaccounts.get(line.subaccount)
     match = DEDUCTION.search(line.remittance)
-    if match:
-        found = session.execute(
-            select(MeasureAction, ControlMeasure.case_id)
-            .join(ControlMeasure, ControlMeasure.id == MeasureAction.measure_id)
-            .where(MeasureAction.idempotency_key == match.group(1), MeasureAction.kind == ActionKind.DEDUCT)
-        ).first()
-        if found is not None:
-            action, case_id = found
-            case = session.get(Case, case_id)
-            assert case is not None
-            locks.lock_case(session, case.id)
-            moved = (action.result or {}).get("deducted_fen", 0) if action.status == ActionStatus.DONE else 0
-            owed = cases.owed(case, line.value_date)
-            legs = money.arrived(bank_case, line.amount_fen, case.id)
-            place(session, case, row, "arrived", legs, owed, actor, counted=int(moved), action_id=action.id)
-            return "deduction"
-    if sub is not None:
-        case = session.get(Case, sub.case_id)
-        assert case is not None
-        locks.lock_case(session, case.id)
-        owed = cases.owed(case, line.value_date)
-        if line.value_date <= today and cannot_take(case, line.amount_fen, owed) is None:
-            legs = money.arrived(bank_case, line.amount_fen, case.id)
-            place_as_payment(session, case, row, "arrived", legs, owed, actor, today, source="transfer")
+    if match and match.group(1) in page.deductions:
+        action_id, deducted_for, moved = page.deductions[match.group(1)]
+        case = page.cases[deducted_for]
+        legs = money.arrived(case_id, line.amount_fen, case.id)
+        owed = case.owed(line.value_date)
+        placer.place(case, row, "arrived", legs, owed, counted=moved, action_id=action_id)
+        return "deduction"
+    if case_id is not None:
+        case = page.cases[case_id]
+        owed = case.owed(line.value_date)
+        if line.value_date <= placer.today and cannot_take(case, line.amount_fen, owed) is None:
+            legs = money.arrived(case_id, line.amount_fen, case.id)
+            placer.place_as_payment(case, row, "arrived", legs, owed, source="transfer")
             return "transfer"
-    journal.post(
-        session, "unidentified", money.arrived(bank_case, line.amount_fen, None), actor=actor, line=row
-    )
+    placer.post(journal.Posting("unidentified", money.arrived(case_id, line.amount_fen, None), line=row))
     return "unidentified"
 
 
-def cannot_take(case: Case, fen: int, owed: rules.Owed) -> str | None:
+def cannot_take(case: Held, fen: int, owed: rules.Owed) -> str | None:
     """Why `fen` cannot be placed with `case` as its payment (it has ended, or owes less), or None."""
     if case.status not in KEPT:
         return f"{case.case_number} is {case.status}: money cannot be placed with it"
@@ -169,70 +365,8 @@ def cannot_take(case: Case, fen: int, owed: rules.Owed) -> str | None:
     return None
 
 
-def place(
-    session: Session,
-    case: Case,
-    row: StatementLine,
-    kind: str,
-    legs: tuple[money.Leg, ...],
-    owed: rules.Owed,
-    actor: str,
-    *,
-    counted: int = 0,
-    action_id: int | None = None,
-    reason: str | None = None,
-) -> money.Split:
-    """The statement line's money placed with `case` (the entry `kind` with its `legs`: it reached the
-    case's `received`), then split by the law's order: the fee and costs not yet taken, then what the case
-    owed on the money's day (`owed`; `counted`: what of this money `owed` already counts as paid, as a
-    deduction's reply recorded its payment), the rest the debtor's."""
-    journal.post(
-        session,
-        kind,
-        legs,
-        actor=actor,
-        case_number=case.case_number,
-        line=row,
-        action_id=action_id,
-        reason=reason,
-    )
-    fees_due = max(owed.fee + owed.costs - journal.fees_taken(session, case.id), 0)
-    parts = money.split(row.amount_fen, fees_due, max(owed.remaining + counted - fees_due, 0))
-    journal.post(
-        session,
-        "split",
-        money.split_entry(case.id, parts),
-        actor=actor,
-        case_number=case.case_number,
-        line=row,
-    )
-    return parts
-
-
-def place_as_payment(
-    session: Session,
-    case: Case,
-    row: StatementLine,
-    kind: str,
-    legs: tuple[money.Leg, ...],
-    owed: rules.Owed,
-    actor: str,
-    today: dt.date,
-    *,
-    source: str,
-    reason: str | None = None,
-) -> money.Split:
-    """`place`, the money recorded first as the case's payment on the day it arrived (`source`: a
-    debtor's transfer, or unidentified money a person assigned)."""
-    cases.record_payment(
-        session, case.case_number, row.amount_fen, row.value_date, actor=actor, today=today, again=True,
-        source=source,
-    )  # fmt: skip
-    return place(session, case, row, kind, legs, owed, actor, reason=reason)
-
-
-def _reverse(session: Session, row: StatementLine, actor: str) -> str:
-    original = session.scalar(select(StatementLine).where(StatementLine.reference == row.reversal_of))
+def _reverse(session: Session, row: Recorded, reversal_of: str, actor: str) -> str:
+    original = session.scalar(select(StatementLine).where(StatementLine.reference == reversal_of))
     entries = (
         []
         if original is None
@@ -251,7 +385,7 @@ def _reverse(session: Session, row: StatementLine, actor: str) -> str:
         case_number = None if case is None else case.case_number
         journal.post(
             session, "reversed", money.reversal(legs), actor=actor, case_number=case_number, line=row,
-            reason=f"the bank reversed {row.reversal_of}",
+            reason=f"the bank reversed {reversal_of}",
         )  # fmt: skip
     arrival = entries[0]
     if arrival.kind == "arrived" and arrival.action_id is None and arrival.case_id is not None:

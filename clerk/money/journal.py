@@ -3,14 +3,93 @@ balances derived from the legs (never stored)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clerk.store import audit
+from clerk.store import audit, bulk, db
 from models.money import Account, Leg, entry
 from models.tables import MoneyEntry, MoneyLeg, StatementLine, Subaccount
+
+
+class Line(Protocol):
+    """What an entry needs of the statement line that caused it (a row, or a page's line just written)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def reference(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One entry to write: its kind, its legs (`models.money.entry` checks them) and its cause."""
+
+    kind: str
+    legs: tuple[Leg, ...]
+    case_number: str | None = None
+    line: Line | None = None
+    action_id: int | None = None
+    reason: str | None = None
+
+
+def write(session: Session, postings: Sequence[Posting], *, actor: str) -> list[audit.Entry]:
+    """Write the entries and their legs (two bulk inserts, whatever their number) and return the audit
+    event of each, holding its legs, for the caller to append in the order it wants (`post_many`)."""
+    checked = [entry(*p.legs) for p in postings]
+    case_ids = []
+    for legs in checked:
+        cases = {leg.case_id for leg in legs if leg.case_id is not None}
+        if len(cases) > 1:
+            raise ValueError("one entry moves one case's money")
+        case_ids.append(next(iter(cases), None))
+    ids = bulk.insert_rows(
+        session,
+        db.table(MoneyEntry),
+        [
+            {
+                "kind": p.kind,
+                "case_id": case_id,
+                "line_id": None if p.line is None else p.line.id,
+                "action_id": p.action_id,
+                "actor": actor,
+                "reason": p.reason,
+            }
+            for p, case_id in zip(postings, case_ids, strict=True)
+        ],
+    )
+    bulk.insert_rows(
+        session,
+        db.table(MoneyLeg),
+        [
+            {"entry_id": entry_id, "account": leg.account.value, "case_id": leg.case_id, "fen": leg.fen}
+            for entry_id, legs in zip(ids, checked, strict=True)
+            for leg in legs
+        ],
+    )
+    return [
+        audit.Entry(
+            f"money.{p.kind}",
+            actor,
+            p.case_number,
+            {
+                "entry": entry_id,
+                "legs": [[leg.account.value, leg.fen] for leg in legs],
+                "bank_reference": None if p.line is None else p.line.reference,
+                "reason": p.reason,
+            },
+        )
+        for p, entry_id, legs in zip(postings, ids, checked, strict=True)
+    ]
+
+
+def post_many(session: Session, postings: Sequence[Posting], *, actor: str) -> None:
+    """Write the entries and their audit events: the audit log's tree protects the journal as it protects
+    every event."""
+    audit.append_many(session, write(session, postings, actor=actor))
 
 
 def post(
@@ -20,43 +99,12 @@ def post(
     *,
     actor: str,
     case_number: str | None = None,
-    line: StatementLine | None = None,
+    line: Line | None = None,
     action_id: int | None = None,
     reason: str | None = None,
-) -> MoneyEntry:
-    """Write one entry (its legs must balance: `models.money.entry`) and its audit event, which holds the
-    legs: the audit log's tree protects the journal as it protects every event."""
-    checked = entry(*legs)
-    cases = {leg.case_id for leg in checked if leg.case_id is not None}
-    if len(cases) > 1:
-        raise ValueError("one entry moves one case's money")
-    case_id = next(iter(cases), None)
-    row = MoneyEntry(
-        kind=kind,
-        case_id=case_id,
-        line_id=None if line is None else line.id,
-        action_id=action_id,
-        actor=actor,
-        reason=reason,
-    )
-    session.add(row)
-    session.flush()
-    session.add_all(
-        MoneyLeg(entry_id=row.id, account=leg.account, case_id=leg.case_id, fen=leg.fen) for leg in checked
-    )
-    audit.append(
-        session,
-        f"money.{kind}",
-        actor=actor,
-        case_number=case_number,
-        payload={
-            "entry": row.id,
-            "legs": [[leg.account.value, leg.fen] for leg in checked],
-            "bank_reference": None if line is None else line.reference,
-            "reason": reason,
-        },
-    )
-    return row
+) -> None:
+    """`post_many` of one entry."""
+    post_many(session, [Posting(kind, tuple(legs), case_number, line, action_id, reason)], actor=actor)
 
 
 def legs_of(session: Session, entry_ids: Iterable[int]) -> list[Leg]:
@@ -89,14 +137,18 @@ def bureau_balances(session: Session) -> dict[Account, int]:
     return {Account(account): -int(fen) for account, fen in rows if fen}
 
 
-def fees_taken(session: Session, case_id: int) -> int:
-    """The fee and costs already taken from this case's money."""
-    taken = session.scalar(
-        select(func.coalesce(func.sum(MoneyLeg.fen), 0)).where(
-            MoneyLeg.case_id == case_id, MoneyLeg.account == Account.FEES
+def fees_taken(session: Session, case_ids: Iterable[int]) -> dict[int, int]:
+    """The fee and costs already taken from each case's money (0 where none was)."""
+    ids = sorted(set(case_ids))
+    taken = dict.fromkeys(ids, 0)
+    for chunk in db.chunks(ids):
+        rows = session.execute(
+            select(MoneyLeg.case_id, func.sum(MoneyLeg.fen))
+            .where(db.among(session, MoneyLeg.case_id, chunk), MoneyLeg.account == Account.FEES)
+            .group_by(MoneyLeg.case_id)
         )
-    )
-    return -int(taken or 0)
+        taken.update((case_id, -int(fen)) for case_id, fen in rows)
+    return taken
 
 
 def bank_balances(session: Session, master: str, through: int) -> dict[str, int]:

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
 from clerk.money import journal
-from clerk.money.arriving import cannot_take, place_as_payment
-from clerk.store import locks
+from clerk.money.arriving import Placer, cannot_take, held_cases
 from models import money
 from models.status import KEPT
 from models.tables import MoneyEntry, StatementLine
@@ -89,16 +88,18 @@ def assign(
     arrived, then split as any money the case receives."""
     why = _reason(reason)
     line = _line(session, reference)
-    case = cases.get_case(session, case_number, for_update=True)
-    locks.lock_case(session, case.id)
-    owed = cases.owed(case, line.value_date)
+    case_id = cases.get_case(session, case_number).id
+    case = held_cases(session, [case_id])[case_id]
+    owed = case.owed(line.value_date)
     refused = cannot_take(case, line.amount_fen, owed)
     if refused is not None:
         raise InvalidValue("case_number" if case.status not in KEPT else "reference", refused)
-    legs = money.assigned(line.amount_fen, case.id)
-    return place_as_payment(
-        session, case, line, "assigned", legs, owed, actor, today, source="assigned", reason=why
+    placer = Placer(session, actor, today)
+    parts = placer.place_as_payment(
+        case, line, "assigned", money.assigned(line.amount_fen, case.id), owed, source="assigned", reason=why
     )
+    placer.flush()
+    return parts
 
 
 def send_back(session: Session, reference: str, *, actor: str, reason: str) -> int:
