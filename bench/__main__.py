@@ -8,7 +8,19 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import audit, busy, convoy, latency, prefect_cost, simulators, sweep, transport, watch, workers
+from bench import (
+    audit,
+    busy,
+    convoy,
+    latency,
+    money,
+    prefect_cost,
+    simulators,
+    sweep,
+    transport,
+    watch,
+    workers,
+)
 
 
 def main() -> int:
@@ -17,7 +29,8 @@ def main() -> int:
     parser.add_argument(
         "--sizes",
         type=lambda text: [int(n.replace("_", "")) for n in text.split(",")],
-        help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,1000)",
+        help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,1000); cases and "
+        "statement lines for `money` (default 100000; quick 2000)",
     )
     parser.add_argument(
         "--database",
@@ -82,6 +95,7 @@ def main() -> int:
         "workers": lambda a: workers.run(quick=a.quick),
         "audit": lambda a: audit.run(quick=a.quick),
         "convoy": lambda a: convoy.run(quick=a.quick),
+        "money": lambda a: money.run(quick=a.quick, sizes=a.sizes),
     }
     parser.add_argument(
         "names", nargs="*", choices=[*benchmarks, []], help=f"which (default: all): {', '.join(benchmarks)}"

@@ -231,6 +231,13 @@ class Settings(BaseSettings):
     court_bank_credential: SecretStr = Field(
         SecretStr(SIM_CREDENTIAL), description="The court's bank's credential."
     )
+    court_bank_requests_per_second: float = Field(
+        50.0,
+        gt=0,
+        le=10_000,
+        description="Requests a second at most to the court's bank (a sub-account is opened a request "
+        "each: 10,000 new cases take 200 s at 50 a second).",
+    )
     money_cron: str = Field(
         "*/5 * * * *",
         description="When the court's bank statement is read and new cases get sub-accounts (cron).",

@@ -28,7 +28,7 @@ from clerk.context import Context
 from clerk.settings import Settings, get_settings
 from clerk.store import audit, db
 from connectors.court_bank import CourtBankConnector
-from connectors.http import RegistryClient
+from connectors.http import ClientLimits, RegistryClient
 from connectors.loader import build
 from connectors.notify import SmsGateway
 from flows import limits
@@ -126,7 +126,12 @@ async def opened(
     )
     court_bank = (
         CourtBankConnector(
-            RegistryClient("court-bank", settings.court_bank_url, settings.court_bank_credential)
+            RegistryClient(
+                "court-bank",
+                settings.court_bank_url,
+                settings.court_bank_credential,
+                limits=ClientLimits(requests_per_second=settings.court_bank_requests_per_second),
+            )
         )
         if settings.court_bank_url
         else None

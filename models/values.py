@@ -310,7 +310,7 @@ def scrub_personal_data(value: object) -> object:
     if isinstance(value, dict):  # numbers and None as they are, without a call each (audit payloads)
         return {k: v if type(v) in _PLAIN else scrub_personal_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [scrub_personal_data(v) for v in value]
+        return [v if type(v) in _PLAIN else scrub_personal_data(v) for v in value]
     return value
 
 

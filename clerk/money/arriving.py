@@ -17,6 +17,7 @@ names (and a payment that line recorded); a debit we did not order is left to re
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from collections import Counter
@@ -192,11 +193,10 @@ class Placer:
         """`place`, the money recorded first as the case's payment on the day it arrived (`source`: a
         debtor's transfer, or unidentified money a person assigned); the caller checked it may
         (`cannot_take`) and holds the case's lock. A case paid in full is marked paid."""
-        paid_on = line.value_date
-        before = case.owed(paid_on)
+        paid_on = line.value_date  # `owed` is what the case owed on it, before this money
         case.payments.append(rules.Payment(paid_on, line.amount_fen))
         events = cases.payment_events(
-            case, line.amount_fen, paid_on, before, case.owed(paid_on), actor=self.actor, source=source
+            case, line.amount_fen, paid_on, owed, case.owed(paid_on), actor=self.actor, source=source
         )
         self._payments.append(
             {"case_id": case.id, "paid_on": paid_on, "amount_fen": line.amount_fen, "source": source}
@@ -273,9 +273,11 @@ def record_page(session: Session, page: Statement, actor: str, today: dt.date, m
         row = Recorded(row_id, line.reference, line.amount_fen, line.value_date)
         if line.reversal_of is not None:
             placer.flush()
-            how = _reverse(session, row, line.reversal_of, actor)
-            placer.fees.clear()  # a reversed split gave its fee back
-            page_of.cases.update(held_cases(session, page_of.cases))  # a payment may have been taken back
+            how, case_id = _reverse(session, row, line.reversal_of, actor)
+            if case_id is not None:  # its split gave its fee back, its payment may have been taken back
+                placer.fees.pop(case_id, None)
+                if case_id in page_of.cases:
+                    page_of.cases.update(held_cases(session, [case_id]))
         else:
             how = _place(placer, page_of, row, line)
         done.placed[how] += 1
@@ -365,7 +367,9 @@ def cannot_take(case: Held, fen: int, owed: rules.Owed) -> str | None:
     return None
 
 
-def _reverse(session: Session, row: Recorded, reversal_of: str, actor: str) -> str:
+def _reverse(session: Session, row: Recorded, reversal_of: str, actor: str) -> tuple[str, int | None]:
+    """Reverse the entries of the line `reversal_of` (and the payment it recorded): what this line was,
+    and the case whose money it moved."""
     original = session.scalar(select(StatementLine).where(StatementLine.reference == reversal_of))
     entries = (
         []
@@ -378,7 +382,7 @@ def _reverse(session: Session, row: Recorded, reversal_of: str, actor: str) -> s
     )
     if original is None or not entries:
         audit.append(session, "money.reversal_unmatched", actor=actor, payload={"reference": row.reference})
-        return "reversal_unmatched"
+        return "reversal_unmatched", None
     for done in reversed(entries):
         legs = journal.legs_of(session, [done.id])
         case = None if done.case_id is None else session.get(Case, done.case_id)
@@ -390,7 +394,7 @@ def _reverse(session: Session, row: Recorded, reversal_of: str, actor: str) -> s
     arrival = entries[0]
     if arrival.kind == "arrived" and arrival.action_id is None and arrival.case_id is not None:
         _undo_transfer(session, arrival.case_id, original, actor)
-    return "reversal"
+    return "reversal", arrival.case_id
 
 
 def _undo_transfer(session: Session, case_id: int, original: StatementLine, actor: str) -> None:
@@ -426,12 +430,20 @@ def _undo_transfer(session: Session, case_id: int, original: StatementLine, acto
 
 
 async def take_statement(ctx: Context, bank: CourtBankPort, master: str, pages: int = 1_000) -> Arrived:
-    """Read the statement from the cursor to its end (at most `pages` pages a run), page by page."""
+    """Read the statement from the cursor to its end (at most `pages` pages a run), page by page; the next
+    page is asked while one is recorded (it starts where that one ends). A page that fails to record is
+    read again by the next run: the one asked meanwhile is dropped."""
     done = Arrived()
+    page = await bank.entries(await db.read(ctx.sessions, cursor))
     for _ in range(pages):
-        after = await db.read(ctx.sessions, cursor)
-        page = await bank.entries(after)
         if not page.lines:
             break
-        done.add(await db.write(ctx.sessions, record_page, page, ctx.actor, ctx.today(), master))
+        recording = asyncio.ensure_future(
+            db.write(ctx.sessions, record_page, page, ctx.actor, ctx.today(), master)
+        )
+        try:
+            following = await bank.entries(page.last)
+        finally:
+            done.add(await recording)
+        page = following
     return done

@@ -55,15 +55,17 @@ class CourtBankBooks:
     master: str = MASTER
     by_key: dict[str, str] = field(default_factory=dict)
     cases: dict[str, str] = field(default_factory=dict)  # sub-account -> case number
+    of_case: dict[str, str] = field(default_factory=dict)  # case number -> its newest sub-account
     entries: list[Entry] = field(default_factory=list)
     off: dict[str, int] = field(default_factory=dict)  # account -> fen added to its reported balance
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _refs: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _balances: tuple[tuple[Any, ...], list[tuple[str, int]]] | None = None
 
     def open(self, key: str, case_number: str) -> str:
         if key not in self.by_key:
             number = f"{self.master[:12]}{next(self._numbers) + 10_000_000:08d}"
-            self.by_key[key], self.cases[number] = number, case_number
+            self.by_key[key], self.cases[number], self.of_case[case_number] = number, case_number, number
         return self.by_key[key]
 
     def book(self, amount_fen: int, account: str | None, now: dt.datetime, **details: Any) -> Entry:
@@ -78,19 +80,30 @@ class CourtBankBooks:
 
     def listed(self, after: int, limit: int) -> list[Entry]:
         """The entries the statement shows after sequence `after`, at most `limit`."""
-        return [e for e in self.entries[after:] if e.listed][:limit]
+        return list(
+            itertools.islice((e for e in itertools.islice(self.entries, after, None) if e.listed), limit)
+        )
 
     def balances(self, through: int) -> dict[str, int]:
         """Each account's closing balance as of entry `through`: the master account (the whole money at the
-        bank) first, then every sub-account opened."""
-        totals = dict.fromkeys([self.master, *self.cases], 0)
-        for entry in self.entries[:through]:
-            if entry.counted:
-                signed = entry.amount_fen if entry.credit else -entry.amount_fen
-                totals[self.master] += signed
-                if entry.account in self.cases:  # one we never issued: the money sits on the master
-                    totals[entry.account] += signed
-        return {number: fen + self.off.get(number, 0) for number, fen in totals.items()}
+        bank) first, then every sub-account opened. (Kept for the pages of one statement of balances:
+        entries are only ever added.)"""
+        state = (through, len(self.cases), tuple(self.off.items()))
+        if self._balances is None or self._balances[0] != state:
+            totals = dict.fromkeys([self.master, *self.cases], 0)
+            for entry in self.entries[:through]:
+                if entry.counted:
+                    signed = entry.amount_fen if entry.credit else -entry.amount_fen
+                    totals[self.master] += signed
+                    if entry.account in self.cases:  # one we never issued: the money sits on the master
+                        totals[entry.account] += signed
+            self._balances = (state, [(n, fen + self.off.get(n, 0)) for n, fen in totals.items()])
+        return dict(self._balances[1])
+
+    def balances_page(self, through: int, offset: int, limit: int) -> list[tuple[str, int]]:
+        self.balances(through)
+        assert self._balances is not None
+        return self._balances[1][offset : offset + limit]
 
 
 class CourtBankSimulator(RegistrySimulator):
@@ -111,6 +124,7 @@ class CourtBankSimulator(RegistrySimulator):
             Route("/v1/entries", self.endpoint(READ_FAULTS | {Fault.GARBAGE}, self.list_entries)),
             Route("/v1/balances", self.endpoint(READ_FAULTS | {Fault.GARBAGE}, self.list_balances)),
             Route("/_sim/credit", self._credit, methods=["POST"]),
+            Route("/_sim/credits", self._credits, methods=["POST"]),
             Route("/_sim/reverse", self._reverse, methods=["POST"]),
             Route("/_sim/error", self._error, methods=["POST"]),
             Route("/_sim/books", self._books),
@@ -125,11 +139,12 @@ class CourtBankSimulator(RegistrySimulator):
         """A deduction cleared from a debtor's bank to the account `to`; the remittance names its key."""
         self.credit(amount_fen, to, payer_account=payer_account, remittance=f"DEDUCTION {key}")
 
-    def credit(self, amount_fen: int, to: str | None, **details: Any) -> Entry:
+    def credit(self, amount_fen: int, to: str | None, *, twice: bool = False, **details: Any) -> Entry:
         """Money paid in (by a debtor, a third party, a deduction) to the account `to` (None: the master
-        account, with no sub-account named). With `Hostile.repeat_entries` it is listed twice."""
+        account, with no sub-account named). Listed twice under one reference with `twice` (this entry)
+        or `Hostile.repeat_entries` (every entry)."""
         entry = self.books.book(amount_fen, to, self.now(), **details)
-        if self.hostile.repeat_entries:
+        if twice or self.hostile.repeat_entries:
             self.books.entries.append(
                 dataclasses.replace(entry, seq=len(self.books.entries) + 1, counted=False)
             )
@@ -170,24 +185,43 @@ class CourtBankSimulator(RegistrySimulator):
         limit = min(int(request.query_params.get("limit", "2000")), 5000)
         if not 0 <= through <= newest or offset < 0 or limit < 1:
             raise Refusal(400, "bad_request")
-        accounts = list(self.books.balances(through).items())[offset : offset + limit]
+        accounts = self.books.balances_page(through, offset, limit)
         return _xml(_camt053(through, accounts))
 
     async def _credit(self, request: Request) -> Response:
-        """{"amount_fen", "to" (a sub-account, or null), "payer_account", "payer_name", "remittance",
-        "value_date"} (tests, benchmarks, the demo's debtors who pay on their own)."""
+        """One credit (`_credited`) (tests, the demo's debtors who pay on their own)."""
         body = await request.json()
-        value_date = body.get("value_date")
         async with self.lock:
-            entry = self.credit(
-                int(body["amount_fen"]),
-                body.get("to"),
-                payer_account=body.get("payer_account"),
-                payer_name=body.get("payer_name"),
-                remittance=str(body.get("remittance", "")),
-                value_date=dt.date.fromisoformat(value_date) if value_date else None,
-            )
+            entry = self._credited(body)
         return JSONResponse({"seq": entry.seq, "reference": entry.reference})
+
+    async def _credits(self, request: Request) -> Response:
+        """{"credits": [credit, …]} booked in order (benchmarks: a statement of 100,000 lines)."""
+        body = await request.json()
+        unknown = sorted(
+            {c["case_no"] for c in body["credits"] if c.get("case_no")} - set(self.books.of_case)
+        )
+        if unknown:
+            return JSONResponse({"error": "no_subaccount", "case_no": unknown[:10]}, status_code=400)
+        async with self.lock:
+            entries = [self._credited(item) for item in body["credits"]]
+        return JSONResponse({"references": [e.reference for e in entries]})
+
+    def _credited(self, body: dict[str, Any]) -> Entry:
+        """A credit as `/_sim/credit` takes it: {"amount_fen", "to" (a sub-account, or null: the master
+        account) or "case_no" (the newest sub-account of that case), "payer_account", "payer_name",
+        "remittance", "value_date", "twice" (listed twice under one reference)}."""
+        value_date = body.get("value_date")
+        to = self.books.of_case[str(body["case_no"])] if body.get("case_no") else body.get("to")
+        return self.credit(
+            int(body["amount_fen"]),
+            to,
+            twice=bool(body.get("twice")),
+            payer_account=body.get("payer_account"),
+            payer_name=body.get("payer_name"),
+            remittance=str(body.get("remittance", "")),
+            value_date=dt.date.fromisoformat(value_date) if value_date else None,
+        )
 
     async def _reverse(self, request: Request) -> Response:
         body = await request.json()
