@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clerk.casebook import casefile, cases
+from clerk.money.view import BureauMoney
 from clerk.store import audit, tree
 from clerk.supervision.scoreboard import registry_scoreboard
 from cli.cases import import_file
@@ -22,6 +23,7 @@ from cli.options import SeedOption
 from connectors.simulator import serve as simulator_serve
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.world import case_rows
+from models.money import Account
 from models.values import InvalidValue, format_yuan
 
 
@@ -139,7 +141,10 @@ def demo(
     ):
         table.add_row(label, value)
     out.print(table)
-    out.print(f"sweep: {r.sweep_message}; demo done in {r.seconds:.1f} s")
+    out.print(f"sweep: {r.sweep_message}")
+    if r.money is not None:
+        _print_money(r.money, r.money_messages)
+    out.print(f"demo done in {r.seconds:.1f} s")
     if sealed.head is not None:
         out.print(f"audit log's signed head: {sealed.head.short} (`clerk audit verify` checks it)")
     if slow_codes:
@@ -155,6 +160,10 @@ def demo(
     out.print(
         "next: `clerk serve` starts the Prefect UI (http://127.0.0.1:4200) with the scheduled deployments;"
     )
+    if r.paid_by_transfer is not None:
+        out.print(
+            f"      `clerk money show '{r.paid_by_transfer}'`: a case its debtor paid in full by transfer."
+        )
     with unit_of_work() as session:
         example = cases.example_case(session)
     if example is not None:
@@ -163,3 +172,26 @@ def demo(
             f"`clerk query '{example.case_number}' --requested-by {example.judge} --dry-run` has the case's "
             "judge ask every registry about it."
         )
+
+
+def _print_money(money: BureauMoney, messages: tuple[str, ...]) -> None:
+    def lines(found: tuple[int, int]) -> str:
+        return f"{found[0]:,} line(s), {format_yuan(found[1])} yuan"
+
+    held = money.held
+    table = Table("", "", title="case money (案款), one sub-account per case", show_header=False)
+    for label, value in (
+        ("from deductions judges approved", lines(money.from_deductions)),
+        ("debtors' own transfers", lines(money.transfers)),
+        ("split: fee and costs", f"{format_yuan(held.get(Account.FEES, 0))} yuan"),
+        ("split: owed to applicants", f"{format_yuan(held.get(Account.APPLICANT, 0))} yuan"),
+        ("split: refundable to debtors", f"{format_yuan(held.get(Account.REFUNDABLE, 0))} yuan"),
+        (
+            "unidentified (不明款), waiting",
+            f"{format_yuan(money.waiting_fen)} yuan: `clerk money unidentified`",
+        ),
+    ):
+        table.add_row(label, value)
+    out.print(table)
+    for message in messages[-1:]:
+        out.print(message)

@@ -14,26 +14,34 @@ import base64
 import contextlib
 import datetime as dt
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from clerk.casebook import cases
 from clerk.casebook.casefile import write_case_file
+from clerk.money.view import BureauMoney, bureau_money
 from clerk.settings import Settings, get_settings
 from clerk.store import db
 from clerk.supervision import reports
 from connectors.config import registries_json, simulated_registries
 from connectors.simulator.faults import FaultPlan
-from connectors.simulator.serve import build_world, world_in_background
+from connectors.simulator.serve import SimulatedWorld, build_world, world_in_background
 from connectors.simulator.world import case_rows
 from deployments import catalog
 from deployments.catalog import TIMEZONE
+from models.status import CaseStatus, MeasureStatus
+from models.tables import Case, ControlMeasure, Subaccount
 from models.values import InvalidValue
 
 
@@ -41,6 +49,9 @@ from models.values import InvalidValue
 class DemoReport(reports.BookTotals):
     seconds: float
     sweep_message: str
+    money: BureauMoney | None = None
+    money_messages: tuple[str, ...] = ()
+    paid_by_transfer: str | None = None  # a case a debtor's own transfer paid, for `clerk money show`
 
 
 @contextlib.contextmanager
@@ -106,8 +117,103 @@ def run_demo(
         from flows.sweep import sweep
 
         state = runtime.run(sweep(return_state=True), "sweeping every due debtor")
+        money, messages, example = _money(world, conf, say)
         report = _report(conf, started, state.message or state.name or "")
-    return report
+    return replace(report, money=money, money_messages=messages, paid_by_transfer=example)
+
+
+#: Case money in the demo: deductions judges approve, debtors who pay on their own, money nobody can place.
+DEMO_DEDUCTIONS = 5
+DEMO_TRANSFERS = 8
+DEMO_UNIDENTIFIED = 2
+
+
+def _money(
+    world: SimulatedWorld, conf: Settings, say: Callable[[str], None]
+) -> tuple[BureauMoney, tuple[str, ...], str | None]:
+    """Case money (案款) after the sweep: a sub-account per case; the judges of a few cases with money frozen
+    approve its deduction (the decision the Resume form in the UI gives), the banks pay it to the case's
+    sub-account; a few debtors pay on their own (one of them all they owe), two credits nobody can place;
+    the statement read, split and reconciled."""
+    from flows import runtime  # Prefect is imported only when a flow runs
+    from flows.money import money_reconcile, money_statement
+
+    messages = []
+    state = runtime.run(money_statement(return_state=True), "opening a sub-account per case (一案一账号)")
+    messages.append(f"sub-accounts: {state.message}")
+    say(f"the judges of up to {DEMO_DEDUCTIONS} cases with money frozen approve its deduction…")
+    approved = asyncio.run(_judges_approve(DEMO_DEDUCTIONS))
+    sessions = db.session_factory(db.engine_for(conf.effective_database_url))
+    payers = db.reading(sessions, _running_with_subaccounts, DEMO_TRANSFERS, approved)
+    rng = random.Random(len(payers))  # noqa: S311 - made-up amounts, not secrets
+    for i, (number, subaccount, owed) in enumerate(payers):
+        amount = owed if i == 0 else max(owed * rng.randrange(5, 40) // 100, 100)
+        world.court_bank.credit(amount, subaccount, payer_name="债务人", remittance=f"还款 {number}")
+    for i in range(DEMO_UNIDENTIFIED):  # nobody said for which case
+        world.court_bank.credit(rng.randrange(100, 5_000) * 100, None if i == 0 else "95588000000099999999",
+                                payer_name="案外人", remittance="执行款")  # fmt: skip
+    say("reading the court's bank statement (Prefect flow 'money-statement')…")
+    state = runtime.run(money_statement(return_state=True), "reading the court's bank statement")
+    messages.append(f"statement: {state.message}")
+    state = runtime.run(money_reconcile(return_state=True), "reconciling the bank and the journal")
+    messages.append(f"reconciliation: {state.message}")
+    money = db.reading(sessions, bureau_money)
+    return money, tuple(messages), payers[0][0] if payers else None
+
+
+async def _judges_approve(count: int) -> list[str]:
+    """Each chosen case's deduction proposed and approved in full by its judge, as `flows/deduction.py`
+    does once the judge's decision comes: the same use cases."""
+    from clerk.lifecycle.decision import Decision, Verdict, carry_out, refusal
+    from clerk.lifecycle.deduction import start_deduction
+    from flows import runtime
+
+    done = []
+    async with runtime.opened() as rt:
+        for number, judge in await db.read(rt.sessions, _frozen_with_money, count):
+            proposal = await db.run(
+                rt.sessions, start_deduction, rt.ctx, number, judge, rt.settings.access, None
+            )
+            decision = Decision(judge, approve=True)
+            if not proposal.lines or refusal(rt.ctx, proposal, decision, rt.settings.access) is not None:
+                continue
+            if (await carry_out(rt.ctx, proposal, decision, 0)).verdict == Verdict.APPROVED:
+                done.append(number)
+    return done
+
+
+def _frozen_with_money(session: Session, count: int) -> list[tuple[str, str]]:
+    rows = session.execute(
+        select(Case.case_number, Case.judge)
+        .join(ControlMeasure, ControlMeasure.case_id == Case.id)
+        .where(
+            Case.status == CaseStatus.ACTIVE,
+            ControlMeasure.kind == "freeze",
+            ControlMeasure.status == MeasureStatus.EFFECTIVE,
+            ControlMeasure.actual_amount_fen > 0,
+        )
+        .group_by(Case.case_number, Case.judge)
+        .order_by(Case.case_number)
+        .limit(count)
+    )
+    return [(number, judge) for number, judge in rows]
+
+
+def _running_with_subaccounts(session: Session, count: int, besides: list[str]) -> list[tuple[str, str, int]]:
+    """Cases still owing, with a sub-account, other than `besides`: (case number, sub-account, owed)."""
+    today = dt.datetime.now(dt.UTC).date()
+    found = []
+    for case, number in session.execute(
+        select(Case, Subaccount.number)
+        .join(Subaccount, Subaccount.case_id == Case.id)
+        .where(Case.status == CaseStatus.ACTIVE, Case.case_number.not_in(besides))
+        .order_by(Case.id.desc())
+        .limit(count)
+    ):
+        owed = cases.owed(case, today).remaining
+        if owed > 0:
+            found.append((case.case_number, number, owed))
+    return found
 
 
 def _report(conf: Settings, started: float, message: str) -> DemoReport:
