@@ -17,6 +17,7 @@ from rich.text import Text
 
 from clerk import control
 from clerk.casebook import casefile, cases, intake
+from clerk.money.view import with_money
 from clerk.store import audit
 from cli.common import (
     ActorOption,
@@ -100,7 +101,7 @@ def cases_show(
     when = day(on, "--on")
     with unit_of_work() as session:
         view = cases.case_view(session, case_number, when)
-        sheet = control.case_sheet(session, case_number, when, settings().policy())
+        sheet = with_money(session, control.case_sheet(session, case_number, when, settings().policy()))
     if as_json:
         data = view.as_dict() | {"sheet": sheet_as_dict(sheet)}
         out.print_json(json.dumps(data, ensure_ascii=False, default=str))
@@ -160,6 +161,7 @@ def sheet_as_dict(sheet: casesheet.Sheet) -> dict[str, object]:
         ],
         "left_free": list(sheet.left_free),
         "to_check": [asdict(hold) for hold in sheet.to_check],
+        "money": None if sheet.money is None else asdict(sheet.money),
     }
 
 

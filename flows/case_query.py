@@ -11,6 +11,7 @@ from prefect.states import Completed, Failed
 from clerk import case_query as clerk_case_query
 from clerk import control, querying
 from clerk.casebook import access, cases
+from clerk.money.view import with_money
 from clerk.store import db
 from flows import report, runtime
 from flows.sweep import control_batch, query_batch
@@ -28,7 +29,8 @@ async def dry_run_case(case_id: int) -> tuple[list[querying.BatchResult], contro
 async def case_sheet(case_number: str) -> Sheet:
     """The case as it stands after the run: what is owed, every asset, what we hold and why not."""
     ctx = runtime.current().ctx
-    return await db.read(ctx.sessions, control.case_sheet, case_number, ctx.today(), ctx.policy)
+    sheet = await db.read(ctx.sessions, control.case_sheet, case_number, ctx.today(), ctx.policy)
+    return await db.read(ctx.sessions, with_money, sheet)
 
 
 @flow(name="case-query", flow_run_name=runtime.run_name("case-query", "case_number", "requested_by"))

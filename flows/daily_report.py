@@ -11,6 +11,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
 from prefect.states import Completed, Failed
 
+from clerk.money import view
 from clerk.store import db
 from clerk.supervision import reports
 from clerk.supervision.scoreboard import registry_scoreboard
@@ -35,6 +36,7 @@ async def daily_report(day: str | None = None) -> State:
         return Failed(message=f"day: {day!r} is not a date (YYYY-MM-DD)")
     async with runtime.opened() as rt:
         rows = await db.read(rt.sessions, reports.daily, on)
+        money = await db.read(rt.sessions, view.standing, rt.ctx.today(), rt.settings.unidentified_alert_days)
         scores = await db.read(
             rt.sessions, registry_scoreboard, start_of(on), start_of(on + dt.timedelta(days=1)), utcnow()
         )
@@ -61,6 +63,9 @@ async def daily_report(day: str | None = None) -> State:
             f"- renewed {sums.get('renewed', 0)}, released {sums.get('released', 0)}, "
             f"lapsed {sums.get('lapsed', 0)}",
             f"- deductions {sums.get('deductions', 0)} ({format_yuan(sums.get('deducted_fen', 0))} yuan)",
+            f"- case money (案款) placed with its cases: {sums.get('money_in', 0)} credit(s), "
+            f"{format_yuan(sums.get('money_in_fen', 0))} yuan",
+            *money.lines(rt.settings.unidentified_alert_days),
             f"- overdue nodes {sums.get('overdue_nodes', 0)}",
             "- registries that broke the 24-hour rule: "
             + (", ".join(s.registry for s in scores if not s.kept_the_rule) or "none"),

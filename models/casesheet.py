@@ -184,6 +184,27 @@ def why_not(found: Found, standing: Standing, conditions: Conditions) -> str | N
 
 
 @dataclass(frozen=True, slots=True)
+class Money:
+    """The case's money (案款): its sub-account at the court's bank (masked) and what the journal holds of
+    what arrived, for whom (`clerk money show` has every arrival)."""
+
+    subaccount: str | None
+    received_fen: int
+    fees_fen: int
+    applicant_fen: int
+    refundable_fen: int
+
+    def rows(self) -> list[tuple[str, int]]:
+        account = f", sub-account {self.subaccount}" if self.subaccount else ", no sub-account yet"
+        return [
+            (f"case money received (案款){account}", self.received_fen),
+            ("  of it: the fee and costs", self.fees_fen),
+            ("  of it: for the applicant", self.applicant_fen),
+            ("  of it: refundable to the debtor", self.refundable_fen),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class Sheet:
     case_number: str
     judge: str
@@ -193,6 +214,7 @@ class Sheet:
     left_free: tuple[str, ...] = ()  # the living allowance and protected accounts, in words
     planned: bool = False  # a dry run's plan: requested measures would be sent, nothing was
     to_check: tuple[HoldToCheck, ...] = ()  # holds the clerk cannot lift on its own: a person's task
+    money: Money | None = None  # read by the case-money layer above (clerk.money.view.with_money)
 
     def reasons(self) -> list[str | None]:
         return [why_not(f, self.standing, self.conditions) for f in self.found]
@@ -211,6 +233,7 @@ class Sheet:
             ("claimed by our freezes" + (" (with the plan)" if self.planned else ""), s.claimed_fen),
             ("held by freezes in force", s.held_fen),
             ("short: no freeze claims it", s.short_fen),
+            *(self.money.rows() if self.money else []),
         ]
         return [(label, format_yuan(amount)) for label, amount in rows]
 

@@ -4,15 +4,18 @@ split, and what is held for whom (`clerk money show`, the case sheet)."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
-from clerk.money import journal
+from clerk.money import journal, unidentified
+from models import casesheet
 from models.money import Account
-from models.tables import MoneyEntry, MoneyLeg, StatementLine, Subaccount
+from models.tables import AuditEvent, MoneyEntry, MoneyLeg, StatementLine, Subaccount
+from models.values import format_yuan, short_mask
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,66 @@ def bureau_money(session: Session) -> BureauMoney:
         found.get("unidentified", none),
         {Account(a): int(fen if a == Account.BANK else -fen) for a, fen in held if fen},
     )
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What needs a person in the case money today (the daily report): unidentified money waiting, and the
+    last reconciliation."""
+
+    waiting: int
+    waiting_fen: int
+    aged: int  # waiting `alert_days` or more
+    reconciled_at: dt.datetime | None
+    agreed: bool | None
+    differences: int
+
+    def lines(self, alert_days: int) -> list[str]:
+        waiting = (
+            f"- unidentified money (不明款) waiting: {self.waiting} credit(s), "
+            f"{format_yuan(self.waiting_fen)} yuan"
+            + (f"; {self.aged} for {alert_days} days or more" if self.aged else "")
+            + (" (`clerk money unidentified`)" if self.waiting else "")
+        )
+        head = "- reconciliation with the court's bank"
+        if self.reconciled_at is None:
+            return [waiting, f"{head}: not run yet"]
+        at = f"{head} ({self.reconciled_at:%Y-%m-%d %H:%M} UTC)"
+        if self.agreed:
+            return [waiting, f"{at}: agreed to the fen"]
+        return [
+            waiting,
+            f"{at}: **{self.differences} account(s) differ, or the statement was behind**: for a person",
+        ]
+
+
+def standing(session: Session, today: dt.date, alert_days: int) -> Standing:
+    waiting = unidentified.waiting(session, today)
+    last = session.execute(
+        select(AuditEvent.occurred_at, AuditEvent.action, AuditEvent.payload)
+        .where(AuditEvent.action.in_(("money.reconciled", "money.unreconciled")))
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).first()
+    return Standing(
+        len(waiting),
+        sum(w.amount_fen for w in waiting),
+        sum(1 for w in waiting if w.days >= alert_days),
+        None if last is None else last.occurred_at,
+        None if last is None else last.action == "money.reconciled",
+        0 if last is None else int(json.loads(last.payload).get("difference_count", 0)),
+    )
+
+
+def with_money(session: Session, sheet: casesheet.Sheet) -> casesheet.Sheet:
+    """The case sheet (`clerk.control.case_sheet`) with the case's money: the control layer below reads no
+    journal."""
+    case = cases.get_case(session, sheet.case_number)
+    number = session.scalar(select(Subaccount.number).where(Subaccount.case_id == case.id))
+    held = journal.case_balances(session, case.id)
+    parts = (Account.FEES, Account.APPLICANT, Account.REFUNDABLE)
+    received = sum(fen for account, fen in held.items() if account != Account.BANK)
+    money = casesheet.Money(
+        None if number is None else short_mask(number), received, *(held.get(a, 0) for a in parts)
+    )
+    return replace(sheet, money=money)

@@ -33,6 +33,8 @@ COLUMNS = (
     "released",
     "deductions",
     "deducted_fen",
+    "money_in",
+    "money_in_fen",
     "lapsed",
     "overdue_nodes",
     "active_fast",
@@ -85,6 +87,9 @@ def daily(session: Session, day: dt.date) -> list[dict[str, object]]:
                 bump(key, "frozen_fen", int(data.get("actual_fen") or 0))
             else:
                 bump(key, "seized")
+        elif action in ("money.arrived", "money.assigned"):  # case money placed with the case
+            bump(key, "money_in")
+            bump(key, "money_in_fen", sum(-fen for account, fen in json.loads(payload)["legs"] if fen < 0))
         elif action == "deduction.transferred":
             bump(key, "deductions")
             bump(key, "deducted_fen", int(json.loads(payload).get("amount_fen") or 0))

@@ -18,14 +18,17 @@ from typer.testing import CliRunner
 
 from clerk import control
 from clerk.casebook import cases
+from clerk.money.view import bureau_money
 from clerk.settings import get_settings
 from clerk.store import audit, db, tree
 from cli import app
 from flows.case_query import case_query
 from flows.collect import collect
 from flows.sweep import sweep
+from models.money import Account
+from models.status import KEPT
 from models.supervision import bureau_today
-from models.tables import Asset, Case, ControlMeasure, Query
+from models.tables import Asset, Case, ControlMeasure, Query, Subaccount
 from tests.world import World, flow_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -206,6 +209,18 @@ def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None
     assert "late: vehicles" in result.stderr, "the scoreboard catches the slow registry"
     assert "audit log's signed head:" in out
     assert "Finished in state" not in result.output and "| INFO" not in result.output, "the UI keeps those"
+    with sessions()() as session:
+        money = bureau_money(session)
+        subaccounts = session.scalar(select(func.count()).select_from(Subaccount))
+        running = session.scalar(select(func.count()).select_from(Case).where(Case.status.in_(KEPT)))
+    assert money.from_deductions[0] > 0 and money.transfers[0] > 0, (
+        "judges' deductions and debtors' transfers"
+    )
+    assert money.unidentified[0] == 2 and money.waiting_fen > 0, "two credits nobody could place wait"
+    assert money.held[Account.APPLICANT] > 0 and money.held[Account.FEES] > 0, "what arrived was split"
+    assert subaccounts and subaccounts >= (running or 0), "every running case has its sub-account"
+    assert "case money (案款)" in out and "agree to the fen" in out
+    assert "clerk money show '" in out and "clerk money unidentified" in out
 
 
 def test_with_faults_nothing_is_lost_sent_twice_or_over_frozen(world: World) -> None:

@@ -53,6 +53,7 @@ from models.tables import (
     Registry,
     Subaccount,
 )
+from models.values import format_yuan
 from tests.flows.test_flows import artifacts_of
 from tests.world import World, flow_world
 
@@ -186,6 +187,16 @@ def test_money_reaches_a_cases_sub_account_and_the_bank_and_the_journal_are_reco
     shown = asyncio.run(artifacts_of(differs.state_details.flow_run_id))
     assert "money-unreconciled" in shown
     assert sub not in str(shown["money-unreconciled"].data), "the account is masked"
+    world.court_bank.credit(3_00, None)  # nobody said for which case
+    asyncio.run(money_statement(return_state=True))
+    daily = asyncio.run(daily_report(day=bureau_today().isoformat(), return_state=True))
+    report = str(asyncio.run(artifacts_of(daily.state_details.flow_run_id))["daily-report"].data)  # type: ignore[attr-defined]
+    assert f"placed with its cases: 1 credit(s), {format_yuan(min(100_00, owed))} yuan" in report, report
+    assert "unidentified money (不明款) waiting: 1 credit(s), 3.00 yuan" in report
+    assert "**1 account(s) differ" in report, "the last reconciliation, for a person"
+    sheet = CliRunner().invoke(app, ["cases", "show", number])
+    assert sheet.exit_code == 0 and "case money received (案款), sub-account ****" in sheet.stdout
+    assert sub not in sheet.stdout
 
 
 def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> None:
