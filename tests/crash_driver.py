@@ -7,6 +7,13 @@ environment, and kills itself with SIGKILL the N-th time it reaches POINT:
     before-record  after a registry applied a freeze, before its reply is recorded
     none           never: the run that resumes
 
+Case money only (the court's bank at CLERK_COURT_BANK_URL: sub-accounts opened, the statement read):
+
+    money-opened   after the bank opened sub-accounts, before they are stored
+    money-mid-page before the N-th page's journal is written (its lines, payments and cursor pending)
+    money-pages    asking the N-th page of the statement (the pages before it recorded, or being recorded)
+    money          never; then the bank and the journal are reconciled
+
 No Prefect here: the flows call these same steps; what is tested is what a kill leaves in the database.
 """
 
@@ -22,9 +29,12 @@ from typing import Any
 
 from clerk import control, querying, sweeping
 from clerk.control import measures
+from clerk.money import arriving, journal, reconcile, subaccounts
 from clerk.querying import record
 from clerk.settings import get_settings
 from clerk.store import db
+from connectors.court_bank import CourtBankConnector
+from connectors.http import RegistryClient
 from connectors.loader import build
 from tests.fakes import context_for
 
@@ -42,6 +52,23 @@ def die_on(n: int, func: Callable[..., Any]) -> Callable[..., Any]:
         return func(*args, **kwargs)
 
     return wrapped
+
+
+async def money_cycle(reconciled: bool) -> None:
+    settings = get_settings()
+    sessions = db.session_factory(db.engine_for(settings.effective_database_url))
+    ctx = context_for(sessions, {}, [], actor=ACTOR)
+    assert settings.court_bank_url, "CLERK_COURT_BANK_URL"
+    bank = CourtBankConnector(
+        RegistryClient("court-bank", settings.court_bank_url, settings.court_bank_credential)
+    )
+    try:
+        await subaccounts.open_missing(ctx, bank)
+        await arriving.take_statement(ctx, bank, settings.court_account)
+        if reconciled:
+            await reconcile.reconcile(ctx, bank)
+    finally:
+        await bank.aclose()
 
 
 async def cycle() -> None:
@@ -67,9 +94,15 @@ def main() -> None:
         measures.send = die_on(n, measures.send)  # type: ignore[assignment]
     elif point == "before-record":
         measures.Measures.record = die_on(n, measures.Measures.record)  # type: ignore[assignment]
-    elif point != "none":
+    elif point == "money-opened":
+        subaccounts._store = die_on(n, subaccounts._store)
+    elif point == "money-mid-page":
+        journal.write = die_on(n, journal.write)
+    elif point == "money-pages":
+        CourtBankConnector.entries = die_on(n, CourtBankConnector.entries)  # type: ignore[method-assign]
+    elif point not in ("none", "money"):
         raise SystemExit(f"unknown point {point}")
-    asyncio.run(cycle())
+    asyncio.run(money_cycle(point == "money") if point.startswith("money") else cycle())
 
 
 if __name__ == "__main__":

@@ -24,7 +24,16 @@ from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
 from connectors.config import registries_json
 from models.supervision import bureau_today
-from models.tables import Asset, Case, ControlMeasure
+from models.tables import (
+    Asset,
+    AuditEvent,
+    Case,
+    ControlMeasure,
+    MoneyLeg,
+    Payment,
+    StatementLine,
+    Subaccount,
+)
 from tests.fakes import context_for
 from tests.world import World, served_world
 
@@ -246,3 +255,72 @@ def test_a_lookup_sent_but_never_answered_makes_the_debtor_due_again(
         asyncio.run(answer("bank-b"))
         with sessions() as session:
             assert list(querying.due_debtor_ids(session, later, querying.Schedule())) == []
+
+
+def money_process(world: World, database_url: str, point: str, n: int = 1) -> int:
+    env = os.environ | {
+        "CLERK_DATABASE_URL": database_url,
+        "CLERK_REGISTRIES": "[]",
+        "CLERK_NOTIFIER_URL": "",
+        "CLERK_COURT_BANK_URL": world.court_bank_url,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_driver", point, str(n)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output, _ = process.communicate(timeout=300)
+    if point == "money":
+        assert process.returncode == 0, output[-3000:]
+    return process.returncode
+
+
+def test_killed_between_the_court_banks_statement_and_the_journal_then_resumed(
+    sessions: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL after the bank opened sub-accounts and before they were stored, in the middle of a page of
+    the statement (its lines and payments written, not committed) and between pages: the next run opens
+    the same sub-accounts (one per case), records every line once, counts every transfer once, and the
+    bank and the journal agree to the fen."""
+    with served_world(tmp_path, debtors=60, seed=43, now=NOW) as world:
+        import_world(sessions, world)
+        assert money_process(world, database_url, "money-opened") == -signal.SIGKILL
+        assert world.court_bank.books.by_key, "the bank opened sub-accounts nobody stored"
+        money_process(world, database_url, "money")
+        with sessions() as session:
+            subs = dict(session.execute(select(Subaccount.case_id, Subaccount.number)).tuples().all())
+            owed = {c.id: cases.owed(c, bureau_today()).remaining for c in session.scalars(select(Case))}
+        assert len(set(subs.values())) == len(subs) == len(world.court_bank.books.cases), "one per case"
+        paying = [case_id for case_id in sorted(subs) if owed[case_id] > 2_00][:40]
+        for i in range(2_500):  # more than a page (2,000 lines): kills land between pages too
+            case_id = paying[i % len(paying)]
+            world.court_bank.credit(1 if i % 2 else 2, subs[case_id], payer_name="债务人")
+        killed = [
+            money_process(world, database_url, "money-mid-page", 1),
+            # the next page is asked while one is recorded: the 3rd ask, while the 2nd page is recorded
+            money_process(world, database_url, "money-pages", 3),
+        ]
+        assert killed == [-signal.SIGKILL] * 2, killed
+        with sessions() as session:
+            recorded = session.scalar(select(func.count()).select_from(StatementLine))
+        assert recorded == 2_000, "the page recorded before the kill stayed, the one it interrupted did not"
+        money_process(world, database_url, "money")
+        with sessions() as session:
+            assert session.scalar(select(func.count()).select_from(StatementLine)) == 2_500
+            assert (
+                session.scalar(select(func.count()).select_from(Payment).where(Payment.source == "transfer"))
+                == 2_500
+            ), "every transfer counted once"
+            assert session.scalar(select(func.coalesce(func.sum(MoneyLeg.fen), 0))) == 0, (
+                "the journal balances"
+            )
+            last = session.scalar(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.in_(("money.reconciled", "money.unreconciled")))
+                .order_by(AuditEvent.seq.desc())
+                .limit(1)
+            )
+        assert last == "money.reconciled", "the bank and the journal agree to the fen"
