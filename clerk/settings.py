@@ -231,6 +231,16 @@ class Settings(BaseSettings):
     court_bank_credential: SecretStr = Field(
         SecretStr(SIM_CREDENTIAL), description="The court's bank's credential."
     )
+    money_listen_s: float = Field(
+        0,
+        ge=0,
+        le=3600,
+        description="How long one money-statement run keeps following the court's bank's statement after "
+        "reading it, asking for new entries with a long poll (its push: money placed within seconds). 0: "
+        "read and stop, the schedule (money_cron) polls. Where the bank offers the long poll (the simulator "
+        "does), set it a little longer than money_cron's interval (305 for every 5 minutes): runs overlap "
+        "safely, a line is recorded once by its reference.",
+    )
     court_bank_requests_per_second: float = Field(
         50.0,
         gt=0,

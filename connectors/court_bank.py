@@ -84,7 +84,7 @@ class CourtBankPort(Protocol):
 
     async def open_subaccount(self, key: str, case_number: str) -> str: ...
 
-    async def entries(self, after: int) -> Statement: ...
+    async def entries(self, after: int, wait_s: float = 0) -> Statement: ...
 
     async def balances(self, through: int | None = None) -> Balances: ...
 
@@ -118,10 +118,13 @@ class CourtBankConnector:
             raise InvalidReply(self.code, "invalid reply: the sub-account answers another key", key)
         return opened.subaccount
 
-    async def entries(self, after: int) -> Statement:
+    async def entries(self, after: int, wait_s: float = 0) -> Statement:
+        """The statement's entries after sequence `after` (a page); with `wait_s`, the bank holds the request
+        up to that long until one comes (a long poll: its push, where it offers one)."""
         ref = f"entries-{after}"
+        wait = f"&wait={wait_s:g}" if wait_s > 0 else ""
         response = await self.client.call(
-            "GET", f"/v1/entries?after={after}&limit={self.page}", reference=ref, safe=True
+            "GET", f"/v1/entries?after={after}&limit={self.page}{wait}", reference=ref, safe=True
         )
         root = parse_xml(response, self.code, ref, f"{{{CAMT054}}}Document")
         notification = _one(root, f"{{{CAMT054}}}BkToCstmrDbtCdtNtfctn/{{{CAMT054}}}Ntfctn", self.code, ref)

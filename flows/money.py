@@ -21,16 +21,24 @@ def _no_bank() -> State:
 
 
 @flow(name="money-statement", flow_run_name=runtime.run_name("money-statement"))
-async def money_statement() -> State:
+async def money_statement(listen_s: float | None = None) -> State:
     """Open a sub-account for every new case, then read the bank's statement from where the last run
     stopped: each line recorded once, placed with the deduction or the case it pays, or left as
-    unidentified money for a person."""
+    unidentified money for a person.
+
+    Args:
+        listen_s: How long to keep following the statement afterwards, by long poll (default: the setting
+            money_listen_s; 0 reads and stops).
+    """
     log = get_run_logger()
     async with runtime.opened() as rt:
         if rt.court_bank is None:
             return _no_bank()
         opened = await subaccounts.open_missing(rt.ctx, rt.court_bank)
-        arrived = await arriving.take_statement(rt.ctx, rt.court_bank, rt.settings.court_account)
+        listen = rt.settings.money_listen_s if listen_s is None else max(listen_s, 0.0)
+        arrived = await arriving.take_statement(
+            rt.ctx, rt.court_bank, rt.settings.court_account, listen_s=listen
+        )
         placed = arrived.placed
         row = {
             "sub-accounts opened": opened.opened,

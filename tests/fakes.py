@@ -209,7 +209,7 @@ class CourtBankInProcess:
         self._lose(key)
         return number
 
-    async def entries(self, after: int) -> Statement:
+    async def entries(self, after: int, wait_s: float = 0) -> Statement:  # no one waits in process
         self.calls.append(f"entries {after}")
         found = self.sim.books.listed(after, self.page)
         lines = tuple(

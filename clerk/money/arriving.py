@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ from models.tables import (
 )
 from models.tallies import add_fields
 from models.values import format_yuan
+
+#: How long one ask for new entries waits at the bank while a run listens (below the client's timeout).
+LONG_POLL_S = 5.0
 
 DEDUCTION = re.compile(r"\bDEDUCTION ([A-Za-z0-9_.:\-]{8,64})\b")
 
@@ -429,15 +433,24 @@ def _undo_transfer(session: Session, case_id: int, original: StatementLine, acto
         audit.append(session, "case.reopened", actor=actor, case_number=case.case_number, payload={})
 
 
-async def take_statement(ctx: Context, bank: CourtBankPort, master: str, pages: int = 1_000) -> Arrived:
+async def take_statement(
+    ctx: Context, bank: CourtBankPort, master: str, pages: int = 1_000, listen_s: float = 0
+) -> Arrived:
     """Read the statement from the cursor to its end (at most `pages` pages a run), page by page; the next
     page is asked while one is recorded (it starts where that one ends). A page that fails to record is
-    read again by the next run: the one asked meanwhile is dropped."""
+    read again by the next run: the one asked meanwhile is dropped. With `listen_s`, keep following it
+    that long afterwards: each ask waits up to `LONG_POLL_S` at the bank for a new entry (its push, where
+    the bank offers one), so that money is placed within seconds of its booking."""
     done = Arrived()
+    deadline = time.monotonic() + listen_s
     page = await bank.entries(await db.read(ctx.sessions, cursor))
     for _ in range(pages):
         if not page.lines:
-            break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            page = await bank.entries(await db.read(ctx.sessions, cursor), min(LONG_POLL_S, left))
+            continue
         recording = asyncio.ensure_future(
             db.write(ctx.sessions, record_page, page, ctx.actor, ctx.today(), master)
         )

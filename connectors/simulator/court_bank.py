@@ -12,9 +12,11 @@ test injects. What a bank gets wrong, on purpose (`Hostile.repeat_entries`, and 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import itertools
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,9 +176,15 @@ class CourtBankSimulator(RegistrySimulator):
     async def list_entries(self, request: Request, fault: Fault) -> Response:
         after = int(request.query_params.get("after", "0"))
         limit = min(int(request.query_params.get("limit", "2000")), 5000)
-        if after < 0 or limit < 1:
+        wait = min(float(request.query_params.get("wait", "0")), 30.0)  # a long poll: the bank's push
+        if after < 0 or limit < 1 or wait < 0:
             raise Refusal(400, "bad_request")
-        return _xml(_camt054(self.books.master, self.books.listed(after, limit)))
+        deadline = time.monotonic() + wait
+        listed = self.books.listed(after, limit)
+        while not listed and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            listed = self.books.listed(after, limit)
+        return _xml(_camt054(self.books.master, listed))
 
     async def list_balances(self, request: Request, fault: Fault) -> Response:
         newest = len(self.books.entries)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 
 import httpx
 import pytest
@@ -69,6 +70,29 @@ def test_sub_accounts_entries_and_balances_round_trip_over_http_through_faults()
     with serving_in_background(sim.app) as url:
         asyncio.run(run(url))
     assert sim.faults.injected, "faults were met and retried"
+
+
+def test_the_statement_can_be_followed_by_long_poll() -> None:
+    """The bank holds an ask for new entries until one is booked (its push), or until the wait ends."""
+    sim = CourtBankSimulator("court-bank", TOKEN, today=dt.date(2026, 12, 7))
+
+    async def run(url: str) -> tuple[float, float, int]:
+        bank = connector(url)
+        started = time.monotonic()
+        empty = await bank.entries(0, wait_s=0.5)
+        waited = time.monotonic() - started
+        asyncio.get_running_loop().call_later(0.3, lambda: sim.credit(7_00, None))
+        started = time.monotonic()
+        page = await bank.entries(0, wait_s=5)
+        booked_to_read = time.monotonic() - started
+        await bank.aclose()
+        assert not empty.lines and empty.last == 0
+        return waited, booked_to_read, len(page.lines)
+
+    with serving_in_background(sim.app) as url:
+        waited, took, lines = asyncio.run(run(url))
+    assert waited >= 0.5 and lines == 1, "nothing came: the wait ran out; then the entry came"
+    assert 0.3 <= took < 2.0, f"the entry was read {took:.2f} s after the ask, not at the wait's end"
 
 
 BAD = {

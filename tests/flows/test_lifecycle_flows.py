@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,24 @@ def test_money_reaches_a_cases_sub_account_and_the_bank_and_the_journal_are_reco
     sheet = CliRunner().invoke(app, ["cases", "show", number])
     assert sheet.exit_code == 0 and "case money received (案款), sub-account ****" in sheet.stdout
     assert sub not in sheet.stdout
+
+
+def test_a_statement_run_that_listens_places_money_booked_while_it_runs(world: World) -> None:
+    asyncio.run(money_statement(return_state=True))  # the sub-accounts
+    with sessions()() as session:
+        number, sub = session.execute(
+            select(Case.case_number, Subaccount.number).join(Subaccount).order_by(Case.id)
+        ).first()  # type: ignore[misc]
+    booking = threading.Timer(1.0, lambda: world.court_bank.credit(1_00, sub))
+    booking.start()
+    try:
+        state = asyncio.run(money_statement(listen_s=3, return_state=True))
+    finally:
+        booking.cancel()
+    assert state.is_completed() and "1 transfer(s)" in (state.message or ""), state.message
+    with sessions()() as session:
+        case = cases.get_case(session, number)
+        assert [p.amount_fen for p in case.payments if p.source == "transfer"] == [1_00]
 
 
 def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> None:
