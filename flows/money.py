@@ -64,6 +64,7 @@ async def money_statement(listen_s: float | None = None) -> State:
                 resource={"prefect.resource.id": "query-clerk.money.unidentified"},
                 payload={"lines": placed["unidentified"]},
             )
+        await runtime.send_notices(rt)  # applicants told of money for them
         log.info(message)
         return Completed(message=message)
 
@@ -116,5 +117,7 @@ async def money_reconcile() -> State:
         if old:
             days = rt.settings.unidentified_alert_days
             message += f"; {len(old)} unidentified credit(s) older than {days} days"
+        await runtime.send_notices(rt)  # applicants told of money for them
+        await runtime.send_notices(rt)  # judges told of their cases' sub-accounts that differ
         log.info(message)
         return Completed(message=message) if result.agreed or not result.behind else Failed(message=message)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from clerk.casebook import cases
+from clerk.casebook import cases, notices
 from clerk.context import Context
 from clerk.money import journal
 from clerk.store import audit, bulk, db, locks
@@ -150,6 +150,7 @@ class Placer:
     fees: dict[int, int] = field(default_factory=dict)  # fee and costs taken, by case, as placed so far
     _items: list[journal.Posting | audit.Entry] = field(default_factory=list)
     _payments: list[dict[str, object]] = field(default_factory=list)
+    _told: list[notices.Draft] = field(default_factory=list)  # applicants told of money for them
     _paid: list[int] = field(default_factory=list)  # cases this placing paid in full
 
     def event(self, action: str, case_number: str | None = None, **payload: object) -> None:
@@ -181,6 +182,13 @@ class Placer:
         parts = money.split(line.amount_fen, fees_due, max(owed.remaining + counted - fees_due, 0))
         self.fees[case.id] += parts.fees
         self.post(journal.Posting("split", money.split_entry(case.id, parts), case.case_number, line))
+        if parts.applicant:  # 法发〔2017〕6号 art. 10: the applicant told of the money
+            params = {
+                "case": case.case_number,
+                "amount_fen": parts.applicant,
+                "value_date": line.value_date.isoformat(),
+            }
+            self._told.append(notices.Draft(case.id, "applicant", "money.arrived", params))
         return parts
 
     def place_as_payment(
@@ -224,7 +232,9 @@ class Placer:
         audit.append_many(
             self.session, [next(written) if isinstance(i, journal.Posting) else i for i in self._items]
         )
+        notices.notify_many(self.session, self._told)
         self._items.clear()
+        self._told.clear()
         self._payments.clear()
         self._paid.clear()
 

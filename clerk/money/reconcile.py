@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clerk.casebook import notices
 from clerk.context import Context
 from clerk.money import arriving, journal
 from clerk.store import audit, db
 from connectors.court_bank import CourtBankPort
 from models import money
+from models.tables import Case, Subaccount
 from models.values import mask_account
 
 
@@ -33,6 +36,17 @@ class Reconciliation:
 
 
 def _record(session: Session, result: Reconciliation, actor: str) -> None:
+    """The outcome on the audit trail; the judge of each case whose sub-account differs is told (the
+    bureau by the flow's event and artifact)."""
+    numbers = [d.subaccount for d in result.differences]
+    for chunk in db.chunks(numbers):
+        for case_id, case_number, sub in session.execute(
+            select(Subaccount.case_id, Case.case_number, Subaccount.number)
+            .join(Case, Case.id == Subaccount.case_id)
+            .where(db.among(session, Subaccount.number, chunk))
+        ):
+            params = {"case": case_number, "subaccount": mask_account(sub), "through": result.through}
+            notices.notify_case(session, case_id, "judge", "money.unreconciled", params)
     audit.append(
         session,
         "money.reconciled" if result.agreed else "money.unreconciled",

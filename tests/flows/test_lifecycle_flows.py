@@ -177,9 +177,12 @@ def test_money_reaches_a_cases_sub_account_and_the_bank_and_the_journal_are_reco
             select(Case.case_number, Subaccount.number).join(Subaccount).order_by(Case.id)
         ).first()  # type: ignore[misc]
         owed = cases.owed(cases.get_case(session, number), bureau_today()).remaining
-    world.court_bank.credit(min(100_00, owed), sub)
+    paid = owed // 2  # more than the fee and costs: the applicant gets some, and is told
+    world.court_bank.credit(paid, sub)
     read = asyncio.run(money_statement(return_state=True))
     assert "1 transfer(s)" in (read.message or ""), read.message
+    told = [m for m in sms_messages(world, "money.arrived") if m["case_no"] == number]
+    assert [(m["to"], m["params"]["amount_fen"] > 0) for m in told] == [("applicant", True)], told
     agreed = asyncio.run(money_reconcile(return_state=True))
     assert agreed.is_completed() and "agree to the fen" in (agreed.message or ""), agreed.message
     world.court_bank.books.off[sub] = 1  # the bank's error, one fen
@@ -188,11 +191,13 @@ def test_money_reaches_a_cases_sub_account_and_the_bank_and_the_journal_are_reco
     shown = asyncio.run(artifacts_of(differs.state_details.flow_run_id))
     assert "money-unreconciled" in shown
     assert sub not in str(shown["money-unreconciled"].data), "the account is masked"
+    warned = [m for m in sms_messages(world, "money.unreconciled") if m["case_no"] == number]
+    assert [m["to"] for m in warned] == ["judge"] and sub not in str(warned), "its judge told, masked"
     world.court_bank.credit(3_00, None)  # nobody said for which case
     asyncio.run(money_statement(return_state=True))
     daily = asyncio.run(daily_report(day=bureau_today().isoformat(), return_state=True))
     report = str(asyncio.run(artifacts_of(daily.state_details.flow_run_id))["daily-report"].data)  # type: ignore[attr-defined]
-    assert f"placed with its cases: 1 credit(s), {format_yuan(min(100_00, owed))} yuan" in report, report
+    assert f"placed with its cases: 1 credit(s), {format_yuan(paid)} yuan" in report, report
     assert "unidentified money (不明款) waiting: 1 credit(s), 3.00 yuan" in report
     assert "**1 account(s) differ" in report, "the last reconciliation, for a person"
     sheet = CliRunner().invoke(app, ["cases", "show", number])
