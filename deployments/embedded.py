@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from clerk.casebook import cases
 from clerk.casebook.casefile import write_case_file
+from clerk.lifecycle.deduction import HOLDING_MONEY, start_deduction
 from clerk.money.view import BureauMoney, bureau_money
 from clerk.settings import Settings, get_settings
 from clerk.store import db
@@ -40,7 +41,7 @@ from connectors.simulator.serve import SimulatedWorld, build_world, world_in_bac
 from connectors.simulator.world import case_rows
 from deployments import catalog
 from deployments.catalog import TIMEZONE
-from models.status import CaseStatus, MeasureStatus
+from models.status import CaseStatus
 from models.tables import Case, ControlMeasure, Subaccount
 from models.values import InvalidValue
 
@@ -165,7 +166,6 @@ async def _judges_approve(count: int) -> list[str]:
     """Each chosen case's deduction proposed and approved in full by its judge, as `flows/deduction.py`
     does once the judge's decision comes: the same use cases."""
     from clerk.lifecycle.decision import Decision, Verdict, carry_out, refusal
-    from clerk.lifecycle.deduction import start_deduction
     from flows import runtime
 
     done = []
@@ -186,12 +186,7 @@ def _frozen_with_money(session: Session, count: int) -> list[tuple[str, str]]:
     rows = session.execute(
         select(Case.case_number, Case.judge)
         .join(ControlMeasure, ControlMeasure.case_id == Case.id)
-        .where(
-            Case.status == CaseStatus.ACTIVE,
-            ControlMeasure.kind == "freeze",
-            ControlMeasure.status == MeasureStatus.EFFECTIVE,
-            ControlMeasure.actual_amount_fen > 0,
-        )
+        .where(Case.status == CaseStatus.ACTIVE, *HOLDING_MONEY)
         .group_by(Case.case_number, Case.judge)
         .order_by(Case.case_number)
         .limit(count)

@@ -51,6 +51,14 @@ class DeductionProposal:
         return sum(line.amount_fen for line in self.lines)
 
 
+#: A freeze of ours in force with money on it: what a deduction can move.
+HOLDING_MONEY = (
+    ControlMeasure.kind == "freeze",
+    ControlMeasure.status == MeasureStatus.EFFECTIVE,
+    ControlMeasure.actual_amount_fen > 0,
+)
+
+
 def propose_deduction(
     session: Session, case_number: str, today: dt.date, exempt: Exemptions = NO_EXEMPTIONS
 ) -> DeductionProposal:
@@ -65,9 +73,7 @@ def propose_deduction(
         .join(Registry, Registry.id == ControlMeasure.registry_id)
         .where(
             ControlMeasure.case_id == case.id,
-            ControlMeasure.kind == "freeze",
-            ControlMeasure.status == MeasureStatus.EFFECTIVE,
-            ControlMeasure.actual_amount_fen > 0,
+            *HOLDING_MONEY,
             ControlMeasure.registry_reference.is_not(None),
         )
     ).all()

@@ -7,11 +7,14 @@ nothing: nothing is lost and nothing is counted twice. A credit is placed, in th
 1. a deduction we sent (its remittance names the deduction's key): the deduction's reply already recorded
    the payment, so the line only journals the money, once;
 2. money to a case's sub-account that the case owes (a debtor or anyone for them paying on their own):
-   recorded as the case's payment (`casebook.cases.record_payment`, source "transfer"), then journaled; a
-   case paid in full is marked paid and its measures are released as for any payment;
+   recorded as the case's payment (source "transfer", its events `casebook.cases.payment_events`, as a
+   person's payment), then journaled; a case paid in full is marked paid and its measures are released as
+   for any payment;
 3. anything else (no sub-account, one we never issued, a case that ended, more than is owed) waits as
    unidentified money (不明款) for a person: never silently a case's.
-Money placed with a case is split by `models.money.split`. A reversal undoes the entries of the line it
+Money placed with a case is split by `models.money.split`, and its applicant told of their part. A page
+costs a few statements, whatever its lines: what they name is read at once (`_PageOf`) and what they
+place written at once (`Placer`). A reversal undoes the entries of the line it
 names (and a payment that line recorded); a debit we did not order is left to reconciliation and a person.
 """
 
@@ -170,11 +173,18 @@ class Placer:
         counted: int = 0,
         action_id: int | None = None,
         reason: str | None = None,
+        payment: str | None = None,
     ) -> money.Split:
         """The line's money placed with `case` (the entry `kind` with its `legs`: it reached the case's
         `received`), then split by the law's order: the fee and costs not yet taken, then what the case
         owed on the money's day (`owed`; `counted`: what of this money `owed` already counts as paid, as a
-        deduction's reply recorded its payment), the rest the debtor's."""
+        deduction's reply recorded its payment), the rest the debtor's.
+
+        With `payment` (its source: a debtor's "transfer", or unidentified money a person "assigned"), the
+        money is first recorded as the case's payment on the day it arrived; the caller checked it may
+        (`cannot_take`) and holds the case's lock. A case paid in full is marked paid."""
+        if payment is not None:
+            self._pay(case, line, owed, payment)
         self.post(journal.Posting(kind, legs, case.case_number, line, action_id, reason))
         if case.id not in self.fees:
             self.fees.update(journal.fees_taken(self.session, [case.id]))
@@ -191,20 +201,7 @@ class Placer:
             self._told.append(notices.Draft(case.id, "applicant", "money.arrived", params))
         return parts
 
-    def place_as_payment(
-        self,
-        case: Held,
-        line: Recorded | StatementLine,
-        kind: str,
-        legs: tuple[money.Leg, ...],
-        owed: rules.Owed,
-        *,
-        source: str,
-        reason: str | None = None,
-    ) -> money.Split:
-        """`place`, the money recorded first as the case's payment on the day it arrived (`source`: a
-        debtor's transfer, or unidentified money a person assigned); the caller checked it may
-        (`cannot_take`) and holds the case's lock. A case paid in full is marked paid."""
+    def _pay(self, case: Held, line: Recorded | StatementLine, owed: rules.Owed, source: str) -> None:
         paid_on = line.value_date  # `owed` is what the case owed on it, before this money
         case.payments.append(rules.Payment(paid_on, line.amount_fen))
         events = cases.payment_events(
@@ -217,7 +214,6 @@ class Placer:
             case.status = CaseStatus.PAID
             self._paid.append(case.id)
         self._items.extend(events)
-        return self.place(case, line, kind, legs, owed, reason=reason)
 
     def flush(self) -> None:
         """Write what was placed: payments, cases paid, entries with their legs, and every event in order."""
@@ -366,7 +362,7 @@ def _place(placer: Placer, page: _PageOf, row: Recorded, line: Line) -> str:
         owed = case.owed(line.value_date)
         if line.value_date <= placer.today and cannot_take(case, line.amount_fen, owed) is None:
             legs = money.arrived(case_id, line.amount_fen, case.id)
-            placer.place_as_payment(case, row, "arrived", legs, owed, source="transfer")
+            placer.place(case, row, "arrived", legs, owed, payment="transfer")
             return "transfer"
     placer.post(journal.Posting("unidentified", money.arrived(case_id, line.amount_fen, None), line=row))
     return "unidentified"

@@ -95,9 +95,8 @@ def assign(
     if refused is not None:
         raise InvalidValue("case_number" if case.status not in KEPT else "reference", refused)
     placer = Placer(session, actor, today)
-    parts = placer.place_as_payment(
-        case, line, "assigned", money.assigned(line.amount_fen, case.id), owed, source="assigned", reason=why
-    )
+    legs = money.assigned(line.amount_fen, case.id)
+    parts = placer.place(case, line, "assigned", legs, owed, reason=why, payment="assigned")
     placer.flush()
     return parts
 

@@ -18,6 +18,7 @@ from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
 from clerk.context import Context
+from clerk.lifecycle.deduction import HOLDING_MONEY
 from clerk.store import db, tree
 from models.rules import ReleaseOrder
 from models.status import ActionStatus, MeasureStatus
@@ -54,7 +55,7 @@ def approved_deduction(sessions: sessionmaker[Session]) -> tuple[str, lifecycle.
         number = session.scalars(
             select(Case.case_number)
             .join(ControlMeasure, ControlMeasure.case_id == Case.id)
-            .where(ControlMeasure.status == MeasureStatus.EFFECTIVE, ControlMeasure.actual_amount_fen > 0)
+            .where(*HOLDING_MONEY)
             .order_by(Case.id)
         ).first()
     assert number is not None
