@@ -13,7 +13,8 @@ time, in one transaction with the cursor:
    arrived and split (fee and costs first, then the applicant, the rest the debtor's); anything else is
    journaled as unidentified money; a reversal reverses the entries of the line it names (and the
    payment it recorded); a debit is an audit event;
-3. every entry's legs balance, and every entry, payment and case paid is an audit event in a hash chain.
+3. every entry's legs balance, and every entry, payment and case paid is an audit event in a hash chain;
+   the applicant of a case whose split gave them money is told (a notice written down).
 
 It places no deductions (its book has no measures; the benchmark's statement has none).
 
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.reference import Chain, Db, load
+from bench.reference import Chain, Db, _now, load
 from clerk.settings import get_settings
 from connectors.court_bank import CourtBankConnector, StatementLine
 from connectors.http import ClientLimits, RegistryClient
@@ -102,6 +103,7 @@ class Page:
         self.legs: list[tuple[Any, ...]] = []
         self.payments: list[tuple[Any, ...]] = []
         self.paid: list[tuple[int]] = []
+        self.notices: list[tuple[Any, ...]] = []
         self.events: list[tuple[str, str | None, dict[str, Any]]] = []
 
     def post(self, kind: str, legs: tuple[money.Leg, ...], line_id: int, number: str | None) -> None:
@@ -125,8 +127,19 @@ class Page:
         self.db.many("INSERT INTO m_legs (entry_id, account, case_id, fen) VALUES (?,?,?,?)", self.legs)
         self.db.many("INSERT INTO payments (case_id, paid_on, amount_fen) VALUES (?,?,?)", self.payments)
         self.db.many("UPDATE cases SET status = 'paid' WHERE id = ?", self.paid)
+        self.db.many(
+            "INSERT INTO notices (case_id, template, params, created_at) VALUES (?,?,?,?)", self.notices
+        )
         self.chain.append(self.events)
-        for rows in (self.lines, self.entries, self.legs, self.payments, self.paid, self.events):
+        for rows in (
+            self.lines,
+            self.entries,
+            self.legs,
+            self.payments,
+            self.paid,
+            self.events,
+            self.notices,
+        ):
             rows.clear()
 
 
@@ -235,6 +248,13 @@ def _record(db: Db, chain: Chain, lines: list[StatementLine], last: int, today: 
                 parts = money.split(x.amount_fen, fees_due, max(owed.remaining - fees_due, 0))
                 fees[case_id] += parts.fees
                 page.post("split", money.split_entry(case_id, parts), line_id, number)
+                if parts.applicant:  # the applicant told of the money
+                    params = {
+                        "case": number,
+                        "amount_fen": parts.applicant,
+                        "value_date": x.value_date.isoformat(),
+                    }
+                    page.notices.append((case_id, "money.arrived", json.dumps(params), _now()))
         if how == "unidentified":
             page.post("unidentified", money.arrived(case_id, x.amount_fen, None), line_id, None)
         counts[how] = counts.get(how, 0) + 1

@@ -27,8 +27,9 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 from sqlalchemy.orm import Session
 
 from clerk.casebook import cases, notices
@@ -44,6 +45,7 @@ from models.tables import (
     ControlMeasure,
     MeasureAction,
     MoneyEntry,
+    MoneyLeg,
     Payment,
     StatementCursor,
     StatementLine,
@@ -277,17 +279,15 @@ def record_page(session: Session, page: Statement, actor: str, today: dt.date, m
         ],
     )
     page_of = _PageOf.read(session, new, master)
+    in_page = {line.reference for line in new}
     placer = Placer(session, actor, today, journal.fees_taken(session, page_of.cases))
     for line, row_id in zip(new, ids, strict=True):
         done.lines += 1
         row = Recorded(row_id, line.reference, line.amount_fen, line.value_date)
         if line.reversal_of is not None:
-            placer.flush()
-            how, case_id = _reverse(session, row, line.reversal_of, actor)
-            if case_id is not None:  # its split gave its fee back, its payment may have been taken back
-                placer.fees.pop(case_id, None)
-                if case_id in page_of.cases:
-                    page_of.cases.update(held_cases(session, [case_id]))
+            if line.reversal_of in in_page:  # what it reverses was placed by this page: written first
+                placer.flush()
+            how = _reverse(placer, page_of, row, line.reversal_of)
         else:
             how = _place(placer, page_of, row, line)
         done.placed[how] += 1
@@ -377,43 +377,51 @@ def cannot_take(case: Held, fen: int, owed: rules.Owed) -> str | None:
     return None
 
 
-def _reverse(session: Session, row: Recorded, reversal_of: str, actor: str) -> tuple[str, int | None]:
-    """Reverse the entries of the line `reversal_of` (and the payment it recorded): what this line was,
-    and the case whose money it moved."""
-    original = session.scalar(select(StatementLine).where(StatementLine.reference == reversal_of))
-    entries = (
-        []
-        if original is None
-        else list(
-            session.scalars(
-                select(MoneyEntry).where(MoneyEntry.line_id == original.id).order_by(MoneyEntry.id)
-            )
-        )
-    )
+def _reverse(placer: Placer, page: _PageOf, row: Recorded, reversal_of: str) -> str:
+    """Reverse the entries of the line `reversal_of`, each by an entry of its own, and the payment a
+    transfer recorded (a case it had paid in full runs again); what this line was."""
+    session = placer.session
+    original = session.execute(
+        select(
+            StatementLine.id, StatementLine.reference, StatementLine.amount_fen, StatementLine.value_date
+        ).where(StatementLine.reference == reversal_of)
+    ).first()
+    entries = [] if original is None else session.execute(
+        select(MoneyEntry.id, MoneyEntry.kind, MoneyEntry.case_id, MoneyEntry.action_id)
+        .where(MoneyEntry.line_id == original.id)
+        .order_by(MoneyEntry.id)
+    ).all()  # fmt: skip
     if original is None or not entries:
-        audit.append(session, "money.reversal_unmatched", actor=actor, payload={"reference": row.reference})
-        return "reversal_unmatched", None
-    for done in reversed(entries):
-        legs = journal.legs_of(session, [done.id])
-        case = None if done.case_id is None else session.get(Case, done.case_id)
-        case_number = None if case is None else case.case_number
-        journal.post(
-            session, "reversed", money.reversal(legs), actor=actor, case_number=case_number, line=row,
-            reason=f"the bank reversed {reversal_of}",
-        )  # fmt: skip
+        placer.event("money.reversal_unmatched", reference=row.reference)
+        return "reversal_unmatched"
+    legs: dict[int, list[money.Leg]] = {}
+    for entry_id, account, case_id, fen in session.execute(
+        select(MoneyLeg.entry_id, MoneyLeg.account, MoneyLeg.case_id, MoneyLeg.fen)
+        .where(MoneyLeg.entry_id.in_([e.id for e in entries]))
+        .order_by(MoneyLeg.id)
+    ):
+        legs.setdefault(entry_id, []).append(money.Leg(money.Account(account), case_id, fen))
     arrival = entries[0]
-    if arrival.kind == "arrived" and arrival.action_id is None and arrival.case_id is not None:
-        _undo_transfer(session, arrival.case_id, original, actor)
-    return "reversal", arrival.case_id
+    case_id = arrival.case_id
+    number = None if case_id is None else session.scalar(select(Case.case_number).where(Case.id == case_id))
+    if case_id is not None and case_id not in placer.fees:
+        placer.fees.update(journal.fees_taken(session, [case_id]))
+    why = f"the bank reversed {reversal_of}"
+    for done in reversed(entries):
+        placer.post(journal.Posting("reversed", money.reversal(legs[done.id]), number, row, reason=why))
+        if case_id is not None:  # a split's fee given back
+            placer.fees[case_id] += sum(leg.fen for leg in legs[done.id] if leg.account == money.Account.FEES)
+    if arrival.kind == "arrived" and arrival.action_id is None and case_id is not None and number is not None:
+        _undo_transfer(placer, page, case_id, number, original)
+    return "reversal"
 
 
-def _undo_transfer(session: Session, case_id: int, original: StatementLine, actor: str) -> None:
+def _undo_transfer(placer: Placer, page: _PageOf, case_id: int, number: str, original: Row[Any]) -> None:
     """The payment a reversed transfer recorded is taken back; a case it had paid in full runs again."""
-    case = session.get(Case, case_id)
-    assert case is not None
-    locks.lock_case(session, case.id)
+    session = placer.session
+    locks.lock_case_ids(session, [case_id])
     payment = session.scalar(
-        select(Payment)
+        select(Payment.id)
         .where(
             Payment.case_id == case_id,
             Payment.source == "transfer",
@@ -425,18 +433,21 @@ def _undo_transfer(session: Session, case_id: int, original: StatementLine, acto
     )
     if payment is None:
         return
-    session.execute(delete(Payment).where(Payment.id == payment.id))
-    session.expire(case, ["payments"])
-    audit.append(
-        session,
-        "payment.reversed",
-        actor=actor,
-        case_number=case.case_number,
-        payload={"amount_fen": original.amount_fen, "bank_reference": original.reference},
+    session.execute(delete(Payment).where(Payment.id == payment))
+    placer.event(
+        "payment.reversed", number, amount_fen=original.amount_fen, bank_reference=original.reference
     )
-    if case.status == CaseStatus.PAID:
-        case.status = CaseStatus.ACTIVE
-        audit.append(session, "case.reopened", actor=actor, case_number=case.case_number, payload={})
+    reopened = session.scalar(select(Case.status).where(Case.id == case_id)) == CaseStatus.PAID
+    if reopened:
+        session.execute(update(Case).where(Case.id == case_id).values(status=CaseStatus.ACTIVE))
+        placer.event("case.reopened", number)
+    db.expire_cached(session, Case, [case_id])
+    held = page.cases.get(case_id)
+    if held is not None:  # the page's own view of the case, as the database now has it
+        undone = rules.Payment(original.value_date, original.amount_fen)
+        if undone in held.payments:
+            held.payments.remove(undone)
+        held.status = CaseStatus.ACTIVE if reopened else held.status
 
 
 async def take_statement(

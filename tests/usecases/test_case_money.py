@@ -20,7 +20,7 @@ from clerk.context import Context
 from clerk.money import arriving, journal, reconcile, subaccounts, unidentified
 from clerk.store import db
 from models.money import Account
-from models.tables import Case, MoneyEntry, MoneyLeg, Payment, StatementLine, Subaccount
+from models.tables import AuditEvent, Case, MoneyEntry, MoneyLeg, Payment, StatementLine, Subaccount
 from models.values import InvalidValue
 from tests.fakes import FakeWorld
 from tests.usecases.test_exactly_once import ACTOR, NOW, TODAY, approved_deduction, world_in_book
@@ -142,6 +142,34 @@ def test_a_debtors_own_transfer_becomes_a_payment_split_fees_first(
     assert take(sessions, world).placed == {"transfer": 1}
     with sessions() as session:
         assert cases.get_case(session, number).status == "paid", "paid in full: released as today"
+    assert reconciled(sessions, world).agreed
+
+
+def test_a_payment_in_full_reversed_in_the_same_page_reopens_the_case_and_gives_the_fee_back(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """One page: a transfer pays the case in full, the bank reverses it, the debtor pays part again.
+    The case runs again, the fee is taken once (from the second payment), one payment stands."""
+    world = opened_world(sessions, tmp_path)
+    number = first_case(sessions)
+    before = owed_now(sessions, number)
+    with sessions() as session:
+        case = cases.get_case(session, number)
+        fee_and_costs = cases.owed(case, TODAY).fee + case.costs_fen
+    sim, sub = world.court_bank.sim, sub_of(sessions, number)
+    full = sim.credit(before, sub)
+    sim.reverse(full.reference)
+    sim.credit(before // 2, sub)
+    assert take(sessions, world).placed == {"transfer": 2, "reversal": 1}
+    with sessions() as session:
+        case = cases.get_case(session, number)
+        assert case.status == "active" and [p.amount_fen for p in case.payments] == [before // 2]
+        actions = list(session.scalars(select(AuditEvent.action).where(AuditEvent.case_number == number)))
+    assert {"case.paid", "payment.reversed", "case.reopened"} <= set(actions)
+    held = money_of(sessions, number)
+    assert held[Account.FEES] == fee_and_costs, "the fee taken once: the reversal gave the first one back"
+    assert held[Account.APPLICANT] == before // 2 - fee_and_costs
+    assert owed_now(sessions, number) == before - before // 2
     assert reconciled(sessions, world).agreed
 
 
