@@ -193,6 +193,7 @@ def measure(size: int) -> dict[str, Any]:
         "reference s": round(reference["seconds"], 1),
         "reference lines/s": round(reference["lines"] / reference["seconds"]),
         "ratio": round(reference["seconds"] / clerk["seconds"], 2),
+        "CPU ratio": round(reference["cpu_s"] / clerk["cpu_s"], 2),  # less moved by a busy host's steal
         "clerk peak MB": round(clerk["peak_mb"], 1),
         "reconcile s": round(reconciled["seconds"], 2),
         "accounts": reconciled["accounts"],

@@ -113,8 +113,10 @@ class Page:
         case_id = next((leg.case_id for leg in checked if leg.case_id is not None), None)
         self.entries.append((entry_id, kind, case_id, line_id))
         self.legs += [(entry_id, leg.account.value, leg.case_id, leg.fen) for leg in checked]
-        pairs = [[leg.account.value, leg.fen] for leg in checked]
-        self.events.append((f"money.{kind}", number, {"entry": entry_id, "legs": pairs}))
+        legs_by_account = {leg.account.value: leg.fen for leg in checked}
+        self.events.append(
+            (f"money.{kind}", number, {"entry": entry_id, "legs": legs_by_account, "line": line_id})
+        )
 
     def write(self) -> None:
         self.db.many(

@@ -62,9 +62,12 @@ class Leg:
 
 
 def entry(*legs: Leg) -> tuple[Leg, ...]:
-    """Legs that make one entry of the journal: at least two, none of zero, summing to zero."""
+    """Legs that make one entry of the journal: at least two, none of zero, one per account, summing to
+    zero."""
     if len(legs) < 2:
         raise Unbalanced("an entry has at least two legs")
+    if len({leg.account for leg in legs}) != len(legs):
+        raise Unbalanced("an account has one leg in an entry")
     if any(leg.fen == 0 for leg in legs):
         raise Unbalanced("a leg of 0 fen moves nothing")
     total = sum(leg.fen for leg in legs)

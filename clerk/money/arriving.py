@@ -346,7 +346,7 @@ class _PageOf:
 
 def _place(placer: Placer, page: _PageOf, row: Recorded, line: Line) -> str:
     if not line.credit:
-        placer.event("money.unexpected_debit", reference=row.reference)
+        placer.event("money.unexpected_debit", line=row.id)
         return "debit"
     case_id = None if line.subaccount is None else page.subaccounts.get(line.subaccount)
     match = DEDUCTION.search(line.remittance)
@@ -392,7 +392,7 @@ def _reverse(placer: Placer, page: _PageOf, row: Recorded, reversal_of: str) -> 
         .order_by(MoneyEntry.id)
     ).all()  # fmt: skip
     if original is None or not entries:
-        placer.event("money.reversal_unmatched", reference=row.reference)
+        placer.event("money.reversal_unmatched", line=row.id)
         return "reversal_unmatched"
     legs: dict[int, list[money.Leg]] = {}
     for entry_id, account, case_id, fen in session.execute(
@@ -434,9 +434,7 @@ def _undo_transfer(placer: Placer, page: _PageOf, case_id: int, number: str, ori
     if payment is None:
         return
     session.execute(delete(Payment).where(Payment.id == payment))
-    placer.event(
-        "payment.reversed", number, amount_fen=original.amount_fen, bank_reference=original.reference
-    )
+    placer.event("payment.reversed", number, amount_fen=original.amount_fen, line=original.id)
     reopened = session.scalar(select(Case.status).where(Case.id == case_id)) == CaseStatus.PAID
     if reopened:
         session.execute(update(Case).where(Case.id == case_id).values(status=CaseStatus.ACTIVE))

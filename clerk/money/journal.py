@@ -20,8 +20,6 @@ class Line(Protocol):
 
     @property
     def id(self) -> int: ...
-    @property
-    def reference(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -77,8 +75,8 @@ def write(session: Session, postings: Sequence[Posting], *, actor: str) -> list[
             p.case_number,
             {
                 "entry": entry_id,
-                "legs": [[leg.account.value, leg.fen] for leg in legs],
-                "bank_reference": None if p.line is None else p.line.reference,
+                "legs": {leg.account.value: leg.fen for leg in legs},  # one leg per account
+                "line": None if p.line is None else p.line.id,  # its bank reference is the line's
                 "reason": p.reason,
             },
         )

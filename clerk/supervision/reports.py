@@ -89,7 +89,7 @@ def daily(session: Session, day: dt.date) -> list[dict[str, object]]:
                 bump(key, "seized")
         elif action in ("money.arrived", "money.assigned"):  # case money placed with the case
             bump(key, "money_in")
-            bump(key, "money_in_fen", sum(-fen for account, fen in json.loads(payload)["legs"] if fen < 0))
+            bump(key, "money_in_fen", sum(-fen for fen in json.loads(payload)["legs"].values() if fen < 0))
         elif action == "deduction.transferred":
             bump(key, "deductions")
             bump(key, "deducted_fen", int(json.loads(payload).get("amount_fen") or 0))

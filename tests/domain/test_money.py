@@ -32,6 +32,8 @@ def test_an_entry_that_does_not_sum_to_zero_is_refused() -> None:
         entry(Leg(Account.BANK, 1, 0))
     with pytest.raises(Unbalanced, match="0 fen moves nothing"):
         entry(Leg(Account.BANK, 1, 0), Leg(Account.RECEIVED, 1, 0))
+    with pytest.raises(Unbalanced, match="one leg in an entry"):  # the audit event holds legs by account
+        entry(Leg(Account.BANK, 1, 100), Leg(Account.RECEIVED, 1, -60), Leg(Account.RECEIVED, 1, -40))
 
 
 def test_accounts_belong_to_a_case_or_to_the_bureau() -> None:
