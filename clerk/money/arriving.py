@@ -77,12 +77,18 @@ def cursor(session: Session) -> int:
     return 0 if row is None else row.position
 
 
-def _advance(session: Session, last: int) -> None:
+def _hold_cursor(session: Session) -> StatementCursor:
+    """The cursor's row, locked for the transaction (made at the first page ever): a second run reading
+    the same page waits here, then finds its lines known."""
+    db.insert_missing(session, db.table(StatementCursor), [{"id": 1, "position": 0}])
     row = session.get(StatementCursor, 1, with_for_update=True)
-    if row is None:
-        session.add(StatementCursor(id=1, position=last))
-    elif last > row.position:
-        row.position = last
+    assert row is not None
+    return row
+
+
+def _advance(session: Session, last: int) -> None:
+    row = _hold_cursor(session)
+    row.position = max(row.position, last)
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,7 @@ def record_page(session: Session, page: Statement, actor: str, today: dt.date, m
     done = Arrived()
     if not page.lines:
         return done
+    _hold_cursor(session)  # runs that overlap (one listening, the next) record their pages one at a time
     known = set(
         session.scalars(
             select(StatementLine.reference).where(

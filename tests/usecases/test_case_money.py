@@ -173,6 +173,33 @@ def test_a_payment_in_full_reversed_in_the_same_page_reopens_the_case_and_gives_
     assert reconciled(sessions, world).agreed
 
 
+def test_two_runs_reading_the_same_page_at_once_record_it_once(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A run that listens and the next one overlap: both read the page at the cursor; the second to record
+    it waits for the first (the cursor's lock) and finds its lines known."""
+    world = opened_world(sessions, tmp_path)
+    numbers = [first_case(sessions)]
+    sim, bank = world.court_bank.sim, world.court_bank
+    for _ in range(3):
+        sim.credit(1_00, sub_of(sessions, numbers[0]))
+
+    async def both() -> list[arriving.Arrived]:
+        ctx = ctx_of(sessions, world)
+        return list(
+            await asyncio.gather(*(arriving.take_statement(ctx, bank, sim.books.master) for _ in "ab"))
+        )
+
+    first, second = asyncio.run(both())
+    assert sorted([first.placed["transfer"], second.placed["transfer"]]) == [0, 3]
+    assert first.placed["repeated"] + second.placed["repeated"] == 3, "the later found them known"
+    with sessions() as session:
+        assert (
+            session.scalar(select(func.count()).select_from(Payment).where(Payment.source == "transfer")) == 3
+        )
+    assert reconciled(sessions, world).agreed
+
+
 def test_repeated_late_and_reversed_lines_change_nothing_twice(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
