@@ -30,7 +30,7 @@ def main() -> int:
         "--sizes",
         type=lambda text: [int(n.replace("_", "")) for n in text.split(",")],
         help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,1000); cases and "
-        "statement lines for `money` (default 100000; quick 2000)",
+        "statement lines for `money` (default 100000; quick 500)",
     )
     parser.add_argument(
         "--database",

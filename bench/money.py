@@ -15,7 +15,7 @@ journals sum to 0), and the clerk then reconciles every sub-account and the mast
 (`clerk.money.reconcile`). Goals: the clerk at ≥ 0.8 of the reference's lines per second at 100,000
 lines; the reconciliation of 100,000 sub-accounts under 30 s.
 
-`python -m bench money` (100,000 cases and lines; `--quick`: 2,000). `python -m bench.money clerk
+`python -m bench money` (100,000 cases and lines; `--quick`: 500). `python -m bench.money clerk
 open|take|reconcile` is one side's step, with the settings in the environment.
 """
 
@@ -217,7 +217,7 @@ def _same(clerk: dict[str, Any], reference: dict[str, Any]) -> None:
 
 
 def run(quick: bool = False, sizes: list[int] | None = None) -> None:
-    rows = [measure(size) for size in sizes or [2_000 if quick else 100_000]]
+    rows = [measure(size) for size in sizes or [500 if quick else 100_000]]
     table(
         "case money: the court's bank statement read, placed and journaled, beside the reference "
         "(goal: ratio ≥ 0.8), and every sub-account reconciled (goal: under 30 s at 100,000)",
