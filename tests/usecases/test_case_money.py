@@ -122,15 +122,20 @@ def test_a_deductions_money_lands_on_its_cases_subaccount_and_is_counted_once(
     assert reconciled(sessions, world).agreed
 
 
+def first_case_owing(sessions: sessionmaker[Session]) -> tuple[str, int, int]:
+    """The first case: its number, what it owes today, and its fee and costs."""
+    number = first_case(sessions)
+    with sessions() as session:
+        case = cases.get_case(session, number)
+        fee_and_costs = cases.owed(case, TODAY).fee + case.costs_fen
+    return number, owed_now(sessions, number), fee_and_costs
+
+
 def test_a_debtors_own_transfer_becomes_a_payment_split_fees_first(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     world = opened_world(sessions, tmp_path)
-    number = first_case(sessions)
-    before = owed_now(sessions, number)
-    with sessions() as session:
-        case = cases.get_case(session, number)
-        fee_and_costs = cases.owed(case, TODAY).fee + case.costs_fen
+    number, before, fee_and_costs = first_case_owing(sessions)
     sim = world.court_bank.sim
     sim.credit(before - 100, sub_of(sessions, number), payer_name="张三", payer_account="6222020200001111")
     assert take(sessions, world).placed == {"transfer": 1}
@@ -151,11 +156,7 @@ def test_a_payment_in_full_reversed_in_the_same_page_reopens_the_case_and_gives_
     """One page: a transfer pays the case in full, the bank reverses it, the debtor pays part again.
     The case runs again, the fee is taken once (from the second payment), one payment stands."""
     world = opened_world(sessions, tmp_path)
-    number = first_case(sessions)
-    before = owed_now(sessions, number)
-    with sessions() as session:
-        case = cases.get_case(session, number)
-        fee_and_costs = cases.owed(case, TODAY).fee + case.costs_fen
+    number, before, fee_and_costs = first_case_owing(sessions)
     sim, sub = world.court_bank.sim, sub_of(sessions, number)
     full = sim.credit(before, sub)
     sim.reverse(full.reference)
