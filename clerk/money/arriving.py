@@ -45,7 +45,6 @@ from models.tables import (
     ControlMeasure,
     MeasureAction,
     MoneyEntry,
-    MoneyLeg,
     Payment,
     StatementCursor,
     StatementLine,
@@ -86,18 +85,12 @@ def _hold_cursor(session: Session) -> StatementCursor:
     return row
 
 
-def _advance(session: Session, last: int) -> None:
-    row = _hold_cursor(session)
-    row.position = max(row.position, last)
-
-
 @dataclass(frozen=True)
 class Recorded:
     """A statement line as the page wrote it: what placing its money needs (a `StatementLine` row has
     the same)."""
 
     id: int
-    reference: str
     amount_fen: int
     value_date: dt.date
 
@@ -250,7 +243,7 @@ def record_page(session: Session, page: Statement, actor: str, today: dt.date, m
     done = Arrived()
     if not page.lines:
         return done
-    _hold_cursor(session)  # runs that overlap (one listening, the next) record their pages one at a time
+    at = _hold_cursor(session)  # runs that overlap (one listening, the next) record pages one at a time
     known = set(
         session.scalars(
             select(StatementLine.reference).where(
@@ -290,7 +283,7 @@ def record_page(session: Session, page: Statement, actor: str, today: dt.date, m
     placer = Placer(session, actor, today, journal.fees_taken(session, page_of.cases))
     for line, row_id in zip(new, ids, strict=True):
         done.lines += 1
-        row = Recorded(row_id, line.reference, line.amount_fen, line.value_date)
+        row = Recorded(row_id, line.amount_fen, line.value_date)
         if line.reversal_of is not None:
             if line.reversal_of in in_page:  # what it reverses was placed by this page: written first
                 placer.flush()
@@ -301,7 +294,7 @@ def record_page(session: Session, page: Statement, actor: str, today: dt.date, m
         if how in ("deduction", "transfer"):
             done.fen += line.amount_fen
     placer.flush()
-    _advance(session, page.last)
+    at.position = max(at.position, page.last)
     return done
 
 
@@ -401,13 +394,7 @@ def _reverse(placer: Placer, page: _PageOf, row: Recorded, reversal_of: str) -> 
     if original is None or not entries:
         placer.event("money.reversal_unmatched", line=row.id)
         return "reversal_unmatched"
-    legs: dict[int, list[money.Leg]] = {}
-    for entry_id, account, case_id, fen in session.execute(
-        select(MoneyLeg.entry_id, MoneyLeg.account, MoneyLeg.case_id, MoneyLeg.fen)
-        .where(MoneyLeg.entry_id.in_([e.id for e in entries]))
-        .order_by(MoneyLeg.id)
-    ):
-        legs.setdefault(entry_id, []).append(money.Leg(money.Account(account), case_id, fen))
+    legs = journal.legs_of(session, [e.id for e in entries])
     arrival = entries[0]
     case_id = arrival.case_id
     number = None if case_id is None else session.scalar(select(Case.case_number).where(Case.id == case_id))

@@ -105,13 +105,16 @@ def post(
     post_many(session, [Posting(kind, tuple(legs), case_number, line, action_id, reason)], actor=actor)
 
 
-def legs_of(session: Session, entry_ids: Iterable[int]) -> list[Leg]:
-    rows = session.execute(
-        select(MoneyLeg.account, MoneyLeg.case_id, MoneyLeg.fen)
+def legs_of(session: Session, entry_ids: Iterable[int]) -> dict[int, list[Leg]]:
+    """The legs of these entries, by entry, in the order they were written."""
+    legs: dict[int, list[Leg]] = {}
+    for entry_id, account, case_id, fen in session.execute(
+        select(MoneyLeg.entry_id, MoneyLeg.account, MoneyLeg.case_id, MoneyLeg.fen)
         .where(MoneyLeg.entry_id.in_(list(entry_ids)))
         .order_by(MoneyLeg.id)
-    )
-    return [Leg(Account(account), case_id, fen) for account, case_id, fen in rows]
+    ):
+        legs.setdefault(entry_id, []).append(Leg(Account(account), case_id, fen))
+    return legs
 
 
 def case_balances(session: Session, case_id: int) -> dict[Account, int]:
