@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from connectors.config import SIM_CREDENTIAL, RegistryConfig, simulated_registries
+from models import proof
 from models.access import Person, Role
 from models.exemptions import Exemptions, LivingStandard
 from models.policy import Policy
@@ -52,6 +53,26 @@ class PersonSetting(BaseModel):
 
     courts: list[str] = Field(min_length=1)
     roles: list[Role] = Field(min_length=1)
+    phone: str | None = Field(
+        None,
+        pattern=r"^1[3-9][0-9]{9}$",
+        description="A mobile number (11 digits) for the one-time codes that prove a decision.",
+    )
+    public_key: str | None = Field(
+        None,
+        description="The person's own Ed25519 public key (PEM, or 32 bytes in base64 or hex), for "
+        "decisions signed with `clerk approve --key`.",
+    )
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                proof.public_key(value, "public_key")
+            except InvalidValue as exc:
+                raise ValueError(exc.rule) from None
+        return value or None
 
 
 class LivingStandardSetting(BaseModel):
@@ -215,7 +236,23 @@ class Settings(BaseSettings):
         24 * 3600, ge=5, description="The judge is reminded of an undecided deduction after this long."
     )
     approval_poll_s: int = Field(
-        5, ge=1, le=60, description="How often a paused deduction checks for a decision."
+        2, ge=1, le=60, description="How often a paused deduction checks for a decision."
+    )
+    decision_proof: bool = Field(
+        True,
+        description="A decision that moves money (or a rejection) must carry proof of the deciding person: a "
+        "one-time code sent to the person's phone, or a signature with the person's own key (CLERK_PEOPLE's "
+        "phone, public_key). Off only for a trial.",
+    )
+    decision_code_ttl_s: int = Field(300, ge=30, le=3600, description="How long a one-time code is good.")
+    decision_tries_per_run: int = Field(
+        5, ge=1, le=100, description="Wrong codes a decision may take before no code is taken for a while."
+    )
+    decision_tries_per_person: int = Field(
+        10, ge=1, le=1000, description="Wrong codes one person may give (all runs) before the same."
+    )
+    decision_lockout_s: int = Field(
+        900, ge=60, le=86400, description="How long no code is taken after too many wrong ones."
     )
     court_account: str = Field(
         "95588000000000000001",
@@ -294,14 +331,27 @@ class Settings(BaseSettings):
 
     people: dict[str, PersonSetting] = Field(
         default_factory=dict,
-        description="Who may query cases and decide for them besides each case's own judge, as JSON: "
-        '{"赵执行": {"courts": ["豫0185"], "roles": ["officer"]}}; roles judge, officer, supervisor, clerk; '
-        'courts "*" for all.',
+        description="Who may query cases and decide for them besides each case's own judge, and how each "
+        'proves a decision, as JSON: {"赵执行": {"courts": ["豫0185"], "roles": ["officer"]}, "王法官": '
+        '{"courts": ["豫0185"], "roles": ["judge"], "phone": "13800000000"}}; roles judge, officer, '
+        'supervisor, clerk; courts "*" for all; phone and/or public_key for whoever decides.',
     )
 
     @property
     def access(self) -> dict[str, Person]:
-        return {name: Person(frozenset(p.courts), frozenset(p.roles)) for name, p in self.people.items()}
+        return {
+            name: Person(frozenset(p.courts), frozenset(p.roles), p.phone, p.public_key)
+            for name, p in self.people.items()
+        }
+
+    @property
+    def proof_limits(self) -> proof.Limits:
+        return proof.Limits(
+            code_ttl_s=self.decision_code_ttl_s,
+            tries_per_run=self.decision_tries_per_run,
+            tries_per_person=self.decision_tries_per_person,
+            lockout_s=self.decision_lockout_s,
+        )
 
     def policy(self) -> Policy:
         """What the clerk may do without a judge, as the use cases take it (models.policy)."""

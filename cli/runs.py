@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
@@ -19,8 +24,9 @@ from cli.common import (
 )
 from cli.query import query
 from deployments import catalog
+from models import proof
 from models.access import Action
-from models.values import CaseNumber, InvalidValue, parse_yuan
+from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
 app.command("query")(query)
 
@@ -115,79 +121,129 @@ def approve(
     ] = None,
     reject: Annotated[bool, typer.Option("--reject", help="Reject the deduction (needs --reason).")] = False,
     reason: Annotated[str | None, typer.Option(help="Why (required with --reject).")] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            help="The code the SMS sent to your phone for this decision. Without it (and without --key) a "
+            "code is sent, and asked for here on a terminal."
+        ),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sign the decision with your own Ed25519 key (a PEM file; its public half registered in "
+            "CLERK_PEOPLE) instead of a code.",
+            dir_okay=False,
+        ),
+    ] = None,
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for the run to accept or refuse the decision.", min=0)
     ] = 60,
 ) -> None:
-    """A judge's decision on a paused deduction: approve an amount, or reject with a reason. Waits for the
-    run's answer: exit 0 once it is taken (with what moved), 1 when the run refuses it (the reason is
-    printed; the run waits for a new decision) or the deduction fails."""
+    """A judge's decision on a paused deduction: approve an amount, or reject with a reason, proven with
+    the code sent to your phone (or your key). Waits for the run's answer: exit 0 once it is taken (with
+    what moved), 1 when the run refuses it (the reason is printed; the run waits for a new decision) or
+    the deduction fails."""
     import uuid
 
     try:
-        run_id = uuid.UUID(flow_run_id)
+        run_id = str(uuid.UUID(flow_run_id))
     except ValueError:
         raise InvalidValue("flow_run_id", f"{flow_run_id!r} is not a flow run id (a UUID)") from None
     if reject and not (reason or "").strip():
         raise InvalidValue("--reason", "a rejection needs a reason")
     if reject and amount is not None:
         raise InvalidValue("--amount", "give an amount to approve, or --reject, not both")
-    decision: dict[str, object] = {"decision": "reject" if reject else "approve", "judge": judge}
-    if reason is not None:
-        decision["reason"] = reason
-    if amount is not None:  # a JSON number: the form's schema says so
-        decision["amount_yuan"] = parse_yuan(amount, "--amount", allow_zero=False) / 100
-    _api_url()
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-    from prefect.flow_runs import resume_flow_run
-
-    with get_client(sync_client=True) as client:
-        try:
-            before = client.read_flow_run(run_id)
-        except ObjectNotFound:
-            raise InvalidValue("flow_run_id", f"no flow run {run_id} on the Prefect server") from None
-        paused_at = before.state.state_details.pause_key if before.state else None
-        try:
-            resume_flow_run(run_id, run_input=decision)
-        except RuntimeError as exc:  # not paused, or the form's schema refused the input
-            raise InvalidValue("flow_run_id", f"the run cannot take this decision: {exc}") from None
-        out.print(f"decision sent to {run_id}: {decision['decision']} by {judge}; waiting for the run")
-        answer = _answer(client, run_id, paused_at, wait)
-    if answer is None:
-        out.print(f"the run has not answered within {wait:g} s; it goes on: see the Prefect UI")
-        return
-    taken, message = answer
+    if code is not None and key is not None:
+        raise InvalidValue("--code", "give a code or --key, not both")
+    typed = proof.parse_code(code, "--code") if code is not None else None
+    signer = proof.private_key(_read_key(key), "--key") if key is not None else None
+    asked = parse_yuan(amount, "--amount", allow_zero=False) if amount is not None else None
+    with served.Api(served.server_url()) as api:
+        run = api.flow_run(run_id)
+        if run is None:
+            raise InvalidValue("flow_run_id", f"no flow run {run_id} on the Prefect server at {api.url}")
+        paused = _paused(api, run)
+        most = paused.most_fen
+        if asked is not None and asked > most:
+            raise InvalidValue(
+                "--amount", f"{format_yuan(asked)} yuan is more than the {format_yuan(most)} yuan proposed"
+            )
+        decision: dict[str, object] = {"decision": "reject" if reject else "approve", "judge": judge}
+        if reason is not None:
+            decision["reason"] = reason
+        if asked is not None:  # a JSON number: the form's schema says so
+            decision["amount_yuan"] = asked / 100
+        if typed is not None:
+            decision["code"] = typed
+        if signer is not None:
+            bound = proof.Binding(
+                run_id, paused.case_number, judge.strip(), not reject, 0 if reject else (asked or most)
+            )
+            decision["signature"] = proof.sign(signer, bound)
+        taken, message = _decide(api, run_id, decision, paused.pause_key, wait)
+        if not taken and message.startswith(f"refused: {proof.CODE_SENT}") and _terminal():
+            out.print(message)
+            decision["code"] = proof.parse_code(typer.prompt("code from the SMS", hide_input=True), "code")
+            taken, message = _decide(
+                api, run_id, decision, _paused(api, api.flow_run(run_id) or run).pause_key, wait
+            )
     (out if taken else err).print(message)
     if not taken:
         raise typer.Exit(1)
 
 
-def _answer(client: Any, run_id: Any, paused_at: str | None, wait: float) -> tuple[bool, str] | None:
-    """Whether the run took the decision, and what it says: it ends (its message), or pauses again for a new
-    decision (refused: the reason from its `deduction-refusal` artifact). None when it has not done either
-    within `wait` seconds."""
-    import time
+@dataclass(frozen=True, slots=True)
+class _Paused:
+    case_number: str
+    pause_key: str
+    most_fen: int  # the proposal: the most the form takes
 
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
-    from prefect.client.schemas.sorting import ArtifactSort
 
+def _paused(api: served.Api, run: dict[str, Any]) -> _Paused:
+    """What a run waiting for a decision asks for (its form's schema); InvalidValue when it waits for none."""
+    state = run.get("state") or {}
+    details = state.get("state_details") or {}
+    keyset = details.get("run_input_keyset") or {}
+    schema = api.run_input(run["id"], keyset["schema"]) if state.get("type") == "PAUSED" and keyset else None
+    if schema is None:
+        raise InvalidValue(
+            "flow_run_id", f"the run is {state.get('name') or 'not started'}, not waiting for a decision"
+        )
+    most = json.loads(schema)["properties"]["amount_yuan"]["maximum"]
+    case_number = str(CaseNumber.parse(str((run.get("parameters") or {}).get("case_number", ""))))
+    return _Paused(case_number, str(details.get("pause_key")), parse_yuan(repr(most), "amount_yuan"))
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidValue("--key", f"cannot read {path}: {type(exc).__name__}") from None
+
+
+def _terminal() -> bool:
+    return sys.stdin.isatty() and os.environ.get("CI") != "true"
+
+
+def _decide(
+    api: served.Api, run_id: str, decision: dict[str, object], paused_at: str, wait: float
+) -> tuple[bool, str]:
+    """Resume the run with `decision` and wait for its answer: it ends (its message), or pauses again for a
+    new decision (refused: the reason from its `deduction-refusal` artifact)."""
+    refused = api.resume(run_id, decision)
+    if refused is not None:
+        return False, f"refused before it reached the run: {refused}"
+    out.print(f"decision sent: {decision['decision']} by {decision['judge']}; waiting for the run")
     deadline = time.monotonic() + wait
-    while True:
-        state = client.read_flow_run(run_id).state
-        if state is not None and state.is_final():
-            return state.is_completed(), f"{state.name}: {state.message or ''}"
-        if state is not None and state.is_paused() and state.state_details.pause_key != paused_at:
-            [refusal, *_] = client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]),
-                    key=ArtifactFilterKey(any_=["deduction-refusal"]),
-                ),
-                sort=ArtifactSort.CREATED_DESC,
-                limit=1,
-            ) or [None]
-            why = refusal.description.removeprefix("Decision refused: ") if refusal else "see the Prefect UI"
+    while time.monotonic() < deadline:
+        state = (api.flow_run(run_id) or {}).get("state") or {}
+        if state.get("type") in served.FINAL:
+            return state.get("type") == "COMPLETED", f"{state.get('name')}: {state.get('message') or ''}"
+        if state.get("type") == "PAUSED" and (state.get("state_details") or {}).get("pause_key") != paused_at:
+            found = api.latest_artifact(run_id, "deduction-refusal")
+            why = str(found.get("description") or "") if found else ""
+            why = why.removeprefix("Decision refused: ") or "see the Prefect UI"
             return False, f"refused: {why}; the run waits for a new decision"
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.5)
+        time.sleep(0.1)
+    return False, f"the run has not answered within {wait:g} s; it goes on: see {api.ui_link(run_id)}"

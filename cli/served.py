@@ -115,13 +115,40 @@ class Api:
 
     def artifact(self, flow_run_id: str, key: str) -> Any:
         """The data of the run's artifact `key` (its latest), or None."""
+        found = self.latest_artifact(flow_run_id, key)
+        return found.get("data") if found else None
+
+    def latest_artifact(self, flow_run_id: str, key: str) -> dict[str, Any] | None:
+        """The run's latest artifact `key` (data, description, …), or None."""
         body = {
             "artifacts": {"flow_run_id": {"any_": [flow_run_id]}, "key": {"any_": [key]}},
             "sort": "CREATED_DESC",
             "limit": 1,
         }
         found = self._call("POST", "/artifacts/filter", json=body)
-        return found[0].get("data") if found else None
+        return dict(found[0]) if found else None
+
+    def flow_run(self, flow_run_id: str) -> dict[str, Any] | None:
+        """The run as the server has it (state, parameters, …), or None when it has no such run."""
+        try:
+            return dict(self._call("GET", f"/flow_runs/{flow_run_id}"))
+        except ServerError as exc:
+            if " 404 " in str(exc):
+                return None
+            raise
+
+    def run_input(self, flow_run_id: str, key: str) -> str | None:
+        """A paused run's input `key` (its form's schema, …) as JSON text, or None."""
+        answer = self.client.get(f"/flow_runs/{flow_run_id}/input/{key}")
+        return answer.text if answer.status_code == 200 else None
+
+    def resume(self, flow_run_id: str, run_input: dict[str, Any]) -> str | None:
+        """Resume a paused run with `run_input`; None when taken, else the server's reason (not paused, the
+        form's schema refused the input)."""
+        result = self._call("POST", f"/flow_runs/{flow_run_id}/resume", json={"run_input": run_input})
+        if result.get("status") == "ACCEPT":
+            return None
+        return str((result.get("details") or {}).get("reason") or result.get("status"))
 
     def ui_link(self, flow_run_id: str) -> str:
         return f"{self.url.removesuffix('/api')}/runs/flow-run/{flow_run_id}"

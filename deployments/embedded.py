@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from clerk.supervision import reports
 from connectors.config import registries_json, simulated_registries
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.serve import SimulatedWorld, build_world, world_in_background
+from connectors.simulator.sms import SmsGatewaySimulator
 from connectors.simulator.world import case_rows
 from deployments import catalog
 from deployments.catalog import TIMEZONE
@@ -143,7 +145,7 @@ def _money(
     state = runtime.run(money_statement(return_state=True), "opening a sub-account per case (一案一账号)")
     messages.append(f"sub-accounts: {state.message}")
     say(f"the judges of up to {DEMO_DEDUCTIONS} cases with money frozen approve its deduction…")
-    approved = asyncio.run(_judges_approve(DEMO_DEDUCTIONS))
+    approved = asyncio.run(_judges_approve(DEMO_DEDUCTIONS, world.sms))
     sessions = db.session_factory(db.engine_for(conf.effective_database_url))
     payers = db.reading(sessions, _running_with_subaccounts, DEMO_TRANSFERS, approved)
     rng = random.Random(len(payers))  # noqa: S311 - made-up amounts, not secrets
@@ -162,22 +164,33 @@ def _money(
     return money, tuple(messages), payers[0][0] if payers else None
 
 
-async def _judges_approve(count: int) -> list[str]:
+async def _judges_approve(count: int, phone: SmsGatewaySimulator) -> list[str]:
     """Each chosen case's deduction proposed and approved in full by its judge, as `flows/deduction.py`
-    does once the judge's decision comes: the same use cases."""
-    from clerk.lifecycle.decision import Decision, Verdict, carry_out, refusal
+    does once the judge's decision comes: the same use cases. The judge proves the decision as in the
+    Resume form: decided once without a code (one is sent), then again with the code read off the phone
+    (the simulated SMS gateway)."""
+    from clerk.lifecycle.decision import Accepted, Decision, Verdict, carry_out, weigh
+    from clerk.lifecycle.proof import Offered, Prover
     from flows import runtime
 
     done = []
     async with runtime.opened() as rt:
+        prover = Prover.of(rt.settings, rt.notifier)
         for number, judge in await db.read(rt.sessions, _frozen_with_money, count):
             proposal = await db.run(
                 rt.sessions, start_deduction, rt.ctx, number, judge, rt.settings.access, None
             )
-            decision = Decision(judge, approve=True)
-            if not proposal.lines or refusal(rt.ctx, proposal, decision, rt.settings.access) is not None:
+            if not proposal.lines:
                 continue
-            if (await carry_out(rt.ctx, proposal, decision, 0)).verdict == Verdict.APPROVED:
+            run = f"demo-{uuid.uuid4()}"  # what waits for this decision: no Prefect run here
+            weighed = await weigh(rt.ctx, proposal, Decision(judge, True), rt.settings.access, prover, run)
+            if isinstance(weighed, str) and phone.codes(number):
+                offered = Offered(code=phone.codes(number)[-1])
+                decision = Decision(judge, True, offered=offered)
+                weighed = await weigh(rt.ctx, proposal, decision, rt.settings.access, prover, run)
+            if not isinstance(weighed, Accepted):
+                continue
+            if (await carry_out(rt.ctx, proposal, weighed, 0)).verdict == Verdict.APPROVED:
                 done.append(number)
     return done
 

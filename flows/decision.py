@@ -1,16 +1,20 @@
 """A judge's decision on a deduction, as the deduction flow waits for it: the Resume form's input
 (`DeductionDecision`), the proposal shown above it, the pause that waits (`wait_for_decision`: a decision by
-anyone the case's rules do not allow is refused, audited, and the run pauses again) and the reminder."""
+anyone the case's rules do not allow, or without proof that the person named made it, is refused, audited,
+and the run pauses again, the form filled as it was so that only the code is left to type) and the
+reminder."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import time
+import uuid
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from prefect import get_run_logger
 from prefect.artifacts import acreate_markdown_artifact
@@ -20,7 +24,8 @@ from pydantic import ConfigDict, Field, ValidationError, WithJsonSchema, create_
 from pydantic.config import JsonDict
 
 from clerk import lifecycle
-from clerk.lifecycle.decision import Decision, refusal
+from clerk.lifecycle.decision import Accepted, Decision, weigh
+from clerk.lifecycle.proof import Offered, Prover
 from clerk.store import db
 from flows import runtime
 from models.status import ActionStatus
@@ -64,6 +69,19 @@ class DeductionDecision(RunInput):
     reason: str = Field(
         "", max_length=500, title="Reason", description="Why; required to reject, kept in the audit trail."
     )
+    code: str = Field(
+        "",
+        max_length=20,
+        title="Code",
+        description="The 6-digit code the SMS sent to your phone for this decision and amount. Empty: one is "
+        "sent, and the run asks again with the form as you filled it. Good once, for a few minutes.",
+    )
+    signature: str = Field(
+        "",
+        max_length=200,
+        title="Signature",
+        description="Filled by `clerk approve --key FILE` (your own key); leave it empty here.",
+    )
 
     @property
     def approve(self) -> bool:
@@ -77,24 +95,33 @@ class DeductionDecision(RunInput):
             if self.amount_yuan is None or not self.approve
             else parse_yuan(repr(self.amount_yuan), "amount_yuan", allow_zero=False)
         )
-        return Decision(self.judge, self.approve, amount, self.reason)
+        return Decision(self.judge, self.approve, amount, self.reason, Offered(self.code, self.signature))
 
 
 def decision_form(
-    proposal: lifecycle.DeductionProposal, refusal: str | None = None
+    proposal: lifecycle.DeductionProposal,
+    refusal: str | None = None,
+    last: DeductionDecision | None = None,
 ) -> type[DeductionDecision]:
     """The Resume form for this proposal: the amount in yuan a number field, the proposal by default and at
     most (not a nullable field: the UI would show a type toggle), and above the form the proposal, after
-    the reason the last decision was refused, if it was."""
+    the reason the last decision was refused, if it was. After a refusal the form is filled as `last` was
+    (all but its code and signature)."""
     most = float(Decimal(proposal.total_fen) / 100)  # exact: a float keeps 15 digits, fen amounts fewer
-    schema = {"type": "number", "exclusiveMinimum": 0, "maximum": most, "default": most}
+    amount = min(last.amount_yuan or most, most) if last is not None else most
+    schema = {"type": "number", "exclusiveMinimum": 0, "maximum": most, "default": amount}
+    filled: dict[str, Any] = {}
+    if last is not None:  # the same field, its default what the person gave
+        for name in ("decision", "judge", "reason"):
+            info = DeductionDecision.model_fields[name]
+            filled[name] = (info.annotation, Field(getattr(last, name), **_kept(info)))
     form = create_model(
         "DeductionDecision",
         __base__=DeductionDecision,
         amount_yuan=(
             Annotated[float, WithJsonSchema(schema)],
             Field(
-                most,
+                amount,
                 gt=0,
                 le=most,
                 title="Amount (yuan)",
@@ -102,12 +129,23 @@ def decision_form(
                 "Not used when rejecting.",
             ),
         ),
+        **filled,
     )
     shown = proposal_markdown(proposal)
     if refusal:
         shown = f"**The last decision was refused: {refusal}.** The run waits for a new one.\n\n{shown}"
     form._description = shown
     return form
+
+
+def _kept(info: Any) -> dict[str, Any]:
+    """A field's title, description and constraints, to declare it again with another default."""
+    kept: dict[str, Any] = {"title": info.title, "description": info.description}
+    for rule in info.metadata:
+        for name in ("min_length", "max_length", "pattern"):
+            if getattr(rule, name, None) is not None:
+                kept[name] = getattr(rule, name)
+    return kept
 
 
 def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
@@ -177,30 +215,39 @@ def outcome_markdown(
     return "\n".join(lines)
 
 
-async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> Decision:
-    """Pause until a person allowed to decide for the case decides within the proposal. A decision the
-    rules refuse (`clerk.lifecycle.decision.refusal`: anyone else's, audited; an amount above the proposal)
-    is shown where it was made (above the form, and as the `deduction-refusal` artifact, which `clerk
-    approve` reads) and the run pauses again. Our own deadline ends the wait while the run can still leave
-    its paused state cleanly: past the server's pause deadline, any new state becomes "Failed: never
-    resumed"."""
+async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal) -> Accepted:
+    """Pause until a person allowed to decide for the case decides within the proposal and proves it is
+    theirs. A decision the rules refuse (`clerk.lifecycle.decision.weigh`: anyone else's, an amount above
+    the proposal, no proof or a wrong one; each audited) is shown where it was made (above the form, and as
+    the `deduction-refusal` artifact, which `clerk approve` reads) and the run pauses again. The input
+    given is deleted from the server once read: a code stays nowhere. Our own deadline ends the wait while
+    the run can still leave its paused state cleanly: past the server's pause deadline, any new state
+    becomes "Failed: never resumed"."""
     settings = rt.settings
     deadline = time.monotonic() + settings.approval_timeout_s
     refused: str | None = None
+    last: DeductionDecision | None = None
+    prover = Prover.of(settings, rt.notifier)
+    run = str(runtime.flow_run_id())
     for attempt in itertools.count(1):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
+        key = "deduction-decision" if attempt == 1 else f"deduction-decision-{attempt}"
         try:
-            form: DeductionDecision = await asyncio.wait_for(
-                pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
-                    wait_for_input=decision_form(proposal, refused),
-                    timeout=int(left) + PAUSE_MARGIN_S,
-                    poll_interval=settings.approval_poll_s,
-                    key="deduction-decision" if attempt == 1 else f"deduction-decision-{attempt}",
-                ),
-                left,
-            )
+            try:
+                form: DeductionDecision = await asyncio.wait_for(
+                    pause_flow_run(  # type: ignore[arg-type]  # a coroutine inside an async flow
+                        wait_for_input=decision_form(proposal, refused, last),
+                        timeout=int(left) + PAUSE_MARGIN_S,
+                        poll_interval=settings.approval_poll_s,
+                        key=key,
+                    ),
+                    left,
+                )
+            finally:
+                await _forget_input(key)
+            last = form
             decision = form.as_decision()
         except ValidationError as exc:  # the server checked the schema; this is what it cannot check
             refused = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
@@ -208,9 +255,10 @@ async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionPr
             refused = str(exc)
         else:
             ctx = rt.ctx.acting(runtime.actor())  # a refusal is the run's to audit, not the requester's
-            refused = await db.run(rt.sessions, refusal, ctx, proposal, decision, settings.access)
-            if refused is None:
-                return decision
+            weighed = await weigh(ctx, proposal, decision, settings.access, prover, run)
+            if isinstance(weighed, Accepted):
+                return weighed
+            refused = weighed
         get_run_logger().warning("decision refused: %s; waiting again", refused)
         await acreate_markdown_artifact(
             f"# Decision refused\n\n{refused}.\n\nThe run waits for a new decision.",
@@ -218,6 +266,22 @@ async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionPr
             description=f"Decision refused: {refused}",
         )
     raise AssertionError("unreachable")
+
+
+async def _forget_input(key: str) -> None:
+    """Delete the decision given under pause `key` from the Prefect server (it may hold a code)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.input import keyset_from_base_key
+
+    run = runtime.flow_run_id()
+    if run is None:
+        return
+    async with get_client() as client:
+        with contextlib.suppress(ObjectNotFound):
+            await client.delete_flow_run_input(
+                uuid.UUID(run), keyset_from_base_key(f"paused-{key}")["response"]
+            )
 
 
 async def remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, after_s: int) -> None:

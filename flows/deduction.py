@@ -21,7 +21,7 @@ from prefect.states import Cancelled, Completed, Failed
 
 from clerk import lifecycle
 from clerk.casebook import access, cases
-from clerk.lifecycle.decision import Decision, Verdict, carry_out
+from clerk.lifecycle.decision import Accepted, Verdict, carry_out
 from clerk.store import db
 from flows import decision as judge
 from flows import runtime
@@ -80,17 +80,18 @@ async def deduction(case_number: str, requested_by: str) -> State:
 
         reminder = asyncio.create_task(judge.remind(rt, proposal, settings.approval_reminder_s))
         try:
-            decision: Decision | None = await judge.wait_for_decision(rt, proposal)
+            accepted: Accepted | None = await judge.wait_for_decision(rt, proposal)
         except (TimeoutError, FlowPauseTimeout):
-            decision = None
+            accepted = None
         finally:
             reminder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reminder
-        outcome = await carry_out(rt.ctx, proposal, decision, settings.approval_timeout_s)
-        if decision is None:
+        outcome = await carry_out(rt.ctx, proposal, accepted, settings.approval_timeout_s)
+        if accepted is None:
             emit_event(event="clerk.deduction.timed-out", resource=resource, payload={})
             return Cancelled(message=outcome.message)
+        decision = accepted.decision
         if outcome.approved_fen or not decision.approve:
             await acreate_markdown_artifact(
                 judge.outcome_markdown(proposal, decision, outcome.decided_at, outcome.moved),

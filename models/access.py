@@ -6,7 +6,7 @@ bring the names and the settings."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -46,6 +46,8 @@ ALL_COURTS = "*"
 class Person:
     courts: frozenset[str]  # court codes, or "*" for every court
     roles: frozenset[Role]
+    phone: str | None = field(default=None, repr=False)  # where a one-time code for a decision goes
+    public_key: str | None = field(default=None, repr=False)  # Ed25519, for decisions they sign
 
 
 @dataclass(frozen=True, slots=True)

@@ -498,3 +498,25 @@ class StatementCursor(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     position: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DecisionCode(Base):
+    """A one-time code sent to a person's phone to prove one decision (`models.proof`): sealed, never kept
+    plain; what it is for (run, case, person, verdict, amount); used once; wrong tries counted against it."""
+
+    __tablename__ = "decision_codes"
+    __table_args__ = (Index("ix_decision_codes_person_issued", "person", "issued_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    run: Mapped[str] = mapped_column(String(64), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    person: Mapped[str] = mapped_column(String(100))
+    approve: Mapped[bool] = mapped_column(Boolean)
+    amount_fen: Mapped[int] = mapped_column(Fen)
+    salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary(32))
+    issued_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    last_try_at: Mapped[dt.datetime | None] = mapped_column()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from clerk import control
 from clerk.casebook import access, cases, notices
 from clerk.context import Context
+from clerk.lifecycle import proof
 from clerk.store import audit, locks
 from models import exemptions, rules
 from models.access import Action, Person
@@ -142,14 +143,16 @@ def approve_deduction(
     judge: str,
     actor: str,
     decided_at: dt.datetime,
+    proved: proof.Proved | None = None,
 ) -> list[int]:
-    """A judge's approval: audited with the judge's name and time, then written down as deductions (one
-    per freeze, in the proposal's order). Returns the actions' ids."""
+    """A judge's approval: audited with the judge's name and time and how it was proven (its code spent
+    here, once), then written down as deductions (one per freeze, in the proposal's order). Returns the
+    actions' ids."""
     locks.lock_case(session, proposal.case_id)  # deductions change what the case owes
     allocations = rules.split_approved(
         approved_fen, [rules.Allocation(line.measure_id, line.amount_fen) for line in proposal.lines]
     )
-    _decided(session, proposal, "approved", judge, actor, decided_at, approved_fen=approved_fen)
+    _decided(session, proposal, "approved", judge, actor, decided_at, proved, approved_fen=approved_fen)
     ids = []
     for allocation in allocations:
         measure = session.get(ControlMeasure, allocation.key, with_for_update=True)
@@ -196,8 +199,9 @@ def reject_deduction(
     reason: str,
     actor: str,
     decided_at: dt.datetime,
+    proved: proof.Proved | None = None,
 ) -> None:
-    _decided(session, proposal, "rejected", judge, actor, decided_at, reason=reason)
+    _decided(session, proposal, "rejected", judge, actor, decided_at, proved, reason=reason)
 
 
 def _decided(
@@ -207,14 +211,18 @@ def _decided(
     judge: str,
     actor: str,
     decided_at: dt.datetime,
+    proved: proof.Proved | None,
     **detail: object,
 ) -> None:
-    """A judge's decision on the record: who, when, on how much, and the verdict's own detail."""
+    """A judge's decision on the record: who, when, on how much, how it was proven (the code's row or the
+    key's id, never the code), and the verdict's own detail."""
+    proof.spend(session, proved, decided_at)
     payload = {
         "judge": judge,
         "decided_at": decided_at.isoformat(),
         **detail,
         "proposed_fen": proposal.total_fen,
+        **({"proof": proved.audit()} if proved else {}),
     }
     audit.append(
         session, f"deduction.{verdict}", actor=actor, case_number=proposal.case_number, payload=payload

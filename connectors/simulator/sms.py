@@ -35,14 +35,24 @@ class SmsGatewaySimulator:
                 "template": str(body["template"]),
                 "params": dict(body["params"]),
             }
+            if to == "person":
+                message["phone"] = str(body["phone"])
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"error": "bad_request"}, status_code=400)
-        if to not in ("judge", "applicant"):
+        if to not in ("judge", "applicant", "person"):
             return JSONResponse({"error": "unknown_recipient"}, status_code=400)
         if key in self.messages:
             return JSONResponse({"key": key, "status": "duplicate"})
         self.messages[key] = message
         return JSONResponse({"key": key, "status": "queued"})
+
+    def codes(self, case_no: str) -> list[str]:
+        """The one-time codes sent for a case's decisions, oldest first: what a judge reads on the phone."""
+        return [
+            str(m["params"]["code"])
+            for m in self.messages.values()
+            if m["template"] == "decision.code" and m["case_no"] == case_no
+        ]
 
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
