@@ -12,6 +12,7 @@ from bench import (
     audit,
     busy,
     convoy,
+    decision,
     latency,
     money,
     prefect_cost,
@@ -96,6 +97,7 @@ def main() -> int:
         "audit": lambda a: audit.run(quick=a.quick),
         "convoy": lambda a: convoy.run(quick=a.quick),
         "money": lambda a: money.run(quick=a.quick, sizes=a.sizes),
+        "decision": lambda a: decision.run(quick=a.quick),
     }
     parser.add_argument(
         "names", nargs="*", choices=[*benchmarks, []], help=f"which (default: all): {', '.join(benchmarks)}"

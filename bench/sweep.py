@@ -65,12 +65,15 @@ class Served:
 
 
 @contextmanager
-def simulators(debtors: int, folder: Path, regs: list[RegistryConfig]) -> Iterator[Served]:
-    """`clerk sim` with a world of `debtors`, serving `regs`, writing its case file into `folder`."""
+def simulators(
+    debtors: int, folder: Path, regs: list[RegistryConfig], notifier_url: str = ""
+) -> Iterator[Served]:
+    """`clerk sim` with a world of `debtors`, serving `regs` (and the SMS gateway at `notifier_url`, when
+    given), writing its case file into `folder`."""
     case_file = folder / "cases.csv"
     env = os.environ | {
         "CLERK_REGISTRIES": registries_json(regs),
-        "CLERK_NOTIFIER_URL": "",
+        "CLERK_NOTIFIER_URL": notifier_url,
         "CLERK_COURT_BANK_URL": "",
     }
     args = ["sim", "--debtors", str(debtors), "--seed", "1", "--write-cases", str(case_file)]

@@ -4,8 +4,9 @@ reports), `runs` (what a judge runs), `ops` (serving, set-up, the database, the 
 (simulators and the demo); `common` holds what they share, `options` the options they share (a leaf),
 `whole` assembles them.
 
-`clerk query` alone loads only `query`, `served` and `console` (typer, rich, httpx): a judge's query on a
-running server answers in the time its run takes, not the second and more the rest takes to import.
+`clerk query` and `clerk approve` alone load only themselves, `served` and `console` (typer, rich, httpx): a
+judge's query or decision on a running server answers in the time its run takes, not the seconds the rest
+takes to import.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ def main() -> None:
         from cli.query import light_app
 
         light_app()(prog_name="clerk")
+        return
+    if sys.argv[1:2] == ["approve"]:
+        from cli.approve import light_app as approve_app
+
+        approve_app()(prog_name="clerk")
         return
     from clerk.settings import use_prefect_defaults
     from cli.whole import app

@@ -140,6 +140,13 @@ def serve_command(
     port: Annotated[
         int | None, typer.Option(help="Port of the Prefect server to start (CLERK_PREFECT_PORT).")
     ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address the Prefect server listens on; beyond 127.0.0.1 only with "
+            "PREFECT_SERVER_API_AUTH_STRING set (and TLS in front: docs/runbook.md)."
+        ),
+    ] = "127.0.0.1",
     only: Annotated[
         list[str] | None,
         typer.Option(
@@ -159,7 +166,7 @@ def serve_command(
     if unknown:
         raise InvalidValue("--only", f"{unknown[0]!r} is not a deployment: use one of {', '.join(names)}")
     conf = settings()
-    with embedded.prefect_server(port or conf.prefect_port, out.print) as api_url:
+    with embedded.prefect_server(port or conf.prefect_port, out.print, host=host) as api_url:
         out.print(
             f"Prefect UI: {api_url.removesuffix('/api')}  (runs, schedules, artifacts; start a case query "
             "from the case-query deployment's Run button)"
@@ -195,6 +202,12 @@ def up_command(
     workers: Annotated[int, typer.Option(min=1, max=32, help="Process workers to start.")] = 2,
     pg_port: Annotated[int, typer.Option(min=1024, max=65535, help="Port of PostgreSQL.")] = 54329,
     port: Annotated[int | None, typer.Option(help="Port of the Prefect server (CLERK_PREFECT_PORT).")] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address the Prefect server listens on (it always has basic auth; put TLS in front)."
+        ),
+    ] = "127.0.0.1",
     schedules: Annotated[
         bool, typer.Option(help="Leave the schedules active (--no-schedules: runs start only on demand).")
     ] = True,
@@ -208,7 +221,7 @@ def up_command(
 
     try:
         shape = cluster.up(
-            settings(), workers, out.print, pg_port=pg_port, prefect_port=port, schedules=schedules
+            settings(), workers, out.print, pg_port=pg_port, prefect_port=port, schedules=schedules, host=host
         )
     except setup.SetupError as exc:
         err.print(f"error: {exc}")

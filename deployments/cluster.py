@@ -28,7 +28,7 @@ from clerk.settings import Settings
 from clerk.store import db
 from connectors.config import registries_json
 from deployments import setup
-from deployments.embedded import SERVER_ENTRY, prefect_healthy
+from deployments.embedded import LOOPBACK, SERVER_ENTRY, listen_refusal, local_url, prefect_healthy
 from deployments.pgserver import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,8 +128,10 @@ def up(
     pg_port: int = 54329,
     prefect_port: int | None = None,
     schedules: bool = True,
+    host: str = LOOPBACK,
 ) -> Shape:
-    """Start PostgreSQL, the Prefect server, the setup and `workers` workers; returns the running shape."""
+    """Start PostgreSQL, the Prefect server (on `host`: beyond this machine only with its basic auth, which
+    `up` always sets), the setup and `workers` workers; returns the running shape."""
     home = home_of(conf)
     running = load(home)
     if running and any(alive(pid) for pid in running.pids.values()):
@@ -152,9 +154,12 @@ def up(
         pg_port=pg_port,
         prefect_port=port,
         database_url=pg.url("clerk"),
-        api_url=f"http://127.0.0.1:{port}/api",
+        api_url=local_url(host, port),
         auth=running.auth if running else f"{USER}:{secrets.token_urlsafe(18)}",
     )
+    refusal = listen_refusal(host, shape.auth)
+    if refusal:
+        raise setup.SetupError(f"--host: {refusal}")
     _save(shape)
     try:
         db.engine_for(shape.database_url)  # the case book's schema, migrated
@@ -165,10 +170,10 @@ def up(
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_API_URL": shape.api_url,
         }
-        say(f"Prefect server on 127.0.0.1:{port} (PostgreSQL database `prefect`; about 20 s)…")
+        say(f"Prefect server on {host}:{port} (PostgreSQL database `prefect`; about 20 s)…")
         shape.pids["server"] = _start(
             "server",
-            [sys.executable, "-m", *SERVER_ENTRY, "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", *SERVER_ENTRY, "--host", host, "--port", str(port)],
             server_env,
             home,
         )

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import ipaddress
 import os
 import random
 import signal
@@ -245,6 +246,32 @@ def prefect_healthy(api_url: str, auth: str | None = None) -> bool:
         return False
 
 
+#: Where a server listens unless told otherwise: this machine only.
+LOOPBACK = "127.0.0.1"
+
+
+def listen_refusal(host: str, auth: str | None) -> str | None:
+    """Why a server may not listen on `host`: beyond this machine only with the API's basic auth set (the
+    Prefect UI and API otherwise let anyone on the network start any run). None when it may."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or (auth and ":" in auth):
+        return None
+    return (
+        f"listening on {host} reaches beyond this machine: set the API's basic auth first "
+        "(PREFECT_SERVER_API_AUTH_STRING=user:password here, PREFECT_API_AUTH_STRING the same for clients) "
+        "and put TLS in front (docs/runbook.md, 'Who can do what')"
+    )
+
+
+def local_url(host: str, port: int) -> str:
+    """The API's URL for processes on this machine: a server on every address answers on 127.0.0.1."""
+    reach = LOOPBACK if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - the names of every address
+    return f"http://{reach}:{port}/api"
+
+
 #: The Prefect server the clerk runs (Prefect's app behind `RetryBusy`), and Prefect's own as it ships.
 SERVER_ENTRY = ("deployments.prefect_app",)
 PREFECT_SERVER_START = ("prefect", "server", "start")
@@ -252,10 +279,15 @@ PREFECT_SERVER_START = ("prefect", "server", "start")
 
 @contextlib.contextmanager
 def prefect_server(
-    port: int, say: Callable[[str], None], timeout_s: float = 120, entry: Sequence[str] = SERVER_ENTRY
+    port: int,
+    say: Callable[[str], None],
+    timeout_s: float = 120,
+    entry: Sequence[str] = SERVER_ENTRY,
+    host: str = LOOPBACK,
 ) -> Iterator[str]:
     """A Prefect server on 127.0.0.1 (SQLite under PREFECT_HOME), unless PREFECT_API_URL names one already;
     `entry` is the module to run with its arguments (`PREFECT_SERVER_START` for Prefect's own, as shipped).
+    On another `host` only with the API's basic auth set (`listen_refusal`: InvalidValue naming --host).
 
     Its output goes to `server.log` under PREFECT_HOME, appended: a pipe nobody reads fills after 64 KB and
     then stops the server at its next log line (it logs a traceback for each failed request, e.g. SQLite's
@@ -265,14 +297,22 @@ def prefect_server(
         say(f"using the Prefect server at {named}")
         yield named
         return
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": api_url}
+    auth = os.environ.get("PREFECT_SERVER_API_AUTH_STRING")
+    refusal = listen_refusal(host, auth)
+    if refusal:
+        raise InvalidValue("--host", refusal)
+    api_url = local_url(host, port)
+    env = os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if host == LOOPBACK:
+        env["PREFECT_UI_API_URL"] = api_url
+    if auth:  # this process's clients (the runner) authenticate as the server asks
+        os.environ.setdefault("PREFECT_API_AUTH_STRING", auth)
     log = server_log()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
         start = output.tell()
         server = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", *entry, "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", *entry, "--host", host, "--port", str(port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -281,9 +321,9 @@ def prefect_server(
             start_new_session=True,
         )
     try:
-        say(f"starting a Prefect server on 127.0.0.1:{port} (about 20 s; its log: {log})…")
+        say(f"starting a Prefect server on {host}:{port} (about 20 s; its log: {log})…")
         deadline = time.monotonic() + timeout_s
-        while not prefect_healthy(api_url):
+        while not prefect_healthy(api_url, auth):
             if server.poll() is not None:
                 raise RuntimeError(f"the Prefect server stopped: {_tail(log, start)}")
             if time.monotonic() > deadline:

@@ -7,7 +7,6 @@ reminder."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import itertools
 import time
@@ -41,6 +40,8 @@ PAUSE_MARGIN_S = 120
 _REASON_TO_REJECT: JsonDict = {
     "if": {"properties": {"decision": {"const": "reject"}}, "required": ["decision"]},
     "then": {"required": ["reason"], "properties": {"reason": {"type": "string", "pattern": "\\S"}}},
+    # Required even when the form is filled again as it was (a default each): the UI marks them so.
+    "required": ["decision", "judge"],
 }
 
 
@@ -271,17 +272,20 @@ async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionPr
 async def _forget_input(key: str) -> None:
     """Delete the decision given under pause `key` from the Prefect server (it may hold a code)."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import PrefectHTTPStatusError
     from prefect.input import keyset_from_base_key
 
     run = runtime.flow_run_id()
     if run is None:
         return
     async with get_client() as client:
-        with contextlib.suppress(ObjectNotFound):
+        try:
             await client.delete_flow_run_input(
                 uuid.UUID(run), keyset_from_base_key(f"paused-{key}")["response"]
             )
+        except PrefectHTTPStatusError as exc:  # 404: nothing was given under this key
+            if exc.response.status_code != 404:
+                raise
 
 
 async def remind(rt: runtime.Runtime, proposal: lifecycle.DeductionProposal, after_s: int) -> None:

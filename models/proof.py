@@ -28,7 +28,7 @@ from models.values import InvalidValue, format_yuan
 
 PROOF_FORMAT = "query-clerk decision v1"
 #: How a refusal that sent a code begins (`clerk approve` then asks for the code on a terminal).
-CODE_SENT = "no proof: a code for"
+CODE_SENT = "no proof: a code to"
 CODE_DIGITS = 6
 SALT_BYTES = 16
 #: scrypt's cost: 16 MB and about 30 ms a try on one core, for the court and for a thief alike.

@@ -308,6 +308,6 @@ async def _send_code(ctx: Context, prover: Prover, binding: Binding, phone: str 
     return _refused(
         ctx,
         binding,
-        f"no proof: a code for {binding.words()} was sent to {where}, good for {minutes} min; enter it in "
+        f"{proof.CODE_SENT} {binding.words()} was sent to {where}, good for {minutes} min; enter it in "
         "the code field with the same decision and amount",
     )

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -113,6 +114,20 @@ def frozen_on(world: World, code: str, account: str) -> int:
 
 def sms_messages(world: World, template: str | None = None) -> list[dict[str, Any]]:
     return [m for m in world.sms.messages.values() if template is None or m["template"] == template]
+
+
+async def prefect_texts(run_id: Any) -> list[str]:
+    """What Prefect keeps of a run: its name, parameters and state, its logs, artifacts and inputs."""
+    async with get_client() as client:
+        run = await client.read_flow_run(run_id)
+        texts = [f"{run.name} {run.parameters} {run.state.message if run.state else ''}"]
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        texts += [log.message for log in logs]
+        artifacts = await client.read_artifacts()
+        texts += [f"{a.key} {a.description} {a.data}" for a in artifacts]
+        inputs = await client.filter_flow_run_input(run_id, key_prefix="", limit=100, exclude_keys=set())
+        texts += [f"{i.key} {i.value}" for i in inputs]
+    return texts
 
 
 async def paused_run(name: str, timeout_s: float = 90) -> Any:
@@ -223,7 +238,12 @@ def test_a_statement_run_that_listens_places_money_booked_while_it_runs(world: W
         assert [p.amount_fen for p in case.payments if p.source == "transfer"] == [1_00]
 
 
-def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> None:
+def test_a_judge_approves_a_deduction_through_pause_and_resume(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))  # `clerk approve` reads the env
     with sessions()() as session:
         row = session.execute(
             select(Case.case_number, Case.judge)
@@ -235,7 +255,7 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
     number, judge = row
     runner = CliRunner()
 
-    async def scenario() -> tuple[Any, list[Any], str, dict[str, Any]]:
+    async def scenario() -> tuple[Any, list[Any], str, dict[str, Any], str]:
         flow = asyncio.create_task(deduction(case_number=number, requested_by=judge, return_state=True))
         run = await paused_run(number)
         async with get_client() as client:  # what the UI shows above the Resume form, and the form
@@ -251,31 +271,51 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
         results = [
             await clerk("not-a-run", "--judge", judge),
             await clerk(str(run.id), "--judge", judge, "--reject"),
-            # more than proposed: the form's schema refuses it where it is made; the run still waits
+            # more than proposed: refused by the command, before it reaches the run; the run still waits
             await clerk(str(run.id), "--judge", judge, "--amount", "999999999"),
             # someone who may not decide for this case: refused (audited), shown, and the run waits again
             await clerk(str(run.id), "--judge", "陌生人"),
+            # the judge, without proof: a code goes to the judge's phone, and the run waits again
+            await clerk(str(run.id), "--judge", judge, "--amount", "100.00"),
         ]
         again = await paused_run(number)
         assert again.id == run.id
         async with get_client() as client:
             shown_again = await client.read_flow_run_input(run.id, "paused-deduction-decision-2-description")
-        results.append(await clerk(str(run.id), "--judge", judge, "--amount", "100.00"))
-        return await flow, results, shown_again, schema
+        [code] = world.sms.codes(number)  # what the judge reads on the phone
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        results.append(await clerk(str(run.id), "--judge", judge, "--amount", "100.01", "--code", code))
+        results.append(await clerk(str(run.id), "--judge", judge, "--amount", "100.00", "--code", wrong))
+        results.append(await clerk(str(run.id), "--judge", judge, "--amount", "100.00", "--code", code))
+        return await flow, results, shown_again, schema, code
 
-    state, (bad_id, no_reason, too_much, stranger, approved), shown_again, schema = asyncio.run(scenario())
+    state, results, shown_again, schema, code = asyncio.run(scenario())
+    bad_id, no_reason, too_much, stranger, unproven, other_amount, wrong, approved = results
     assert bad_id.exit_code == 2 and "is not a flow run id" in bad_id.output
     assert no_reason.exit_code == 2 and "a rejection needs a reason" in no_reason.output
-    assert too_much.exit_code == 2 and "the run cannot take this decision" in too_much.stderr
+    assert too_much.exit_code == 2, too_much.output
+    assert re.search(
+        r"error: --amount: 999,999,999\.00 yuan is more than the [0-9,.]+ yuan proposed", too_much.stderr
+    )
     assert stranger.exit_code == 1, stranger.output
     refusal = "judge: 陌生人 may not decide for this case"
-    assert f"refused: {refusal}" in stranger.stderr and "the run waits for a new decision" in stranger.stderr
+    assert f"refused: {refusal}" in " ".join(stranger.stderr.split())
+    assert "the run waits for a new decision" in " ".join(stranger.stderr.split())
+    assert unproven.exit_code == 1 and "a code to approve 100.00 yuan was sent" in " ".join(
+        unproven.stderr.split()
+    )
     assert f"**The last decision was refused: {refusal}" in shown_again
+    assert other_amount.exit_code == 1 and "another amount (approve 100.00 yuan)" in " ".join(
+        other_amount.stderr.split()
+    )
+    assert wrong.exit_code == 1 and "refused: wrong code" in wrong.stderr
     assert approved.exit_code == 0, approved.output
-    assert "Completed: " in approved.stdout and "100.00 of 100.00 yuan approved moved" in approved.stdout
+    assert "Completed: " in approved.stdout and "100.00 of 100.00 yuan approved moved" in " ".join(
+        approved.stdout.split()
+    )
     assert state.is_completed(), state.message
     assert "100.00 of 100.00 yuan approved moved" in (state.message or "")
-    # The form: a required choice, a required judge, the amount a number up to the proposal.
+    # The form: a required choice, a required judge, the amount a number up to the proposal, the code.
     fields = schema["properties"]
     assert set(schema["required"]) == {"decision", "judge"} and fields["decision"]["enum"] == [
         "approve",
@@ -284,10 +324,19 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
     amount = fields["amount_yuan"]
     assert amount["type"] == "number" and amount["maximum"] == amount["default"] > 0, amount
     assert fields["reason"]["type"] == "string", "a plain text field, not a type toggle"
-    assert all(fields[f].get("description") for f in ("decision", "judge", "amount_yuan", "reason"))
+    assert fields["code"]["type"] == "string"
+    assert all(fields[f].get("description") for f in ("decision", "judge", "amount_yuan", "reason", "code"))
     found = asyncio.run(artifacts_of(state.state_details.flow_run_id))
     result = str(found["deduction-result"].data)  # type: ignore[attr-defined]
     assert f"Approved by {judge}" in result and "**100.00 yuan moved**" in result and "| moved |" in result
+    # The code is nowhere but on the phone: not in the run's logs, artifacts, parameters or inputs, nor on
+    # the audit trail.
+    texts = asyncio.run(prefect_texts(state.state_details.flow_run_id))
+    with sessions()() as session:
+        texts += list(session.scalars(select(AuditEvent.payload)))
+        texts += [str(n.params) for n in session.scalars(select(Notification))]
+    assert len(texts) > 20
+    assert [t for t in texts if re.search(rf"(?<![0-9a-f]){code}(?![0-9a-f])", t)] == []
     with sessions()() as session:
         decision = session.scalars(
             select(AuditEvent).where(
@@ -299,8 +348,9 @@ def test_a_judge_approves_a_deduction_through_pause_and_resume(world: World) -> 
             select(AuditEvent.payload).where(
                 AuditEvent.action == "access.refused", AuditEvent.case_number == number
             )
-        ).one()
-        assert '"who": "陌生人"' in refusal and '"action": "decide"' in refusal
+        ).first()
+        assert refusal is not None and '"who": "陌生人"' in refusal and '"action": "decide"' in refusal
+        assert '"proof": {"by": "code", "code": ' in decision.payload
         paid = session.scalar(
             select(func.sum(Payment.amount_fen))
             .join(Case)

@@ -5,8 +5,9 @@ in Debian's headless Chromium (with a CJK font: scripts/ensure-chromium) driven 
 - the case-query run form: every field described, no nullable type toggles;
 - the finished query's case sheet artifact: the case's standing and every asset, masked;
 - a paused deduction's Resume form: the proposal above typed, described fields; a decision refused at the
-  command line shown above the form; then the judge decides in the form, and the outcome artifact says
-  what moved.
+  command line shown above the form; then the judge decides in the form, without a code first (one is
+  sent to the judge's phone and the form asks again, filled as it was), then with it, and the outcome
+  artifact says what moved.
 
 Slow (a Prefect server and `clerk serve` start here); marked `server`. Screenshots go to the test's
 tmp_path.
@@ -136,7 +137,11 @@ def open_resume_form(page: Page, ui: str, flow_run_id: str) -> Any:
     page.goto(f"{ui}/runs/flow-run/{flow_run_id}")
     page.get_by_role("button", name="Resume").first.click()
     dialog = page.get_by_role("dialog")
-    dialog.get_by_text("Decision", exact=True).wait_for()
+    try:
+        dialog.get_by_text("Decision", exact=True).wait_for()
+    except Exception:
+        page.screenshot(path=f"/tmp/resume-failed-{flow_run_id}.png", full_page=True)
+        raise
     return dialog
 
 
@@ -200,7 +205,15 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
         wait_state(api, deduction[1], {"PAUSED"})
         dialog = open_resume_form(page, ui, deduction[1])
         shown = dialog.inner_text()
-        for text in ("Deduction proposed for", "Decision", "Judge", "Amount (yuan)", "At most the", "Reason"):
+        for text in (
+            "Deduction proposed for",
+            "Decision",
+            "Judge",
+            "Amount (yuan)",
+            "At most the",
+            "Reason",
+            "Code",
+        ):
             assert text in shown, text
         assert 'Property is type "None"' not in shown
         page.screenshot(path=tmp_path / "resume-form.png")
@@ -211,11 +224,25 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
         dialog = open_resume_form(page, ui, deduction[1])
         assert "The last decision was refused: judge: 陌生人 may not decide" in dialog.inner_text()
 
-        # The judge approves in the form.
+        # The judge approves in the form, without a code first: the run sends one to the judge's phone and
+        # asks again, the form filled as it was; the judge types the code from the phone.
         dialog.locator(".p-select-button__control").first.press("ArrowDown")
         page.locator(".p-select-option", has_text="approve").click()
         dialog.locator("textarea").first.fill(judge)
         page.screenshot(path=tmp_path / "resume-form-filled.png")
+        dialog.get_by_role("button", name="Submit").click()
+        deadline = time.monotonic() + 60
+        while not world.sms.codes(number):
+            assert time.monotonic() < deadline, "no code reached the judge's phone"
+            time.sleep(0.5)
+        wait_state(api, deduction[1], {"PAUSED"})
+        dialog = open_resume_form(page, ui, deduction[1])
+        asked = " ".join(dialog.inner_text().split())
+        assert "The last decision was refused: no proof: a code to approve" in asked, asked[:500]
+        assert judge in dialog.locator("textarea").first.input_value(), "the form is filled as it was"
+        [code] = world.sms.codes(number)
+        dialog.locator("textarea").nth(2).fill(code)  # the text fields: judge, reason, code, signature
+        page.screenshot(path=tmp_path / "resume-form-code.png")
         dialog.get_by_role("button", name="Submit").click()
         ended = wait_state(api, deduction[1], {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
         assert ended["type"] == "COMPLETED", ended

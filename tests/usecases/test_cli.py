@@ -294,3 +294,38 @@ def test_cases_list_pages_and_says_what_it_left_out(clerk_env: str) -> None:
     code, out, err = clerk("cases", "list", "--all")
     assert len([line for line in out.splitlines() if "执" in line]) == 40 and "40 of 40 case(s)" in err
     assert all(cell_len(line) <= 80 for line in out.splitlines()), "fits 80 columns (CJK: two each)"
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "refused"),
+    [
+        ("127.0.0.1", None, False),
+        ("127.0.0.2", None, False),
+        ("::1", None, False),
+        ("localhost", None, False),
+        ("0.0.0.0", None, True),
+        ("10.20.30.40", None, True),
+        ("court.example", None, True),
+        ("0.0.0.0", "nopassword", True),
+        ("0.0.0.0", "clerk:s3cret", False),
+    ],
+)
+def test_a_server_listens_beyond_this_machine_only_with_the_apis_auth(
+    host: str, auth: str | None, refused: bool
+) -> None:
+    from deployments.embedded import listen_refusal
+
+    assert (listen_refusal(host, auth) is not None) is refused
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_auth_before_starting_anything(
+    clerk_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_SERVER_API_AUTH_STRING", raising=False)
+    code, out, err = clerk("serve", "--host", "0.0.0.0")
+    assert code == 2, out + err
+    assert (
+        "error: --host: listening on 0.0.0.0 reaches beyond this machine: set the API's basic auth"
+        in " ".join(err.split())
+    )
+    assert "starting a Prefect server" not in out
