@@ -14,23 +14,36 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+#: The commands that run alone, without the rest of the command line: (module, function).
+LIGHT = {"query": ("cli.query", "query"), "approve": ("cli.approve", "approve")}
+
 
 def main() -> None:
-    if sys.argv[1:2] == ["query"]:
-        from cli.query import light_app
-
-        light_app()(prog_name="clerk")
-        return
-    if sys.argv[1:2] == ["approve"]:
-        from cli.approve import light_app as approve_app
-
-        approve_app()(prog_name="clerk")
+    if sys.argv[1:2] and sys.argv[1] in LIGHT:
+        light_app(sys.argv[1])(prog_name="clerk")
         return
     from clerk.settings import use_prefect_defaults
     from cli.whole import app
 
     use_prefect_defaults()
     app()
+
+
+def light_app(name: str) -> Any:
+    """A command line of one light command (`LIGHT`), for the entry point."""
+    import importlib
+
+    import typer
+
+    module, function = LIGHT[name]
+    app = typer.Typer(pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
+
+    @app.callback()
+    def _clerk() -> None:
+        """query-clerk: asset query and control for court enforcement bureaus."""
+
+    app.command(name)(getattr(importlib.import_module(module), function))
+    return app
 
 
 def __getattr__(name: str) -> Any:  # `from cli import app` (tests, the benchmarks) loads it all

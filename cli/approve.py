@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from cli import served
-from cli.console import err, out
+from cli.console import err, light_errors, out
 from models import proof
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
 
@@ -61,14 +61,8 @@ def approve(
     the code sent to your phone (or your key). Waits for the run's answer: exit 0 once it is taken (with
     what moved), 1 when the run refuses it (the reason is printed; the run waits for a new decision) or
     the deduction fails."""
-    try:
+    with light_errors():
         _approve(flow_run_id, judge, amount, reject, reason, code, key, wait)
-    except InvalidValue as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(2) from None
-    except served.ServerError as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(1) from None
 
 
 def _approve(
@@ -182,15 +176,3 @@ def _decide(
             return False, f"refused: {why}; the run waits for a new decision"
         time.sleep(0.1)
     return False, f"the run has not answered within {wait:g} s; it goes on: see {api.ui_link(run_id)}"
-
-
-def light_app() -> typer.Typer:
-    """`clerk approve` alone, for the entry point: the rest of the command line is not loaded."""
-    app = typer.Typer(pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
-
-    @app.callback()
-    def _clerk() -> None:
-        """query-clerk: asset query and control for court enforcement bureaus."""
-
-    app.command("approve")(approve)
-    return app

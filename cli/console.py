@@ -3,7 +3,8 @@ query` prints through this without loading the rest of the command line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 
 from rich import box
 from rich.console import Console
@@ -14,6 +15,25 @@ from rich.text import Text
 # table, "[bold]" must not change what is shown).
 out = Console(highlight=False, soft_wrap=True, markup=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+@contextlib.contextmanager
+def light_errors() -> Iterator[None]:
+    """A light command's errors (`clerk query`, `clerk approve`), one line each: what the user typed
+    (`InvalidValue`, exit 2), or the Prefect server (`served.ServerError`, exit 1)."""
+    import typer
+
+    from cli.served import ServerError
+    from models.values import InvalidValue
+
+    try:
+        yield
+    except InvalidValue as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(2) from None
+    except ServerError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(1) from None
 
 
 def print_standing(title: str, rows: Iterable[tuple[str, str]]) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, cast
 import typer
 
 from cli import served
-from cli.console import err, out, print_assets, print_headline
+from cli.console import err, light_errors, out, print_assets, print_headline
 from cli.options import RequestedByOption
 from models.values import CaseNumber, InvalidValue
 
@@ -42,7 +42,7 @@ def query(
     what is held on each or why not. Only the case's judge, or a person the settings (CLERK_PEOPLE) allow
     at its court, may ask; refusals are audited. Runs on `clerk serve` (or PREFECT_API_URL's server) when it
     serves the case-query deployment, in seconds; otherwise here."""
-    try:
+    with light_errors():
         number = str(CaseNumber.parse(case_number))
         if registry:  # a typo is one clear line before any run starts (the settings load only for this)
             from clerk.settings import SettingsError, get_settings
@@ -66,12 +66,6 @@ def query(
                 return
             if api.answered:  # a server runs, but nothing serves case-query: run here, recorded there
                 os.environ["PREFECT_API_URL"] = url
-    except InvalidValue as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(2) from None
-    except served.ServerError as exc:
-        err.print(f"error: {exc}")
-        raise typer.Exit(1) from None
     from cli.common import friendly_errors
 
     friendly_errors(query_here)(number, requested_by, registry, auto_control=auto_control, dry_run=dry_run)
@@ -125,15 +119,3 @@ def _on_server(api: served.Api, deployment: str, parameters: dict[str, object], 
     out.print(
         f"the whole sheet: `clerk cases show '{parameters['case_number']}'`, or the run's case-sheet artifact"
     )
-
-
-def light_app() -> typer.Typer:
-    """`clerk query` alone, for the entry point: the rest of the command line is not loaded."""
-    app = typer.Typer(pretty_exceptions_show_locals=False, rich_markup_mode=None, add_completion=False)
-
-    @app.callback()
-    def _clerk() -> None:
-        """query-clerk: asset query and control for court enforcement bureaus."""
-
-    app.command("query")(query)
-    return app

@@ -179,13 +179,19 @@ def _standing(session: Session, binding: Binding, now: dt.datetime, limits: Limi
     return _Standing(issued, run_tries, person_tries)
 
 
+def _unlocked(ctx: Context, binding: Binding, limits: Limits) -> _Standing | str:
+    """The person's standing, or why no code is taken now (too many wrong ones; audited)."""
+    with ctx.sessions() as session:
+        standing = _standing(session, binding, ctx.now(), limits)
+    locked = proof.locked(standing.run_tries, standing.person_tries, limits)
+    return _refused(ctx, binding, locked) if locked else standing
+
+
 async def _by_code(ctx: Context, prover: Prover, binding: Binding, typed: str) -> Proved | str:
     now, limits = ctx.now(), prover.limits
-    with ctx.sessions() as session:
-        standing = _standing(session, binding, now, limits)
-    locked = proof.locked(standing.run_tries, standing.person_tries, limits)
-    if locked:
-        return _refused(ctx, binding, locked)
+    standing = _unlocked(ctx, binding, limits)
+    if isinstance(standing, str):
+        return standing
     matched: proof.Issued | None = None
     try:
         code = proof.parse_code(typed)
@@ -268,11 +274,9 @@ def _write_code(
 async def _send_code(ctx: Context, prover: Prover, binding: Binding, phone: str | None) -> str:
     """Send a new code for exactly this decision (unless one went out moments ago) and say where."""
     now, limits = ctx.now(), prover.limits
-    with ctx.sessions() as session:
-        standing = _standing(session, binding, now, limits)
-    locked = proof.locked(standing.run_tries, standing.person_tries, limits)
-    if locked:
-        return _refused(ctx, binding, locked)
+    standing = _unlocked(ctx, binding, limits)
+    if isinstance(standing, str):
+        return standing
     where = (
         f"the phone ending {short_mask(phone)[-4:]}" if phone else "the case's judge's phone (case system)"
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from clerk.settings import Settings
 from clerk.store.audit import leaf_entry
-from models import merkle
+from models import merkle, proof
+from models.values import InvalidValue
 
 HEAD_FORMAT = "query-clerk audit tree head v1"
 EXPORT_FORMAT = "query-clerk audit export v1"
@@ -42,8 +42,7 @@ class HeadError(ValueError):
 
 
 def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return proof.key_id(public)
 
 
 def public_pem(public: Ed25519PublicKey) -> str:
@@ -53,18 +52,10 @@ def public_pem(public: Ed25519PublicKey) -> str:
 
 
 def _private_from_text(text: str, field_name: str) -> Ed25519PrivateKey:
-    text = text.strip()
     try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_private_key(text.encode("ascii"), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise HeadError(f"{field_name}: the key is not an Ed25519 key")
-            return key
-        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(text))
-    except (ValueError, TypeError) as exc:
-        if isinstance(exc, HeadError):
-            raise
-        raise HeadError(f"{field_name}: not an Ed25519 private key (PEM, or 64 hex digits)") from None
+        return proof.private_key(text, field_name)
+    except InvalidValue as exc:
+        raise HeadError(str(exc)) from None
 
 
 def load_private_key(text: str | None, path: Path, *, create: bool) -> Ed25519PrivateKey:
@@ -106,19 +97,10 @@ def load_public_key(value: str) -> Ed25519PublicKey:
     text = value
     if "-----BEGIN" not in value and len(value) < 1000 and Path(value).is_file():
         text = Path(value).read_text(encoding="ascii")
-    text = text.strip()
     try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(text.encode("ascii"))
-            if isinstance(key, Ed25519PublicKey):
-                return key
-            raise ValueError
-        raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (ValueError, binascii.Error):
-        raise HeadError(
-            "--public-key: not an Ed25519 public key (a PEM file, or its 32 bytes in base64 or hex)"
-        ) from None
+        return proof.public_key(text, "--public-key")
+    except InvalidValue as exc:
+        raise HeadError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from flows.sweep import sweep
 from models.money import Account
 from models.status import KEPT
 from models.supervision import bureau_today
-from models.tables import Asset, Case, ControlMeasure, Query, Subaccount
+from models.tables import Asset, AuditEvent, Case, ControlMeasure, Query, Subaccount
 from tests.world import World, flow_world
 
 NOW = dt.datetime.now(dt.UTC)
@@ -215,6 +215,13 @@ def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None
         running = session.scalar(select(func.count()).select_from(Case).where(Case.status.in_(KEPT)))
     assert money.from_deductions[0] > 0 and money.transfers[0] > 0, (
         "judges' deductions and debtors' transfers"
+    )
+    with sessions()() as session:
+        decisions = list(
+            session.scalars(select(AuditEvent.payload).where(AuditEvent.action == "deduction.approved"))
+        )
+    assert decisions and all('"proof": {"by": "code", "code": ' in d for d in decisions), (
+        "each judge proved the decision with the code the SMS brought"
     )
     assert money.unidentified[0] == 2 and money.waiting_fen > 0, "two credits nobody could place wait"
     assert money.held[Account.APPLICANT] > 0 and money.held[Account.FEES] > 0, "what arrived was split"
