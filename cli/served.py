@@ -74,6 +74,11 @@ class Api:
         try:
             answer = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.ConnectError):
+                raise ServerError(
+                    f"no Prefect server answers at {self.url}: start `clerk serve` (or name a server in "
+                    "PREFECT_API_URL)"
+                ) from None
             raise ServerError(f"the Prefect server at {self.url} failed: {type(exc).__name__}") from None
         if answer.status_code >= 400:
             detail = answer.text[:300]

@@ -145,7 +145,7 @@ def _money(
     messages = []
     state = runtime.run(money_statement(return_state=True), "opening a sub-account per case (一案一账号)")
     messages.append(f"sub-accounts: {state.message}")
-    say(f"the judges of up to {DEMO_DEDUCTIONS} cases with money frozen approve its deduction…")
+    say(f"judges of {DEMO_DEDUCTIONS} cases approve their deductions, with the code the SMS brings…")
     approved = asyncio.run(_judges_approve(DEMO_DEDUCTIONS, world.sms))
     sessions = db.session_factory(db.engine_for(conf.effective_database_url))
     payers = db.reading(sessions, _running_with_subaccounts, DEMO_TRANSFERS, approved)

@@ -2,8 +2,9 @@
 
 The flow proposes an amount (what is frozen, up to what is owed), tells the judge, and pauses for the
 decision with Prefect's pause-with-input: the judge approves an amount or rejects with a reason in the
-Prefect UI (the Resume form) or with `clerk approve RUN_ID`. The decision, the judge's name and time go
-into the audit trail; the transfer is recorded as a payment. An unanswered approval reminds the judge,
+Prefect UI (the Resume form) or with `clerk approve RUN_ID`, proving it with the code the SMS brings (or a
+signature: `clerk.lifecycle.proof`). The decision, the judge's name, time and proof go into the audit
+trail; the transfer is recorded as a payment. An unanswered approval reminds the judge,
 then times out cleanly: nothing moves.
 """
 

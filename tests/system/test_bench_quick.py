@@ -29,6 +29,7 @@ BENCHMARKS = [
     "watch",
     "sweep",
     "money",
+    "decision",
     "simulators",
     "transport",
     "audit",

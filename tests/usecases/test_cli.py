@@ -329,3 +329,82 @@ def test_serve_refuses_to_listen_beyond_loopback_without_auth_before_starting_an
         in " ".join(err.split())
     )
     assert "starting a Prefect server" not in out
+
+
+def test_approve_with_a_key_signs_exactly_what_the_paused_run_asks_and_refuses_too_much_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`clerk approve --key` against a Prefect server's REST API (respx): it reads the case and the form's
+    ceiling from the paused run, refuses an amount above it before sending anything, and otherwise sends a
+    signature that proves exactly this run, case, person, verdict and amount."""
+    import json as jsonlib
+
+    import respx
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from httpx import Response
+
+    from models import proof
+
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "judge.key"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    run = "0b7d3c4e-0000-4000-8000-000000000001"
+    api = "http://127.0.0.1:1/api"
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    paused = {
+        "id": run,
+        "parameters": {"case_number": "(2024)豫0185执1234号", "requested_by": "李法官"},
+        "state": {
+            "type": "PAUSED",
+            "name": "Paused",
+            "state_details": {
+                "pause_key": "deduction-decision",
+                "run_input_keyset": {"schema": "paused-deduction-decision-schema"},
+            },
+        },
+    }
+    done = {"id": run, "state": {"type": "COMPLETED", "name": "Completed", "message": "moved"}}
+    schema = {"properties": {"amount_yuan": {"type": "number", "maximum": 1234.5}}}
+    sent: list[dict[str, object]] = []
+    with respx.mock(base_url=api, assert_all_called=False) as mock:
+        states = iter([paused, paused, done])
+        mock.get(f"/flow_runs/{run}").mock(side_effect=lambda _: Response(200, json=next(states)))
+        mock.get(f"/flow_runs/{run}/input/paused-deduction-decision-schema").mock(
+            return_value=Response(200, text=jsonlib.dumps(schema))
+        )
+
+        def resume(request: object) -> Response:
+            sent.append(jsonlib.loads(request.content)["run_input"])  # type: ignore[attr-defined]
+            return Response(200, json={"status": "ACCEPT"})
+
+        mock.post(f"/flow_runs/{run}/resume").mock(side_effect=resume)
+        too_much = clerk("approve", run, "--judge", "钱局长", "--key", str(key_file), "--amount", "1234.51")
+        assert (
+            too_much[0] == 2
+            and "--amount: 1,234.51 yuan is more than the 1,234.50 yuan proposed" in too_much[2]
+        )
+        assert sent == []
+        code, out, err = clerk("approve", run, "--judge", "钱局长", "--key", str(key_file))
+    assert code == 0, out + err
+    assert "Completed: moved" in out
+    [decision] = sent
+    assert decision["decision"] == "approve" and "code" not in decision
+    bound = proof.Binding(run, "（2024）豫0185执1234号", "钱局长", True, 123_450)  # all that was proposed
+    assert proof.check_signature(key.public_key(), bound, str(decision["signature"])) is None
+
+
+def test_approve_with_no_server_answering_says_what_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.simulator.serve import free_loopback_ports
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_loopback_ports(1)[0]}/api")
+    code, _, err = clerk(
+        "approve", "0b7d3c4e-0000-4000-8000-000000000001", "--judge", "王", "--code", "123456"
+    )
+    assert (
+        code == 1 and "no Prefect server answers at http://127.0.0.1:" in err and "start `clerk serve`" in err
+    )
