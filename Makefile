@@ -41,7 +41,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
-## The domain tier alone, in a virtual environment with only pytest and hypothesis (.venv-domain).
+## The domain tier alone, in a virtual environment with only pytest, hypothesis and cryptography (.venv-domain).
 domain: setup
 	@scripts/domain-tests
 
