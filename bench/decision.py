@@ -102,7 +102,7 @@ def _started(env: dict[str, str], number: str, judge: str) -> tuple[float, str]:
 
 
 def run(quick: bool = False) -> None:
-    runs = 2 if quick else 20
+    runs = 1 if quick else 20
     regs = configs()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-decision-") as tmp:

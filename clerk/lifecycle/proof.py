@@ -66,11 +66,9 @@ class Proved:
     key_id: str | None = None
 
     def audit(self) -> dict[str, object]:
-        return (
-            {"by": self.by.value, "code": self.code_id}
-            if self.code_id
-            else {"by": self.by.value, "key": self.key_id}
-        )
+        if self.by is Proven.CODE:
+            return {"by": self.by.value, "code": self.code_id}
+        return {"by": self.by.value, "key": self.key_id}
 
 
 class CodeSpent(ValueError):
