@@ -150,6 +150,7 @@ def test_a_valid_code_moves_exactly_the_approved_amount_once(desk: Desk) -> None
     # The same code again, for the same decision: replayed, refused, audited; nothing moves twice.
     replayed = desk.approve(code, part)
     assert isinstance(replayed, str) and "used already" in replayed
+    assert "proof: the code was used already" in desk.refusals()[-1]
     again = asyncio.run(carry_out(desk.ctx, desk.proposal, accepted, 0))  # the accepted decision resent
     assert again.verdict is Verdict.FAILED and "used already" in again.message
     assert desk.moved_fen() == part
@@ -204,6 +205,7 @@ def test_an_expired_code_is_refused_and_a_new_one_can_be_had(desk: Desk) -> None
     desk.ctx = desk.ctx.at(NOW + dt.timedelta(minutes=6))
     refused = desk.approve(code)
     assert isinstance(refused, str) and "expired" in refused
+    assert "proof: the code has expired" in desk.refusals()[-1] and desk.moved_fen() == 0
     fresh = desk.code_for(Decision(desk.proposal.judge, True))
     assert isinstance(desk.approve(fresh), Accepted)
 
@@ -216,6 +218,8 @@ def test_wrong_codes_past_the_limit_lock_the_decision_and_the_judge_is_told(desk
         assert refused == "wrong code"
     locked = desk.approve(code)  # even the right code, while locked
     assert isinstance(locked, str) and "no code is taken for 15 min" in locked
+    assert "proof: 5 wrong codes for this decision" in desk.refusals()[-1]
+    assert sum('"reason": "proof: wrong code"' in r for r in desk.refusals()) == 5
     assert desk.moved_fen() == 0
     with desk.sessions() as session:
         told = session.scalars(select(Notification).where(Notification.template == "decision.locked")).all()
