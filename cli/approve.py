@@ -7,7 +7,6 @@ decision (`models.proof`).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -106,17 +105,13 @@ def _approve(
         if typed is not None:
             decision["code"] = typed
         if signer is not None:
-            bound = proof.Binding(
-                run_id, paused.case_number, judge.strip(), not reject, 0 if reject else (asked or most)
-            )
+            bound = proof.Binding.of(run_id, paused.case_number, judge, not reject, asked, most)
             decision["signature"] = proof.sign(signer, bound)
         taken, message = _decide(api, run_id, decision, paused.pause_key, wait)
         if not taken and message.startswith(f"refused: {proof.CODE_SENT}") and _terminal():
             out.print(message)
             decision["code"] = proof.parse_code(typer.prompt("code from the SMS", hide_input=True), "code")
-            taken, message = _decide(
-                api, run_id, decision, _paused(api, api.flow_run(run_id) or run).pause_key, wait
-            )
+            taken, message = _decide(api, run_id, decision, _pause_key(api.flow_run(run_id)), wait)
     (out if taken else err).print(message)
     if not taken:
         raise typer.Exit(1)
@@ -139,9 +134,14 @@ def _paused(api: served.Api, run: dict[str, Any]) -> _Paused:
         raise InvalidValue(
             "flow_run_id", f"the run is {state.get('name') or 'not started'}, not waiting for a decision"
         )
-    most = json.loads(schema)["properties"]["amount_yuan"]["maximum"]
+    most = schema["properties"]["amount_yuan"]["maximum"]
     case_number = str(CaseNumber.parse(str((run.get("parameters") or {}).get("case_number", ""))))
-    return _Paused(case_number, str(details.get("pause_key")), parse_yuan(repr(most), "amount_yuan"))
+    return _Paused(case_number, _pause_key(run), parse_yuan(repr(most), "amount_yuan"))
+
+
+def _pause_key(run: dict[str, Any] | None) -> str:
+    """Which pause the run is in (a new one after each refused decision)."""
+    return str((((run or {}).get("state") or {}).get("state_details") or {}).get("pause_key"))
 
 
 def _read_key(path: Path) -> str:
@@ -166,10 +166,11 @@ def _decide(
     out.print(f"decision sent: {decision['decision']} by {decision['judge']}; waiting for the run")
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        state = (api.flow_run(run_id) or {}).get("state") or {}
+        run = api.flow_run(run_id)
+        state = (run or {}).get("state") or {}
         if state.get("type") in served.FINAL:
             return state.get("type") == "COMPLETED", f"{state.get('name')}: {state.get('message') or ''}"
-        if state.get("type") == "PAUSED" and (state.get("state_details") or {}).get("pause_key") != paused_at:
+        if state.get("type") == "PAUSED" and _pause_key(run) != paused_at:
             found = api.latest_artifact(run_id, "deduction-refusal")
             why = str(found.get("description") or "") if found else ""
             why = why.removeprefix("Decision refused: ") or "see the Prefect UI"

@@ -24,7 +24,12 @@ FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 
 
 class ServerError(Exception):
-    """The Prefect server refused or failed a request; the message says which and why."""
+    """The Prefect server refused or failed a request; the message says which and why, `status` the HTTP
+    status it answered (None when it did not answer)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +87,10 @@ class Api:
             raise ServerError(f"the Prefect server at {self.url} failed: {type(exc).__name__}") from None
         if answer.status_code >= 400:
             detail = answer.text[:300]
-            raise ServerError(f"the Prefect server refused {method} {path}: {answer.status_code} {detail}")
+            raise ServerError(
+                f"the Prefect server refused {method} {path}: {answer.status_code} {detail}",
+                answer.status_code,
+            )
         return answer.json() if answer.content else None
 
     def served(self, name: str) -> str | None:
@@ -133,19 +141,23 @@ class Api:
         found = self._call("POST", "/artifacts/filter", json=body)
         return dict(found[0]) if found else None
 
-    def flow_run(self, flow_run_id: str) -> dict[str, Any] | None:
-        """The run as the server has it (state, parameters, …), or None when it has no such run."""
+    def _found(self, path: str) -> Any:
+        """GET `path`, or None when the server has nothing there (404)."""
         try:
-            return dict(self._call("GET", f"/flow_runs/{flow_run_id}"))
+            return self._call("GET", path)
         except ServerError as exc:
-            if " 404 " in str(exc):
+            if exc.status == 404:
                 return None
             raise
 
-    def run_input(self, flow_run_id: str, key: str) -> str | None:
-        """A paused run's input `key` (its form's schema, …) as JSON text, or None."""
-        answer = self.client.get(f"/flow_runs/{flow_run_id}/input/{key}")
-        return answer.text if answer.status_code == 200 else None
+    def flow_run(self, flow_run_id: str) -> dict[str, Any] | None:
+        """The run as the server has it (state, parameters, …), or None when it has no such run."""
+        found = self._found(f"/flow_runs/{flow_run_id}")
+        return None if found is None else dict(found)
+
+    def run_input(self, flow_run_id: str, key: str) -> Any:
+        """A paused run's input `key` (its form's schema, …), or None when it has none."""
+        return self._found(f"/flow_runs/{flow_run_id}/input/{key}")
 
     def resume(self, flow_run_id: str, run_input: dict[str, Any]) -> str | None:
         """Resume a paused run with `run_input`; None when taken, else the server's reason (not paused, the

@@ -185,9 +185,9 @@ async def _judges_approve(count: int, phone: SmsGatewaySimulator) -> list[str]:
                 continue
             run = f"demo-{uuid.uuid4()}"  # what waits for this decision: no Prefect run here
             weighed = await weigh(rt.ctx, proposal, Decision(judge, True), rt.settings.access, prover, run)
-            if isinstance(weighed, str) and phone.codes(number):
-                offered = Offered(code=phone.codes(number)[-1])
-                decision = Decision(judge, True, offered=offered)
+            codes = phone.codes(number)  # what the judge reads on the phone
+            if isinstance(weighed, str) and codes:
+                decision = Decision(judge, True, offered=Offered(code=codes[-1]))
                 weighed = await weigh(rt.ctx, proposal, decision, rt.settings.access, prover, run)
             if not isinstance(weighed, Accepted):
                 continue

@@ -112,10 +112,10 @@ def decision_form(
     amount = min(last.amount_yuan or most, most) if last is not None else most
     schema = {"type": "number", "exclusiveMinimum": 0, "maximum": most, "default": amount}
     filled: dict[str, Any] = {}
-    if last is not None:  # the same field, its default what the person gave
+    if last is not None:  # the same field (its title, description, constraints), its default what was given
         for name in ("decision", "judge", "reason"):
             info = DeductionDecision.model_fields[name]
-            filled[name] = (info.annotation, Field(getattr(last, name), **_kept(info)))
+            filled[name] = (Annotated[info.annotation, info], getattr(last, name))
     form = create_model(
         "DeductionDecision",
         __base__=DeductionDecision,
@@ -137,16 +137,6 @@ def decision_form(
         shown = f"**The last decision was refused: {refusal}.** The run waits for a new one.\n\n{shown}"
     form._description = shown
     return form
-
-
-def _kept(info: Any) -> dict[str, Any]:
-    """A field's title, description and constraints, to declare it again with another default."""
-    kept: dict[str, Any] = {"title": info.title, "description": info.description}
-    for rule in info.metadata:
-        for name in ("min_length", "max_length", "pattern"):
-            if getattr(rule, name, None) is not None:
-                kept[name] = getattr(rule, name)
-    return kept
 
 
 def proposal_markdown(proposal: lifecycle.DeductionProposal) -> str:
@@ -229,7 +219,9 @@ async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionPr
     refused: str | None = None
     last: DeductionDecision | None = None
     prover = Prover.of(settings, rt.notifier)
-    run = str(runtime.flow_run_id())
+    run = runtime.flow_run_id()
+    if run is None:
+        raise RuntimeError("a decision is waited for inside a flow run")
     for attempt in itertools.count(1):
         left = deadline - time.monotonic()
         if left <= 0:
@@ -247,7 +239,7 @@ async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionPr
                     left,
                 )
             finally:
-                await _forget_input(key)
+                await _forget_input(run, key)
             last = form
             decision = form.as_decision()
         except ValidationError as exc:  # the server checked the schema; this is what it cannot check
@@ -269,15 +261,12 @@ async def wait_for_decision(rt: runtime.Runtime, proposal: lifecycle.DeductionPr
     raise AssertionError("unreachable")
 
 
-async def _forget_input(key: str) -> None:
-    """Delete the decision given under pause `key` from the Prefect server (it may hold a code)."""
+async def _forget_input(run: str, key: str) -> None:
+    """Delete the decision given to `run` under pause `key` from the Prefect server (it may hold a code)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.input import keyset_from_base_key
 
-    run = runtime.flow_run_id()
-    if run is None:
-        return
     async with get_client() as client:
         try:
             await client.delete_flow_run_input(

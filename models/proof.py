@@ -46,6 +46,16 @@ class Binding:
     approve: bool
     amount_fen: int
 
+    @classmethod
+    def of(
+        cls, run: str, case_number: str, person: str, approve: bool, amount_fen: int | None, proposed_fen: int
+    ) -> Binding:
+        """The binding of a decision as it is given: the amount it names, or all that was proposed when it
+        names none; 0 for a rejection. The decision step and `clerk approve --key` both bind through this,
+        so that a signature made at the command line is checked against the same bytes."""
+        amount = (proposed_fen if amount_fen is None else amount_fen) if approve else 0
+        return cls(run, case_number, person.strip(), approve, amount)
+
     def message(self) -> bytes:
         """The bytes a person signs: one field a line, UTF-8 (names and case numbers are Chinese)."""
         verdict = f"approve {self.amount_fen}" if self.approve else "reject"
@@ -85,6 +95,14 @@ class Limits:
     tries_per_person: int = 10
     lockout_s: int = 900
     resend_after_s: int = 60
+
+    @property
+    def code_minutes(self) -> int:
+        return max(self.code_ttl_s // 60, 1)
+
+    @property
+    def lockout_minutes(self) -> int:
+        return max(self.lockout_s // 60, 1)
 
 
 # --- codes ------------------------------------------------------------------------------------------------
@@ -148,7 +166,7 @@ def check_code(
 
 def locked(run_tries: int, person_tries: int, limits: Limits) -> str | None:
     """Why no code is taken now (too many wrong tries within the lockout), or None."""
-    minutes = max(limits.lockout_s // 60, 1)
+    minutes = limits.lockout_minutes
     if run_tries >= limits.tries_per_run:
         return f"{run_tries} wrong codes for this decision: no code is taken for {minutes} min"
     if person_tries >= limits.tries_per_person:

@@ -94,12 +94,9 @@ def refusal(
 def binding(proposal: DeductionProposal, decision: Decision, run: str) -> Binding:
     """What a proof of this decision must be bound to: the run, the case, the person, the verdict and the
     amount it moves (all that was proposed when it names none)."""
-    amount = (
-        (proposal.total_fen if decision.amount_fen is None else decision.amount_fen)
-        if decision.approve
-        else 0
+    return Binding.of(
+        run, proposal.case_number, decision.judge, decision.approve, decision.amount_fen, proposal.total_fen
     )
-    return Binding(run, proposal.case_number, decision.judge.strip(), decision.approve, amount)
 
 
 async def weigh(
@@ -118,9 +115,8 @@ async def weigh(
         return why
     if not prover.required:
         return Accepted(decision)
-    proved = await proof.prove(
-        ctx, prover, binding(proposal, decision, run), decision.offered, people, proposal.judge
-    )
+    bound = binding(proposal, decision, run)
+    proved = await proof.prove(ctx, prover, bound, decision.offered, people, proposal.case_id, proposal.judge)
     return proved if isinstance(proved, str) else Accepted(decision, proved)
 
 

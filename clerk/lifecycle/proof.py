@@ -94,14 +94,16 @@ async def prove(
     binding: Binding,
     offered: Offered,
     people: Mapping[str, Person],
+    case_id: int,
     case_judge: str,
 ) -> Proved | str:
-    """How this decision is proven, or why it is not (audited; a code sent when none came)."""
+    """How this decision is proven, or why it is not (audited; a code sent when none came). `case_id` and
+    `case_judge` are the case's that `binding` names."""
     person = people.get(binding.person)
     if offered.signature.strip():
         return _by_key(ctx, binding, offered.signature, person)
     if offered.code.strip():
-        return await _by_code(ctx, prover, binding, offered.code)
+        return await _by_code(ctx, prover, binding, case_id, offered.code)
     phone = person.phone if person else None
     if not phone and binding.person != case_judge:
         why = (
@@ -114,7 +116,7 @@ async def prove(
     if prover.notifier is None:
         return _refused(ctx, binding, "no SMS gateway is set (CLERK_NOTIFIER_URL) to send a code: sign with "
                         "clerk approve --key FILE")  # fmt: skip
-    return await _send_code(ctx, prover, binding, phone)
+    return await _send_code(ctx, prover, binding, case_id, phone)
 
 
 def _refused(ctx: Context, binding: Binding, reason: str) -> str:
@@ -185,7 +187,7 @@ def _unlocked(ctx: Context, binding: Binding, limits: Limits) -> _Standing | str
     return _refused(ctx, binding, locked) if locked else standing
 
 
-async def _by_code(ctx: Context, prover: Prover, binding: Binding, typed: str) -> Proved | str:
+async def _by_code(ctx: Context, prover: Prover, binding: Binding, case_id: int, typed: str) -> Proved | str:
     now, limits = ctx.now(), prover.limits
     standing = _unlocked(ctx, binding, limits)
     if isinstance(standing, str):
@@ -199,22 +201,16 @@ async def _by_code(ctx: Context, prover: Prover, binding: Binding, typed: str) -
         matched, why = await asyncio.to_thread(proof.check_code, code, binding, standing.issued, now)
     if why is None and matched is not None:
         return Proved(Proven.CODE, code_id=matched.id)
-    _count_try(ctx, binding, matched, now, standing, limits)
+    _count_try(ctx, binding, case_id, matched, now, standing, limits)
     if prover.notifier is not None:  # the judge told when the limit was reached
         await notices.send_notifications(ctx.sessions, prover.notifier)
     return _refused(ctx, binding, why or "wrong code")
 
 
-def _case_id(session: Session, case_number: str) -> int:
-    found = session.scalar(select(Case.id).where(Case.case_number == case_number))
-    if found is None:
-        raise InvalidValue("case_number", "no such case in the case book")
-    return found
-
-
 def _count_try(
     ctx: Context,
     binding: Binding,
+    case_id: int,
     matched: proof.Issued | None,
     now: dt.datetime,
     standing: _Standing,
@@ -233,7 +229,6 @@ def _count_try(
                 .limit(1)
             )
         )
-        case_id = _case_id(session, binding.case_number)
         if target is None:  # no code of this run for this person: the try counts on an expired, unsent one
             target = _write_code(session, binding, case_id, proof.new_code(), now, dt.timedelta(0))
         session.execute(
@@ -244,7 +239,7 @@ def _count_try(
         if proof.locked(standing.run_tries + 1, standing.person_tries + 1, limits) and not proof.locked(
             standing.run_tries, standing.person_tries, limits
         ):
-            params = {"case": binding.case_number, "minutes": max(limits.lockout_s // 60, 1)}
+            params = {"case": binding.case_number, "minutes": limits.lockout_minutes}
             notices.notify_case(session, case_id, "judge", "decision.locked", params)
 
 
@@ -269,7 +264,7 @@ def _write_code(
     return row.id
 
 
-async def _send_code(ctx: Context, prover: Prover, binding: Binding, phone: str | None) -> str:
+async def _send_code(ctx: Context, prover: Prover, binding: Binding, case_id: int, phone: str | None) -> str:
     """Send a new code for exactly this decision (unless one went out moments ago) and say where."""
     now, limits = ctx.now(), prover.limits
     standing = _unlocked(ctx, binding, limits)
@@ -285,7 +280,7 @@ async def _send_code(ctx: Context, prover: Prover, binding: Binding, phone: str 
     code = proof.new_code()
     ttl = dt.timedelta(seconds=limits.code_ttl_s)
     with ctx.sessions.begin() as session:
-        _write_code(session, binding, _case_id(session, binding.case_number), code, now, ttl)
+        _write_code(session, binding, case_id, code, now, ttl)
     notice = Notice(
         key=uuid.uuid4().hex,
         case_number=binding.case_number,
@@ -298,7 +293,7 @@ async def _send_code(ctx: Context, prover: Prover, binding: Binding, phone: str 
             "decision": "approve" if binding.approve else "reject",
             "amount_fen": binding.amount_fen,
             "run": binding.run[:8],
-            "minutes": max(limits.code_ttl_s // 60, 1),
+            "minutes": limits.code_minutes,
         },
     )
     assert prover.notifier is not None
@@ -306,7 +301,7 @@ async def _send_code(ctx: Context, prover: Prover, binding: Binding, phone: str 
         await prover.notifier.send(notice)
     except RegistryError:
         return _refused(ctx, binding, "no proof, and the SMS gateway did not take the code: decide again")
-    minutes = max(limits.code_ttl_s // 60, 1)
+    minutes = limits.code_minutes
     return _refused(
         ctx,
         binding,
