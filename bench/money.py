@@ -22,7 +22,6 @@ open|take|reconcile` is one side's step, with the settings in the environment.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
 import random
@@ -48,6 +47,7 @@ from connectors.court_bank import CourtBankConnector
 from connectors.http import ClientLimits, RegistryClient
 from connectors.simulator.serve import free_loopback_ports
 from connectors.simulator.synthetic import sample_case_rows
+from models.supervision import bureau_today
 from models.tables import MoneyLeg
 from models.values import CaseNumber
 
@@ -157,7 +157,7 @@ def measure(size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-money-") as tmp:
         folder = Path(tmp)
         case_file = folder / "cases.csv"
-        rows = sample_case_rows(SEED, size, dt.date.today())
+        rows = sample_case_rows(SEED, size, bureau_today())
         write_case_file(case_file, rows)
         numbers = sorted({str(CaseNumber.parse(row["case_number"])) for row in rows})  # as both store them
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CLERK_", "PREFECT_"))}

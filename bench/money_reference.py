@@ -39,6 +39,7 @@ from connectors.court_bank import CourtBankConnector, StatementLine
 from connectors.http import ClientLimits, RegistryClient
 from models import money, rules
 from models.status import KEPT
+from models.supervision import bureau_today
 
 MONEY_SCHEMA = """
 CREATE TABLE m_subaccounts (number TEXT PRIMARY KEY, case_id INTEGER NOT NULL UNIQUE REFERENCES cases(id));
@@ -298,7 +299,7 @@ async def take(path: str) -> dict[str, Any]:
     db = Db(path)
     chain = Chain(db)
     bank = _bank()
-    today = dt.date.today()
+    today = bureau_today()  # the bank's value dates are China's days, as the clerk's are
     counts: dict[str, int] = {}
     started, cpu = time.perf_counter(), time.process_time()
     while True:

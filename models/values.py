@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
+from models.supervision import bureau_today
+
 #: The largest amount accepted anywhere: 100 billion yuan, far above any single case, far below int64.
 MAX_AMOUNT_FEN = 100_000_000_000 * 100
 
@@ -154,7 +156,7 @@ def parse_resident_id(text: str, field: str = "debtor_id", today: dt.date | None
         born = dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
         raise InvalidValue(field, "the birth date in the resident ID is not a real date") from None
-    if born.year < 1900 or born > (today or dt.date.today()):
+    if born.year < 1900 or born > (today or bureau_today()):
         raise InvalidValue(field, "the birth date in the resident ID is out of range")
     if resident_id_check_digit(value[:17]) != value[17]:
         raise InvalidValue(field, "the resident ID's check digit is wrong (GB 11643)")
