@@ -107,6 +107,14 @@ def _case_number_problem(raw: str) -> str:
     rest = raw[close + 1 :]
     if not rest or (rest[0] not in PROVINCE_WORDS and not rest.startswith("最高法")):
         return "the court code must start with a province abbreviation such as 豫 or 京"
+    code = re.match(r"[0-9０-９OoＯｏ]*", rest[1:])
+    digits = code[0] if code else ""
+    if not rest.startswith("最高法") and (not digits.isascii() or not digits.isdigit() or len(digits) > 4):
+        hint = " (the letter O where a zero belongs?)" if any(c in "OoＯｏ" for c in digits) else ""
+        return (
+            f"the court code is a province abbreviation and up to four digits, e.g. 豫0185, not "
+            f"{rest[0]}{digits}{hint}"
+        )
     return "the case-type word must be one of " + " ".join(CASE_TYPE_WORDS) + " after the court code"
 
 
