@@ -28,12 +28,15 @@ from models.values import InvalidValue
 ENV_PREFIX = "CLERK_"
 
 #: Prefect's settings as the clerk runs it, each unless the environment says otherwise. No internet here and
-#: no reason to tell anyone (telemetry only logs an error); and Prefect's temporary in-process server (no
+#: no reason to tell anyone: neither the server's analytics nor the SDK's telemetry (which reads the
+#: DO_NOT_TRACK convention, prints an "anonymous usage data" notice on a terminal and writes under
+#: PREFECT_HOME); and Prefect's temporary in-process server (no
 #: PREFECT_API_URL) gets 90 s to start instead of 20: on a shared 2-core host it took longer than 20 s and
 #: `clerk demo` or a benchmark failed with "Timed out while attempting to connect to ephemeral Prefect API
 #: server" (Prefect's own CI raised it to 60 s, PrefectHQ/prefect#20248).
 PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
 }
 

@@ -58,9 +58,10 @@ async def deadlines() -> State:
             {"node": "none reached", "cases": 0}
         ]
         await acreate_table_artifact(rows, key="deadlines", description="Node deadlines reached")
+        by_track = ", ".join(f"{n:,} {track}" for track, n in sorted(tracks.items()))
         message = (
-            f"triaged {sum(tracks.values())} case(s) {tracks or ''}; {len(reached)} node notice(s); "
-            f"{sent} message(s) sent"
+            f"triaged {sum(tracks.values()):,} case(s){f' ({by_track})' if by_track else ''}; "
+            f"{len(reached):,} node notice(s); {sent:,} message(s) sent"
         )
         log.info(message)
         return Completed(message=message)
