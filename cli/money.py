@@ -13,7 +13,7 @@ from cli.common import ActorOption, ReasonOption, acting, actor_name, friendly_e
 from models.access import Action
 from models.money import Account
 from models.supervision import bureau_today
-from models.values import format_yuan, mask_name, scrub_personal_data, short_mask
+from models.values import format_yuan, mask_account, mask_name, scrub_personal_data
 
 money_app = typer.Typer(
     help="Case money (案款): what reached each case's sub-account (一案一账号), and unidentified money "
@@ -33,7 +33,7 @@ SHOWN = (
 
 
 def _masked(account: str | None) -> str:
-    return short_mask(account) if account else "—"
+    return mask_account(account) if account else "—"
 
 
 def _remittance(text: str) -> str:

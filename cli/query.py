@@ -16,14 +16,14 @@ import typer
 from cli import served
 from cli.console import err, light_errors, out, print_assets, print_headline
 from cli.options import RequestedByOption
+from models.status import REFUSED
 from models.values import CaseNumber, InvalidValue
 
 if TYPE_CHECKING:
     from models.casesheet import Sheet
 
-#: A failed run whose message starts with one of these was refused for what the user typed: exit 2, as
-#: for any input error (registries: a code the settings do not have; requested_by: may not ask).
-INPUT_FIELDS = ("case_number:", "registries:", "requested_by:")
+#: A dry run's heading, before anything else it prints.
+DRY_RUN = "DRY RUN: the registries are asked; nothing is frozen, seized, recorded or sent"
 
 
 def query(
@@ -86,6 +86,8 @@ def query_here(
 
     check_access(number, requested_by, Action.QUERY)
     use_prefect_defaults()
+    if dry_run:
+        out.print(DRY_RUN)
     state = runtime.run(
         case_query(
             case_number=number,
@@ -97,6 +99,9 @@ def query_here(
         ),
         f"case query {number}",
     )
+    if state.name == REFUSED:
+        err.print(f"error: {state.message}")
+        raise typer.Exit(2)
     if not state.is_completed():
         err.print(f"error: the case query failed: {state.message}")
         raise typer.Exit(1)
@@ -105,14 +110,19 @@ def query_here(
 
 def _on_server(api: served.Api, deployment: str, parameters: dict[str, object], wait: float) -> None:
     run = api.start(deployment, parameters)
+    if parameters["dry_run"]:
+        out.print(DRY_RUN)
     out.print(f"case query {parameters['case_number']}: {api.ui_link(run)}")
     finished = api.wait(run, wait)
     if finished is None:
         err.print(f"the case query has not ended within {wait:g} s; it goes on: see the link above")
         raise typer.Exit(1)
+    if finished.refused:
+        err.print(f"error: {finished.message}")
+        raise typer.Exit(2)
     if not finished.completed:
         err.print(f"error: the case query failed: {finished.message or finished.name}")
-        raise typer.Exit(2 if finished.message.startswith(INPUT_FIELDS) else 1)
+        raise typer.Exit(1)
     rows = api.artifact(run, "case-sheet-assets")
     print_assets(json.loads(rows) if isinstance(rows, str) else rows or [])
     print_headline(finished.message)

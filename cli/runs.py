@@ -21,6 +21,7 @@ from cli.common import (
 from cli.query import query
 from deployments import catalog
 from models.access import Action
+from models.status import REFUSED
 from models.values import CaseNumber, InvalidValue
 
 app.command("query")(query)
@@ -43,9 +44,10 @@ def run_flow(
 
     flow = catalog.BY_NAME[name].flow()
     state = runtime.run(flow(return_state=True), name)
-    (out if state.is_completed() else err).print(f"{name}: {state.name}: {state.message or ''}")
-    if not state.is_completed():
-        raise typer.Exit(1)
+    ended_well = state.is_completed() and state.name != REFUSED
+    (out if ended_well else err).print(f"{name}: {state.name}: {state.message or ''}")
+    if not ended_well:
+        raise typer.Exit(2 if state.name == REFUSED else 1)
 
 
 def _api_url(deployment: str | None = None) -> str:

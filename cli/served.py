@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from models.status import REFUSED
+
 #: The deployment a judge's query starts (deployments/catalog.py).
 CASE_QUERY = "case-query/case-query"
 #: Where `clerk serve` starts its Prefect server unless told otherwise (CLERK_PREFECT_PORT).
@@ -41,7 +43,13 @@ class Finished:
 
     @property
     def completed(self) -> bool:
-        return self.state == "COMPLETED"
+        """It ended well (refused input is not that)."""
+        return self.state == "COMPLETED" and not self.refused
+
+    @property
+    def refused(self) -> bool:
+        """It refused what it was asked (the message says why): an input error, no failure."""
+        return self.state == "COMPLETED" and self.name == REFUSED
 
 
 def headers() -> dict[str, str]:

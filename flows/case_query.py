@@ -70,7 +70,7 @@ async def case_query(
         number = str(CaseNumber.parse(case_number))
         runtime.check_registries(registries or None)
     except InvalidValue as exc:
-        return Failed(message=str(exc))
+        return runtime.refused(exc)
     async with runtime.opened(registries or None, requested_by) as rt:
         try:
             started = await db.call(
@@ -86,7 +86,7 @@ async def case_query(
                 reason=override_reason or None,
             )
         except (cases.CaseNotFound, access.Refused, InvalidValue) as exc:
-            return Failed(message=str(exc))
+            return runtime.refused(exc)
         log.info(
             "case query of %s: %d debtor(s) at %d registries",
             number,

@@ -9,7 +9,7 @@ import functools
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.client.schemas.objects import State
-from prefect.states import Completed, Failed
+from prefect.states import Completed
 
 from clerk.money import view
 from clerk.store import db
@@ -18,7 +18,7 @@ from clerk.supervision.scoreboard import registry_scoreboard
 from flows import runtime, sequencer
 from models.supervision import start_of
 from models.tables import utcnow
-from models.values import format_yuan
+from models.values import InvalidValue, format_yuan
 
 
 @flow(name="daily-report", flow_run_name=runtime.run_name("daily-report", "day"))
@@ -33,7 +33,7 @@ async def daily_report(day: str | None = None) -> State:
     try:
         on = dt.date.fromisoformat(day) if day else reports.yesterday(utcnow())
     except ValueError:
-        return Failed(message=f"day: {day!r} is not a date (YYYY-MM-DD)")
+        return runtime.refused(InvalidValue("day", f"{day!r} is not a date (YYYY-MM-DD)"))
     async with runtime.opened() as rt:
         rows = await db.read(rt.sessions, reports.daily, on)
         money = await db.read(rt.sessions, view.standing, rt.ctx.today(), rt.settings.unidentified_alert_days)

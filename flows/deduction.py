@@ -43,7 +43,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
     try:
         number = str(CaseNumber.parse(case_number))
     except InvalidValue as exc:
-        return Failed(message=str(exc))
+        return runtime.refused(exc)
     async with runtime.opened(requested_by=requested_by) as rt:
         settings = rt.settings
 
@@ -59,7 +59,7 @@ async def deduction(case_number: str, requested_by: str) -> State:
                 runtime.flow_run_id(),
             )
         except (cases.CaseNotFound, access.Refused) as exc:
-            return Failed(message=str(exc))
+            return runtime.refused(exc)
         if not proposal.lines:
             return Completed(message=f"{number}: nothing frozen to deduct (or nothing owed)")
         await acreate_markdown_artifact(

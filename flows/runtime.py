@@ -32,6 +32,7 @@ from connectors.http import ClientLimits, RegistryClient
 from connectors.loader import build
 from connectors.notify import SmsGateway
 from flows import limits
+from models.status import REFUSED
 from models.supervision import CHINA
 from models.values import CaseNumber, InvalidValue
 
@@ -67,28 +68,41 @@ def current() -> Runtime:
 
 
 def run_name(prefix: str, *parameters: str) -> Callable[[], str]:
-    """A flow run's name that says what it is, for the UI's list of runs: `prefix`, the named parameters'
-    values (a case number in its full-width form) or, with none, the Beijing time it started:
-    `case-query （2026）京0105执10002号 李法官`, `sweep 08:00`. A shard of a province sweep keeps the name the
-    province gave it (`shard 2 of 4`, `…, take-over 1`)."""
+    """A flow run's name that says what it is, for the UI's list of runs: `prefix` (`… dry-run` for a dry
+    run), the named parameters' values or, with none, the Beijing time it started:
+    `case-query （2026）京0105执10002号 李法官 · (2026)京0105执10002号`, `sweep 08:00`. A case number is
+    written in its full-width form and, last, in the half-width form a judge types: the UI's search matches
+    a run's name only, character for character. A shard of a province sweep keeps the name the province gave
+    it (`shard 2 of 4`, `…, take-over 1`)."""
 
     def name() -> str:
         values = flow_run.parameters or {}
         if int(values.get("shards") or 1) > 1:
             return str(flow_run.name or f"{prefix} {int(values.get('shard') or 0) + 1} of {values['shards']}")
-        parts = [prefix]
+        parts = [f"{prefix} dry-run" if values.get("dry_run") else prefix]
+        typed = ""
         for parameter in parameters:
             value = values.get(parameter)
             if parameter == "case_number" and isinstance(value, str):
                 with contextlib.suppress(InvalidValue):
                     value = str(CaseNumber.parse(value))
+                    typed = value.replace("（", "(").replace("）", ")")
             if value not in (None, ""):
                 parts.append(str(value))
         if not parameters:
             parts.append(dt.datetime.now(CHINA).strftime("%m-%d %H:%M"))
-        return " ".join(parts)
+        return " ".join(parts) + (f" · {typed}" if typed else "")
 
     return name
+
+
+def refused(exc: Exception) -> State:
+    """The final state of a run whose input is refused (a malformed case number, no such case, a person who
+    may not ask): Completed by type, named `REFUSED`, its message the one-line error. The refusal itself is
+    audited where it is decided; the run is no failure for operators to look into."""
+    from prefect.states import Completed
+
+    return Completed(name=REFUSED, message=str(exc))
 
 
 def flow_run_id() -> str | None:

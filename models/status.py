@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+#: The name of a run's final state when what it was asked is refused (no such case, a person who may not
+#: ask, a malformed number): of type Completed, so that operators who watch failed runs are not alarmed by
+#: a judge's typo; the message says why, as for any input error.
+REFUSED = "Refused"
+
 
 class CaseStatus(StrEnum):
     ACTIVE = "active"

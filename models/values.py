@@ -273,14 +273,8 @@ def mask_id(value: str) -> str:
 
 
 def mask_account(value: str) -> str:
-    """An account, certificate or plate number with only its last 4 characters shown."""
-    if len(value) <= 4:
-        return "*" * len(value)
-    return "*" * (len(value) - 4) + value[-4:]
-
-
-def short_mask(value: str) -> str:
-    """An account, certificate or plate number as a narrow table shows it: `****0048` (its last 4 only)."""
+    """An account, certificate or plate number with only its last 4 characters shown, after four stars
+    whatever its length (`****0048`): the length would tell a 16-digit card from a 19-digit one."""
     return "****" + value[-4:] if len(value) > 4 else "*" * len(value)
 
 

@@ -30,7 +30,7 @@ from models import casesheet
 from models.casesheet import HoldToCheck
 from models.status import LIVE, MeasureStatus
 from models.tables import Asset, Case, ControlMeasure, MeasureAction, Notification, Registry
-from models.values import CaseNumber, InvalidValue, iso_date, short_mask
+from models.values import CaseNumber, InvalidValue, iso_date, mask_account
 
 _STATUS = {
     ControlOutcome.EFFECTIVE: "effective",
@@ -321,7 +321,7 @@ def holds_to_check(session: Session, case_ids: Sequence[int]) -> list[HoldToChec
             problem = flags.get((measure_id, None), casesheet.UNKNOWN)
         if problem is not None:
             result.append(
-                casesheet.HoldToCheck(number, measure_id, registry, short_mask(identifier), kind, problem)
+                casesheet.HoldToCheck(number, measure_id, registry, mask_account(identifier), kind, problem)
             )
     return result
 

@@ -22,7 +22,7 @@ from models.exemptions import Deposit, LeftFree, Room, room_for
 from models.policy import Policy
 from models.status import ENDED, LIVE, MeasureStatus
 from models.tables import Asset, CaseDebtor, ControlMeasure, Debtor, Registry
-from models.values import DebtorKind, format_yuan, mask_account, mask_id, short_mask
+from models.values import DebtorKind, format_yuan, mask_account, mask_id
 
 
 def case_sheet(
@@ -73,7 +73,7 @@ def case_sheet(
             person=by_id[a.debtor_id].kind == DebtorKind.PERSON,
             registry=code,
             kind=a.kind,
-            label=short_mask(a.identifier),
+            label=mask_account(a.identifier),
             balance_fen=a.balance_fen,
             others=_others(a.other_measures),
             ours=tuple(_ours(m, flags) for m in mine.get(a.id, [])),

@@ -30,7 +30,7 @@ from models import proof
 from models.access import Person
 from models.proof import Binding, Limits, Proven
 from models.tables import Case, DecisionCode
-from models.values import InvalidValue, short_mask
+from models.values import InvalidValue, mask_account
 
 #: How many of a person's recent codes a typed code is compared with (each comparison is one scrypt).
 CANDIDATES = 8
@@ -271,7 +271,7 @@ async def _send_code(ctx: Context, prover: Prover, binding: Binding, case_id: in
     if isinstance(standing, str):
         return standing
     where = (
-        f"the phone ending {short_mask(phone)[-4:]}" if phone else "the case's judge's phone (case system)"
+        f"the phone ending {mask_account(phone)[-4:]}" if phone else "the case's judge's phone (case system)"
     )
     recent = now - dt.timedelta(seconds=limits.resend_after_s)
     if any(i.binding == binding and i.live(now) and i.issued_at > recent for i in standing.issued):

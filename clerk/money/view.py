@@ -15,7 +15,7 @@ from clerk.money import journal, unidentified
 from models import casesheet
 from models.money import Account
 from models.tables import AuditEvent, MoneyEntry, MoneyLeg, StatementLine, Subaccount
-from models.values import format_yuan, short_mask
+from models.values import format_yuan, mask_account
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,6 @@ def with_money(session: Session, sheet: casesheet.Sheet) -> casesheet.Sheet:
     parts = (Account.FEES, Account.APPLICANT, Account.REFUNDABLE)
     received = sum(fen for account, fen in held.items() if account != Account.BANK)
     money = casesheet.Money(
-        None if number is None else short_mask(number), received, *(held.get(a, 0) for a in parts)
+        None if number is None else mask_account(number), received, *(held.get(a, 0) for a in parts)
     )
     return replace(sheet, money=money)

@@ -196,7 +196,8 @@ class TestDates:
 class TestMasking:
     def test_masks(self) -> None:
         assert mask_id("11010519491231002X") == "1101**********002X"
-        assert mask_account("6222021234567890123") == "***************0123"
+        assert mask_account("6222021234567890123") == "****0123"
+        assert mask_account("6222021234560123") == "****0123", "the length is not shown"
         assert mask_name("欧阳娜娜") == "欧***"
         assert mask_name("登封华鑫建材有限公司", DebtorKind.ORGANISATION) == "登封华鑫建材有限公司"
 

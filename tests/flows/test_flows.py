@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import StateType
 from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -26,7 +27,7 @@ from flows.case_query import case_query
 from flows.collect import collect
 from flows.sweep import sweep
 from models.money import Account
-from models.status import KEPT
+from models.status import KEPT, REFUSED
 from models.supervision import bureau_today
 from models.tables import Asset, AuditEvent, Case, ControlMeasure, Query, Subaccount
 from tests.world import World, flow_world
@@ -103,7 +104,7 @@ def test_case_query_validates_the_case_number(world: World) -> None:
     state = asyncio.run(
         case_query(case_number="(2024)豫0185执12A4号", requested_by="李法官", return_state=True)
     )
-    assert state.is_failed()
+    assert (state.type, state.name) == (StateType.COMPLETED, REFUSED), "input refused: no failure alarm"
     assert (
         state.message
         == "case_number: '(2024)豫0185执12A4号' is not a case number: the sequence must be digits"
@@ -111,13 +112,13 @@ def test_case_query_validates_the_case_number(world: World) -> None:
     state = asyncio.run(
         case_query(case_number="(2024)豫0185执99999号", requested_by="李法官", return_state=True)
     )
-    assert state.is_failed() and "no case （2024）豫0185执99999号" in (state.message or "")
+    assert state.name == REFUSED and "no case （2024）豫0185执99999号" in (state.message or "")
     state = asyncio.run(
         case_query(
             case_number="(2024)豫0185执1号", requested_by="李法官", registries=["bank-x"], return_state=True
         )
     )
-    assert state.is_failed() and state.message == (
+    assert state.name == REFUSED and state.message == (
         "registries: unknown registry bank-x: the settings have bank-a, bank-b, realestate, vehicles"
     )
 
@@ -128,7 +129,7 @@ def test_case_query_dry_run_changes_nothing_and_a_real_one_controls(world: World
     assert row is not None
     number, judge, court = row
     refused = asyncio.run(case_query(case_number=number, requested_by="陌生人", return_state=True))
-    assert refused.is_failed()
+    assert refused.name == REFUSED and refused.is_completed()
     assert refused.message == (
         f"requested_by: 陌生人 may not query this case: neither the case's judge nor allowed at court "
         f"{court} (settings CLERK_PEOPLE)"
@@ -151,7 +152,13 @@ def test_case_query_dry_run_changes_nothing_and_a_real_one_controls(world: World
     found = asyncio.run(artifacts_of(real.state_details.flow_run_id))
     assert found["case-sheet"].data == sheet.markdown()  # type: ignore[attr-defined]
     assert found["case-sheet"].description == sheet.headline()  # type: ignore[attr-defined]
-    assert asyncio.run(run_name_of(real.state_details.flow_run_id)) == f"case-query {number} {judge}"
+    typed = number.replace("（", "(").replace("）", ")")  # the form a judge types in the UI's search
+    assert (
+        asyncio.run(run_name_of(real.state_details.flow_run_id)) == f"case-query {number} {judge} · {typed}"
+    )
+    assert asyncio.run(run_name_of(dry.state_details.flow_run_id)) == (
+        f"case-query dry-run {number} {judge} · {typed}"
+    ), "a dry run says so in the UI's list of runs"
     with sessions()() as session:
         events = session.execute(
             select(audit.AuditEvent.actor, audit.AuditEvent.action).where(

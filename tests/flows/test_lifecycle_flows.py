@@ -42,6 +42,7 @@ from flows.release import release
 from flows.renewal import renewal
 from flows.sweep import sweep
 from flows.watch import watch
+from models.status import REFUSED
 from models.supervision import bureau_today
 from models.tables import (
     Asset,
@@ -600,7 +601,7 @@ def test_daily_report_per_court_and_judge(world: World, tmp_path: Path) -> None:
         head = tree.latest_head(session)
     assert head is not None and f"`{head.short}`, signed {head.signed_at}" in report, "the day's signed head"
     bad = asyncio.run(daily_report(day="2026-13-01", return_state=True))
-    assert bad.is_failed() and "is not a date" in (bad.message or "")
+    assert bad.name == REFUSED and bad.message == "day: '2026-13-01' is not a date (YYYY-MM-DD)"
     shown = CliRunner().invoke(
         app, ["report", "daily", "--day", today.isoformat(), "--csv", str(tmp_path / "r.csv")]
     )

@@ -166,9 +166,22 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
     assert plan.returncode == 0 and "would be sent" in " ".join(plan.stdout.split()), (
         plan.stdout + plan.stderr
     )
+    assert plan.stdout.startswith("DRY RUN: "), "a dry run says so first"
     wrong = clerk("query", number, "--requested-by", judge, "--registry", "bank-icbcc")
     assert wrong.returncode == 2 and "--registry: unknown registry bank-icbcc" in wrong.stderr
     assert "case query" not in wrong.stdout, "refused before any run starts"
+    # A misspelled judge: refused by the run (audited there), which ends Refused, not a red Failed.
+    stranger = clerk("query", number, "--requested-by", judge + "甲")
+    assert stranger.returncode == 2, stranger.stdout + stranger.stderr
+    assert stranger.stderr.startswith(f"error: requested_by: {judge}甲 may not query this case")
+    refused = re.search(r"/runs/flow-run/([0-9a-f-]{36})", stranger.stdout)
+    assert refused, stranger.stdout
+    ended = wait_state(api, refused[1], {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+    assert (ended["type"], ended["name"]) == ("COMPLETED", "Refused")
+    # The UI's search (a run's name, character for character) finds the run by the form a judge types.
+    typed = number.replace("（", "(").replace("）", ")")
+    found = api_json(api, "/flow_runs/filter", {"flow_runs": {"name": {"like_": typed}}})
+    assert run in {r["id"] for r in found}
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])

@@ -156,7 +156,7 @@ def test_the_sheet_says_what_we_hold_and_why_not_everywhere_else(
     assert rows["real estate ****345号"]["ahead"] == "（2025）粤0106执2735号: all of it until 2027-05-18"
     assert sheet.left_free == (
         f"{mask_id(PERSON)} 2,100.00 yuan: kept as the debtor's living allowance",
-        "bank-zz ***************5555 (migrant_wage) 70,000.00 yuan: the account's purpose is protected by law",
+        "bank-zz ****5555 (migrant_wage) 70,000.00 yuan: the account's purpose is protected by law",
     )
     text = sheet.markdown()
     assert "| bank-zz | deposit ****2222 | 0.00 | balance 0 |" in text
