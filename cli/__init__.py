@@ -4,9 +4,9 @@ reports), `runs` (what a judge runs), `ops` (serving, set-up, the database, the 
 (simulators and the demo); `common` holds what they share, `options` the options they share (a leaf),
 `whole` assembles them.
 
-`clerk query` and `clerk approve` alone load only themselves, `served` and `console` (typer, rich, httpx): a
-judge's query or decision on a running server answers in the time its run takes, not the seconds the rest
-takes to import.
+`clerk query`, `clerk deduct` and `clerk approve` alone load only themselves, `served` and `console` (typer,
+rich, httpx): a judge's query, deduction or decision on a running server answers in the time its run takes,
+not the seconds the rest takes to import.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ import sys
 from typing import Any
 
 #: The commands that run alone, without the rest of the command line: (module, function).
-LIGHT = {"query": ("cli.query", "query"), "approve": ("cli.approve", "approve")}
+LIGHT = {
+    "query": ("cli.query", "query"),
+    "deduct": ("cli.deduction", "deduct"),
+    "approve": ("cli.deduction", "approve"),
+}
 
 
 def main() -> None:

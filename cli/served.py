@@ -20,6 +20,7 @@ from models.status import REFUSED
 
 #: The deployment a judge's query starts (deployments/catalog.py).
 CASE_QUERY = "case-query/case-query"
+DEDUCTION = "deduction/deduction"
 #: Where `clerk serve` starts its Prefect server unless told otherwise (CLERK_PREFECT_PORT).
 DEFAULT_PORT = 4200
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
@@ -123,12 +124,15 @@ class Api:
         body = {"parameters": parameters, "idempotency_key": uuid.uuid4().hex}
         return str(self._call("POST", f"/deployments/{deployment_id}/create_flow_run", json=body)["id"])
 
-    def wait(self, flow_run_id: str, timeout_s: float, poll_s: float = 0.1) -> Finished | None:
-        """The run's final state, or None when it has not ended within `timeout_s`."""
+    def wait(
+        self, flow_run_id: str, timeout_s: float, poll_s: float = 0.1, until: frozenset[str] = FINAL
+    ) -> Finished | None:
+        """The run's final state (or the first of the state types `until`), or None when it has not reached
+        one within `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while True:
             state = self._call("GET", f"/flow_runs/{flow_run_id}").get("state") or {}
-            if state.get("type") in FINAL:
+            if state.get("type") in until:
                 return Finished(flow_run_id, state["type"], state.get("name", ""), state.get("message") or "")
             if time.monotonic() > deadline:
                 return None

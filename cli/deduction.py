@@ -1,8 +1,9 @@
-"""`clerk approve`: a judge's decision on a paused deduction, sent to the Prefect server that runs it
-(`clerk serve`, or PREFECT_API_URL's) through its REST API with httpx alone, as `clerk query` is: no Prefect,
-no case book here, so the decision is taken in the time the run takes to answer. What the run's form takes
-(the most it may approve, the case) is read from the paused run itself; a code or a signature proves the
-decision (`models.proof`).
+"""A deduction (扣划) as a judge runs it: `clerk deduct` starts one on the served deployment and shows what it
+proposes, `clerk approve` decides on it. Both talk to the Prefect server that runs it (`clerk serve`, or
+PREFECT_API_URL's) through its REST API with httpx alone, as `clerk query` does: no Prefect, no case book
+here, so each answers in the time the run takes. Who may ask is the run's to decide (and audit): a refusal
+ends it Refused, exit 2 here. What the run's form takes (the most it may approve, the case) is read from
+the paused run itself; a code or a signature proves the decision (`models.proof`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,63 @@ import typer
 
 from cli import served
 from cli.console import err, light_errors, out
+from cli.options import RequestedByOption
 from models import proof
 from models.values import CaseNumber, InvalidValue, format_yuan, parse_yuan
+
+
+def deduct(
+    case_number: Annotated[str, typer.Argument(help="The case whose frozen deposits are to be deducted.")],
+    requested_by: RequestedByOption,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the proposal (the run pausing for a decision).", min=1)
+    ] = 60,
+) -> None:
+    """Start a deduction (扣划) on the served `deduction` deployment and show what it proposes, once it waits
+    for the judge's decision (`clerk approve RUN_ID`, or the Resume button in the Prefect UI). Exit 2 when
+    the run refuses the case or the person (audited), 1 when it fails or does not pause in time."""
+    with light_errors():
+        _deduct(str(CaseNumber.parse(case_number)), requested_by, wait)
+
+
+def _deduct(number: str, requested_by: str, wait: float) -> None:
+    url = served.server_url()
+    with served.Api(url) as api:
+        try:
+            deployment = api.served(served.DEDUCTION)
+        except served.ServerError:
+            deployment = None  # a named server that does not answer
+        if not api.answered:
+            raise InvalidValue(
+                "PREFECT_API_URL",
+                f"no Prefect server answers at {url}: a deduction waits for a judge on one; start `clerk "
+                "serve` (or name a server in PREFECT_API_URL) first",
+            )
+        if deployment is None:
+            raise InvalidValue(
+                "PREFECT_API_URL",
+                f"nothing serves the {served.DEDUCTION} deployment at {url}: start `clerk serve`",
+            )
+        run = api.start(deployment, {"case_number": number, "requested_by": requested_by})
+        out.print(f"deduction for {number}: flow run {run}")
+        out.print(f"  {api.ui_link(run)}")
+        reached = api.wait(run, wait, until=served.FINAL | {"PAUSED"})
+        if reached is None:
+            err.print(f"the deduction has not proposed within {wait:g} s; it goes on: see the link above")
+            raise typer.Exit(1)
+        if reached.refused:
+            err.print(f"error: {reached.message}")
+            raise typer.Exit(2)
+        if reached.state != "PAUSED":
+            if not reached.completed:
+                err.print(f"error: the deduction failed: {reached.message or reached.name}")
+                raise typer.Exit(1)
+            out.print(reached.message)  # nothing to deduct
+            return
+        proposal = api.latest_artifact(run, "deduction-proposal")
+        if proposal and proposal.get("description"):
+            out.print(str(proposal["description"]))
+        out.print(f"decide with: clerk approve {run} --judge NAME [--amount YUAN | --reject --reason TEXT]")
 
 
 def approve(
