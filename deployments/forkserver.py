@@ -28,8 +28,9 @@ import multiprocessing.forkserver
 from collections.abc import Iterable
 from typing import Any
 
-#: Imported once by the fork server, whatever is served: the engine a run starts in and the clerk's runtime.
-PRELOAD = ("__main__", "prefect.flow_engine", "flows.runtime")
+#: Imported once by the fork server, whatever is served: the engine a run starts in, the clerk's runtime and
+#: what each run's process sets up (`deployments.run_process`).
+PRELOAD = ("__main__", "prefect.flow_engine", "flows.runtime", "deployments.run_process")
 
 
 class _ForkServerContexts:

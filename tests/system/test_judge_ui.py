@@ -33,6 +33,7 @@ from playwright.sync_api import Page, sync_playwright
 from rich.cells import cell_len
 
 from cli import served
+from deployments import run_process
 from connectors.simulator.serve import free_loopback_ports
 from deployments.embedded import prefect_server
 from models.values import CaseNumber
@@ -162,6 +163,11 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
     assert "freeze" in asked.stdout and "in force" in asked.stdout
     tables = [line for line in asked.stdout.splitlines() if line.startswith(" ")]
     assert tables and max(cell_len(line) for line in tables) <= 80
+    # The run's logs (where its page opens) say what it did, not each task's "Finished in state Completed()".
+    logs = api_json(api, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run]}}, "limit": 200})
+    said = [(entry["task_run_id"], entry["message"]) for entry in logs]
+    assert any("case query of" in message for _, message in said), said
+    assert not [m for t, m in said if t and m.startswith("Finished in state Completed(")], said
     plan = clerk("query", other, "--requested-by", other_judge, "--dry-run")
     assert plan.returncode == 0 and "would be sent" in " ".join(plan.stdout.split()), (
         plan.stdout + plan.stderr
@@ -209,6 +215,12 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
         assert f"Case sheet {number}" in sheet and "owed today" in sheet and "held by us, or why not" in sheet
         assert "****" in sheet and not any(i in sheet for i in world.debtor_ids)
         page.screenshot(path=tmp_path / "case-sheet.png", full_page=True)
+
+        # The runs page's search, typed as a judge types a case number, finds the judge's query.
+        page.goto(f"{ui}/runs")
+        page.locator("input[placeholder='Search by flow run name']:visible").first.fill(typed)
+        page.get_by_text(f"case-query {number} {judge} · {typed}").first.wait_for(timeout=30_000)
+        page.screenshot(path=tmp_path / "runs-search.png", full_page=True)
 
         # A deduction waits for the judge: the Resume form.
         started = clerk("deduct", number, "--requested-by", judge)
@@ -280,3 +292,4 @@ def test_a_judge_queries_reads_the_case_sheet_and_decides_a_deduction_in_the_ui(
     assert "SIGTERM: stopping; the runs in flight are cancelled" in log and "Traceback" not in log, log[
         -3000:
     ]
+    assert "Finished in state Running()" not in log and run_process.STOPPED in log, log[-3000:]
