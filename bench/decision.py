@@ -1,8 +1,8 @@
 """A judge's decision on a deduction against `clerk serve`, p50 and p95, each command as a judge runs it
 (a process of its own, `python -m cli`):
 
-- `clerk deduct CASE --requested-by JUDGE`: the deduction started on the served deployment (the whole
-  command line loads, Prefect with it);
+- `clerk deduct CASE --requested-by JUDGE`: the deduction started on the served deployment, until the
+  command prints what it proposes (the run paused for the decision; REST alone, as `clerk query`);
 - `clerk approve RUN --judge JUDGE --amount <above the proposal>`: refused by the command before it reaches
   the run (it reads the form's ceiling from the paused run);
 - `clerk approve RUN --judge JUDGE`: no proof, so the run sends a code to the judge's phone (the simulated
@@ -156,7 +156,7 @@ def run(quick: bool = False) -> None:
                             assert "COMPLETED" in output, output
                             reference.append(seconds)
     rows = [
-        _row("clerk deduct (the deduction started on the served deployment)", deduct, DEDUCT_GOAL_S),
+        _row("clerk deduct (started, until it shows the proposal)", deduct, DEDUCT_GOAL_S),
         _row("clerk approve --amount above the proposal (refused by the command)", too_much, TOO_MUCH_GOAL_S),
         _row("clerk approve without a code (the run sends one and asks again)", unproven, None),
         _row("clerk approve --code (proven, carried out, the run ended)", approved, APPROVE_GOAL_S),

@@ -105,9 +105,10 @@ class Swept:
         failed, pending = self.tally.total("failed"), self.tally.total("pending")
         reasons = self.tally.unanswered()
         if reasons is not None:
-            return False, f"no registry answered: {failed} lookups failed ({reasons})"
-        later = f", {pending} answered 'later' (asked again if not answered within 24 h)" if pending else ""
-        return True, f"{self.debtors} debtors swept, {failed} lookups failed{later}"
+            return False, f"no registry answered: {failed:,} lookups failed ({reasons})"
+        later = f", {pending:,} lookups answered 'later' (asked again unless answered within 24 h)"
+        later = later if pending else ""
+        return True, f"{self.debtors:,} debtors swept, {failed:,} lookups failed{later}"
 
 
 def start(

@@ -103,8 +103,15 @@ def audit_heads(
     with unit_of_work() as session:
         signed = tree.heads(session)
     shown = signed[::-1][:limit]
-    for head in shown:
-        out.print(json.dumps(head.as_dict()) if as_json else f"{head.signed_at}  {head.short}")
+    if as_json:
+        for head in shown:
+            out.print(json.dumps(head.as_dict()), soft_wrap=True)
+    elif shown:
+        table = Table("signed at", "head (events:root)", box=box.SIMPLE_HEAD)
+        table.columns[1].overflow = "fold"
+        for head in shown:
+            table.add_row(str(head.signed_at), head.short)
+        out.print(table)
     if len(signed) > len(shown):
         err.print(f"{len(signed) - len(shown)} older head(s) not shown (--limit)")
 
@@ -225,7 +232,7 @@ def audit_consistency(
         raise typer.Exit(1)
     out.print(f"consistent: the log of {newer.size:,} event(s) extends the one of {older.size:,}")
     if output is None:
-        out.print(json.dumps(document, indent=1))
+        out.print(json.dumps(document, indent=1), soft_wrap=True)
 
 
 #: The largest export check-export reads: a case's trail is thousands of events, not millions.

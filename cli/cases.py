@@ -104,7 +104,7 @@ def cases_show(
         sheet = with_money(session, control.case_sheet(session, case_number, when, settings().policy()))
     if as_json:
         data = view.as_dict() | {"sheet": sheet_as_dict(sheet)}
-        out.print_json(json.dumps(data, ensure_ascii=False, default=str))
+        out.print(json.dumps(data, ensure_ascii=False, default=str, indent=2), soft_wrap=True)
         return
     print_case(view)
     print_sheet(sheet)
@@ -188,7 +188,7 @@ def cases_list(
         for line in lines:
             record = asdict(line)
             record["remaining_fen"] = record.pop("remaining")
-            out.print(json.dumps(record | {"on": str(when)}, ensure_ascii=False))
+            out.print(json.dumps(record | {"on": str(when)}, ensure_ascii=False), soft_wrap=True)
         return
     if as_csv:
         writer = csv.writer(sys.stdout)

@@ -12,9 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 # Markup off: names, case numbers and registry text are data, never rich markup ("[/]" must not crash a
-# table, "[bold]" must not change what is shown).
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+# table, "[bold]" must not change what is shown). On a terminal, a line longer than the terminal is wrapped
+# between words (a terminal left alone splits "24,094.66" or a word at its edge); elsewhere (a pipe, a file,
+# a log) each line is written whole. What machines read (JSON, CSV) is printed with `soft_wrap=True`.
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+for _console in (out, err):
+    _console.soft_wrap = not _console.is_terminal
 
 
 @contextlib.contextmanager

@@ -104,6 +104,11 @@ def print_scoreboard(scores: list[Score], title: str) -> bool:
     for s in scores:
         table.add_row(*(str(v) for v in s.as_row().values()))
     out.print(table)
+    out.print(
+        "sent: lookups and control requests; answered: lookups answered, p50/p95 their answer time; late: "
+        "answered after 24 h; open: unanswered 24 h after sending; refused: lookups failed and control "
+        "requests refused; invalid: control answers that do not add up"
+    )
     late = [s.registry for s in scores if not s.kept_the_rule]
     if late:
         err.print(f"late: {', '.join(late)} (answers after 24 h, or requests still open after 24 h)")

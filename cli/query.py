@@ -78,6 +78,8 @@ def query_here(
     (`query` has checked the case number and the registry codes). What it needs is imported here, when it
     runs: `clerk query` on a running server loads none of it."""
     from clerk.settings import use_prefect_defaults
+
+    use_prefect_defaults()  # before anything imports Prefect
     from cli.cases import print_sheet
     from cli.common import check_access
     from flows import runtime
@@ -85,7 +87,6 @@ def query_here(
     from models.access import Action
 
     check_access(number, requested_by, Action.QUERY)
-    use_prefect_defaults()
     if dry_run:
         out.print(DRY_RUN)
     state = runtime.run(

@@ -102,7 +102,10 @@ def run_demo(
         simulators[code].faults = SLOW_DEMO
     say(f"simulators: {len(world.simulators)} registries, {debtors:,} debtors (seed {seed})")
     if slow:
-        say(f"slow on purpose: {', '.join(slow)} answer {SLOW_DEMO.later:.0%} of requests only later")
+        say(
+            f"slow on purpose: {', '.join(slow)} answer {SLOW_DEMO.later:.0%} of their requests (a batch of "
+            "debtors' lookups, or a freeze or seizure) only later"
+        )
     case_file = get_settings().data_dir / f"demo-cases-{seed}.csv"
     case_file.parent.mkdir(parents=True, exist_ok=True)
     write_case_file(case_file, case_rows(world.debtors, seed, now.date()))

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.simulator.faults import Fault, FaultPlan, Hostile
+from connectors.simulator.faults import Fault, FaultPlan, Hostile, request_identity
 from connectors.simulator.ledger import Ledger, Outcome
 from models.supervision import bureau_today
 
@@ -150,7 +150,10 @@ class RegistrySimulator:
                 response = self.error(429, "over_quota")
                 response.headers["Retry-After"] = "1"
                 return response
-            fault = self.faults.draw(faults)
+            fault = Fault.NONE
+            if self.faults.any:
+                identity = request_identity(request.method, request.url.path, await request.body())
+                fault = self.faults.draw(faults, identity)
             if fault is Fault.SLOW:
                 await asyncio.sleep(self.faults.slow_s)
             elif fault is Fault.ERROR:

@@ -33,8 +33,8 @@ from playwright.sync_api import Page, sync_playwright
 from rich.cells import cell_len
 
 from cli import served
-from deployments import run_process
 from connectors.simulator.serve import free_loopback_ports
+from deployments import run_process
 from deployments.embedded import prefect_server
 from models.values import CaseNumber
 from tests.world import World, flow_world
