@@ -104,11 +104,12 @@ def print_scoreboard(scores: list[Score], title: str) -> bool:
     for s in scores:
         table.add_row(*(str(v) for v in s.as_row().values()))
     out.print(table)
-    out.print(
-        "sent: lookups and control requests; answered: lookups answered, p50/p95 their answer time; late: "
-        "answered after 24 h; open: unanswered 24 h after sending; refused: lookups failed and control "
-        "requests refused; invalid: control answers that do not add up"
-    )
+    for legend in (  # each within 80 columns, wherever it is printed
+        "sent: lookups and control requests; answered: lookups, p50/p95 their time;",
+        "late: answered after 24 h; open: unanswered 24 h after sending; refused:",
+        "lookups failed and control requests refused; invalid: answers that don't add up",
+    ):
+        out.print(legend)
     late = [s.registry for s in scores if not s.kept_the_rule]
     if late:
         err.print(f"late: {', '.join(late)} (answers after 24 h, or requests still open after 24 h)")
