@@ -194,9 +194,8 @@ def test_collect_resolves_a_measure_whose_sending_was_interrupted(world: World) 
 def test_demo_runs_simulators_imports_sweeps_and_reports(clerk_env: str) -> None:
     from cli import SAMPLE_CASES
 
-    result = CliRunner().invoke(
-        app, ["demo", "--debtors", "200", "--seed", "1"]
-    )  # seed 1: the slow registry leaves requests open (seeded, so every run)
+    # Seed 1: the slow registry leaves requests open (the faults are seeded, so on every run).
+    result = CliRunner().invoke(app, ["demo", "--debtors", "200", "--seed", "1"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     samples = {line.split(",")[0] for line in SAMPLE_CASES.read_text(encoding="utf-8").splitlines()[1:]}
