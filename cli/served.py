@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ DEDUCTION = "deduction/deduction"
 #: Where `clerk serve` starts its Prefect server unless told otherwise (CLERK_PREFECT_PORT).
 DEFAULT_PORT = 4200
 FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+#: The answers that say "busy, ask again" (Prefect's client retries the same), and how often to ask.
+BUSY = frozenset({429, 502, 503})
+TRIES = 6
 
 
 class ServerError(Exception):
@@ -70,6 +74,17 @@ def server_url() -> str:
     return (named or f"http://127.0.0.1:{port}/api").rstrip("/")
 
 
+def _backoff(answer: httpx.Response, attempt: int) -> float:
+    """Seconds before asking again: the server's Retry-After (seconds) if it gives one, else 0.25 s doubling
+    (0.25, 0.5, 1, 2, 4), each with up to a fifth more at random so that clients do not ask in step."""
+    try:
+        told = float(answer.headers.get("retry-after", ""))
+    except ValueError:
+        told = 0.0
+    wait = told if 0 < told <= 30 else 0.25 * 2**attempt
+    return wait * (1 + random.random() / 5)  # noqa: S311 - jitter, not a secret
+
+
 class Api:
     """The few calls a judge's query needs."""
 
@@ -85,15 +100,14 @@ class Api:
         self.client.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            answer = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            if isinstance(exc, httpx.ConnectError):
-                raise ServerError(
-                    f"no Prefect server answers at {self.url}: start `clerk serve` (or name a server in "
-                    "PREFECT_API_URL)"
-                ) from None
-            raise ServerError(f"the Prefect server at {self.url} failed: {type(exc).__name__}") from None
+        """One request, asked again (up to `TRIES` times, with backoff or the server's Retry-After) while the
+        server answers it is busy (429, 502, 503: a Prefect server on a busy SQLite answers 503 and applies
+        nothing), as Prefect's own client does; the JSON answer, or ServerError."""
+        for attempt in range(TRIES):
+            answer = self._request(method, path, **kwargs)
+            if answer.status_code not in BUSY or attempt == TRIES - 1:
+                break
+            time.sleep(_backoff(answer, attempt))
         if answer.status_code >= 400:
             detail = answer.text[:300]
             raise ServerError(
@@ -101,6 +115,17 @@ class Api:
                 answer.status_code,
             )
         return answer.json() if answer.content else None
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.ConnectError):
+                raise ServerError(
+                    f"no Prefect server answers at {self.url}: start `clerk serve` (or name a server in "
+                    "PREFECT_API_URL)"
+                ) from None
+            raise ServerError(f"the Prefect server at {self.url} failed: {type(exc).__name__}") from None
 
     def served(self, name: str) -> str | None:
         """The id of the deployment `name` when something serves it (`clerk serve`, a worker: the server

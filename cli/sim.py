@@ -136,7 +136,7 @@ def demo(
         ),
         ("frozen", f"{format_yuan(r.frozen_fen)} yuan"),
         ("queued behind other courts", f"{r.queued:,}"),
-        ("awaiting a registry's answer", f"{r.unconfirmed:,}"),
+        ("measures awaiting an answer", f"{r.unconfirmed:,}"),
         ("audit log", f"{sealed.size:,} events under a signed head"),
     ):
         table.add_row(label, value)

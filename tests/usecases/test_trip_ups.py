@@ -146,3 +146,35 @@ def test_a_judges_commands_load_no_prefect(command: str) -> None:
     }
     assert "typer" in imported, "the import log is read (the test can fail)"
     assert not {m for m in imported if m.split(".")[0] in ("prefect", "sqlalchemy")}
+
+
+def test_a_busy_prefect_server_is_asked_again_as_prefects_client_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`clerk approve` met a 503 from a Prefect server on a busy SQLite (bench decision): the light commands'
+    client asks again after a backoff (or the server's Retry-After) while the server says it is busy, and
+    gives up with the server's answer after `TRIES`."""
+    import respx
+    from httpx import Response
+
+    from cli import served
+
+    waited: list[float] = []
+    monkeypatch.setattr(served.time, "sleep", waited.append)
+    busy = Response(503, json={"exception_message": "Service Unavailable"})
+    with respx.mock(base_url=API) as mock:
+        route = mock.post(f"/flow_runs/{DEDUCTION_RUN}/resume")
+        route.side_effect = [
+            busy,
+            Response(429, headers={"Retry-After": "3"}),
+            Response(200, json={"status": "ACCEPT"}),
+        ]
+        with served.Api(API) as api:
+            assert api.resume(DEDUCTION_RUN, {"decision": "approve"}) is None
+        assert route.call_count == 3
+        assert 0.25 <= waited[0] <= 0.3 and 3 <= waited[1] <= 3.6, waited
+        route.side_effect = None
+        route.return_value = busy
+        with served.Api(API) as api, pytest.raises(served.ServerError) as failed:
+            api.resume(DEDUCTION_RUN, {"decision": "approve"})
+    assert failed.value.status == 503 and route.call_count == 3 + served.TRIES
