@@ -185,7 +185,7 @@ def audit_check_export(
     if not isinstance(document, dict):
         raise InvalidValue("FILE", "not an audit export")
     if document.get("format") == heads.CONSISTENCY_FORMAT:
-        result = heads.check_consistency(document, public)
+        result = heads.check_consistency(document, public, kept)
         what = f"consistency from {document['old'].get('size')} to {document['new'].get('size')} event(s)"
     else:
         result = heads.check_export(document, public, kept)

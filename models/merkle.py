@@ -172,6 +172,8 @@ class Frontier:
 
 def verify_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes], root: bytes) -> None:
     """RFC 9162 §2.1.3.2: raise ProofError unless `path` proves leaf `index` is in the tree `root`."""
+    if index < 0:
+        raise ProofError(f"leaf {index} is not a position (they count from 0)")
     if index >= size:
         raise ProofError(f"leaf {index} is past the tree's {size} leaves")
     fn, sn, r = index, size - 1, leaf

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -243,8 +243,24 @@ def check_export(
         result.problems.append(str(exc))
     root = bytes.fromhex(head.root)
     case_number = document.get("case_number")
-    for i, event in enumerate(document.get("events") or []):
-        where = f"event {event.get('position', i)}"
+    events = document.get("events")
+    if not isinstance(events, list):
+        result.problems.append("events: not a list of events")
+        events = []
+    seen: set[int] = set()
+    for i, event in enumerate(events):
+        if not isinstance(event, dict):
+            result.problems.append(f"events[{i}]: not an event (an object with its fields and proof)")
+            continue
+        position = event.get("position")
+        where = f"event {position}" if _is_position(position) else f"events[{i}]"
+        if not _is_position(position):
+            result.problems.append(f"{where}: its position {position!r} is not a whole number from 0")
+            continue
+        if position in seen:
+            result.problems.append(f"{where}: listed twice")
+            continue
+        seen.add(position)
         try:
             entry = leaf_entry(
                 str(event["occurred_at"]),
@@ -253,9 +269,8 @@ def check_export(
                 event["case_number"],
                 str(event["payload"]),
             )
-            position = int(event["position"])
             proof = _hashes(event["inclusion_proof"], f"{where}.inclusion_proof")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, HeadError) as exc:
             result.problems.append(f"{where}: unreadable ({exc.__class__.__name__})")
             continue
         result.events += 1
@@ -275,6 +290,11 @@ def check_export(
             _kept_problems(kept, head, consistency.get("proof") if from_kept else None, public)
         )
     return result
+
+
+def _is_position(value: object) -> TypeGuard[int]:
+    """A leaf's position in the log: a JSON integer from 0 (not 5.7, "5" or true)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _kept_problems(
@@ -303,15 +323,23 @@ def _kept_problems(
     return []
 
 
-def check_consistency(document: Mapping[str, Any], public: Ed25519PublicKey) -> Check:
+def check_consistency(
+    document: Mapping[str, Any], public: Ed25519PublicKey, kept: KeptHead | None = None
+) -> Check:
     """Check a consistency proof file (`clerk audit consistency --output`): both heads signed, the newer
-    one extends the older one."""
+    one extends the older one, and, given the head the recipient kept, that the proof starts from it (a
+    proof from another head proves nothing to them)."""
     if document.get("format") != CONSISTENCY_FORMAT:
         raise HeadError(f"not a consistency proof: its format is not {CONSISTENCY_FORMAT!r}")
     old = SignedHead.of(document.get("old") or {}, "old")
     new = SignedHead.of(document.get("new") or {}, "new")
     result = Check(head=new)
     problems = _kept_problems(KeptHead(old.size, old.root, old), new, document.get("proof") or [], public)
+    if kept is not None and (kept.size, kept.root) != (old.size, old.root):
+        problems.append(
+            f"the proof starts from the head {old.size}:{old.root[:16]}…, not the kept head "
+            f"{kept.size}:{kept.root[:16]}…"
+        )
     try:
         new.check(public)
     except HeadError as exc:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,6 +18,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.store import audit, heads, tree
+from models import merkle
 from models.tables import AuditEvent
 
 CASE = "（2024）豫0185执{}号"
@@ -224,12 +227,45 @@ def test_exports_prove_each_event_offline_and_catch_changes(
     assert not result.ok and "changed since the kept head" in result.problems[-1]
 
 
+def test_an_exports_positions_are_whole_numbers_listed_once_and_its_events_objects(
+    log: sessionmaker[Session], key: Ed25519PrivateKey
+) -> None:
+    """Issue 41, defects 2 and 3: each failed (passed, or a traceback) before."""
+    offline = json.loads(json.dumps(export(log, 1)))
+    assert heads.check_export(offline, key.public_key()).ok
+
+    def problems(change: Callable[[dict[str, Any]], None]) -> str:
+        changed = json.loads(json.dumps(offline))
+        change(changed)
+        found = heads.check_export(changed, key.public_key())
+        assert not found.ok
+        return " ".join(found.problems)
+
+    def position(value: object) -> Callable[[dict[str, Any]], None]:
+        return lambda d: d["events"][0].update(position=value)
+
+    assert "not a whole number from 0" in problems(position(-1))
+    assert "not a whole number from 0" in problems(position(offline["events"][0]["position"] + 0.7))
+    assert "not a whole number from 0" in problems(position(str(offline["events"][0]["position"])))
+    assert "listed twice" in problems(lambda d: d["events"].append(d["events"][0]))
+    assert "events[1]: not an event" in problems(lambda d: d["events"].insert(1, 5))
+    assert "events: not a list" in problems(lambda d: d.update(events={"0": d["events"][0]}))
+    with pytest.raises(merkle.ProofError, match="count from 0"):
+        merkle.verify_inclusion(-1, 5, b"\0" * 32, [], b"\0" * 32)
+
+
 def test_consistency_proofs_between_heads(
     log: sessionmaker[Session], key: Ed25519PrivateKey, engine: Engine
 ) -> None:
     with log() as s:
         document = tree.consistency_document(s, tree.head_at(s, 5), tree.head_at(s, 9))
+        at_5, at_9 = tree.head_at(s, 5), tree.head_at(s, 9)
     assert heads.check_consistency(document, key.public_key()).ok
+    # Issue 41, defect 1: the head the recipient kept must be the one the proof starts from.
+    assert heads.check_consistency(document, key.public_key(), heads.KeptHead(at_5.size, at_5.root)).ok
+    for other in (heads.KeptHead(at_9.size, at_9.root), heads.KeptHead(5, "ab" * 32)):
+        found = heads.check_consistency(document, key.public_key(), other)
+        assert not found.ok and "not the kept head" in found.problems[-1]
     swapped = {**document, "old": document["new"], "new": document["old"]}
     assert not heads.check_consistency(swapped, key.public_key()).ok
     # The first byte changed whatever it was (a hash that began with 00 was left as it was: 1 run in 256).
