@@ -23,16 +23,17 @@ for _console in (out, err):
 
 @contextlib.contextmanager
 def light_errors() -> Iterator[None]:
-    """A light command's errors (`clerk query`, `clerk approve`), one line each: what the user typed
-    (`InvalidValue`, exit 2), or the Prefect server (`served.ServerError`, exit 1)."""
+    """A light command's errors (`clerk query`, `clerk deduct`, `clerk approve`), one line each: what the
+    user typed (`InvalidValue`, or the run's refusal `served.RunRefused`: exit 2), or the Prefect server
+    (`served.ServerError`, exit 1)."""
     import typer
 
-    from cli.served import ServerError
+    from cli.served import RunRefused, ServerError
     from models.values import InvalidValue
 
     try:
         yield
-    except InvalidValue as exc:
+    except (InvalidValue, RunRefused) as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(2) from None
     except ServerError as exc:

@@ -60,13 +60,7 @@ def _deduct(number: str, requested_by: str, wait: float) -> None:
         run = api.start(deployment, {"case_number": number, "requested_by": requested_by})
         out.print(f"deduction for {number}: flow run {run}")
         out.print(f"  {api.ui_link(run)}")
-        reached = api.wait(run, wait, until=served.FINAL | {"PAUSED"})
-        if reached is None:
-            err.print(f"the deduction has not proposed within {wait:g} s; it goes on: see the link above")
-            raise typer.Exit(1)
-        if reached.refused:
-            err.print(f"error: {reached.message}")
-            raise typer.Exit(2)
+        reached = api.follow(run, wait, "the deduction has not proposed", until=served.FINAL | {"PAUSED"})
         if reached.state != "PAUSED":
             if not reached.completed:
                 err.print(f"error: the deduction failed: {reached.message or reached.name}")

@@ -114,13 +114,7 @@ def _on_server(api: served.Api, deployment: str, parameters: dict[str, object], 
     if parameters["dry_run"]:
         out.print(DRY_RUN)
     out.print(f"case query {parameters['case_number']}: {api.ui_link(run)}")
-    finished = api.wait(run, wait)
-    if finished is None:
-        err.print(f"the case query has not ended within {wait:g} s; it goes on: see the link above")
-        raise typer.Exit(1)
-    if finished.refused:
-        err.print(f"error: {finished.message}")
-        raise typer.Exit(2)
+    finished = api.follow(run, wait, "the case query has not ended")
     if not finished.completed:
         err.print(f"error: the case query failed: {finished.message or finished.name}")
         raise typer.Exit(1)

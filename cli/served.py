@@ -39,6 +39,10 @@ class ServerError(Exception):
         self.status = status
 
 
+class RunRefused(Exception):
+    """The run refused what it was asked (it ended Refused); the message says why: an input error."""
+
+
 @dataclass(frozen=True, slots=True)
 class Finished:
     flow_run_id: str
@@ -162,6 +166,18 @@ class Api:
             if time.monotonic() > deadline:
                 return None
             time.sleep(poll_s)
+
+    def follow(
+        self, flow_run_id: str, timeout_s: float, late: str, until: frozenset[str] = FINAL
+    ) -> Finished:
+        """The run's state once it reached one of `until` (by default, its end): ServerError saying `late`
+        when it has not within `timeout_s` (it goes on), RunRefused when it refused what it was asked."""
+        reached = self.wait(flow_run_id, timeout_s, until=until)
+        if reached is None:
+            raise ServerError(f"{late} within {timeout_s:g} s; it goes on: see the link above")
+        if reached.refused:
+            raise RunRefused(reached.message)
+        return reached
 
     def artifact(self, flow_run_id: str, key: str) -> Any:
         """The data of the run's artifact `key` (its latest), or None."""

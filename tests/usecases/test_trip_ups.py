@@ -3,48 +3,26 @@
 from __future__ import annotations
 
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.terminal import on_a_terminal
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _on_a_terminal(code: str, home: Path) -> tuple[str, Path]:
-    """Run `code` in a fresh interpreter whose output is a terminal (as an operator's is), outside CI, with
-    PREFECT_HOME at `home`; what it printed."""
+    """Run `code` in a fresh interpreter at an operator's terminal, outside CI, PREFECT_HOME at `home`."""
     from prefect._internal.analytics.ci_detection import CI_ENV_VARS
 
     env = {k: v for k, v in os.environ.items() if k not in CI_ENV_VARS and k != "DO_NOT_TRACK"}
     env |= {"PREFECT_HOME": str(home), "HOME": str(home)}
-    primary, secondary = pty.openpty()
-    try:
-        subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=secondary,
-            stderr=secondary,
-            timeout=120,
-            check=True,
-        )
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # the terminal's other end is closed: all is read
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(primary)
-    return b"".join(chunks).decode(errors="replace"), home
+    exit_code, printed = on_a_terminal([sys.executable, "-c", code], env, ROOT, timeout_s=120)
+    assert exit_code == 0, printed[-2000:]
+    return printed, home
 
 
 @pytest.mark.parametrize("clerk_defaults", [True, False], ids=["clerk", "prefect-alone"])
