@@ -43,8 +43,10 @@ def _env(folder: Path) -> dict[str, str]:
 
 def _figures(shown: str) -> list[str]:
     """The demo's figures: its table rows and summary lines; not progress (…), timings, paths or hashes."""
-    kept = []
-    for line in shown.splitlines():
+    kept: list[str] = []
+    lines = shown.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("simulators:")]
+    for line in lines[starts[0] if starts else 0 :]:  # the database's path, wrapped anywhere, before it
         if "…" in line or re.search(
             r"demo done in|database:|signed head|sqlite:|/tmp/|[0-9a-f]{40}|\d+\.\d s|━|\d:\d\d:\d\d", line
         ):
