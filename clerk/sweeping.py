@@ -106,8 +106,9 @@ class Swept:
         reasons = self.tally.unanswered()
         if reasons is not None:
             return False, f"no registry answered: {failed:,} lookups failed ({reasons})"
-        later = f", {pending:,} lookups answered 'later' (asked again unless answered within 24 h)"
-        later = later if pending else ""
+        later = ""
+        if pending:
+            later = f", {pending:,} lookups answered 'later' (asked again unless answered within 24 h)"
         return True, f"{self.debtors:,} debtors swept, {failed:,} lookups failed{later}"
 
 

@@ -16,7 +16,6 @@ import typer
 from cli import served
 from cli.console import err, light_errors, out, print_assets, print_headline
 from cli.options import RequestedByOption
-from models.status import REFUSED
 from models.values import CaseNumber, InvalidValue
 
 if TYPE_CHECKING:
@@ -100,7 +99,7 @@ def query_here(
         ),
         f"case query {number}",
     )
-    if state.name == REFUSED:
+    if runtime.was_refused(state):
         err.print(f"error: {state.message}")
         raise typer.Exit(2)
     if not state.is_completed():

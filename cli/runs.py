@@ -7,16 +7,10 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (
-    app,
-    err,
-    friendly_errors,
-    out,
-)
+from cli.common import app, err, friendly_errors, out
 from cli.deduction import approve, deduct
 from cli.query import query
 from deployments import catalog
-from models.status import REFUSED
 from models.values import InvalidValue
 
 app.command("query")(query)
@@ -40,7 +34,7 @@ def run_flow(
 
     flow = catalog.BY_NAME[name].flow()
     state = runtime.run(flow(return_state=True), name)
-    ended_well = state.is_completed() and state.name != REFUSED
+    ended_well = state.is_completed() and not runtime.was_refused(state)
     (out if ended_well else err).print(f"{name}: {state.name}: {state.message or ''}")
     if not ended_well:
-        raise typer.Exit(2 if state.name == REFUSED else 1)
+        raise typer.Exit(2 if runtime.was_refused(state) else 1)

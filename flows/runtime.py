@@ -105,6 +105,11 @@ def refused(exc: Exception) -> State:
     return Completed(name=REFUSED, message=str(exc))
 
 
+def was_refused(state: State) -> bool:
+    """Whether a run's final state is `refused`'s: an input error, not a failure."""
+    return state.is_completed() and state.name == REFUSED
+
+
 def flow_run_id() -> str | None:
     run_id = flow_run.get_id()
     return str(run_id) if run_id else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,8 +35,7 @@ class FaultPlan:
     """Rates (0-1) of each fault per request, drawn from a seeded generator. Given what a request asks
     (`request_identity`), the fault it meets depends on the seed, what it asks and how many times it was
     asked before, not on the order requests arrive in: a seeded world with concurrent clients meets the
-    same faults run after run (the demo prints the same figures twice). Without it, the draws follow the
-    order of requests."""
+    same faults run after run (the demo prints the same figures twice)."""
 
     seed: int = 0
     slow: float = 0.0
@@ -48,37 +46,38 @@ class FaultPlan:
     lost: float = 0.0
     slow_s: float = 2.0
     retry_after_s: float = 0.05
-    _rng: random.Random = field(init=False, repr=False)
     injected: Counter[Fault] = field(init=False, repr=False, default_factory=Counter)  # what was drawn
     _asked: Counter[bytes] = field(init=False, repr=False, default_factory=Counter)  # times each was asked
 
     def __post_init__(self) -> None:
-        rates = (self.slow, self.error, self.throttle, self.garbage, self.later, self.lost)
+        rates = [rate for _, rate in self.rates]
         if any(not 0 <= r <= 1 for r in rates) or sum(rates) > 1:
             raise ValueError("fault rates must be between 0 and 1 and add up to at most 1")
-        self._rng = random.Random(self.seed)
 
     @property
-    def any(self) -> bool:
-        """Whether any fault may be drawn at all."""
-        return any((self.slow, self.error, self.throttle, self.garbage, self.later, self.lost))
-
-    def draw(self, allowed: frozenset[Fault], identity: bytes | None = None) -> Fault:
-        if identity is None:
-            roll = self._rng.random()
-        else:
-            self._asked[identity] += 1
-            digest = hashlib.blake2b(identity, key=str(self.seed).encode(), digest_size=8)
-            digest.update(str(self._asked[identity]).encode())
-            roll = int.from_bytes(digest.digest()) / 2**64
-        for fault, rate in (
+    def rates(self) -> tuple[tuple[Fault, float], ...]:
+        """Each fault and its rate, in the order a draw meets them."""
+        return (
             (Fault.SLOW, self.slow),
             (Fault.ERROR, self.error),
             (Fault.THROTTLE, self.throttle),
             (Fault.GARBAGE, self.garbage),
             (Fault.LATER, self.later),
             (Fault.LOST, self.lost),
-        ):
+        )
+
+    @property
+    def any(self) -> bool:
+        """Whether any fault may be drawn at all."""
+        return any(rate for _, rate in self.rates)
+
+    def draw(self, allowed: frozenset[Fault], identity: bytes) -> Fault:
+        """The fault a request meets, given what it asks (`request_identity`) and how often it was asked."""
+        self._asked[identity] += 1
+        digest = hashlib.blake2b(identity, key=str(self.seed).encode(), digest_size=8)
+        digest.update(str(self._asked[identity]).encode())
+        roll = int.from_bytes(digest.digest()) / 2**64
+        for fault, rate in self.rates:
             if roll < rate:
                 if fault not in allowed:
                     return Fault.NONE
