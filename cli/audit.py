@@ -72,6 +72,11 @@ def audit_verify(expect_head: ExpectHeadOption = None, public_key: PublicKeyOpti
             f"audit log intact: {result.events:,} event(s), {result.placed:,} in the tree, "
             f"{result.pending:,} waiting for the sequencer; {result.heads:,} signed head(s) checked"
         )
+        if result.indexed:
+            out.print(
+                f"per-case index rebuilt from the log: {result.cases:,} case(s); every v2 head's index "
+                "root matches it, each the one before extended by its new events only"
+            )
         if latest is not None:
             out.print(f"latest signed head: {latest.short} (signed {latest.signed_at})")
         if public is None and result.heads:
@@ -193,6 +198,13 @@ def audit_check_export(
     if result.ok:
         head = result.head
         out.print(f"verified: {what} against the signed head {head.short if head else '?'}")
+        if result.complete:
+            out.print("complete: every event of the case under that head, in log order, and no other")
+        elif result.complete is None and document.get("format") == heads.EXPORT_FORMAT:
+            out.print(
+                "completeness not proven: the head was signed before the log kept a per-case index "
+                "(head v1); an export against a newer head proves it"
+            )
         return
     err.print(f"NOT verified: {what}; {len(result.problems)} problem(s):")
     for problem in result.problems[:50]:

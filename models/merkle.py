@@ -13,11 +13,18 @@ so that its caller can read every stored node a proof needs in one query: `inclu
 `subtree_hash` folds them.
 
 The verification functions follow RFC 9162 §2.1.3.2 and §2.1.4.2 step by step.
+
+The per-case index (issue 41) is a second tree of the same shape whose leaves change: one leaf per case, in
+the order each case first appears in the log, committing to how many events the case has and a running hash
+over their leaf hashes in log order (`chain_next`, started from a secret per-case salt). `refresh_needs` and
+`refresh` update its stored perfect subtrees when some leaves change or are added; `CaseIndex` keeps the
+whole index in memory for whoever replays the log (`clerk audit verify`, the sequencer's batch).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -233,6 +240,104 @@ def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes, pro
         sn >>= 1
     if sn != 0 or fr != old_root or sr != new_root:
         raise ProofError(f"the tree of {new} leaves does not extend the tree of {old} leaves")
+
+
+def refresh_needs(size: int, changed: Iterable[int]) -> set[Coord]:
+    """The stored perfect subtrees `refresh` and the root's fold read when the leaves at positions `changed`
+    took new values (or were added) in a tree now of `size` leaves: the siblings of every node it
+    recomputes, and the right edge it does not."""
+    current, level, needs, refreshed = set(changed), 0, set[Coord](), set[Coord]()
+    while current:
+        refreshed.update((level, i) for i in current)
+        parents = {i >> 1 for i in current if ((i >> 1) + 1) << (level + 1) <= size}
+        needs.update((level, c) for p in parents for c in (2 * p, 2 * p + 1) if c not in current)
+        current, level = parents, level + 1
+    needs.update(c for c in Frontier.coords(size) if c not in refreshed)
+    return needs
+
+
+def refresh(size: int, changed: Mapping[int, bytes], stored: Mapping[Coord, bytes]) -> dict[Coord, bytes]:
+    """Every perfect subtree of a tree of `size` leaves whose hash changes when the leaves `changed`
+    (position → leaf hash) take their new values, the leaves included; `stored` holds at least
+    `refresh_needs(size, changed)`."""
+    out: dict[Coord, bytes] = {(0, i): h for i, h in changed.items()}
+    current, level = set(changed), 0
+    while current:
+        parents = {i >> 1 for i in current if ((i >> 1) + 1) << (level + 1) <= size}
+        for p in sorted(parents):
+            left, right = (level, 2 * p), (level, 2 * p + 1)
+            out[(level + 1, p)] = node_hash(
+                out[left] if left in out else stored[left], out[right] if right in out else stored[right]
+            )
+        current, level = parents, level + 1
+    return out
+
+
+def fold_root(size: int, nodes: Mapping[Coord, bytes]) -> bytes:
+    """MTH of a tree of `size` leaves from its right edge's perfect subtrees."""
+    return Frontier.of(size, nodes).root()
+
+
+# ---- the per-case index ------------------------------------------------------------------------------
+
+CHAIN_FORMAT = "SHA-256(0x02 || previous || leaf hash), from the case's salt"
+
+
+def chain_next(chain: bytes, leaf: bytes) -> bytes:
+    """A case's running hash, one of its leaves further (0x02: neither a leaf's 0x00 nor a node's 0x01)."""
+    return hashlib.sha256(b"\x02" + chain + leaf).digest()
+
+
+def case_entry(case_number: str, events: int, chain: bytes) -> bytes:
+    """What a case's index leaf hashes: JSON ["case", case number, its number of events, its running hash
+    in hex], UTF-8, no spaces."""
+    body = ["case", case_number, events, chain.hex()]
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(slots=True)
+class CaseState:
+    slot: int
+    salt: bytes
+    events: int = 0
+    chain: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.chain:
+            self.chain = self.salt
+
+    def leaf(self, case_number: str) -> bytes:
+        return leaf_hash(case_entry(case_number, self.events, self.chain))
+
+
+@dataclass
+class CaseIndex:
+    """The per-case index in memory, grown leaf by leaf in log order; `root` refreshes the tree over the
+    cases touched since it last ran. `salts` gives a case its salt when it first appears."""
+
+    cases: dict[str, CaseState] = field(default_factory=dict)
+    nodes: dict[Coord, bytes] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+
+    @property
+    def size(self) -> int:
+        return len(self.cases)
+
+    def add(self, case_number: str, leaf: bytes, salt: bytes) -> CaseState:
+        state = self.cases.get(case_number)
+        if state is None:
+            state = self.cases[case_number] = CaseState(len(self.cases), salt)
+        state.events += 1
+        state.chain = chain_next(state.chain, leaf)
+        self.touched.add(case_number)
+        return state
+
+    def root(self) -> bytes:
+        if self.touched:
+            changed = {self.cases[c].slot: self.cases[c].leaf(c) for c in self.touched}
+            self.nodes.update(refresh(self.size, changed, self.nodes))
+            self.touched.clear()
+        return fold_root(self.size, self.nodes)
 
 
 def root_of(leaves: Sequence[bytes]) -> bytes:

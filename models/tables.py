@@ -314,6 +314,7 @@ class AuditEvent(Base):
     case_number: Mapped[str | None] = mapped_column(String(64), index=True)
     payload: Mapped[str] = mapped_column(Text)  # canonical JSON, personal data masked
     hash: Mapped[str] = mapped_column(String(64))  # RFC 9162 leaf hash of the event (audit.leaf_entry)
+    salt: Mapped[str | None] = mapped_column(String(32))  # secret, in the leaf; None: log format v1
 
 
 class AuditNode(Base):
@@ -338,6 +339,34 @@ class AuditHead(Base):
     signed_at: Mapped[dt.datetime] = mapped_column()
     key_id: Mapped[str] = mapped_column(String(16))
     signature: Mapped[str] = mapped_column(String(128))
+    index_root: Mapped[str | None] = mapped_column(String(64))  # the per-case index's root; None: head v1
+    cases: Mapped[int | None] = mapped_column(Id)  # how many cases the index holds
+
+
+class AuditCase(Base):
+    """A case's entry in the audit log's per-case index (clerk.store.caseindex): its slot (the order cases
+    first appear in the log), how many events it has under the latest signed head and the running hash over
+    their leaves, started from its secret salt. Derived from the log; the signed heads' index roots commit
+    to it and `clerk audit verify` rebuilds it."""
+
+    __tablename__ = "audit_cases"
+
+    case_number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[int] = mapped_column(Id, unique=True)
+    events: Mapped[int] = mapped_column(Id)
+    chain: Mapped[bytes] = mapped_column(LargeBinary(32))
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditIndexNode(Base):
+    """A perfect subtree of the per-case index's tree, as AuditNode for the log (level 0: a case's entry),
+    rewritten when a case under it gains events."""
+
+    __tablename__ = "audit_index_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
 class MeasureAction(Base):

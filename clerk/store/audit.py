@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -52,24 +53,36 @@ def timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def leaf_entry(occurred_at: str, actor: str, action: str, case_number: str | None, payload: str) -> bytes:
-    """The bytes an event's leaf hashes (log format v1): the JSON array [occurred_at (ISO 8601, UTC,
-    microseconds), actor, action, case number or null, payload (the canonical JSON text)], UTF-8, no
-    spaces. An outsider rebuilds it from an export's fields."""
+def leaf_entry(
+    occurred_at: str, actor: str, action: str, case_number: str | None, payload: str, salt: str | None = None
+) -> bytes:
+    """The bytes an event's leaf hashes: the JSON array [salt, occurred_at (ISO 8601, UTC, microseconds),
+    actor, action, case number or null, payload (the canonical JSON text)], UTF-8, no spaces. The salt (32
+    hex digits, secret) makes the leaf hash unguessable to whoever holds it in another case's proof; events
+    written before it (log format v1) have none and the array starts at occurred_at. An outsider rebuilds
+    it from an export's fields."""
     body = [occurred_at, actor, action, case_number, payload]
+    if salt is not None:
+        body.insert(0, salt)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def event_hash(
-    occurred_at: dt.datetime, actor: str, action: str, case_number: str | None, payload: str
+    occurred_at: dt.datetime,
+    actor: str,
+    action: str,
+    case_number: str | None,
+    payload: str,
+    salt: str | None = None,
 ) -> str:
-    return merkle.leaf_hash(leaf_entry(timestamp(occurred_at), actor, action, case_number, payload)).hex()
+    entry = leaf_entry(timestamp(occurred_at), actor, action, case_number, payload, salt)
+    return merkle.leaf_hash(entry).hex()
 
 
 def intact(event: AuditEvent) -> bool:
     """Whether a stored event's content still matches the leaf hash it was written with."""
     return (
-        event_hash(event.occurred_at, event.actor, event.action, event.case_number, event.payload)
+        event_hash(event.occurred_at, event.actor, event.action, event.case_number, event.payload, event.salt)
         == event.hash
     )
 
@@ -108,9 +121,11 @@ def append_many(session: Session, entries: Iterable[Entry]) -> None:
     rows: list[dict[str, Any]] = []
     for entry in entries:
         body = _canonical_payload(entry.payload or {})
-        leaf = leaf_entry(at, entry.actor, entry.action, entry.case_number, body)
+        salt = secrets.token_hex(16)
+        leaf = leaf_entry(at, entry.actor, entry.action, entry.case_number, body, salt)
         rows.append(
             {
+                "salt": salt,
                 "occurred_at": when,
                 "actor": entry.actor,
                 "action": entry.action,

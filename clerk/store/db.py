@@ -144,6 +144,21 @@ def insert_missing(session: Session, table: Any, rows: list[dict[str, Any]]) -> 
     session.execute(insert(table).values(rows).on_conflict_do_nothing())
 
 
+def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE of every other column, on SQLite and PostgreSQL, in statements
+    of as many rows as both allow (their limit on bound values): for tables derived from others and kept
+    up to date (the audit log's per-case index)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    per_statement = max(1, 30_000 // len(rows[0]))
+    for part in chunks(rows, per_statement):
+        statement = insert(table).values(part)
+        changed = {c: statement.excluded[c] for c in part[0] if c not in keys}
+        session.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changed))
+
+
 def table(model: type[DeclarativeBase]) -> Table:
     """A model's table, for Core statements on the sweep's hot paths: rows go in and out as tuples and
     dicts, without the ORM's objects and unit of work (a third to a quarter of the CPU per row;

@@ -33,6 +33,7 @@ from models import merkle, proof
 from models.values import InvalidValue
 
 HEAD_FORMAT = "query-clerk audit tree head v1"
+INDEXED_HEAD_FORMAT = "query-clerk audit tree head v2"
 EXPORT_FORMAT = "query-clerk audit export v1"
 CONSISTENCY_FORMAT = "query-clerk audit consistency v1"
 
@@ -105,22 +106,46 @@ def load_public_key(value: str) -> Ed25519PublicKey:
 
 @dataclass(frozen=True, slots=True)
 class SignedHead:
+    """A signed tree head. v2 (with `index_root`) also commits to the per-case index: the root of the tree
+    over the log's `cases` (clerk.store.caseindex) at this size. v1 heads, signed before it, have neither."""
+
     size: int
     root: str  # hex
     signed_at: str  # ISO 8601, UTC
     key_id: str
     signature: str  # base64
+    index_root: str | None = None  # hex
+    cases: int | None = None
 
     @staticmethod
-    def message(size: int, root: str, signed_at: str) -> bytes:
-        return f"{HEAD_FORMAT}\n{size}\n{root}\n{signed_at}\n".encode("ascii")
+    def message(
+        size: int, root: str, signed_at: str, index_root: str | None = None, cases: int | None = None
+    ) -> bytes:
+        if index_root is None:
+            return f"{HEAD_FORMAT}\n{size}\n{root}\n{signed_at}\n".encode("ascii")
+        return f"{INDEXED_HEAD_FORMAT}\n{size}\n{root}\n{signed_at}\n{index_root}\n{cases}\n".encode("ascii")
 
     @classmethod
-    def sign(cls, key: Ed25519PrivateKey, size: int, root: bytes, at: dt.datetime) -> SignedHead:
+    def sign(
+        cls,
+        key: Ed25519PrivateKey,
+        size: int,
+        root: bytes,
+        at: dt.datetime,
+        index: tuple[bytes, int] | None = None,
+    ) -> SignedHead:
+        """Sign a head; with `index` (its root, its number of cases) a v2 head."""
         signed_at = at.astimezone(dt.UTC).isoformat(timespec="seconds")
-        signature = key.sign(cls.message(size, root.hex(), signed_at))
+        index_root, cases = (index[0].hex(), index[1]) if index is not None else (None, None)
+        signature = key.sign(cls.message(size, root.hex(), signed_at, index_root, cases))
         return cls(
-            size, root.hex(), signed_at, key_id(key.public_key()), base64.b64encode(signature).decode()
+            size,
+            root.hex(),
+            signed_at,
+            key_id(key.public_key()),
+            base64.b64encode(signature).decode(),
+            index_root,
+            cases,
         )
 
     def check(self, public: Ed25519PublicKey) -> None:
@@ -130,7 +155,8 @@ class SignedHead:
             )
         try:
             public.verify(
-                base64.b64decode(self.signature), self.message(self.size, self.root, self.signed_at)
+                base64.b64decode(self.signature),
+                self.message(self.size, self.root, self.signed_at, self.index_root, self.cases),
             )
         except (InvalidSignature, binascii.Error):
             raise HeadError(
@@ -138,7 +164,11 @@ class SignedHead:
             ) from None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Its fields as JSON; a v1 head's as they always were (no index fields)."""
+        data = asdict(self)
+        if self.index_root is None:
+            del data["index_root"], data["cases"]
+        return data
 
     @property
     def short(self) -> str:
@@ -148,18 +178,24 @@ class SignedHead:
     @classmethod
     def of(cls, data: Mapping[str, Any], where: str = "head") -> SignedHead:
         try:
+            indexed = data.get("index_root") is not None
             head = cls(
                 int(data["size"]),
                 str(data["root"]),
                 str(data["signed_at"]),
                 str(data["key_id"]),
                 str(data["signature"]),
+                str(data["index_root"]) if indexed else None,
+                _count(data["cases"]) if indexed else None,
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise HeadError(
-                f"{where}: not a signed head (size, root, signed_at, key_id, signature)"
+                f"{where}: not a signed head (size, root, signed_at, key_id, signature; "
+                "v2: index_root, cases)"
             ) from None
         _hex32(head.root, f"{where}.root")
+        if head.index_root is not None:
+            _hex32(head.index_root, f"{where}.index_root")
         return head
 
 
@@ -215,6 +251,7 @@ class Check:
     events: int = 0
     head: SignedHead | None = None
     problems: list[str] = field(default_factory=list)
+    complete: bool | None = None  # an export's completeness: None when its head carries no index (v1)
 
     @property
     def ok(self) -> bool:
@@ -248,6 +285,7 @@ def check_export(
         result.problems.append("events: not a list of events")
         events = []
     seen: set[int] = set()
+    listed: list[tuple[int, bytes]] = []  # (position, leaf hash) of each readable event, as listed
     for i, event in enumerate(events):
         if not isinstance(event, dict):
             result.problems.append(f"events[{i}]: not an event (an object with its fields and proof)")
@@ -262,12 +300,14 @@ def check_export(
             continue
         seen.add(position)
         try:
+            salt = event.get("salt")
             entry = leaf_entry(
                 str(event["occurred_at"]),
                 str(event["actor"]),
                 str(event["action"]),
                 event["case_number"],
                 str(event["payload"]),
+                None if salt is None else str(salt),
             )
             proof = _hashes(event["inclusion_proof"], f"{where}.inclusion_proof")
         except (KeyError, TypeError, ValueError, HeadError) as exc:
@@ -275,6 +315,11 @@ def check_export(
             continue
         result.events += 1
         leaf = merkle.leaf_hash(entry)
+        if listed and position < listed[-1][0]:
+            result.problems.append(
+                f"{where}: listed after event {listed[-1][0]}: an export lists events in log order"
+            )
+        listed.append((position, leaf))
         if event.get("case_number") != case_number:
             result.problems.append(f"{where}: belongs to another case")
         if leaf.hex() != event.get("leaf_hash"):
@@ -283,6 +328,10 @@ def check_export(
             merkle.verify_inclusion(position, head.size, leaf, proof, root)
         except merkle.ProofError as exc:
             result.problems.append(f"{where}: {exc}")
+    completeness = _completeness_problems(document.get("index"), head, case_number, listed)
+    if completeness is not None:
+        result.problems.extend(completeness)
+        result.complete = not completeness
     if kept is not None:
         consistency = document.get("consistency") or {}
         from_kept = int(consistency.get("from_size", -1)) == kept.size
@@ -290,6 +339,53 @@ def check_export(
             _kept_problems(kept, head, consistency.get("proof") if from_kept else None, public)
         )
     return result
+
+
+def _completeness_problems(
+    entry: object, head: SignedHead, case_number: object, listed: Sequence[tuple[int, bytes]]
+) -> list[str] | None:
+    """What keeps the export from proving it holds every event of its case under the head: the case's
+    index entry must be in the head's index (its inclusion proof), and the events listed must rebuild it
+    (their number, and the running hash over their leaves in log order from the case's salt). None: the
+    head is v1 and commits to no index, so completeness cannot be proven."""
+    if head.index_root is None or head.cases is None:
+        return None
+    if not isinstance(entry, dict):
+        return ["the export carries no index entry for its case: that it is complete is not proven"]
+    try:
+        slot, events = entry["slot"], entry["events"]
+        if not (_is_position(slot) and _is_position(events)) or entry["cases"] != head.cases:
+            raise ValueError("slot, events or cases")
+        salt, chain = _hex32(str(entry["salt"]), "index.salt"), _hex32(str(entry["chain"]), "index.chain")
+        proof = _hashes(entry["inclusion_proof"], "index.inclusion_proof")
+    except (KeyError, TypeError, ValueError, HeadError) as exc:
+        return [f"index: unreadable ({exc.__class__.__name__}): that the export is complete is not proven"]
+    if not isinstance(case_number, str):
+        return ["case_number: not a case number"]
+    leaf = merkle.leaf_hash(merkle.case_entry(case_number, events, chain))
+    try:
+        merkle.verify_inclusion(slot, head.cases, leaf, proof, bytes.fromhex(head.index_root))
+    except merkle.ProofError as exc:
+        return [f"index: the case's entry is not the one under the signed head ({exc})"]
+    if len(listed) != events:
+        gap = events - len(listed)
+        what = f"{gap} missing" if gap > 0 else f"{-gap} too many"
+        return [f"the case has {events} event(s) under the head, the export lists {len(listed)}: {what}"]
+    rebuilt = salt
+    for _, leaf_hash in listed:
+        rebuilt = merkle.chain_next(rebuilt, leaf_hash)
+    if rebuilt != chain:
+        return [
+            "the events listed are not the case's events in log order (one replaced, moved or of "
+            "another case): they do not rebuild the index's running hash"
+        ]
+    return []
+
+
+def _count(value: object) -> int:
+    if not _is_position(value):
+        raise ValueError(value)
+    return value
 
 
 def _is_position(value: object) -> TypeGuard[int]:

@@ -25,7 +25,8 @@ from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.settings import Settings
-from clerk.store import audit, db
+from clerk.store import audit, caseindex, db
+from clerk.store.caseindex import TreeError as TreeError
 from clerk.store.heads import (
     CONSISTENCY_FORMAT,
     EXPORT_FORMAT,
@@ -35,17 +36,17 @@ from clerk.store.heads import (
     signing_key,
 )
 from models import merkle
-from models.tables import AuditEvent, AuditHead, AuditNode, utcnow
+from models.tables import AuditEvent, AuditHead, AuditIndexNode, AuditNode, utcnow
 
+LEAF_DESCRIPTION = (
+    "SHA-256(0x00 || JSON [salt, occurred_at, actor, action, case_number, payload], UTF-8, no spaces); "
+    "an event with no salt (log format v1): JSON [occurred_at, actor, action, case_number, payload]"
+)
 _SEQUENCER_LOCK = 0x73657175  # "sequ": taken by the sequencer only, never by a writer
 BATCH = 10_000
 
 _events = db.table(AuditEvent)
 _nodes = db.table(AuditNode)
-
-
-class TreeError(RuntimeError):
-    """The stored tree cannot give what was asked: a node is missing, or there is no such head."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +127,7 @@ def _sign(session: Session, key: Ed25519PrivateKey, size: int, now: dt.datetime)
     if size == 0 or (latest is not None and latest.size == size):
         return latest
     root = merkle.Frontier.of(size, read_nodes(session, merkle.Frontier.coords(size))).root()
-    head = SignedHead.sign(key, size, root, now)
+    head = SignedHead.sign(key, size, root, now, caseindex.advance(session, size))
     session.add(
         AuditHead(
             size=head.size,
@@ -134,6 +135,8 @@ def _sign(session: Session, key: Ed25519PrivateKey, size: int, now: dt.datetime)
             signed_at=dt.datetime.fromisoformat(head.signed_at),
             key_id=head.key_id,
             signature=head.signature,
+            index_root=head.index_root,
+            cases=head.cases,
         )
     )
     return head
@@ -141,7 +144,7 @@ def _sign(session: Session, key: Ed25519PrivateKey, size: int, now: dt.datetime)
 
 def _head(row: AuditHead) -> SignedHead:
     signed_at = row.signed_at.astimezone(dt.UTC).isoformat(timespec="seconds")
-    return SignedHead(row.size, row.root, signed_at, row.key_id, row.signature)
+    return SignedHead(row.size, row.root, signed_at, row.key_id, row.signature, row.index_root, row.cases)
 
 
 def latest_head(session: Session) -> SignedHead | None:
@@ -219,7 +222,9 @@ def case_export(
     session: Session, case_number: str, head: SignedHead, since: KeptHead | None = None
 ) -> dict[str, Any]:
     """A case's events placed under `head`, each with its inclusion proof; with `since`, a consistency
-    proof from that kept head to this one."""
+    proof from that kept head to this one. Under the latest head with a per-case index, also the case's
+    index entry with its proof: what proves the export complete (clerk.store.caseindex)."""
+    _lock(session)  # no head is signed while the events, the head and the index entry are read
     rows = (
         session.execute(
             select(AuditEvent)
@@ -242,10 +247,11 @@ def case_export(
         "format": EXPORT_FORMAT,
         "case_number": case_number,
         "head": head.as_dict(),
-        "leaf": "SHA-256(0x00 || JSON [occurred_at, actor, action, case_number, payload], UTF-8, no spaces)",
+        "leaf": LEAF_DESCRIPTION,
         "events": [
             {
                 "position": e.position,
+                **({"salt": e.salt} if e.salt is not None else {}),
                 "occurred_at": audit.timestamp(e.occurred_at),
                 "actor": e.actor,
                 "action": e.action,
@@ -258,6 +264,8 @@ def case_export(
         ],
         "events_after_head": later or 0,
     }
+    if head.cases is not None and caseindex.indexed_size(session) == head.size:
+        document["index"] = caseindex.entry(session, case_number, head.cases)
     if since is not None:
         if since.size > head.size:
             raise HeadError(
@@ -278,6 +286,8 @@ class Verification:
     root: str
     broken_at: int | None = None  # a position in the log
     reason: str | None = None
+    indexed: int = 0  # how many signed heads' per-case index roots were rebuilt and matched
+    cases: int = 0  # how many cases the rebuilt index holds
 
     @property
     def ok(self) -> bool:
@@ -298,6 +308,10 @@ def verify(
     if kept is not None:
         checks.append((kept.size, kept.root, f"the kept head of {kept.size}"))
     checks.sort()
+    indexed_heads = {h.size: h for h in signed if h.index_root is not None}
+    indexed = max(indexed_heads, default=0)
+    case_salts = caseindex.salts(session) if indexed else {}
+    index = merkle.CaseIndex()
     frontier, nodes_seen = merkle.Frontier(), 0
 
     def broken(at: int | None, reason: str) -> Verification:
@@ -337,7 +351,13 @@ def verify(
                 return broken(
                     at, f"event {at} (seq {event.seq}): its content does not match its hash (edited)"
                 )
-            for (level, idx), h in frontier.append(bytes.fromhex(event.hash))[1:]:
+            leaf = bytes.fromhex(event.hash)
+            if event.case_number is not None and at < indexed:
+                salt = case_salts.get(event.case_number)
+                if salt is None:
+                    return broken(at, f"event {at}: its case has no entry in the per-case index")
+                index.add(event.case_number, leaf, salt)
+            for (level, idx), h in frontier.append(leaf)[1:]:
                 if stored.get((level, idx)) != h:
                     first = idx << level
                     what = (
@@ -351,6 +371,16 @@ def verify(
                 size, root, what = checks.pop(0)
                 if frontier.root().hex() != root:
                     return broken(size - 1, f"the log's first {size} event(s) do not match {what} (changed)")
+            at_head = indexed_heads.get(frontier.size)
+            if at_head is not None and (index.size, index.root().hex()) != (
+                at_head.cases,
+                at_head.index_root,
+            ):
+                return broken(
+                    at_head.size - 1,
+                    f"the per-case index of the signed head of {at_head.size} is not the one its events "
+                    f"make ({at_head.cases} case(s) signed, {index.size} in the log)",
+                )
         start += BATCH
     if checks:
         size, _, what = checks[0]
@@ -360,6 +390,10 @@ def verify(
     extra = (session.scalar(select(func.count()).select_from(AuditNode)) or 0) - nodes_seen
     if extra:
         return broken(frontier.size, f"the tree holds {extra} node(s) over no events (inserted)")
+    if indexed:
+        problem = _stored_index_problem(session, index)
+        if problem is not None:
+            return broken(None, problem)
     unplaced = select(AuditEvent).where(AuditEvent.position.is_(None)).execution_options(yield_per=BATCH)
     for event in session.scalars(unplaced):
         if not audit.intact(event):
@@ -367,4 +401,26 @@ def verify(
                 None, f"event seq {event.seq}, not yet placed: its content does not match its hash (edited)"
             )
     total = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
-    return Verification(total, frontier.size, len(signed), frontier.root().hex())
+    return Verification(
+        total, frontier.size, len(signed), frontier.root().hex(), indexed=len(indexed_heads), cases=index.size
+    )
+
+
+def _stored_index_problem(session: Session, index: merkle.CaseIndex) -> str | None:
+    """What differs between the per-case index as stored (what exports read) and as the log rebuilds it."""
+    index.root()
+    stored = caseindex.stored_states(session)
+    for case, state in index.cases.items():
+        if stored.pop(case, None) != (state.slot, state.events, state.chain):
+            return f"the stored per-case index's case in slot {state.slot} is not the log's: exports fail"
+    if stored:
+        return f"the stored per-case index holds {len(stored)} case(s) with no events in the log"
+    nodes = select(AuditIndexNode.level, AuditIndexNode.idx, AuditIndexNode.hash)
+    seen = 0
+    for level, idx, h in session.execute(nodes.execution_options(yield_per=BATCH)):
+        seen += 1
+        if index.nodes.get((level, idx)) != bytes(h):
+            return f"the stored per-case index's node ({level}, {idx}) is not the log's: exports would fail"
+    if seen != len(index.nodes):
+        return f"the stored per-case index lacks {len(index.nodes) - seen} node(s): exports would fail"
+    return None

@@ -179,3 +179,49 @@ def test_bad_positions_are_refused() -> None:
         merkle.inclusion_ranges(3, 3)
     with pytest.raises(ValueError, match="no consistency proof"):
         merkle.consistency_ranges(4, 3)
+
+
+# ---- the per-case index's tree: leaves that change ------------------------------------------------
+
+
+@given(
+    st.lists(st.binary(min_size=1, max_size=4), min_size=1, max_size=40),
+    st.lists(st.tuples(st.integers(0, 39), st.binary(min_size=1, max_size=4)), max_size=10),
+    st.integers(0, 40),
+)
+def test_refreshing_changed_and_added_leaves_gives_the_rfc_root(
+    first: list[bytes], edits: list[tuple[int, bytes]], grow: int
+) -> None:
+    entries = list(first)
+    stored = merkle.refresh(len(entries), {i: merkle.leaf_hash(e) for i, e in enumerate(entries)}, {})
+    assert merkle.fold_root(len(entries), stored) == ref_mth(entries)
+    changed: dict[int, bytes] = {}
+    for i, value in edits:
+        if i < len(entries):
+            entries[i] = value
+            changed[i] = merkle.leaf_hash(value)
+    for n in range(grow):
+        entries.append(b"new %d" % n)
+        changed[len(entries) - 1] = merkle.leaf_hash(entries[-1])
+    needs = merkle.refresh_needs(len(entries), changed)
+    assert needs <= stored.keys()
+    given_only = {c: stored[c] for c in needs}  # only what it says it reads
+    stored.update(merkle.refresh(len(entries), changed, given_only))
+    assert merkle.fold_root(len(entries), {**given_only, **stored}) == ref_mth(entries)
+    for i in range(len(entries)):
+        path = merkle.hashes(merkle.inclusion_ranges(i, len(entries)), stored)
+        assert path == ref_path(i, entries)
+
+
+def test_the_case_index_is_a_tree_over_cases_in_order_of_first_appearance() -> None:
+    index = merkle.CaseIndex()
+    salt_a, salt_b = b"a" * 32, b"b" * 32
+    leaves = [merkle.leaf_hash(b"%d" % n) for n in range(3)]
+    index.add("A", leaves[0], salt_a)
+    index.add("B", leaves[1], salt_b)
+    index.add("A", leaves[2], b"ignored: A has its salt")
+    chain_a = merkle.chain_next(merkle.chain_next(salt_a, leaves[0]), leaves[2])
+    chain_b = merkle.chain_next(salt_b, leaves[1])
+    expected = ref_mth([merkle.case_entry("A", 2, chain_a), merkle.case_entry("B", 1, chain_b)])
+    assert index.root() == expected
+    assert merkle.case_entry("A", 2, chain_a) == ('["case","A",2,"' + chain_a.hex() + '"]').encode()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from clerk.store import audit, heads, tree
 from models import merkle
-from models.tables import AuditEvent
+from models.tables import AuditCase, AuditEvent, AuditIndexNode
 
 CASE = "（2024）豫0185执{}号"
 
@@ -127,7 +127,7 @@ def test_edited_event_with_its_hash_recomputed_is_caught_by_the_tree(
     with log() as s:
         event = s.scalars(select(AuditEvent).where(AuditEvent.position == 3)).one()
         forged = audit.event_hash(
-            event.occurred_at, event.actor, event.action, event.case_number, '{"n": 99}'
+            event.occurred_at, event.actor, event.action, event.case_number, '{"n": 99}', event.salt
         )
     tamper(engine, f"UPDATE audit_events SET payload = '{{\"n\": 99}}', hash = '{forged}' WHERE position = 3")
     result = verify(log)
@@ -164,8 +164,8 @@ def test_an_event_inserted_in_the_middle_is_caught(log: sessionmaker[Session], e
         engine,
         "UPDATE audit_events SET position = position + 100 WHERE position >= 4",
         "UPDATE audit_events SET position = position - 99 WHERE position >= 100",
-        "INSERT INTO audit_events (occurred_at, actor, action, case_number, payload, hash, position) "
-        "SELECT occurred_at, actor, action, case_number, payload, hash, 4 FROM audit_events "
+        "INSERT INTO audit_events (occurred_at, actor, action, case_number, payload, salt, hash, position) "
+        "SELECT occurred_at, actor, action, case_number, payload, salt, hash, 4 FROM audit_events "
         f"WHERE seq = {event.seq}",
     )
     result = verify(log)
@@ -174,15 +174,30 @@ def test_an_event_inserted_in_the_middle_is_caught(log: sessionmaker[Session], e
 
 
 def test_a_cut_tail_is_caught_by_the_signed_head_and_by_a_kept_one(
-    log: sessionmaker[Session], engine: Engine, key: Ed25519PrivateKey
+    sessions: sessionmaker[Session], engine: Engine, key: Ed25519PrivateKey
 ) -> None:
-    with log() as s:
+    write(sessions, 1, 5)
+    tree.sequence(sessions, key)
+    with engine.connect() as conn:  # the per-case index as the head of 5 signed it
+        index_at_5 = {
+            t: [r._asdict() for r in conn.execute(select(t))]
+            for t in (AuditCase.__table__, AuditIndexNode.__table__)
+        }
+    write(sessions, 6, 4)
+    tree.sequence(sessions, key)
+    with sessions() as s:
         kept = heads.KeptHead.parse(json.dumps(tree.latest_head(s).as_dict()))  # type: ignore[union-attr]
     tamper(engine, "DELETE FROM audit_events WHERE position >= 7", "DELETE FROM audit_heads WHERE size = 9")
-    assert verify(log, key).ok is False, "the tree's nodes over the cut events remain"
+    assert verify(sessions, key).ok is False, "the tree's nodes over the cut events remain"
     tamper(engine, "DELETE FROM audit_nodes WHERE (level, idx) IN ((1, 3), (2, 1), (3, 0))")
-    assert verify(log, key).ok, "without an anchor a cleanly cut tail still looks consistent"
-    result = verify(log, key, kept)
+    result = verify(sessions, key)
+    assert not result.ok and "per-case index" in (result.reason or ""), "the index still counts them"
+    with engine.begin() as conn:  # rolled back too, by someone who kept it
+        for table, rows in index_at_5.items():
+            conn.execute(table.delete())
+            conn.execute(table.insert(), rows)
+    assert verify(sessions, key).ok, "without an anchor a cleanly cut tail still looks consistent"
+    result = verify(sessions, key, kept)
     assert (result.ok, result.broken_at) == (False, 7)
     assert "fewer than the kept head of 9" in (result.reason or "")
 
@@ -252,6 +267,96 @@ def test_an_exports_positions_are_whole_numbers_listed_once_and_its_events_objec
     assert "events: not a list" in problems(lambda d: d.update(events={"0": d["events"][0]}))
     with pytest.raises(merkle.ProofError, match="count from 0"):
         merkle.verify_inclusion(-1, 5, b"\0" * 32, [], b"\0" * 32)
+
+
+def test_an_export_proves_it_holds_every_event_of_its_case_and_no_other(
+    log: sessionmaker[Session], key: Ed25519PrivateKey
+) -> None:
+    """Issue 41: the case's entry in the head's per-case index ties down its events' number and order."""
+    offline = json.loads(json.dumps(export(log, 1)))
+    assert offline["head"]["cases"] == 3 and offline["index"]["events"] == 3
+    whole = heads.check_export(offline, key.public_key())
+    assert (whole.ok, whole.complete, whole.events) == (True, True, 3), whole.problems
+    other = json.loads(json.dumps(export(log, 2)))
+
+    def problems(change: Callable[[dict[str, Any]], None]) -> list[str]:
+        changed = json.loads(json.dumps(offline))
+        change(changed)
+        found = heads.check_export(changed, key.public_key())
+        assert not found.ok and found.complete is False
+        return found.problems
+
+    missing = problems(lambda d: d["events"].pop(1))
+    assert missing == ["the case has 3 event(s) under the head, the export lists 2: 1 missing"]
+    cut = problems(lambda d: d["events"].pop())
+    assert cut == ["the case has 3 event(s) under the head, the export lists 2: 1 missing"]
+    slipped_in = problems(lambda d: d["events"].append(other["events"][-1]))
+    assert any("belongs to another case" in p for p in slipped_in)
+    assert slipped_in[-1].endswith("the export lists 4: 1 too many")
+    swapped = problems(lambda d: d["events"].insert(0, d["events"].pop(1)))
+    assert swapped[0].startswith(f"event {offline['events'][0]['position']}: listed after event ")
+    assert "not the case's events in log order" in swapped[-1]
+    replaced = problems(lambda d: d["events"].__setitem__(1, other["events"][1]))
+    assert "not the case's events in log order" in replaced[-1]
+
+    def entry(**change: Any) -> Callable[[dict[str, Any]], None]:
+        return lambda d: d["index"].update(change)
+
+    assert "not the one under the signed head" in problems(entry(events=2))[0]
+    assert "not the one under the signed head" in problems(entry(slot=1))[0]
+    assert "unreadable" in problems(entry(salt="zz"))[0]
+    assert "no index entry" in problems(lambda d: d.pop("index"))[0]
+
+
+def test_old_leaves_and_old_heads_still_check(
+    sessions: sessionmaker[Session], key: Ed25519PrivateKey, engine: Engine
+) -> None:
+    """Events written before the salt (log format v1) join the index as they are; an export under a head
+    signed before the index (v1) checks as before, its completeness not proven."""
+    write(sessions, 1, 2)
+    with sessions.begin() as s:  # an event as the release before wrote it: no salt
+        at = audit.utcnow()
+        body = json.dumps({"n": 0}, sort_keys=True)
+        old = audit.event_hash(at, audit.Actor.SYSTEM, "test.old", CASE.format(2), body)
+        s.execute(
+            AuditEvent.__table__.insert(),
+            {
+                "occurred_at": at,
+                "actor": "system",
+                "action": "test.old",
+                "case_number": CASE.format(2),
+                "payload": body,
+                "hash": old,
+            },
+        )
+    tree.sequence(sessions, key)
+    document = json.loads(json.dumps(export(sessions, 2)))
+    assert [e.get("salt") is None for e in document["events"]] == [False, True]
+    assert heads.check_export(document, key.public_key()).complete is True
+    assert verify(sessions, key).ok
+    v1 = heads.SignedHead.sign(
+        key, document["head"]["size"], bytes.fromhex(document["head"]["root"]), audit.utcnow()
+    )
+    assert "index_root" not in v1.as_dict()
+    before = {**document, "head": v1.as_dict()}
+    del before["index"]
+    found = heads.check_export(before, key.public_key())
+    assert (found.ok, found.complete) == (True, None), found.problems
+
+
+def test_an_index_that_is_not_the_logs_is_caught_by_verify(
+    log: sessionmaker[Session], key: Ed25519PrivateKey, engine: Engine
+) -> None:
+    tamper(engine, "UPDATE audit_cases SET events = events - 1 WHERE slot = 0")
+    result = verify(log, key)
+    assert not result.ok and "slot 0 is not the log's" in (result.reason or "")
+    write(log, 10, 2)
+    tree.sequence(log, key)  # a head signed over the index as it was left
+    result = verify(log, key)
+    assert (result.ok, result.broken_at) == (False, 10)
+    assert "the per-case index of the signed head of 11 is not the one its events make" in (
+        result.reason or ""
+    )
 
 
 def test_consistency_proofs_between_heads(
