@@ -308,6 +308,73 @@ def test_an_export_proves_it_holds_every_event_of_its_case_and_no_other(
     assert "no index entry" in problems(lambda d: d.pop("index"))[0]
 
 
+def outsider_check(document: dict[str, Any], public: Any) -> list[str]:
+    """A checker written from the README's "How an outsider checks an export" and RFC 9162 §2.1.3.2 alone:
+    hashlib, json and the Ed25519 check; nothing of the clerk's. What it finds wrong, [] if nothing."""
+    import base64
+    import hashlib
+
+    def sha(data: bytes) -> bytes:
+        return hashlib.sha256(data).digest()
+
+    def compact(value: object) -> bytes:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def root_from(index: int, size: int, leaf: bytes, path: list[str]) -> bytes | None:
+        fn, sn, r = index, size - 1, leaf
+        for p in (bytes.fromhex(h) for h in path):
+            if sn == 0:
+                return None
+            if fn % 2 == 1 or fn == sn:
+                r = sha(b"\x01" + p + r)
+                while fn % 2 == 0 and fn != 0:
+                    fn, sn = fn // 2, sn // 2
+            else:
+                r = sha(b"\x01" + r + p)
+            fn, sn = fn // 2, sn // 2
+        return r if sn == 0 else None
+
+    head, found = document["head"], []
+    message = "query-clerk audit tree head v2\n{size}\n{root}\n{signed_at}\n{index_root}\n{cases}\n"
+    public.verify(base64.b64decode(head["signature"]), message.format(**head).encode())
+    last, leaves = -1, []
+    for e in document["events"]:
+        fields = [e["occurred_at"], e["actor"], e["action"], e["case_number"], e["payload"]]
+        leaf = sha(b"\x00" + compact([e["salt"], *fields] if "salt" in e else fields))
+        if e["case_number"] != document["case_number"] or e["position"] <= last:
+            found.append(f"event {e['position']}: another case's or out of order")
+        last = e["position"]
+        if root_from(e["position"], head["size"], leaf, e["inclusion_proof"]) != bytes.fromhex(head["root"]):
+            found.append(f"event {e['position']}: not in the log")
+        leaves.append(leaf)
+    index = document["index"]
+    entry = sha(b"\x00" + compact(["case", document["case_number"], index["events"], index["chain"]]))
+    if root_from(index["slot"], head["cases"], entry, index["inclusion_proof"]) != bytes.fromhex(
+        head["index_root"]
+    ):
+        found.append("the index entry is not under the head")
+    chain = bytes.fromhex(index["salt"])
+    for leaf in leaves:
+        chain = sha(b"\x02" + chain + leaf)
+    if (len(leaves), chain.hex()) != (index["events"], index["chain"]):
+        found.append("incomplete")
+    return found
+
+
+def test_a_checker_written_from_the_readme_agrees(log: sessionmaker[Session], key: Ed25519PrivateKey) -> None:
+    document = json.loads(json.dumps(export(log, 1)))
+    assert outsider_check(document, key.public_key()) == []
+    for change in (
+        lambda d: d["events"].pop(),
+        lambda d: d["events"].pop(0),
+        lambda d: d["events"].insert(0, d["events"].pop(1)),
+    ):
+        changed = json.loads(json.dumps(document))
+        change(changed)
+        assert outsider_check(changed, key.public_key()) != []
+        assert heads.check_export(changed, key.public_key()).complete is False
+
+
 def test_old_leaves_and_old_heads_still_check(
     sessions: sessionmaker[Session], key: Ed25519PrivateKey, engine: Engine
 ) -> None:

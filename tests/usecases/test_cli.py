@@ -263,8 +263,15 @@ def test_an_outsider_checks_an_export_with_the_public_key_alone(
 
     code, out, _ = check("--expect-head", str(kept))
     assert code == 0 and "verified: 2 event(s) of （2024）豫0185执1234号 against the signed head 3:" in out
+    assert "complete: every event of the case under that head, in log order, and no other" in out
 
     document = json.loads(export.read_text())
+    whole = json.dumps(document)
+    document["events"].pop(0)
+    export.write_text(json.dumps(document))
+    code, _, err = check()
+    assert code == 1 and "the case has 2 event(s) under the head, the export lists 1: 1 missing" in err
+    document = json.loads(whole)
     document["events"][1]["payload"] = document["events"][1]["payload"].replace("1000", "100")
     export.write_text(json.dumps(document))
     code, _, err = check()
@@ -272,6 +279,7 @@ def test_an_outsider_checks_an_export_with_the_public_key_alone(
 
     code, out, _ = clerk("audit", "verify", "--expect-head", str(kept))
     assert code == 0 and "3 event(s), 3 in the tree, 0 waiting" in out and "2 signed head(s) checked" in out
+    assert "per-case index rebuilt from the log: 1 case(s); every v2 head's index root matches" in out
     proof = tmp_path / "grew.json"
     code, out, _ = clerk("audit", "consistency", "2", "latest", "-o", str(proof))
     assert code == 0 and "the log of 3 event(s) extends the one of 2" in out
