@@ -31,7 +31,8 @@ def main() -> int:
         "--sizes",
         type=lambda text: [int(n.replace("_", "")) for n in text.split(",")],
         help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,1000); cases and "
-        "statement lines for `money` (default 100000; quick 500)",
+        "statement lines for `money` (default 100000; quick 500); cases for `index` (default 1000000; "
+        "quick 2000)",
     )
     parser.add_argument(
         "--database",
@@ -95,6 +96,11 @@ def main() -> int:
         "watch": lambda a: watch.run(quick=a.quick),
         "workers": lambda a: workers.run(quick=a.quick),
         "audit": lambda a: audit.run(quick=a.quick),
+        "index": lambda a: audit.index(
+            quick=a.quick,
+            sizes=a.sizes,
+            databases=("sqlite", "postgresql") if a.database == "both" else (a.database,),
+        ),
         "convoy": lambda a: convoy.run(quick=a.quick),
         "money": lambda a: money.run(quick=a.quick, sizes=a.sizes),
         "decision": lambda a: decision.run(quick=a.quick),

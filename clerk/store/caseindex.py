@@ -19,7 +19,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from clerk.store import db
@@ -77,11 +77,9 @@ def advance(session: Session, size: int) -> tuple[bytes, int]:
     db.upsert(
         session,
         _cases,
-        [
-            {"case_number": c, "slot": s.slot, "events": s.events, "chain": s.chain, "salt": s.salt}
-            for c, s in touched.items()
-        ],
-        ["case_number"],
+        ("case_number", "slot", "events", "chain", "salt"),
+        ("case_number",),
+        [(c, s.slot, s.events, s.chain, s.salt) for c, s in touched.items()],
     )
     changed = {s.slot: s.leaf(c) for c, s in touched.items()}
     stored = read_nodes(session, merkle.refresh_needs(count, changed))
@@ -89,20 +87,26 @@ def advance(session: Session, size: int) -> tuple[bytes, int]:
     db.upsert(
         session,
         _nodes,
-        [{"level": level, "idx": idx, "hash": h} for (level, idx), h in fresh.items()],
-        ["level", "idx"],
+        ("level", "idx", "hash"),
+        ("level", "idx"),
+        [(level, idx, h) for (level, idx), h in fresh.items()],
     )
     return merkle.fold_root(count, {**stored, **fresh}), count
 
 
 def read_nodes(session: Session, coords: set[merkle.Coord]) -> dict[merkle.Coord, bytes]:
     found: dict[merkle.Coord, bytes] = {}
-    for part in db.chunks(sorted(coords), 400):
-        match = or_(*(and_(AuditIndexNode.level == level, AuditIndexNode.idx == idx) for level, idx in part))
-        for level, idx, h in session.execute(
-            select(AuditIndexNode.level, AuditIndexNode.idx, AuditIndexNode.hash).where(match)
-        ):
-            found[(level, idx)] = bytes(h)
+    by_level: dict[int, list[int]] = {}
+    for level, idx in coords:
+        by_level.setdefault(level, []).append(idx)
+    for level, indexes in by_level.items():
+        for part in db.chunks(sorted(indexes), db.IN_LIST):
+            rows = session.execute(
+                select(AuditIndexNode.idx, AuditIndexNode.hash).where(
+                    AuditIndexNode.level == level, db.among(session, AuditIndexNode.idx, part)
+                )
+            )
+            found.update(((level, idx), bytes(h)) for idx, h in rows)
     missing = coords - found.keys()
     if missing:
         level, idx = min(missing)
