@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from clerk.casebook import cases, exports
@@ -64,8 +66,8 @@ def audit_verify(expect_head: ExpectHeadOption = None, public_key: PublicKeyOpti
     """Check the whole log: every event against its hash, the Merkle tree over them, every signed head's
     root and signature; name the first event that was edited, deleted, moved or cut."""
     kept, public = _kept(expect_head), _public_key(public_key)
-    with unit_of_work() as session:
-        result = tree.verify(session, public, kept)
+    with unit_of_work() as session, _progress("checking the log") as progress:
+        result = tree.verify(session, public, kept, progress)
         latest = tree.latest_head(session)
     if result.ok:
         out.print(
@@ -85,6 +87,19 @@ def audit_verify(expect_head: ExpectHeadOption = None, public_key: PublicKeyOpti
     where = f" at event {result.broken_at}" if result.broken_at is not None else ""
     err.print(f"audit log BROKEN{where}: {result.reason}; the {result.placed:,} event(s) before it hold")
     raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar on standard error while a long check runs, on a terminal only (a log or a pipe gets the
+    result alone)."""
+    if not err.is_terminal:
+        yield lambda done, total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 @audit_app.command("sequence")

@@ -16,7 +16,7 @@ each against the latest signed head, which heads.check_export checks with no dat
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,10 +299,13 @@ class Verification:
 
 
 def verify(
-    session: Session, public: Ed25519PublicKey | None = None, kept: KeptHead | None = None
+    session: Session,
+    public: Ed25519PublicKey | None = None,
+    kept: KeptHead | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Verification:
     """Check the whole log; stop at the first thing that does not hold and name it. Without `public` the
-    heads' roots are checked but not their signatures."""
+    heads' roots are checked but not their signatures. `progress(checked, size)` after each batch."""
     signed = heads(session)
     checks: list[tuple[int, str, str]] = [(h.size, h.root, f"the signed head of {h.size}") for h in signed]
     if kept is not None:
@@ -324,8 +327,10 @@ def verify(
                 head.check(public)
             except HeadError as exc:
                 return broken(head.size, str(exc))
-    start = 0
+    start, in_log = 0, log_size(session)
     while True:
+        if progress is not None:
+            progress(min(start, in_log), in_log)
         rows = (
             session.execute(
                 select(AuditEvent)

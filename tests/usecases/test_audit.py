@@ -91,6 +91,16 @@ def test_intact_log_verifies_and_payload_is_masked(
     assert "11010519491231002X" not in payloads[0] and "1101**********002X" in payloads[0]
 
 
+def test_verify_tells_how_far_it_has_come(
+    log: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tree, "BATCH", 4)
+    seen: list[tuple[int, int]] = []
+    with log() as s:
+        assert tree.verify(s, progress=lambda done, total: seen.append((done, total))).ok
+    assert seen == [(0, 9), (4, 9), (8, 9), (9, 9)]
+
+
 def test_signatures_are_checked_with_the_courts_key(log: sessionmaker[Session]) -> None:
     other = Ed25519PrivateKey.generate()
     result = verify(log, other)
