@@ -16,10 +16,8 @@ The flow passes its Prefect tasks as `ask` and `control`; benchmarks pass the pl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import gc
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from clerk import control, querying, supervision
 from clerk.casebook import notices
 from clerk.context import Context
-from clerk.store import db
+from clerk.store import collector, db
 from models.supervision import bureau_today
 from models.tables import Case, Notification, utcnow
 from models.values import format_yuan
@@ -50,10 +48,6 @@ EVERY_DEBTOR = querying.Shard()
 #: transaction. (At 100 a call, a page's five control tasks cost the flow 10 % of its time at 20,000 debtors;
 #: bench/README.md item 22.)
 CONTROL_BATCH = 1000
-
-#: While a sweep runs, Python's collector looks for reference cycles every this many new container objects
-#: (its default is 700). See `_collector_for_sweeping`.
-COLLECT_EVERY = 50_000
 
 
 @dataclass(frozen=True)
@@ -138,7 +132,7 @@ async def sweep(
 ) -> Swept:
     """Sweep the due debtors page by page (see the module); `control_cases` None asks without controlling."""
     sessions, today, actor = ctx.sessions, bureau_today(started.now), ctx.actor
-    with _collector_for_sweeping():
+    with collector.tuned_for_bulk():
         swept = Swept()
         requeried: set[int] = set()
         last = 0
@@ -236,36 +230,6 @@ async def _stop(tasks: list[asyncio.Future[Any]]) -> None:
     for task in tasks:
         if not task.cancelled():
             task.exception()
-
-
-_sweeping = 0  # sweeps running in this process (the collector's settings are the process's)
-_thresholds = gc.get_threshold()
-
-
-@contextlib.contextmanager
-def _collector_for_sweeping() -> Iterator[None]:
-    """Python's cycle collector, tuned for a sweep while one runs in this process.
-
-    A sweep makes millions of short-lived containers (rows, replies, requests). With the default
-    thresholds the collector ran ~5,000 times in a sweep of 20,000 debtors, 43 of them over every object
-    in the process (modules, mappers, settings, connectors), and took ~5.5 s of the sweep's ~17 s of CPU
-    (bench/README.md item 25). During a sweep, the objects alive when it began are set aside (`gc.freeze`:
-    they are not scanned again) and the youngest generation is collected every `COLLECT_EVERY` new
-    containers. Cycles are still collected, less often; both are undone when the last sweep in the
-    process ends."""
-    global _sweeping, _thresholds
-    if _sweeping == 0:
-        _thresholds = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(COLLECT_EVERY, *_thresholds[1:])
-    _sweeping += 1
-    try:
-        yield
-    finally:
-        _sweeping -= 1
-        if _sweeping == 0:
-            gc.set_threshold(*_thresholds)
-            gc.unfreeze()
 
 
 def after_answers(

@@ -260,16 +260,18 @@ def refresh(size: int, changed: Mapping[int, bytes], stored: Mapping[Coord, byte
     """Every perfect subtree of a tree of `size` leaves whose hash changes when the leaves `changed`
     (position → leaf hash) take their new values, the leaves included; `stored` holds at least
     `refresh_needs(size, changed)`."""
-    out: dict[Coord, bytes] = {(0, i): h for i, h in changed.items()}
-    current, level = set(changed), 0
+    out: dict[Coord, bytes] = {}
+    current, level = dict(changed), 0
     while current:
-        parents = {i >> 1 for i in current if ((i >> 1) + 1) << (level + 1) <= size}
-        for p in sorted(parents):
-            left, right = (level, 2 * p), (level, 2 * p + 1)
-            out[(level + 1, p)] = node_hash(
-                out[left] if left in out else stored[left], out[right] if right in out else stored[right]
-            )
-        current, level = parents, level + 1
+        out.update(((level, i), h) for i, h in current.items())
+        above, perfect = {}, size >> (level + 1)  # the level above holds `perfect` perfect subtrees
+        for i in current:
+            p = i >> 1
+            if p < perfect and p not in above:
+                left = current.get(2 * p) or stored[(level, 2 * p)]
+                right = current.get(2 * p + 1) or stored[(level, 2 * p + 1)]
+                above[p] = hashlib.sha256(b"\x01" + left + right).digest()
+        current, level = above, level + 1
     return out
 
 

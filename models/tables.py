@@ -358,15 +358,16 @@ class AuditCase(Base):
     salt: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
-class AuditIndexNode(Base):
-    """A perfect subtree of the per-case index's tree, as AuditNode for the log (level 0: a case's entry),
-    rewritten when a case under it gains events."""
+class AuditIndexTile(Base):
+    """Up to 1,024 perfect subtrees of one level of the per-case index's tree, 32 bytes each, in order:
+    nodes [block·1024, (block+1)·1024) at `level` (level 0: the cases' entries). Rewritten when a case under
+    them gains events (clerk.store.caseindex)."""
 
-    __tablename__ = "audit_index_nodes"
+    __tablename__ = "audit_index_tiles"
 
     level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    idx: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
-    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    block: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class MeasureAction(Base):

@@ -9,7 +9,9 @@ of the case up to the head, in order, and nothing else.
 
 The sequencer advances the index when it signs a head, in that head's transaction (`advance`): it reads the
 events placed since the last v2 head, updates the cases they touch (`audit_cases`) and the tree's perfect
-subtrees above them (`audit_index_nodes`), and returns the root to sign. The tables are derived data, not
+subtrees above them (`audit_index_tiles`: a row holds up to 1,024 nodes of one level, as transparency-dev's
+tiled logs store theirs, so that a head's update reads and writes a few thousand rows, not a few hundred
+thousand), and returns the root to sign. The tables are derived data, not
 append-only: what guards them is the signed root, and `clerk audit verify` rebuilds them from the log.
 The first v2 head builds the index from the log's first event.
 """
@@ -17,14 +19,15 @@ The first v2 head builds the index from the log's first event.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from clerk.store import db
+from clerk.store import collector, db
 from models import merkle
-from models.tables import AuditCase, AuditEvent, AuditHead, AuditIndexNode
+from models.tables import AuditCase, AuditEvent, AuditHead, AuditIndexTile
 
 #: How many placed events `advance` reads at a time.
 BATCH = 50_000
@@ -35,7 +38,7 @@ class TreeError(RuntimeError):
 
 
 _cases = db.table(AuditCase)
-_nodes = db.table(AuditIndexNode)
+_tiles = db.table(AuditIndexTile)
 
 
 def indexed_size(session: Session) -> int:
@@ -45,6 +48,11 @@ def indexed_size(session: Session) -> int:
 
 def advance(session: Session, size: int) -> tuple[bytes, int]:
     """Bring the index to the log's first `size` events; its root and number of cases, to sign."""
+    with collector.tuned_for_bulk():
+        return _advance(session, size)
+
+
+def _advance(session: Session, size: int) -> tuple[bytes, int]:
     start = indexed_size(session)
     count = session.scalar(select(func.count()).select_from(AuditCase)) or 0
     touched: dict[str, merkle.CaseState] = {}
@@ -82,36 +90,104 @@ def advance(session: Session, size: int) -> tuple[bytes, int]:
         [(c, s.slot, s.events, s.chain, s.salt) for c, s in touched.items()],
     )
     changed = {s.slot: s.leaf(c) for c, s in touched.items()}
-    stored = read_nodes(session, merkle.refresh_needs(count, changed))
-    fresh = merkle.refresh(count, changed, stored)
+    tiles = _read_tiles(session, _tiles_under(count, changed))
+    fresh = merkle.refresh(count, changed, _Nodes(tiles))
+    for (level, idx), h in sorted(fresh.items()):  # in order: a tile grows at its end only
+        tile = tiles.setdefault((level, idx // TILE), bytearray())
+        at = (idx % TILE) * 32
+        if len(tile) < at:
+            raise TreeError(
+                f"the per-case index's tile ({level}, {idx // TILE}) is short: run `clerk audit verify`"
+            )
+        tile[at : at + 32] = h
+    written = {(level, block) for level, idx in fresh for block in (idx // TILE,)}
     db.upsert(
         session,
-        _nodes,
-        ("level", "idx", "hash"),
-        ("level", "idx"),
-        [(level, idx, h) for (level, idx), h in fresh.items()],
+        _tiles,
+        ("level", "block", "hashes"),
+        ("level", "block"),
+        [(level, block, bytes(tiles[(level, block)])) for level, block in sorted(written)],
     )
-    return merkle.fold_root(count, {**stored, **fresh}), count
+    return merkle.fold_root(count, _Nodes(tiles)), count
+
+
+#: Node hashes per stored row: a row holds nodes [block·TILE, (block+1)·TILE) of one level, 32 bytes each.
+TILE = 1024
+
+
+def _tiles_under(size: int, changed: dict[int, bytes]) -> set[tuple[int, int]]:
+    """The tiles `merkle.refresh` reads and rewrites when these leaves change, and those of the right edge
+    the root folds: at each level the tiles over the changed leaves (a node's sibling shares its tile),
+    then the edge's. Computed tile by tile, not node by node: above level 0 there are few."""
+    tiles, blocks, level = set[tuple[int, int]](), {slot // TILE for slot in changed}, 0
+    while size >> level:
+        tiles.update((level, block) for block in blocks)
+        blocks, level = {block >> 1 for block in blocks}, level + 1
+    tiles.update((level, idx // TILE) for level, idx in merkle.Frontier.coords(size))
+    return tiles
+
+
+class _Nodes(Mapping[merkle.Coord, bytes]):
+    """The index's perfect subtrees read from their tiles: what models.merkle folds and refreshes from."""
+
+    def __init__(self, tiles: dict[tuple[int, int], bytearray]) -> None:
+        self.tiles = tiles
+
+    def __getitem__(self, coord: merkle.Coord) -> bytes:
+        level, idx = coord
+        tile = self.tiles.get((level, idx // TILE))
+        at = (idx % TILE) * 32
+        if tile is None or len(tile) < at + 32:
+            raise KeyError(coord)
+        return bytes(tile[at : at + 32])
+
+    def __iter__(self) -> Iterator[merkle.Coord]:
+        for (level, block), tile in self.tiles.items():
+            yield from ((level, block * TILE + i) for i in range(len(tile) // 32))
+
+    def __len__(self) -> int:
+        return sum(len(tile) // 32 for tile in self.tiles.values())
+
+
+def _read_tiles(session: Session, which: set[tuple[int, int]]) -> dict[tuple[int, int], bytearray]:
+    """These tiles, (level, block), those that exist."""
+    wanted: dict[int, set[int]] = {}
+    for level, block in which:
+        wanted.setdefault(level, set()).add(block)
+    tiles: dict[tuple[int, int], bytearray] = {}
+    for level, blocks in wanted.items():
+        for part in db.chunks(sorted(blocks)):
+            rows = session.execute(
+                select(AuditIndexTile.block, AuditIndexTile.hashes).where(
+                    AuditIndexTile.level == level, db.among(session, AuditIndexTile.block, part)
+                )
+            )
+            tiles.update(((level, block), bytearray(hashes)) for block, hashes in rows)
+    return tiles
 
 
 def read_nodes(session: Session, coords: set[merkle.Coord]) -> dict[merkle.Coord, bytes]:
-    found: dict[merkle.Coord, bytes] = {}
-    by_level: dict[int, list[int]] = {}
-    for level, idx in coords:
-        by_level.setdefault(level, []).append(idx)
-    for level, indexes in by_level.items():
-        for part in db.chunks(sorted(indexes), db.IN_LIST):
-            rows = session.execute(
-                select(AuditIndexNode.idx, AuditIndexNode.hash).where(
-                    AuditIndexNode.level == level, db.among(session, AuditIndexNode.idx, part)
-                )
-            )
-            found.update(((level, idx), bytes(h)) for idx, h in rows)
-    missing = coords - found.keys()
-    if missing:
-        level, idx = min(missing)
-        raise TreeError(f"the per-case index's node ({level}, {idx}) is missing: run `clerk audit verify`")
-    return found
+    """The stored hashes of these perfect subtrees of the index."""
+    nodes = _Nodes(_read_tiles(session, {(level, idx // TILE) for level, idx in coords}))
+    try:
+        return {c: nodes[c] for c in coords}
+    except KeyError as exc:
+        level, idx = exc.args[0]
+        raise TreeError(
+            f"the per-case index's node ({level}, {idx}) is missing: run `clerk audit verify`"
+        ) from None
+
+
+def stored_nodes(session: Session) -> Iterator[tuple[merkle.Coord, bytes]]:
+    """Every stored node of the index, tile by tile."""
+    rows = session.execute(
+        select(AuditIndexTile.level, AuditIndexTile.block, AuditIndexTile.hashes).execution_options(
+            yield_per=64
+        )
+    )
+    for level, block, hashes in rows:
+        for i in range(len(hashes) // 32):
+            yield (level, block * TILE + i), bytes(hashes[i * 32 : i * 32 + 32])
 
 
 def entry(session: Session, case_number: str, cases: int) -> dict[str, Any] | None:

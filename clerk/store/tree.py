@@ -36,7 +36,7 @@ from clerk.store.heads import (
     signing_key,
 )
 from models import merkle
-from models.tables import AuditEvent, AuditHead, AuditIndexNode, AuditNode, utcnow
+from models.tables import AuditEvent, AuditHead, AuditNode, utcnow
 
 LEAF_DESCRIPTION = (
     "SHA-256(0x00 || JSON [salt, occurred_at, actor, action, case_number, payload], UTF-8, no spaces); "
@@ -420,12 +420,11 @@ def _stored_index_problem(session: Session, index: merkle.CaseIndex) -> str | No
             return f"the stored per-case index's case in slot {state.slot} is not the log's: exports fail"
     if stored:
         return f"the stored per-case index holds {len(stored)} case(s) with no events in the log"
-    nodes = select(AuditIndexNode.level, AuditIndexNode.idx, AuditIndexNode.hash)
     seen = 0
-    for level, idx, h in session.execute(nodes.execution_options(yield_per=BATCH)):
+    for (level, idx), h in caseindex.stored_nodes(session):
         seen += 1
-        if index.nodes.get((level, idx)) != bytes(h):
-            return f"the stored per-case index's node ({level}, {idx}) is not the log's: exports would fail"
+        if index.nodes.get((level, idx)) != h:
+            return f"the stored per-case index's node ({level}, {idx}) is not the log's: exports fail"
     if seen != len(index.nodes):
         return f"the stored per-case index lacks {len(index.nodes) - seen} node(s): exports would fail"
     return None

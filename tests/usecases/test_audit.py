@@ -17,9 +17,9 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
-from clerk.store import audit, heads, tree
+from clerk.store import audit, caseindex, heads, tree
 from models import merkle
-from models.tables import AuditCase, AuditEvent, AuditIndexNode
+from models.tables import AuditCase, AuditEvent, AuditIndexTile
 
 CASE = "（2024）豫0185执{}号"
 
@@ -191,7 +191,7 @@ def test_a_cut_tail_is_caught_by_the_signed_head_and_by_a_kept_one(
     with engine.connect() as conn:  # the per-case index as the head of 5 signed it
         index_at_5 = {
             t: [r._asdict() for r in conn.execute(select(t))]
-            for t in (AuditCase.__table__, AuditIndexNode.__table__)
+            for t in (AuditCase.__table__, AuditIndexTile.__table__)
         }
     write(sessions, 6, 4)
     tree.sequence(sessions, key)
@@ -383,6 +383,25 @@ def test_a_checker_written_from_the_readme_agrees(log: sessionmaker[Session], ke
         change(changed)
         assert outsider_check(changed, key.public_key()) != []
         assert heads.check_export(changed, key.public_key()).complete is False
+
+
+def test_the_index_spread_over_many_tiles_grows_and_proves_every_case(
+    sessions: sessionmaker[Session], key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(caseindex, "TILE", 2)  # a tile of two nodes: every level spans several
+    for first, count in ((1, 5), (6, 9), (15, 4)):
+        with sessions.begin() as s:
+            for i in range(first, first + count):
+                audit.append(
+                    s, "test.event", actor="system", case_number=CASE.format(i * 7 % 11), payload={"n": i}
+                )
+        tree.sequence(sessions, key)
+        assert verify(sessions, key).ok
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(AuditIndexTile)) > 5
+    for case in {i * 7 % 11 for i in range(1, 19)}:
+        found = heads.check_export(json.loads(json.dumps(export(sessions, case))), key.public_key())
+        assert (found.ok, found.complete) == (True, True), (case, found.problems)
 
 
 def test_old_leaves_and_old_heads_still_check(

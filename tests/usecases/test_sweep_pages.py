@@ -20,6 +20,7 @@ from clerk.casebook.casefile import read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
 from clerk.context import Context
 from clerk.control import Counts
+from clerk.store import collector
 from connectors.simulator.synthetic import sample_case_rows
 from models.tables import CaseDebtor
 
@@ -186,6 +187,6 @@ def test_a_sweep_tunes_the_collector_while_it_runs_and_puts_it_back_even_when_it
         await one
 
     asyncio.run(overlapping())
-    assert len(seen) >= 4 and all(seen_ == (sweeping.COLLECT_EVERY, True) for seen_ in seen), seen
+    assert len(seen) >= 4 and all(seen_ == (collector.COLLECT_EVERY, True) for seen_ in seen), seen
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0

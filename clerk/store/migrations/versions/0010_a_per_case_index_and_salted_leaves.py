@@ -1,5 +1,5 @@
 """The audit log proves a case's export complete (issue 41): each signed head also commits to a per-case
-index (`audit_cases`, `audit_index_nodes`; a head's `index_root` and `cases`), and a new event's leaf
+index (`audit_cases`, `audit_index_tiles`; a head's `index_root` and `cases`), and a new event's leaf
 carries a secret salt (`audit_events.salt`) so that another case's proof reveals nothing guessable.
 
 Events written before keep their leaves (log format v1, no salt) and heads signed before stay as they are
@@ -43,11 +43,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("slot", name=op.f("uq_audit_cases_slot")),
     )
     op.create_table(
-        "audit_index_nodes",
+        "audit_index_tiles",
         sa.Column("level", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("idx", Id, autoincrement=False, nullable=False),
-        sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
-        sa.PrimaryKeyConstraint("level", "idx", name=op.f("pk_audit_index_nodes")),
+        sa.Column("block", Id, autoincrement=False, nullable=False),
+        sa.Column("hashes", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("level", "block", name=op.f("pk_audit_index_tiles")),
     )
 
 
@@ -61,7 +61,7 @@ def downgrade() -> None:
             f"the log holds {salted} salted event(s) and {indexed} head(s) with a per-case index: "
             "the release before this one cannot check them; nothing was changed"
         )
-    op.drop_table("audit_index_nodes")
+    op.drop_table("audit_index_tiles")
     op.drop_table("audit_cases")
     for table, columns in (("audit_heads", ("cases", "index_root")), ("audit_events", ("salt",))):
         drop_append_only(conn, table)
