@@ -16,8 +16,8 @@ The verification functions follow RFC 9162 §2.1.3.2 and §2.1.4.2 step by step.
 
 The per-case index (issue 41) is a second tree of the same shape whose leaves change: one leaf per case, in
 the order each case first appears in the log, committing to how many events the case has and a running hash
-over their leaf hashes in log order (`chain_next`, started from a secret per-case salt). `refresh_needs` and
-`refresh` update its stored perfect subtrees when some leaves change or are added; `CaseIndex` keeps the
+over their leaf hashes in log order (`chain_next`, started from a secret per-case salt). `refresh` updates its
+stored perfect subtrees when some leaves change or are added; `CaseIndex` keeps the
 whole index in memory for whoever replays the log (`clerk audit verify`, the sequencer's batch).
 """
 
@@ -242,24 +242,10 @@ def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes, pro
         raise ProofError(f"the tree of {new} leaves does not extend the tree of {old} leaves")
 
 
-def refresh_needs(size: int, changed: Iterable[int]) -> set[Coord]:
-    """The stored perfect subtrees `refresh` and the root's fold read when the leaves at positions `changed`
-    took new values (or were added) in a tree now of `size` leaves: the siblings of every node it
-    recomputes, and the right edge it does not."""
-    current, level, needs, refreshed = set(changed), 0, set[Coord](), set[Coord]()
-    while current:
-        refreshed.update((level, i) for i in current)
-        parents = {i >> 1 for i in current if ((i >> 1) + 1) << (level + 1) <= size}
-        needs.update((level, c) for p in parents for c in (2 * p, 2 * p + 1) if c not in current)
-        current, level = parents, level + 1
-    needs.update(c for c in Frontier.coords(size) if c not in refreshed)
-    return needs
-
-
 def refresh(size: int, changed: Mapping[int, bytes], stored: Mapping[Coord, bytes]) -> dict[Coord, bytes]:
     """Every perfect subtree of a tree of `size` leaves whose hash changes when the leaves `changed`
-    (position → leaf hash) take their new values, the leaves included; `stored` holds at least
-    `refresh_needs(size, changed)`."""
+    (position → leaf hash) take their new values, the leaves included. It reads from `stored` the
+    siblings of the nodes it recomputes (clerk.store.caseindex reads the tiles that hold them)."""
     out: dict[Coord, bytes] = {}
     current, level = dict(changed), 0
     while current:
@@ -281,8 +267,6 @@ def fold_root(size: int, nodes: Mapping[Coord, bytes]) -> bytes:
 
 
 # ---- the per-case index ------------------------------------------------------------------------------
-
-CHAIN_FORMAT = "SHA-256(0x02 || previous || leaf hash), from the case's salt"
 
 
 def chain_next(chain: bytes, leaf: bytes) -> bytes:
@@ -315,7 +299,7 @@ class CaseState:
 @dataclass
 class CaseIndex:
     """The per-case index in memory, grown leaf by leaf in log order; `root` refreshes the tree over the
-    cases touched since it last ran. `salts` gives a case its salt when it first appears."""
+    cases touched since it last ran. A case takes the salt `add` is given when it first appears."""
 
     cases: dict[str, CaseState] = field(default_factory=dict)
     nodes: dict[Coord, bytes] = field(default_factory=dict)

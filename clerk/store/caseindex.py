@@ -100,7 +100,7 @@ def _advance(session: Session, size: int) -> tuple[bytes, int]:
                 f"the per-case index's tile ({level}, {idx // TILE}) is short: run `clerk audit verify`"
             )
         tile[at : at + 32] = h
-    written = {(level, block) for level, idx in fresh for block in (idx // TILE,)}
+    written = {(level, idx // TILE) for level, idx in fresh}
     db.upsert(
         session,
         _tiles,

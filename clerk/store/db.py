@@ -161,10 +161,9 @@ def upsert(
     mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     others = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
     names, marks = ", ".join(columns), ", ".join([mark] * len(columns))
+    # Names from our own tables, values bound:
     sql = f"INSERT INTO {table.name} ({names}) VALUES ({marks}) ON CONFLICT ({', '.join(keys)}) "  # noqa: S608
-    connection.exec_driver_sql(
-        sql + f"DO UPDATE SET {others}", list(rows)
-    )  # names: our tables'; values bound
+    connection.exec_driver_sql(sql + f"DO UPDATE SET {others}", list(rows))
 
 
 def table(model: type[DeclarativeBase]) -> Table:

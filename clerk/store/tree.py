@@ -426,5 +426,5 @@ def _stored_index_problem(session: Session, index: merkle.CaseIndex) -> str | No
         if index.nodes.get((level, idx)) != h:
             return f"the stored per-case index's node ({level}, {idx}) is not the log's: exports fail"
     if seen != len(index.nodes):
-        return f"the stored per-case index lacks {len(index.nodes) - seen} node(s): exports would fail"
+        return f"the stored per-case index lacks {len(index.nodes) - seen} node(s): exports fail"
     return None
