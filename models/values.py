@@ -291,8 +291,10 @@ _ID_LIKE = re.compile(r"(?<![0-9A-Z])(?=[0-9A-Z]{18}(?![0-9A-Z]))(?=[0-9A-Z]*[0-
 _ACCOUNT_LIKE = re.compile(r"(?<![0-9])[0-9]{10,}(?![0-9])")
 
 
-#: The clerk's own idempotency keys (uuid4 hex): a run of digits inside one is not an account number.
-_OWN_KEY = re.compile(r"(?=[0-9a-f]*[a-f])[0-9a-f]{32}")
+#: The clerk's own idempotency keys (uuid4 hex, 32 digits) and public keys' ids (`models.proof.key_id`, 16):
+#: a run of digits inside one is not an account number. A key id of 16 decimal digits (one key in about
+#: 1,900) cannot be told from a card number and is masked like one.
+_OWN_KEY = re.compile(r"(?=[0-9a-f]*[a-f])(?:[0-9a-f]{32}|[0-9a-f]{16})")
 
 
 #: Both patterns above need six digits in a row: text without them is returned as it is, at one scan.

@@ -219,5 +219,14 @@ class TestMasking:
         assert "6222021234567890" not in str(scrub_personal_data(f"key {key}")), "only a key on its own"
         assert scrub_personal_data("62220212345678901234567890123456") != "62220212345678901234567890123456"
 
+    def test_scrub_leaves_a_public_keys_id_alone_but_not_a_card_number(self) -> None:
+        # A decision's proof names the key that signed it; its 16 hex digits may hold a run of 10 or more.
+        key_id = "d7854640158c9c1b"
+        assert scrub_personal_data({"proof": {"by": "key", "key": key_id}}) == {
+            "proof": {"by": "key", "key": key_id}
+        }
+        assert scrub_personal_data("6222021234567890") == "****7890", "16 digits are a card number"
+        assert scrub_personal_data("d7854640158c9c1b0") != "d7854640158c9c1b0", "17 hex digits are no key id"
+
     def test_scrub_leaves_case_numbers_alone(self) -> None:
         assert scrub_personal_data("（2024）豫0185执1234号") == "（2024）豫0185执1234号"
