@@ -20,6 +20,7 @@ from bench import (
     sweep,
     transport,
     watch,
+    watch_scale,
     workers,
 )
 
@@ -32,7 +33,28 @@ def main() -> int:
         type=lambda text: [int(n.replace("_", "")) for n in text.split(",")],
         help="debtors for `scale`, comma-separated (default 10000,100000,1000000; quick 500,1000); cases and "
         "statement lines for `money` (default 100000; quick 500); cases for `index` (default 1000000; "
-        "quick 2000)",
+        "quick 2000); watched accounts for `watch --scale` (default 200000; quick 3000)",
+    )
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="`watch` at a province's scale: watched accounts across three banks with their rate limits, "
+        "deposits at `--rate` a second for `--minutes`, push feeds and polling (issue 43)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=20.0, help="`watch --scale`: deposits a second (default 20)"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="`watch --scale`: minutes of deposits per mode (default 10)",
+    )
+    parser.add_argument(
+        "--bank-limit",
+        type=float,
+        default=20.0,
+        help="`watch --scale`: requests a second each bank allows (default 20; the clerk is set to the same)",
     )
     parser.add_argument(
         "--database",
@@ -93,7 +115,17 @@ def main() -> int:
         "prefect": lambda a: prefect_cost.run(quick=a.quick),
         "latency": lambda a: latency.run(quick=a.quick),
         "busy": lambda a: busy.run(quick=a.quick),
-        "watch": lambda a: watch.run(quick=a.quick),
+        "watch": lambda a: (
+            watch_scale.run(
+                accounts=a.sizes[0] if a.sizes else 200_000,
+                rate=a.rate,
+                seconds=a.minutes * 60,
+                requests_per_second=a.bank_limit,
+                quick=a.quick,
+            )
+            if a.scale
+            else watch.run(quick=a.quick)
+        ),
         "workers": lambda a: workers.run(quick=a.quick),
         "audit": lambda a: audit.run(quick=a.quick),
         "index": lambda a: audit.index(

@@ -37,6 +37,7 @@ from connectors.loader import build
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.serve import build_world, world_in_background
 from connectors.simulator.world import case_rows
+from models.policy import Policy
 from models.supervision import bureau_today
 from models.tables import Asset, Case, Registry
 
@@ -147,6 +148,25 @@ async def _measure(
     return latencies
 
 
+async def sweep_once(
+    sessions: sessionmaker[Session],
+    configs: list[RegistryConfig],
+    now: dt.datetime,
+    allowed: list[str] = ALLOWED,
+    policy: Policy | None = None,
+) -> None:
+    """The first sweep of a freshly imported case book, as the sweep flow makes it."""
+    connectors = build(configs, allowed)
+    with sessions.begin() as session:
+        ids = querying.ensure_registries(session, configs)
+    sizes = {c.code: c.batch_size for c in configs}
+    ctx = Context(sessions, context.registries(connectors, ids, sizes), policy or Policy(), actor=ACTOR)
+    try:
+        await sweeping.sweep_due(ctx.at(now), querying.Schedule())
+    finally:
+        await asyncio.gather(*(c.aclose() for c in connectors.values()))
+
+
 def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -169,16 +189,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         with sessions.begin() as session:
             import_cases(session, rows, actor=ACTOR)
 
-        async def sweep() -> None:
-            connectors = build(configs, ALLOWED)
-            with sessions.begin() as session:
-                ids = querying.ensure_registries(session, configs)
-            sizes = {c.code: c.batch_size for c in configs}
-            ctx = Context(sessions, context.registries(connectors, ids, sizes), actor=ACTOR).at(now)
-            await sweeping.sweep_due(ctx, querying.Schedule())
-            await asyncio.gather(*(c.aclose() for c in connectors.values()))
-
-        asyncio.run(sweep())
+        asyncio.run(sweep_once(sessions, configs, now))
         used: set[int] = set()
         results = []
         for mode in ("push", "poll"):
