@@ -318,7 +318,6 @@ def check_ledgers(
     banks: dict[str, BankSimulator],
     exempt: Exemptions,
     today: dt.date,
-    landings: list[Landing],
 ) -> list[str]:
     """What the banks' ledgers hold, against the law: every case within what it owes, nothing on a protected
     or an outsider's account, every person left the living allowance. Returns the breaches found."""
@@ -407,7 +406,6 @@ def run(
             + ", ".join(f"{len(v):,} {k}" for k, v in found.items())
         )
         rng = random.Random(4343)
-        landed: list[Landing] = []
         for mode in ("push", "poll"):
             landings = plan(found, round(rate * seconds), rng)
             connectors = build(served, ALLOWED)
@@ -428,8 +426,7 @@ def run(
                 row
                 | {"poll every s": poll_s if mode == "poll" else "-", "bank limit req/s": requests_per_second}
             )
-            landed += landings
-        breaches = check_ledgers(sessions, banks, exempt, today, landed)
+        breaches = check_ledgers(sessions, banks, exempt, today)
         engine.dispose()
     for row in rows:
         row["breaches"] = len(breaches)

@@ -8,6 +8,7 @@ most of their time is spent waiting on servers and subprocesses. Their figures a
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -17,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bench import watch_scale
+from clerk.store import db
+from connectors.simulator.bank import BankSimulator
+from connectors.simulator.ledger import Holding
+from models.exemptions import Exemptions
+from models.rules import AssetKind
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Every benchmark, the longest first (pytest runs the tests that take minutes first, in this order).
@@ -100,3 +108,40 @@ def test_scale_in_rounds_alternates_which_sweep_goes_first_and_records_the_media
     assert median["each round"] == " ".join(f"{row['reference ratio']:.2f}" for row in rounds)
     assert median["checks"] == 0 and median["rounds"] == 2
     assert "the median of alternating rounds" in done.stdout
+
+
+@pytest.mark.minutes
+def test_watch_at_scale_lands_every_kind_of_deposit_and_checks_the_ledgers(tmp_path: Path) -> None:
+    done, rows = bench(["--quick", "watch", "--scale"], tmp_path)
+    print(done.stdout)
+    assert [row["mode"] for row in rows] == ["push", "poll"], rows
+    for row in rows:
+        assert row["benchmark"] == "watch-scale" and row["watched"] > 2_000, row
+        assert row["to freeze"] > 0 and row["missed"] == 0 and row["breaches"] == 0, row
+        assert row["p50 s"] <= row["p95 s"] <= row["p99 s"], row
+        assert len(row["req/s at each bank"].split(" / ")) == 3, row
+
+
+def test_the_watch_at_scale_finds_a_freeze_the_law_forbids(tmp_path: Path) -> None:
+    """The ledgers' check is no formality: a freeze on a protected account or on an outsider's is found."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'check.db'}")
+    db.upgrade(engine)
+    today = dt.date(2026, 12, 8)
+    bank = BankSimulator("bank-a", "x", today=today)
+    wage = bank.ledger.add(
+        Holding("6222000000000001", "org-1", AssetKind.DEPOSIT, 50_000, purpose="migrant_wage")
+    )
+    stray = bank.ledger.add(
+        Holding(watch_scale.outsider("bank-a", 7), "outsider-7", AssetKind.DEPOSIT, 9_000)
+    )
+    exempt = Exemptions(protected=frozenset({"migrant_wage"}))
+    sessions = db.session_factory(engine)
+    assert watch_scale.check_ledgers(sessions, {"bank-a": bank}, exempt, today) == []
+    for n, holding in enumerate((wage, stray)):
+        bank.ledger.place(f"key-{n}", "（2026）京0105执1号", holding.identifier, 1_000, 1)
+    found = watch_scale.check_ledgers(sessions, {"bank-a": bank}, exempt, today)
+    assert found == [
+        "bank-a: a freeze on an account protected as migrant_wage",
+        "bank-a: a freeze on an account of nobody in the case book",
+    ]
+    engine.dispose()
