@@ -268,6 +268,8 @@ def sweep_once(
     }
     return summed | {
         "seconds": max(p["ended"] for p in parts) - min(p["began"] for p in parts),
+        "before_s": max(p["before_s"] for p in parts),
+        "after_s": max(p["after_s"] for p in parts),
         "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
         "lock_wait_pct": waits.share(shards) if waits else None,
         "advisory_wait_pct": waits.share(shards, "advisory") if waits else None,
@@ -389,6 +391,8 @@ def measure(
         "lookups": sweep["lookups"],
         "failed": sweep["failed"],
         "sweep s": round(sweep["seconds"], 2),
+        "of which before": round(sweep["before_s"], 2),
+        "after": round(sweep["after_s"], 2),
         "lookups/s": round(rate, 1),
         "reference s": _rounded(ref["seconds"], 2),
         "reference lookups/s": _rounded(ref_rate, 1),

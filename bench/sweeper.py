@@ -21,13 +21,15 @@ import sys
 import time
 from typing import Any, cast
 
+from sqlalchemy import select
+
 from bench.common import read_calls, status_mb
 from clerk import querying, sweeping
 from clerk.context import Context
 from clerk.settings import get_settings
 from clerk.store import db
 from connectors.loader import build
-from models.tables import utcnow
+from models.tables import QueryRun, utcnow
 from models.values import InvalidValue
 
 PROGRESS_S = 60.0
@@ -101,6 +103,24 @@ async def _flow(shard: querying.Shard) -> dict[str, Any]:
     }
 
 
+def _edges(figures: dict[str, Any]) -> dict[str, Any]:
+    """Where the time went around the sweep proper: from the timer's start to the sweep's run being recorded
+    (`sweeping.start`: for the flow, Prefect's start of the run and `runtime.opened`), and from the run's
+    end being recorded (`sweeping.finish`) to the timer's end (the flow's report, notices and end)."""
+    sessions = db.session_factory(db.engine_for(get_settings().effective_database_url))
+    with sessions() as session:
+        run = session.scalars(select(QueryRun).order_by(QueryRun.id.desc()).limit(1)).one()
+    assert run.finished_at is not None
+
+    def stamp(moment: dt.datetime) -> float:  # SQLite gives the UTC time back without its zone
+        return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+    return figures | {
+        "before_s": round(stamp(run.started_at) - figures["began"], 3),
+        "after_s": round(figures["ended"] - stamp(run.finished_at), 3),
+    }
+
+
 def _shard(text: str) -> querying.Shard:
     index, _, count = text.partition("/")
     if not (index.isdigit() and count.isdigit() and 1 <= int(index) <= int(count)):
@@ -119,7 +139,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.flow and args.days_later:
         parser.error("--flow sweeps what is due now: no DAYS_LATER")
-    figures = asyncio.run(_flow(args.shard) if args.flow else _sweep(args.days_later, args.shard))
+    figures = _edges(asyncio.run(_flow(args.shard) if args.flow else _sweep(args.days_later, args.shard)))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     figures["peak_rss_mb"] = status_mb("VmHWM")  # see bench.common.status_mb: never ru_maxrss
     figures["cpu_s"] = usage.ru_utime + usage.ru_stime

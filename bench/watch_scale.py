@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,8 @@ BANKS = ("bank-a", "bank-b", "bank-c")
 MIX = (("short", 0.55), ("covering", 0.10), ("person", 0.15), ("protected", 0.10), ("outsider", 0.10))
 OUTSIDERS = 1_000  # accounts per bank of nobody in the case book
 #: Watched accounts per debtor in the seeded world (0.55 hold deposits, at 1.6 banks on average, and most
-#: cases are short of what they owe): how many debtors to seed for a number of watched accounts.
-WATCHED_PER_DEBTOR = 0.75
+#: cases are short of what they owe; 266,667 debtors gave 172,319): how many debtors to seed.
+WATCHED_PER_DEBTOR = 0.64
 
 
 @dataclass
@@ -215,6 +216,61 @@ def thread_cpu_s(names: tuple[str, ...]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+class Watching(threading.Thread):
+    """The clerk's watch in a thread and an event loop of its own, as its flow runs in a process of its own:
+    the bench's deposits and its checks of the ledgers are not held up by the clerk's work, nor it by them.
+    Push: a listener per bank's feed; poll: a poll every `poll_s`."""
+
+    def __init__(self, mode: str, ctx: Context, seconds: float, poll_s: float) -> None:
+        super().__init__(name="clerk-watch", daemon=True)
+        self.mode, self.ctx, self.seconds, self.poll_s = mode, ctx, seconds, poll_s
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._quit: asyncio.Event | None = None
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._watch())
+        except BaseException as exc:  # reported by `end`
+            self.error = exc
+            self.ready.set()
+
+    async def _watch(self) -> None:
+        self._loop, self._quit = asyncio.get_running_loop(), asyncio.Event()
+        stop, ctx = self._quit, self.ctx
+
+        async def poller() -> None:
+            while not stop.is_set():
+                await watch.poll_once(ctx)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_s)
+
+        watchers = (
+            [asyncio.create_task(watch.listen(ctx, code, self.seconds, 5.0)) for code in ctx.registries]
+            if self.mode == "push"
+            else [asyncio.create_task(poller())]
+        )
+        self.ready.set()
+        try:
+            await stop.wait()
+            for task in watchers:
+                if task.done() and task.exception():
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+            await _close(ctx.ports)
+
+    def end(self) -> None:
+        if self._loop is not None and self._quit is not None:
+            self._loop.call_soon_threadsafe(self._quit.set)
+        self.join()
+        if self.error is not None:
+            raise RuntimeError(f"the watch failed: {self.error!r}") from self.error
+
+
 async def measure(
     mode: str,
     ctx: Context,
@@ -225,43 +281,52 @@ async def measure(
     poll_s: float,
     settle_s: float,
 ) -> dict[str, Any]:
-    """Run the watch (push: a listener per bank's feed; poll: a poll every `poll_s`) while `landings` land
-    at `rate` a second; returns the phase's figures."""
+    """Run the watch (`Watching`) while `landings` land at `rate` a second; returns the phase's figures."""
     urls = {c.code: c.base_url for c in configs}
-    stop = asyncio.Event()
-    seconds = len(landings) / rate + settle_s + 10
-
-    async def poller() -> None:
-        while not stop.is_set():
-            await watch.poll_once(ctx)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
-
-    watchers = (
-        [asyncio.create_task(watch.listen(ctx, code, seconds, 5.0)) for code in banks]
-        if mode == "push"
-        else [asyncio.create_task(poller())]
-    )
     requests = {code: bank.requests_seen for code, bank in banks.items()}
     refused = {code: bank.quota.refused if bank.quota else 0 for code, bank in banks.items()}
-    cpu = time.process_time() - thread_cpu_s(("simulator-",))
+    mine = ("simulator-", threading.current_thread().name)
+    cpu = time.process_time() - thread_cpu_s(mine)
     pending: list[Landing] = []
+    done = asyncio.Event()
+    lag = 0.0
 
     async def checker() -> None:
-        while not stop.is_set() or pending:
+        nonlocal lag
+        while not done.is_set() or pending:
             now = time.perf_counter()
             for landing in list(pending):
                 if ours(banks[landing.bank].ledger, landing.account) >= landing.before + landing.expect:
                     landing.frozen = now - landing.posted
                     pending.remove(landing)
             await asyncio.sleep(0.02)
+            lag = max(lag, time.perf_counter() - now - 0.02)
+
+    async def progress(begun: float) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 60)
+            now = time.perf_counter()
+            posted = sum(1 for x in landings if x.posted)
+            frozen = [x.frozen for x in landings if x.frozen is not None]
+            oldest = max((now - x.posted for x in pending), default=0.0)
+            print(
+                f"  {mode} {now - begun:5.0f} s: {posted:,} deposits landed, {len(frozen):,} frozen, "
+                f"{len(pending):,} waiting (oldest {oldest:.1f} s), p95 so far {_percentile(frozen, 95)} s",
+                flush=True,
+            )
 
     started = time.perf_counter()
+    watching = Watching(mode, ctx, len(landings) / rate + settle_s + 10, poll_s)
+    watching.start()
+    watching.ready.wait()
     check = asyncio.create_task(checker())
+    begun = time.perf_counter() + 1.0  # the watch is running
+    shown = asyncio.create_task(progress(begun))
     try:
-        await asyncio.sleep(1.0)  # the watch is running
-        begun = time.perf_counter()
-        async with httpx.AsyncClient() as client:
+        # A connection per deposit: a kept-alive one can be closed by the server as it is reused, and a
+        # deposit whose POST failed after it was sent may or may not have landed.
+        async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
             for i, landing in enumerate(landings):
                 await asyncio.sleep(max(0.0, begun + i / rate - time.perf_counter()))
                 landing.before = ours(banks[landing.bank].ledger, landing.account)
@@ -278,14 +343,12 @@ async def measure(
         while pending and time.perf_counter() < deadline:
             await asyncio.sleep(0.1)
     finally:
-        stop.set()
+        done.set()
         pending.clear()
-        await check
-        for task in watchers:
-            task.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(check, shown)
+        watching.end()
     wall = time.perf_counter() - started
-    clerk_cpu = time.process_time() - thread_cpu_s(("simulator-",)) - cpu
+    clerk_cpu = time.process_time() - thread_cpu_s(mine) - cpu
     latencies = [x.frozen for x in landings if x.expect and x.frozen is not None]
     missed = sum(1 for x in landings if x.expect and x.frozen is None)
     row: dict[str, Any] = {
@@ -298,6 +361,7 @@ async def measure(
         "p99 s": _percentile(latencies, 99),
         "over s": round(landed_s, 1),
         "clerk CPU %": round(100 * clerk_cpu / wall, 1),
+        "bench lag s": round(lag, 2),
     }
     row["req/s at each bank"] = " / ".join(
         f"{(bank.requests_seen - requests[code]) / wall:.1f}" for code, bank in banks.items()
@@ -417,11 +481,8 @@ def run(
                 policy,
                 actor=ACTOR,
             )
-            try:
-                settle = 30.0 if mode == "push" else poll_s * 3 + 30
-                row = asyncio.run(measure(mode, ctx, served, banks, landings, rate, poll_s, settle))
-            finally:
-                asyncio.run(_close(connectors))
+            settle = 30.0 if mode == "push" else poll_s * 3 + 30
+            row = asyncio.run(measure(mode, ctx, served, banks, landings, rate, poll_s, settle))
             rows.append(
                 row
                 | {"poll every s": poll_s if mode == "poll" else "-", "bank limit req/s": requests_per_second}
@@ -439,5 +500,5 @@ def run(
     return rows
 
 
-async def _close(connectors: dict[str, Any]) -> None:
+async def _close(connectors: Mapping[str, Any]) -> None:
     await asyncio.gather(*(c.aclose() for c in connectors.values()))
