@@ -18,6 +18,7 @@ Retries (tenacity, exponential backoff with jitter, honouring Retry-After) apply
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import ssl
@@ -139,6 +140,15 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+@functools.cache
+def verifying_context() -> ssl.SSLContext:
+    """The TLS context that verifies registries against the public CAs, as httpx builds it (certifi's bundle,
+    or SSL_CERT_FILE / SSL_CERT_DIR): made once a process and shared by every client. Loading the bundle
+    takes ~60 ms of CPU, and a run opens seven clients (the registries, the SMS gateway, the court's bank):
+    0.4 s of every flow run's start went to it (bench/README.md, issue 43)."""
+    return httpx.create_ssl_context()
+
+
 class RegistryClient:
     """HTTP to one registry. Adapters build requests and parse replies; this class moves them."""
 
@@ -163,7 +173,8 @@ class RegistryClient:
             max_connections=self.limits.max_connections,
             max_keepalive_connections=self.limits.max_connections,
         )
-        self._transport = transport or AiohttpTransport(verify=verify, limits=pool)
+        context = verifying_context() if verify is True else verify
+        self._transport = transport or AiohttpTransport(verify=context, limits=pool)
         self._base_url = base_url.rstrip("/")
         timeout = self.limits.timeout_s
         self._timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}

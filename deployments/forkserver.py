@@ -28,9 +28,17 @@ import multiprocessing.forkserver
 from collections.abc import Iterable
 from typing import Any
 
-#: Imported once by the fork server, whatever is served: the engine a run starts in, the clerk's runtime and
-#: what each run's process sets up (`deployments.run_process`).
-PRELOAD = ("__main__", "prefect.flow_engine", "flows.runtime", "deployments.run_process")
+#: Imported once by the fork server, whatever is served: the engine a run starts in, the clerk's runtime,
+#: what each run's process sets up (`deployments.run_process`), and the encoder Prefect imports, on first use,
+#: for every flow run it creates (a subflow's, or a flow called in the process: `Flow.serialize_parameters`
+#: imports `fastapi.encoders`, and with it FastAPI: 0.6–0.8 s of CPU, issue 43).
+PRELOAD = (
+    "__main__",
+    "prefect.flow_engine",
+    "flows.runtime",
+    "deployments.run_process",
+    "fastapi.encoders",
+)
 
 
 class _ForkServerContexts:
