@@ -13,8 +13,9 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -35,6 +36,9 @@ from models.status import CaseStatus
 from models.tables import Asset, Case, CaseDebtor, FeedCursor, utcnow
 from models.tallies import add_fields
 from models.values import mask_account
+
+#: Accounts per balance request (a bank answers up to 1,000; the simulated ones refuse more).
+BALANCES_PER_REQUEST = 500
 
 
 @dataclass
@@ -167,19 +171,18 @@ def _locked_cursor(session: Session, registry_id: int) -> FeedCursor:
 
 async def poll_once(ctx: Context, skip: Iterable[str] = ()) -> WatchResult:
     """Ask every bank (but those in `skip`) for the balances of the uncovered cases' accounts, then freeze
-    what rose."""
+    what rose. The banks are asked side by side, each within its own limit: a poll takes as long as the
+    bank with the most accounts, not as long as all of them one after another."""
     sessions, connectors, actor = ctx.sessions, ctx.ports, ctx.actor
-    result = WatchResult()
     accounts = await db.read(sessions, uncovered_accounts, ctx.today())
     codes = {r.id: code for code, r in ctx.registries.items()}
-    touched: set[int] = set()
-    for registry_id, identifiers in accounts.items():
-        code = codes.get(registry_id)
-        connector = connectors.get(code or "")
-        if code is None or code in skip or not isinstance(connector, BalancePort):
-            continue
-        for start in range(0, len(identifiers), 500):
-            page = identifiers[start : start + 500]
+
+    async def poll_bank(
+        registry_id: int, code: str, connector: BalancePort, identifiers: list[str]
+    ) -> tuple[WatchResult, set[int]]:
+        result, touched = WatchResult(), set[int]()
+        for start in range(0, len(identifiers), BALANCES_PER_REQUEST):
+            page = identifiers[start : start + BALANCES_PER_REQUEST]
             try:
                 reports = await connector.balances(f"w-{uuid.uuid4().hex[:12]}", page)
             except RegistryError:
@@ -187,13 +190,24 @@ async def poll_once(ctx: Context, skip: Iterable[str] = ()) -> WatchResult:
                 continue
             result.polled_accounts += len(page)
 
-            def record(
-                reports: tuple[AssetReport, ...] = reports, registry_id: int = registry_id, code: str = code
-            ) -> set[int]:
+            def record(reports: tuple[AssetReport, ...] = reports) -> set[int]:
                 with sessions.begin() as session:
                     return record_balances(session, registry_id, code, reports, actor)
 
             touched |= await db.run(sessions, record)
+        return result, touched
+
+    polls: list[Coroutine[Any, Any, tuple[WatchResult, set[int]]]] = []
+    for registry_id, identifiers in accounts.items():
+        code = codes.get(registry_id)
+        connector = connectors.get(code or "")
+        if code is None or code in skip or not isinstance(connector, BalancePort):
+            continue
+        polls.append(poll_bank(registry_id, code, connector, identifiers))
+    result, touched = WatchResult(), set[int]()
+    for polled, cases_touched in await asyncio.gather(*polls):
+        result.add(polled)
+        touched |= cases_touched
     result.deposits = len(touched)
     if touched:
         result.control = await control.control_cases(ctx, sorted(touched))
