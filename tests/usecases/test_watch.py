@@ -9,6 +9,7 @@ import datetime as dt
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +18,8 @@ from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file
 from clerk.casebook.intake import import_cases
 from clerk.control import watch
+from connectors.base import AssetReport, RegistryUnavailable
+from connectors.config import placeholder_configs
 from connectors.loader import build
 from models.supervision import bureau_today
 from models.tables import Asset, AuditEvent, Case, ControlMeasure, FeedCursor, Registry
@@ -107,3 +110,39 @@ def short_accounts(sessions: sessionmaker[Session], today: dt.date) -> list[tupl
                     seen_debtors |= set(debtors)
                     break
     return found
+
+
+class _Bank:
+    """A bank that answers balances (nothing rose), bank-a only once bank-b has been asked too: asked one
+    after the other, bank-a would wait for bank-b for ever (here: until its 10 s run out, then fail)."""
+
+    def __init__(self, code: str, asked: dict[str, asyncio.Event]) -> None:
+        self.code, self.asked = code, asked
+
+    async def balances(self, request_ref: str, identifiers: list[str]) -> tuple[AssetReport, ...]:
+        self.asked[self.code].set()
+        if self.code == "bank-a":
+            try:
+                await asyncio.wait_for(self.asked["bank-b"].wait(), 10)
+            except TimeoutError:
+                raise RegistryUnavailable(self.code, "bank-b was not asked meanwhile") from None
+        return ()
+
+
+def test_a_poll_asks_the_banks_side_by_side(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = [c for c in placeholder_configs() if c.code in ("bank-a", "bank-b")]
+
+    async def scenario() -> watch.WatchResult:
+        asked = {"bank-a": asyncio.Event(), "bank-b": asyncio.Event()}
+        ports = {c.code: _Bank(c.code, asked) for c in configs}
+        ctx = context_for(sessions, ports, configs, at=NOW)  # type: ignore[arg-type]
+        ids = ctx.registry_ids
+        monkeypatch.setattr(
+            watch, "uncovered_accounts", lambda session, today: {ids["bank-a"]: ["1"], ids["bank-b"]: ["2"]}
+        )
+        return await watch.poll_once(ctx)
+
+    result = asyncio.run(scenario())
+    assert (result.failed_calls, result.polled_accounts) == (0, 2)
