@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from sqlalchemy import select
@@ -32,6 +32,7 @@ from clerk.casebook.intake import import_cases
 from clerk.context import Context
 from clerk.control import watch
 from clerk.store import db
+from connectors.adapter import HttpConnector
 from connectors.config import RegistryConfig, placeholder_configs
 from connectors.loader import build
 from connectors.simulator.bank import BankSimulator
@@ -94,14 +95,7 @@ async def _measure(
     gap_s: float,
     poll_s: float,
 ) -> list[float]:
-    connectors = build(configs, ALLOWED)
-    with sessions.begin() as session:
-        registry_ids = querying.ensure_registries(session, configs)
-    ctx = Context(
-        sessions,
-        context.registries(connectors, registry_ids, {c.code: c.batch_size for c in configs}),
-        actor=ACTOR,
-    )
+    ctx = watch_context(sessions, configs)
     urls = {c.code: c.base_url for c in configs}
     seconds = len(targets) * gap_s + poll_s + 10
     stop = asyncio.Event()
@@ -144,27 +138,41 @@ async def _measure(
         for task in watchers:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
-        await asyncio.gather(*(c.aclose() for c in connectors.values()))
+        await close(ctx)
     return latencies
+
+
+def watch_context(
+    sessions: sessionmaker[Session],
+    configs: list[RegistryConfig],
+    policy: Policy | None = None,
+    actor: str = ACTOR,
+) -> Context:
+    """The use cases' context over HTTP to these registries, their rows made sure of; `close` it."""
+    connectors = build(configs, ALLOWED)
+    with sessions.begin() as session:
+        ids = querying.ensure_registries(session, configs)
+    sizes = {c.code: c.batch_size for c in configs}
+    return Context(sessions, context.registries(connectors, ids, sizes), policy or Policy(), actor=actor)
+
+
+async def close(ctx: Context) -> None:
+    """Close a `watch_context`'s clients."""
+    await asyncio.gather(*(cast(HttpConnector, port).aclose() for port in ctx.ports.values()))
 
 
 async def sweep_once(
     sessions: sessionmaker[Session],
     configs: list[RegistryConfig],
     now: dt.datetime,
-    allowed: list[str] = ALLOWED,
     policy: Policy | None = None,
 ) -> None:
     """The first sweep of a freshly imported case book, as the sweep flow makes it."""
-    connectors = build(configs, allowed)
-    with sessions.begin() as session:
-        ids = querying.ensure_registries(session, configs)
-    sizes = {c.code: c.batch_size for c in configs}
-    ctx = Context(sessions, context.registries(connectors, ids, sizes), policy or Policy(), actor=ACTOR)
+    ctx = watch_context(sessions, configs, policy)
     try:
         await sweeping.sweep_due(ctx.at(now), querying.Schedule())
     finally:
-        await asyncio.gather(*(c.aclose() for c in connectors.values()))
+        await close(ctx)
 
 
 def _percentile(values: list[float], p: float) -> float:

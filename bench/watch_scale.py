@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bench.common import record, table
-from bench.watch import ALLOWED, sweep_once
-from clerk import context, control, querying
+from bench.watch import close, sweep_once, watch_context
+from clerk import control
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
@@ -54,7 +53,6 @@ from clerk.settings import Settings
 from clerk.store import db
 from connectors.base import RegistryKind
 from connectors.config import SIM_CREDENTIAL, RegistryConfig
-from connectors.loader import build
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import Quota
 from connectors.simulator.ledger import Holding, Ledger
@@ -295,7 +293,7 @@ class Watching(threading.Thread):
             for task in watchers:
                 task.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
-            await _close(ctx.ports)
+            await close(self.ctx)
 
     def end(self) -> None:
         if self._loop is not None and self._quit is not None:
@@ -503,7 +501,7 @@ def run(
         # The first sweep, unlimited: at a bank's limit its freezes alone would take most of an hour. The
         # limits hold from the watch on.
         unlimited = [c.model_copy(update={"requests_per_second": 0}) for c in served]
-        asyncio.run(sweep_once(sessions, unlimited, now, ALLOWED, policy))
+        asyncio.run(sweep_once(sessions, unlimited, now, policy))
         for bank in banks.values():
             bank.quota = Quota(requests_per_second, requests_per_second)
         found, watched = pools(sessions, banks, exempt, today)
@@ -516,16 +514,8 @@ def run(
         changes = LedgerChanges(banks)
         for mode in ("push", "poll"):
             landings = plan(found, round(rate * seconds), rng)
-            connectors = build(served, ALLOWED)
-            with sessions.begin() as session:
-                ids = querying.ensure_registries(session, served)
-            ctx = Context(
-                sessions,
-                context.registries(connectors, ids, {c.code: c.batch_size for c in served}),
-                policy,
-                actor=ACTOR,
-            )
-            settle = 30.0 if mode == "push" else poll_s * 3 + 30
+            ctx = watch_context(sessions, served, policy, ACTOR)
+            settle = 30.0 if mode == "push" else 600.0  # polling: the goal, p95 under 10 minutes
             row = asyncio.run(measure(mode, ctx, served, banks, changes, landings, rate, poll_s, settle))
             rows.append(
                 row
@@ -542,7 +532,3 @@ def run(
     if breaches:
         raise RuntimeError(f"{len(breaches)} breach(es) of the law at the banks' ledgers (listed above)")
     return rows
-
-
-async def _close(connectors: Mapping[str, Any]) -> None:
-    await asyncio.gather(*(c.aclose() for c in connectors.values()))
