@@ -113,10 +113,9 @@ def _edges(figures: dict[str, Any]) -> dict[str, Any]:
     """Where the time went around the sweep proper: from the timer's start to the sweep's run being recorded
     (`sweeping.start`: for the flow, Prefect's start of the run and `runtime.opened`), and from the run's
     end being recorded (`sweeping.finish`) to the timer's end (the flow's report, notices and end)."""
-    engine = db.engine_for(get_settings().effective_database_url)
-    with db.session_factory(engine)() as session:
+    sessions = db.session_factory(db.engine_for(get_settings().effective_database_url))
+    with sessions() as session:
         run = session.scalars(select(QueryRun).order_by(QueryRun.id.desc()).limit(1)).one()
-    engine.dispose()
     assert run.finished_at is not None
 
     def stamp(moment: dt.datetime) -> float:  # SQLite gives the UTC time back without its zone

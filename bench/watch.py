@@ -78,12 +78,12 @@ def _targets(
     return found
 
 
-async def polling(ctx: Context, stop: asyncio.Event, every_s: float) -> None:
-    """The watch by polling, as the flow runs it: a poll of every bank, then `every_s`, until `stop`."""
-    while not stop.is_set():
-        await watch.poll_once(ctx)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every_s)
+def _held(bank: BankSimulator, account: str) -> int:
+    return sum(
+        m.held_fen or 0
+        for m in bank.ledger.measures.values()
+        if m.identifier == account and m.status == "effective"
+    )
 
 
 async def _measure(
@@ -100,13 +100,19 @@ async def _measure(
     seconds = len(targets) * gap_s + poll_s + 10
     stop = asyncio.Event()
 
+    async def poller() -> None:
+        while not stop.is_set():
+            await watch.poll_once(ctx)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+
     async def listener(code: str) -> None:
         await watch.listen(ctx, code, seconds, 5.0)
 
     watchers = (
         [asyncio.create_task(listener(code)) for code in banks]
         if mode == "push"
-        else [asyncio.create_task(polling(ctx, stop, poll_s))]
+        else [asyncio.create_task(poller())]
     )
     latencies: list[float] = []
     rng = random.Random(5)
@@ -114,13 +120,13 @@ async def _measure(
         await asyncio.sleep(1.0)  # the watch is running
         async with httpx.AsyncClient() as client:
             for code, account, amount in targets:
-                before = banks[code].ledger.held(account)
+                before = _held(banks[code], account)
                 started = time.perf_counter()
                 response = await client.post(
                     f"{urls[code]}/_sim/deposits", json={"account_no": account, "amount_fen": amount}
                 )
                 response.raise_for_status()
-                while banks[code].ledger.held(account) <= before:
+                while _held(banks[code], account) <= before:
                     if time.perf_counter() - started > poll_s + 30:
                         raise RuntimeError(f"{mode}: a deposit was not frozen within {poll_s + 30:.0f} s")
                     await asyncio.sleep(0.01)
@@ -169,8 +175,7 @@ async def sweep_once(
         await close(ctx)
 
 
-def percentile(values: list[float], p: float) -> float:
-    """The `p`th percentile of some figures, by the nearest rank over n - 1."""
+def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
@@ -200,7 +205,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             if len(targets) < deposits:
                 raise RuntimeError(f"only {len(targets)} accounts of short cases to deposit on")
             latencies = asyncio.run(_measure(mode, sessions, configs, banks, targets, gap_s, poll_s))
-            p95 = round(percentile(latencies, 95), 3)
+            p95 = round(_percentile(latencies, 95), 3)
             goal = 5.0 if mode == "push" else 60.0
             results.append(
                 {

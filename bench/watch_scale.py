@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bench.common import record, table
-from bench.watch import close, percentile, polling, sweep_once, watch_context
+from bench.watch import close, sweep_once, watch_context
 from clerk import control
 from clerk.casebook import cases
 from clerk.casebook.casefile import read_case_file, write_case_file
@@ -51,7 +52,7 @@ from clerk.control import watch
 from clerk.settings import Settings
 from clerk.store import db
 from connectors.base import RegistryKind
-from connectors.config import RegistryConfig, placeholder_configs
+from connectors.config import SIM_CREDENTIAL, RegistryConfig
 from connectors.simulator.bank import BankSimulator
 from connectors.simulator.base import Quota
 from connectors.simulator.ledger import Holding, Ledger
@@ -86,17 +87,30 @@ class Landing:
 
 
 def configs(requests_per_second: float) -> list[RegistryConfig]:
-    return placeholder_configs(
-        kinds=[(code, RegistryKind.BANK, "bank-json") for code in BANKS],
-        batch_size=500,
-        requests_per_second=requests_per_second,
-        push_feed=True,
-    )
+    return [
+        RegistryConfig(
+            code=code,
+            name=code,
+            kind=RegistryKind.BANK,
+            adapter="bank-json",
+            base_url="http://127.0.0.1:9",
+            credential=SecretStr(SIM_CREDENTIAL),
+            batch_size=500,
+            requests_per_second=requests_per_second,
+            push_feed=True,
+        )
+        for code in BANKS
+    ]
 
 
 def outsider(bank: str, n: int) -> str:
     """The account number of the `n`th account at `bank` of nobody in the case book."""
     return f"6299{BANKS.index(bank):03d}{n:012d}"
+
+
+def ours(ledger: Ledger, account: str) -> int:
+    """What our effective freezes hold on an account now."""
+    return sum(m.held_fen or 0 for m in ledger.on_asset.get(account, ()) if m.status == "effective")
 
 
 def _short_of_request(ledger: Ledger, account: str) -> bool:
@@ -258,10 +272,16 @@ class Watching(threading.Thread):
         self._loop, self._quit = asyncio.get_running_loop(), asyncio.Event()
         stop, ctx = self._quit, self.ctx
 
+        async def poller() -> None:
+            while not stop.is_set():
+                await watch.poll_once(ctx)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_s)
+
         watchers = (
             [asyncio.create_task(watch.listen(ctx, code, self.seconds, 5.0)) for code in ctx.registries]
             if self.mode == "push"
-            else [asyncio.create_task(polling(ctx, stop, self.poll_s))]
+            else [asyncio.create_task(poller())]
         )
         self.ready.set()
         try:
@@ -310,8 +330,8 @@ async def measure(
             now = time.perf_counter()
             for (code, account), at in changes.take().items():
                 waiting = pending.get((code, account), [])
-                now_held = banks[code].ledger.held(account)
-                for landing in [x for x in waiting if now_held >= x.before + x.expect]:
+                held = ours(banks[code].ledger, account)
+                for landing in [x for x in waiting if held >= x.before + x.expect]:
                     landing.frozen = max(at - landing.posted, 0.0)
                     waiting.remove(landing)
                 if not waiting:
@@ -347,7 +367,7 @@ async def measure(
         async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
             for i, landing in enumerate(landings):
                 await asyncio.sleep(max(0.0, begun + i / rate - time.perf_counter()))
-                landing.before = banks[landing.bank].ledger.held(landing.account)
+                landing.before = ours(banks[landing.bank].ledger, landing.account)
                 landing.posted = time.perf_counter()
                 if landing.expect:
                     pending.setdefault((landing.bank, landing.account), []).append(landing)
@@ -369,8 +389,8 @@ async def measure(
     latencies = [x.frozen for x in landings if x.expect and x.frozen is not None]
     unfrozen = [x for x in landings if x.expect and x.frozen is None]
     for x in unfrozen[:10]:
-        got = banks[x.bank].ledger.held(x.account) - x.before
-        print(f"  {mode}: a {x.kind} deposit of {x.amount} fen: {got} of {x.expect} fen frozen")
+        held = ours(banks[x.bank].ledger, x.account) - x.before
+        print(f"  {mode}: a {x.kind} deposit of {x.amount} fen: {held} of {x.expect} fen frozen")
     missed = len(unfrozen)
     row: dict[str, Any] = {
         "mode": mode,
@@ -392,7 +412,10 @@ async def measure(
 
 
 def _percentile(values: list[float], p: float) -> float | None:
-    return round(percentile(values, p), 3) if values else None
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))], 3)
 
 
 def check_ledgers(
@@ -423,7 +446,7 @@ def check_ledgers(
             others = sum(
                 r.amount_fen or holding.balance_fen for r in holding.restrictions if r.until >= ledger.today
             )
-            mine = ledger.held(holding.identifier)
+            mine = ours(ledger, holding.identifier)
             ours_by_owner[holding.owner_id] += mine
             free_by_owner[holding.owner_id] += max(holding.balance_fen - others - mine, 0)
     with sessions() as session:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -90,13 +89,9 @@ TEST_KINDS = (
 )
 
 
-def placeholder_configs(
-    credential: str = SIM_CREDENTIAL,
-    kinds: Iterable[tuple[str, RegistryKind, str]] = TEST_KINDS,
-    **overrides: object,
-) -> list[RegistryConfig]:
-    """Settings for registries of `kinds` (code, kind, adapter; the four of `TEST_KINDS` unless told),
-    unlimited unless `overrides` say, before `world_in_background` gives them their ports."""
+def placeholder_configs(credential: str = SIM_CREDENTIAL, **overrides: object) -> list[RegistryConfig]:
+    """Settings for the four registries of `TEST_KINDS`, unlimited, before `world_in_background` gives
+    them their ports."""
     return [
         RegistryConfig(
             code=code,
@@ -107,5 +102,5 @@ def placeholder_configs(
             credential=SecretStr(credential),
             **({"requests_per_second": 0} | overrides),
         )
-        for code, kind, adapter in kinds
+        for code, kind, adapter in TEST_KINDS
     ]

@@ -153,7 +153,7 @@ class Ledger:
             assert amount_fen is not None
             assert holding.balance_fen is not None
             taken = sum(r.amount_fen or holding.balance_fen for r in others)
-            free = max(holding.balance_fen - taken - self.held(identifier), 0)
+            free = max(holding.balance_fen - taken - self._ours(identifier), 0)
             if free > 0 or not others:
                 held = min(amount_fen, free)
                 measure = Measure(
@@ -287,8 +287,7 @@ class Ledger:
         self.measures[measure.number] = measure
         self.on_asset.setdefault(measure.identifier, []).append(measure)
 
-    def held(self, identifier: str) -> int:
-        """What our effective freezes hold on an account now."""
+    def _ours(self, identifier: str) -> int:
         return sum(m.held_fen or 0 for m in self.on_asset.get(identifier, ()) if m.status == "effective")
 
     def _promote(self, identifier: str) -> None:
@@ -315,7 +314,7 @@ class Ledger:
         """New money on an account goes first to our freezes that hold less than they asked."""
         if holding.balance_fen is None or self._others_in_force(holding):
             return
-        free = holding.balance_fen - self.held(holding.identifier)
+        free = holding.balance_fen - self._ours(holding.identifier)
         for measure in self.on_asset.get(holding.identifier, ()):  # oldest first
             if free <= 0:
                 break

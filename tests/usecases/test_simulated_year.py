@@ -188,7 +188,12 @@ def free_on_account(ledger: Ledger, identifier: str) -> int:
     holding = ledger.holdings[identifier]
     assert holding.balance_fen is not None
     others = sum(r.amount_fen or holding.balance_fen for r in holding.restrictions if r.until >= ledger.today)
-    return max(holding.balance_fen - others - ledger.held(identifier), 0)
+    ours = sum(
+        m.held_fen or 0
+        for m in ledger.measures.values()
+        if m.identifier == identifier and m.status == "effective"
+    )
+    return max(holding.balance_fen - others - ours, 0)
 
 
 @pytest.mark.minutes

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +22,7 @@ from clerk.casebook.casefile import read_case_file, write_case_file
 from clerk.casebook.intake import import_cases
 from clerk.store import db, tree
 from connectors.base import RegistryKind
-from connectors.config import placeholder_configs
+from connectors.config import RegistryConfig
 from connectors.simulator.ledger import Holding, Ledger
 from connectors.simulator.synthetic import credit_code, resident_id
 from models.exemptions import Exemptions, LivingStandard
@@ -89,9 +90,17 @@ def book(
 
 
 def control_all(sessions: sessionmaker[Session], banks: dict[str, LedgerRegistry]) -> control.Counts:
-    configs = placeholder_configs(
-        "unused: the registries are in process", [(code, RegistryKind.BANK, "bank-json") for code in banks]
-    )
+    configs = [
+        RegistryConfig(
+            code=code,
+            name=code,
+            kind=RegistryKind.BANK,
+            adapter="bank-json",
+            base_url="http://127.0.0.1:9",
+            credential=SecretStr("unused: the registries are in process"),
+        )
+        for code in banks
+    ]
     ctx = context_for(sessions, banks, configs, at=TODAY, actor=ACTOR, policy=POLICY)
 
     async def go() -> control.Counts:
